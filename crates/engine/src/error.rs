@@ -1,0 +1,77 @@
+//! Engine errors: one variant per thing that can go wrong, each naming what failed.
+
+use std::path::PathBuf;
+
+pub type Result<T, E = EngineError> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("cannot read {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path} is not a GGUF file or a Hugging Face model folder ({detail})")]
+    NotAModel { path: PathBuf, detail: String },
+    #[error("{path} is truncated or corrupted: {detail}")]
+    Truncated { path: PathBuf, detail: String },
+    #[error("{path}: unsupported architecture `{arch}` (Freeze-Attn runs Llama-architecture models)")]
+    UnsupportedArchitecture { path: PathBuf, arch: String },
+    #[error("{path}: unsupported tensor type {dtype} (supported: F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K)")]
+    UnsupportedTensorType { path: PathBuf, dtype: String },
+    #[error("{path}: missing or invalid metadata `{key}`: {detail}")]
+    BadMetadata {
+        path: PathBuf,
+        key: String,
+        detail: String,
+    },
+    #[error("{path}: missing tensor `{name}`")]
+    MissingTensor { path: PathBuf, name: String },
+    #[error("{path}: tensor `{name}` has shape {found:?}, expected {expected:?}")]
+    TensorShape {
+        path: PathBuf,
+        name: String,
+        expected: Vec<usize>,
+        found: Vec<usize>,
+    },
+    #[error("tokenizer from {path} has {tokenizer} tokens but the model's vocabulary has {model}")]
+    VocabMismatch {
+        path: PathBuf,
+        tokenizer: usize,
+        model: usize,
+    },
+    #[error("tokenizer: {0}")]
+    Tokenizer(String),
+    #[error("unsupported tokenizer in {path}: {detail}")]
+    UnsupportedTokenizer { path: PathBuf, detail: String },
+    #[error("chat template: {0}")]
+    Template(String),
+    #[error("the model has no chat template; use a raw prompt or a model with `tokenizer.chat_template`")]
+    NoChatTemplate,
+    #[error("{needed} tokens do not fit the model's context of {context} tokens")]
+    ContextOverflow { needed: usize, context: usize },
+    #[error("token id {id} is outside the vocabulary of {vocab} tokens")]
+    BadToken { id: u32, vocab: usize },
+    #[error("invalid sampling parameter: {0}")]
+    BadSampling(String),
+    #[error("device `{0}`: {1}")]
+    Device(String, String),
+    #[error("cancelled")]
+    Cancelled,
+    #[error("attention state belongs to another model: state has {found}, the loaded model is {expected}")]
+    StateModelMismatch { expected: String, found: String },
+    #[error("attention state: {0}")]
+    State(String),
+    #[error(transparent)]
+    Candle(#[from] candle_core::Error),
+}
+
+impl EngineError {
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Self::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}

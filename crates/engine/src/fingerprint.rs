@@ -1,0 +1,120 @@
+//! `ModelFingerprint`: what makes an attention state valid for one model only.
+//!
+//! A blake3 hash over: the model's shape and rope settings (everything in [`ModelConfig`] but its
+//! display name), the live cache dtype, the tokenizer's id → token table and BOS/EOS, the chat
+//! template, and a digest of the weights. The weight digest hashes every tensor's name, type and
+//! shape and 16 evenly spaced 4 KiB windows of its bytes: a different fine-tune, quantization or
+//! corrupted file changes it, and it costs a few megabytes of reads even for an 8B model.
+
+use crate::config::ModelConfig;
+use crate::tokenizer::Tokenizer;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::io::{Read, Seek, SeekFrom};
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ModelFingerprint(pub String);
+
+impl fmt::Display for ModelFingerprint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+const WINDOWS: u64 = 16;
+const WINDOW: u64 = 4096;
+
+/// Accumulates the weight digest, one tensor at a time, in name order.
+pub struct WeightDigest(blake3::Hasher);
+
+impl Default for WeightDigest {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl WeightDigest {
+    pub fn new() -> Self {
+        Self(blake3::Hasher::new())
+    }
+
+    fn header(&mut self, name: &str, dtype: &str, shape: &[usize]) {
+        self.0.update(name.as_bytes());
+        self.0.update(&[0]);
+        self.0.update(dtype.as_bytes());
+        for d in shape {
+            self.0.update(&(*d as u64).to_le_bytes());
+        }
+    }
+
+    /// A tensor whose bytes are in memory (or memory-mapped).
+    pub fn tensor_bytes(&mut self, name: &str, dtype: &str, shape: &[usize], bytes: &[u8]) {
+        self.header(name, dtype, shape);
+        for (s, e) in windows(bytes.len() as u64) {
+            self.0.update(&bytes[s as usize..e as usize]);
+        }
+    }
+
+    /// A tensor stored at `offset..offset+len` of a file.
+    pub fn tensor_in_file<R: Read + Seek>(
+        &mut self,
+        file: &mut R,
+        name: &str,
+        dtype: &str,
+        shape: &[usize],
+        offset: u64,
+        len: u64,
+    ) -> std::io::Result<()> {
+        self.header(name, dtype, shape);
+        let mut buf = vec![0u8; WINDOW as usize];
+        for (s, e) in windows(len) {
+            file.seek(SeekFrom::Start(offset + s))?;
+            let n = (e - s) as usize;
+            file.read_exact(&mut buf[..n])?;
+            self.0.update(&buf[..n]);
+        }
+        Ok(())
+    }
+
+    pub fn finish(self) -> [u8; 32] {
+        *self.0.finalize().as_bytes()
+    }
+}
+
+fn windows(len: u64) -> Vec<(u64, u64)> {
+    if len <= WINDOWS * WINDOW {
+        return vec![(0, len)];
+    }
+    let step = (len - WINDOW) / (WINDOWS - 1);
+    (0..WINDOWS).map(|i| (i * step, i * step + WINDOW)).collect()
+}
+
+/// Combines everything that makes a state valid into the fingerprint.
+pub fn fingerprint(
+    config: &ModelConfig,
+    kv_dtype: &str,
+    tokenizer: &Tokenizer,
+    template: Option<&str>,
+    weights: [u8; 32],
+) -> ModelFingerprint {
+    let mut h = blake3::Hasher::new();
+    h.update(b"freeze-attn model fingerprint v1\0");
+    let shape = ModelConfig { name: String::new(), ..config.clone() };
+    h.update(serde_json::to_string(&shape).unwrap_or_default().as_bytes());
+    h.update(kv_dtype.as_bytes());
+    h.update(&(tokenizer.vocab_size() as u64).to_le_bytes());
+    for id in 0..tokenizer.vocab_size() as u32 {
+        if let Some(t) = tokenizer.token_text(id) {
+            h.update(t.as_bytes());
+        }
+        h.update(&[0xff]);
+    }
+    h.update(&[u8::from(tokenizer.add_bos())]);
+    for id in [tokenizer.bos(), tokenizer.eos()] {
+        h.update(&id.map(|i| i as i64).unwrap_or(-1).to_le_bytes());
+    }
+    h.update(template.unwrap_or("").as_bytes());
+    h.update(&weights);
+    ModelFingerprint(h.finalize().to_hex()[..32].to_string())
+}

@@ -1,0 +1,207 @@
+//! `KvState`: the attention state the caller owns.
+//!
+//! Per layer, K and V live in preallocated buffers of shape `(n_kv_head, capacity, head_dim)`;
+//! positions `0..len` are valid and `tokens` holds exactly the `len` token ids they came from.
+//! Appending writes in place (`slice_set`) and grows the buffers geometrically, so a token never
+//! costs a copy of the whole cache. Rewinding only shortens `len`. Cloning (a fork) shares the
+//! buffers; the first write to a shared layer copies its valid prefix (copy on write), so a fork
+//! and its original evolve independently.
+
+use crate::error::{EngineError, Result};
+use candle_core::{DType, Device, Tensor};
+use std::sync::Arc;
+
+/// Growth granularity in positions.
+const GROW_STEP: usize = 256;
+
+/// The fixed geometry of a model's attention state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KvGeometry {
+    pub n_layer: usize,
+    pub n_kv_head: usize,
+    pub head_dim: usize,
+    pub dtype: DType,
+    /// The model's context length: the state never grows past it.
+    pub max_len: usize,
+}
+
+#[derive(Debug)]
+struct LayerKv {
+    k: Tensor,
+    v: Tensor,
+}
+
+#[derive(Debug, Clone)]
+pub struct KvState {
+    geometry: KvGeometry,
+    device: Device,
+    tokens: Vec<u32>,
+    layers: Vec<Arc<LayerKv>>,
+    capacity: usize,
+}
+
+impl KvState {
+    /// An empty state; buffers are allocated on the first append.
+    pub fn new(geometry: KvGeometry, device: &Device) -> Self {
+        Self { geometry, device: device.clone(), tokens: Vec::new(), layers: Vec::new(), capacity: 0 }
+    }
+
+    /// Builds a state from per-layer K/V buffers already filled for `tokens`
+    /// (`(n_kv_head, capacity, head_dim)` each, capacity ≥ tokens). Used by the state loader,
+    /// which writes straight into freshly allocated buffers.
+    pub fn from_buffers(
+        geometry: KvGeometry,
+        device: &Device,
+        tokens: Vec<u32>,
+        buffers: Vec<(Tensor, Tensor)>,
+    ) -> Result<Self> {
+        if buffers.len() != geometry.n_layer {
+            return Err(EngineError::State(format!(
+                "{} layers of K/V for a model with {} layers",
+                buffers.len(),
+                geometry.n_layer
+            )));
+        }
+        let mut capacity = usize::MAX;
+        for (k, v) in &buffers {
+            let (h, cap, d) = k.dims3()?;
+            if k.dims() != v.dims() || h != geometry.n_kv_head || d != geometry.head_dim {
+                return Err(EngineError::State(format!("K/V buffer shape {:?} does not fit the model", k.dims())));
+            }
+            if k.dtype() != geometry.dtype || v.dtype() != geometry.dtype {
+                return Err(EngineError::State(format!("K/V buffer dtype {:?}, expected {:?}", k.dtype(), geometry.dtype)));
+            }
+            capacity = capacity.min(cap);
+        }
+        if buffers.is_empty() {
+            capacity = 0;
+        }
+        if tokens.len() > capacity && !tokens.is_empty() {
+            return Err(EngineError::State(format!("{} tokens in buffers of {capacity} positions", tokens.len())));
+        }
+        let layers = buffers.into_iter().map(|(k, v)| Arc::new(LayerKv { k, v })).collect();
+        Ok(Self { geometry, device: device.clone(), tokens, layers, capacity })
+    }
+
+    pub fn geometry(&self) -> &KvGeometry {
+        &self.geometry
+    }
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+    /// Number of positions (= tokens) held.
+    pub fn len(&self) -> usize {
+        self.tokens.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.tokens.is_empty()
+    }
+    /// The token ids whose K/V this state holds, in order.
+    pub fn tokens(&self) -> &[u32] {
+        &self.tokens
+    }
+    /// Allocated positions.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Rewinds to the first `len` tokens. Cheap: no K/V is copied or freed.
+    pub fn truncate(&mut self, len: usize) {
+        self.tokens.truncate(len);
+    }
+
+    /// A fork: shares every buffer until one side writes.
+    pub fn fork(&self) -> Self {
+        self.clone()
+    }
+
+    /// True when this state and `other` still share the K/V storage of layer 0 (fork not yet written).
+    pub fn shares_storage_with(&self, other: &KvState) -> bool {
+        match (self.layers.first(), other.layers.first()) {
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        }
+    }
+
+    /// Bytes of K/V memory allocated by this state (shared buffers counted in full).
+    pub fn allocated_bytes(&self) -> usize {
+        2 * self.geometry.n_layer * self.geometry.n_kv_head * self.geometry.head_dim * self.capacity
+            * self.geometry.dtype.size_in_bytes()
+    }
+
+    /// Valid K and V of `layer` for positions `start..end`, as views `(n_kv_head, end-start, head_dim)`.
+    /// The views alias the live buffers: use them before the state is written again.
+    pub fn layer_view(&self, layer: usize, start: usize, end: usize) -> Result<(Tensor, Tensor)> {
+        if end > self.len() || start > end || layer >= self.layers.len() {
+            return Err(EngineError::State(format!(
+                "layer {layer} positions {start}..{end} outside a state of {} tokens",
+                self.len()
+            )));
+        }
+        let l = &self.layers[layer];
+        Ok((l.k.narrow(1, start, end - start)?, l.v.narrow(1, start, end - start)?))
+    }
+
+    /// Views of `layer` for positions `0..end` without checking against committed tokens.
+    pub(crate) fn raw_view(&self, layer: usize, end: usize) -> Result<(Tensor, Tensor)> {
+        let l = &self.layers[layer];
+        Ok((l.k.narrow(1, 0, end)?, l.v.narrow(1, 0, end)?))
+    }
+
+    /// Makes room for `extra` more positions and makes every layer's buffers exclusive to this
+    /// state (copy on write). Called once per forward, before any layer writes.
+    pub(crate) fn prepare_append(&mut self, extra: usize) -> Result<()> {
+        let needed = self.len() + extra;
+        if needed > self.geometry.max_len {
+            return Err(EngineError::ContextOverflow { needed, context: self.geometry.max_len });
+        }
+        let grow = needed > self.capacity;
+        let shared = self.layers.iter().any(|l| Arc::strong_count(l) > 1);
+        if !grow && !shared && !self.layers.is_empty() {
+            return Ok(());
+        }
+        let new_cap = if grow {
+            let target = needed.max(self.capacity + self.capacity / 2);
+            target.div_ceil(GROW_STEP).saturating_mul(GROW_STEP).min(self.geometry.max_len)
+        } else {
+            self.capacity
+        };
+        let g = self.geometry;
+        let len = self.len();
+        let mut layers = Vec::with_capacity(g.n_layer);
+        for i in 0..g.n_layer {
+            let existing = self.layers.get(i);
+            if let Some(l) = existing {
+                if !grow && Arc::strong_count(l) == 1 {
+                    layers.push(l.clone());
+                    continue;
+                }
+            }
+            let k = Tensor::zeros((g.n_kv_head, new_cap, g.head_dim), g.dtype, &self.device)?;
+            let v = Tensor::zeros((g.n_kv_head, new_cap, g.head_dim), g.dtype, &self.device)?;
+            if let (Some(l), true) = (existing, len > 0) {
+                k.slice_set(&l.k.narrow(1, 0, len)?.contiguous()?, 1, 0)?;
+                v.slice_set(&l.v.narrow(1, 0, len)?.contiguous()?, 1, 0)?;
+            }
+            layers.push(Arc::new(LayerKv { k, v }));
+        }
+        self.layers = layers;
+        self.capacity = new_cap;
+        Ok(())
+    }
+
+    /// Writes K/V `(n_kv_head, n, head_dim)` for positions `len..len+n` of `layer`.
+    /// `prepare_append` must have run for this forward.
+    pub(crate) fn write(&self, layer: usize, k: &Tensor, v: &Tensor) -> Result<()> {
+        let l = &self.layers[layer];
+        let pos = self.len();
+        k.to_dtype(self.geometry.dtype)?.contiguous().and_then(|k| l.k.slice_set(&k, 1, pos))?;
+        v.to_dtype(self.geometry.dtype)?.contiguous().and_then(|v| l.v.slice_set(&v, 1, pos))?;
+        Ok(())
+    }
+
+    /// Records that `tokens` now occupy the positions just written.
+    pub(crate) fn commit(&mut self, tokens: &[u32]) {
+        self.tokens.extend_from_slice(tokens);
+    }
+}

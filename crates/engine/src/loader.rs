@@ -1,0 +1,161 @@
+//! Opening a model from a path: a GGUF file or a Hugging Face folder, with its tokenizer, its
+//! chat template and its fingerprint.
+
+use crate::device::device_name;
+use crate::error::{EngineError, Result};
+use crate::fingerprint::{fingerprint, ModelFingerprint};
+use crate::model::{gguf, hf, Model};
+use crate::template::ChatTemplate;
+use crate::tokenizer::{self, Tokenizer};
+use candle_core::Device;
+use serde::{Deserialize, Serialize};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ModelFormat {
+    Gguf,
+    HfFolder,
+}
+
+/// What the UI and the CLI show about a loaded model.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ModelInfo {
+    pub path: PathBuf,
+    pub format: ModelFormat,
+    pub name: String,
+    /// Weight type, e.g. `Q4_1` or `BF16`.
+    pub weight_type: String,
+    pub bytes: u64,
+    pub device: String,
+    pub context_length: usize,
+    pub n_layer: usize,
+    pub vocab_size: usize,
+    pub fingerprint: ModelFingerprint,
+    pub has_chat_template: bool,
+}
+
+/// A model ready to run: weights, tokenizer, chat template and fingerprint.
+#[derive(Debug)]
+pub struct LoadedModel {
+    pub model: Model,
+    pub tokenizer: Tokenizer,
+    pub template: Option<ChatTemplate>,
+    pub info: ModelInfo,
+}
+
+impl LoadedModel {
+    pub fn fingerprint(&self) -> &ModelFingerprint {
+        &self.info.fingerprint
+    }
+
+    /// The chat template, or a clear error when the model has none.
+    pub fn template(&self) -> Result<&ChatTemplate> {
+        self.template.as_ref().ok_or(EngineError::NoChatTemplate)
+    }
+}
+
+fn template_for(source: Option<String>, tokenizer: &Tokenizer) -> Result<Option<ChatTemplate>> {
+    let text = |id: Option<u32>| id.and_then(|i| tokenizer.token_text(i)).unwrap_or_default();
+    source
+        .map(|s| ChatTemplate::new(&s, &text(tokenizer.bos()), &text(tokenizer.eos())))
+        .transpose()
+}
+
+fn check_vocab(path: &Path, tokenizer: &Tokenizer, model: &Model, exact: bool) -> Result<()> {
+    let (t, m) = (tokenizer.vocab_size(), model.config().vocab_size);
+    if t > m || (exact && t != m) {
+        return Err(EngineError::VocabMismatch { path: path.into(), tokenizer: t, model: m });
+    }
+    Ok(())
+}
+
+/// Loads a model from a GGUF file or a Hugging Face folder onto `device`.
+pub fn load_model(path: &Path, device: &Device) -> Result<LoadedModel> {
+    let meta = std::fs::metadata(path).map_err(|e| EngineError::io(path, e))?;
+    if meta.is_dir() {
+        return load_hf(path, device);
+    }
+    let mut magic = [0u8; 4];
+    let mut f = std::fs::File::open(path).map_err(|e| EngineError::io(path, e))?;
+    if f.read_exact(&mut magic).is_err() || &magic != b"GGUF" {
+        return Err(EngineError::NotAModel {
+            path: path.into(),
+            detail: if meta.len() < 4 { "the file is empty or too short".into() } else { "no GGUF magic at the start of the file".into() },
+        });
+    }
+    load_gguf(path, device, meta.len())
+}
+
+fn load_gguf(path: &Path, device: &Device, bytes: u64) -> Result<LoadedModel> {
+    let mut g = gguf::GgufFile::open(path)?;
+    let config = gguf::read_config(&g)?;
+    let tokenizer = tokenizer::gguf::from_gguf(&g)?;
+    let template_src = g.meta_str("tokenizer.chat_template").ok().map(str::to_string);
+    let weight_type = gguf::weight_type(&g);
+    let digest = gguf::weight_digest(&g)?;
+    let model = gguf::load_model(&mut g, config, device)?;
+    check_vocab(path, &tokenizer, &model, true)?;
+    let template = template_for(template_src.clone(), &tokenizer)?;
+    finish(path, ModelFormat::Gguf, model, tokenizer, template, template_src, weight_type, bytes, digest, device)
+}
+
+fn load_hf(dir: &Path, device: &Device) -> Result<LoadedModel> {
+    if !dir.join("config.json").exists() {
+        return Err(EngineError::NotAModel { path: dir.into(), detail: "the folder has no config.json".into() });
+    }
+    let (config, torch_dtype) = hf::read_config(dir)?;
+    let tokenizer = Tokenizer::from_hf_dir(dir)?;
+    let template_src = std::fs::read_to_string(dir.join("tokenizer_config.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .and_then(|v| v.get("chat_template").cloned())
+        .and_then(|v| match v {
+            serde_json::Value::String(s) => Some(s),
+            // A list of named templates: take the default one.
+            serde_json::Value::Array(a) => a
+                .iter()
+                .find(|t| t.get("name").and_then(|n| n.as_str()) == Some("default"))
+                .and_then(|t| t.get("template")?.as_str().map(str::to_string)),
+            _ => None,
+        })
+        .or_else(|| std::fs::read_to_string(dir.join("chat_template.jinja")).ok());
+    let bytes = hf::weight_files(dir)?.iter().filter_map(|p| std::fs::metadata(p).ok()).map(|m| m.len()).sum();
+    let weight_type = torch_dtype.clone().unwrap_or_else(|| "float32".into());
+    let (model, digest) = hf::load_model(dir, config, torch_dtype.as_deref(), device)?;
+    check_vocab(&dir.join("tokenizer.json"), &tokenizer, &model, false)?;
+    let template = template_for(template_src.clone(), &tokenizer)?;
+    finish(dir, ModelFormat::HfFolder, model, tokenizer, template, template_src, weight_type, bytes, digest, device)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn finish(
+    path: &Path,
+    format: ModelFormat,
+    model: Model,
+    tokenizer: Tokenizer,
+    template: Option<ChatTemplate>,
+    template_src: Option<String>,
+    weight_type: String,
+    bytes: u64,
+    digest: [u8; 32],
+    device: &Device,
+) -> Result<LoadedModel> {
+    let c = model.config();
+    let fp = fingerprint(c, &format!("{:?}", model.kv_dtype()), &tokenizer, template_src.as_deref(), digest);
+    let info = ModelInfo {
+        path: path.into(),
+        format,
+        name: c.name.clone(),
+        weight_type,
+        bytes,
+        device: device_name(device),
+        context_length: c.context_length,
+        n_layer: c.n_layer,
+        vocab_size: c.vocab_size,
+        fingerprint: fp,
+        has_chat_template: template.is_some(),
+    };
+    Ok(LoadedModel { model, tokenizer, template, info })
+}

@@ -1,0 +1,242 @@
+//! Loading a Hugging Face Llama folder: `config.json` + `*.safetensors` (single or sharded).
+
+use super::{Block, Linear, Model};
+use crate::config::{ModelConfig, RopeConfig, RopeScaling, RopeStyle};
+use crate::error::{EngineError, Result};
+use crate::fingerprint::WeightDigest;
+use candle_core::safetensors::MmapedSafetensors;
+use candle_core::{DType, Device, Tensor};
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Deserialize)]
+struct RopeScalingJson {
+    #[serde(alias = "type")]
+    rope_type: Option<String>,
+    factor: Option<f32>,
+    low_freq_factor: Option<f32>,
+    high_freq_factor: Option<f32>,
+    original_max_position_embeddings: Option<usize>,
+}
+
+#[derive(Debug, Deserialize)]
+struct HfConfig {
+    #[serde(default)]
+    architectures: Vec<String>,
+    model_type: Option<String>,
+    hidden_size: usize,
+    intermediate_size: usize,
+    num_hidden_layers: usize,
+    num_attention_heads: usize,
+    num_key_value_heads: Option<usize>,
+    head_dim: Option<usize>,
+    rms_norm_eps: f64,
+    #[serde(default = "default_theta")]
+    rope_theta: f32,
+    rope_scaling: Option<RopeScalingJson>,
+    max_position_embeddings: usize,
+    vocab_size: usize,
+    #[serde(default)]
+    tie_word_embeddings: bool,
+    #[serde(default)]
+    attention_bias: bool,
+    #[serde(default)]
+    mlp_bias: bool,
+    torch_dtype: Option<String>,
+    #[serde(rename = "_name_or_path")]
+    name_or_path: Option<String>,
+}
+
+fn default_theta() -> f32 {
+    10000.0
+}
+
+fn bad(path: &Path, key: &str, detail: impl Into<String>) -> EngineError {
+    EngineError::BadMetadata { path: path.into(), key: key.into(), detail: detail.into() }
+}
+
+/// Reads and checks `config.json`.
+pub fn read_config(dir: &Path) -> Result<(ModelConfig, Option<String>)> {
+    let path = dir.join("config.json");
+    let text = std::fs::read_to_string(&path).map_err(|e| EngineError::io(&path, e))?;
+    let hf: HfConfig = serde_json::from_str(&text).map_err(|e| bad(&path, "config.json", e.to_string()))?;
+    let arch = hf
+        .architectures
+        .first()
+        .cloned()
+        .or_else(|| hf.model_type.clone())
+        .unwrap_or_else(|| "unknown".into());
+    let is_llama = hf.model_type.as_deref() == Some("llama")
+        || hf.architectures.iter().any(|a| a == "LlamaForCausalLM");
+    if !is_llama {
+        return Err(EngineError::UnsupportedArchitecture { path, arch });
+    }
+    if hf.attention_bias || hf.mlp_bias {
+        return Err(EngineError::UnsupportedArchitecture { path, arch: format!("{arch} with bias terms") });
+    }
+    let scaling = match &hf.rope_scaling {
+        None => RopeScaling::None,
+        Some(s) => match s.rope_type.as_deref() {
+            Some("llama3") => RopeScaling::Llama3 {
+                factor: s.factor.ok_or_else(|| bad(&path, "rope_scaling.factor", "missing"))?,
+                low_freq_factor: s.low_freq_factor.ok_or_else(|| bad(&path, "rope_scaling.low_freq_factor", "missing"))?,
+                high_freq_factor: s
+                    .high_freq_factor
+                    .ok_or_else(|| bad(&path, "rope_scaling.high_freq_factor", "missing"))?,
+                original_max_position_embeddings: s
+                    .original_max_position_embeddings
+                    .ok_or_else(|| bad(&path, "rope_scaling.original_max_position_embeddings", "missing"))?,
+            },
+            Some("linear") => {
+                RopeScaling::Linear { factor: s.factor.ok_or_else(|| bad(&path, "rope_scaling.factor", "missing"))? }
+            }
+            Some("default") => RopeScaling::None,
+            other => {
+                return Err(bad(&path, "rope_scaling", format!("rope scaling {other:?} is not supported")));
+            }
+        },
+    };
+    let head_dim = hf.head_dim.unwrap_or(hf.hidden_size / hf.num_attention_heads.max(1));
+    let name = hf
+        .name_or_path
+        .clone()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| dir.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default());
+    let config = ModelConfig {
+        architecture: "llama".into(),
+        name,
+        n_layer: hf.num_hidden_layers,
+        n_embd: hf.hidden_size,
+        n_head: hf.num_attention_heads,
+        n_kv_head: hf.num_key_value_heads.unwrap_or(hf.num_attention_heads),
+        head_dim,
+        n_ff: hf.intermediate_size,
+        vocab_size: hf.vocab_size,
+        context_length: hf.max_position_embeddings,
+        rms_eps: hf.rms_norm_eps as f32,
+        rope: RopeConfig { theta: hf.rope_theta, dim: head_dim, style: RopeStyle::HalfSplit, scaling },
+        tied_embeddings: hf.tie_word_embeddings,
+    };
+    config.validate().map_err(|d| bad(&path, "config.json", d))?;
+    Ok((config, hf.torch_dtype))
+}
+
+/// The safetensors files of a folder: the shards named by `model.safetensors.index.json`, or
+/// `model.safetensors`.
+pub fn weight_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    let index = dir.join("model.safetensors.index.json");
+    if index.exists() {
+        let text = std::fs::read_to_string(&index).map_err(|e| EngineError::io(&index, e))?;
+        let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| bad(&index, "weight_map", e.to_string()))?;
+        let map = v
+            .get("weight_map")
+            .and_then(|m| m.as_object())
+            .ok_or_else(|| bad(&index, "weight_map", "missing"))?;
+        let mut files: Vec<String> = map.values().filter_map(|f| f.as_str().map(str::to_string)).collect();
+        files.sort();
+        files.dedup();
+        return files
+            .into_iter()
+            .map(|f| {
+                if f.contains("..") || f.contains('/') || f.contains('\\') {
+                    return Err(bad(&index, "weight_map", format!("shard name `{f}` is not a plain file name")));
+                }
+                let p = dir.join(&f);
+                if !p.exists() {
+                    return Err(EngineError::io(&p, std::io::Error::new(std::io::ErrorKind::NotFound, "shard listed in the index is missing")));
+                }
+                Ok(p)
+            })
+            .collect();
+    }
+    let single = dir.join("model.safetensors");
+    if single.exists() {
+        return Ok(vec![single]);
+    }
+    Err(EngineError::NotAModel { path: dir.into(), detail: "no model.safetensors or model.safetensors.index.json".into() })
+}
+
+struct Weights<'a> {
+    st: MmapedSafetensors,
+    dir: &'a Path,
+    device: &'a Device,
+    dtype: DType,
+}
+
+impl Weights<'_> {
+    fn get(&self, name: &str, shape: &[usize]) -> Result<Tensor> {
+        let view = self.st.get(name).map_err(|_| EngineError::MissingTensor { path: self.dir.into(), name: name.into() })?;
+        if view.shape() != shape {
+            return Err(EngineError::TensorShape {
+                path: self.dir.into(),
+                name: name.into(),
+                expected: shape.to_vec(),
+                found: view.shape().to_vec(),
+            });
+        }
+        match view.dtype() {
+            safetensors::Dtype::BF16 | safetensors::Dtype::F16 | safetensors::Dtype::F32 => {}
+            other => {
+                return Err(EngineError::UnsupportedTensorType { path: self.dir.into(), dtype: format!("{other:?} (tensor `{name}`)") })
+            }
+        }
+        Ok(self.st.load(name, self.device)?.to_dtype(self.dtype)?)
+    }
+
+    fn linear(&self, name: &str, rows: usize, cols: usize) -> Result<Linear> {
+        Ok(Linear::from_tensor(self.get(name, &[rows, cols])?)?)
+    }
+}
+
+/// Loads the weights; activations run in f32 on the CPU and in the checkpoint's half type on GPUs.
+/// Also returns the weight digest for the model fingerprint.
+pub fn load_model(dir: &Path, config: ModelConfig, torch_dtype: Option<&str>, device: &Device) -> Result<(Model, [u8; 32])> {
+    let files = weight_files(dir)?;
+    // SAFETY: the files are opened read-only; as with any mmap, another process truncating them
+    // while we read is outside what we can guard against.
+    let st = unsafe { MmapedSafetensors::multi(&files) }
+        .map_err(|e| EngineError::Truncated { path: dir.into(), detail: e.to_string() })?;
+    let dtype = if device.is_cpu() {
+        DType::F32
+    } else {
+        match torch_dtype {
+            Some("bfloat16") => DType::BF16,
+            Some("float16") => DType::F16,
+            _ => DType::F32,
+        }
+    };
+    let mut digest = WeightDigest::new();
+    let mut names: Vec<(String, safetensors::tensor::TensorView<'_>)> = st.tensors();
+    names.sort_by(|a, b| a.0.cmp(&b.0));
+    for (name, view) in &names {
+        digest.tensor_bytes(name, &format!("{:?}", view.dtype()), view.shape(), view.data());
+    }
+    drop(names);
+    let w = Weights { st, dir, device, dtype };
+    let c = &config;
+    let q_dim = c.n_head * c.head_dim;
+    let kv_dim = c.n_kv_head * c.head_dim;
+    let embed = w.linear("model.embed_tokens.weight", c.vocab_size, c.n_embd)?;
+    let mut blocks = Vec::with_capacity(c.n_layer);
+    for i in 0..c.n_layer {
+        let p = format!("model.layers.{i}");
+        blocks.push(Block {
+            attn_norm: w.get(&format!("{p}.input_layernorm.weight"), &[c.n_embd])?,
+            wq: w.linear(&format!("{p}.self_attn.q_proj.weight"), q_dim, c.n_embd)?,
+            wk: w.linear(&format!("{p}.self_attn.k_proj.weight"), kv_dim, c.n_embd)?,
+            wv: w.linear(&format!("{p}.self_attn.v_proj.weight"), kv_dim, c.n_embd)?,
+            wo: w.linear(&format!("{p}.self_attn.o_proj.weight"), c.n_embd, q_dim)?,
+            ffn_norm: w.get(&format!("{p}.post_attention_layernorm.weight"), &[c.n_embd])?,
+            w_gate: w.linear(&format!("{p}.mlp.gate_proj.weight"), c.n_ff, c.n_embd)?,
+            w_up: w.linear(&format!("{p}.mlp.up_proj.weight"), c.n_ff, c.n_embd)?,
+            w_down: w.linear(&format!("{p}.mlp.down_proj.weight"), c.n_embd, c.n_ff)?,
+        });
+    }
+    let norm = w.get("model.norm.weight", &[c.n_embd])?;
+    let output = if c.tied_embeddings {
+        embed.clone()
+    } else {
+        w.linear("lm_head.weight", c.vocab_size, c.n_embd)?
+    };
+    Ok((Model::assemble(config, device.clone(), dtype, embed, blocks, norm, output), digest.finish()))
+}

@@ -1,0 +1,52 @@
+//! A weight matrix used as `y = x · Wᵀ`: quantized (GGUF blocks) or dense (f32/f16/bf16).
+//! Kept behind our own type so faster kernels can replace candle's without touching the model.
+
+use candle_core::quantized::{QMatMul, QTensor};
+use candle_core::{DType, Module, Tensor};
+use std::sync::Arc;
+
+#[derive(Debug, Clone)]
+pub struct Linear {
+    inner: QMatMul,
+    out_features: usize,
+    in_features: usize,
+}
+
+impl Linear {
+    pub fn from_qtensor(t: Arc<QTensor>) -> candle_core::Result<Self> {
+        let (out_features, in_features) = t.shape().dims2()?;
+        Ok(Self { inner: QMatMul::from_arc(t)?, out_features, in_features })
+    }
+
+    pub fn from_tensor(t: Tensor) -> candle_core::Result<Self> {
+        let (out_features, in_features) = t.dims2()?;
+        Ok(Self { inner: QMatMul::Tensor(t), out_features, in_features })
+    }
+
+    pub fn out_features(&self) -> usize {
+        self.out_features
+    }
+    pub fn in_features(&self) -> usize {
+        self.in_features
+    }
+
+    /// `x`: `(rows, in_features)` → `(rows, out_features)`, in x's dtype.
+    pub fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        match &self.inner {
+            QMatMul::QTensor(_) if x.dtype() != DType::F32 => {
+                let dt = x.dtype();
+                self.inner.forward(&x.to_dtype(DType::F32)?)?.to_dtype(dt)
+            }
+            QMatMul::Tensor(w) if w.dtype() != x.dtype() => {
+                x.matmul(&w.to_dtype(x.dtype())?.t()?)
+            }
+            _ => self.inner.forward(x),
+        }
+    }
+
+    /// Rows of the matrix for the given ids (token embeddings), as `(ids, in_features)` f32 or
+    /// the dense weight's dtype. Only the selected rows are dequantized.
+    pub fn embedding(&self, ids: &Tensor) -> candle_core::Result<Tensor> {
+        self.inner.embedding(ids)
+    }
+}

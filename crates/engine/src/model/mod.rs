@@ -1,0 +1,202 @@
+//! Our own Llama forward pass over a caller-owned [`KvState`].
+//!
+//! Follows candle-transformers' `quantized_llama.rs` and Hugging Face's `modeling_llama.py`
+//! (pre-norm blocks, SwiGLU feed-forward, rotary positions, grouped-query attention), with the
+//! differences that make attention states first-class: the cache is a separate value passed in by
+//! `&mut`, it is preallocated and written in place, K/V are stored once per KV head (grouped
+//! queries attend to them without `repeat_kv` copies), and the position comes from the state.
+
+mod attention;
+pub mod gguf;
+pub mod hf;
+mod linear;
+mod rope;
+
+pub use linear::Linear;
+
+use crate::config::ModelConfig;
+use crate::error::{EngineError, Result};
+use crate::kv::{KvGeometry, KvState};
+use candle_core::{DType, Device, Tensor, D};
+use rope::Rope;
+
+/// Default number of tokens per prefill chunk.
+pub const DEFAULT_CHUNK: usize = 512;
+
+#[derive(Debug)]
+pub(crate) struct Block {
+    pub attn_norm: Tensor,
+    pub wq: Linear,
+    pub wk: Linear,
+    pub wv: Linear,
+    pub wo: Linear,
+    pub ffn_norm: Tensor,
+    pub w_gate: Linear,
+    pub w_up: Linear,
+    pub w_down: Linear,
+}
+
+/// Immutable, shareable weights. All mutable attention state lives in [`KvState`].
+#[derive(Debug)]
+pub struct Model {
+    config: ModelConfig,
+    device: Device,
+    /// Dtype of activations between layers (f32 on CPU and for quantized weights).
+    act_dtype: DType,
+    /// Dtype of the live K/V cache.
+    kv_dtype: DType,
+    embed: Linear,
+    blocks: Vec<Block>,
+    norm: Tensor,
+    output: Linear,
+    rope: Rope,
+}
+
+/// Progress of a chunked prefill; return `false` from the callback to cancel.
+#[derive(Debug, Clone, Copy)]
+pub struct PrefillProgress {
+    pub done: usize,
+    pub total: usize,
+}
+
+impl Model {
+    pub(crate) fn assemble(
+        config: ModelConfig,
+        device: Device,
+        act_dtype: DType,
+        embed: Linear,
+        blocks: Vec<Block>,
+        norm: Tensor,
+        output: Linear,
+    ) -> Self {
+        let rope = Rope::new(config.rope.inv_freq(), config.rope.style);
+        Self { config, device, act_dtype, kv_dtype: DType::F16, embed, blocks, norm, output, rope }
+    }
+
+    pub fn config(&self) -> &ModelConfig {
+        &self.config
+    }
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+    pub fn kv_dtype(&self) -> DType {
+        self.kv_dtype
+    }
+
+    pub fn kv_geometry(&self) -> KvGeometry {
+        KvGeometry {
+            n_layer: self.config.n_layer,
+            n_kv_head: self.config.n_kv_head,
+            head_dim: self.config.head_dim,
+            dtype: self.kv_dtype,
+            max_len: self.config.context_length,
+        }
+    }
+
+    /// A new, empty attention state for this model.
+    pub fn new_state(&self) -> KvState {
+        KvState::new(self.kv_geometry(), &self.device)
+    }
+
+    fn check_state(&self, state: &KvState) -> Result<()> {
+        if *state.geometry() != self.kv_geometry() || !state.device().same_device(&self.device) {
+            return Err(EngineError::State(format!(
+                "state geometry {:?} does not belong to this model ({:?})",
+                state.geometry(),
+                self.kv_geometry()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Runs `tokens` through the model after the state's positions, appending their K/V.
+    /// Returns f32 logits `(1, vocab)` for the last token, or `(tokens, vocab)` with `all_logits`.
+    /// On error the state is left as it was.
+    pub fn forward(&self, tokens: &[u32], state: &mut KvState, all_logits: bool) -> Result<Tensor> {
+        self.check_state(state)?;
+        if tokens.is_empty() {
+            return Err(EngineError::State("forward called with no tokens".into()));
+        }
+        let vocab = self.config.vocab_size;
+        if let Some(&id) = tokens.iter().find(|&&t| t as usize >= vocab) {
+            return Err(EngineError::BadToken { id, vocab });
+        }
+        let c = &self.config;
+        let l = tokens.len();
+        state.prepare_append(l)?;
+        let pos = state.len();
+        let ids = Tensor::new(tokens, &self.device)?;
+        let mut x = self.embed.embedding(&ids)?.to_dtype(self.act_dtype)?;
+        let (cos, sin) = self.rope.tables(pos, l, self.act_dtype, &self.device)?;
+        let mask = if l > 1 { Some(attention::causal_mask(pos, l, &self.device)?) } else { None };
+        for (i, b) in self.blocks.iter().enumerate() {
+            let h = candle_nn::ops::rms_norm(&x, &b.attn_norm, c.rms_eps)?;
+            let q = b.wq.forward(&h)?.reshape((1, l, c.n_head, c.head_dim))?.transpose(1, 2)?.contiguous()?;
+            let k = b.wk.forward(&h)?.reshape((1, l, c.n_kv_head, c.head_dim))?.transpose(1, 2)?.contiguous()?;
+            let v = b.wv.forward(&h)?.reshape((l, c.n_kv_head, c.head_dim))?.transpose(0, 1)?;
+            let q = self.rope.apply(&q, &cos, &sin)?.squeeze(0)?;
+            let k = self.rope.apply(&k, &cos, &sin)?.squeeze(0)?;
+            state.write(i, &k, &v)?;
+            let (kk, vv) = state.layer_view_upto(i, pos + l)?;
+            let y = attention::attend(&q, &kk, &vv, mask.as_ref(), c.n_kv_head)?;
+            let y = y.to_dtype(self.act_dtype)?.transpose(0, 1)?.reshape((l, c.n_head * c.head_dim))?;
+            x = (x + b.wo.forward(&y)?)?;
+            let h = candle_nn::ops::rms_norm(&x, &b.ffn_norm, c.rms_eps)?;
+            let g = candle_nn::ops::silu(&b.w_gate.forward(&h)?)?;
+            let ff = b.w_down.forward(&(g * b.w_up.forward(&h)?)?)?;
+            x = (x + ff)?;
+        }
+        state.commit(tokens);
+        let x = if all_logits { x } else { x.narrow(0, l - 1, 1)? };
+        let x = candle_nn::ops::rms_norm(&x, &self.norm, c.rms_eps)?;
+        Ok(self.output.forward(&x)?.to_dtype(DType::F32)?)
+    }
+
+    /// Feeds `tokens` in chunks of `chunk`, reporting progress after each chunk; the callback
+    /// returns `false` to cancel, which rewinds the state to where it started.
+    /// Returns the logits `(1, vocab)` of the last token.
+    pub fn prefill(
+        &self,
+        tokens: &[u32],
+        state: &mut KvState,
+        chunk: usize,
+        progress: &mut dyn FnMut(PrefillProgress) -> bool,
+    ) -> Result<Tensor> {
+        let start = state.len();
+        let needed = start + tokens.len();
+        if needed > self.config.context_length {
+            return Err(EngineError::ContextOverflow { needed, context: self.config.context_length });
+        }
+        let chunk = chunk.max(1);
+        let mut last = None;
+        for (n, piece) in tokens.chunks(chunk).enumerate() {
+            match self.forward(piece, state, false) {
+                Ok(l) => last = Some(l),
+                Err(e) => {
+                    state.truncate(start);
+                    return Err(e);
+                }
+            }
+            let done = (n * chunk + piece.len()).min(tokens.len());
+            if !progress(PrefillProgress { done, total: tokens.len() }) {
+                state.truncate(start);
+                return Err(EngineError::Cancelled);
+            }
+        }
+        last.ok_or_else(|| EngineError::State("prefill called with no tokens".into()))
+    }
+
+    /// Log-probabilities `(tokens, vocab)` for every position of `tokens` fed after `state`.
+    pub fn log_probs(&self, tokens: &[u32], state: &mut KvState) -> Result<Tensor> {
+        let logits = self.forward(tokens, state, true)?;
+        Ok(candle_nn::ops::log_softmax(&logits, D::Minus1)?)
+    }
+}
+
+impl KvState {
+    /// K/V of `layer` for positions `0..end`, including positions written by the forward in
+    /// progress but not yet committed.
+    pub(crate) fn layer_view_upto(&self, layer: usize, end: usize) -> Result<(Tensor, Tensor)> {
+        self.raw_view(layer, end)
+    }
+}

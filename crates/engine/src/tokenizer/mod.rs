@@ -1,0 +1,167 @@
+//! Text ⇄ token ids. A `tokenizer.json` when the model folder has one; for a bare GGUF, a
+//! byte-level BPE built from the file's `tokenizer.ggml.*` metadata (see [`gguf`]).
+//!
+//! Special tokens written in the text (`<|im_start|>`, `<|eot_id|>`, …) are always parsed as
+//! their ids, as llama.cpp does with `parse_special` and transformers does by default: chat
+//! templates depend on it. BOS is never added implicitly; [`Tokenizer::encode_prompt`] adds it
+//! when the model's metadata asks for it.
+
+pub mod gguf;
+mod stream;
+
+pub use stream::TokenStream;
+
+use crate::error::{EngineError, Result};
+use std::path::{Path, PathBuf};
+
+/// Texts of tokens that end a turn or a document, across model families (as llama.cpp's list).
+pub(crate) const END_OF_GENERATION: &[&str] = &[
+    "<|eot_id|>",
+    "<|eom_id|>",
+    "<|end_of_text|>",
+    "<|im_end|>",
+    "<|endoftext|>",
+    "<|end|>",
+    "<end_of_turn>",
+    "<EOT>",
+    "</s>",
+];
+
+#[derive(Debug, Clone)]
+pub struct Tokenizer {
+    inner: tokenizers::Tokenizer,
+    bos: Option<u32>,
+    eos: Option<u32>,
+    add_bos: bool,
+    stop_tokens: Vec<u32>,
+    source: PathBuf,
+}
+
+impl Tokenizer {
+    pub(crate) fn new(
+        inner: tokenizers::Tokenizer,
+        bos: Option<u32>,
+        eos: Option<u32>,
+        add_bos: bool,
+        extra_stops: &[u32],
+        source: PathBuf,
+    ) -> Self {
+        let mut stop_tokens: Vec<u32> = eos.into_iter().chain(extra_stops.iter().copied()).collect();
+        for (text, id) in inner.get_added_vocabulary().get_vocab() {
+            let special = inner.get_added_vocabulary().is_special_token(text);
+            if special && END_OF_GENERATION.contains(&text.as_str()) {
+                stop_tokens.push(*id);
+            }
+        }
+        stop_tokens.sort_unstable();
+        stop_tokens.dedup();
+        Self { inner, bos, eos, add_bos, stop_tokens, source }
+    }
+
+    /// Loads `tokenizer.json`; `tokenizer_config.json` beside it (if any) says whether to add BOS
+    /// and names BOS/EOS; `generation_config.json` may name more end tokens.
+    pub fn from_hf_dir(dir: &Path) -> Result<Self> {
+        let path = dir.join("tokenizer.json");
+        let inner = tokenizers::Tokenizer::from_file(&path)
+            .map_err(|e| EngineError::UnsupportedTokenizer { path: path.clone(), detail: e.to_string() })?;
+        let config = read_json(&dir.join("tokenizer_config.json"))?;
+        let gen_config = read_json(&dir.join("generation_config.json"))?;
+        let token_id = |key: &str| -> Option<u32> {
+            let v = config.as_ref()?.get(key)?;
+            let text = v.as_str().or_else(|| v.get("content")?.as_str())?;
+            inner.token_to_id(text)
+        };
+        let bos = token_id("bos_token");
+        let mut eos = token_id("eos_token");
+        let mut extra = Vec::new();
+        if let Some(g) = &gen_config {
+            match g.get("eos_token_id") {
+                Some(serde_json::Value::Number(n)) => extra.extend(n.as_u64().map(|n| n as u32)),
+                Some(serde_json::Value::Array(a)) => extra.extend(a.iter().filter_map(|n| n.as_u64().map(|n| n as u32))),
+                _ => {}
+            }
+            if eos.is_none() {
+                eos = extra.first().copied();
+            }
+        }
+        // Does the tokenizer itself prepend BOS? That is what "add BOS" means for this model.
+        let add_bos = match config.as_ref().and_then(|c| c.get("add_bos_token")).and_then(|v| v.as_bool()) {
+            Some(b) => b,
+            None => match (bos, inner.encode("a", true)) {
+                (Some(b), Ok(enc)) => enc.get_ids().first() == Some(&b),
+                _ => false,
+            },
+        };
+        Ok(Self::new(inner, bos, eos, add_bos, &extra, path))
+    }
+
+    pub fn source(&self) -> &Path {
+        &self.source
+    }
+    /// Number of ids, added tokens included.
+    pub fn vocab_size(&self) -> usize {
+        self.inner.get_vocab_size(true)
+    }
+    pub fn bos(&self) -> Option<u32> {
+        self.bos
+    }
+    pub fn eos(&self) -> Option<u32> {
+        self.eos
+    }
+    pub fn add_bos(&self) -> bool {
+        self.add_bos
+    }
+    /// Tokens that end generation (EOS, end of turn, …).
+    pub fn stop_tokens(&self) -> &[u32] {
+        &self.stop_tokens
+    }
+    pub fn is_stop(&self, id: u32) -> bool {
+        self.stop_tokens.binary_search(&id).is_ok()
+    }
+    pub fn token_text(&self, id: u32) -> Option<String> {
+        self.inner.id_to_token(id)
+    }
+    pub fn token_id(&self, text: &str) -> Option<u32> {
+        self.inner.token_to_id(text)
+    }
+    pub fn inner(&self) -> &tokenizers::Tokenizer {
+        &self.inner
+    }
+
+    /// Encodes text as is: special tokens parsed, nothing added.
+    pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
+        let enc = self.inner.encode_fast(text, false).map_err(|e| EngineError::Tokenizer(e.to_string()))?;
+        Ok(enc.get_ids().to_vec())
+    }
+
+    /// Encodes a raw prompt: BOS first when the model's metadata asks for it.
+    pub fn encode_prompt(&self, text: &str) -> Result<Vec<u32>> {
+        let mut ids = Vec::new();
+        if self.add_bos {
+            ids.extend(self.bos);
+        }
+        ids.extend(self.encode(text)?);
+        Ok(ids)
+    }
+
+    /// Decodes ids to text; special (control) tokens are left out.
+    pub fn decode(&self, ids: &[u32]) -> Result<String> {
+        self.inner.decode(ids, true).map_err(|e| EngineError::Tokenizer(e.to_string()))
+    }
+
+    /// Decodes ids to text with special tokens written out.
+    pub fn decode_with_special(&self, ids: &[u32]) -> Result<String> {
+        self.inner.decode(ids, false).map_err(|e| EngineError::Tokenizer(e.to_string()))
+    }
+}
+
+fn read_json(path: &Path) -> Result<Option<serde_json::Value>> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => serde_json::from_str(&text).map(Some).map_err(|e| EngineError::UnsupportedTokenizer {
+            path: path.into(),
+            detail: e.to_string(),
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(EngineError::io(path, e)),
+    }
+}

@@ -1,0 +1,101 @@
+//! Flags shared by several subcommands.
+
+use anyhow::Context;
+use clap::Args;
+use freeze_attn::engine::{DeviceChoice, GenerateParams, PrefillProgress, SamplingParams, DEFAULT_CHUNK};
+use std::io::Write;
+
+#[derive(Args, Debug, Clone)]
+pub struct ModelArgs {
+    /// A GGUF file, a Hugging Face model folder, or `default`.
+    #[arg(long, default_value = "default")]
+    pub model: String,
+    /// auto, cpu, cuda[:N] or metal[:N].
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+}
+
+impl ModelArgs {
+    pub fn device(&self) -> anyhow::Result<DeviceChoice> {
+        Ok(self.device.parse::<DeviceChoice>()?)
+    }
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct SamplingArgs {
+    /// Tokens to generate at most.
+    #[arg(long, default_value_t = 256)]
+    pub max_tokens: usize,
+    /// 0 is greedy.
+    #[arg(long, default_value_t = 0.7)]
+    pub temperature: f32,
+    #[arg(long, default_value_t = 0.9)]
+    pub top_p: f32,
+    /// 0 is off.
+    #[arg(long, default_value_t = 40)]
+    pub top_k: usize,
+    /// 0 is off.
+    #[arg(long, default_value_t = 0.0)]
+    pub min_p: f32,
+    /// 1 is off.
+    #[arg(long, default_value_t = 1.0)]
+    pub repeat_penalty: f32,
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Stop when this text appears (repeatable).
+    #[arg(long = "stop")]
+    pub stop: Vec<String>,
+    /// Tokens per prefill chunk.
+    #[arg(long, default_value_t = DEFAULT_CHUNK)]
+    pub chunk: usize,
+}
+
+impl SamplingArgs {
+    pub fn params(&self) -> GenerateParams {
+        GenerateParams {
+            max_tokens: self.max_tokens,
+            sampling: SamplingParams {
+                temperature: self.temperature,
+                top_k: self.top_k,
+                top_p: self.top_p,
+                min_p: self.min_p,
+                repeat_penalty: self.repeat_penalty,
+                repeat_last_n: 64,
+                seed: self.seed,
+            },
+            stop_strings: self.stop.clone(),
+            chunk: self.chunk,
+        }
+    }
+}
+
+/// Reads `--prompt` or `--prompt-file`.
+pub fn prompt_text(prompt: &Option<String>, file: &Option<std::path::PathBuf>) -> anyhow::Result<String> {
+    match (prompt, file) {
+        (Some(p), None) => Ok(p.clone()),
+        (None, Some(f)) => std::fs::read_to_string(f).with_context(|| format!("cannot read {}", f.display())),
+        (Some(_), Some(_)) => anyhow::bail!("give --prompt or --prompt-file, not both"),
+        (None, None) => anyhow::bail!("give --prompt TEXT or --prompt-file FILE"),
+    }
+}
+
+/// Prints prefill progress to stderr for inputs longer than one chunk.
+pub fn progress_printer(chunk: usize) -> impl FnMut(PrefillProgress) {
+    let start = std::time::Instant::now();
+    move |p: PrefillProgress| {
+        if p.total > chunk {
+            let secs = start.elapsed().as_secs_f64();
+            let eta = if p.done > 0 { secs / p.done as f64 * (p.total - p.done) as f64 } else { 0.0 };
+            eprint!("\rprefill {}/{} tokens ({:.1}s, {:.1}s left)   ", p.done, p.total, secs, eta);
+            if p.done == p.total {
+                eprintln!();
+            }
+            let _ = std::io::stderr().flush();
+        }
+    }
+}
+
+/// Milliseconds, rounded to 0.01.
+pub fn ms(d: std::time::Duration) -> f64 {
+    (d.as_secs_f64() * 100_000.0).round() / 100.0
+}

@@ -1,0 +1,39 @@
+//! CLI argument parsing and dispatch.
+
+mod common;
+mod generate;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "freeze-attn", version, about = "Freeze, fork and resume the attention state of a local LLaMA model")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Generate a continuation of a prompt (raw text, or a chat turn with --chat).
+    Generate(generate::GenerateArgs),
+    /// Download the default model (SmolLM2-135M-Instruct, Q4_1 GGUF) if missing and print its path.
+    FetchModel,
+}
+
+pub fn run() -> i32 {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Generate(a) => generate::run(a),
+        Command::FetchModel => freeze_attn::default_model::default_model_path()
+            .map(|p| println!("{}", p.display()))
+            .map_err(anyhow::Error::from),
+    };
+    match result {
+        Ok(()) => 0,
+        Err(e) => {
+            let msg: Vec<String> = e.chain().map(|c| c.to_string()).collect();
+            eprintln!("freeze-attn: error: {}", msg.join(": "));
+            1
+        }
+    }
+}

@@ -1,0 +1,55 @@
+//! API errors: what the CLI prints and the app turns into `{ code, message }`.
+
+use freeze_attn_engine::EngineError;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error(transparent)]
+    Fetch(#[from] crate::default_model::FetchError),
+    #[error("{path}: {source}")]
+    Io {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl Error {
+    pub fn io(path: impl Into<std::path::PathBuf>, source: std::io::Error) -> Self {
+        Self::Io { path: path.into(), source }
+    }
+
+    /// A stable, machine-readable code for the UI and for scripts.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::Engine(e) => match e {
+                EngineError::Io { .. } => "io",
+                EngineError::NotAModel { .. } => "not_a_model",
+                EngineError::Truncated { .. } => "corrupted_file",
+                EngineError::UnsupportedArchitecture { .. } => "unsupported_architecture",
+                EngineError::UnsupportedTensorType { .. } => "unsupported_tensor_type",
+                EngineError::BadMetadata { .. } | EngineError::MissingTensor { .. } | EngineError::TensorShape { .. } => "bad_model",
+                EngineError::VocabMismatch { .. } => "vocab_mismatch",
+                EngineError::Tokenizer(_) | EngineError::UnsupportedTokenizer { .. } => "tokenizer",
+                EngineError::Template(_) | EngineError::NoChatTemplate => "chat_template",
+                EngineError::ContextOverflow { .. } => "context_overflow",
+                EngineError::BadToken { .. } => "bad_token",
+                EngineError::BadSampling(_) => "bad_sampling",
+                EngineError::Device(..) => "device",
+                EngineError::Cancelled => "cancelled",
+                EngineError::StateModelMismatch { .. } => "state_model_mismatch",
+                EngineError::State(_) => "state",
+                EngineError::Candle(_) => "compute",
+            },
+            Error::Fetch(_) => "fetch",
+            Error::Io { .. } => "io",
+            Error::Invalid(_) => "invalid",
+        }
+    }
+}
