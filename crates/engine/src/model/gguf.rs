@@ -156,12 +156,13 @@ pub fn read_config(g: &GgufFile) -> Result<ModelConfig> {
     let n_kv_head = g.meta_usize("llama.attention.head_count_kv").unwrap_or(n_head);
     let head_dim = g.meta_usize("llama.attention.key_length").unwrap_or(n_embd / n_head.max(1));
     let rope_dim = g.meta_usize("llama.rope.dimension_count").unwrap_or(head_dim);
-    let vocab_size = match g.meta_usize("llama.vocab_size") {
-        Ok(n) => n,
-        Err(_) => match g.meta("tokenizer.ggml.tokens") {
-            Some(Value::Array(a)) => a.len(),
-            _ => g.content.tensor_infos.get("token_embd.weight").map(|i| i.shape.dims()[0]).unwrap_or(0),
-        },
+    // The model's vocabulary is its embedding's rows; the tokenizer is checked against it.
+    let vocab_size = match g.content.tensor_infos.get("token_embd.weight") {
+        Some(i) if i.shape.rank() == 2 => i.shape.dims()[0],
+        _ => g.meta_usize("llama.vocab_size").or_else(|_| match g.meta("tokenizer.ggml.tokens") {
+            Some(Value::Array(a)) => Ok(a.len()),
+            _ => Err(EngineError::MissingTensor { path: g.path.clone(), name: "token_embd.weight".into() }),
+        })?,
     };
     let scaling = match g.meta_str("llama.rope.scaling.type") {
         Ok("linear") => RopeScaling::Linear { factor: g.meta_f32("llama.rope.scaling.factor")? },

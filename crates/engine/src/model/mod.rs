@@ -7,6 +7,7 @@
 //! queries attend to them without `repeat_kv` copies), and the position comes from the state.
 
 mod attention;
+mod attention_cpu;
 pub mod gguf;
 pub mod hf;
 mod linear;
@@ -128,7 +129,7 @@ impl Model {
         let ids = Tensor::new(tokens, &self.device)?;
         let mut x = self.embed.embedding(&ids)?.to_dtype(self.act_dtype)?;
         let (cos, sin) = self.rope.tables(pos, l, self.act_dtype, &self.device)?;
-        let mask = if l > 1 { Some(attention::causal_mask(pos, l, &self.device)?) } else { None };
+        let mask = if l > 1 && !self.device.is_cpu() { Some(attention::causal_mask(pos, l, &self.device)?) } else { None };
         for (i, b) in self.blocks.iter().enumerate() {
             let h = candle_nn::ops::rms_norm(&x, &b.attn_norm, c.rms_eps)?;
             let q = b.wq.forward(&h)?.reshape((1, l, c.n_head, c.head_dim))?.transpose(1, 2)?.contiguous()?;

@@ -1,0 +1,135 @@
+//! The Hugging Face safetensors path: a tiny random-weight model with the Llama 3.1 config shape
+//! (GQA, untied output, rope_scaling llama3, bf16, two shards, the real Llama 3.1 tokenizer),
+//! compared with transformers' logits, including positions past 8,192.
+
+use crate::support::{assets_dir, fixture, ids, splitmix_values};
+use freeze_attn_engine::{load_model, DType, Device, Tensor};
+use std::collections::HashMap;
+use std::path::Path;
+
+/// Same order and seeds as `tiny_tensor_specs` in scripts/reference/llama31_transformers.py.
+fn specs(c: &serde_json::Value) -> Vec<(String, Vec<usize>, f32, f32)> {
+    let u = |k: &str| c[k].as_u64().unwrap() as usize;
+    let (d, ff, v) = (u("hidden_size"), u("intermediate_size"), u("vocab_size"));
+    let q = u("num_attention_heads") * u("head_dim");
+    let kv = u("num_key_value_heads") * u("head_dim");
+    let inv = |n: usize| (n as f32).powf(-0.5);
+    let mut s = vec![("model.embed_tokens.weight".to_string(), vec![v, d], 1.0, 0.0)];
+    for l in 0..u("num_hidden_layers") {
+        let p = format!("model.layers.{l}");
+        s.extend([
+            (format!("{p}.input_layernorm.weight"), vec![d], 0.1, 1.0),
+            (format!("{p}.self_attn.q_proj.weight"), vec![q, d], inv(d), 0.0),
+            (format!("{p}.self_attn.k_proj.weight"), vec![kv, d], inv(d), 0.0),
+            (format!("{p}.self_attn.v_proj.weight"), vec![kv, d], inv(d), 0.0),
+            (format!("{p}.self_attn.o_proj.weight"), vec![d, q], inv(q), 0.0),
+            (format!("{p}.post_attention_layernorm.weight"), vec![d], 0.1, 1.0),
+            (format!("{p}.mlp.gate_proj.weight"), vec![ff, d], inv(d), 0.0),
+            (format!("{p}.mlp.up_proj.weight"), vec![ff, d], inv(d), 0.0),
+            (format!("{p}.mlp.down_proj.weight"), vec![d, ff], inv(ff), 0.0),
+        ]);
+    }
+    s.push(("model.norm.weight".into(), vec![d], 0.1, 1.0));
+    s.push(("lm_head.weight".into(), vec![v, d], inv(d), 0.0));
+    s
+}
+
+/// Writes the tiny model as an HF folder with two shards and an index.
+fn write_tiny(dir: &Path, config: &serde_json::Value) {
+    let mut shards: [HashMap<String, Tensor>; 2] = [HashMap::new(), HashMap::new()];
+    let mut map = serde_json::Map::new();
+    for (k, (name, shape, scale, offset)) in specs(config).into_iter().enumerate() {
+        let n: usize = shape.iter().product();
+        let vals: Vec<f32> = splitmix_values(((k + 1) as u64) << 32, n, scale).into_iter().map(|x| x + offset).collect();
+        let t = Tensor::from_vec(vals, shape, &Device::Cpu).unwrap().to_dtype(DType::BF16).unwrap();
+        let shard = usize::from(!name.starts_with("model.layers."));
+        map.insert(name.clone(), format!("model-0000{}-of-00002.safetensors", shard + 1).into());
+        shards[shard].insert(name, t);
+    }
+    for (i, s) in shards.iter().enumerate() {
+        candle_core::safetensors::save(s, dir.join(format!("model-0000{}-of-00002.safetensors", i + 1))).unwrap();
+    }
+    let index = serde_json::json!({ "metadata": {}, "weight_map": map });
+    std::fs::write(dir.join("model.safetensors.index.json"), index.to_string()).unwrap();
+    std::fs::write(dir.join("config.json"), config.to_string()).unwrap();
+    for f in ["tokenizer.json", "tokenizer_config.json"] {
+        std::fs::copy(assets_dir().join("llama3_1").join(f), dir.join(f)).unwrap();
+    }
+}
+
+#[test]
+fn tiny_llama31_matches_transformers() {
+    let fx = fixture("tiny_llama31.json");
+    let dir = tempfile::tempdir().unwrap();
+    write_tiny(dir.path(), &fx["config"]);
+    let m = load_model(dir.path(), &Device::Cpu).unwrap();
+    assert!(!m.model.config().tied_embeddings);
+    assert!(matches!(m.model.config().rope.scaling, freeze_attn_engine::config::RopeScaling::Llama3 { .. }));
+    let probes = ids(&fx["probe_ids"]);
+    let mut worst = 0f32;
+    for seq in fx["sequences"].as_array().unwrap() {
+        let tokens = ids(&seq["ids"]);
+        let mut state = m.model.new_state();
+        let mut rows: HashMap<usize, Vec<f32>> = HashMap::new();
+        let wanted: Vec<usize> = seq["rows"].as_array().unwrap().iter().map(|r| r["pos"].as_u64().unwrap() as usize).collect();
+        for (c, chunk) in tokens.chunks(512).enumerate() {
+            let logits = m.model.forward(chunk, &mut state, true).unwrap().to_vec2::<f32>().unwrap();
+            for (i, row) in logits.into_iter().enumerate() {
+                let pos = c * 512 + i;
+                if wanted.contains(&pos) {
+                    rows.insert(pos, row);
+                }
+            }
+        }
+        for r in seq["rows"].as_array().unwrap() {
+            let pos = r["pos"].as_u64().unwrap() as usize;
+            let ours = &rows[&pos];
+            let top = ids(&r["top_ids"]);
+            let refs: Vec<f32> = r["top_logits"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect();
+            let probe: Vec<f32> = r["probe_logits"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect();
+            for (t, want) in top.iter().zip(&refs).chain(probes.iter().zip(&probe)) {
+                let d = (ours[*t as usize] - want).abs();
+                worst = worst.max(d);
+                assert!(d < 2e-2, "{} pos {pos} token {t}: ours {} transformers {want}", seq["name"], ours[*t as usize]);
+            }
+            let our_top = freeze_attn_engine::sampling::argmax(ours);
+            let gap = refs[0] - refs[1];
+            assert!(our_top == top[0] || gap < 2e-2, "{} pos {pos}: top-1 {our_top} vs transformers {}", seq["name"], top[0]);
+        }
+    }
+    eprintln!("tiny Llama 3.1 vs transformers: largest |Δ logit| = {worst:.5}");
+}
+
+#[test]
+fn hf_folder_refusals() {
+    let fx = fixture("tiny_llama31.json");
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = fx["config"].clone();
+    cfg["model_type"] = "mistral".into();
+    cfg["architectures"] = serde_json::json!(["MistralForCausalLM"]);
+    std::fs::write(dir.path().join("config.json"), cfg.to_string()).unwrap();
+    let e = load_model(dir.path(), &Device::Cpu).unwrap_err().to_string();
+    assert!(e.contains("unsupported architecture `MistralForCausalLM`"), "{e}");
+
+    let mut cfg = fx["config"].clone();
+    cfg["rope_scaling"]["rope_type"] = "yarn".into();
+    std::fs::write(dir.path().join("config.json"), cfg.to_string()).unwrap();
+    let e = load_model(dir.path(), &Device::Cpu).unwrap_err().to_string();
+    assert!(e.contains("yarn"), "{e}");
+
+    let empty = tempfile::tempdir().unwrap();
+    let e = load_model(empty.path(), &Device::Cpu).unwrap_err().to_string();
+    assert!(e.contains("no config.json"), "{e}");
+}
+
+#[test]
+fn truncated_shard_is_refused() {
+    let fx = fixture("tiny_llama31.json");
+    let dir = tempfile::tempdir().unwrap();
+    write_tiny(dir.path(), &fx["config"]);
+    let shard = dir.path().join("model-00001-of-00002.safetensors");
+    let bytes = std::fs::read(&shard).unwrap();
+    std::fs::write(&shard, &bytes[..bytes.len() - 100]).unwrap();
+    let e = load_model(dir.path(), &Device::Cpu).unwrap_err().to_string();
+    assert!(e.contains("truncated or corrupted"), "{e}");
+}

@@ -1,0 +1,136 @@
+//! KvState invariants on the default model.
+
+use crate::support::smollm;
+use freeze_attn_engine::{EngineError, Tensor};
+
+fn prompt() -> Vec<u32> {
+    smollm()
+        .tokenizer
+        .encode("The history of the printing press begins in the fifteenth century, when Johannes Gutenberg")
+        .unwrap()
+}
+
+fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
+    (a - b).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap()
+}
+
+#[test]
+fn token_by_token_equals_one_prefill() {
+    let m = &smollm().model;
+    let toks = prompt();
+    let mut batched = m.new_state();
+    let all = m.forward(&toks, &mut batched, true).unwrap();
+    let mut stepped = m.new_state();
+    for (i, t) in toks.iter().enumerate() {
+        let l = m.forward(&[*t], &mut stepped, false).unwrap();
+        let d = max_abs_diff(&l, &all.narrow(0, i, 1).unwrap());
+        // Every CPU kernel computes a row independently of the others, so this is exact.
+        assert_eq!(d, 0.0, "position {i}: logits of one-by-one decoding differ from the prefill by {d}");
+    }
+    assert_eq!(stepped.tokens(), batched.tokens());
+    for layer in [0, 29] {
+        let (k1, v1) = batched.layer_view(layer, 0, toks.len()).unwrap();
+        let (k2, v2) = stepped.layer_view(layer, 0, toks.len()).unwrap();
+        let dk = max_abs_diff(&k1.to_dtype(freeze_attn_engine::DType::F32).unwrap(), &k2.to_dtype(freeze_attn_engine::DType::F32).unwrap());
+        let dv = max_abs_diff(&v1.to_dtype(freeze_attn_engine::DType::F32).unwrap(), &v2.to_dtype(freeze_attn_engine::DType::F32).unwrap());
+        assert!(dk == 0.0 && dv == 0.0, "layer {layer}: cached K/V differ (K {dk}, V {dv})");
+    }
+}
+
+#[test]
+fn chunked_prefill_equals_single_forward() {
+    let m = &smollm().model;
+    let toks = prompt();
+    let mut one = m.new_state();
+    let a = m.forward(&toks, &mut one, false).unwrap();
+    let mut chunked = m.new_state();
+    let mut reports = Vec::new();
+    let b = m.prefill(&toks, &mut chunked, 5, &mut |p| {
+        reports.push(p.done);
+        true
+    })
+    .unwrap();
+    assert_eq!(max_abs_diff(&a, &b), 0.0, "chunking must not change the result");
+    assert_eq!(reports.last(), Some(&toks.len()));
+    assert_eq!(reports.len(), toks.len().div_ceil(5), "one progress report per chunk");
+}
+
+#[test]
+fn truncate_then_regenerate_equals_fresh_run() {
+    let m = &smollm().model;
+    let toks = prompt();
+    let cut = toks.len() / 2;
+    let mut s = m.new_state();
+    m.forward(&toks, &mut s, false).unwrap();
+    m.forward(&[42, 43, 44], &mut s, false).unwrap();
+    s.truncate(cut);
+    assert_eq!(s.len(), cut);
+    let rewound = m.forward(&toks[cut..], &mut s, false).unwrap();
+    let mut fresh = m.new_state();
+    m.forward(&toks[..cut], &mut fresh, false).unwrap();
+    let direct = m.forward(&toks[cut..], &mut fresh, false).unwrap();
+    assert_eq!(max_abs_diff(&rewound, &direct), 0.0, "rewind-and-refeed must be bit-identical to a fresh run with the same chunks");
+    assert_eq!(s.tokens(), fresh.tokens());
+}
+
+#[test]
+fn a_fork_evolves_independently_and_shares_until_written() {
+    let m = &smollm().model;
+    let toks = prompt();
+    let mut base = m.new_state();
+    m.forward(&toks, &mut base, false).unwrap();
+    let mut fork = base.fork();
+    assert!(fork.shares_storage_with(&base), "a fresh fork shares the buffers");
+    let after_fork = m.forward(&[1234], &mut fork, false).unwrap();
+    assert!(!fork.shares_storage_with(&base), "the first write copies");
+    assert_eq!(base.len(), toks.len(), "the original did not grow");
+    // The original continues as if the fork never happened.
+    let orig = m.forward(&[1234], &mut base, false).unwrap();
+    assert_eq!(max_abs_diff(&after_fork, &orig), 0.0);
+    m.forward(&[99], &mut fork, false).unwrap();
+    let (k_base, _) = base.layer_view(3, 0, base.len()).unwrap();
+    let mut fresh = m.new_state();
+    m.forward(&toks, &mut fresh, false).unwrap();
+    m.forward(&[1234], &mut fresh, false).unwrap();
+    let (k_fresh, _) = fresh.layer_view(3, 0, fresh.len()).unwrap();
+    let d = max_abs_diff(&k_base.to_dtype(freeze_attn_engine::DType::F32).unwrap(), &k_fresh.to_dtype(freeze_attn_engine::DType::F32).unwrap());
+    assert_eq!(d, 0.0, "writes to the fork must not reach the original");
+}
+
+#[test]
+fn growth_is_chunked_not_per_token() {
+    let m = &smollm().model;
+    let mut s = m.new_state();
+    m.forward(&[1, 2, 3], &mut s, false).unwrap();
+    let cap = s.capacity();
+    assert!(cap >= 256, "first allocation reserves a chunk, got {cap}");
+    for t in 0..50 {
+        m.forward(&[100 + t], &mut s, false).unwrap();
+    }
+    assert_eq!(s.capacity(), cap, "decoding within capacity must not reallocate");
+}
+
+#[test]
+fn context_overflow_is_an_error_and_leaves_the_state_alone() {
+    let m = &smollm().model;
+    let ctx = m.config().context_length;
+    let mut s = m.new_state();
+    m.forward(&[1, 2], &mut s, false).unwrap();
+    let too_many = vec![5u32; ctx];
+    let e = m.prefill(&too_many, &mut s, 512, &mut |_| true).unwrap_err();
+    assert!(matches!(e, EngineError::ContextOverflow { needed, context } if needed == ctx + 2 && context == ctx), "{e}");
+    assert_eq!(s.len(), 2);
+    let e = m.forward(&[60_000], &mut s, false).unwrap_err();
+    assert!(e.to_string().contains("outside the vocabulary"), "{e}");
+}
+
+#[test]
+fn cancelled_prefill_rewinds() {
+    let m = &smollm().model;
+    let toks = prompt();
+    let mut s = m.new_state();
+    m.forward(&toks[..3], &mut s, false).unwrap();
+    let e = m.prefill(&toks[3..], &mut s, 4, &mut |p| p.done < 4).unwrap_err();
+    assert!(matches!(e, EngineError::Cancelled));
+    assert_eq!(s.tokens(), &toks[..3]);
+}

@@ -1,0 +1,194 @@
+//! Crash-safe file placement: write under a temporary name in the destination folder, fsync the
+//! file, rename it into place, fsync the folder. A crash leaves either the old state or the new
+//! one, plus at worst a `*.part` file that `gc` removes.
+
+use crate::error::{LibraryError, Result};
+use std::fs::{self, File, OpenOptions};
+use std::io::ErrorKind;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Suffix of temporary files; `gc` deletes old ones.
+pub(crate) const TEMP_SUFFIX: &str = ".part";
+
+static COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// Makes a rename or creation in `dir` durable. On Windows directories cannot be opened for
+/// syncing and NTFS journals renames, so this is a no-op there.
+pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
+    #[cfg(unix)]
+    {
+        File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(LibraryError::io("sync folder", dir))?;
+    }
+    #[cfg(not(unix))]
+    let _ = dir;
+    Ok(())
+}
+
+/// A file being written inside a store folder, removed on drop unless persisted. Obtain one
+/// from [`crate::Library::temp_segment`], write the segment to [`TempFile::path`], then hand it
+/// to [`crate::Library::put_temp_segment`]: the final rename stays on one filesystem.
+#[derive(Debug)]
+pub struct TempFile {
+    path: PathBuf,
+    armed: bool,
+}
+
+impl TempFile {
+    /// Creates an empty file with a fresh name in `dir`.
+    pub(crate) fn create_in(dir: &Path) -> Result<(TempFile, File)> {
+        loop {
+            let nanos = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.subsec_nanos());
+            let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+            let path = dir.join(format!(".{}-{n}-{nanos}{TEMP_SUFFIX}", std::process::id()));
+            match OpenOptions::new().write(true).create_new(true).open(&path) {
+                Ok(file) => return Ok((TempFile { path, armed: true }, file)),
+                Err(e) if e.kind() == ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(LibraryError::io("create temporary file", &path)(e)),
+            }
+        }
+    }
+
+    /// A temporary copy of `source` in `dir`: a hard link when both are on one filesystem (no
+    /// bytes copied; fine because store files are never modified in place), else a copy.
+    pub(crate) fn link_or_copy(source: &Path, dir: &Path) -> Result<TempFile> {
+        let (temp, file) = TempFile::create_in(dir)?;
+        drop(file);
+        fs::remove_file(&temp.path)
+            .map_err(LibraryError::io("prepare temporary file", &temp.path))?;
+        if fs::hard_link(source, &temp.path).is_err() {
+            fs::copy(source, &temp.path).map_err(LibraryError::io("copy", source))?;
+        }
+        Ok(temp)
+    }
+
+    /// A temporary copy of `source` in `dir`.
+    pub(crate) fn copy_of(source: &Path, dir: &Path) -> Result<TempFile> {
+        let (temp, file) = TempFile::create_in(dir)?;
+        drop(file);
+        fs::copy(source, &temp.path).map_err(LibraryError::io("copy", source))?;
+        Ok(temp)
+    }
+
+    /// Where to write.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Flushes the file's bytes to disk and returns its size.
+    pub(crate) fn sync(&self) -> Result<u64> {
+        let file = OpenOptions::new()
+            .write(true)
+            .open(&self.path)
+            .map_err(LibraryError::io("open temporary file", &self.path))?;
+        file.sync_all()
+            .map_err(LibraryError::io("sync", &self.path))?;
+        let meta = file
+            .metadata()
+            .map_err(LibraryError::io("stat", &self.path))?;
+        Ok(meta.len())
+    }
+
+    /// Renames the (already synced) file to `dest` and makes the rename durable.
+    pub(crate) fn persist(mut self, dest: &Path) -> Result<()> {
+        fs::rename(&self.path, dest).map_err(LibraryError::io("rename into place", dest))?;
+        self.armed = false;
+        if let Some(dir) = dest.parent() {
+            sync_dir(dir)?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        if self.armed {
+            // Best effort: a leftover is reclaimed by gc.
+            let _ = fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// Writes `dest` crash-safely: `write` fills a temporary file beside it, which is then synced
+/// and renamed over `dest`.
+pub(crate) fn write_atomically(
+    dest: &Path,
+    write: impl FnOnce(&mut File) -> Result<()>,
+) -> Result<()> {
+    let dir = match dest.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let (temp, mut file) = TempFile::create_in(&dir)?;
+    write(&mut file)?;
+    file.sync_all()
+        .map_err(LibraryError::io("sync", temp.path()))?;
+    drop(file);
+    temp.persist(dest)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn temp_file_is_removed_on_drop_unless_persisted() {
+        let dir = tempfile::tempdir().unwrap();
+        let (temp, _) = TempFile::create_in(dir.path()).unwrap();
+        let path = temp.path().to_path_buf();
+        assert!(path.is_file());
+        assert!(path.to_string_lossy().ends_with(TEMP_SUFFIX));
+        drop(temp);
+        assert!(!path.exists(), "an abandoned temp file must be removed");
+
+        let (temp, mut f) = TempFile::create_in(dir.path()).unwrap();
+        f.write_all(b"kv").unwrap();
+        assert_eq!(temp.sync().unwrap(), 2);
+        let dest = dir.path().join("final");
+        temp.persist(&dest).unwrap();
+        assert_eq!(fs::read(&dest).unwrap(), b"kv");
+    }
+
+    #[test]
+    fn link_or_copy_leaves_the_source_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("src");
+        fs::write(&src, b"abc").unwrap();
+        let temp = TempFile::link_or_copy(&src, dir.path()).unwrap();
+        assert_eq!(fs::read(temp.path()).unwrap(), b"abc");
+        drop(temp);
+        assert_eq!(fs::read(&src).unwrap(), b"abc", "the source must survive");
+    }
+
+    #[test]
+    fn write_atomically_replaces_the_destination() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("out.bin");
+        fs::write(&dest, b"old").unwrap();
+        write_atomically(&dest, |f| {
+            f.write_all(b"new").map_err(LibraryError::io("write", "x"))
+        })
+        .unwrap();
+        assert_eq!(fs::read(&dest).unwrap(), b"new");
+        let failed = write_atomically(&dest, |_| {
+            Err(LibraryError::InvalidFingerprint("boom".into()))
+        });
+        assert!(failed.is_err());
+        assert_eq!(
+            fs::read(&dest).unwrap(),
+            b"new",
+            "a failed write leaves the old file"
+        );
+        assert_eq!(
+            fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "and no temp file"
+        );
+    }
+}

@@ -1,0 +1,149 @@
+//! Garbage collection of the segment store.
+//!
+//! Three kinds of garbage: catalogued segments no node's chain uses (left by deletes), `.seg`
+//! files without a row (a crash between rename and commit), and `.part` temporary files (a
+//! crash or an abandoned write). Rows are deleted first and committed; files are deleted in a
+//! second transaction, only where no row exists, while holding the database write lock — the
+//! same lock under which puts rename files into place — so a put in another process cannot
+//! slip a file in between gc's check and its delete, and a crash leaves only row-less files.
+//!
+//! The grace period protects work in flight in other processes: a segment put moments ago whose
+//! node is not created yet, and a temporary file still being written.
+
+use crate::db::now_ms;
+use crate::durable::TEMP_SUFFIX;
+use crate::error::{LibraryError, Result};
+use crate::forest::Forest;
+use crate::ids::SegmentHash;
+use crate::library::Library;
+use crate::schema::{nodes, segments};
+use crate::segment_store::SEGMENT_EXT;
+use serde::{Deserialize, Serialize};
+use std::collections::HashSet;
+use std::fs;
+use std::io::ErrorKind;
+use std::path::Path;
+use std::time::{Duration, SystemTime};
+
+/// How gc treats recent data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GcOptions {
+    /// Segments put, and temporary files modified, within this long ago are kept.
+    pub grace: Duration,
+}
+
+impl Default for GcOptions {
+    /// Ten minutes: far longer than a put-then-create takes, short enough to matter.
+    fn default() -> Self {
+        GcOptions {
+            grace: Duration::from_secs(600),
+        }
+    }
+}
+
+/// What a gc removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GcReport {
+    /// Catalogued segments no node used (rows and files).
+    pub segments_deleted: u64,
+    /// `.seg` files that had no row.
+    pub orphan_files_deleted: u64,
+    /// Leftover `.part` temporary files.
+    pub temp_files_deleted: u64,
+    /// Bytes of all files removed.
+    pub bytes_freed: u64,
+}
+
+impl Library {
+    /// Collects garbage with the default grace period (see [`GcOptions`]).
+    pub fn gc(&self) -> Result<GcReport> {
+        self.gc_with(GcOptions::default())
+    }
+
+    /// Collects garbage with explicit options.
+    pub fn gc_with(&self, options: GcOptions) -> Result<GcReport> {
+        let grace_ms = i64::try_from(options.grace.as_millis()).unwrap_or(i64::MAX);
+        let cutoff = now_ms().saturating_sub(grace_ms);
+        let temp_cutoff = SystemTime::now()
+            .checked_sub(options.grace)
+            .unwrap_or(SystemTime::UNIX_EPOCH);
+        // Phase 1: forget unreferenced rows. Phase 2, a second transaction: delete every file
+        // without a row. A crash between or during the phases leaves only row-less files,
+        // which the next gc's phase 2 removes; deleting files before the rows commit could
+        // leave rows without files instead.
+        let deleted = self.write(|conn| {
+            let forest = Forest::load(conn)?;
+            let node_tips: Vec<SegmentHash> = nodes::all_tips(conn)?.into_iter().filter_map(|(_, tip)| tip).collect();
+            let young = segments::touched_since(conn, cutoff)?;
+            // Young segments keep their ancestors too: a row cannot outlive its parent row.
+            let keep = forest.reachable(node_tips.iter().chain(&young));
+            conn.pragma_update(None, "defer_foreign_keys", true)?;
+            let mut deleted = HashSet::new();
+            for row in segments::select_all(conn)? {
+                if !forest.is_marked(&keep, &row.hash) {
+                    segments::delete(conn, &row.hash)?;
+                    deleted.insert(row.hash);
+                }
+            }
+            Ok(deleted)
+        })?;
+        // Under the write lock, so no put can rename a file into place between the check for
+        // its row and the delete.
+        self.write(|conn| {
+            let rows: HashSet<SegmentHash> = segments::select_all(conn)?.into_iter().map(|m| m.hash).collect();
+            let mut report = GcReport { segments_deleted: deleted.len() as u64, ..GcReport::default() };
+            sweep_folder(self.segments_dir(), &rows, &deleted, temp_cutoff, &mut report)?;
+            Ok(report)
+        })
+    }
+}
+
+/// Removes `.seg` files without a row and old `.part` files; leaves anything else alone.
+/// Files of rows deleted by this run (`deleted`) are not counted as orphans.
+fn sweep_folder(
+    dir: &Path,
+    rows: &HashSet<SegmentHash>,
+    deleted: &HashSet<SegmentHash>,
+    temp_cutoff: SystemTime,
+    report: &mut GcReport,
+) -> Result<()> {
+    let entries = fs::read_dir(dir).map_err(LibraryError::io("list", dir))?;
+    for entry in entries {
+        let entry = entry.map_err(LibraryError::io("list", dir))?;
+        let path = entry.path();
+        let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+            continue;
+        };
+        if name.ends_with(TEMP_SUFFIX) {
+            let modified = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .unwrap_or(SystemTime::UNIX_EPOCH);
+            if modified <= temp_cutoff {
+                report.bytes_freed += remove_file(&path)?;
+                report.temp_files_deleted += 1;
+            }
+        } else if let Some(stem) = name.strip_suffix(&format!(".{SEGMENT_EXT}")) {
+            let Ok(hash) = SegmentHash::parse(stem) else {
+                continue;
+            };
+            if !rows.contains(&hash) {
+                report.bytes_freed += remove_file(&path)?;
+                if !deleted.contains(&hash) {
+                    report.orphan_files_deleted += 1;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Removes a file and returns its size; a file already gone counts as 0 bytes.
+fn remove_file(path: &Path) -> Result<u64> {
+    let bytes = fs::metadata(path).map_or(0, |m| m.len());
+    match fs::remove_file(path) {
+        Ok(()) => Ok(bytes),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(0),
+        Err(e) => Err(LibraryError::io("delete", path)(e)),
+    }
+}

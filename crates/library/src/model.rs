@@ -1,0 +1,94 @@
+//! Models: the registry of loadable models, keyed by fingerprint.
+
+use crate::error::{LibraryError, Result};
+use crate::library::Library;
+use crate::schema::models;
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+/// Longest fingerprint accepted (the engine's are 64-hex blake3 digests).
+const MAX_FINGERPRINT_LEN: usize = 256;
+
+/// A model this library can load.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Model {
+    /// What makes a state valid only for this model (see the engine's `ModelFingerprint`).
+    pub fingerprint: String,
+    pub display_name: String,
+    /// Where its weights are (a file or folder); must be valid UTF-8.
+    pub path: PathBuf,
+}
+
+/// A fingerprint is an opaque, non-empty, single-line label.
+pub(crate) fn validate_fingerprint(fp: &str) -> Result<()> {
+    if fp.is_empty() || fp.len() > MAX_FINGERPRINT_LEN || fp.chars().any(char::is_control) {
+        return Err(LibraryError::InvalidFingerprint(fp.to_owned()));
+    }
+    Ok(())
+}
+
+impl Library {
+    /// Registers a model, or updates its display name and path.
+    pub fn put_model(&self, model: &Model) -> Result<()> {
+        validate_fingerprint(&model.fingerprint)?;
+        let path = model
+            .path
+            .to_str()
+            .ok_or_else(|| LibraryError::NonUtf8Path(model.path.clone()))?;
+        self.write(|conn| models::upsert(conn, model, path))
+    }
+
+    /// The model with this fingerprint, if registered.
+    pub fn model(&self, fingerprint: &str) -> Result<Option<Model>> {
+        self.read(|conn| models::select(conn, fingerprint))
+    }
+
+    /// Every registered model, by display name.
+    pub fn models(&self) -> Result<Vec<Model>> {
+        self.read(models::select_all)
+    }
+
+    /// Forgets a model; its nodes stay (they become unloadable). Returns whether it was known.
+    pub fn remove_model(&self, fingerprint: &str) -> Result<bool> {
+        self.write(|conn| models::delete(conn, fingerprint))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fingerprints_are_single_line_labels() {
+        assert!(validate_fingerprint("abc123").is_ok());
+        assert!(validate_fingerprint("").is_err());
+        assert!(validate_fingerprint("a\nb").is_err());
+        assert!(validate_fingerprint(&"x".repeat(MAX_FINGERPRINT_LEN + 1)).is_err());
+    }
+
+    #[test]
+    fn models_are_upserted_listed_and_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let lib = Library::open(dir.path()).unwrap();
+        let mut m = Model {
+            fingerprint: "fp1".into(),
+            display_name: "Llama 3.2 1B".into(),
+            path: "/models/llama.gguf".into(),
+        };
+        lib.put_model(&m).unwrap();
+        m.display_name = "Llama (renamed)".into();
+        lib.put_model(&m).unwrap();
+        assert_eq!(
+            lib.model("fp1").unwrap(),
+            Some(m.clone()),
+            "a second put updates"
+        );
+        assert_eq!(lib.models().unwrap(), vec![m]);
+        assert!(lib.remove_model("fp1").unwrap());
+        assert!(
+            !lib.remove_model("fp1").unwrap(),
+            "removing twice reports nothing removed"
+        );
+        assert_eq!(lib.model("fp1").unwrap(), None);
+    }
+}

@@ -1,0 +1,147 @@
+//! The catalogue schema and its migrations.
+//!
+//! Each table's module holds its migrations next to the SQL that reads and writes it. The
+//! schema version is SQLite's `PRAGMA user_version`: the number of the last migration applied.
+//! Pending migrations run in one IMMEDIATE transaction that also sets the version, so a
+//! library is either fully migrated or untouched. A file whose version is newer than this
+//! build knows is refused before anything is written to it (not even the switch to WAL).
+
+pub(crate) mod models;
+pub(crate) mod node_tags;
+pub(crate) mod nodes;
+pub(crate) mod segments;
+
+use crate::error::{LibraryError, Result};
+use rusqlite::{Connection, TransactionBehavior};
+
+/// One forward step of the schema.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Migration {
+    /// The `user_version` after this step; consecutive from 1.
+    pub version: i64,
+    pub sql: &'static str,
+}
+
+/// Every migration in order. Append only: a released step is never edited.
+pub(crate) const MIGRATIONS: &[Migration] = &[
+    models::CREATE,
+    segments::CREATE,
+    nodes::CREATE,
+    node_tags::CREATE,
+];
+
+/// The schema version this build writes and the newest it can open.
+pub const SCHEMA_VERSION: i64 = 4;
+
+/// Reads `PRAGMA user_version`.
+pub(crate) fn user_version(conn: &Connection) -> Result<i64> {
+    Ok(conn.query_row("PRAGMA user_version", [], |row| row.get(0))?)
+}
+
+/// Refuses a database written by a newer build. Only reads.
+pub(crate) fn refuse_newer(conn: &Connection, supported: i64) -> Result<i64> {
+    let found = user_version(conn)?;
+    if found > supported {
+        return Err(LibraryError::NewerDatabase { found, supported });
+    }
+    Ok(found)
+}
+
+/// Brings the database up to [`SCHEMA_VERSION`].
+pub(crate) fn migrate(conn: &mut Connection) -> Result<()> {
+    apply(conn, MIGRATIONS)
+}
+
+/// Applies the steps of `migrations` newer than the file's version, all or nothing.
+pub(crate) fn apply(conn: &mut Connection, migrations: &[Migration]) -> Result<()> {
+    let supported = migrations.last().map_or(0, |m| m.version);
+    if refuse_newer(conn, supported)? == supported {
+        return Ok(()); // Up to date: no write lock needed.
+    }
+    // IMMEDIATE: two processes opening a new library at once serialise here, and the second
+    // sees the first one's version when it re-reads it inside the transaction.
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let found = refuse_newer(&tx, supported)?;
+    for step in migrations.iter().filter(|m| m.version > found) {
+        tx.execute_batch(step.sql)?;
+    }
+    tx.pragma_update(None, "user_version", supported)?;
+    tx.commit()?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrations_are_numbered_consecutively_up_to_the_schema_version() {
+        for (i, m) in MIGRATIONS.iter().enumerate() {
+            assert_eq!(
+                m.version,
+                i as i64 + 1,
+                "migration versions must be 1, 2, 3, ..."
+            );
+        }
+        assert_eq!(MIGRATIONS.last().map(|m| m.version), Some(SCHEMA_VERSION));
+    }
+
+    #[test]
+    fn migrate_creates_every_table_and_is_idempotent() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        migrate(&mut conn).unwrap();
+        migrate(&mut conn).unwrap();
+        assert_eq!(user_version(&conn).unwrap(), SCHEMA_VERSION);
+        for table in ["models", "segments", "nodes", "node_tags"] {
+            let n: i64 = conn
+                .query_row(
+                    "SELECT count(*) FROM sqlite_schema WHERE name = ?1",
+                    [table],
+                    |r| r.get(0),
+                )
+                .unwrap();
+            assert_eq!(n, 1, "table {table} must exist after migration");
+        }
+    }
+
+    #[test]
+    fn a_failing_step_leaves_the_database_untouched() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        let broken = [
+            Migration {
+                version: 1,
+                sql: "CREATE TABLE first (x INTEGER);",
+            },
+            Migration {
+                version: 2,
+                sql: "THIS IS NOT SQL;",
+            },
+        ];
+        assert!(apply(&mut conn, &broken).is_err());
+        assert_eq!(user_version(&conn).unwrap(), 0, "the version must not move");
+        let n: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_schema WHERE name = 'first'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(n, 0, "the first step must be rolled back with the second");
+    }
+
+    #[test]
+    fn a_newer_version_is_refused_without_changes() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1)
+            .unwrap();
+        let err = migrate(&mut conn).unwrap_err();
+        assert!(
+            matches!(err, LibraryError::NewerDatabase { found, supported } if found == SCHEMA_VERSION + 1 && supported == SCHEMA_VERSION),
+            "got {err:?}"
+        );
+        let tables: i64 = conn
+            .query_row("SELECT count(*) FROM sqlite_schema", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(tables, 0);
+    }
+}

@@ -1,0 +1,58 @@
+//! The `models` table: models this library knows how to load, by fingerprint.
+//!
+//! Nodes and segments carry a fingerprint without a foreign key to this table: an imported
+//! personality pack may be for a model that is not installed here, and stays listed (and
+//! unloadable) until it is.
+
+use super::Migration;
+use crate::error::Result;
+use crate::model::Model;
+use rusqlite::{Connection, OptionalExtension, Row};
+
+pub(crate) const CREATE: Migration = Migration {
+    version: 1,
+    sql: "CREATE TABLE models (
+              fingerprint  TEXT PRIMARY KEY NOT NULL CHECK (fingerprint <> ''),
+              display_name TEXT NOT NULL,
+              path         TEXT NOT NULL
+          ) STRICT;",
+};
+
+fn from_row(row: &Row<'_>) -> rusqlite::Result<Model> {
+    Ok(Model {
+        fingerprint: row.get(0)?,
+        display_name: row.get(1)?,
+        path: row.get::<_, String>(2)?.into(),
+    })
+}
+
+pub(crate) fn upsert(conn: &Connection, model: &Model, path: &str) -> Result<()> {
+    conn.execute(
+        "INSERT INTO models (fingerprint, display_name, path) VALUES (?1, ?2, ?3)
+         ON CONFLICT (fingerprint) DO UPDATE SET display_name = excluded.display_name, path = excluded.path",
+        (&model.fingerprint, &model.display_name, path),
+    )?;
+    Ok(())
+}
+
+pub(crate) fn select(conn: &Connection, fingerprint: &str) -> Result<Option<Model>> {
+    Ok(conn
+        .query_row(
+            "SELECT fingerprint, display_name, path FROM models WHERE fingerprint = ?1",
+            [fingerprint],
+            from_row,
+        )
+        .optional()?)
+}
+
+pub(crate) fn select_all(conn: &Connection) -> Result<Vec<Model>> {
+    let mut stmt = conn.prepare(
+        "SELECT fingerprint, display_name, path FROM models ORDER BY display_name, fingerprint",
+    )?;
+    let rows = stmt.query_map([], from_row)?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+pub(crate) fn delete(conn: &Connection, fingerprint: &str) -> Result<bool> {
+    Ok(conn.execute("DELETE FROM models WHERE fingerprint = ?1", [fingerprint])? > 0)
+}

@@ -1,0 +1,149 @@
+//! Listing the tree: a node's children or the whole tree, with tags, token counts and each
+//! node's own bytes on disk. Pinned nodes come first among their siblings, then by the chosen
+//! order.
+
+use crate::error::Result;
+use crate::forest::Forest;
+use crate::ids::{NodeId, SegmentHash};
+use crate::library::Library;
+use crate::node::NodeSummary;
+use crate::schema::{node_tags, nodes};
+use rusqlite::Connection;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+
+/// Order of siblings after the pinned ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NodeOrder {
+    /// Case-insensitive name order.
+    #[default]
+    Name,
+    /// Oldest first.
+    Created,
+}
+
+impl NodeOrder {
+    pub(crate) fn sql(self) -> &'static str {
+        match self {
+            NodeOrder::Name => "n.pinned DESC, n.name_key, n.id",
+            NodeOrder::Created => "n.pinned DESC, n.created_at, n.id",
+        }
+    }
+}
+
+/// A node in a depth-first listing of the tree.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TreeEntry {
+    /// 0 for top-level nodes.
+    pub depth: usize,
+    pub node: NodeSummary,
+}
+
+impl Library {
+    /// The children of `parent` (the top-level nodes for `None`).
+    pub fn children(&self, parent: Option<NodeId>, order: NodeOrder) -> Result<Vec<NodeSummary>> {
+        self.read(|conn| {
+            if let Some(p) = parent {
+                nodes::parent_of(conn, p)?;
+            }
+            let sql = format!(
+                "SELECT {} FROM nodes n WHERE n.parent_id IS ?1 ORDER BY {}",
+                nodes::SUMMARY_COLUMNS,
+                order.sql()
+            );
+            let mut stmt = conn.prepare(&sql)?;
+            let rows = stmt.query_map([parent], nodes::summary_from_row)?;
+            let list = rows.collect::<rusqlite::Result<Vec<_>>>()?;
+            finish_summaries(conn, list)
+        })
+    }
+
+    /// The whole tree, depth first: each node followed by its subtree, siblings in `order`.
+    pub fn tree(&self, order: NodeOrder) -> Result<Vec<TreeEntry>> {
+        self.read(|conn| {
+            let sql = format!(
+                "SELECT {} FROM nodes n ORDER BY {}",
+                nodes::SUMMARY_COLUMNS,
+                order.sql()
+            );
+            let mut stmt = conn.prepare(&sql)?;
+            let rows = stmt.query_map([], nodes::summary_from_row)?;
+            let all = finish_summaries(conn, rows.collect::<rusqlite::Result<Vec<_>>>()?)?;
+            Ok(depth_first(all))
+        })
+    }
+
+    /// Bytes the subtree of `id` costs on top of its parent's state: every segment some node
+    /// of the subtree uses and the parent's chain does not, counted once.
+    pub fn subtree_bytes(&self, id: NodeId) -> Result<u64> {
+        self.read(|conn| {
+            let parent = nodes::parent_of(conn, id)?;
+            let members = nodes::subtree(conn, id)?;
+            let tips = tips_by_id(conn)?;
+            let subtree_tips: Vec<&SegmentHash> = members
+                .iter()
+                .filter_map(|m| tips.get(m)?.as_ref())
+                .collect();
+            let parent_tip = parent.and_then(|p| tips.get(&p)?.as_ref());
+            Ok(Forest::load(conn)?.exclusive_bytes(subtree_tips, parent_tip))
+        })
+    }
+}
+
+/// Every node's tip, by id.
+pub(crate) fn tips_by_id(conn: &Connection) -> Result<HashMap<NodeId, Option<SegmentHash>>> {
+    Ok(nodes::all_tips(conn)?.into_iter().collect())
+}
+
+/// Fills in tags and own bytes of summaries read with [`nodes::SUMMARY_COLUMNS`].
+pub(crate) fn finish_summaries(
+    conn: &Connection,
+    mut list: Vec<NodeSummary>,
+) -> Result<Vec<NodeSummary>> {
+    if list.is_empty() {
+        return Ok(list);
+    }
+    let forest = Forest::load(conn)?;
+    let tips = tips_by_id(conn)?;
+    let mut tags = node_tags::all(conn)?;
+    for s in &mut list {
+        let parent_tip = s.parent.and_then(|p| tips.get(&p)?.as_ref());
+        s.own_bytes = forest.own_bytes(s.tip.as_ref(), parent_tip);
+        s.tags = tags.remove(&s.id).unwrap_or_default();
+    }
+    Ok(list)
+}
+
+/// Arranges sorted summaries into a pre-order walk. Iterative: a chat thread can be thousands
+/// of nodes deep. Nodes whose parent is missing (impossible with foreign keys) are listed as
+/// top-level rather than dropped.
+fn depth_first(all: Vec<NodeSummary>) -> Vec<TreeEntry> {
+    let ids: std::collections::HashSet<NodeId> = all.iter().map(|s| s.id).collect();
+    let mut children: HashMap<Option<NodeId>, Vec<NodeSummary>> = HashMap::new();
+    for s in all {
+        let key = s.parent.filter(|p| ids.contains(p));
+        children.entry(key).or_default().push(s);
+    }
+    let mut out = Vec::with_capacity(ids.len());
+    // A stack of sibling iterators; reversed vectors so pop() yields them in order.
+    let mut stack: Vec<(usize, Vec<NodeSummary>)> = Vec::new();
+    if let Some(mut top) = children.remove(&None) {
+        top.reverse();
+        stack.push((0, top));
+    }
+    while let Some((depth, siblings)) = stack.last_mut() {
+        let depth = *depth;
+        let Some(node) = siblings.pop() else {
+            stack.pop();
+            continue;
+        };
+        let id = node.id;
+        out.push(TreeEntry { depth, node });
+        if let Some(mut kids) = children.remove(&Some(id)) {
+            kids.reverse();
+            stack.push((depth + 1, kids));
+        }
+    }
+    out
+}
