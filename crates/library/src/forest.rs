@@ -220,4 +220,28 @@ mod tests {
         let marked = f.reachable([&h(3)]);
         assert!(f.is_marked(&marked, &h(1)) && !f.is_marked(&marked, &h(4)));
     }
+
+    #[test]
+    fn a_very_deep_chain_gets_depths_without_recursion() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        crate::schema::migrate(&mut conn).unwrap();
+        let tx = conn.transaction().unwrap();
+        let hash = |i: u64| SegmentHash::parse(&format!("{i:064x}")).unwrap();
+        for i in 0..50_000u64 {
+            let m = SegmentMeta {
+                hash: hash(i),
+                parent: i.checked_sub(1).map(hash),
+                start: i,
+                token_count: 1,
+                dtype: "f16".into(),
+                bytes: 1,
+                model_fingerprint: "m".into(),
+            };
+            segments::insert(&tx, &m, 0).unwrap();
+        }
+        tx.commit().unwrap();
+        let f = Forest::load(&conn).unwrap();
+        assert_eq!(f.own_bytes(Some(&hash(49_999)), None), 50_000);
+        assert_eq!(f.own_bytes(Some(&hash(49_999)), Some(&hash(10))), 49_989);
+    }
 }

@@ -147,3 +147,56 @@ fn depth_first(all: Vec<NodeSummary>) -> Vec<TreeEntry> {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::node::NodeKind;
+
+    fn summary(id: i64, parent: Option<i64>) -> NodeSummary {
+        NodeSummary {
+            id: NodeId(id),
+            parent: parent.map(NodeId),
+            name: format!("n{id}"),
+            kind: NodeKind::Chat,
+            pinned: false,
+            tags: Vec::new(),
+            model_fingerprint: "m".into(),
+            tip: None,
+            token_count: 0,
+            own_bytes: 0,
+            created_at: 0,
+            updated_at: 0,
+        }
+    }
+
+    #[test]
+    fn depth_first_handles_a_very_deep_thread_without_recursion() {
+        let n = 100_000;
+        let list: Vec<_> = (1..=n)
+            .map(|i| summary(i, (i > 1).then_some(i - 1)))
+            .collect();
+        let walk = depth_first(list);
+        assert_eq!(walk.len(), n as usize);
+        assert_eq!(walk.last().map(|e| e.depth), Some(n as usize - 1));
+    }
+
+    #[test]
+    fn depth_first_keeps_sibling_order_and_orphans() {
+        let list = vec![
+            summary(1, None),
+            summary(3, Some(1)),
+            summary(2, Some(1)),
+            summary(9, Some(404)),
+        ];
+        let walk: Vec<(usize, i64)> = depth_first(list)
+            .iter()
+            .map(|e| (e.depth, e.node.id.0))
+            .collect();
+        assert_eq!(
+            walk,
+            vec![(0, 1), (1, 3), (1, 2), (0, 9)],
+            "siblings keep the SQL order"
+        );
+    }
+}

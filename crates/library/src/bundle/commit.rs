@@ -1,6 +1,6 @@
 //! Committing a read bundle into the library: all or nothing, never overwriting a node.
 
-use super::Bundle;
+use super::{Bundle, BundleSegment};
 use crate::durable::TempFile;
 use crate::error::{LibraryError, Result};
 use crate::ids::{NodeId, SegmentHash};
@@ -43,19 +43,11 @@ impl Library {
         // scratch folder shares the store's filesystem.
         let mut staged: HashMap<SegmentHash, TempFile> = HashMap::new();
         for seg in &bundle.segments {
-            if self.has_segment(&seg.meta.hash)? {
-                continue;
+            // The fields are public: a hand-made bundle gets the same checks as a read one.
+            seg.meta.validate()?;
+            if !self.has_segment(&seg.meta.hash)? {
+                staged.insert(seg.meta.hash.clone(), self.stage(seg)?);
             }
-            let temp = TempFile::link_or_copy(&seg.path, self.segments_dir())?;
-            let bytes = temp.sync()?;
-            if bytes != seg.meta.bytes {
-                return Err(LibraryError::SegmentSize {
-                    hash: seg.meta.hash.clone(),
-                    expected: seg.meta.bytes,
-                    found: bytes,
-                });
-            }
-            staged.insert(seg.meta.hash.clone(), temp);
         }
         let new = NewNode {
             parent,
@@ -79,15 +71,26 @@ impl Library {
                 let temp = match staged.remove(&seg.meta.hash) {
                     Some(temp) => temp,
                     // Stored when staging began, collected since: stage it now.
-                    None => {
-                        let temp = TempFile::link_or_copy(&seg.path, self.segments_dir())?;
-                        temp.sync()?;
-                        temp
-                    }
+                    None => self.stage(seg)?,
                 };
                 store(conn, &seg.meta, temp, &dest)?;
             }
             insert_node(conn, &new)
         })
+    }
+
+    /// A synced temporary copy (or hard link) of an unpacked file in the store folder, after
+    /// checking it still has the size the manifest promised.
+    fn stage(&self, seg: &BundleSegment) -> Result<TempFile> {
+        let temp = TempFile::link_or_copy(&seg.path, self.segments_dir())?;
+        let bytes = temp.sync()?;
+        if bytes != seg.meta.bytes {
+            return Err(LibraryError::SegmentSize {
+                hash: seg.meta.hash.clone(),
+                expected: seg.meta.bytes,
+                found: bytes,
+            });
+        }
+        Ok(temp)
     }
 }

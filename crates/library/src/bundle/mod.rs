@@ -67,6 +67,8 @@ pub struct BundleSegment {
 /// A bundle that passed every check [`read_bundle`] makes. Its files live in the caller's
 /// scratch folder until [`Bundle::discard`] or the folder is removed; committing does not
 /// consume them, so a refused import (a taken name) can be retried under another name.
+/// After a commit they may be hard links to stored segments: read or delete them, never
+/// write to them in place ([`read_bundle`] itself always replaces, never rewrites, a file).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Bundle {
     pub node: BundleNode,

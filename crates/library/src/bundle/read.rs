@@ -5,7 +5,7 @@ use super::format::{
 };
 use super::{Bundle, BundleSegment};
 use crate::error::{LibraryError, Result};
-use std::fs::{self, File};
+use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufReader, Read};
 use std::path::{Path, PathBuf};
 
@@ -184,7 +184,19 @@ fn read_manifest(
 
 /// Copies exactly `bytes` bytes to `dest`, returning their blake3.
 fn unpack(reader: &mut impl Read, bytes: u64, dest: &Path, bundle: &Path) -> Result<blake3::Hash> {
-    let mut out = File::create(dest).map_err(LibraryError::io("create", dest))?;
+    // Never write into an existing file: one left by an earlier import may be hard-linked
+    // into the store, and truncating it would change the stored segment.
+    match fs::remove_file(dest) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => {
+            return Err(LibraryError::io("replace", dest)(e));
+        }
+        _ => {}
+    }
+    let mut out = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(dest)
+        .map_err(LibraryError::io("create", dest))?;
     let mut hashing = HashingReader {
         inner: reader.take(bytes),
         hasher: blake3::Hasher::new(),

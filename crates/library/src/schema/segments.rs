@@ -81,9 +81,10 @@ pub(crate) fn touch(conn: &Connection, hash: &SegmentHash, now: i64) -> Result<(
     Ok(())
 }
 
-/// Rows touched at or after `cutoff` (ms): within gc's grace period.
+/// Rows touched after `cutoff` (ms): within gc's grace period. Strictly after, so a zero
+/// grace protects nothing, even a row touched in the current millisecond.
 pub(crate) fn touched_since(conn: &Connection, cutoff: i64) -> Result<Vec<SegmentHash>> {
-    let mut stmt = conn.prepare("SELECT hash FROM segments WHERE touched_at >= ?1")?;
+    let mut stmt = conn.prepare("SELECT hash FROM segments WHERE touched_at > ?1")?;
     let rows = stmt.query_map([cutoff], |r| r.get(0))?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }

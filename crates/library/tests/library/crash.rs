@@ -34,7 +34,10 @@ impl Rng {
 #[test]
 fn writer_process() {
     let Ok(dir) = env::var(DIR_VAR) else { return };
-    let seed = env::var(SEED_VAR).ok().and_then(|s| s.parse().ok()).unwrap_or(1);
+    let seed = env::var(SEED_VAR)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1);
     let solo = env::var(SOLO_VAR).as_deref() == Ok("1");
     write_forever(Path::new(&dir), seed, solo);
 }
@@ -47,16 +50,26 @@ fn write_forever(dir: &Path, seed: u64, solo: bool) {
         .tree(NodeOrder::Created)
         .expect("list")
         .into_iter()
-        .map(|e| (e.node.id, e.node.tip.map(|t| lib.segment(&t).expect("tip is catalogued"))))
+        .map(|e| {
+            (
+                e.node.id,
+                e.node
+                    .tip
+                    .map(|t| lib.segment(&t).expect("tip is catalogued")),
+            )
+        })
         .collect();
     let scratch = dir.join(format!("writer-{seed}.bin"));
     for counter in 0.. {
         let name = format!("w{seed}-{counter}");
-        let pick = (!known.is_empty()).then(|| known[rng.below(known.len() as u64) as usize].clone());
+        let pick =
+            (!known.is_empty()).then(|| known[rng.below(known.len() as u64) as usize].clone());
         match rng.below(10) {
             0..=4 => {
                 let (parent, tip) = pick.map_or((None, None), |(id, tip)| (Some(id), tip));
-                let content: Vec<u8> = (0..1 + rng.below(32 * 1024)).map(|_| rng.below(256) as u8).collect();
+                let content: Vec<u8> = (0..1 + rng.below(32 * 1024))
+                    .map(|_| rng.below(256) as u8)
+                    .collect();
                 let new = new_segment(&content, tip.as_ref(), 1 + rng.below(64));
                 let seg = if counter % 2 == 0 {
                     let temp = lib.temp_segment().expect("temp");
@@ -66,7 +79,8 @@ fn write_forever(dir: &Path, seed: u64, solo: bool) {
                     fs::write(&scratch, &content).expect("write scratch");
                     lib.put_segment(&new, &scratch).expect("put segment")
                 };
-                let mut node = NewNode::new(name, NodeKind::Chat, super::common::MODEL).with_state(seg.hash.clone(), seg.end());
+                let mut node = NewNode::new(name, NodeKind::Chat, super::common::MODEL)
+                    .with_state(seg.hash.clone(), seg.end());
                 node.parent = parent;
                 node.transcript = format!("[{{\"content\":\"{counter}\"}}]");
                 let id = lib.create_node(&node).expect("create node");
@@ -76,28 +90,46 @@ fn write_forever(dir: &Path, seed: u64, solo: bool) {
             5..=6 => {
                 if let Some((id, Some(tip))) = pick {
                     let tokens = 1 + rng.below(tip.end());
-                    let node = NewNode::new(name, NodeKind::Story, super::common::MODEL).under(id).with_state(tip.hash.clone(), tokens);
+                    let node = NewNode::new(name, NodeKind::Story, super::common::MODEL)
+                        .under(id)
+                        .with_state(tip.hash.clone(), tokens);
                     let child = lib.create_node(&node).expect("create rewound fork");
                     println!("created {}", child.0);
-                    known.push((child, lib.node(child).expect("read").tip.map(|t| lib.segment(&t).expect("tip"))));
+                    known.push((
+                        child,
+                        lib.node(child)
+                            .expect("read")
+                            .tip
+                            .map(|t| lib.segment(&t).expect("tip")),
+                    ));
                 }
             }
             7 => {
                 // A segment no node will use: garbage for gc.
-                let content: Vec<u8> = (0..1 + rng.below(4096)).map(|_| rng.below(256) as u8).collect();
+                let content: Vec<u8> = (0..1 + rng.below(4096))
+                    .map(|_| rng.below(256) as u8)
+                    .collect();
                 fs::write(&scratch, &content).expect("write scratch");
-                lib.put_segment(&new_segment(&content, None, 1), &scratch).expect("put orphan-to-be");
+                lib.put_segment(&new_segment(&content, None, 1), &scratch)
+                    .expect("put orphan-to-be");
             }
             8 => {
                 // Alone, collect everything; with another writer, respect its work in flight.
-                let options = if solo { GcOptions { grace: Duration::ZERO } } else { GcOptions::default() };
+                let options = if solo {
+                    GcOptions {
+                        grace: Duration::ZERO,
+                    }
+                } else {
+                    GcOptions::default()
+                };
                 lib.gc_with(options).expect("gc");
             }
             _ => {
                 if let Some((id, _)) = pick {
                     lib.add_tag(id, &format!("t{}", rng.below(5))).expect("tag");
                     lib.set_pinned(id, rng.below(2) == 0).expect("pin");
-                    lib.rename_node(id, &format!("{name}-renamed")).expect("rename");
+                    lib.rename_node(id, &format!("{name}-renamed"))
+                        .expect("rename");
                 }
             }
         }
@@ -106,7 +138,13 @@ fn write_forever(dir: &Path, seed: u64, solo: bool) {
 
 fn spawn_writer(dir: &Path, seed: u64, solo: bool) -> Child {
     Command::new(env::current_exe().expect("test binary path"))
-        .args(["--exact", "crash::writer_process", "--nocapture", "--test-threads=1", "--quiet"])
+        .args([
+            "--exact",
+            "crash::writer_process",
+            "--nocapture",
+            "--test-threads=1",
+            "--quiet",
+        ])
         .env(DIR_VAR, dir)
         .env(SEED_VAR, seed.to_string())
         .env(SOLO_VAR, if solo { "1" } else { "0" })
@@ -125,7 +163,12 @@ fn kill_and_collect(mut child: Child, seed: u64) -> Vec<NodeId> {
     }
     child.kill().expect("SIGKILL the writer");
     let mut out = String::new();
-    child.stdout.take().expect("stdout").read_to_string(&mut out).expect("read writer output");
+    child
+        .stdout
+        .take()
+        .expect("stdout")
+        .read_to_string(&mut out)
+        .expect("read writer output");
     child.wait().expect("reap writer");
     // Only complete lines: a line is printed after its create returned.
     let complete = out.rsplit_once('\n').map_or("", |(done, _)| done);
@@ -141,7 +184,10 @@ fn a_writer_killed_at_random_moments_leaves_a_consistent_library() {
     let dir = tempfile::tempdir().unwrap();
     let lib_dir = dir.path().join("lib");
     drop(Library::open(&lib_dir).unwrap());
-    let base_seed = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos() as u64;
+    let base_seed = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
     let mut rng = Rng(base_seed | 1);
     let mut created: Vec<NodeId> = Vec::new();
     let started = Instant::now();
@@ -157,23 +203,51 @@ fn a_writer_killed_at_random_moments_leaves_a_consistent_library() {
         for (child, seed) in children {
             created.extend(kill_and_collect(child, seed));
         }
-        let lib = Library::open(&lib_dir).unwrap_or_else(|e| panic!("run {run} (seed {base_seed}): library does not open: {e}"));
+        let lib = Library::open(&lib_dir)
+            .unwrap_or_else(|e| panic!("run {run} (seed {base_seed}): library does not open: {e}"));
         let report = lib.verify(content_check).unwrap();
-        assert!(report.is_ok(), "run {run} (seed {base_seed}): a kill left damage: {:?}", report.problems);
+        assert!(
+            report.is_ok(),
+            "run {run} (seed {base_seed}): a kill left damage: {:?}",
+            report.problems
+        );
         for id in &created {
-            let node = lib.node(*id).unwrap_or_else(|e| panic!("run {run} (seed {base_seed}): node {id} was reported created but {e}"));
+            let node = lib.node(*id).unwrap_or_else(|e| {
+                panic!("run {run} (seed {base_seed}): node {id} was reported created but {e}")
+            });
             if let Some(tip) = &node.tip {
-                lib.chain(tip).unwrap_or_else(|e| panic!("node {id}'s state is unreadable: {e}"));
+                lib.chain(tip)
+                    .unwrap_or_else(|e| panic!("node {id}'s state is unreadable: {e}"));
             }
         }
     }
-    assert!(created.len() >= RUNS as usize, "the writers made too little progress to test anything: {} nodes", created.len());
+    assert!(
+        created.len() >= RUNS as usize,
+        "the writers made too little progress to test anything: {} nodes",
+        created.len()
+    );
     let lib = Library::open(&lib_dir).unwrap();
-    lib.gc_with(GcOptions { grace: Duration::ZERO }).unwrap();
+    lib.gc_with(GcOptions {
+        grace: Duration::ZERO,
+    })
+    .unwrap();
     let report = lib.verify(content_check).unwrap();
     assert!(report.is_ok(), "after gc: {:?}", report.problems);
-    let leftovers: Vec<_> = super::common::files_in(lib.segments_dir()).into_iter().filter(|n| n.ends_with(".part")).collect();
-    assert!(leftovers.is_empty(), "gc removes crash leftovers: {leftovers:?}");
-    assert!(lib.tree(NodeOrder::Name).unwrap().len() >= created.len(), "every reported node exists");
-    eprintln!("crash test: {RUNS} kills, {} nodes, {:?}", created.len(), started.elapsed());
+    let leftovers: Vec<_> = super::common::files_in(lib.segments_dir())
+        .into_iter()
+        .filter(|n| n.ends_with(".part"))
+        .collect();
+    assert!(
+        leftovers.is_empty(),
+        "gc removes crash leftovers: {leftovers:?}"
+    );
+    assert!(
+        lib.tree(NodeOrder::Name).unwrap().len() >= created.len(),
+        "every reported node exists"
+    );
+    eprintln!(
+        "crash test: {RUNS} kills, {} nodes, {:?}",
+        created.len(),
+        started.elapsed()
+    );
 }

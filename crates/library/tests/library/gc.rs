@@ -5,7 +5,9 @@ use freeze_attn_library::{DeleteMode, GcOptions};
 use std::fs;
 use std::time::Duration;
 
-const NOW: GcOptions = GcOptions { grace: Duration::ZERO };
+const NOW: GcOptions = GcOptions {
+    grace: Duration::ZERO,
+};
 
 #[test]
 fn gc_removes_only_segments_no_node_uses() {
@@ -21,10 +23,20 @@ fn gc_removes_only_segments_no_node_uses() {
     let report = f.lib.gc_with(NOW).unwrap();
     assert_eq!(report.segments_deleted, 3, "b, c and the never-used d");
     assert_eq!(report.bytes_freed, 117);
-    assert_eq!(files_in(f.lib.segments_dir()), vec![format!("{}.seg", a.hash)]);
+    assert_eq!(
+        files_in(f.lib.segments_dir()),
+        vec![format!("{}.seg", a.hash)]
+    );
     assert!(f.lib.segment(&b.hash).is_err() && f.lib.segment(&d.hash).is_err());
-    assert!(f.lib.verify(content_check).unwrap().is_ok(), "what remains is consistent");
-    assert_eq!(f.lib.gc_with(NOW).unwrap(), Default::default(), "a second gc finds nothing");
+    assert!(
+        f.lib.verify(content_check).unwrap().is_ok(),
+        "what remains is consistent"
+    );
+    assert_eq!(
+        f.lib.gc_with(NOW).unwrap(),
+        Default::default(),
+        "a second gc finds nothing"
+    );
 }
 
 #[test]
@@ -49,8 +61,14 @@ fn gc_removes_orphan_files_and_old_temp_files_but_nothing_else() {
     fs::write(dir.join("README.txt"), b"not ours").unwrap();
 
     let gentle = f.lib.gc().unwrap();
-    assert_eq!(gentle.orphan_files_deleted, 1, "a .seg without a row is garbage at once");
-    assert_eq!(gentle.temp_files_deleted, 0, "a fresh temp file may be a write in progress");
+    assert_eq!(
+        gentle.orphan_files_deleted, 1,
+        "a .seg without a row is garbage at once"
+    );
+    assert_eq!(
+        gentle.temp_files_deleted, 0,
+        "a fresh temp file may be a write in progress"
+    );
 
     let report = f.lib.gc_with(NOW).unwrap();
     assert_eq!(report.temp_files_deleted, 1);
@@ -64,11 +82,23 @@ fn gc_removes_orphan_files_and_old_temp_files_but_nothing_else() {
 fn the_grace_period_keeps_fresh_segments_and_their_ancestors() {
     let f = fixture();
     let old_parent = put(&f.lib, None, 1, 10, 1);
-    std::thread::sleep(Duration::from_millis(60));
+    std::thread::sleep(Duration::from_millis(200));
     let fresh_child = put(&f.lib, Some(&old_parent), 1, 10, 2);
-    let report = f.lib.gc_with(GcOptions { grace: Duration::from_millis(30) }).unwrap();
-    assert_eq!(report.segments_deleted, 0, "a fresh segment keeps its chain even if no node uses it yet");
+    let report = f
+        .lib
+        .gc_with(GcOptions {
+            grace: Duration::from_millis(100),
+        })
+        .unwrap();
+    assert_eq!(
+        report.segments_deleted, 0,
+        "a fresh segment keeps its chain even if no node uses it yet"
+    );
     assert!(f.lib.chain(&fresh_child.hash).is_ok());
-    assert_eq!(f.lib.gc().unwrap().segments_deleted, 0, "the default grace keeps both");
+    assert_eq!(
+        f.lib.gc().unwrap().segments_deleted,
+        0,
+        "the default grace keeps both"
+    );
     assert_eq!(f.lib.gc_with(NOW).unwrap().segments_deleted, 2);
 }

@@ -18,9 +18,13 @@ fn two_handles_write_concurrently_and_see_each_other() {
             thread::spawn(move || {
                 for i in 0..60u64 {
                     let seg = put(&lib, None, 4, 256, w as u64 * 1000 + i);
-                    let new = NewNode::new(format!("w{w}-{i}"), NodeKind::Chat, MODEL).under(root).with_state(seg.hash, 4);
-                    lib.create_node(&new).expect("a write must wait for the other handle, not fail");
-                    lib.tree(NodeOrder::Name).expect("reads run alongside writes");
+                    let new = NewNode::new(format!("w{w}-{i}"), NodeKind::Chat, MODEL)
+                        .under(root)
+                        .with_state(seg.hash, 4);
+                    lib.create_node(&new)
+                        .expect("a write must wait for the other handle, not fail");
+                    lib.tree(NodeOrder::Name)
+                        .expect("reads run alongside writes");
                 }
             })
         })
@@ -29,7 +33,11 @@ fn two_handles_write_concurrently_and_see_each_other() {
         w.join().unwrap();
     }
     for lib in [&first, &other] {
-        assert_eq!(lib.children(Some(root), NodeOrder::Name).unwrap().len(), 120, "each handle sees every node");
+        assert_eq!(
+            lib.children(Some(root), NodeOrder::Name).unwrap().len(),
+            120,
+            "each handle sees every node"
+        );
     }
     assert!(first.verify(content_check).unwrap().is_ok());
 }

@@ -6,13 +6,32 @@ use freeze_attn_library::Model;
 #[test]
 fn models_are_registered_listed_and_forgotten() {
     let f = fixture();
-    let a = Model { fingerprint: "fa".into(), display_name: "B model".into(), path: "/m/b.gguf".into() };
-    let b = Model { fingerprint: "fb".into(), display_name: "A model".into(), path: "/m/a".into() };
+    let a = Model {
+        fingerprint: "fa".into(),
+        display_name: "B model".into(),
+        path: "/m/b.gguf".into(),
+    };
+    let b = Model {
+        fingerprint: "fb".into(),
+        display_name: "A model".into(),
+        path: "/m/a".into(),
+    };
     f.lib.put_model(&a).unwrap();
     f.lib.put_model(&b).unwrap();
-    assert_eq!(f.lib.models().unwrap(), vec![b.clone(), a.clone()], "listed by display name");
+    assert_eq!(
+        f.lib.models().unwrap(),
+        vec![b.clone(), a.clone()],
+        "listed by display name"
+    );
     assert_eq!(f.lib.model("fa").unwrap(), Some(a));
     assert!(f.lib.remove_model("fa").unwrap());
     assert_eq!(f.lib.models().unwrap(), vec![b]);
-    assert!(f.lib.put_model(&Model { fingerprint: String::new(), display_name: "x".into(), path: "/x".into() }).is_err());
+    assert!(f
+        .lib
+        .put_model(&Model {
+            fingerprint: String::new(),
+            display_name: "x".into(),
+            path: "/x".into()
+        })
+        .is_err());
 }

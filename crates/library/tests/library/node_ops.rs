@@ -8,7 +8,9 @@ fn a_created_node_reads_back_with_every_field() {
     let f = fixture();
     let seg = put(&f.lib, None, 12, 100, 1);
     let parent = node(&f.lib, None, "Parent", None, 0);
-    let mut new = NewNode::new("  Pirate  ", NodeKind::Personality, MODEL).under(parent).with_state(seg.hash.clone(), 12);
+    let mut new = NewNode::new("  Pirate  ", NodeKind::Personality, MODEL)
+        .under(parent)
+        .with_state(seg.hash.clone(), 12);
     new.notes = "arr".into();
     new.tags = vec!["Fun".into(), "sea".into()];
     new.transcript = r#"[{"role":"user","content":"Ahoy"}]"#.into();
@@ -32,36 +34,87 @@ fn a_created_node_reads_back_with_every_field() {
 fn names_are_unique_among_siblings_ignoring_case() {
     let f = fixture();
     let a = node(&f.lib, None, "Émile", None, 0);
-    let err = f.lib.create_node(&NewNode::new("émile", NodeKind::Chat, MODEL)).unwrap_err();
-    assert!(matches!(&err, LibraryError::NameTaken { parent: None, .. }), "{err:?}");
+    let err = f
+        .lib
+        .create_node(&NewNode::new("émile", NodeKind::Chat, MODEL))
+        .unwrap_err();
+    assert!(
+        matches!(&err, LibraryError::NameTaken { parent: None, .. }),
+        "{err:?}"
+    );
     node(&f.lib, Some(a), "Émile", None, 0); // The same name under another parent is fine.
     node(&f.lib, None, "Émile 2", None, 0);
 }
+
+/// Recognises the error a case expects.
+type IsExpected = fn(&LibraryError) -> bool;
 
 #[test]
 fn bad_input_gives_named_errors() {
     let f = fixture();
     let seg = put(&f.lib, None, 10, 10, 1);
     let base = || NewNode::new("n", NodeKind::Story, MODEL);
-    let cases: Vec<(NewNode, fn(&LibraryError) -> bool)> = vec![
-        (NewNode { name: " \t".into(), ..base() }, |e| matches!(e, LibraryError::InvalidName { .. })),
-        (NewNode { transcript: "{oops".into(), ..base() }, |e| matches!(e, LibraryError::InvalidTranscript(_))),
-        (base().under(NodeId(999)), |e| matches!(e, LibraryError::NodeNotFound(NodeId(999)))),
-        (base().with_state(SegmentHash::parse(&"ab".repeat(32)).unwrap(), 1), |e| matches!(e, LibraryError::SegmentNotFound(_))),
+    let cases: Vec<(NewNode, IsExpected)> = vec![
+        (
+            NewNode {
+                name: " \t".into(),
+                ..base()
+            },
+            |e| matches!(e, LibraryError::InvalidName { .. }),
+        ),
+        (
+            NewNode {
+                transcript: "{oops".into(),
+                ..base()
+            },
+            |e| matches!(e, LibraryError::InvalidTranscript(_)),
+        ),
+        (base().under(NodeId(999)), |e| {
+            matches!(e, LibraryError::NodeNotFound(NodeId(999)))
+        }),
+        (
+            base().with_state(SegmentHash::parse(&"ab".repeat(32)).unwrap(), 1),
+            |e| matches!(e, LibraryError::SegmentNotFound(_)),
+        ),
         (base().with_state(seg.hash.clone(), 11), |e| {
-            matches!(e, LibraryError::TokenCountOutOfRange { token_count: 11, available: 10 })
+            matches!(
+                e,
+                LibraryError::TokenCountOutOfRange {
+                    token_count: 11,
+                    available: 10
+                }
+            )
         }),
-        (NewNode { token_count: 3, ..base() }, |e| matches!(e, LibraryError::TokenCountOutOfRange { .. })),
-        (NewNode { model_fingerprint: "other".into(), ..base().with_state(seg.hash.clone(), 5) }, |e| {
-            matches!(e, LibraryError::ModelMismatch { .. })
-        }),
-        (NewNode { tags: vec!["".into()], ..base() }, |e| matches!(e, LibraryError::InvalidTag { .. })),
+        (
+            NewNode {
+                token_count: 3,
+                ..base()
+            },
+            |e| matches!(e, LibraryError::TokenCountOutOfRange { .. }),
+        ),
+        (
+            NewNode {
+                model_fingerprint: "other".into(),
+                ..base().with_state(seg.hash.clone(), 5)
+            },
+            |e| matches!(e, LibraryError::ModelMismatch { .. }),
+        ),
+        (
+            NewNode {
+                tags: vec!["".into()],
+                ..base()
+            },
+            |e| matches!(e, LibraryError::InvalidTag { .. }),
+        ),
     ];
     for (new, is_expected) in cases {
         let err = f.lib.create_node(&new).unwrap_err();
         assert!(is_expected(&err), "unexpected error {err:?} for {new:?}");
     }
-    assert!(f.lib.tree(Default::default()).unwrap().is_empty(), "failed creates write nothing");
+    assert!(
+        f.lib.tree(Default::default()).unwrap().is_empty(),
+        "failed creates write nothing"
+    );
 }
 
 #[test]
@@ -74,11 +127,20 @@ fn a_rewind_is_stored_against_the_segment_holding_its_last_token() {
     for (i, (tokens, expected)) in cases.into_iter().enumerate() {
         let id = node(&f.lib, None, &format!("r{i}"), Some(&c), tokens);
         let n = f.lib.node(id).unwrap();
-        assert_eq!(n.tip.as_ref(), Some(&expected.hash), "{tokens} tokens end in the segment starting at {}", expected.start);
+        assert_eq!(
+            n.tip.as_ref(),
+            Some(&expected.hash),
+            "{tokens} tokens end in the segment starting at {}",
+            expected.start
+        );
         assert_eq!(n.token_count, tokens);
     }
     let empty = node(&f.lib, None, "zero", Some(&c), 0);
-    assert_eq!(f.lib.node(empty).unwrap().tip, None, "an empty state has no tip");
+    assert_eq!(
+        f.lib.node(empty).unwrap().tip,
+        None,
+        "an empty state has no tip"
+    );
 }
 
 #[test]
@@ -89,8 +151,14 @@ fn rename_notes_pin_and_tags_edit_one_node() {
     let created = f.lib.node(id).unwrap().updated_at;
     std::thread::sleep(std::time::Duration::from_millis(3));
     f.lib.rename_node(id, "OLD").unwrap(); // Changing only the case is allowed.
-    assert!(matches!(f.lib.rename_node(id, "taken"), Err(LibraryError::NameTaken { .. })));
-    assert!(matches!(f.lib.rename_node(NodeId(77), "x"), Err(LibraryError::NodeNotFound(NodeId(77)))));
+    assert!(matches!(
+        f.lib.rename_node(id, "taken"),
+        Err(LibraryError::NameTaken { .. })
+    ));
+    assert!(matches!(
+        f.lib.rename_node(NodeId(77), "x"),
+        Err(LibraryError::NodeNotFound(NodeId(77)))
+    ));
     f.lib.set_notes(id, "some notes").unwrap();
     f.lib.set_pinned(id, true).unwrap();
     assert!(f.lib.add_tag(id, "Blue").unwrap());
@@ -98,10 +166,19 @@ fn rename_notes_pin_and_tags_edit_one_node() {
     assert!(f.lib.add_tag(id, "red").unwrap());
     assert!(f.lib.remove_tag(id, "RED").unwrap());
     assert!(!f.lib.remove_tag(id, "red").unwrap());
-    assert!(matches!(f.lib.add_tag(NodeId(77), "x"), Err(LibraryError::NodeNotFound(_))));
-    assert!(matches!(f.lib.set_notes(NodeId(77), "x"), Err(LibraryError::NodeNotFound(_))));
+    assert!(matches!(
+        f.lib.add_tag(NodeId(77), "x"),
+        Err(LibraryError::NodeNotFound(_))
+    ));
+    assert!(matches!(
+        f.lib.set_notes(NodeId(77), "x"),
+        Err(LibraryError::NodeNotFound(_))
+    ));
     let n = f.lib.node(id).unwrap();
-    assert_eq!((n.name.as_str(), n.notes.as_str(), n.pinned), ("OLD", "some notes", true));
+    assert_eq!(
+        (n.name.as_str(), n.notes.as_str(), n.pinned),
+        ("OLD", "some notes", true)
+    );
     assert_eq!(n.tags, vec!["blue"]);
     assert!(n.updated_at > created, "edits bump updated_at");
     f.lib.set_pinned(id, false).unwrap();
@@ -115,11 +192,34 @@ fn move_refuses_cycles_and_taken_names() {
     let b = node(&f.lib, Some(a), "b", None, 0);
     let c = node(&f.lib, Some(b), "c", None, 0);
     let d = node(&f.lib, None, "c", None, 0);
-    assert!(matches!(f.lib.move_node(a, Some(c)), Err(LibraryError::MoveCycle { node, new_parent }) if node == a && new_parent == c));
-    assert!(matches!(f.lib.move_node(a, Some(a)), Err(LibraryError::MoveCycle { .. })), "not under itself");
-    assert!(matches!(f.lib.move_node(d, Some(b)), Err(LibraryError::NameTaken { .. })), "b already has a child c");
-    assert!(matches!(f.lib.move_node(d, Some(NodeId(404))), Err(LibraryError::NodeNotFound(NodeId(404)))));
-    assert!(matches!(f.lib.move_node(c, None), Err(LibraryError::NameTaken { parent: None, .. })), "top level has a c");
+    assert!(
+        matches!(f.lib.move_node(a, Some(c)), Err(LibraryError::MoveCycle { node, new_parent }) if node == a && new_parent == c)
+    );
+    assert!(
+        matches!(
+            f.lib.move_node(a, Some(a)),
+            Err(LibraryError::MoveCycle { .. })
+        ),
+        "not under itself"
+    );
+    assert!(
+        matches!(
+            f.lib.move_node(d, Some(b)),
+            Err(LibraryError::NameTaken { .. })
+        ),
+        "b already has a child c"
+    );
+    assert!(matches!(
+        f.lib.move_node(d, Some(NodeId(404))),
+        Err(LibraryError::NodeNotFound(NodeId(404)))
+    ));
+    assert!(
+        matches!(
+            f.lib.move_node(c, None),
+            Err(LibraryError::NameTaken { parent: None, .. })
+        ),
+        "top level has a c"
+    );
     f.lib.move_node(c, Some(a)).unwrap();
     assert_eq!(f.lib.node(c).unwrap().parent, Some(a));
     f.lib.move_node(b, None).unwrap();

@@ -18,10 +18,15 @@ fn search_matches_each_field_case_insensitively_and_says_where() {
     let mut by_transcript = NewNode::new("four", NodeKind::Chat, MODEL);
     by_transcript.transcript = r#"[{"role":"user","content":"Bonjour ÉMILE"}]"#.into();
     let by_transcript = f.lib.create_node(&by_transcript).unwrap();
-    f.lib.create_node(&NewNode::new("unrelated", NodeKind::Chat, MODEL)).unwrap();
+    f.lib
+        .create_node(&NewNode::new("unrelated", NodeKind::Chat, MODEL))
+        .unwrap();
 
     let hits = f.lib.search("émile", NodeOrder::Name).unwrap();
-    let found: Vec<_> = hits.iter().map(|h| (h.node.id, h.in_name, h.in_tags, h.in_notes, h.in_transcript)).collect();
+    let found: Vec<_> = hits
+        .iter()
+        .map(|h| (h.node.id, h.in_name, h.in_tags, h.in_notes, h.in_transcript))
+        .collect();
     assert_eq!(
         found,
         vec![
@@ -31,9 +36,20 @@ fn search_matches_each_field_case_insensitively_and_says_where() {
         ],
         "pinned first, then by name; 'emile' without the accent is a different word"
     );
-    assert_eq!(f.lib.search("  CAPTAIN ", NodeOrder::Name).unwrap().len(), 1, "the query is trimmed and folded");
-    assert!(f.lib.search("   ", NodeOrder::Name).unwrap().is_empty(), "a blank query matches nothing");
-    assert_eq!(f.lib.search("role", NodeOrder::Name).unwrap().len(), 1, "transcripts match as JSON text");
+    assert_eq!(
+        f.lib.search("  CAPTAIN ", NodeOrder::Name).unwrap().len(),
+        1,
+        "the query is trimmed and folded"
+    );
+    assert!(
+        f.lib.search("   ", NodeOrder::Name).unwrap().is_empty(),
+        "a blank query matches nothing"
+    );
+    assert_eq!(
+        f.lib.search("role", NodeOrder::Name).unwrap().len(),
+        1,
+        "transcripts match as JSON text"
+    );
 }
 
 #[test]
@@ -45,7 +61,16 @@ fn nodes_tagged_matches_whole_tags() {
     let mut b = NewNode::new("b", NodeKind::Chat, MODEL);
     b.tags = vec!["sci".into()];
     f.lib.create_node(&b).unwrap();
-    let ids: Vec<_> = f.lib.nodes_tagged("SCI-FI", NodeOrder::Name).unwrap().iter().map(|n| n.id).collect();
+    let ids: Vec<_> = f
+        .lib
+        .nodes_tagged("SCI-FI", NodeOrder::Name)
+        .unwrap()
+        .iter()
+        .map(|n| n.id)
+        .collect();
     assert_eq!(ids, vec![a]);
-    assert_eq!(f.lib.nodes_tagged("sci-fi", NodeOrder::Name).unwrap()[0].tags, vec!["sci-fi"]);
+    assert_eq!(
+        f.lib.nodes_tagged("sci-fi", NodeOrder::Name).unwrap()[0].tags,
+        vec!["sci-fi"]
+    );
 }

@@ -10,9 +10,24 @@ fn pinned_siblings_come_first_then_name_or_creation_order() {
     let a = node(&f.lib, None, "Apple", None, 0);
     let c = node(&f.lib, None, "cherry", None, 0);
     f.lib.set_pinned(c, true).unwrap();
-    let ids = |order| -> Vec<NodeId> { f.lib.children(None, order).unwrap().iter().map(|n| n.id).collect() };
-    assert_eq!(ids(NodeOrder::Name), vec![c, a, b], "pinned first, then case-insensitive name");
-    assert_eq!(ids(NodeOrder::Created), vec![c, b, a], "pinned first, then oldest");
+    let ids = |order| -> Vec<NodeId> {
+        f.lib
+            .children(None, order)
+            .unwrap()
+            .iter()
+            .map(|n| n.id)
+            .collect()
+    };
+    assert_eq!(
+        ids(NodeOrder::Name),
+        vec![c, a, b],
+        "pinned first, then case-insensitive name"
+    );
+    assert_eq!(
+        ids(NodeOrder::Created),
+        vec![c, b, a],
+        "pinned first, then oldest"
+    );
 }
 
 #[test]
@@ -24,8 +39,17 @@ fn tree_is_depth_first_with_depths() {
     let g = node(&f.lib, Some(k1), "g", None, 0);
     let k2 = node(&f.lib, Some(r1), "k2", None, 0);
     let k3 = node(&f.lib, Some(r2), "k3", None, 0);
-    let walk: Vec<(usize, NodeId)> = f.lib.tree(NodeOrder::Name).unwrap().iter().map(|e| (e.depth, e.node.id)).collect();
-    assert_eq!(walk, vec![(0, r1), (1, k1), (2, g), (1, k2), (0, r2), (1, k3)]);
+    let walk: Vec<(usize, NodeId)> = f
+        .lib
+        .tree(NodeOrder::Name)
+        .unwrap()
+        .iter()
+        .map(|e| (e.depth, e.node.id))
+        .collect();
+    assert_eq!(
+        walk,
+        vec![(0, r1), (1, k1), (2, g), (1, k2), (0, r2), (1, k3)]
+    );
 }
 
 #[test]
@@ -38,13 +62,38 @@ fn own_bytes_is_what_a_node_adds_to_its_parent() {
     let fork1 = node(&f.lib, Some(root), "fork1", Some(&b), 20);
     let fork2 = node(&f.lib, Some(fork1), "sibling branch", Some(&b2), 20);
     let rewind = node(&f.lib, Some(fork1), "rewind", Some(&b), 5);
-    let bytes = |id| f.lib.tree(NodeOrder::Name).unwrap().into_iter().find(|e| e.node.id == id).unwrap().node.own_bytes;
+    let bytes = |id| {
+        f.lib
+            .tree(NodeOrder::Name)
+            .unwrap()
+            .into_iter()
+            .find(|e| e.node.id == id)
+            .unwrap()
+            .node
+            .own_bytes
+    };
     assert_eq!(bytes(root), 1000, "a root pays for its whole chain");
     assert_eq!(bytes(fork1), 100, "a fork pays for its extension only");
-    assert_eq!(bytes(fork2), 30, "a branch from an earlier point pays from the fork point");
-    assert_eq!(bytes(rewind), 0, "a rewind inside the parent's chain costs nothing");
-    assert_eq!(f.lib.subtree_bytes(fork1).unwrap(), 130, "the subtree's cost on top of root");
-    assert_eq!(f.lib.subtree_bytes(root).unwrap(), 1130, "each shared segment counted once");
+    assert_eq!(
+        bytes(fork2),
+        30,
+        "a branch from an earlier point pays from the fork point"
+    );
+    assert_eq!(
+        bytes(rewind),
+        0,
+        "a rewind inside the parent's chain costs nothing"
+    );
+    assert_eq!(
+        f.lib.subtree_bytes(fork1).unwrap(),
+        130,
+        "the subtree's cost on top of root"
+    );
+    assert_eq!(
+        f.lib.subtree_bytes(root).unwrap(),
+        1130,
+        "each shared segment counted once"
+    );
 }
 
 #[test]
@@ -61,12 +110,24 @@ fn a_hundred_forks_of_one_base_store_the_base_once() {
         node(&f.lib, Some(root), &format!("fork {i}"), Some(&own), 205);
     }
     let expected = 2 * BASE as u64 + 100 * FORK as u64;
-    assert_eq!(bytes_in(f.lib.segments_dir()), expected, "the base chain is stored once, each fork adds only its own segment");
+    assert_eq!(
+        bytes_in(f.lib.segments_dir()),
+        expected,
+        "the base chain is stored once, each fork adds only its own segment"
+    );
     let forks = f.lib.children(Some(root), NodeOrder::Name).unwrap();
     assert_eq!(forks.len(), 100);
     let charged: u64 = forks.iter().map(|n| n.own_bytes).sum();
-    assert_eq!(charged, 100 * (2 * BASE as u64 + FORK as u64), "a root-less fork pays for the base itself");
-    assert_eq!(f.lib.subtree_bytes(root).unwrap(), expected, "the subtree total counts the base once");
+    assert_eq!(
+        charged,
+        100 * (2 * BASE as u64 + FORK as u64),
+        "a root-less fork pays for the base itself"
+    );
+    assert_eq!(
+        f.lib.subtree_bytes(root).unwrap(),
+        expected,
+        "the subtree total counts the base once"
+    );
 }
 
 #[test]

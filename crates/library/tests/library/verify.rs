@@ -34,7 +34,10 @@ fn verify_reports_a_deleted_file_against_every_node_that_needs_it() {
         assert_eq!(problems[0].segment.as_ref(), Some(&base.hash));
     }
     assert_eq!(report.problems_of(fine).count(), 0);
-    assert!(report.problems[0].to_string().contains(base.hash.as_str()), "problems print the segment");
+    assert!(
+        report.problems[0].to_string().contains(base.hash.as_str()),
+        "problems print the segment"
+    );
 }
 
 #[test]
@@ -52,10 +55,34 @@ fn verify_catches_truncated_and_altered_files() {
     bytes[50] ^= 1;
     fs::write(&path, &bytes).unwrap();
     let report = f.lib.verify(content_check).unwrap();
-    let kinds = |n| report.problems_of(n).map(|p| p.kind.clone()).collect::<Vec<_>>();
-    assert_eq!(kinds(na), vec![ProblemKind::SizeMismatch { expected: 100, found: 60 }]);
-    assert_eq!(kinds(nb), vec![ProblemKind::ContentRejected("content does not match its hash".into())]);
-    assert!(f.lib.verify(|_, _| Ok(())).unwrap().problems_of(nb).next().is_none(), "content checks are the caller's");
+    let kinds = |n| {
+        report
+            .problems_of(n)
+            .map(|p| p.kind.clone())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        kinds(na),
+        vec![ProblemKind::SizeMismatch {
+            expected: 100,
+            found: 60
+        }]
+    );
+    assert_eq!(
+        kinds(nb),
+        vec![ProblemKind::ContentRejected(
+            "content does not match its hash".into()
+        )]
+    );
+    assert!(
+        f.lib
+            .verify(|_, _| Ok(()))
+            .unwrap()
+            .problems_of(nb)
+            .next()
+            .is_none(),
+        "content checks are the caller's"
+    );
 }
 
 #[test]
