@@ -16,10 +16,10 @@ pub fn causal_mask(past: usize, len: usize, device: &Device) -> candle_core::Res
 }
 
 /// `q`: `(n_head, L, d)`; `k`, `v`: `(n_kv, T, d)` views of the cache; `mask`: `(L, T)`.
-/// Returns `(n_head, L, d)`. On the CPU with an f16 cache this is [`super::attention_cpu`];
+/// Returns `(n_head, L, d)`. On the CPU with an f16 cache this is [`super::cpu::attention`];
 /// elsewhere (CUDA, Metal) candle's batched matmuls.
 pub fn attend(q: &Tensor, k: &Tensor, v: &Tensor, mask: Option<&Tensor>, n_kv: usize) -> candle_core::Result<Tensor> {
-    if let Some(out) = super::attention_cpu::attend(q, k, v)? {
+    if let Some(out) = super::cpu::attention::attend(q, k, v)? {
         return Ok(out);
     }
     attend_generic(q, k, v, mask, n_kv)

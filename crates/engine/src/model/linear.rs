@@ -3,11 +3,14 @@
 
 use candle_core::quantized::{QMatMul, QTensor};
 use candle_core::{DType, Module, Tensor};
+use super::cpu::matmul::CpuMatrix;
 use std::sync::Arc;
 
 #[derive(Debug, Clone)]
 pub struct Linear {
     inner: QMatMul,
+    /// Our CPU kernel (f32 activations), when the weight is block-quantized on the CPU.
+    cpu: Option<CpuMatrix>,
     out_features: usize,
     in_features: usize,
 }
@@ -15,12 +18,13 @@ pub struct Linear {
 impl Linear {
     pub fn from_qtensor(t: Arc<QTensor>) -> candle_core::Result<Self> {
         let (out_features, in_features) = t.shape().dims2()?;
-        Ok(Self { inner: QMatMul::from_arc(t)?, out_features, in_features })
+        let cpu = CpuMatrix::new(t.clone());
+        Ok(Self { inner: QMatMul::from_arc(t)?, cpu, out_features, in_features })
     }
 
     pub fn from_tensor(t: Tensor) -> candle_core::Result<Self> {
         let (out_features, in_features) = t.dims2()?;
-        Ok(Self { inner: QMatMul::Tensor(t), out_features, in_features })
+        Ok(Self { inner: QMatMul::Tensor(t), cpu: None, out_features, in_features })
     }
 
     pub fn out_features(&self) -> usize {
@@ -32,6 +36,12 @@ impl Linear {
 
     /// `x`: `(rows, in_features)` → `(rows, out_features)`, in x's dtype.
     pub fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        if let (Some(cpu), DType::F32) = (&self.cpu, x.dtype()) {
+            let (m, k) = x.dims2()?;
+            let y = cpu.matmul(&x.contiguous()?.flatten_all()?.to_vec1::<f32>()?, m)?;
+            debug_assert_eq!(k, self.in_features);
+            return Tensor::from_vec(y, (m, self.out_features), x.device());
+        }
         match &self.inner {
             QMatMul::QTensor(_) if x.dtype() != DType::F32 => {
                 let dt = x.dtype();

@@ -7,7 +7,7 @@
 //! queries attend to them without `repeat_kv` copies), and the position comes from the state.
 
 mod attention;
-mod attention_cpu;
+pub mod cpu;
 pub mod gguf;
 pub mod hf;
 mod linear;

@@ -4,17 +4,22 @@ use crate::support::{fixture, ids, smollm};
 use freeze_attn_engine::sampling::argmax;
 use freeze_attn_engine::{CancelToken, GenerateParams};
 
+/// transformers runs the dequantized weights in f32, as our CPU kernels do: the criterion is
+/// ≥ 99% top-1 agreement.
 #[test]
 fn teacher_forced_top1_matches_transformers() {
-    teacher_forced("smollm2_transformers.json");
+    teacher_forced("smollm2_transformers.json", 0.99);
 }
 
+/// llama.cpp quantizes activations to 8 bits inside its matrix products, so on this 135M model
+/// it disagrees with transformers at 8 of the 170 positions (all near-ties); we hold it to the
+/// same: ≥ 95%, and every disagreement a near-tie for llama.cpp (top-2 gap < 0.5).
 #[test]
 fn teacher_forced_top1_matches_llama_cpp() {
-    teacher_forced("smollm2_llamacpp.json");
+    teacher_forced("smollm2_llamacpp.json", 0.95);
 }
 
-fn teacher_forced(reference: &str) {
+fn teacher_forced(reference: &str, min_rate: f64) {
     let fx = fixture(reference);
     let m = smollm();
     let (mut same, mut total, mut worst) = (0usize, 0usize, 0f32);
@@ -30,20 +35,31 @@ fn teacher_forced(reference: &str) {
             if argmax(row) == top1[i] {
                 same += 1;
             } else {
+                let gap = case["gap"][i].as_f64().unwrap();
+                assert!(gap < 0.5, "{reference}: {} position {i}: top-1 differs where the reference is sure (gap {gap})", case["name"]);
                 eprintln!("{reference}: mismatch {} pos {i}: ours {} ref {} (ref top-2 gap {})", case["name"], argmax(row), top1[i], case["gap"][i]);
             }
             worst = worst.max((row[top1[i] as usize] - ref_lp[i]).abs());
         }
     }
     let rate = same as f64 / total as f64;
-    eprintln!("{reference}: teacher-forced: top-1 agreement {same}/{total} = {:.4}; largest |Δ log-prob| of llama.cpp's top-1 = {worst:.4}", rate);
-    assert!(rate >= 0.99, "{reference}: top-1 agreement {rate:.4} < 0.99");
+    eprintln!("{reference}: teacher-forced: top-1 agreement {same}/{total} = {:.4}; largest |Δ log-prob| of the reference's top-1 = {worst:.4}", rate);
+    assert!(rate >= min_rate, "{reference}: top-1 agreement {rate:.4} < {min_rate}");
     assert!(worst < 0.5, "{reference}: log-probs drift by {worst} nats");
 }
 
 #[test]
 fn greedy_continuations_match_llama_cpp() {
-    let fx = fixture("smollm2_llamacpp.json");
+    greedy("smollm2_llamacpp.json");
+}
+
+#[test]
+fn greedy_continuations_match_transformers() {
+    greedy("smollm2_transformers.json");
+}
+
+fn greedy(reference: &str) {
+    let fx = fixture(reference);
     let m = smollm();
     for case in fx["greedy"].as_array().unwrap() {
         let name = case["name"].as_str().unwrap();
@@ -53,13 +69,13 @@ fn greedy_continuations_match_llama_cpp() {
         let mut state = m.model.new_state();
         let params = GenerateParams { max_tokens: 32, ..Default::default() };
         let g = freeze_attn_engine::generate(&m.model, &m.tokenizer, &mut state, &prompt, &params, &CancelToken::new(), &mut |_| {}).unwrap();
-        // llama.cpp's reference includes the end-of-generation token; ours stops before it.
+        // The references include the end-of-generation token; ours stops before it.
         let want_visible: Vec<u32> = want.iter().copied().take_while(|t| !m.tokenizer.is_stop(*t)).collect();
         match g.tokens.iter().zip(&want_visible).position(|(a, b)| a != b) {
-            None => assert_eq!(g.tokens.len(), want_visible.len(), "{name}: lengths differ: ours {:?} ref {:?}", g.tokens, want_visible),
+            None => assert_eq!(g.tokens.len(), want_visible.len(), "{reference} {name}: lengths differ: ours {:?} ref {:?}", g.tokens, want_visible),
             Some(i) => assert!(
                 gaps[i] < 0.5,
-                "{name}: first difference at step {i} where llama.cpp's top-2 gap is {:.3} nats (not a near-tie)\n ours {:?}\n ref  {:?}",
+                "{reference} {name}: first difference at step {i} where the reference's top-2 gap is {:.3} nats (not a near-tie)\n ours {:?}\n ref  {:?}",
                 gaps[i],
                 g.tokens,
                 want_visible

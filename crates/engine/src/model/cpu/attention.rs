@@ -1,4 +1,4 @@
-//! CPU attention over the f16 cache, without copying it and without materializing the whole
+//! Attention over the f16 cache, without copying it and without materializing the whole
 //! score matrix.
 //!
 //! Each query row is computed on its own with a fixed order of operations (keys in blocks from
@@ -47,8 +47,7 @@ pub fn attend(q: &Tensor, k: &Tensor, v: &Tensor) -> candle_core::Result<Option<
     let group = n_head / n_kv;
     let past = t - l;
     let q = q.contiguous()?;
-    let mut qv = q.flatten_all()?.to_vec1::<f32>()?;
-    if std::env::var("FA_Q16").is_ok() { for x in qv.iter_mut() { *x = f16::from_f32(*x).to_f32(); } }
+    let qv = q.flatten_all()?.to_vec1::<f32>()?;
     let (ks, kl) = k.storage_and_layout();
     let (vs, vl) = v.storage_and_layout();
     let (Some(kv_k), Some(kv_v)) = (view(&ks, kl), view(&vs, vl)) else { return Ok(None) };
@@ -136,7 +135,6 @@ fn kernel_generic(q: &[f32], k: &KvView, v: &KvView, h: usize, group: usize, l: 
             }
             let inv = 1.0 / sum;
             srow.iter_mut().for_each(|x| *x *= inv);
-            if std::env::var("FA_P16").is_ok() { srow.iter_mut().for_each(|x| *x = f16::from_f32(*x).to_f32()); }
         }
     }
     // Weighted sum of values.

@@ -1,0 +1,11 @@
+//! CPU kernels of our own: matrix products with quantized weights and f32 activations, and
+//! attention over the f16 cache.
+//!
+//! Both compute every output row on its own with a fixed order of floating-point operations, so
+//! a row's value never depends on how many rows share the call. Prefill, chunked prefill and
+//! token-by-token decoding therefore produce the same K/V and logits bit for bit, which is what
+//! lets a thawed attention state continue exactly as an uninterrupted run would.
+
+pub mod attention;
+mod dequant;
+pub mod matmul;
