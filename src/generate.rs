@@ -67,11 +67,26 @@ pub struct GenerateOutput {
 }
 
 /// Generates a continuation of `prompt` from scratch.
-pub fn generate(model: &LoadedModel, prompt: &Prompt, params: &GenerateParams, observer: &mut Observer<'_>) -> Result<GenerateOutput> {
+pub fn generate(
+    model: &LoadedModel,
+    prompt: &Prompt,
+    params: &GenerateParams,
+    observer: &mut Observer<'_>,
+) -> Result<GenerateOutput> {
     let prompt_tokens = prompt.encode(model)?;
     let mut state: KvState = model.model.new_state();
     let cancel = observer.cancel.clone();
-    let generation =
-        engine_generate(&model.model, &model.tokenizer, &mut state, &prompt_tokens, params, &cancel, &mut |e| observer.event(e))?;
-    Ok(GenerateOutput { prompt_tokens, generation })
+    let generation = engine_generate(
+        &model.model,
+        &model.tokenizer,
+        &mut state,
+        &prompt_tokens,
+        params,
+        &cancel,
+        &mut |e| observer.event(e),
+    )?;
+    Ok(GenerateOutput {
+        prompt_tokens,
+        generation,
+    })
 }

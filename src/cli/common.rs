@@ -85,8 +85,15 @@ pub fn progress_printer(chunk: usize) -> impl FnMut(PrefillProgress) {
     move |p: PrefillProgress| {
         if p.total > chunk {
             let secs = start.elapsed().as_secs_f64();
-            let eta = if p.done > 0 { secs / p.done as f64 * (p.total - p.done) as f64 } else { 0.0 };
-            eprint!("\rprefill {}/{} tokens ({:.1}s, {:.1}s left)   ", p.done, p.total, secs, eta);
+            let eta = if p.done > 0 {
+                secs / p.done as f64 * (p.total - p.done) as f64
+            } else {
+                0.0
+            };
+            eprint!(
+                "\rprefill {}/{} tokens ({:.1}s, {:.1}s left)   ",
+                p.done, p.total, secs, eta
+            );
             if p.done == p.total {
                 eprintln!();
             }

@@ -34,7 +34,11 @@ pub fn run(a: GenerateArgs) -> anyhow::Result<()> {
     let t0 = Instant::now();
     let model = freeze_attn::open_model(&a.model.model, a.model.device()?)?;
     let load = t0.elapsed();
-    let prompt = if a.chat { Prompt::chat(a.system.as_deref(), &text) } else { Prompt::raw(text) };
+    let prompt = if a.chat {
+        Prompt::chat(a.system.as_deref(), &text)
+    } else {
+        Prompt::raw(text)
+    };
     let params = a.sampling.params();
     let json_out = a.json;
     let mut on_text = |t: &str| {
@@ -44,7 +48,11 @@ pub fn run(a: GenerateArgs) -> anyhow::Result<()> {
         }
     };
     let mut on_progress = progress_printer(params.chunk);
-    let mut obs = Observer { on_text: &mut on_text, on_progress: &mut on_progress, cancel: CancelToken::new() };
+    let mut obs = Observer {
+        on_text: &mut on_text,
+        on_progress: &mut on_progress,
+        cancel: CancelToken::new(),
+    };
     let out = freeze_attn::generate(&model, &prompt, &params, &mut obs)?;
     let g = &out.generation;
     if json_out {

@@ -6,7 +6,11 @@ mod generate;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "freeze-attn", version, about = "Freeze, fork and resume the attention state of a local LLaMA model")]
+#[command(
+    name = "freeze-attn",
+    version,
+    about = "Freeze, fork and resume the attention state of a local LLaMA model"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -43,11 +43,19 @@ pub fn sync(tokenizer: &Tokenizer, state: &[u32], target: &str) -> Result<SyncPl
         if let Some(rest) = target.strip_prefix(prefix.as_str()) {
             let tail = tokenizer.encode(rest)?;
             let common = lcp(&state[s + 1..], &tail);
-            return Ok(SyncPlan { keep: s + 1 + common, append: tail[common..].to_vec(), encoded: tail.len() });
+            return Ok(SyncPlan {
+                keep: s + 1 + common,
+                append: tail[common..].to_vec(),
+                encoded: tail.len(),
+            });
         }
         idx = s;
     }
     let all = tokenizer.encode(target)?;
     let common = lcp(state, &all);
-    Ok(SyncPlan { keep: common, append: all[common..].to_vec(), encoded: all.len() })
+    Ok(SyncPlan {
+        keep: common,
+        append: all[common..].to_vec(),
+        encoded: all.len(),
+    })
 }

@@ -16,7 +16,9 @@ pub enum RopeStyle {
 pub enum RopeScaling {
     None,
     /// Positions divided by `factor` (GGUF `llama.rope.scaling.type = linear`, HF `linear`).
-    Linear { factor: f32 },
+    Linear {
+        factor: f32,
+    },
     /// Llama 3.1's piecewise scaling (HF `rope_scaling.rope_type = llama3`).
     Llama3 {
         factor: f32,
@@ -66,8 +68,7 @@ impl RopeConfig {
                         } else if wavelen > low_wavelen {
                             f / factor
                         } else {
-                            let smooth =
-                                (old / wavelen - low_freq_factor) / (high_freq_factor - low_freq_factor);
+                            let smooth = (old / wavelen - low_freq_factor) / (high_freq_factor - low_freq_factor);
                             (1.0 - smooth) * f / factor + smooth * f
                         }
                     })
@@ -115,7 +116,11 @@ impl ModelConfig {
         }
         if let RopeScaling::FreqFactors(f) = &self.rope.scaling {
             if f.len() != self.head_dim / 2 {
-                return Err(format!("rope_freqs has {} entries, expected {}", f.len(), self.head_dim / 2));
+                return Err(format!(
+                    "rope_freqs has {} entries, expected {}",
+                    f.len(),
+                    self.head_dim / 2
+                ));
             }
         }
         Ok(())
@@ -132,7 +137,12 @@ mod tests {
     use super::*;
 
     fn rope(scaling: RopeScaling) -> RopeConfig {
-        RopeConfig { theta: 500000.0, dim: 128, style: RopeStyle::HalfSplit, scaling }
+        RopeConfig {
+            theta: 500000.0,
+            dim: 128,
+            style: RopeStyle::HalfSplit,
+            scaling,
+        }
     }
 
     #[test]
@@ -147,7 +157,13 @@ mod tests {
         .inv_freq();
         assert_eq!(plain[0], scaled[0], "the fastest frequency is untouched");
         let last = plain.len() - 1;
-        assert!((scaled[last] - plain[last] / 8.0).abs() < 1e-12, "the slowest is divided by the factor");
-        assert!(scaled.iter().zip(&plain).all(|(s, p)| s <= p), "scaling never speeds a frequency up");
+        assert!(
+            (scaled[last] - plain[last] / 8.0).abs() < 1e-12,
+            "the slowest is divided by the factor"
+        );
+        assert!(
+            scaled.iter().zip(&plain).all(|(s, p)| s <= p),
+            "scaling never speeds a frequency up"
+        );
     }
 }

@@ -60,8 +60,7 @@ impl DeviceChoice {
                         "this build has no Metal support (rebuild with `--features metal`)".into(),
                     ));
                 }
-                Device::new_metal(n)
-                    .map_err(|e| EngineError::Device(format!("metal:{n}"), e.to_string()))
+                Device::new_metal(n).map_err(|e| EngineError::Device(format!("metal:{n}"), e.to_string()))
             }
             Self::Auto => {
                 if candle_core::utils::cuda_is_available() {

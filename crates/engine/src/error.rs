@@ -21,11 +21,7 @@ pub enum EngineError {
     #[error("{path}: unsupported tensor type {dtype} (supported: F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K)")]
     UnsupportedTensorType { path: PathBuf, dtype: String },
     #[error("{path}: missing or invalid metadata `{key}`: {detail}")]
-    BadMetadata {
-        path: PathBuf,
-        key: String,
-        detail: String,
-    },
+    BadMetadata { path: PathBuf, key: String, detail: String },
     #[error("{path}: missing tensor `{name}`")]
     MissingTensor { path: PathBuf, name: String },
     #[error("{path}: tensor `{name}` has shape {found:?}, expected {expected:?}")]

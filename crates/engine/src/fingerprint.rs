@@ -100,7 +100,10 @@ pub fn fingerprint(
 ) -> ModelFingerprint {
     let mut h = blake3::Hasher::new();
     h.update(b"freeze-attn model fingerprint v1\0");
-    let shape = ModelConfig { name: String::new(), ..config.clone() };
+    let shape = ModelConfig {
+        name: String::new(),
+        ..config.clone()
+    };
     h.update(serde_json::to_string(&shape).unwrap_or_default().as_bytes());
     h.update(kv_dtype.as_bytes());
     h.update(&(tokenizer.vocab_size() as u64).to_le_bytes());

@@ -45,7 +45,12 @@ pub struct GenerateParams {
 
 impl Default for GenerateParams {
     fn default() -> Self {
-        Self { max_tokens: 256, sampling: SamplingParams::default(), stop_strings: Vec::new(), chunk: DEFAULT_CHUNK }
+        Self {
+            max_tokens: 256,
+            sampling: SamplingParams::default(),
+            stop_strings: Vec::new(),
+            chunk: DEFAULT_CHUNK,
+        }
     }
 }
 
@@ -95,7 +100,9 @@ pub fn generate(
     let mut logits = if prompt.is_empty() {
         let n = state.len();
         let Some(&last) = state.tokens().last() else {
-            return Err(EngineError::State("nothing to generate from: the state and the prompt are empty".into()));
+            return Err(EngineError::State(
+                "nothing to generate from: the state and the prompt are empty".into(),
+            ));
         };
         state.truncate(n - 1);
         model.forward(&[last], state, false)?
@@ -114,7 +121,13 @@ pub fn generate(
     let mut stream = TokenStream::new();
     let mut text = String::new();
     let mut shown = 0usize;
-    let hold = params.stop_strings.iter().map(|s| s.len()).max().unwrap_or(0).saturating_sub(1);
+    let hold = params
+        .stop_strings
+        .iter()
+        .map(|s| s.len())
+        .max()
+        .unwrap_or(0)
+        .saturating_sub(1);
     let finish = loop {
         if cancel.is_cancelled() {
             break FinishReason::Cancelled;
@@ -160,12 +173,23 @@ pub fn generate(
             on_event(Event::Text(&text[shown..]));
         }
     }
-    Ok(Generation { tokens, text, finish, prompt_tokens: prompt.len(), prefill, decode: started.elapsed() })
+    Ok(Generation {
+        tokens,
+        text,
+        finish,
+        prompt_tokens: prompt.len(),
+        prefill,
+        decode: started.elapsed(),
+    })
 }
 
 fn find_stop(text: &str, stops: &[String], from: usize) -> Option<usize> {
     let from = floor_char_boundary(text, from);
-    stops.iter().filter(|s| !s.is_empty()).filter_map(|s| text[from..].find(s.as_str()).map(|p| p + from)).min()
+    stops
+        .iter()
+        .filter(|s| !s.is_empty())
+        .filter_map(|s| text[from..].find(s.as_str()).map(|p| p + from))
+        .min()
 }
 
 fn floor_char_boundary(s: &str, mut i: usize) -> usize {

@@ -43,7 +43,13 @@ pub struct KvState {
 impl KvState {
     /// An empty state; buffers are allocated on the first append.
     pub fn new(geometry: KvGeometry, device: &Device) -> Self {
-        Self { geometry, device: device.clone(), tokens: Vec::new(), layers: Vec::new(), capacity: 0 }
+        Self {
+            geometry,
+            device: device.clone(),
+            tokens: Vec::new(),
+            layers: Vec::new(),
+            capacity: 0,
+        }
     }
 
     /// Builds a state from per-layer K/V buffers already filled for `tokens`
@@ -66,10 +72,17 @@ impl KvState {
         for (k, v) in &buffers {
             let (h, cap, d) = k.dims3()?;
             if k.dims() != v.dims() || h != geometry.n_kv_head || d != geometry.head_dim {
-                return Err(EngineError::State(format!("K/V buffer shape {:?} does not fit the model", k.dims())));
+                return Err(EngineError::State(format!(
+                    "K/V buffer shape {:?} does not fit the model",
+                    k.dims()
+                )));
             }
             if k.dtype() != geometry.dtype || v.dtype() != geometry.dtype {
-                return Err(EngineError::State(format!("K/V buffer dtype {:?}, expected {:?}", k.dtype(), geometry.dtype)));
+                return Err(EngineError::State(format!(
+                    "K/V buffer dtype {:?}, expected {:?}",
+                    k.dtype(),
+                    geometry.dtype
+                )));
             }
             capacity = capacity.min(cap);
         }
@@ -77,10 +90,19 @@ impl KvState {
             capacity = 0;
         }
         if tokens.len() > capacity && !tokens.is_empty() {
-            return Err(EngineError::State(format!("{} tokens in buffers of {capacity} positions", tokens.len())));
+            return Err(EngineError::State(format!(
+                "{} tokens in buffers of {capacity} positions",
+                tokens.len()
+            )));
         }
         let layers = buffers.into_iter().map(|(k, v)| Arc::new(LayerKv { k, v })).collect();
-        Ok(Self { geometry, device: device.clone(), tokens, layers, capacity })
+        Ok(Self {
+            geometry,
+            device: device.clone(),
+            tokens,
+            layers,
+            capacity,
+        })
     }
 
     pub fn geometry(&self) -> &KvGeometry {
@@ -125,7 +147,10 @@ impl KvState {
 
     /// Bytes of K/V memory allocated by this state (shared buffers counted in full).
     pub fn allocated_bytes(&self) -> usize {
-        2 * self.geometry.n_layer * self.geometry.n_kv_head * self.geometry.head_dim * self.capacity
+        2 * self.geometry.n_layer
+            * self.geometry.n_kv_head
+            * self.geometry.head_dim
+            * self.capacity
             * self.geometry.dtype.size_in_bytes()
     }
 
@@ -153,7 +178,10 @@ impl KvState {
     pub(crate) fn prepare_append(&mut self, extra: usize) -> Result<()> {
         let needed = self.len() + extra;
         if needed > self.geometry.max_len {
-            return Err(EngineError::ContextOverflow { needed, context: self.geometry.max_len });
+            return Err(EngineError::ContextOverflow {
+                needed,
+                context: self.geometry.max_len,
+            });
         }
         let grow = needed > self.capacity;
         let shared = self.layers.iter().any(|l| Arc::strong_count(l) > 1);
@@ -162,7 +190,10 @@ impl KvState {
         }
         let new_cap = if grow {
             let target = needed.max(self.capacity + self.capacity / 2);
-            target.div_ceil(GROW_STEP).saturating_mul(GROW_STEP).min(self.geometry.max_len)
+            target
+                .div_ceil(GROW_STEP)
+                .saturating_mul(GROW_STEP)
+                .min(self.geometry.max_len)
         } else {
             self.capacity
         };
@@ -195,8 +226,12 @@ impl KvState {
     pub(crate) fn write(&self, layer: usize, k: &Tensor, v: &Tensor) -> Result<()> {
         let l = &self.layers[layer];
         let pos = self.len();
-        k.to_dtype(self.geometry.dtype)?.contiguous().and_then(|k| l.k.slice_set(&k, 1, pos))?;
-        v.to_dtype(self.geometry.dtype)?.contiguous().and_then(|v| l.v.slice_set(&v, 1, pos))?;
+        k.to_dtype(self.geometry.dtype)?
+            .contiguous()
+            .and_then(|k| l.k.slice_set(&k, 1, pos))?;
+        v.to_dtype(self.geometry.dtype)?
+            .contiguous()
+            .and_then(|v| l.v.slice_set(&v, 1, pos))?;
         Ok(())
     }
 

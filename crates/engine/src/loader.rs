@@ -66,7 +66,11 @@ fn template_for(source: Option<String>, tokenizer: &Tokenizer) -> Result<Option<
 fn check_vocab(path: &Path, tokenizer: &Tokenizer, model: &Model, exact: bool) -> Result<()> {
     let (t, m) = (tokenizer.vocab_size(), model.config().vocab_size);
     if t > m || (exact && t != m) {
-        return Err(EngineError::VocabMismatch { path: path.into(), tokenizer: t, model: m });
+        return Err(EngineError::VocabMismatch {
+            path: path.into(),
+            tokenizer: t,
+            model: m,
+        });
     }
     Ok(())
 }
@@ -82,7 +86,11 @@ pub fn load_model(path: &Path, device: &Device) -> Result<LoadedModel> {
     if f.read_exact(&mut magic).is_err() || &magic != b"GGUF" {
         return Err(EngineError::NotAModel {
             path: path.into(),
-            detail: if meta.len() < 4 { "the file is empty or too short".into() } else { "no GGUF magic at the start of the file".into() },
+            detail: if meta.len() < 4 {
+                "the file is empty or too short".into()
+            } else {
+                "no GGUF magic at the start of the file".into()
+            },
         });
     }
     load_gguf(path, device, meta.len())
@@ -98,12 +106,26 @@ fn load_gguf(path: &Path, device: &Device, bytes: u64) -> Result<LoadedModel> {
     let model = gguf::load_model(&mut g, config, device)?;
     check_vocab(path, &tokenizer, &model, true)?;
     let template = template_for(template_src.clone(), &tokenizer)?;
-    finish(path, ModelFormat::Gguf, model, tokenizer, template, template_src, weight_type, bytes, digest, device)
+    finish(
+        path,
+        ModelFormat::Gguf,
+        model,
+        tokenizer,
+        template,
+        template_src,
+        weight_type,
+        bytes,
+        digest,
+        device,
+    )
 }
 
 fn load_hf(dir: &Path, device: &Device) -> Result<LoadedModel> {
     if !dir.join("config.json").exists() {
-        return Err(EngineError::NotAModel { path: dir.into(), detail: "the folder has no config.json".into() });
+        return Err(EngineError::NotAModel {
+            path: dir.into(),
+            detail: "the folder has no config.json".into(),
+        });
     }
     let (config, torch_dtype) = hf::read_config(dir)?;
     let tokenizer = Tokenizer::from_hf_dir(dir)?;
@@ -121,12 +143,27 @@ fn load_hf(dir: &Path, device: &Device) -> Result<LoadedModel> {
             _ => None,
         })
         .or_else(|| std::fs::read_to_string(dir.join("chat_template.jinja")).ok());
-    let bytes = hf::weight_files(dir)?.iter().filter_map(|p| std::fs::metadata(p).ok()).map(|m| m.len()).sum();
+    let bytes = hf::weight_files(dir)?
+        .iter()
+        .filter_map(|p| std::fs::metadata(p).ok())
+        .map(|m| m.len())
+        .sum();
     let weight_type = torch_dtype.clone().unwrap_or_else(|| "float32".into());
     let (model, digest) = hf::load_model(dir, config, torch_dtype.as_deref(), device)?;
     check_vocab(&dir.join("tokenizer.json"), &tokenizer, &model, false)?;
     let template = template_for(template_src.clone(), &tokenizer)?;
-    finish(dir, ModelFormat::HfFolder, model, tokenizer, template, template_src, weight_type, bytes, digest, device)
+    finish(
+        dir,
+        ModelFormat::HfFolder,
+        model,
+        tokenizer,
+        template,
+        template_src,
+        weight_type,
+        bytes,
+        digest,
+        device,
+    )
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -143,7 +180,13 @@ fn finish(
     device: &Device,
 ) -> Result<LoadedModel> {
     let c = model.config();
-    let fp = fingerprint(c, &format!("{:?}", model.kv_dtype()), &tokenizer, template_src.as_deref(), digest);
+    let fp = fingerprint(
+        c,
+        &format!("{:?}", model.kv_dtype()),
+        &tokenizer,
+        template_src.as_deref(),
+        digest,
+    );
     let info = ModelInfo {
         path: path.into(),
         format,
@@ -157,5 +200,10 @@ fn finish(
         fingerprint: fp,
         has_chat_template: template.is_some(),
     };
-    Ok(LoadedModel { model, tokenizer, template, info })
+    Ok(LoadedModel {
+        model,
+        tokenizer,
+        template,
+        info,
+    })
 }

@@ -27,7 +27,15 @@ pub struct SamplingParams {
 
 impl Default for SamplingParams {
     fn default() -> Self {
-        Self { temperature: 0.0, top_k: 0, top_p: 1.0, min_p: 0.0, repeat_penalty: 1.0, repeat_last_n: 64, seed: 42 }
+        Self {
+            temperature: 0.0,
+            top_k: 0,
+            top_p: 1.0,
+            min_p: 0.0,
+            repeat_penalty: 1.0,
+            repeat_last_n: 64,
+            seed: 42,
+        }
     }
 }
 
@@ -80,7 +88,11 @@ impl Sampler {
             seen.dedup();
             for t in seen {
                 if let Some(l) = logits.get_mut(t as usize) {
-                    *l = if *l > 0.0 { *l / p.repeat_penalty } else { *l * p.repeat_penalty };
+                    *l = if *l > 0.0 {
+                        *l / p.repeat_penalty
+                    } else {
+                        *l * p.repeat_penalty
+                    };
                 }
             }
         }
@@ -88,7 +100,9 @@ impl Sampler {
             return argmax(logits);
         }
         // Candidates sorted by logit, best first.
-        let mut idx: Vec<u32> = (0..logits.len() as u32).filter(|&i| logits[i as usize].is_finite()).collect();
+        let mut idx: Vec<u32> = (0..logits.len() as u32)
+            .filter(|&i| logits[i as usize].is_finite())
+            .collect();
         if idx.is_empty() {
             return argmax(logits);
         }
@@ -97,7 +111,10 @@ impl Sampler {
             idx.truncate(p.top_k);
         }
         let max = logits[idx[0] as usize] / p.temperature;
-        let mut probs: Vec<f32> = idx.iter().map(|&i| (logits[i as usize] / p.temperature - max).exp()).collect();
+        let mut probs: Vec<f32> = idx
+            .iter()
+            .map(|&i| (logits[i as usize] / p.temperature - max).exp())
+            .collect();
         let sum: f32 = probs.iter().sum();
         probs.iter_mut().for_each(|x| *x /= sum);
         if p.top_p < 1.0 {
@@ -156,7 +173,11 @@ mod tests {
 
     #[test]
     fn same_seed_same_tokens_other_seed_differs() {
-        let p = SamplingParams { temperature: 1.5, seed: 7, ..Default::default() };
+        let p = SamplingParams {
+            temperature: 1.5,
+            seed: 7,
+            ..Default::default()
+        };
         let run = |p: &SamplingParams| {
             let mut s = Sampler::new(p.clone()).unwrap();
             (0..64).map(|_| s.sample(&mut logits(), &[])).collect::<Vec<_>>()
@@ -167,28 +188,55 @@ mod tests {
 
     #[test]
     fn top_k_one_is_greedy_and_top_p_limits_choices() {
-        let mut s = Sampler::new(SamplingParams { temperature: 1.0, top_k: 1, ..Default::default() }).unwrap();
+        let mut s = Sampler::new(SamplingParams {
+            temperature: 1.0,
+            top_k: 1,
+            ..Default::default()
+        })
+        .unwrap();
         assert!((0..50).all(|_| s.sample(&mut logits(), &[]) == 1));
-        let mut s = Sampler::new(SamplingParams { temperature: 1.0, top_p: 0.5, ..Default::default() }).unwrap();
+        let mut s = Sampler::new(SamplingParams {
+            temperature: 1.0,
+            top_p: 0.5,
+            ..Default::default()
+        })
+        .unwrap();
         assert!((0..200).all(|_| [1, 3].contains(&s.sample(&mut logits(), &[]))));
     }
 
     #[test]
     fn min_p_drops_unlikely_tokens() {
-        let mut s = Sampler::new(SamplingParams { temperature: 1.0, min_p: 0.5, ..Default::default() }).unwrap();
+        let mut s = Sampler::new(SamplingParams {
+            temperature: 1.0,
+            min_p: 0.5,
+            ..Default::default()
+        })
+        .unwrap();
         // exp(2-3) = 0.37 < 0.5: only the two tokens at logit 3 survive.
         assert!((0..200).all(|_| [1, 3].contains(&s.sample(&mut logits(), &[]))));
     }
 
     #[test]
     fn repetition_penalty_changes_the_greedy_pick() {
-        let mut s = Sampler::new(SamplingParams { repeat_penalty: 2.0, ..Default::default() }).unwrap();
+        let mut s = Sampler::new(SamplingParams {
+            repeat_penalty: 2.0,
+            ..Default::default()
+        })
+        .unwrap();
         assert_eq!(s.sample(&mut logits(), &[1, 3]), 2);
     }
 
     #[test]
     fn bad_parameters_are_refused() {
-        assert!(Sampler::new(SamplingParams { top_p: 0.0, ..Default::default() }).is_err());
-        assert!(Sampler::new(SamplingParams { temperature: -1.0, ..Default::default() }).is_err());
+        assert!(Sampler::new(SamplingParams {
+            top_p: 0.0,
+            ..Default::default()
+        })
+        .is_err());
+        assert!(Sampler::new(SamplingParams {
+            temperature: -1.0,
+            ..Default::default()
+        })
+        .is_err());
     }
 }

@@ -16,7 +16,10 @@ pub struct Message {
 
 impl Message {
     pub fn new(role: impl Into<String>, content: impl Into<String>) -> Self {
-        Self { role: role.into(), content: content.into() }
+        Self {
+            role: role.into(),
+            content: content.into(),
+        }
     }
     pub fn system(content: impl Into<String>) -> Self {
         Self::new("system", content)
@@ -54,7 +57,12 @@ impl ChatTemplate {
         env.add_function("strftime_now", |fmt: String| strftime_now(&fmt));
         env.add_template_owned("chat", source.to_string())
             .map_err(|e| EngineError::Template(format!("cannot parse the model's chat template: {e}")))?;
-        Ok(Self { env, source: source.to_string(), bos_token: bos_token.into(), eos_token: eos_token.into() })
+        Ok(Self {
+            env,
+            source: source.to_string(),
+            bos_token: bos_token.into(),
+            eos_token: eos_token.into(),
+        })
     }
 
     pub fn source(&self) -> &str {
@@ -63,7 +71,10 @@ impl ChatTemplate {
 
     /// Renders `messages`; with `add_generation_prompt` the text ends with the assistant header.
     pub fn render(&self, messages: &[Message], add_generation_prompt: bool) -> Result<String> {
-        let t = self.env.get_template("chat").map_err(|e| EngineError::Template(e.to_string()))?;
+        let t = self
+            .env
+            .get_template("chat")
+            .map_err(|e| EngineError::Template(e.to_string()))?;
         t.render(context! {
             messages => messages,
             add_generation_prompt => add_generation_prompt,
@@ -89,8 +100,20 @@ fn strftime_now(fmt: &str) -> String {
         .map(|d| d.as_secs())
         .unwrap_or(0);
     let (y, m, d) = civil_from_days((secs / 86_400) as i64);
-    const MONTHS: [&str; 12] =
-        ["January", "February", "March", "April", "May", "June", "July", "August", "September", "October", "November", "December"];
+    const MONTHS: [&str; 12] = [
+        "January",
+        "February",
+        "March",
+        "April",
+        "May",
+        "June",
+        "July",
+        "August",
+        "September",
+        "October",
+        "November",
+        "December",
+    ];
     let month = MONTHS[(m - 1) as usize];
     let mut out = String::new();
     let mut chars = fmt.chars();

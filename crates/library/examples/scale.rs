@@ -7,20 +7,14 @@
 //! then prints how long the main read paths take. Correctness at this size is checked by the
 //! `scale` integration test; this only measures.
 
-use freeze_attn_library::{
-    Library, NewNode, NewSegment, NodeKind, NodeOrder, SegmentHash, SegmentMeta,
-};
+use freeze_attn_library::{Library, NewNode, NewSegment, NodeKind, NodeOrder, SegmentHash, SegmentMeta};
 use std::time::Instant;
 
 const GROUPS: u64 = 100;
 const PER_GROUP: u64 = 99;
 const MODEL: &str = "scale-model";
 
-fn put(
-    lib: &Library,
-    parent: Option<&SegmentMeta>,
-    seed: u64,
-) -> Result<SegmentMeta, Box<dyn std::error::Error>> {
+fn put(lib: &Library, parent: Option<&SegmentMeta>, seed: u64) -> Result<SegmentMeta, Box<dyn std::error::Error>> {
     let content: Vec<u8> = (0..4096u64)
         .map(|i| (i.wrapping_mul(seed + 1) >> 3) as u8)
         .chain(seed.to_le_bytes())
@@ -58,8 +52,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for g in 0..GROUPS {
         let a = put(&lib, None, g)?;
         let b = put(&lib, Some(&a), 1_000 + g)?;
-        let root = NewNode::new(format!("personality {g:03}"), NodeKind::Personality, MODEL)
-            .with_state(b.hash.clone(), 100);
+        let root =
+            NewNode::new(format!("personality {g:03}"), NodeKind::Personality, MODEL).with_state(b.hash.clone(), 100);
         let mut parents = vec![lib.create_node(&root)?];
         for k in 0..PER_GROUP {
             let mut new = NewNode::new(format!("g{g}-n{k}"), NodeKind::Chat, MODEL)
@@ -68,11 +62,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             new.transcript = format!(
                 r#"[{{"role":"user","content":"Tell me about voyage {g}/{k} and the weather at sea."}},{{"role":"assistant","content":"A long answer about sails, wind and {k} gulls."}}]"#
             );
-            new.tags = if k % 10 == 0 {
-                vec!["tenth".into()]
-            } else {
-                Vec::new()
-            };
+            new.tags = if k % 10 == 0 { vec!["tenth".into()] } else { Vec::new() };
             parents.push(lib.create_node(&new)?);
         }
     }
@@ -83,13 +73,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         start.elapsed().as_secs_f64() * 1000.0 / nodes as f64
     );
 
-    let tree = time("tree (all 10,000, with own bytes)", 10, || {
-        lib.tree(NodeOrder::Name)
-    });
+    let tree = time("tree (all 10,000, with own bytes)", 10, || lib.tree(NodeOrder::Name));
     assert_eq!(tree?.len() as u64, nodes);
-    time("children of the top level", 10, || {
-        lib.children(None, NodeOrder::Name)
-    })?;
+    time("children of the top level", 10, || lib.children(None, NodeOrder::Name))?;
     let hits = time("search \"gulls\" (every transcript matches)", 10, || {
         lib.search("gulls", NodeOrder::Name)
     })?;

@@ -35,8 +35,7 @@ pub(crate) fn connect(path: &Path) -> Result<Connection> {
 pub(crate) fn enable_wal(conn: &Connection) -> Result<()> {
     // The returned mode is not checked: a filesystem without shared memory keeps the rollback
     // journal, which is slower under concurrency but still correct with the busy timeout.
-    let _mode: String =
-        conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
+    let _mode: String = conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     Ok(())
 }
@@ -63,12 +62,10 @@ fn register_functions(conn: &Connection) -> rusqlite::Result<()> {
         2,
         FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC,
         |ctx| {
-            let (ValueRef::Text(hay), ValueRef::Text(needle)) = (ctx.get_raw(0), ctx.get_raw(1))
-            else {
+            let (ValueRef::Text(hay), ValueRef::Text(needle)) = (ctx.get_raw(0), ctx.get_raw(1)) else {
                 return Ok(false);
             };
-            let (Ok(hay), Ok(needle)) = (std::str::from_utf8(hay), std::str::from_utf8(needle))
-            else {
+            let (Ok(hay), Ok(needle)) = (std::str::from_utf8(hay), std::str::from_utf8(needle)) else {
                 return Ok(false);
             };
             Ok(contains_folded(hay, needle))
@@ -102,20 +99,15 @@ mod tests {
     }
 
     fn sql_contains(conn: &Connection, hay: &str, needle: &str) -> bool {
-        conn.query_row("SELECT fa_contains(?1, ?2)", (hay, fold(needle)), |r| {
-            r.get(0)
-        })
-        .unwrap()
+        conn.query_row("SELECT fa_contains(?1, ?2)", (hay, fold(needle)), |r| r.get(0))
+            .unwrap()
     }
 
     #[test]
     fn contains_ignores_ascii_and_unicode_case() {
         let conn = memory();
         assert!(sql_contains(&conn, "The Pirate Captain", "pirate"));
-        assert!(
-            sql_contains(&conn, "ÉMILE ZOLA", "émile"),
-            "non-ASCII letters fold too"
-        );
+        assert!(sql_contains(&conn, "ÉMILE ZOLA", "émile"), "non-ASCII letters fold too");
         assert!(!sql_contains(&conn, "Captain", "pirate"));
         assert!(
             sql_contains(&conn, "anything", ""),
@@ -137,18 +129,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let conn = connect(&dir.path().join("x.sqlite3")).unwrap();
         enable_wal(&conn).unwrap();
-        let fk: i64 = conn
-            .query_row("PRAGMA foreign_keys", [], |r| r.get(0))
-            .unwrap();
-        let mode: String = conn
-            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
-            .unwrap();
-        let sync: i64 = conn
-            .query_row("PRAGMA synchronous", [], |r| r.get(0))
-            .unwrap();
-        let busy: i64 = conn
-            .query_row("PRAGMA busy_timeout", [], |r| r.get(0))
-            .unwrap();
+        let fk: i64 = conn.query_row("PRAGMA foreign_keys", [], |r| r.get(0)).unwrap();
+        let mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap();
+        let sync: i64 = conn.query_row("PRAGMA synchronous", [], |r| r.get(0)).unwrap();
+        let busy: i64 = conn.query_row("PRAGMA busy_timeout", [], |r| r.get(0)).unwrap();
         assert_eq!(fk, 1, "foreign keys must be enforced");
         assert_eq!(mode, "wal");
         assert_eq!(sync, 1, "synchronous = NORMAL");

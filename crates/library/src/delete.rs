@@ -74,9 +74,7 @@ fn plan(conn: &Connection, id: NodeId, mode: DeleteMode) -> Result<Deletion> {
     let tips = tips_by_id(conn)?;
     let (gone, kept): (Vec<_>, Vec<_>) = tips.iter().partition(|(node, _)| doomed.contains(node));
     let tips_of = |list: Vec<(&NodeId, &Option<SegmentHash>)>| -> Vec<SegmentHash> {
-        list.into_iter()
-            .filter_map(|(_, tip)| tip.clone())
-            .collect()
+        list.into_iter().filter_map(|(_, tip)| tip.clone()).collect()
     };
     let (gone, kept) = (tips_of(gone), tips_of(kept));
     let freed_bytes = Forest::load(conn)?.exclusive_bytes(&gone, &kept);

@@ -59,8 +59,7 @@ impl TempFile {
     pub(crate) fn link_or_copy(source: &Path, dir: &Path) -> Result<TempFile> {
         let (temp, file) = TempFile::create_in(dir)?;
         drop(file);
-        fs::remove_file(&temp.path)
-            .map_err(LibraryError::io("prepare temporary file", &temp.path))?;
+        fs::remove_file(&temp.path).map_err(LibraryError::io("prepare temporary file", &temp.path))?;
         if fs::hard_link(source, &temp.path).is_err() {
             fs::copy(source, &temp.path).map_err(LibraryError::io("copy", source))?;
         }
@@ -86,11 +85,8 @@ impl TempFile {
             .write(true)
             .open(&self.path)
             .map_err(LibraryError::io("open temporary file", &self.path))?;
-        file.sync_all()
-            .map_err(LibraryError::io("sync", &self.path))?;
-        let meta = file
-            .metadata()
-            .map_err(LibraryError::io("stat", &self.path))?;
+        file.sync_all().map_err(LibraryError::io("sync", &self.path))?;
+        let meta = file.metadata().map_err(LibraryError::io("stat", &self.path))?;
         Ok(meta.len())
     }
 
@@ -116,18 +112,14 @@ impl Drop for TempFile {
 
 /// Writes `dest` crash-safely: `write` fills a temporary file beside it, which is then synced
 /// and renamed over `dest`.
-pub(crate) fn write_atomically(
-    dest: &Path,
-    write: impl FnOnce(&mut File) -> Result<()>,
-) -> Result<()> {
+pub(crate) fn write_atomically(dest: &Path, write: impl FnOnce(&mut File) -> Result<()>) -> Result<()> {
     let dir = match dest.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     };
     let (temp, mut file) = TempFile::create_in(&dir)?;
     write(&mut file)?;
-    file.sync_all()
-        .map_err(LibraryError::io("sync", temp.path()))?;
+    file.sync_all().map_err(LibraryError::io("sync", temp.path()))?;
     drop(file);
     temp.persist(dest)
 }
@@ -171,24 +163,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let dest = dir.path().join("out.bin");
         fs::write(&dest, b"old").unwrap();
-        write_atomically(&dest, |f| {
-            f.write_all(b"new").map_err(LibraryError::io("write", "x"))
-        })
-        .unwrap();
+        write_atomically(&dest, |f| f.write_all(b"new").map_err(LibraryError::io("write", "x"))).unwrap();
         assert_eq!(fs::read(&dest).unwrap(), b"new");
-        let failed = write_atomically(&dest, |_| {
-            Err(LibraryError::InvalidFingerprint("boom".into()))
-        });
+        let failed = write_atomically(&dest, |_| Err(LibraryError::InvalidFingerprint("boom".into())));
         assert!(failed.is_err());
-        assert_eq!(
-            fs::read(&dest).unwrap(),
-            b"new",
-            "a failed write leaves the old file"
-        );
-        assert_eq!(
-            fs::read_dir(dir.path()).unwrap().count(),
-            1,
-            "and no temp file"
-        );
+        assert_eq!(fs::read(&dest).unwrap(), b"new", "a failed write leaves the old file");
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1, "and no temp file");
     }
 }

@@ -31,10 +31,7 @@ pub enum LibraryError {
     NodeNotFound(NodeId),
 
     #[error("a node named {name:?} already exists {}", in_parent(parent))]
-    NameTaken {
-        name: String,
-        parent: Option<NodeId>,
-    },
+    NameTaken { name: String, parent: Option<NodeId> },
 
     #[error("invalid name {name:?}: {reason}")]
     InvalidName { name: String, reason: &'static str },
@@ -67,10 +64,7 @@ pub enum LibraryError {
     SegmentFileMissing { hash: SegmentHash, path: PathBuf },
 
     #[error("segment {hash} is already stored with different metadata ({field} differs)")]
-    SegmentConflict {
-        hash: SegmentHash,
-        field: &'static str,
-    },
+    SegmentConflict { hash: SegmentHash, field: &'static str },
 
     #[error("segment {hash} is {found} bytes on disk but {expected} were expected")]
     SegmentSize {
@@ -95,11 +89,7 @@ pub enum LibraryError {
     BundleBadMagic { path: PathBuf },
 
     #[error("bundle {path} has format version {found}; this build reads version {supported}")]
-    BundleVersion {
-        path: PathBuf,
-        found: u32,
-        supported: u32,
-    },
+    BundleVersion { path: PathBuf, found: u32, supported: u32 },
 
     #[error("bundle {path} is truncated: {what} needs {expected} bytes, only {found} are present")]
     BundleTruncated {
@@ -136,16 +126,9 @@ fn in_parent(parent: &Option<NodeId>) -> String {
 
 impl LibraryError {
     /// Wraps an IO error with the action and path it concerned.
-    pub(crate) fn io(
-        action: &'static str,
-        path: impl Into<PathBuf>,
-    ) -> impl FnOnce(std::io::Error) -> Self {
+    pub(crate) fn io(action: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Self {
         let path = path.into();
-        move |source| LibraryError::Io {
-            action,
-            path,
-            source,
-        }
+        move |source| LibraryError::Io { action, path, source }
     }
 }
 

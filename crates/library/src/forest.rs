@@ -24,11 +24,7 @@ pub(crate) struct Forest {
 impl Forest {
     pub(crate) fn load(conn: &Connection) -> Result<Forest> {
         let rows = segments::select_all(conn)?;
-        let index: HashMap<SegmentHash, usize> = rows
-            .iter()
-            .enumerate()
-            .map(|(i, m)| (m.hash.clone(), i))
-            .collect();
+        let index: HashMap<SegmentHash, usize> = rows.iter().enumerate().map(|(i, m)| (m.hash.clone(), i)).collect();
         let parent = rows
             .iter()
             .map(|m| m.parent.as_ref().and_then(|p| index.get(p).copied()))
@@ -59,13 +55,7 @@ impl Forest {
                 path.push(i);
                 cur = self.parent[i];
             }
-            let mut d = cur.map_or(0, |i| {
-                if self.depth[i] == UNKNOWN {
-                    0
-                } else {
-                    self.depth[i] + 1
-                }
-            });
+            let mut d = cur.map_or(0, |i| if self.depth[i] == UNKNOWN { 0 } else { self.depth[i] + 1 });
             for &i in path.iter().rev() {
                 if self.depth[i] == UNKNOWN {
                     self.depth[i] = d;
@@ -80,11 +70,7 @@ impl Forest {
     }
 
     /// Bytes of the chain ending at `tip` that the chain ending at `parent_tip` does not share.
-    pub(crate) fn own_bytes(
-        &self,
-        tip: Option<&SegmentHash>,
-        parent_tip: Option<&SegmentHash>,
-    ) -> u64 {
+    pub(crate) fn own_bytes(&self, tip: Option<&SegmentHash>, parent_tip: Option<&SegmentHash>) -> u64 {
         let (mut a, mut b) = (self.idx(tip), self.idx(parent_tip));
         let mut sum = 0u64;
         // Each step moves one pointer up; bounded for damaged catalogues.
@@ -125,10 +111,7 @@ impl Forest {
     }
 
     /// Marks every segment on the chains ending at `tips`.
-    pub(crate) fn reachable<'a>(
-        &self,
-        tips: impl IntoIterator<Item = &'a SegmentHash>,
-    ) -> Vec<bool> {
+    pub(crate) fn reachable<'a>(&self, tips: impl IntoIterator<Item = &'a SegmentHash>) -> Vec<bool> {
         let mut marked = vec![false; self.parent.len()];
         for tip in tips {
             let mut cur = self.idx(Some(tip));
@@ -185,11 +168,7 @@ mod tests {
     #[test]
     fn own_bytes_counts_only_what_the_parent_lacks() {
         let f = forest();
-        assert_eq!(
-            f.own_bytes(Some(&h(3)), None),
-            111,
-            "a root pays for its whole chain"
-        );
+        assert_eq!(f.own_bytes(Some(&h(3)), None), 111, "a root pays for its whole chain");
         assert_eq!(
             f.own_bytes(Some(&h(3)), Some(&h(2))),
             1,
@@ -205,11 +184,7 @@ mod tests {
             0,
             "a rewind to an ancestor costs nothing"
         );
-        assert_eq!(
-            f.own_bytes(None, Some(&h(3))),
-            0,
-            "an empty state costs nothing"
-        );
+        assert_eq!(f.own_bytes(None, Some(&h(3))), 0, "an empty state costs nothing");
     }
 
     #[test]

@@ -73,10 +73,7 @@ impl Library {
         // leave rows without files instead.
         let deleted = self.write(|conn| {
             let forest = Forest::load(conn)?;
-            let node_tips: Vec<SegmentHash> = nodes::all_tips(conn)?
-                .into_iter()
-                .filter_map(|(_, tip)| tip)
-                .collect();
+            let node_tips: Vec<SegmentHash> = nodes::all_tips(conn)?.into_iter().filter_map(|(_, tip)| tip).collect();
             let young = segments::touched_since(conn, cutoff)?;
             // Young segments keep their ancestors too: a row cannot outlive its parent row.
             let keep = forest.reachable(node_tips.iter().chain(&young));
@@ -93,21 +90,12 @@ impl Library {
         // Under the write lock, so no put can rename a file into place between the check for
         // its row and the delete.
         self.write(|conn| {
-            let rows: HashSet<SegmentHash> = segments::select_all(conn)?
-                .into_iter()
-                .map(|m| m.hash)
-                .collect();
+            let rows: HashSet<SegmentHash> = segments::select_all(conn)?.into_iter().map(|m| m.hash).collect();
             let mut report = GcReport {
                 segments_deleted: deleted.len() as u64,
                 ..GcReport::default()
             };
-            sweep_folder(
-                self.segments_dir(),
-                &rows,
-                &deleted,
-                temp_cutoff,
-                &mut report,
-            )?;
+            sweep_folder(self.segments_dir(), &rows, &deleted, temp_cutoff, &mut report)?;
             Ok(report)
         })
     }

@@ -113,27 +113,14 @@ mod tests {
     fn segment_hash_accepts_64_hex_and_normalises_case() {
         let upper = "AB".repeat(32);
         let h = SegmentHash::parse(&upper).expect("64 hex characters are a valid hash");
-        assert_eq!(
-            h.as_str(),
-            "ab".repeat(32),
-            "hashes are stored in lower case"
-        );
+        assert_eq!(h.as_str(), "ab".repeat(32), "hashes are stored in lower case");
     }
 
     #[test]
     fn segment_hash_rejects_wrong_length_and_non_hex() {
-        for bad in [
-            "",
-            "abc",
-            &"g".repeat(64),
-            &"a".repeat(65),
-            &"../".repeat(21),
-        ] {
+        for bad in ["", "abc", &"g".repeat(64), &"a".repeat(65), &"../".repeat(21)] {
             assert!(
-                matches!(
-                    SegmentHash::parse(bad),
-                    Err(LibraryError::InvalidSegmentHash(_))
-                ),
+                matches!(SegmentHash::parse(bad), Err(LibraryError::InvalidSegmentHash(_))),
                 "{bad:?} must be refused: hashes become file names"
             );
         }

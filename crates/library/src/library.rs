@@ -36,8 +36,7 @@ impl Library {
         schema::migrate(&mut conn)?;
         let segments_dir = root.join(SEGMENTS_DIR);
         if !segments_dir.is_dir() {
-            fs::create_dir_all(&segments_dir)
-                .map_err(LibraryError::io("create segment folder", &segments_dir))?;
+            fs::create_dir_all(&segments_dir).map_err(LibraryError::io("create segment folder", &segments_dir))?;
             sync_dir(&root)?;
         }
         Ok(Library {
@@ -65,9 +64,7 @@ impl Library {
     /// This handle's connection. A panic in another thread while holding it cannot leave a
     /// transaction open (rusqlite rolls back on drop), so a poisoned lock is still usable.
     fn lock(&self) -> MutexGuard<'_, Connection> {
-        self.conn
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Runs `f` in a read transaction: one consistent snapshot, never blocked by writers (WAL).
@@ -124,11 +121,7 @@ mod tests {
             Err(LibraryError::InvalidFingerprint("forced".into()))
         });
         assert!(r.is_err());
-        assert_eq!(
-            lib.models().unwrap(),
-            vec![],
-            "the insert must not survive the error"
-        );
+        assert_eq!(lib.models().unwrap(), vec![], "the insert must not survive the error");
     }
 
     #[test]

@@ -78,11 +78,7 @@ mod tests {
         lib.put_model(&m).unwrap();
         m.display_name = "Llama (renamed)".into();
         lib.put_model(&m).unwrap();
-        assert_eq!(
-            lib.model("fp1").unwrap(),
-            Some(m.clone()),
-            "a second put updates"
-        );
+        assert_eq!(lib.model("fp1").unwrap(), Some(m.clone()), "a second put updates");
         assert_eq!(lib.models().unwrap(), vec![m]);
         assert!(lib.remove_model("fp1").unwrap());
         assert!(

@@ -73,10 +73,7 @@ impl ToSql for NodeKind {
 
 impl FromSql for NodeKind {
     fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
-        value
-            .as_str()?
-            .parse()
-            .map_err(|e| FromSqlError::Other(Box::new(e)))
+        value.as_str()?.parse().map_err(|e| FromSqlError::Other(Box::new(e)))
     }
 }
 
@@ -138,11 +135,7 @@ pub struct NewNode {
 
 impl NewNode {
     /// An empty top-level node: no state, transcript `[]`, no notes or tags, not pinned.
-    pub fn new(
-        name: impl Into<String>,
-        kind: NodeKind,
-        model_fingerprint: impl Into<String>,
-    ) -> Self {
+    pub fn new(name: impl Into<String>, kind: NodeKind, model_fingerprint: impl Into<String>) -> Self {
         NewNode {
             parent: None,
             name: name.into(),

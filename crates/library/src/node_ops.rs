@@ -42,13 +42,7 @@ impl Library {
                     parent,
                 });
             }
-            nodes::update(
-                conn,
-                id,
-                "name = ?3, name_key = ?4",
-                &[&name, &key],
-                now_ms(),
-            )
+            nodes::update(conn, id, "name = ?3, name_key = ?4", &[&name, &key], now_ms())
         })
     }
 
@@ -120,11 +114,7 @@ pub(crate) fn insert_node(conn: &Connection, new: &NewNode) -> Result<NodeId> {
     let key = name_key(&name);
     validate_fingerprint(&new.model_fingerprint)?;
     check_transcript(&new.transcript)?;
-    let tags = new
-        .tags
-        .iter()
-        .map(|t| clean_tag(t))
-        .collect::<Result<Vec<_>>>()?;
+    let tags = new.tags.iter().map(|t| clean_tag(t)).collect::<Result<Vec<_>>>()?;
     if let Some(parent) = new.parent {
         nodes::parent_of(conn, parent)?;
     }
@@ -134,12 +124,7 @@ pub(crate) fn insert_node(conn: &Connection, new: &NewNode) -> Result<NodeId> {
             parent: new.parent,
         });
     }
-    let tip = canonical_tip(
-        conn,
-        new.tip.as_ref(),
-        new.token_count,
-        &new.model_fingerprint,
-    )?;
+    let tip = canonical_tip(conn, new.tip.as_ref(), new.token_count, &new.model_fingerprint)?;
     let id = nodes::insert(
         conn,
         &nodes::NodeRow {

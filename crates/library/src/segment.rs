@@ -81,10 +81,7 @@ impl SegmentMeta {
         }
         if self.dtype.is_empty()
             || self.dtype.len() > MAX_DTYPE_LEN
-            || !self
-                .dtype
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+            || !self.dtype.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
         {
             return Err(format!(
                 "dtype {:?} must be 1-{MAX_DTYPE_LEN} ASCII letters, digits or _",
@@ -94,13 +91,8 @@ impl SegmentMeta {
         validate_fingerprint(&self.model_fingerprint).map_err(|e| e.to_string())?;
         match &self.parent {
             Some(p) if *p == self.hash => Err("a segment cannot be its own parent".into()),
-            Some(_) if self.start == 0 => {
-                Err("a segment with a parent cannot start at position 0".into())
-            }
-            None if self.start != 0 => Err(format!(
-                "a root segment must start at 0, not {}",
-                self.start
-            )),
+            Some(_) if self.start == 0 => Err("a segment with a parent cannot start at position 0".into()),
+            None if self.start != 0 => Err(format!("a root segment must start at 0, not {}", self.start)),
             _ => Ok(()),
         }
     }
@@ -147,11 +139,10 @@ impl SegmentMeta {
 
     /// Like [`Self::check_fields`], as a library error.
     pub(crate) fn validate(&self) -> Result<()> {
-        self.check_fields()
-            .map_err(|reason| LibraryError::InvalidSegment {
-                hash: self.hash.clone(),
-                reason,
-            })
+        self.check_fields().map_err(|reason| LibraryError::InvalidSegment {
+            hash: self.hash.clone(),
+            reason,
+        })
     }
 }
 
@@ -159,16 +150,13 @@ impl SegmentMeta {
 pub(crate) fn check_chain(chain: &[SegmentMeta]) -> std::result::Result<u64, String> {
     let mut prev: Option<&SegmentMeta> = None;
     for seg in chain {
-        seg.check_fields()
-            .map_err(|r| format!("segment {}: {r}", seg.hash))?;
+        seg.check_fields().map_err(|r| format!("segment {}: {r}", seg.hash))?;
         match prev {
             None if seg.parent.is_some() => {
                 return Err(format!("segment {} is first but has a parent", seg.hash));
             }
             None => {}
-            Some(p) => seg
-                .check_extends(p)
-                .map_err(|r| format!("segment {}: {r}", seg.hash))?,
+            Some(p) => seg.check_extends(p).map_err(|r| format!("segment {}: {r}", seg.hash))?,
         }
         prev = Some(seg);
     }
@@ -204,9 +192,7 @@ mod tests {
         let a = meta(1, None, 10);
         let mut gap = meta(2, Some(&a), 5);
         gap.start = 11;
-        assert!(check_chain(&[a.clone(), gap])
-            .unwrap_err()
-            .contains("starts at 11"));
+        assert!(check_chain(&[a.clone(), gap]).unwrap_err().contains("starts at 11"));
         let orphan = meta(3, Some(&meta(9, None, 1)), 5);
         assert!(
             check_chain(&[a.clone(), orphan]).is_err(),
@@ -214,9 +200,7 @@ mod tests {
         );
         let mut other_model = meta(4, Some(&a), 5);
         other_model.model_fingerprint = "other".into();
-        assert!(check_chain(&[a, other_model])
-            .unwrap_err()
-            .contains("model"));
+        assert!(check_chain(&[a, other_model]).unwrap_err().contains("model"));
     }
 
     #[test]

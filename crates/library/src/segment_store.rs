@@ -37,9 +37,7 @@ impl Library {
     /// catalogues it. Idempotent: if the hash is already stored with the same metadata and its
     /// file is intact, nothing is copied. The parent, if any, must already be stored.
     pub fn put_segment(&self, new: &NewSegment, source: &Path) -> Result<SegmentMeta> {
-        let bytes = fs::metadata(source)
-            .map_err(LibraryError::io("read", source))?
-            .len();
+        let bytes = fs::metadata(source).map_err(LibraryError::io("read", source))?.len();
         let meta = new.with_bytes(bytes);
         meta.validate()?;
         let dest = self.segment_path(&meta.hash);
@@ -140,15 +138,10 @@ pub(crate) fn reuse(conn: &Connection, meta: &SegmentMeta, dest: &Path) -> Resul
 
 /// Renames the synced `temp` to `dest` and catalogues `meta` (or refreshes an existing row whose
 /// file had gone missing). Must run in a write transaction.
-pub(crate) fn store(
-    conn: &Connection,
-    meta: &SegmentMeta,
-    temp: TempFile,
-    dest: &Path,
-) -> Result<()> {
+pub(crate) fn store(conn: &Connection, meta: &SegmentMeta, temp: TempFile, dest: &Path) -> Result<()> {
     if let Some(parent) = &meta.parent {
-        let parent_meta = segments::select(conn, parent)?
-            .ok_or_else(|| LibraryError::SegmentNotFound(parent.clone()))?;
+        let parent_meta =
+            segments::select(conn, parent)?.ok_or_else(|| LibraryError::SegmentNotFound(parent.clone()))?;
         meta.check_extends(&parent_meta)
             .map_err(|reason| LibraryError::InvalidSegment {
                 hash: meta.hash.clone(),
@@ -195,20 +188,12 @@ mod tests {
             Some(lib.segments_dir()),
             "temp files live in the store"
         );
-        fs::File::create(temp.path())
-            .unwrap()
-            .write_all(b"0123456789")
-            .unwrap();
+        fs::File::create(temp.path()).unwrap().write_all(b"0123456789").unwrap();
         let temp_path = temp.path().to_path_buf();
-        let meta = lib
-            .put_temp_segment(&new_segment(1, None, 4), temp)
-            .unwrap();
+        let meta = lib.put_temp_segment(&new_segment(1, None, 4), temp).unwrap();
         assert_eq!(meta.bytes, 10);
         assert!(!temp_path.exists(), "the temp file was renamed, not copied");
-        assert_eq!(
-            fs::read(lib.segment_path(&meta.hash)).unwrap(),
-            b"0123456789"
-        );
+        assert_eq!(fs::read(lib.segment_path(&meta.hash)).unwrap(), b"0123456789");
         assert!(lib.has_segment(&meta.hash).unwrap());
     }
 

@@ -81,10 +81,7 @@ impl Library {
             let parent = nodes::parent_of(conn, id)?;
             let members = nodes::subtree(conn, id)?;
             let tips = tips_by_id(conn)?;
-            let subtree_tips: Vec<&SegmentHash> = members
-                .iter()
-                .filter_map(|m| tips.get(m)?.as_ref())
-                .collect();
+            let subtree_tips: Vec<&SegmentHash> = members.iter().filter_map(|m| tips.get(m)?.as_ref()).collect();
             let parent_tip = parent.and_then(|p| tips.get(&p)?.as_ref());
             Ok(Forest::load(conn)?.exclusive_bytes(subtree_tips, parent_tip))
         })
@@ -97,10 +94,7 @@ pub(crate) fn tips_by_id(conn: &Connection) -> Result<HashMap<NodeId, Option<Seg
 }
 
 /// Fills in tags and own bytes of summaries read with [`nodes::SUMMARY_COLUMNS`].
-pub(crate) fn finish_summaries(
-    conn: &Connection,
-    mut list: Vec<NodeSummary>,
-) -> Result<Vec<NodeSummary>> {
+pub(crate) fn finish_summaries(conn: &Connection, mut list: Vec<NodeSummary>) -> Result<Vec<NodeSummary>> {
     if list.is_empty() {
         return Ok(list);
     }
@@ -173,9 +167,7 @@ mod tests {
     #[test]
     fn depth_first_handles_a_very_deep_thread_without_recursion() {
         let n = 100_000;
-        let list: Vec<_> = (1..=n)
-            .map(|i| summary(i, (i > 1).then_some(i - 1)))
-            .collect();
+        let list: Vec<_> = (1..=n).map(|i| summary(i, (i > 1).then_some(i - 1))).collect();
         let walk = depth_first(list);
         assert_eq!(walk.len(), n as usize);
         assert_eq!(walk.last().map(|e| e.depth), Some(n as usize - 1));
@@ -189,10 +181,7 @@ mod tests {
             summary(2, Some(1)),
             summary(9, Some(404)),
         ];
-        let walk: Vec<(usize, i64)> = depth_first(list)
-            .iter()
-            .map(|e| (e.depth, e.node.id.0))
-            .collect();
+        let walk: Vec<(usize, i64)> = depth_first(list).iter().map(|e| (e.depth, e.node.id.0)).collect();
         assert_eq!(
             walk,
             vec![(0, 1), (1, 3), (1, 2), (0, 9)],

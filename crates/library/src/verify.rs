@@ -81,10 +81,9 @@ impl fmt::Display for ProblemKind {
             }
             ProblemKind::ContentRejected(why) => write!(f, "content check failed: {why}"),
             ProblemKind::BrokenChain(why) => write!(f, "inconsistent chain: {why}"),
-            ProblemKind::ModelMismatch { expected, found } => write!(
-                f,
-                "node is for model {expected} but its state is for {found}"
-            ),
+            ProblemKind::ModelMismatch { expected, found } => {
+                write!(f, "node is for model {expected} but its state is for {found}")
+            }
             ProblemKind::TokenCountOutOfRange {
                 token_count,
                 tip_start,
@@ -127,8 +126,7 @@ impl Library {
         F: Fn(&SegmentMeta, &Path) -> std::result::Result<(), String>,
     {
         let snap = self.read(snapshot)?;
-        let by_hash: HashMap<&SegmentHash, &SegmentMeta> =
-            snap.segments.iter().map(|s| (&s.hash, s)).collect();
+        let by_hash: HashMap<&SegmentHash, &SegmentMeta> = snap.segments.iter().map(|s| (&s.hash, s)).collect();
         let mut report = VerifyReport {
             nodes_checked: snap.nodes.len(),
             segments_checked: snap.segments.len(),
@@ -223,12 +221,7 @@ impl Library {
 
     /// Problems of one segment on its own: fields, link to `parent` (None if the segment is a
     /// root or the parent row is missing), file and content.
-    fn check_segment<F>(
-        &self,
-        seg: &SegmentMeta,
-        parent: Option<&SegmentMeta>,
-        check: &F,
-    ) -> Vec<ProblemKind>
+    fn check_segment<F>(&self, seg: &SegmentMeta, parent: Option<&SegmentMeta>, check: &F) -> Vec<ProblemKind>
     where
         F: Fn(&SegmentMeta, &Path) -> std::result::Result<(), String>,
     {
@@ -237,9 +230,7 @@ impl Library {
             found.push(ProblemKind::BrokenChain(why));
         }
         match (&seg.parent, parent) {
-            (Some(p), None) => found.push(ProblemKind::BrokenChain(format!(
-                "parent {p} is not catalogued"
-            ))),
+            (Some(p), None) => found.push(ProblemKind::BrokenChain(format!("parent {p} is not catalogued"))),
             (Some(_), Some(p)) => {
                 if let Err(why) = seg.check_extends(p) {
                     found.push(ProblemKind::BrokenChain(why));

@@ -26,7 +26,13 @@ pub fn attend(q: &Tensor, k: &Tensor, v: &Tensor, mask: Option<&Tensor>, n_kv: u
 }
 
 /// The device-generic path: batched matmuls over the cache views.
-pub fn attend_generic(q: &Tensor, k: &Tensor, v: &Tensor, mask: Option<&Tensor>, n_kv: usize) -> candle_core::Result<Tensor> {
+pub fn attend_generic(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    mask: Option<&Tensor>,
+    n_kv: usize,
+) -> candle_core::Result<Tensor> {
     let (n_head, l, d) = q.dims3()?;
     let t = k.dim(1)?;
     let group = n_head / n_kv;
@@ -35,7 +41,10 @@ pub fn attend_generic(q: &Tensor, k: &Tensor, v: &Tensor, mask: Option<&Tensor>,
     let q = (q * scale)?.to_dtype(kv_dtype)?.reshape((n_kv, group * l, d))?;
     let scores = q.matmul(&k.t()?)?.to_dtype(DType::F32)?;
     let scores = match mask {
-        Some(m) => scores.reshape((n_kv, group, l, t))?.broadcast_add(m)?.reshape((n_kv, group * l, t))?,
+        Some(m) => scores
+            .reshape((n_kv, group, l, t))?
+            .broadcast_add(m)?
+            .reshape((n_kv, group * l, t))?,
         None => scores,
     };
     let probs = candle_nn::ops::softmax_last_dim(&scores)?.to_dtype(kv_dtype)?;

@@ -15,12 +15,51 @@ use std::sync::Arc;
 /// ggml's type numbers, for naming types candle cannot load.
 fn ggml_type_name(n: u32) -> String {
     const NAMES: [&str; 40] = [
-        "F32", "F16", "Q4_0", "Q4_1", "Q4_2", "Q4_3", "Q5_0", "Q5_1", "Q8_0", "Q8_1", "Q2_K", "Q3_K", "Q4_K",
-        "Q5_K", "Q6_K", "Q8_K", "IQ2_XXS", "IQ2_XS", "IQ3_XXS", "IQ1_S", "IQ4_NL", "IQ3_S", "IQ2_S", "IQ4_XS",
-        "I8", "I16", "I32", "I64", "F64", "IQ1_M", "BF16", "Q4_0_4_4", "Q4_0_4_8", "Q4_0_8_8", "TQ1_0", "TQ2_0",
-        "IQ4_NL_4_4", "IQ4_NL_4_8", "IQ4_NL_8_8", "MXFP4",
+        "F32",
+        "F16",
+        "Q4_0",
+        "Q4_1",
+        "Q4_2",
+        "Q4_3",
+        "Q5_0",
+        "Q5_1",
+        "Q8_0",
+        "Q8_1",
+        "Q2_K",
+        "Q3_K",
+        "Q4_K",
+        "Q5_K",
+        "Q6_K",
+        "Q8_K",
+        "IQ2_XXS",
+        "IQ2_XS",
+        "IQ3_XXS",
+        "IQ1_S",
+        "IQ4_NL",
+        "IQ3_S",
+        "IQ2_S",
+        "IQ4_XS",
+        "I8",
+        "I16",
+        "I32",
+        "I64",
+        "F64",
+        "IQ1_M",
+        "BF16",
+        "Q4_0_4_4",
+        "Q4_0_4_8",
+        "Q4_0_8_8",
+        "TQ1_0",
+        "TQ2_0",
+        "IQ4_NL_4_4",
+        "IQ4_NL_4_8",
+        "IQ4_NL_8_8",
+        "MXFP4",
     ];
-    NAMES.get(n as usize).map(|s| s.to_string()).unwrap_or_else(|| format!("#{n}"))
+    NAMES
+        .get(n as usize)
+        .map(|s| s.to_string())
+        .unwrap_or_else(|| format!("#{n}"))
 }
 
 /// An open GGUF file: its parsed header and a reader for tensor data.
@@ -37,7 +76,12 @@ impl GgufFile {
         let file_len = file.metadata().map_err(|e| EngineError::io(path, e))?.len();
         let mut reader = BufReader::new(file);
         let content = Content::read(&mut reader).map_err(|e| classify_read_error(path, e))?;
-        let mut me = Self { path: path.to_path_buf(), content, reader, file_len };
+        let mut me = Self {
+            path: path.to_path_buf(),
+            content,
+            reader,
+            file_len,
+        };
         me.check_tensor_extents()?;
         Ok(me)
     }
@@ -66,7 +110,9 @@ impl GgufFile {
                 });
             }
         }
-        self.reader.seek(SeekFrom::Start(0)).map_err(|e| EngineError::io(&self.path, e))?;
+        self.reader
+            .seek(SeekFrom::Start(0))
+            .map_err(|e| EngineError::io(&self.path, e))?;
         Ok(())
     }
 
@@ -75,7 +121,11 @@ impl GgufFile {
     }
 
     fn bad(&self, key: &str, detail: impl Into<String>) -> EngineError {
-        EngineError::BadMetadata { path: self.path.clone(), key: key.into(), detail: detail.into() }
+        EngineError::BadMetadata {
+            path: self.path.clone(),
+            key: key.into(),
+            detail: detail.into(),
+        }
     }
 
     pub fn meta_str(&self, key: &str) -> Result<&str> {
@@ -107,11 +157,17 @@ impl GgufFile {
 
     pub fn tensor(&mut self, name: &str, device: &Device) -> Result<QTensor> {
         if !self.has_tensor(name) {
-            return Err(EngineError::MissingTensor { path: self.path.clone(), name: name.into() });
+            return Err(EngineError::MissingTensor {
+                path: self.path.clone(),
+                name: name.into(),
+            });
         }
         self.content
             .tensor(&mut self.reader, name, device)
-            .map_err(|e| EngineError::Truncated { path: self.path.clone(), detail: format!("tensor `{name}`: {e}") })
+            .map_err(|e| EngineError::Truncated {
+                path: self.path.clone(),
+                detail: format!("tensor `{name}`: {e}"),
+            })
     }
 
     /// The dtype of a tensor, if present.
@@ -123,17 +179,27 @@ impl GgufFile {
 fn classify_read_error(path: &Path, e: candle_core::Error) -> EngineError {
     let msg = e.to_string();
     if msg.contains("unknown magic") || msg.contains("unsupported magic") {
-        return EngineError::NotAModel { path: path.into(), detail: "no GGUF magic at the start of the file".into() };
+        return EngineError::NotAModel {
+            path: path.into(),
+            detail: "no GGUF magic at the start of the file".into(),
+        };
     }
     if let Some(rest) = msg.strip_prefix("unknown dtype for tensor ") {
         if let Ok(n) = rest.trim().parse::<u32>() {
-            return EngineError::UnsupportedTensorType { path: path.into(), dtype: ggml_type_name(n) };
+            return EngineError::UnsupportedTensorType {
+                path: path.into(),
+                dtype: ggml_type_name(n),
+            };
         }
     }
     let eof = matches!(&e, candle_core::Error::Io(io) if io.kind() == std::io::ErrorKind::UnexpectedEof);
     EngineError::Truncated {
         path: path.into(),
-        detail: if eof { "the header ends before it is complete".into() } else { msg },
+        detail: if eof {
+            "the header ends before it is complete".into()
+        } else {
+            msg
+        },
     }
 }
 
@@ -141,7 +207,10 @@ fn classify_read_error(path: &Path, e: candle_core::Error) -> EngineError {
 pub fn read_config(g: &GgufFile) -> Result<ModelConfig> {
     let arch = g.meta_str("general.architecture")?.to_string();
     if arch != "llama" {
-        return Err(EngineError::UnsupportedArchitecture { path: g.path.clone(), arch });
+        return Err(EngineError::UnsupportedArchitecture {
+            path: g.path.clone(),
+            arch,
+        });
     }
     if let Ok(n) = g.meta_usize("llama.expert_count") {
         if n > 0 {
@@ -154,27 +223,41 @@ pub fn read_config(g: &GgufFile) -> Result<ModelConfig> {
     let n_embd = g.meta_usize("llama.embedding_length")?;
     let n_head = g.meta_usize("llama.attention.head_count")?;
     let n_kv_head = g.meta_usize("llama.attention.head_count_kv").unwrap_or(n_head);
-    let head_dim = g.meta_usize("llama.attention.key_length").unwrap_or(n_embd / n_head.max(1));
+    let head_dim = g
+        .meta_usize("llama.attention.key_length")
+        .unwrap_or(n_embd / n_head.max(1));
     let rope_dim = g.meta_usize("llama.rope.dimension_count").unwrap_or(head_dim);
     // The model's vocabulary is its embedding's rows; the tokenizer is checked against it.
     let vocab_size = match g.content.tensor_infos.get("token_embd.weight") {
         Some(i) if i.shape.rank() == 2 => i.shape.dims()[0],
-        _ => g.meta_usize("llama.vocab_size").or_else(|_| match g.meta("tokenizer.ggml.tokens") {
-            Some(Value::Array(a)) => Ok(a.len()),
-            _ => Err(EngineError::MissingTensor { path: g.path.clone(), name: "token_embd.weight".into() }),
-        })?,
+        _ => g
+            .meta_usize("llama.vocab_size")
+            .or_else(|_| match g.meta("tokenizer.ggml.tokens") {
+                Some(Value::Array(a)) => Ok(a.len()),
+                _ => Err(EngineError::MissingTensor {
+                    path: g.path.clone(),
+                    name: "token_embd.weight".into(),
+                }),
+            })?,
     };
     let scaling = match g.meta_str("llama.rope.scaling.type") {
-        Ok("linear") => RopeScaling::Linear { factor: g.meta_f32("llama.rope.scaling.factor")? },
+        Ok("linear") => RopeScaling::Linear {
+            factor: g.meta_f32("llama.rope.scaling.factor")?,
+        },
         Ok("none") | Err(_) => RopeScaling::None,
         Ok(other) => {
-            return Err(g.bad("llama.rope.scaling.type", format!("rope scaling `{other}` is not supported")))
+            return Err(g.bad(
+                "llama.rope.scaling.type",
+                format!("rope scaling `{other}` is not supported"),
+            ))
         }
     };
-    let name = g
-        .meta_str("general.name")
-        .map(str::to_string)
-        .unwrap_or_else(|_| g.path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default());
+    let name = g.meta_str("general.name").map(str::to_string).unwrap_or_else(|_| {
+        g.path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    });
     Ok(ModelConfig {
         architecture: arch,
         name,
@@ -270,7 +353,15 @@ pub fn load_model(g: &mut GgufFile, mut config: ModelConfig, device: &Device) ->
     } else {
         linear(g, "output.weight", (c.vocab_size, c.n_embd), device)?
     };
-    Ok(Model::assemble(config, device.clone(), DType::F32, embed, blocks, norm, output))
+    Ok(Model::assemble(
+        config,
+        device.clone(),
+        DType::F32,
+        embed,
+        blocks,
+        norm,
+        output,
+    ))
 }
 
 /// The weight digest for the model fingerprint (see [`crate::fingerprint`]).
@@ -304,5 +395,9 @@ pub fn weight_type(g: &GgufFile) -> String {
             *counts.entry(format!("{:?}", info.ggml_dtype)).or_default() += 1;
         }
     }
-    counts.into_iter().max_by_key(|(_, n)| *n).map(|(t, _)| t).unwrap_or_else(|| "unknown".into())
+    counts
+        .into_iter()
+        .max_by_key(|(_, n)| *n)
+        .map(|(t, _)| t)
+        .unwrap_or_else(|| "unknown".into())
 }

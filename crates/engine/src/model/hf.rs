@@ -52,7 +52,11 @@ fn default_theta() -> f32 {
 }
 
 fn bad(path: &Path, key: &str, detail: impl Into<String>) -> EngineError {
-    EngineError::BadMetadata { path: path.into(), key: key.into(), detail: detail.into() }
+    EngineError::BadMetadata {
+        path: path.into(),
+        key: key.into(),
+        detail: detail.into(),
+    }
 }
 
 /// Reads and checks `config.json`.
@@ -66,20 +70,25 @@ pub fn read_config(dir: &Path) -> Result<(ModelConfig, Option<String>)> {
         .cloned()
         .or_else(|| hf.model_type.clone())
         .unwrap_or_else(|| "unknown".into());
-    let is_llama = hf.model_type.as_deref() == Some("llama")
-        || hf.architectures.iter().any(|a| a == "LlamaForCausalLM");
+    let is_llama =
+        hf.model_type.as_deref() == Some("llama") || hf.architectures.iter().any(|a| a == "LlamaForCausalLM");
     if !is_llama {
         return Err(EngineError::UnsupportedArchitecture { path, arch });
     }
     if hf.attention_bias || hf.mlp_bias {
-        return Err(EngineError::UnsupportedArchitecture { path, arch: format!("{arch} with bias terms") });
+        return Err(EngineError::UnsupportedArchitecture {
+            path,
+            arch: format!("{arch} with bias terms"),
+        });
     }
     let scaling = match &hf.rope_scaling {
         None => RopeScaling::None,
         Some(s) => match s.rope_type.as_deref() {
             Some("llama3") => RopeScaling::Llama3 {
                 factor: s.factor.ok_or_else(|| bad(&path, "rope_scaling.factor", "missing"))?,
-                low_freq_factor: s.low_freq_factor.ok_or_else(|| bad(&path, "rope_scaling.low_freq_factor", "missing"))?,
+                low_freq_factor: s
+                    .low_freq_factor
+                    .ok_or_else(|| bad(&path, "rope_scaling.low_freq_factor", "missing"))?,
                 high_freq_factor: s
                     .high_freq_factor
                     .ok_or_else(|| bad(&path, "rope_scaling.high_freq_factor", "missing"))?,
@@ -87,21 +96,25 @@ pub fn read_config(dir: &Path) -> Result<(ModelConfig, Option<String>)> {
                     .original_max_position_embeddings
                     .ok_or_else(|| bad(&path, "rope_scaling.original_max_position_embeddings", "missing"))?,
             },
-            Some("linear") => {
-                RopeScaling::Linear { factor: s.factor.ok_or_else(|| bad(&path, "rope_scaling.factor", "missing"))? }
-            }
+            Some("linear") => RopeScaling::Linear {
+                factor: s.factor.ok_or_else(|| bad(&path, "rope_scaling.factor", "missing"))?,
+            },
             Some("default") => RopeScaling::None,
             other => {
-                return Err(bad(&path, "rope_scaling", format!("rope scaling {other:?} is not supported")));
+                return Err(bad(
+                    &path,
+                    "rope_scaling",
+                    format!("rope scaling {other:?} is not supported"),
+                ));
             }
         },
     };
     let head_dim = hf.head_dim.unwrap_or(hf.hidden_size / hf.num_attention_heads.max(1));
-    let name = hf
-        .name_or_path
-        .clone()
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| dir.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default());
+    let name = hf.name_or_path.clone().filter(|s| !s.is_empty()).unwrap_or_else(|| {
+        dir.file_name()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    });
     let config = ModelConfig {
         architecture: "llama".into(),
         name,
@@ -114,7 +127,12 @@ pub fn read_config(dir: &Path) -> Result<(ModelConfig, Option<String>)> {
         vocab_size: hf.vocab_size,
         context_length: hf.max_position_embeddings,
         rms_eps: hf.rms_norm_eps as f32,
-        rope: RopeConfig { theta: hf.rope_theta, dim: head_dim, style: RopeStyle::HalfSplit, scaling },
+        rope: RopeConfig {
+            theta: hf.rope_theta,
+            dim: head_dim,
+            style: RopeStyle::HalfSplit,
+            scaling,
+        },
         tied_embeddings: hf.tie_word_embeddings,
     };
     config.validate().map_err(|d| bad(&path, "config.json", d))?;
@@ -139,11 +157,18 @@ pub fn weight_files(dir: &Path) -> Result<Vec<PathBuf>> {
             .into_iter()
             .map(|f| {
                 if f.contains("..") || f.contains('/') || f.contains('\\') {
-                    return Err(bad(&index, "weight_map", format!("shard name `{f}` is not a plain file name")));
+                    return Err(bad(
+                        &index,
+                        "weight_map",
+                        format!("shard name `{f}` is not a plain file name"),
+                    ));
                 }
                 let p = dir.join(&f);
                 if !p.exists() {
-                    return Err(EngineError::io(&p, std::io::Error::new(std::io::ErrorKind::NotFound, "shard listed in the index is missing")));
+                    return Err(EngineError::io(
+                        &p,
+                        std::io::Error::new(std::io::ErrorKind::NotFound, "shard listed in the index is missing"),
+                    ));
                 }
                 Ok(p)
             })
@@ -153,7 +178,10 @@ pub fn weight_files(dir: &Path) -> Result<Vec<PathBuf>> {
     if single.exists() {
         return Ok(vec![single]);
     }
-    Err(EngineError::NotAModel { path: dir.into(), detail: "no model.safetensors or model.safetensors.index.json".into() })
+    Err(EngineError::NotAModel {
+        path: dir.into(),
+        detail: "no model.safetensors or model.safetensors.index.json".into(),
+    })
 }
 
 struct Weights<'a> {
@@ -165,7 +193,10 @@ struct Weights<'a> {
 
 impl Weights<'_> {
     fn get(&self, name: &str, shape: &[usize]) -> Result<Tensor> {
-        let view = self.st.get(name).map_err(|_| EngineError::MissingTensor { path: self.dir.into(), name: name.into() })?;
+        let view = self.st.get(name).map_err(|_| EngineError::MissingTensor {
+            path: self.dir.into(),
+            name: name.into(),
+        })?;
         if view.shape() != shape {
             return Err(EngineError::TensorShape {
                 path: self.dir.into(),
@@ -177,7 +208,10 @@ impl Weights<'_> {
         match view.dtype() {
             safetensors::Dtype::BF16 | safetensors::Dtype::F16 | safetensors::Dtype::F32 => {}
             other => {
-                return Err(EngineError::UnsupportedTensorType { path: self.dir.into(), dtype: format!("{other:?} (tensor `{name}`)") })
+                return Err(EngineError::UnsupportedTensorType {
+                    path: self.dir.into(),
+                    dtype: format!("{other:?} (tensor `{name}`)"),
+                })
             }
         }
         Ok(self.st.load(name, self.device)?.to_dtype(self.dtype)?)
@@ -190,12 +224,19 @@ impl Weights<'_> {
 
 /// Loads the weights; activations run in f32 on the CPU and in the checkpoint's half type on GPUs.
 /// Also returns the weight digest for the model fingerprint.
-pub fn load_model(dir: &Path, config: ModelConfig, torch_dtype: Option<&str>, device: &Device) -> Result<(Model, [u8; 32])> {
+pub fn load_model(
+    dir: &Path,
+    config: ModelConfig,
+    torch_dtype: Option<&str>,
+    device: &Device,
+) -> Result<(Model, [u8; 32])> {
     let files = weight_files(dir)?;
     // SAFETY: the files are opened read-only; as with any mmap, another process truncating them
     // while we read is outside what we can guard against.
-    let st = unsafe { MmapedSafetensors::multi(&files) }
-        .map_err(|e| EngineError::Truncated { path: dir.into(), detail: e.to_string() })?;
+    let st = unsafe { MmapedSafetensors::multi(&files) }.map_err(|e| EngineError::Truncated {
+        path: dir.into(),
+        detail: e.to_string(),
+    })?;
     let dtype = if device.is_cpu() {
         DType::F32
     } else {
@@ -238,5 +279,8 @@ pub fn load_model(dir: &Path, config: ModelConfig, torch_dtype: Option<&str>, de
     } else {
         w.linear("lm_head.weight", c.vocab_size, c.n_embd)?
     };
-    Ok((Model::assemble(config, device.clone(), dtype, embed, blocks, norm, output), digest.finish()))
+    Ok((
+        Model::assemble(config, device.clone(), dtype, embed, blocks, norm, output),
+        digest.finish(),
+    ))
 }

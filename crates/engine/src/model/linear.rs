@@ -1,9 +1,9 @@
 //! A weight matrix used as `y = x · Wᵀ`: quantized (GGUF blocks) or dense (f32/f16/bf16).
 //! Kept behind our own type so faster kernels can replace candle's without touching the model.
 
+use super::cpu::matmul::CpuMatrix;
 use candle_core::quantized::{QMatMul, QTensor};
 use candle_core::{DType, Module, Tensor};
-use super::cpu::matmul::CpuMatrix;
 use std::sync::Arc;
 
 #[derive(Debug, Clone)]
@@ -19,12 +19,22 @@ impl Linear {
     pub fn from_qtensor(t: Arc<QTensor>) -> candle_core::Result<Self> {
         let (out_features, in_features) = t.shape().dims2()?;
         let cpu = CpuMatrix::new(t.clone());
-        Ok(Self { inner: QMatMul::from_arc(t)?, cpu, out_features, in_features })
+        Ok(Self {
+            inner: QMatMul::from_arc(t)?,
+            cpu,
+            out_features,
+            in_features,
+        })
     }
 
     pub fn from_tensor(t: Tensor) -> candle_core::Result<Self> {
         let (out_features, in_features) = t.dims2()?;
-        Ok(Self { inner: QMatMul::Tensor(t), cpu: None, out_features, in_features })
+        Ok(Self {
+            inner: QMatMul::Tensor(t),
+            cpu: None,
+            out_features,
+            in_features,
+        })
     }
 
     pub fn out_features(&self) -> usize {
@@ -47,9 +57,7 @@ impl Linear {
                 let dt = x.dtype();
                 self.inner.forward(&x.to_dtype(DType::F32)?)?.to_dtype(dt)
             }
-            QMatMul::Tensor(w) if w.dtype() != x.dtype() => {
-                x.matmul(&w.to_dtype(x.dtype())?.t()?)
-            }
+            QMatMul::Tensor(w) if w.dtype() != x.dtype() => x.matmul(&w.to_dtype(x.dtype())?.t()?),
             _ => self.inner.forward(x),
         }
     }

@@ -71,7 +71,17 @@ impl Model {
         output: Linear,
     ) -> Self {
         let rope = Rope::new(config.rope.inv_freq(), config.rope.style);
-        Self { config, device, act_dtype, kv_dtype: DType::F16, embed, blocks, norm, output, rope }
+        Self {
+            config,
+            device,
+            act_dtype,
+            kv_dtype: DType::F16,
+            embed,
+            blocks,
+            norm,
+            output,
+            rope,
+        }
     }
 
     pub fn config(&self) -> &ModelConfig {
@@ -129,18 +139,36 @@ impl Model {
         let ids = Tensor::new(tokens, &self.device)?;
         let mut x = self.embed.embedding(&ids)?.to_dtype(self.act_dtype)?;
         let (cos, sin) = self.rope.tables(pos, l, self.act_dtype, &self.device)?;
-        let mask = if l > 1 && !self.device.is_cpu() { Some(attention::causal_mask(pos, l, &self.device)?) } else { None };
+        let mask = if l > 1 && !self.device.is_cpu() {
+            Some(attention::causal_mask(pos, l, &self.device)?)
+        } else {
+            None
+        };
         for (i, b) in self.blocks.iter().enumerate() {
             let h = candle_nn::ops::rms_norm(&x, &b.attn_norm, c.rms_eps)?;
-            let q = b.wq.forward(&h)?.reshape((1, l, c.n_head, c.head_dim))?.transpose(1, 2)?.contiguous()?;
-            let k = b.wk.forward(&h)?.reshape((1, l, c.n_kv_head, c.head_dim))?.transpose(1, 2)?.contiguous()?;
-            let v = b.wv.forward(&h)?.reshape((l, c.n_kv_head, c.head_dim))?.transpose(0, 1)?;
+            let q =
+                b.wq.forward(&h)?
+                    .reshape((1, l, c.n_head, c.head_dim))?
+                    .transpose(1, 2)?
+                    .contiguous()?;
+            let k =
+                b.wk.forward(&h)?
+                    .reshape((1, l, c.n_kv_head, c.head_dim))?
+                    .transpose(1, 2)?
+                    .contiguous()?;
+            let v =
+                b.wv.forward(&h)?
+                    .reshape((l, c.n_kv_head, c.head_dim))?
+                    .transpose(0, 1)?;
             let q = self.rope.apply(&q, &cos, &sin)?.squeeze(0)?;
             let k = self.rope.apply(&k, &cos, &sin)?.squeeze(0)?;
             state.write(i, &k, &v)?;
             let (kk, vv) = state.layer_view_upto(i, pos + l)?;
             let y = attention::attend(&q, &kk, &vv, mask.as_ref(), c.n_kv_head)?;
-            let y = y.to_dtype(self.act_dtype)?.transpose(0, 1)?.reshape((l, c.n_head * c.head_dim))?;
+            let y = y
+                .to_dtype(self.act_dtype)?
+                .transpose(0, 1)?
+                .reshape((l, c.n_head * c.head_dim))?;
             x = (x + b.wo.forward(&y)?)?;
             let h = candle_nn::ops::rms_norm(&x, &b.ffn_norm, c.rms_eps)?;
             let g = candle_nn::ops::silu(&b.w_gate.forward(&h)?)?;
@@ -166,7 +194,10 @@ impl Model {
         let start = state.len();
         let needed = start + tokens.len();
         if needed > self.config.context_length {
-            return Err(EngineError::ContextOverflow { needed, context: self.config.context_length });
+            return Err(EngineError::ContextOverflow {
+                needed,
+                context: self.config.context_length,
+            });
         }
         let chunk = chunk.max(1);
         let mut last = None;
@@ -179,7 +210,10 @@ impl Model {
                 }
             }
             let done = (n * chunk + piece.len()).min(tokens.len());
-            if !progress(PrefillProgress { done, total: tokens.len() }) {
+            if !progress(PrefillProgress {
+                done,
+                total: tokens.len(),
+            }) {
                 state.truncate(start);
                 return Err(EngineError::Cancelled);
             }

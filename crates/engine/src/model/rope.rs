@@ -16,7 +16,13 @@ impl Rope {
     }
 
     /// `(cos, sin)`, each `(len, head_dim/2)`, for positions `start..start+len`.
-    pub fn tables(&self, start: usize, len: usize, dtype: DType, device: &Device) -> candle_core::Result<(Tensor, Tensor)> {
+    pub fn tables(
+        &self,
+        start: usize,
+        len: usize,
+        dtype: DType,
+        device: &Device,
+    ) -> candle_core::Result<(Tensor, Tensor)> {
         let half = self.inv_freq.len();
         let mut cos = Vec::with_capacity(len * half);
         let mut sin = Vec::with_capacity(len * half);

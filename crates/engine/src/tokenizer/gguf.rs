@@ -26,20 +26,30 @@ const TYPE_USER_DEFINED: i64 = 4;
 fn pre_tokenizer(pre: &str) -> Option<(Vec<&'static str>, bool)> {
     Some(match pre {
         "llama3" | "llama-v3" | "llama-bpe" | "falcon3" | "smaug-bpe" | "dbrx" => (vec![REGEX_LLAMA3], true),
-        "smollm" | "starcoder" | "refact" | "codeshell" | "exaone" | "minerva-7b" => (vec![r"\p{N}", REGEX_GPT2], false),
+        "smollm" | "starcoder" | "refact" | "codeshell" | "exaone" | "minerva-7b" => {
+            (vec![r"\p{N}", REGEX_GPT2], false)
+        }
         "gpt-2" | "gpt2" | "phi-2" | "default" | "mpt" | "olmo" => (vec![REGEX_GPT2], false),
         _ => return None,
     })
 }
 
 fn split(regex: &str) -> Result<PreTokenizerWrapper> {
-    Split::new(SplitPattern::Regex(regex.into()), SplitDelimiterBehavior::Isolated, false)
-        .map(Into::into)
-        .map_err(|e| EngineError::Tokenizer(format!("bad pre-tokenizer regex: {e}")))
+    Split::new(
+        SplitPattern::Regex(regex.into()),
+        SplitDelimiterBehavior::Isolated,
+        false,
+    )
+    .map(Into::into)
+    .map_err(|e| EngineError::Tokenizer(format!("bad pre-tokenizer regex: {e}")))
 }
 
 fn strings(g: &GgufFile, key: &str) -> Result<Vec<String>> {
-    let bad = |detail: &str| EngineError::BadMetadata { path: g.path.clone(), key: key.into(), detail: detail.into() };
+    let bad = |detail: &str| EngineError::BadMetadata {
+        path: g.path.clone(),
+        key: key.into(),
+        detail: detail.into(),
+    };
     match g.meta(key) {
         Some(Value::Array(a)) => a
             .iter()

@@ -55,15 +55,24 @@ impl Tokenizer {
         }
         stop_tokens.sort_unstable();
         stop_tokens.dedup();
-        Self { inner, bos, eos, add_bos, stop_tokens, source }
+        Self {
+            inner,
+            bos,
+            eos,
+            add_bos,
+            stop_tokens,
+            source,
+        }
     }
 
     /// Loads `tokenizer.json`; `tokenizer_config.json` beside it (if any) says whether to add BOS
     /// and names BOS/EOS; `generation_config.json` may name more end tokens.
     pub fn from_hf_dir(dir: &Path) -> Result<Self> {
         let path = dir.join("tokenizer.json");
-        let inner = tokenizers::Tokenizer::from_file(&path)
-            .map_err(|e| EngineError::UnsupportedTokenizer { path: path.clone(), detail: e.to_string() })?;
+        let inner = tokenizers::Tokenizer::from_file(&path).map_err(|e| EngineError::UnsupportedTokenizer {
+            path: path.clone(),
+            detail: e.to_string(),
+        })?;
         let config = read_json(&dir.join("tokenizer_config.json"))?;
         let gen_config = read_json(&dir.join("generation_config.json"))?;
         let token_id = |key: &str| -> Option<u32> {
@@ -77,7 +86,9 @@ impl Tokenizer {
         if let Some(g) = &gen_config {
             match g.get("eos_token_id") {
                 Some(serde_json::Value::Number(n)) => extra.extend(n.as_u64().map(|n| n as u32)),
-                Some(serde_json::Value::Array(a)) => extra.extend(a.iter().filter_map(|n| n.as_u64().map(|n| n as u32))),
+                Some(serde_json::Value::Array(a)) => {
+                    extra.extend(a.iter().filter_map(|n| n.as_u64().map(|n| n as u32)))
+                }
                 _ => {}
             }
             if eos.is_none() {
@@ -85,7 +96,11 @@ impl Tokenizer {
             }
         }
         // Does the tokenizer itself prepend BOS? That is what "add BOS" means for this model.
-        let add_bos = match config.as_ref().and_then(|c| c.get("add_bos_token")).and_then(|v| v.as_bool()) {
+        let add_bos = match config
+            .as_ref()
+            .and_then(|c| c.get("add_bos_token"))
+            .and_then(|v| v.as_bool())
+        {
             Some(b) => b,
             None => match (bos, inner.encode("a", true)) {
                 (Some(b), Ok(enc)) => enc.get_ids().first() == Some(&b),
@@ -130,7 +145,10 @@ impl Tokenizer {
 
     /// Encodes text as is: special tokens parsed, nothing added.
     pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
-        let enc = self.inner.encode_fast(text, false).map_err(|e| EngineError::Tokenizer(e.to_string()))?;
+        let enc = self
+            .inner
+            .encode_fast(text, false)
+            .map_err(|e| EngineError::Tokenizer(e.to_string()))?;
         Ok(enc.get_ids().to_vec())
     }
 
@@ -146,21 +164,27 @@ impl Tokenizer {
 
     /// Decodes ids to text; special (control) tokens are left out.
     pub fn decode(&self, ids: &[u32]) -> Result<String> {
-        self.inner.decode(ids, true).map_err(|e| EngineError::Tokenizer(e.to_string()))
+        self.inner
+            .decode(ids, true)
+            .map_err(|e| EngineError::Tokenizer(e.to_string()))
     }
 
     /// Decodes ids to text with special tokens written out.
     pub fn decode_with_special(&self, ids: &[u32]) -> Result<String> {
-        self.inner.decode(ids, false).map_err(|e| EngineError::Tokenizer(e.to_string()))
+        self.inner
+            .decode(ids, false)
+            .map_err(|e| EngineError::Tokenizer(e.to_string()))
     }
 }
 
 fn read_json(path: &Path) -> Result<Option<serde_json::Value>> {
     match std::fs::read_to_string(path) {
-        Ok(text) => serde_json::from_str(&text).map(Some).map_err(|e| EngineError::UnsupportedTokenizer {
-            path: path.into(),
-            detail: e.to_string(),
-        }),
+        Ok(text) => serde_json::from_str(&text)
+            .map(Some)
+            .map_err(|e| EngineError::UnsupportedTokenizer {
+                path: path.into(),
+                detail: e.to_string(),
+            }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(EngineError::io(path, e)),
     }

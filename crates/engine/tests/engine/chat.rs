@@ -12,8 +12,14 @@ fn messages(v: &serde_json::Value) -> Vec<Message> {
 fn llama31() -> (Tokenizer, freeze_attn_engine::ChatTemplate) {
     let dir = assets_dir().join("llama3_1");
     let tok = Tokenizer::from_hf_dir(&dir).unwrap();
-    let cfg: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("tokenizer_config.json")).unwrap()).unwrap();
-    let tpl = freeze_attn_engine::ChatTemplate::new(cfg["chat_template"].as_str().unwrap(), "<|begin_of_text|>", "<|eot_id|>").unwrap();
+    let cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("tokenizer_config.json")).unwrap()).unwrap();
+    let tpl = freeze_attn_engine::ChatTemplate::new(
+        cfg["chat_template"].as_str().unwrap(),
+        "<|begin_of_text|>",
+        "<|eot_id|>",
+    )
+    .unwrap();
     (tok, tpl)
 }
 
@@ -38,14 +44,24 @@ fn renders_like_transformers_and_tokenizes_like_the_reference() {
             }
             other => panic!("unknown template {other}"),
         };
-        assert_eq!(ours, case["text"].as_str().unwrap(), "rendering differs for {}", case["name"]);
+        assert_eq!(
+            ours,
+            case["text"].as_str().unwrap(),
+            "rendering differs for {}",
+            case["name"]
+        );
         assert_eq!(ids_ours, ids(&case["ids"]), "token ids differ for {}", case["name"]);
     }
 }
 
 /// Plays a conversation turn by turn into a token list standing in for a state: each user turn
 /// is synced in; each assistant reply is appended as a model would produce it (`reply_tokens`).
-fn play(tok: &Tokenizer, render: &dyn Fn(&[Message], bool) -> String, conv: &[Message], reply_tokens: &dyn Fn(&str) -> Vec<u32>) {
+fn play(
+    tok: &Tokenizer,
+    render: &dyn Fn(&[Message], bool) -> String,
+    conv: &[Message],
+    reply_tokens: &dyn Fn(&str) -> Vec<u32>,
+) {
     let mut state: Vec<u32> = Vec::new();
     for (i, msg) in conv.iter().enumerate() {
         if msg.role == "assistant" {
@@ -56,16 +72,28 @@ fn play(tok: &Tokenizer, render: &dyn Fn(&[Message], bool) -> String, conv: &[Me
             continue; // a system prompt directly followed by a user turn goes in with it
         }
         let target = render(&conv[..=i], true);
-        let last_special = state.iter().rposition(|&t| tok.token_text(t).is_some_and(|s| tok.inner().get_added_vocabulary().is_special_token(&s)));
+        let last_special = state.iter().rposition(|&t| {
+            tok.token_text(t)
+                .is_some_and(|s| tok.inner().get_added_vocabulary().is_special_token(&s))
+        });
         let plan = sync(tok, &state, &target).unwrap();
         let scratch = tok.encode(&target).unwrap();
         state.truncate(plan.keep);
         state.extend(&plan.append);
-        assert_eq!(state, scratch, "after turn {i}, the state must equal encoding the conversation from scratch");
+        assert_eq!(
+            state, scratch,
+            "after turn {i}, the state must equal encoding the conversation from scratch"
+        );
         if let Some(s) = last_special {
             // Only the text after the state's last special token (the latest reply and the new
             // turn) was encoded again.
-            assert_eq!(plan.encoded, scratch.len() - (s + 1), "turn {i}: re-encoded {} of {} tokens", plan.encoded, scratch.len());
+            assert_eq!(
+                plan.encoded,
+                scratch.len() - (s + 1),
+                "turn {i}: re-encoded {} of {} tokens",
+                plan.encoded,
+                scratch.len()
+            );
         }
     }
 }
@@ -89,7 +117,9 @@ fn appending_turns_equals_encoding_from_scratch_smollm() {
     let tok = &m.tokenizer;
     // Replies as canonical encodings, then as a deliberately non-canonical one (char by char).
     play(tok, &render, &conversation(), &|r| tok.encode(r).unwrap());
-    play(tok, &render, &conversation(), &|r| r.chars().flat_map(|c| tok.encode(&c.to_string()).unwrap()).collect());
+    play(tok, &render, &conversation(), &|r| {
+        r.chars().flat_map(|c| tok.encode(&c.to_string()).unwrap()).collect()
+    });
     // Without a system prompt the template inserts its default one.
     play(tok, &render, &conversation()[1..], &|r| tok.encode(r).unwrap());
 }
@@ -99,7 +129,9 @@ fn appending_turns_equals_encoding_from_scratch_llama31() {
     let (tok, tpl) = llama31();
     let render = |c: &[Message], g: bool| tpl.render(c, g).unwrap();
     play(&tok, &render, &conversation(), &|r| tok.encode(r).unwrap());
-    play(&tok, &render, &conversation(), &|r| r.chars().flat_map(|c| tok.encode(&c.to_string()).unwrap()).collect());
+    play(&tok, &render, &conversation(), &|r| {
+        r.chars().flat_map(|c| tok.encode(&c.to_string()).unwrap()).collect()
+    });
     play(&tok, &render, &conversation()[1..], &|r| tok.encode(r).unwrap());
 }
 

@@ -40,10 +40,19 @@ fn write_tiny(dir: &Path, config: &serde_json::Value) {
     let mut map = serde_json::Map::new();
     for (k, (name, shape, scale, offset)) in specs(config).into_iter().enumerate() {
         let n: usize = shape.iter().product();
-        let vals: Vec<f32> = splitmix_values(((k + 1) as u64) << 32, n, scale).into_iter().map(|x| x + offset).collect();
-        let t = Tensor::from_vec(vals, shape, &Device::Cpu).unwrap().to_dtype(DType::BF16).unwrap();
+        let vals: Vec<f32> = splitmix_values(((k + 1) as u64) << 32, n, scale)
+            .into_iter()
+            .map(|x| x + offset)
+            .collect();
+        let t = Tensor::from_vec(vals, shape, &Device::Cpu)
+            .unwrap()
+            .to_dtype(DType::BF16)
+            .unwrap();
         let shard = usize::from(!name.starts_with("model.layers."));
-        map.insert(name.clone(), format!("model-0000{}-of-00002.safetensors", shard + 1).into());
+        map.insert(
+            name.clone(),
+            format!("model-0000{}-of-00002.safetensors", shard + 1).into(),
+        );
         shards[shard].insert(name, t);
     }
     for (i, s) in shards.iter().enumerate() {
@@ -64,16 +73,29 @@ fn tiny_llama31_matches_transformers() {
     write_tiny(dir.path(), &fx["config"]);
     let m = load_model(dir.path(), &Device::Cpu).unwrap();
     assert!(!m.model.config().tied_embeddings);
-    assert!(matches!(m.model.config().rope.scaling, freeze_attn_engine::config::RopeScaling::Llama3 { .. }));
+    assert!(matches!(
+        m.model.config().rope.scaling,
+        freeze_attn_engine::config::RopeScaling::Llama3 { .. }
+    ));
     let probes = ids(&fx["probe_ids"]);
     let mut worst = 0f32;
     for seq in fx["sequences"].as_array().unwrap() {
         let tokens = ids(&seq["ids"]);
         let mut state = m.model.new_state();
         let mut rows: HashMap<usize, Vec<f32>> = HashMap::new();
-        let wanted: Vec<usize> = seq["rows"].as_array().unwrap().iter().map(|r| r["pos"].as_u64().unwrap() as usize).collect();
+        let wanted: Vec<usize> = seq["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["pos"].as_u64().unwrap() as usize)
+            .collect();
         for (c, chunk) in tokens.chunks(512).enumerate() {
-            let logits = m.model.forward(chunk, &mut state, true).unwrap().to_vec2::<f32>().unwrap();
+            let logits = m
+                .model
+                .forward(chunk, &mut state, true)
+                .unwrap()
+                .to_vec2::<f32>()
+                .unwrap();
             for (i, row) in logits.into_iter().enumerate() {
                 let pos = c * 512 + i;
                 if wanted.contains(&pos) {
@@ -85,16 +107,36 @@ fn tiny_llama31_matches_transformers() {
             let pos = r["pos"].as_u64().unwrap() as usize;
             let ours = &rows[&pos];
             let top = ids(&r["top_ids"]);
-            let refs: Vec<f32> = r["top_logits"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect();
-            let probe: Vec<f32> = r["probe_logits"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect();
+            let refs: Vec<f32> = r["top_logits"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_f64().unwrap() as f32)
+                .collect();
+            let probe: Vec<f32> = r["probe_logits"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_f64().unwrap() as f32)
+                .collect();
             for (t, want) in top.iter().zip(&refs).chain(probes.iter().zip(&probe)) {
                 let d = (ours[*t as usize] - want).abs();
                 worst = worst.max(d);
-                assert!(d < 2e-2, "{} pos {pos} token {t}: ours {} transformers {want}", seq["name"], ours[*t as usize]);
+                assert!(
+                    d < 2e-2,
+                    "{} pos {pos} token {t}: ours {} transformers {want}",
+                    seq["name"],
+                    ours[*t as usize]
+                );
             }
             let our_top = freeze_attn_engine::sampling::argmax(ours);
             let gap = refs[0] - refs[1];
-            assert!(our_top == top[0] || gap < 2e-2, "{} pos {pos}: top-1 {our_top} vs transformers {}", seq["name"], top[0]);
+            assert!(
+                our_top == top[0] || gap < 2e-2,
+                "{} pos {pos}: top-1 {our_top} vs transformers {}",
+                seq["name"],
+                top[0]
+            );
         }
     }
     eprintln!("tiny Llama 3.1 vs transformers: largest |Δ logit| = {worst:.5}");

@@ -11,7 +11,14 @@ fn prompt() -> Vec<u32> {
 }
 
 fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
-    (a - b).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap()
+    (a - b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap()
 }
 
 #[test]
@@ -25,15 +32,27 @@ fn token_by_token_equals_one_prefill() {
         let l = m.forward(&[*t], &mut stepped, false).unwrap();
         let d = max_abs_diff(&l, &all.narrow(0, i, 1).unwrap());
         // Every CPU kernel computes a row independently of the others, so this is exact.
-        assert_eq!(d, 0.0, "position {i}: logits of one-by-one decoding differ from the prefill by {d}");
+        assert_eq!(
+            d, 0.0,
+            "position {i}: logits of one-by-one decoding differ from the prefill by {d}"
+        );
     }
     assert_eq!(stepped.tokens(), batched.tokens());
     for layer in [0, 29] {
         let (k1, v1) = batched.layer_view(layer, 0, toks.len()).unwrap();
         let (k2, v2) = stepped.layer_view(layer, 0, toks.len()).unwrap();
-        let dk = max_abs_diff(&k1.to_dtype(freeze_attn_engine::DType::F32).unwrap(), &k2.to_dtype(freeze_attn_engine::DType::F32).unwrap());
-        let dv = max_abs_diff(&v1.to_dtype(freeze_attn_engine::DType::F32).unwrap(), &v2.to_dtype(freeze_attn_engine::DType::F32).unwrap());
-        assert!(dk == 0.0 && dv == 0.0, "layer {layer}: cached K/V differ (K {dk}, V {dv})");
+        let dk = max_abs_diff(
+            &k1.to_dtype(freeze_attn_engine::DType::F32).unwrap(),
+            &k2.to_dtype(freeze_attn_engine::DType::F32).unwrap(),
+        );
+        let dv = max_abs_diff(
+            &v1.to_dtype(freeze_attn_engine::DType::F32).unwrap(),
+            &v2.to_dtype(freeze_attn_engine::DType::F32).unwrap(),
+        );
+        assert!(
+            dk == 0.0 && dv == 0.0,
+            "layer {layer}: cached K/V differ (K {dk}, V {dv})"
+        );
     }
 }
 
@@ -45,11 +64,12 @@ fn chunked_prefill_equals_single_forward() {
     let a = m.forward(&toks, &mut one, false).unwrap();
     let mut chunked = m.new_state();
     let mut reports = Vec::new();
-    let b = m.prefill(&toks, &mut chunked, 5, &mut |p| {
-        reports.push(p.done);
-        true
-    })
-    .unwrap();
+    let b = m
+        .prefill(&toks, &mut chunked, 5, &mut |p| {
+            reports.push(p.done);
+            true
+        })
+        .unwrap();
     assert_eq!(max_abs_diff(&a, &b), 0.0, "chunking must not change the result");
     assert_eq!(reports.last(), Some(&toks.len()));
     assert_eq!(reports.len(), toks.len().div_ceil(5), "one progress report per chunk");
@@ -69,7 +89,11 @@ fn truncate_then_regenerate_equals_fresh_run() {
     let mut fresh = m.new_state();
     m.forward(&toks[..cut], &mut fresh, false).unwrap();
     let direct = m.forward(&toks[cut..], &mut fresh, false).unwrap();
-    assert_eq!(max_abs_diff(&rewound, &direct), 0.0, "rewind-and-refeed must be bit-identical to a fresh run with the same chunks");
+    assert_eq!(
+        max_abs_diff(&rewound, &direct),
+        0.0,
+        "rewind-and-refeed must be bit-identical to a fresh run with the same chunks"
+    );
     assert_eq!(s.tokens(), fresh.tokens());
 }
 
@@ -93,7 +117,10 @@ fn a_fork_evolves_independently_and_shares_until_written() {
     m.forward(&toks, &mut fresh, false).unwrap();
     m.forward(&[1234], &mut fresh, false).unwrap();
     let (k_fresh, _) = fresh.layer_view(3, 0, fresh.len()).unwrap();
-    let d = max_abs_diff(&k_base.to_dtype(freeze_attn_engine::DType::F32).unwrap(), &k_fresh.to_dtype(freeze_attn_engine::DType::F32).unwrap());
+    let d = max_abs_diff(
+        &k_base.to_dtype(freeze_attn_engine::DType::F32).unwrap(),
+        &k_fresh.to_dtype(freeze_attn_engine::DType::F32).unwrap(),
+    );
     assert_eq!(d, 0.0, "writes to the fork must not reach the original");
 }
 
@@ -118,7 +145,10 @@ fn context_overflow_is_an_error_and_leaves_the_state_alone() {
     m.forward(&[1, 2], &mut s, false).unwrap();
     let too_many = vec![5u32; ctx];
     let e = m.prefill(&too_many, &mut s, 512, &mut |_| true).unwrap_err();
-    assert!(matches!(e, EngineError::ContextOverflow { needed, context } if needed == ctx + 2 && context == ctx), "{e}");
+    assert!(
+        matches!(e, EngineError::ContextOverflow { needed, context } if needed == ctx + 2 && context == ctx),
+        "{e}"
+    );
     assert_eq!(s.len(), 2);
     let e = m.forward(&[60_000], &mut s, false).unwrap_err();
     assert!(e.to_string().contains("outside the vocabulary"), "{e}");

@@ -21,7 +21,10 @@ fn small_vocab() -> (Vec<String>, Vec<i32>, Vec<String>) {
 fn default_model_metadata() {
     let m = smollm();
     let c = m.model.config();
-    assert_eq!((c.n_layer, c.n_embd, c.n_head, c.n_kv_head, c.head_dim), (30, 576, 9, 3, 64));
+    assert_eq!(
+        (c.n_layer, c.n_embd, c.n_head, c.n_kv_head, c.head_dim),
+        (30, 576, 9, 3, 64)
+    );
     assert!(c.tied_embeddings, "SmolLM2 ties the output to the embedding");
     assert_eq!(m.info.weight_type, "Q4_1");
     assert_eq!(m.info.fingerprint.0.len(), 32);
@@ -31,7 +34,10 @@ fn default_model_metadata() {
 #[test]
 fn missing_file() {
     let e = err(std::path::Path::new("/nonexistent/model.gguf"));
-    assert!(e.contains("/nonexistent/model.gguf") && e.contains("cannot read"), "{e}");
+    assert!(
+        e.contains("/nonexistent/model.gguf") && e.contains("cannot read"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -79,10 +85,18 @@ fn unsupported_quant_type() {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("iq2.gguf");
     let meta = vec![("general.architecture", Meta::Str("llama".into()))];
-    let t = RawTensor { name: "blk.0.attn_q.weight".into(), dims: vec![256, 256], ggml_type: 16, data: vec![0; 256 * 66] };
+    let t = RawTensor {
+        name: "blk.0.attn_q.weight".into(),
+        dims: vec![256, 256],
+        ggml_type: 16,
+        data: vec![0; 256 * 66],
+    };
     write_gguf(&p, &meta, &[t]);
     let e = err(&p);
-    assert!(e.contains("unsupported tensor type IQ2_XXS") && e.contains("iq2.gguf"), "{e}");
+    assert!(
+        e.contains("unsupported tensor type IQ2_XXS") && e.contains("iq2.gguf"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -93,7 +107,10 @@ fn tokenizer_vocab_mismatch() {
     let n = t.len();
     tiny_llama_gguf(&p, "llama", t, ty, m, "default", n + 5);
     let e = err(&p);
-    assert!(e.contains(&format!("{n} tokens")) && e.contains(&format!("vocabulary has {}", n + 5)), "{e}");
+    assert!(
+        e.contains(&format!("{n} tokens")) && e.contains(&format!("vocabulary has {}", n + 5)),
+        "{e}"
+    );
 }
 
 #[test]
@@ -116,7 +133,10 @@ fn a_tiny_synthetic_llama_loads_and_runs() {
     tiny_llama_gguf(&p, "llama", t, ty, m, "default", n);
     let lm = load_model(&p, &Device::Cpu).unwrap();
     assert_eq!(lm.tokenizer.encode("ab").unwrap(), vec![26], "the merge a+b applies");
-    assert!(lm.tokenizer.is_stop(27), "<|end|> is an end-of-generation control token");
+    assert!(
+        lm.tokenizer.is_stop(27),
+        "<|end|> is an end-of-generation control token"
+    );
     let mut s = lm.model.new_state();
     let logits = lm.model.forward(&[0, 1, 26], &mut s, false).unwrap();
     assert_eq!(logits.dims(), &[1, n]);

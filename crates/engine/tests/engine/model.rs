@@ -26,7 +26,12 @@ fn teacher_forced(reference: &str, min_rate: f64) {
     for case in fx["teacher_forced"].as_array().unwrap() {
         let tokens = ids(&case["ids"]);
         let top1 = ids(&case["top1"]);
-        let ref_lp: Vec<f32> = case["top1_logprob"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect();
+        let ref_lp: Vec<f32> = case["top1_logprob"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap() as f32)
+            .collect();
         let mut state = m.model.new_state();
         let lp = m.model.log_probs(&tokens, &mut state).unwrap();
         let rows = lp.to_vec2::<f32>().unwrap();
@@ -36,8 +41,18 @@ fn teacher_forced(reference: &str, min_rate: f64) {
                 same += 1;
             } else {
                 let gap = case["gap"][i].as_f64().unwrap();
-                assert!(gap < 0.5, "{reference}: {} position {i}: top-1 differs where the reference is sure (gap {gap})", case["name"]);
-                eprintln!("{reference}: mismatch {} pos {i}: ours {} ref {} (ref top-2 gap {})", case["name"], argmax(row), top1[i], case["gap"][i]);
+                assert!(
+                    gap < 0.5,
+                    "{reference}: {} position {i}: top-1 differs where the reference is sure (gap {gap})",
+                    case["name"]
+                );
+                eprintln!(
+                    "{reference}: mismatch {} pos {i}: ours {} ref {} (ref top-2 gap {})",
+                    case["name"],
+                    argmax(row),
+                    top1[i],
+                    case["gap"][i]
+                );
             }
             worst = worst.max((row[top1[i] as usize] - ref_lp[i]).abs());
         }
@@ -65,10 +80,27 @@ fn greedy(reference: &str) {
         let name = case["name"].as_str().unwrap();
         let prompt = ids(&case["ids"]);
         let want = ids(&case["tokens"]);
-        let gaps: Vec<f64> = case["gap"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect();
+        let gaps: Vec<f64> = case["gap"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap())
+            .collect();
         let mut state = m.model.new_state();
-        let params = GenerateParams { max_tokens: 32, ..Default::default() };
-        let g = freeze_attn_engine::generate(&m.model, &m.tokenizer, &mut state, &prompt, &params, &CancelToken::new(), &mut |_| {}).unwrap();
+        let params = GenerateParams {
+            max_tokens: 32,
+            ..Default::default()
+        };
+        let g = freeze_attn_engine::generate(
+            &m.model,
+            &m.tokenizer,
+            &mut state,
+            &prompt,
+            &params,
+            &CancelToken::new(),
+            &mut |_| {},
+        )
+        .unwrap();
         // The references include the end-of-generation token; ours stops before it.
         let want_visible: Vec<u32> = want.iter().copied().take_while(|t| !m.tokenizer.is_stop(*t)).collect();
         match g.tokens.iter().zip(&want_visible).position(|(a, b)| a != b) {
@@ -88,13 +120,36 @@ fn greedy(reference: &str) {
 fn the_model_answers_sensibly() {
     // A human-readable check that the forward pass is not producing gibberish.
     let m = smollm();
-    let text = m.template().unwrap().render(
-            &[freeze_attn_engine::Message::system("You are a helpful assistant."), freeze_attn_engine::Message::user("What is the capital of France?")],
+    let text = m
+        .template()
+        .unwrap()
+        .render(
+            &[
+                freeze_attn_engine::Message::system("You are a helpful assistant."),
+                freeze_attn_engine::Message::user("What is the capital of France?"),
+            ],
             true,
-        ).unwrap();
+        )
+        .unwrap();
     let prompt = m.tokenizer.encode(&text).unwrap();
     let mut state = m.model.new_state();
-    let params = GenerateParams { max_tokens: 24, ..Default::default() };
-    let g = freeze_attn_engine::generate(&m.model, &m.tokenizer, &mut state, &prompt, &params, &CancelToken::new(), &mut |_| {}).unwrap();
-    assert!(g.text.contains("Paris"), "expected the answer to mention Paris, got {:?}", g.text);
+    let params = GenerateParams {
+        max_tokens: 24,
+        ..Default::default()
+    };
+    let g = freeze_attn_engine::generate(
+        &m.model,
+        &m.tokenizer,
+        &mut state,
+        &prompt,
+        &params,
+        &CancelToken::new(),
+        &mut |_| {},
+    )
+    .unwrap();
+    assert!(
+        g.text.contains("Paris"),
+        "expected the answer to mention Paris, got {:?}",
+        g.text
+    );
 }

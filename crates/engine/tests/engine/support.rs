@@ -8,7 +8,10 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
 }
 
 /// The default model file, as fetched by `scripts/fetch-test-assets` (`freeze-attn fetch-model`).
@@ -17,11 +20,18 @@ pub fn default_model_path() -> PathBuf {
         Some(p) => PathBuf::from(p),
         None => match std::env::var_os("FREEZE_ATTN_HOME") {
             Some(h) => PathBuf::from(h).join("models"),
-            None => directories::ProjectDirs::from("", "", "freeze-attn").unwrap().data_dir().join("models"),
+            None => directories::ProjectDirs::from("", "", "freeze-attn")
+                .unwrap()
+                .data_dir()
+                .join("models"),
         },
     };
     let p = dir.join("SmolLM2-135M-Instruct.Q4_1.gguf");
-    assert!(p.exists(), "the default model is missing at {}: run scripts/fetch-test-assets", p.display());
+    assert!(
+        p.exists(),
+        "the default model is missing at {}: run scripts/fetch-test-assets",
+        p.display()
+    );
     p
 }
 
@@ -37,7 +47,11 @@ pub fn assets_dir() -> PathBuf {
         Some(p) => PathBuf::from(p),
         None => PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache/freeze-attn/test-assets"),
     };
-    assert!(p.join("llama3_1/tokenizer.json").exists(), "test assets missing in {}: run scripts/fetch-test-assets", p.display());
+    assert!(
+        p.join("llama3_1/tokenizer.json").exists(),
+        "test assets missing in {}: run scripts/fetch-test-assets",
+        p.display()
+    );
     p
 }
 
@@ -47,7 +61,11 @@ pub fn fixture(name: &str) -> serde_json::Value {
 }
 
 pub fn ids(v: &serde_json::Value) -> Vec<u32> {
-    v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap() as u32)
+        .collect()
 }
 
 /// A GGUF metadata value.
@@ -174,24 +192,64 @@ pub fn splitmix_values(seed: u64, n: usize, scale: f32) -> Vec<f32> {
 
 /// A tiny llama GGUF (F32 weights) with the given vocabulary and extra metadata; used for
 /// tokenizer and refusal tests. `vocab_size` rows in the embedding.
-pub fn tiny_llama_gguf(path: &Path, arch: &str, tokens: Vec<String>, types: Vec<i32>, merges: Vec<String>, pre: &str, vocab_size: usize) {
+pub fn tiny_llama_gguf(
+    path: &Path,
+    arch: &str,
+    tokens: Vec<String>,
+    types: Vec<i32>,
+    merges: Vec<String>,
+    pre: &str,
+    vocab_size: usize,
+) {
     let (d, ff, layers, heads, kv) = (8usize, 16usize, 1usize, 2usize, 1usize);
     let hd = d / heads;
     let mut tensors = vec![
-        RawTensor::f32("token_embd.weight", &[vocab_size, d], &splitmix_values(1, vocab_size * d, 0.5)),
+        RawTensor::f32(
+            "token_embd.weight",
+            &[vocab_size, d],
+            &splitmix_values(1, vocab_size * d, 0.5),
+        ),
         RawTensor::f32("output_norm.weight", &[d], &vec![1.0; d]),
     ];
     for l in 0..layers {
         let p = format!("blk.{l}");
         tensors.push(RawTensor::f32(&format!("{p}.attn_norm.weight"), &[d], &vec![1.0; d]));
         tensors.push(RawTensor::f32(&format!("{p}.ffn_norm.weight"), &[d], &vec![1.0; d]));
-        tensors.push(RawTensor::f32(&format!("{p}.attn_q.weight"), &[heads * hd, d], &splitmix_values(2, d * d, 0.3)));
-        tensors.push(RawTensor::f32(&format!("{p}.attn_k.weight"), &[kv * hd, d], &splitmix_values(3, kv * hd * d, 0.3)));
-        tensors.push(RawTensor::f32(&format!("{p}.attn_v.weight"), &[kv * hd, d], &splitmix_values(4, kv * hd * d, 0.3)));
-        tensors.push(RawTensor::f32(&format!("{p}.attn_output.weight"), &[d, heads * hd], &splitmix_values(5, d * d, 0.3)));
-        tensors.push(RawTensor::f32(&format!("{p}.ffn_gate.weight"), &[ff, d], &splitmix_values(6, ff * d, 0.3)));
-        tensors.push(RawTensor::f32(&format!("{p}.ffn_up.weight"), &[ff, d], &splitmix_values(7, ff * d, 0.3)));
-        tensors.push(RawTensor::f32(&format!("{p}.ffn_down.weight"), &[d, ff], &splitmix_values(8, ff * d, 0.3)));
+        tensors.push(RawTensor::f32(
+            &format!("{p}.attn_q.weight"),
+            &[heads * hd, d],
+            &splitmix_values(2, d * d, 0.3),
+        ));
+        tensors.push(RawTensor::f32(
+            &format!("{p}.attn_k.weight"),
+            &[kv * hd, d],
+            &splitmix_values(3, kv * hd * d, 0.3),
+        ));
+        tensors.push(RawTensor::f32(
+            &format!("{p}.attn_v.weight"),
+            &[kv * hd, d],
+            &splitmix_values(4, kv * hd * d, 0.3),
+        ));
+        tensors.push(RawTensor::f32(
+            &format!("{p}.attn_output.weight"),
+            &[d, heads * hd],
+            &splitmix_values(5, d * d, 0.3),
+        ));
+        tensors.push(RawTensor::f32(
+            &format!("{p}.ffn_gate.weight"),
+            &[ff, d],
+            &splitmix_values(6, ff * d, 0.3),
+        ));
+        tensors.push(RawTensor::f32(
+            &format!("{p}.ffn_up.weight"),
+            &[ff, d],
+            &splitmix_values(7, ff * d, 0.3),
+        ));
+        tensors.push(RawTensor::f32(
+            &format!("{p}.ffn_down.weight"),
+            &[d, ff],
+            &splitmix_values(8, ff * d, 0.3),
+        ));
     }
     let a = |k: &str| format!("{arch}.{k}");
     let meta = vec![
@@ -224,7 +282,13 @@ pub fn vocab_from_tokenizer_json(path: &Path) -> (Vec<String>, Vec<i32>, Vec<Str
     let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     let vocab = v["model"]["vocab"].as_object().unwrap();
     let added = v["added_tokens"].as_array().unwrap();
-    let n = vocab.len().max(added.iter().map(|t| t["id"].as_u64().unwrap() as usize + 1).max().unwrap_or(0));
+    let n = vocab.len().max(
+        added
+            .iter()
+            .map(|t| t["id"].as_u64().unwrap() as usize + 1)
+            .max()
+            .unwrap_or(0),
+    );
     let mut tokens = vec![String::new(); n];
     let mut types = vec![1i32; n];
     for (t, id) in vocab {

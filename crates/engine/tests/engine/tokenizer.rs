@@ -13,7 +13,11 @@ fn smollm_tokenization_matches_llama_cpp() {
             failures.push(format!("{text:?}\n  llama.cpp {want:?}\n  ours      {got:?}"));
         }
     }
-    assert!(failures.is_empty(), "tokenization differs from llama.cpp:\n{}", failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "tokenization differs from llama.cpp:\n{}",
+        failures.join("\n")
+    );
 }
 
 #[test]
@@ -47,7 +51,10 @@ fn streaming_never_splits_a_character() {
     let mut out = String::new();
     for id in ids {
         if let Some(piece) = stream.push(tok, id).unwrap() {
-            assert!(!piece.contains('\u{FFFD}'), "a piece carried a broken character: {piece:?}");
+            assert!(
+                !piece.contains('\u{FFFD}'),
+                "a piece carried a broken character: {piece:?}"
+            );
             out.push_str(&piece);
         }
     }

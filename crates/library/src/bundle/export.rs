@@ -63,10 +63,8 @@ impl Library {
         };
         write_atomically(out, |file| {
             let mut w = BufWriter::new(file);
-            w.write_all(&header.encode())
-                .map_err(LibraryError::io("write", out))?;
-            w.write_all(&manifest)
-                .map_err(LibraryError::io("write", out))?;
+            w.write_all(&header.encode()).map_err(LibraryError::io("write", out))?;
+            w.write_all(&manifest).map_err(LibraryError::io("write", out))?;
             for (seg, listed) in chain.iter().zip(&segments) {
                 // Second pass: hash again while copying, so the bundle matches its manifest
                 // even if a file were replaced in between.
@@ -80,9 +78,7 @@ impl Library {
             }
             w.flush().map_err(LibraryError::io("write", out))
         })?;
-        Ok(std::fs::metadata(out)
-            .map_err(LibraryError::io("stat", out))?
-            .len())
+        Ok(std::fs::metadata(out).map_err(LibraryError::io("stat", out))?.len())
     }
 
     /// Streams a segment's file into `to` and returns its blake3; the size must match.

@@ -128,10 +128,7 @@ impl Manifest {
             clean_tag(tag).map_err(|e| e.to_string())?;
         }
         if self.segments.len() > MAX_SEGMENTS {
-            return Err(format!(
-                "{} segments, more than {MAX_SEGMENTS}",
-                self.segments.len()
-            ));
+            return Err(format!("{} segments, more than {MAX_SEGMENTS}", self.segments.len()));
         }
         let mut seen = HashSet::new();
         let mut total = 0u64;
@@ -140,9 +137,7 @@ impl Manifest {
             if !seen.insert(&seg.hash) {
                 return Err(format!("segment {} is listed twice", seg.hash));
             }
-            total = total
-                .checked_add(seg.bytes)
-                .ok_or("segment sizes overflow")?;
+            total = total.checked_add(seg.bytes).ok_or("segment sizes overflow")?;
         }
         let metas: Vec<SegmentMeta> = self.segments.iter().map(ManifestSegment::meta).collect();
         let end = check_chain(&metas)?;

@@ -1,8 +1,6 @@
 //! Reading a bundle: validate everything, then unpack the files into a scratch folder.
 
-use super::format::{
-    HashingReader, Header, Manifest, HEADER_LEN, MAGIC, MAX_MANIFEST_BYTES, MAX_SEGMENTS, VERSION,
-};
+use super::format::{HashingReader, Header, Manifest, HEADER_LEN, MAGIC, MAX_MANIFEST_BYTES, MAX_SEGMENTS, VERSION};
 use super::{Bundle, BundleSegment};
 use crate::error::{LibraryError, Result};
 use std::fs::{self, File, OpenOptions};
@@ -23,17 +21,12 @@ const READ_CHUNK: usize = 1 << 20;
 /// the files unpacked so far are removed and the error names the problem.
 pub fn read_bundle(path: &Path, scratch_dir: &Path) -> Result<Bundle> {
     let file = File::open(path).map_err(LibraryError::io("open bundle", path))?;
-    let len = file
-        .metadata()
-        .map_err(LibraryError::io("stat", path))?
-        .len();
+    let len = file.metadata().map_err(LibraryError::io("stat", path))?.len();
     let mut reader = BufReader::new(file);
     let header = read_header(&mut reader, path, len)?;
     let manifest = read_manifest(&mut reader, path, len, &header)?;
     let files_len = len - HEADER_LEN - header.manifest_len;
-    let total = manifest
-        .validate()
-        .map_err(|reason| manifest_error(path, reason))?;
+    let total = manifest.validate().map_err(|reason| manifest_error(path, reason))?;
     if total > files_len {
         return Err(LibraryError::BundleTruncated {
             path: path.to_owned(),
@@ -48,15 +41,12 @@ pub fn read_bundle(path: &Path, scratch_dir: &Path) -> Result<Bundle> {
             extra: files_len - total,
         });
     }
-    fs::create_dir_all(scratch_dir)
-        .map_err(LibraryError::io("create scratch folder", scratch_dir))?;
+    fs::create_dir_all(scratch_dir).map_err(LibraryError::io("create scratch folder", scratch_dir))?;
     let mut unpacked = Unpacked(Vec::new());
     for seg in &manifest.segments {
         let dest = scratch_dir.join(format!("{}.seg", seg.hash));
         unpacked.0.push(dest.clone());
-        let expected = seg
-            .file_hash()
-            .map_err(|reason| manifest_error(path, reason))?;
+        let expected = seg.file_hash().map_err(|reason| manifest_error(path, reason))?;
         let found = unpack(&mut reader, seg.bytes, &dest, path)?;
         if found != expected {
             return Err(LibraryError::BundleChecksum {
@@ -69,10 +59,7 @@ pub fn read_bundle(path: &Path, scratch_dir: &Path) -> Result<Bundle> {
         .segments
         .iter()
         .zip(std::mem::take(&mut unpacked.0))
-        .map(|(seg, path)| BundleSegment {
-            meta: seg.meta(),
-            path,
-        })
+        .map(|(seg, path)| BundleSegment { meta: seg.meta(), path })
         .collect();
     Ok(Bundle {
         node: manifest.node,
@@ -103,9 +90,7 @@ fn read_header(reader: &mut impl Read, path: &Path, len: u64) -> Result<Header> 
     let got = read_up_to(reader, &mut bytes).map_err(LibraryError::io("read bundle", path))?;
     let magic_seen = got.min(MAGIC.len());
     if bytes[..magic_seen] != MAGIC[..magic_seen] || got == 0 {
-        return Err(LibraryError::BundleBadMagic {
-            path: path.to_owned(),
-        });
+        return Err(LibraryError::BundleBadMagic { path: path.to_owned() });
     }
     if got < bytes.len() {
         return Err(LibraryError::BundleTruncated {
@@ -126,12 +111,7 @@ fn read_header(reader: &mut impl Read, path: &Path, len: u64) -> Result<Header> 
     Ok(header)
 }
 
-fn read_manifest(
-    reader: &mut impl Read,
-    path: &Path,
-    len: u64,
-    header: &Header,
-) -> Result<Manifest> {
+fn read_manifest(reader: &mut impl Read, path: &Path, len: u64, header: &Header) -> Result<Manifest> {
     if header.manifest_len > MAX_MANIFEST_BYTES {
         return Err(LibraryError::BundleTooLarge {
             path: path.to_owned(),
@@ -169,8 +149,8 @@ fn read_manifest(
             what: "the manifest".into(),
         });
     }
-    let manifest: Manifest = serde_json::from_slice(&bytes)
-        .map_err(|e| manifest_error(path, format!("not valid manifest JSON: {e}")))?;
+    let manifest: Manifest =
+        serde_json::from_slice(&bytes).map_err(|e| manifest_error(path, format!("not valid manifest JSON: {e}")))?;
     if manifest.segments.len() > MAX_SEGMENTS {
         return Err(LibraryError::BundleTooLarge {
             path: path.to_owned(),
@@ -201,8 +181,7 @@ fn unpack(reader: &mut impl Read, bytes: u64, dest: &Path, bundle: &Path) -> Res
         inner: reader.take(bytes),
         hasher: blake3::Hasher::new(),
     };
-    let copied =
-        io::copy(&mut hashing, &mut out).map_err(LibraryError::io("unpack bundle into", dest))?;
+    let copied = io::copy(&mut hashing, &mut out).map_err(LibraryError::io("unpack bundle into", dest))?;
     if copied < bytes {
         // The file shrank after its length was checked.
         return Err(LibraryError::BundleTruncated {

@@ -23,12 +23,7 @@ pub(crate) struct Migration {
 }
 
 /// Every migration in order. Append only: a released step is never edited.
-pub(crate) const MIGRATIONS: &[Migration] = &[
-    models::CREATE,
-    segments::CREATE,
-    nodes::CREATE,
-    node_tags::CREATE,
-];
+pub(crate) const MIGRATIONS: &[Migration] = &[models::CREATE, segments::CREATE, nodes::CREATE, node_tags::CREATE];
 
 /// The schema version this build writes and the newest it can open.
 pub const SCHEMA_VERSION: i64 = 4;
@@ -77,11 +72,7 @@ mod tests {
     #[test]
     fn migrations_are_numbered_consecutively_up_to_the_schema_version() {
         for (i, m) in MIGRATIONS.iter().enumerate() {
-            assert_eq!(
-                m.version,
-                i as i64 + 1,
-                "migration versions must be 1, 2, 3, ..."
-            );
+            assert_eq!(m.version, i as i64 + 1, "migration versions must be 1, 2, 3, ...");
         }
         assert_eq!(MIGRATIONS.last().map(|m| m.version), Some(SCHEMA_VERSION));
     }
@@ -94,11 +85,9 @@ mod tests {
         assert_eq!(user_version(&conn).unwrap(), SCHEMA_VERSION);
         for table in ["models", "segments", "nodes", "node_tags"] {
             let n: i64 = conn
-                .query_row(
-                    "SELECT count(*) FROM sqlite_schema WHERE name = ?1",
-                    [table],
-                    |r| r.get(0),
-                )
+                .query_row("SELECT count(*) FROM sqlite_schema WHERE name = ?1", [table], |r| {
+                    r.get(0)
+                })
                 .unwrap();
             assert_eq!(n, 1, "table {table} must exist after migration");
         }
@@ -120,11 +109,9 @@ mod tests {
         assert!(apply(&mut conn, &broken).is_err());
         assert_eq!(user_version(&conn).unwrap(), 0, "the version must not move");
         let n: i64 = conn
-            .query_row(
-                "SELECT count(*) FROM sqlite_schema WHERE name = 'first'",
-                [],
-                |r| r.get(0),
-            )
+            .query_row("SELECT count(*) FROM sqlite_schema WHERE name = 'first'", [], |r| {
+                r.get(0)
+            })
             .unwrap();
         assert_eq!(n, 0, "the first step must be rolled back with the second");
     }
@@ -132,8 +119,7 @@ mod tests {
     #[test]
     fn a_newer_version_is_refused_without_changes() {
         let mut conn = Connection::open_in_memory().unwrap();
-        conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1)
-            .unwrap();
+        conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1).unwrap();
         let err = migrate(&mut conn).unwrap_err();
         assert!(
             matches!(err, LibraryError::NewerDatabase { found, supported } if found == SCHEMA_VERSION + 1 && supported == SCHEMA_VERSION),

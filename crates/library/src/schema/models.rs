@@ -46,9 +46,8 @@ pub(crate) fn select(conn: &Connection, fingerprint: &str) -> Result<Option<Mode
 }
 
 pub(crate) fn select_all(conn: &Connection) -> Result<Vec<Model>> {
-    let mut stmt = conn.prepare(
-        "SELECT fingerprint, display_name, path FROM models ORDER BY display_name, fingerprint",
-    )?;
+    let mut stmt =
+        conn.prepare("SELECT fingerprint, display_name, path FROM models ORDER BY display_name, fingerprint")?;
     let rows = stmt.query_map([], from_row)?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }

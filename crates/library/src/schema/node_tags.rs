@@ -26,24 +26,19 @@ pub(crate) fn insert(conn: &Connection, id: NodeId, tag: &str) -> Result<bool> {
 
 /// Removes a tag; returns whether it was there.
 pub(crate) fn delete(conn: &Connection, id: NodeId, tag: &str) -> Result<bool> {
-    Ok(conn.execute(
-        "DELETE FROM node_tags WHERE node_id = ?1 AND tag = ?2",
-        (id, tag),
-    )? > 0)
+    Ok(conn.execute("DELETE FROM node_tags WHERE node_id = ?1 AND tag = ?2", (id, tag))? > 0)
 }
 
 /// One node's tags, sorted.
 pub(crate) fn for_node(conn: &Connection, id: NodeId) -> Result<Vec<String>> {
-    let mut stmt =
-        conn.prepare_cached("SELECT tag FROM node_tags WHERE node_id = ?1 ORDER BY tag")?;
+    let mut stmt = conn.prepare_cached("SELECT tag FROM node_tags WHERE node_id = ?1 ORDER BY tag")?;
     let rows = stmt.query_map([id], |r| r.get(0))?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
 /// Every node's tags, sorted; one query instead of one per node for listings.
 pub(crate) fn all(conn: &Connection) -> Result<HashMap<NodeId, Vec<String>>> {
-    let mut stmt =
-        conn.prepare_cached("SELECT node_id, tag FROM node_tags ORDER BY node_id, tag")?;
+    let mut stmt = conn.prepare_cached("SELECT node_id, tag FROM node_tags ORDER BY node_id, tag")?;
     let mut rows = stmt.query([])?;
     let mut out: HashMap<NodeId, Vec<String>> = HashMap::new();
     while let Some(row) = rows.next()? {

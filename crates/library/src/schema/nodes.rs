@@ -125,20 +125,13 @@ pub(crate) fn insert(conn: &Connection, row: &NodeRow<'_>) -> Result<NodeId> {
 
 /// `NodeNotFound` unless the node exists; returns its parent.
 pub(crate) fn parent_of(conn: &Connection, id: NodeId) -> Result<Option<NodeId>> {
-    conn.query_row("SELECT parent_id FROM nodes WHERE id = ?1", [id], |r| {
-        r.get(0)
-    })
-    .optional()?
-    .ok_or(LibraryError::NodeNotFound(id))
+    conn.query_row("SELECT parent_id FROM nodes WHERE id = ?1", [id], |r| r.get(0))
+        .optional()?
+        .ok_or(LibraryError::NodeNotFound(id))
 }
 
 /// Whether a sibling under `parent` other than `except` already uses `key`.
-pub(crate) fn name_taken(
-    conn: &Connection,
-    parent: Option<NodeId>,
-    key: &str,
-    except: Option<NodeId>,
-) -> Result<bool> {
+pub(crate) fn name_taken(conn: &Connection, parent: Option<NodeId>, key: &str, except: Option<NodeId>) -> Result<bool> {
     Ok(conn
         .query_row(
             "SELECT 1 FROM nodes WHERE parent_id IS ?1 AND name_key = ?2 AND id IS NOT ?3",
@@ -151,13 +144,7 @@ pub(crate) fn name_taken(
 
 /// Runs `UPDATE nodes SET <assignments>, updated_at = ?2 WHERE id = ?1`, where the
 /// assignments use `?3`, `?4`, ... bound to `values`; `NodeNotFound` if no row matched.
-pub(crate) fn update(
-    conn: &Connection,
-    id: NodeId,
-    assignments: &str,
-    values: &[&dyn ToSql],
-    now: i64,
-) -> Result<()> {
+pub(crate) fn update(conn: &Connection, id: NodeId, assignments: &str, values: &[&dyn ToSql], now: i64) -> Result<()> {
     let sql = format!("UPDATE nodes SET {assignments}, updated_at = ?2 WHERE id = ?1");
     let mut params: Vec<&dyn ToSql> = vec![&id, &now];
     params.extend_from_slice(values);
@@ -188,8 +175,7 @@ pub(crate) fn subtree(conn: &Connection, id: NodeId) -> Result<Vec<NodeId>> {
 
 /// Children of `id` as `(id, name, name_key)`.
 pub(crate) fn children(conn: &Connection, id: NodeId) -> Result<Vec<(NodeId, String, String)>> {
-    let mut stmt =
-        conn.prepare_cached("SELECT id, name, name_key FROM nodes WHERE parent_id = ?1")?;
+    let mut stmt = conn.prepare_cached("SELECT id, name, name_key FROM nodes WHERE parent_id = ?1")?;
     let rows = stmt.query_map([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
@@ -211,8 +197,7 @@ pub(crate) struct NodeState {
 
 /// Every node's state.
 pub(crate) fn all_states(conn: &Connection) -> Result<Vec<NodeState>> {
-    let mut stmt =
-        conn.prepare_cached("SELECT id, tip, token_count, model_fingerprint FROM nodes")?;
+    let mut stmt = conn.prepare_cached("SELECT id, tip, token_count, model_fingerprint FROM nodes")?;
     let rows = stmt.query_map([], |r| {
         Ok(NodeState {
             id: r.get(0)?,

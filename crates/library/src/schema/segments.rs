@@ -56,9 +56,7 @@ pub(crate) fn select_all(conn: &Connection) -> Result<Vec<SegmentMeta>> {
 
 pub(crate) fn insert(conn: &Connection, meta: &SegmentMeta, now: i64) -> Result<()> {
     conn.execute(
-        &format!(
-            "INSERT INTO segments ({COLUMNS}, touched_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
-        ),
+        &format!("INSERT INTO segments ({COLUMNS}, touched_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"),
         (
             &meta.hash,
             &meta.parent,
@@ -74,10 +72,7 @@ pub(crate) fn insert(conn: &Connection, meta: &SegmentMeta, now: i64) -> Result<
 }
 
 pub(crate) fn touch(conn: &Connection, hash: &SegmentHash, now: i64) -> Result<()> {
-    conn.execute(
-        "UPDATE segments SET touched_at = ?2 WHERE hash = ?1",
-        (hash, now),
-    )?;
+    conn.execute("UPDATE segments SET touched_at = ?2 WHERE hash = ?1", (hash, now))?;
     Ok(())
 }
 
@@ -96,15 +91,11 @@ pub(crate) fn delete(conn: &Connection, hash: &SegmentHash) -> Result<()> {
 
 /// The chain ending at `tip`, tip first: each hash with its row, or `None` where the row is
 /// missing (then the walk stops there). Bounded in case a damaged file holds a cycle.
-pub(crate) fn chain_from_tip(
-    conn: &Connection,
-    tip: &SegmentHash,
-) -> Result<Vec<(SegmentHash, Option<SegmentMeta>)>> {
+pub(crate) fn chain_from_tip(conn: &Connection, tip: &SegmentHash) -> Result<Vec<(SegmentHash, Option<SegmentMeta>)>> {
     let mut out = Vec::new();
     let mut seen = HashSet::new();
     let mut next = Some(tip.clone());
-    let mut stmt =
-        conn.prepare_cached(&format!("SELECT {COLUMNS} FROM segments WHERE hash = ?1"))?;
+    let mut stmt = conn.prepare_cached(&format!("SELECT {COLUMNS} FROM segments WHERE hash = ?1"))?;
     while let Some(hash) = next.take() {
         let row = stmt.query_row([&hash], from_row).optional()?;
         next = row.as_ref().and_then(|m| m.parent.clone());

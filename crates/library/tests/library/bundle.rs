@@ -2,9 +2,7 @@
 //! written to the library.
 
 use super::common::{bytes_for, content_check, files_in, fixture, put, Fixture, MODEL};
-use freeze_attn_library::{
-    read_bundle, Bundle, LibraryError, Model, NewNode, NodeId, NodeKind, NodeOrder,
-};
+use freeze_attn_library::{read_bundle, Bundle, LibraryError, Model, NewNode, NodeId, NodeKind, NodeOrder};
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -23,8 +21,7 @@ fn exported() -> (Fixture, NodeId, PathBuf) {
     let a = put(&f.lib, None, 10, 3000, 1);
     let b = put(&f.lib, Some(&a), 10, 2000, 2);
     let c = put(&f.lib, Some(&b), 10, 1000, 3);
-    let mut new =
-        NewNode::new("Pirate", NodeKind::Personality, MODEL).with_state(c.hash.clone(), 25);
+    let mut new = NewNode::new("Pirate", NodeKind::Personality, MODEL).with_state(c.hash.clone(), 25);
     new.notes = "speaks like a pirate".into();
     new.tags = vec!["fun".into(), "sea".into()];
     new.transcript = r#"[{"role":"system","content":"You are a pirate."}]"#.into();
@@ -82,10 +79,7 @@ fn a_bundle_round_trips_into_another_library() {
     }
     assert!(dst.lib.verify(content_check).unwrap().is_ok());
     bundle.discard();
-    assert!(
-        files_in(&scratch).is_empty(),
-        "discard removes the unpacked files"
-    );
+    assert!(files_in(&scratch).is_empty(), "discard removes the unpacked files");
 }
 
 #[test]
@@ -103,10 +97,7 @@ fn importing_a_taken_name_is_refused_until_renamed_and_segments_are_deduplicated
         1,
         "the existing node is not overwritten"
     );
-    let copy = f
-        .lib
-        .commit_import(&bundle, None, Some("Pirate (imported)"))
-        .unwrap();
+    let copy = f.lib.commit_import(&bundle, None, Some("Pirate (imported)")).unwrap();
     assert_ne!(copy, id);
     assert_eq!(f.lib.node(copy).unwrap().name, "Pirate (imported)");
     assert_eq!(
@@ -215,16 +206,7 @@ fn every_flipped_byte_is_detected() {
 fn truncated_bundles_are_refused() {
     let (_f, _, out) = exported();
     let good = fs::read(&out).unwrap();
-    for len in [
-        0,
-        5,
-        8,
-        30,
-        HEADER,
-        HEADER + 10,
-        good.len() - 1000,
-        good.len() - 1,
-    ] {
+    for len in [0, 5, 8, 30, HEADER, HEADER + 10, good.len() - 1000, good.len() - 1] {
         let err = refused(&good[..len]);
         assert!(
             matches!(
@@ -244,29 +226,17 @@ fn truncated_bundles_are_refused() {
 
 #[test]
 fn bad_magic_is_refused() {
-    let err =
-        refused(b"PK\x03\x04 this is a zip file, not a bundle at all........................");
-    assert!(
-        matches!(err, LibraryError::BundleBadMagic { .. }),
-        "{err:?}"
-    );
+    let err = refused(b"PK\x03\x04 this is a zip file, not a bundle at all........................");
+    assert!(matches!(err, LibraryError::BundleBadMagic { .. }), "{err:?}");
     assert!(err.to_string().contains("not a Freeze-Attn bundle"));
 }
 
 /// A bundle with a correctly hashed manifest: damage that only a consistency check can catch.
-fn forged(
-    manifest: &serde_json::Value,
-    data: &[u8],
-    manifest_len_override: Option<u64>,
-) -> Vec<u8> {
+fn forged(manifest: &serde_json::Value, data: &[u8], manifest_len_override: Option<u64>) -> Vec<u8> {
     let json = serde_json::to_vec(manifest).unwrap();
     let mut out = b"FZATPACK".to_vec();
     out.extend_from_slice(&1u32.to_le_bytes());
-    out.extend_from_slice(
-        &manifest_len_override
-            .unwrap_or(json.len() as u64)
-            .to_le_bytes(),
-    );
+    out.extend_from_slice(&manifest_len_override.unwrap_or(json.len() as u64).to_le_bytes());
     out.extend_from_slice(blake3::hash(&json).as_bytes());
     out.extend_from_slice(&json);
     out.extend_from_slice(data);
@@ -326,44 +296,29 @@ fn an_inconsistent_chain_or_bad_name_is_refused() {
     let mut m = manifest_for(&data, 500);
     m["node"]["token_count"] = serde_json::json!(5);
     assert!(
-        matches!(
-            refused(&forged(&m, &data, None)),
-            LibraryError::BundleManifest { .. }
-        ),
+        matches!(refused(&forged(&m, &data, None)), LibraryError::BundleManifest { .. }),
         "count beyond the chain"
     );
     let mut m = manifest_for(&data, 500);
     m["segments"][0]["start"] = serde_json::json!(3);
     assert!(
-        matches!(
-            refused(&forged(&m, &data, None)),
-            LibraryError::BundleManifest { .. }
-        ),
+        matches!(refused(&forged(&m, &data, None)), LibraryError::BundleManifest { .. }),
         "a root must start at 0"
     );
     let mut m = manifest_for(&data, 500);
     m["node"]["name"] = serde_json::json!("line\nbreak");
     assert!(
-        matches!(
-            refused(&forged(&m, &data, None)),
-            LibraryError::BundleManifest { .. }
-        ),
+        matches!(refused(&forged(&m, &data, None)), LibraryError::BundleManifest { .. }),
         "names are checked"
     );
     let mut m = manifest_for(&data, 500);
     m["segments"][0]["hash"] = serde_json::json!("../../etc/passwd");
     assert!(
-        matches!(
-            refused(&forged(&m, &data, None)),
-            LibraryError::BundleManifest { .. }
-        ),
+        matches!(refused(&forged(&m, &data, None)), LibraryError::BundleManifest { .. }),
         "hashes become file names"
     );
     let err = refused(&forged(&serde_json::json!({"node": 1}), &[], None));
-    assert!(
-        matches!(err, LibraryError::BundleManifest { .. }),
-        "{err:?}"
-    );
+    assert!(matches!(err, LibraryError::BundleManifest { .. }), "{err:?}");
 }
 
 #[test]

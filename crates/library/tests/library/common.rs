@@ -3,9 +3,7 @@
 
 #![allow(dead_code)]
 
-use freeze_attn_library::{
-    Library, NewNode, NewSegment, NodeId, NodeKind, SegmentHash, SegmentMeta,
-};
+use freeze_attn_library::{Library, NewNode, NewSegment, NodeId, NodeKind, SegmentHash, SegmentMeta};
 use std::fs;
 use std::path::Path;
 
@@ -48,13 +46,7 @@ pub fn new_segment(content: &[u8], parent: Option<&SegmentMeta>, tokens: u64) ->
 }
 
 /// Stores a segment of `len` bytes derived from `seed`, through a temp segment file.
-pub fn put(
-    lib: &Library,
-    parent: Option<&SegmentMeta>,
-    tokens: u64,
-    len: usize,
-    seed: u64,
-) -> SegmentMeta {
+pub fn put(lib: &Library, parent: Option<&SegmentMeta>, tokens: u64, len: usize, seed: u64) -> SegmentMeta {
     let content = bytes_for(seed, len);
     let temp = lib.temp_segment().expect("temp segment");
     fs::write(temp.path(), &content).expect("write segment");
@@ -63,13 +55,7 @@ pub fn put(
 }
 
 /// Creates a node with the state `tip`/`tokens` (or empty) under `parent`.
-pub fn node(
-    lib: &Library,
-    parent: Option<NodeId>,
-    name: &str,
-    tip: Option<&SegmentMeta>,
-    tokens: u64,
-) -> NodeId {
+pub fn node(lib: &Library, parent: Option<NodeId>, name: &str, tip: Option<&SegmentMeta>, tokens: u64) -> NodeId {
     let mut new = NewNode::new(name, NodeKind::Chat, MODEL);
     new.parent = parent;
     if let Some(t) = tip {

@@ -34,10 +34,7 @@ impl Rng {
 #[test]
 fn writer_process() {
     let Ok(dir) = env::var(DIR_VAR) else { return };
-    let seed = env::var(SEED_VAR)
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(1);
+    let seed = env::var(SEED_VAR).ok().and_then(|s| s.parse().ok()).unwrap_or(1);
     let solo = env::var(SOLO_VAR).as_deref() == Ok("1");
     write_forever(Path::new(&dir), seed, solo);
 }
@@ -53,23 +50,18 @@ fn write_forever(dir: &Path, seed: u64, solo: bool) {
         .map(|e| {
             (
                 e.node.id,
-                e.node
-                    .tip
-                    .map(|t| lib.segment(&t).expect("tip is catalogued")),
+                e.node.tip.map(|t| lib.segment(&t).expect("tip is catalogued")),
             )
         })
         .collect();
     let scratch = dir.join(format!("writer-{seed}.bin"));
     for counter in 0.. {
         let name = format!("w{seed}-{counter}");
-        let pick =
-            (!known.is_empty()).then(|| known[rng.below(known.len() as u64) as usize].clone());
+        let pick = (!known.is_empty()).then(|| known[rng.below(known.len() as u64) as usize].clone());
         match rng.below(10) {
             0..=4 => {
                 let (parent, tip) = pick.map_or((None, None), |(id, tip)| (Some(id), tip));
-                let content: Vec<u8> = (0..1 + rng.below(32 * 1024))
-                    .map(|_| rng.below(256) as u8)
-                    .collect();
+                let content: Vec<u8> = (0..1 + rng.below(32 * 1024)).map(|_| rng.below(256) as u8).collect();
                 let new = new_segment(&content, tip.as_ref(), 1 + rng.below(64));
                 let seg = if counter % 2 == 0 {
                     let temp = lib.temp_segment().expect("temp");
@@ -79,8 +71,8 @@ fn write_forever(dir: &Path, seed: u64, solo: bool) {
                     fs::write(&scratch, &content).expect("write scratch");
                     lib.put_segment(&new, &scratch).expect("put segment")
                 };
-                let mut node = NewNode::new(name, NodeKind::Chat, super::common::MODEL)
-                    .with_state(seg.hash.clone(), seg.end());
+                let mut node =
+                    NewNode::new(name, NodeKind::Chat, super::common::MODEL).with_state(seg.hash.clone(), seg.end());
                 node.parent = parent;
                 node.transcript = format!("[{{\"content\":\"{counter}\"}}]");
                 let id = lib.create_node(&node).expect("create node");
@@ -106,9 +98,7 @@ fn write_forever(dir: &Path, seed: u64, solo: bool) {
             }
             7 => {
                 // A segment no node will use: garbage for gc.
-                let content: Vec<u8> = (0..1 + rng.below(4096))
-                    .map(|_| rng.below(256) as u8)
-                    .collect();
+                let content: Vec<u8> = (0..1 + rng.below(4096)).map(|_| rng.below(256) as u8).collect();
                 fs::write(&scratch, &content).expect("write scratch");
                 lib.put_segment(&new_segment(&content, None, 1), &scratch)
                     .expect("put orphan-to-be");
@@ -116,9 +106,7 @@ fn write_forever(dir: &Path, seed: u64, solo: bool) {
             8 => {
                 // Alone, collect everything; with another writer, respect its work in flight.
                 let options = if solo {
-                    GcOptions {
-                        grace: Duration::ZERO,
-                    }
+                    GcOptions { grace: Duration::ZERO }
                 } else {
                     GcOptions::default()
                 };
@@ -128,8 +116,7 @@ fn write_forever(dir: &Path, seed: u64, solo: bool) {
                 if let Some((id, _)) = pick {
                     lib.add_tag(id, &format!("t{}", rng.below(5))).expect("tag");
                     lib.set_pinned(id, rng.below(2) == 0).expect("pin");
-                    lib.rename_node(id, &format!("{name}-renamed"))
-                        .expect("rename");
+                    lib.rename_node(id, &format!("{name}-renamed")).expect("rename");
                 }
             }
         }
@@ -184,10 +171,7 @@ fn a_writer_killed_at_random_moments_leaves_a_consistent_library() {
     let dir = tempfile::tempdir().unwrap();
     let lib_dir = dir.path().join("lib");
     drop(Library::open(&lib_dir).unwrap());
-    let base_seed = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64;
+    let base_seed = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos() as u64;
     let mut rng = Rng(base_seed | 1);
     let mut created: Vec<NodeId> = Vec::new();
     let started = Instant::now();
@@ -212,9 +196,9 @@ fn a_writer_killed_at_random_moments_leaves_a_consistent_library() {
             report.problems
         );
         for id in &created {
-            let node = lib.node(*id).unwrap_or_else(|e| {
-                panic!("run {run} (seed {base_seed}): node {id} was reported created but {e}")
-            });
+            let node = lib
+                .node(*id)
+                .unwrap_or_else(|e| panic!("run {run} (seed {base_seed}): node {id} was reported created but {e}"));
             if let Some(tip) = &node.tip {
                 lib.chain(tip)
                     .unwrap_or_else(|e| panic!("node {id}'s state is unreadable: {e}"));
@@ -227,20 +211,14 @@ fn a_writer_killed_at_random_moments_leaves_a_consistent_library() {
         created.len()
     );
     let lib = Library::open(&lib_dir).unwrap();
-    lib.gc_with(GcOptions {
-        grace: Duration::ZERO,
-    })
-    .unwrap();
+    lib.gc_with(GcOptions { grace: Duration::ZERO }).unwrap();
     let report = lib.verify(content_check).unwrap();
     assert!(report.is_ok(), "after gc: {:?}", report.problems);
     let leftovers: Vec<_> = super::common::files_in(lib.segments_dir())
         .into_iter()
         .filter(|n| n.ends_with(".part"))
         .collect();
-    assert!(
-        leftovers.is_empty(),
-        "gc removes crash leftovers: {leftovers:?}"
-    );
+    assert!(leftovers.is_empty(), "gc removes crash leftovers: {leftovers:?}");
     assert!(
         lib.tree(NodeOrder::Name).unwrap().len() >= created.len(),
         "every reported node exists"

@@ -38,10 +38,7 @@ fn reparent_moves_children_up_and_frees_only_the_nodes_own_segments() {
     assert_eq!(preview, done, "the preview predicts the delete");
     assert_eq!(done.deleted, vec![t.mid]);
     assert_eq!(done.reparented, vec![t.leaf, t.leaf2]);
-    assert_eq!(
-        done.freed_bytes, 0,
-        "segment b is still used by leaf's chain"
-    );
+    assert_eq!(done.freed_bytes, 0, "segment b is still used by leaf's chain");
     assert!(matches!(t.f.lib.node(t.mid), Err(LibraryError::NodeNotFound(id)) if id == t.mid));
     let kids: Vec<NodeId> =
         t.f.lib
@@ -62,12 +59,7 @@ fn subtree_delete_removes_descendants_and_reports_freed_bytes() {
         done.freed_bytes, 110,
         "b and c are used by no remaining node; a is the root's"
     );
-    assert!(t
-        .f
-        .lib
-        .children(Some(t.root), NodeOrder::Name)
-        .unwrap()
-        .is_empty());
+    assert!(t.f.lib.children(Some(t.root), NodeOrder::Name).unwrap().is_empty());
     let all = t.f.lib.delete_node(t.root, DeleteMode::Subtree).unwrap();
     assert_eq!(
         all.freed_bytes, 1000,
@@ -80,18 +72,12 @@ fn subtree_delete_removes_descendants_and_reports_freed_bytes() {
 fn reparent_refuses_a_name_clash_and_deletes_nothing() {
     let t = tree();
     node(&t.f.lib, Some(t.root), "leaf", None, 0);
-    let err =
-        t.f.lib
-            .delete_node(t.mid, DeleteMode::Reparent)
-            .unwrap_err();
+    let err = t.f.lib.delete_node(t.mid, DeleteMode::Reparent).unwrap_err();
     assert!(
         matches!(&err, LibraryError::NameTaken { name, parent } if name == "leaf" && *parent == Some(t.root)),
         "{err:?}"
     );
-    assert!(
-        t.f.lib.node(t.mid).is_ok(),
-        "a refused delete changes nothing"
-    );
+    assert!(t.f.lib.node(t.mid).is_ok(), "a refused delete changes nothing");
     assert!(matches!(
         t.f.lib.delete_node(NodeId(999), DeleteMode::Subtree),
         Err(LibraryError::NodeNotFound(_))
@@ -116,10 +102,5 @@ fn delete_frees_tags_with_the_node() {
     let t = tree();
     t.f.lib.add_tag(t.leaf, "gone").unwrap();
     t.f.lib.delete_node(t.leaf, DeleteMode::Subtree).unwrap();
-    assert!(t
-        .f
-        .lib
-        .nodes_tagged("gone", NodeOrder::Name)
-        .unwrap()
-        .is_empty());
+    assert!(t.f.lib.nodes_tagged("gone", NodeOrder::Name).unwrap().is_empty());
 }

@@ -5,9 +5,7 @@ use freeze_attn_library::{DeleteMode, GcOptions};
 use std::fs;
 use std::time::Duration;
 
-const NOW: GcOptions = GcOptions {
-    grace: Duration::ZERO,
-};
+const NOW: GcOptions = GcOptions { grace: Duration::ZERO };
 
 #[test]
 fn gc_removes_only_segments_no_node_uses() {
@@ -23,10 +21,7 @@ fn gc_removes_only_segments_no_node_uses() {
     let report = f.lib.gc_with(NOW).unwrap();
     assert_eq!(report.segments_deleted, 3, "b, c and the never-used d");
     assert_eq!(report.bytes_freed, 117);
-    assert_eq!(
-        files_in(f.lib.segments_dir()),
-        vec![format!("{}.seg", a.hash)]
-    );
+    assert_eq!(files_in(f.lib.segments_dir()), vec![format!("{}.seg", a.hash)]);
     assert!(f.lib.segment(&b.hash).is_err() && f.lib.segment(&d.hash).is_err());
     assert!(
         f.lib.verify(content_check).unwrap().is_ok(),
@@ -95,10 +90,6 @@ fn the_grace_period_keeps_fresh_segments_and_their_ancestors() {
         "a fresh segment keeps its chain even if no node uses it yet"
     );
     assert!(f.lib.chain(&fresh_child.hash).is_ok());
-    assert_eq!(
-        f.lib.gc().unwrap().segments_deleted,
-        0,
-        "the default grace keeps both"
-    );
+    assert_eq!(f.lib.gc().unwrap().segments_deleted, 0, "the default grace keeps both");
     assert_eq!(f.lib.gc_with(NOW).unwrap().segments_deleted, 2);
 }

@@ -23,8 +23,7 @@ fn two_handles_write_concurrently_and_see_each_other() {
                         .with_state(seg.hash, 4);
                     lib.create_node(&new)
                         .expect("a write must wait for the other handle, not fail");
-                    lib.tree(NodeOrder::Name)
-                        .expect("reads run alongside writes");
+                    lib.tree(NodeOrder::Name).expect("reads run alongside writes");
                 }
             })
         })

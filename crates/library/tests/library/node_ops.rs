@@ -38,10 +38,7 @@ fn names_are_unique_among_siblings_ignoring_case() {
         .lib
         .create_node(&NewNode::new("émile", NodeKind::Chat, MODEL))
         .unwrap_err();
-    assert!(
-        matches!(&err, LibraryError::NameTaken { parent: None, .. }),
-        "{err:?}"
-    );
+    assert!(matches!(&err, LibraryError::NameTaken { parent: None, .. }), "{err:?}");
     node(&f.lib, Some(a), "Émile", None, 0); // The same name under another parent is fine.
     node(&f.lib, None, "Émile 2", None, 0);
 }
@@ -136,11 +133,7 @@ fn a_rewind_is_stored_against_the_segment_holding_its_last_token() {
         assert_eq!(n.token_count, tokens);
     }
     let empty = node(&f.lib, None, "zero", Some(&c), 0);
-    assert_eq!(
-        f.lib.node(empty).unwrap().tip,
-        None,
-        "an empty state has no tip"
-    );
+    assert_eq!(f.lib.node(empty).unwrap().tip, None, "an empty state has no tip");
 }
 
 #[test]
@@ -196,17 +189,11 @@ fn move_refuses_cycles_and_taken_names() {
         matches!(f.lib.move_node(a, Some(c)), Err(LibraryError::MoveCycle { node, new_parent }) if node == a && new_parent == c)
     );
     assert!(
-        matches!(
-            f.lib.move_node(a, Some(a)),
-            Err(LibraryError::MoveCycle { .. })
-        ),
+        matches!(f.lib.move_node(a, Some(a)), Err(LibraryError::MoveCycle { .. })),
         "not under itself"
     );
     assert!(
-        matches!(
-            f.lib.move_node(d, Some(b)),
-            Err(LibraryError::NameTaken { .. })
-        ),
+        matches!(f.lib.move_node(d, Some(b)), Err(LibraryError::NameTaken { .. })),
         "b already has a child c"
     );
     assert!(matches!(

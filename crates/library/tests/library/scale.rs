@@ -14,8 +14,8 @@ fn ten_thousand_nodes_list_and_search_correctly() {
     for g in 0..GROUPS {
         let a = put(&f.lib, None, 50, 256, g);
         let b = put(&f.lib, Some(&a), 50, 256, 1_000 + g);
-        let mut root = NewNode::new(format!("personality {g:03}"), NodeKind::Personality, MODEL)
-            .with_state(b.hash.clone(), 100);
+        let mut root =
+            NewNode::new(format!("personality {g:03}"), NodeKind::Personality, MODEL).with_state(b.hash.clone(), 100);
         root.pinned = g % 25 == 0;
         let mut parents = vec![f.lib.create_node(&root).unwrap()];
         for k in 0..PER_GROUP {
@@ -66,10 +66,7 @@ fn ten_thousand_nodes_list_and_search_correctly() {
         "pinned first"
     );
     // Oracle: a node's own bytes are its chain's segments missing from its parent's chain.
-    let tips: HashMap<NodeId, _> = tree
-        .iter()
-        .map(|e| (e.node.id, e.node.tip.clone()))
-        .collect();
+    let tips: HashMap<NodeId, _> = tree.iter().map(|e| (e.node.id, e.node.tip.clone())).collect();
     let chain_of = |id: Option<NodeId>| -> HashSet<_> {
         match id.and_then(|id| tips[&id].clone()) {
             Some(tip) => f
@@ -89,11 +86,7 @@ fn ten_thousand_nodes_list_and_search_correctly() {
             .sum();
         assert_eq!(e.node.own_bytes, own, "own bytes of {}", e.node.name);
     }
-    let roots: u64 = tree
-        .iter()
-        .filter(|e| e.depth == 0)
-        .map(|e| e.node.own_bytes)
-        .sum();
+    let roots: u64 = tree.iter().filter(|e| e.depth == 0).map(|e| e.node.own_bytes).sum();
     assert_eq!(roots, GROUPS * 512, "roots pay for their whole chain");
 
     let needle = f.lib.search("needle", NodeOrder::Name).unwrap();
@@ -109,8 +102,5 @@ fn ten_thousand_nodes_list_and_search_correctly() {
         f.lib.nodes_tagged("tenth", NodeOrder::Name).unwrap().len(),
         (GROUPS * 10) as usize
     );
-    assert_eq!(
-        f.lib.children(None, NodeOrder::Created).unwrap().len(),
-        GROUPS as usize
-    );
+    assert_eq!(f.lib.children(None, NodeOrder::Created).unwrap().len(), GROUPS as usize);
 }

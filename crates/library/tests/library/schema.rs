@@ -7,8 +7,7 @@ use std::fs;
 
 fn user_version(path: &std::path::Path) -> i64 {
     let conn = Connection::open(path).unwrap();
-    conn.query_row("PRAGMA user_version", [], |r| r.get(0))
-        .unwrap()
+    conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap()
 }
 
 #[test]
@@ -26,8 +25,7 @@ fn a_newer_database_is_refused_and_left_byte_for_byte_untouched() {
     drop(f.lib);
     {
         let conn = Connection::open(&db).unwrap();
-        conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1)
-            .unwrap();
+        conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1).unwrap();
         // Fold the WAL into the main file so the file alone is the whole database.
         conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
             .unwrap();
@@ -38,15 +36,8 @@ fn a_newer_database_is_refused_and_left_byte_for_byte_untouched() {
         matches!(err, LibraryError::NewerDatabase { found, supported } if found == SCHEMA_VERSION + 1 && supported == SCHEMA_VERSION),
         "expected NewerDatabase, got {err:?}"
     );
-    assert!(
-        err.to_string().contains("newer"),
-        "the message must say why: {err}"
-    );
-    assert_eq!(
-        fs::read(&db).unwrap(),
-        before,
-        "a newer database must not be modified"
-    );
+    assert!(err.to_string().contains("newer"), "the message must say why: {err}");
+    assert_eq!(fs::read(&db).unwrap(), before, "a newer database must not be modified");
     assert_eq!(user_version(&db), SCHEMA_VERSION + 1);
 }
 

@@ -13,11 +13,7 @@ fn put_segment_copies_the_file_and_catalogues_it() {
     let new = new_segment(&content, None, 7);
     let meta = f.lib.put_segment(&new, &src).unwrap();
     assert_eq!(meta.bytes, 1000, "the size comes from the file");
-    assert_eq!(
-        fs::read(&src).unwrap(),
-        content,
-        "put_segment leaves its source alone"
-    );
+    assert_eq!(fs::read(&src).unwrap(), content, "put_segment leaves its source alone");
     assert_eq!(fs::read(f.lib.segment_path(&meta.hash)).unwrap(), content);
     assert_eq!(f.lib.segment(&meta.hash).unwrap(), meta);
     assert!(f
@@ -65,9 +61,7 @@ fn chain_names_a_missing_or_truncated_file() {
     let a = put(&f.lib, None, 10, 100, 1);
     let b = put(&f.lib, Some(&a), 5, 50, 2);
     fs::write(f.lib.segment_path(&a.hash), b"short").unwrap();
-    assert!(
-        matches!(f.lib.chain(&b.hash), Err(LibraryError::SegmentSize { hash, .. }) if hash == a.hash)
-    );
+    assert!(matches!(f.lib.chain(&b.hash), Err(LibraryError::SegmentSize { hash, .. }) if hash == a.hash));
     fs::remove_file(f.lib.segment_path(&a.hash)).unwrap();
     let err = f.lib.chain(&b.hash).unwrap_err();
     assert!(
@@ -97,10 +91,7 @@ fn a_put_whose_parent_is_not_stored_is_refused_without_leaving_files() {
         matches!(err, LibraryError::SegmentNotFound(h) if h == phantom.hash),
         "the missing parent is named"
     );
-    assert!(
-        files_in(f.lib.segments_dir()).is_empty(),
-        "the temp file was removed"
-    );
+    assert!(files_in(f.lib.segments_dir()).is_empty(), "the temp file was removed");
 }
 
 /// A second, separate library, to make segments this one has never seen.
@@ -119,10 +110,7 @@ fn inconsistent_segments_are_refused() {
     let mut gap = new_segment(&content, Some(&a), 2);
     gap.start = 11;
     assert!(
-        matches!(
-            f.lib.put_segment(&gap, &src),
-            Err(LibraryError::InvalidSegment { .. })
-        ),
+        matches!(f.lib.put_segment(&gap, &src), Err(LibraryError::InvalidSegment { .. })),
         "start must be the parent's end"
     );
 

@@ -10,24 +10,13 @@ fn pinned_siblings_come_first_then_name_or_creation_order() {
     let a = node(&f.lib, None, "Apple", None, 0);
     let c = node(&f.lib, None, "cherry", None, 0);
     f.lib.set_pinned(c, true).unwrap();
-    let ids = |order| -> Vec<NodeId> {
-        f.lib
-            .children(None, order)
-            .unwrap()
-            .iter()
-            .map(|n| n.id)
-            .collect()
-    };
+    let ids = |order| -> Vec<NodeId> { f.lib.children(None, order).unwrap().iter().map(|n| n.id).collect() };
     assert_eq!(
         ids(NodeOrder::Name),
         vec![c, a, b],
         "pinned first, then case-insensitive name"
     );
-    assert_eq!(
-        ids(NodeOrder::Created),
-        vec![c, b, a],
-        "pinned first, then oldest"
-    );
+    assert_eq!(ids(NodeOrder::Created), vec![c, b, a], "pinned first, then oldest");
 }
 
 #[test]
@@ -46,10 +35,7 @@ fn tree_is_depth_first_with_depths() {
         .iter()
         .map(|e| (e.depth, e.node.id))
         .collect();
-    assert_eq!(
-        walk,
-        vec![(0, r1), (1, k1), (2, g), (1, k2), (0, r2), (1, k3)]
-    );
+    assert_eq!(walk, vec![(0, r1), (1, k1), (2, g), (1, k2), (0, r2), (1, k3)]);
 }
 
 #[test]
@@ -79,11 +65,7 @@ fn own_bytes_is_what_a_node_adds_to_its_parent() {
         30,
         "a branch from an earlier point pays from the fork point"
     );
-    assert_eq!(
-        bytes(rewind),
-        0,
-        "a rewind inside the parent's chain costs nothing"
-    );
+    assert_eq!(bytes(rewind), 0, "a rewind inside the parent's chain costs nothing");
     assert_eq!(
         f.lib.subtree_bytes(fork1).unwrap(),
         130,

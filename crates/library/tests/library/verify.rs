@@ -55,12 +55,7 @@ fn verify_catches_truncated_and_altered_files() {
     bytes[50] ^= 1;
     fs::write(&path, &bytes).unwrap();
     let report = f.lib.verify(content_check).unwrap();
-    let kinds = |n| {
-        report
-            .problems_of(n)
-            .map(|p| p.kind.clone())
-            .collect::<Vec<_>>()
-    };
+    let kinds = |n| report.problems_of(n).map(|p| p.kind.clone()).collect::<Vec<_>>();
     assert_eq!(
         kinds(na),
         vec![ProblemKind::SizeMismatch {
@@ -70,17 +65,10 @@ fn verify_catches_truncated_and_altered_files() {
     );
     assert_eq!(
         kinds(nb),
-        vec![ProblemKind::ContentRejected(
-            "content does not match its hash".into()
-        )]
+        vec![ProblemKind::ContentRejected("content does not match its hash".into())]
     );
     assert!(
-        f.lib
-            .verify(|_, _| Ok(()))
-            .unwrap()
-            .problems_of(nb)
-            .next()
-            .is_none(),
+        f.lib.verify(|_, _| Ok(())).unwrap().problems_of(nb).next().is_none(),
         "content checks are the caller's"
     );
 }

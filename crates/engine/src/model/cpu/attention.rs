@@ -9,6 +9,9 @@
 //! Grouped queries: the rows of the `group` query heads that share a KV head are processed
 //! together, so every key block is converted from f16 once and read from memory once.
 
+// Index loops mirror the arithmetic they define; iterator chains would hide the order.
+#![allow(clippy::needless_range_loop)]
+
 use candle_core::{CpuStorage, DType, Layout, Storage, Tensor};
 use half::f16;
 use half::slice::HalfFloatSliceExt;
@@ -27,12 +30,19 @@ struct KvView<'a> {
 }
 
 fn view<'a>(s: &'a Storage, l: &Layout) -> Option<KvView<'a>> {
-    let Storage::Cpu(CpuStorage::F16(data)) = s else { return None };
+    let Storage::Cpu(CpuStorage::F16(data)) = s else {
+        return None;
+    };
     let st = l.stride();
     if st.len() != 3 || st[2] != 1 {
         return None;
     }
-    Some(KvView { data, offset: l.start_offset(), head_stride: st[0], row_stride: st[1] })
+    Some(KvView {
+        data,
+        offset: l.start_offset(),
+        head_stride: st[0],
+        row_stride: st[1],
+    })
 }
 
 /// `q`: `(n_head, L, d)` f32; `k`, `v`: `(n_kv, T, d)` f16 views on the CPU; query row `i` sits
@@ -50,12 +60,16 @@ pub fn attend(q: &Tensor, k: &Tensor, v: &Tensor) -> candle_core::Result<Option<
     let qv = q.flatten_all()?.to_vec1::<f32>()?;
     let (ks, kl) = k.storage_and_layout();
     let (vs, vl) = v.storage_and_layout();
-    let (Some(kv_k), Some(kv_v)) = (view(&ks, kl), view(&vs, vl)) else { return Ok(None) };
+    let (Some(kv_k), Some(kv_v)) = (view(&ks, kl), view(&vs, vl)) else {
+        return Ok(None);
+    };
     let scale = 1.0 / (d as f32).sqrt();
     let mut out = vec![0f32; n_head * l * d];
     // Tasks: (kv head, tile of positions); each task owns `group` heads × its rows of `out`.
     let tiles = l.div_ceil(ROW_TILE);
-    let mut tasks: Vec<(usize, usize, Vec<f32>)> = (0..n_kv).flat_map(|h| (0..tiles).map(move |tile| (h, tile, Vec::new()))).collect();
+    let mut tasks: Vec<(usize, usize, Vec<f32>)> = (0..n_kv)
+        .flat_map(|h| (0..tiles).map(move |tile| (h, tile, Vec::new())))
+        .collect();
     tasks.par_iter_mut().for_each(|(h, tile, result)| {
         let i0 = *tile * ROW_TILE;
         let i1 = (i0 + ROW_TILE).min(l);
@@ -77,7 +91,19 @@ pub fn attend(q: &Tensor, k: &Tensor, v: &Tensor) -> candle_core::Result<Option<
 }
 
 #[allow(clippy::too_many_arguments)]
-fn kernel(q: &[f32], k: &KvView, v: &KvView, h: usize, group: usize, l: usize, d: usize, i0: usize, i1: usize, past: usize, scale: f32) -> Vec<f32> {
+fn kernel(
+    q: &[f32],
+    k: &KvView,
+    v: &KvView,
+    h: usize,
+    group: usize,
+    l: usize,
+    d: usize,
+    i0: usize,
+    i1: usize,
+    past: usize,
+    scale: f32,
+) -> Vec<f32> {
     #[cfg(target_arch = "x86_64")]
     {
         if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
@@ -91,14 +117,38 @@ fn kernel(q: &[f32], k: &KvView, v: &KvView, h: usize, group: usize, l: usize, d
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma,f16c")]
 #[allow(clippy::too_many_arguments)]
-unsafe fn kernel_avx2(q: &[f32], k: &KvView, v: &KvView, h: usize, group: usize, l: usize, d: usize, i0: usize, i1: usize, past: usize, scale: f32) -> Vec<f32> {
+unsafe fn kernel_avx2(
+    q: &[f32],
+    k: &KvView,
+    v: &KvView,
+    h: usize,
+    group: usize,
+    l: usize,
+    d: usize,
+    i0: usize,
+    i1: usize,
+    past: usize,
+    scale: f32,
+) -> Vec<f32> {
     kernel_generic(q, k, v, h, group, l, d, i0, i1, past, scale)
 }
 
 /// Rows `i0..i1` of the `group` query heads of KV head `h`; returns `(group, i1-i0, d)`.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn kernel_generic(q: &[f32], k: &KvView, v: &KvView, h: usize, group: usize, l: usize, d: usize, i0: usize, i1: usize, past: usize, scale: f32) -> Vec<f32> {
+fn kernel_generic(
+    q: &[f32],
+    k: &KvView,
+    v: &KvView,
+    h: usize,
+    group: usize,
+    l: usize,
+    d: usize,
+    i0: usize,
+    i1: usize,
+    past: usize,
+    scale: f32,
+) -> Vec<f32> {
     let rows = i1 - i0;
     let n_rows = group * rows;
     let keys = past + i1; // the last row sees keys 0..past+i1

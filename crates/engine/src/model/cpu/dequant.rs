@@ -1,11 +1,14 @@
 //! Dequantizing rows of GGUF block-quantized weights to f32 (candle's block decoders).
 
+// Index loops mirror the arithmetic they define; iterator chains would hide the order.
+#![allow(clippy::needless_range_loop)]
+
 use candle_core::quantized::k_quants::{
     BlockQ2K, BlockQ3K, BlockQ4K, BlockQ5K, BlockQ5_0, BlockQ5_1, BlockQ6K, GgmlType,
 };
 use candle_core::quantized::GgmlDType;
-use half::{bf16, f16};
 use half::slice::HalfFloatSliceExt;
+use half::{bf16, f16};
 
 /// Decodes `out.len()` consecutive values starting at block-aligned byte offset `bytes`.
 pub type RowDecoder = fn(bytes: &[u8], out: &mut [f32]);
@@ -34,7 +37,10 @@ fn f32s(bytes: &[u8], out: &mut [f32]) {
 }
 
 fn f16s(bytes: &[u8], out: &mut [f32]) {
-    let v: Vec<f16> = bytes[..out.len() * 2].chunks_exact(2).map(|c| f16::from_le_bytes([c[0], c[1]])).collect();
+    let v: Vec<f16> = bytes[..out.len() * 2]
+        .chunks_exact(2)
+        .map(|c| f16::from_le_bytes([c[0], c[1]]))
+        .collect();
     v.convert_to_f32_slice(out);
 }
 
@@ -117,7 +123,10 @@ unsafe fn q4_1_avx2(bytes: &[u8], out: &mut [f32]) {
         let lo = _mm_and_si128(qs, mask);
         let hi = _mm_and_si128(_mm_srli_epi16(qs, 4), mask);
         let o = out.as_mut_ptr().add(b * 32);
-        for (i, v) in [lo, _mm_srli_si128(lo, 8), hi, _mm_srli_si128(hi, 8)].into_iter().enumerate() {
+        for (i, v) in [lo, _mm_srli_si128(lo, 8), hi, _mm_srli_si128(hi, 8)]
+            .into_iter()
+            .enumerate()
+        {
             let f = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(v));
             // x * d + m with two roundings, as the reference decoder (no fused multiply-add).
             _mm256_storeu_ps(o.add(i * 8), _mm256_add_ps(_mm256_mul_ps(f, d), m));
@@ -182,11 +191,19 @@ mod tests {
 
     #[test]
     fn our_decoders_equal_candles_bit_for_bit() {
-        let v: Vec<f32> = (0..64 * 256).map(|i| ((i * 7919 % 1013) as f32 / 1013.0 - 0.5) * 3.0).collect();
+        let v: Vec<f32> = (0..64 * 256)
+            .map(|i| ((i * 7919 % 1013) as f32 / 1013.0 - 0.5) * 3.0)
+            .collect();
         let t = Tensor::from_vec(v, (64, 256), &Device::Cpu).unwrap();
         for dt in [GgmlDType::Q4_0, GgmlDType::Q4_1, GgmlDType::Q8_0] {
             let q = QTensor::quantize(&t, dt).unwrap();
-            let want = q.dequantize(&Device::Cpu).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            let want = q
+                .dequantize(&Device::Cpu)
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap();
             let mut got = vec![0f32; want.len()];
             decoder(dt).unwrap()(&q.data().unwrap(), &mut got);
             assert_eq!(got, want, "{dt:?}");

@@ -7,6 +7,9 @@
 //! dequantizes a panel of 4 weight rows once and meets it with the inputs 4 rows at a time
 //! (16 accumulators). Same arithmetic on the AVX2 path and the portable one, bit for bit.
 
+// Index loops mirror the arithmetic they define; iterator chains would hide the order.
+#![allow(clippy::needless_range_loop)]
+
 use super::dequant::{decoder, RowDecoder};
 use candle_core::quantized::{GgmlDType, QTensor};
 use rayon::prelude::*;
@@ -42,7 +45,13 @@ impl CpuMatrix {
             return None;
         }
         let row_bytes = k / dt.block_size() * dt.type_size();
-        Some(Self { tensor, n, k, row_bytes, decode })
+        Some(Self {
+            tensor,
+            n,
+            k,
+            row_bytes,
+            decode,
+        })
     }
 
     /// `x`: `m × k` row-major; returns `m × n`.
@@ -175,7 +184,11 @@ mod avx2 {
                 for r in 0..m {
                     let mut acc = _mm256_setzero_ps();
                     for c in (0..k).step_by(LANES) {
-                        acc = _mm256_fmadd_ps(_mm256_loadu_ps(xp.add(r * k + c)), _mm256_loadu_ps(wp.add(i * k + c)), acc);
+                        acc = _mm256_fmadd_ps(
+                            _mm256_loadu_ps(xp.add(r * k + c)),
+                            _mm256_loadu_ps(wp.add(i * k + c)),
+                            acc,
+                        );
                     }
                     dst[i * m + r] = hsum(acc);
                 }
@@ -190,14 +203,24 @@ mod tests {
     use candle_core::{Device, Tensor};
 
     fn weights(n: usize, k: usize, dtype: GgmlDType) -> Arc<QTensor> {
-        let v: Vec<f32> = (0..n * k).map(|i| ((i * 7919 % 1013) as f32 / 1013.0 - 0.5) * 0.2).collect();
+        let v: Vec<f32> = (0..n * k)
+            .map(|i| ((i * 7919 % 1013) as f32 / 1013.0 - 0.5) * 0.2)
+            .collect();
         let t = Tensor::from_vec(v, (n, k), &Device::Cpu).unwrap();
         Arc::new(QTensor::quantize(&t, dtype).unwrap())
     }
 
     #[test]
     fn matches_dequantized_reference_and_is_row_independent() {
-        for dtype in [GgmlDType::Q4_0, GgmlDType::Q4_1, GgmlDType::Q5_0, GgmlDType::Q8_0, GgmlDType::Q4K, GgmlDType::Q6K, GgmlDType::F16] {
+        for dtype in [
+            GgmlDType::Q4_0,
+            GgmlDType::Q4_1,
+            GgmlDType::Q5_0,
+            GgmlDType::Q8_0,
+            GgmlDType::Q4K,
+            GgmlDType::Q6K,
+            GgmlDType::F16,
+        ] {
             let (n, k, m) = (37, 256, 7);
             let w = weights(n, k, dtype);
             let mat = CpuMatrix::new(w.clone()).unwrap();
@@ -207,10 +230,18 @@ mod tests {
             for r in 0..m {
                 for c in 0..n {
                     let want: f32 = (0..k).map(|kk| x[r * k + kk] * wd[c][kk]).sum();
-                    assert!((y[r * n + c] - want).abs() < 1e-3, "{dtype:?} [{r},{c}] {} vs {want}", y[r * n + c]);
+                    assert!(
+                        (y[r * n + c] - want).abs() < 1e-3,
+                        "{dtype:?} [{r},{c}] {} vs {want}",
+                        y[r * n + c]
+                    );
                 }
                 let single = mat.matmul(&x[r * k..(r + 1) * k], 1).unwrap();
-                assert_eq!(&single[..], &y[r * n..(r + 1) * n], "{dtype:?}: row {r} alone must equal its batched value");
+                assert_eq!(
+                    &single[..],
+                    &y[r * n..(r + 1) * n],
+                    "{dtype:?}: row {r} alone must equal its batched value"
+                );
             }
         }
     }
