@@ -60,10 +60,13 @@ impl<'a> Observer<'a> {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct GenerateOutput {
     pub prompt_tokens: Vec<u32>,
     pub generation: Generation,
+    /// The attention state after the reply (prompt + generated tokens), ready to save or continue.
+    #[serde(skip)]
+    pub state: KvState,
 }
 
 /// Generates a continuation of `prompt` from scratch.
@@ -85,8 +88,17 @@ pub fn generate(
         &cancel,
         &mut |e| observer.event(e),
     )?;
-    Ok(GenerateOutput {
-        prompt_tokens,
-        generation,
+    Ok(GenerateOutput { prompt_tokens, generation, state })
+}
+
+/// The transcript of the state a [`generate`] call ends with.
+pub fn transcript_after(model: &LoadedModel, prompt: &Prompt, out: &GenerateOutput) -> Result<crate::Transcript> {
+    Ok(match prompt {
+        Prompt::Chat { messages } => {
+            let mut m = messages.clone();
+            m.push(Message::assistant(out.generation.text.clone()));
+            crate::Transcript::Chat { messages: m }
+        }
+        Prompt::Raw { .. } => crate::Transcript::Text { text: model.tokenizer.decode_with_special(out.state.tokens())? },
     })
 }

@@ -6,14 +6,22 @@
 //! Data flows one way: transport → this API → the engine (`freeze-attn-engine`, everything that
 //! touches candle) and the library (`freeze-attn-library`, the SQLite catalogue of states).
 
+pub mod bench;
 pub mod default_model;
 pub mod error;
 pub mod generate;
 pub mod model;
 pub mod paths;
+pub mod prefix;
+pub mod state;
+pub mod transcript;
 
 pub use error::{Error, Result};
 pub use freeze_attn_engine as engine;
 pub use freeze_attn_engine::CancelToken;
 pub use generate::{generate, GenerateOutput, Observer, Prompt};
 pub use model::{open_model, resolve_model};
+pub use prefix::{generate_with_prefix, process_prefix, Continuation, PrefixInput};
+pub use state::{load_cache_from_disk, load_state, save_cache_to_disk, save_state};
+pub use transcript::Transcript;
+pub use bench::{bench, run_generation_test};

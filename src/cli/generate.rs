@@ -3,7 +3,9 @@
 use super::common::{ms, progress_printer, prompt_text, ModelArgs, SamplingArgs};
 use clap::Args;
 use freeze_attn::engine::generate::per_second;
-use freeze_attn::{CancelToken, Observer, Prompt};
+use freeze_attn::engine::state::StoredDType;
+use freeze_attn::{CancelToken, Continuation, Observer, Prompt};
+use std::path::PathBuf;
 use serde_json::json;
 use std::io::Write;
 use std::time::Instant;
@@ -24,6 +26,16 @@ pub struct GenerateArgs {
     pub prompt_file: Option<std::path::PathBuf>,
     #[command(flatten)]
     pub sampling: SamplingArgs,
+    /// Continue from a saved attention state (made by `prefix` or `--save-state`) instead of
+    /// from scratch; the file is not modified.
+    #[arg(long)]
+    pub state: Option<PathBuf>,
+    /// Save the grown state (prompt and reply) here; with --state only the new tokens are written.
+    #[arg(long)]
+    pub save_state: Option<PathBuf>,
+    /// Stored dtype for --save-state: f16, bf16, f32 or q8.
+    #[arg(long, default_value = "f16")]
+    pub dtype: String,
     /// Print one JSON object instead of streaming text.
     #[arg(long)]
     pub json: bool,
@@ -31,14 +43,10 @@ pub struct GenerateArgs {
 
 pub fn run(a: GenerateArgs) -> anyhow::Result<()> {
     let text = prompt_text(&a.prompt, &a.prompt_file)?;
+    let dtype: StoredDType = a.dtype.parse()?;
     let t0 = Instant::now();
     let model = freeze_attn::open_model(&a.model.model, a.model.device()?)?;
     let load = t0.elapsed();
-    let prompt = if a.chat {
-        Prompt::chat(a.system.as_deref(), &text)
-    } else {
-        Prompt::raw(text)
-    };
     let params = a.sampling.params();
     let json_out = a.json;
     let mut on_text = |t: &str| {
@@ -48,31 +56,65 @@ pub fn run(a: GenerateArgs) -> anyhow::Result<()> {
         }
     };
     let mut on_progress = progress_printer(params.chunk);
-    let mut obs = Observer {
-        on_text: &mut on_text,
-        on_progress: &mut on_progress,
-        cancel: CancelToken::new(),
+    let mut obs = Observer { on_text: &mut on_text, on_progress: &mut on_progress, cancel: CancelToken::new() };
+    let (prompt_tokens, g, resume, reused, saved) = match &a.state {
+        None => {
+            let prompt = if a.chat { Prompt::chat(a.system.as_deref(), &text) } else { Prompt::raw(text) };
+            let out = freeze_attn::generate(&model, &prompt, &params, &mut obs)?;
+            let saved = match &a.save_state {
+                Some(path) => {
+                    let transcript = freeze_attn::generate::transcript_after(&model, &prompt, &out)?;
+                    Some(freeze_attn::save_state(&model, &out.state, path, dtype, None, Some(&transcript))?)
+                }
+                None => None,
+            };
+            (out.prompt_tokens, out.generation, None, 0, saved)
+        }
+        Some(state_path) => {
+            let cont = if a.chat {
+                Continuation::ChatTurn { system: a.system.clone(), user: text }
+            } else {
+                Continuation::Text(text)
+            };
+            let out = freeze_attn::generate_with_prefix(&model, state_path, &cont, &params, &mut obs)?;
+            let saved = match &a.save_state {
+                Some(path) => Some(freeze_attn::prefix::save_continuation(&model, &out, path, dtype)?),
+                None => None,
+            };
+            (out.prompt_tokens, out.generation, Some(out.resume), out.reused_tokens, saved)
+        }
     };
-    let out = freeze_attn::generate(&model, &prompt, &params, &mut obs)?;
-    let g = &out.generation;
     if json_out {
-        let v = json!({
+        let mut timings = json!({
+            "load_ms": ms(load),
+            "prefill_ms": ms(g.prefill),
+            "decode_ms": ms(g.decode),
+            "prefill_tok_s": per_second(prompt_tokens.len(), g.prefill),
+            "decode_tok_s": per_second(g.tokens.len(), g.decode),
+        });
+        if let Some(r) = resume {
+            timings["resume_ms"] = json!(ms(r));
+        }
+        let mut v = json!({
             "model": model.info.name,
-            "prompt_tokens": out.prompt_tokens,
+            "prompt_tokens": prompt_tokens,
             "tokens": g.tokens,
             "text": g.text,
             "finish": g.finish,
-            "timings": {
-                "load_ms": ms(load),
-                "prefill_ms": ms(g.prefill),
-                "decode_ms": ms(g.decode),
-                "prefill_tok_s": per_second(out.prompt_tokens.len(), g.prefill),
-                "decode_tok_s": per_second(g.tokens.len(), g.decode),
-            }
+            "timings": timings,
         });
+        if a.state.is_some() {
+            v["reused_tokens"] = json!(reused);
+        }
+        if let Some(s) = saved {
+            v["saved"] = serde_json::to_value(s)?;
+        }
         println!("{}", serde_json::to_string(&v)?);
     } else {
         println!();
+        if let Some(s) = saved {
+            eprintln!("saved {} tokens ({} bytes) to {}", s.tokens, s.bytes, s.path.display());
+        }
     }
     Ok(())
 }

@@ -1,7 +1,9 @@
 //! CLI argument parsing and dispatch.
 
+mod bench;
 mod common;
 mod generate;
+mod prefix;
 
 use clap::{Parser, Subcommand};
 
@@ -20,6 +22,12 @@ struct Cli {
 enum Command {
     /// Generate a continuation of a prompt (raw text, or a chat turn with --chat).
     Generate(generate::GenerateArgs),
+    /// Process a text or a priming conversation once and save its attention state.
+    Prefix(prefix::PrefixArgs),
+    /// Measure load time, prefill and decode speed, peak memory.
+    Bench(bench::BenchArgs),
+    /// Compare time to first token with the prefix re-processed versus thawed from disk.
+    BenchResume(bench::BenchResumeArgs),
     /// Download the default model (SmolLM2-135M-Instruct, Q4_1 GGUF) if missing and print its path.
     FetchModel,
 }
@@ -28,6 +36,9 @@ pub fn run() -> i32 {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Generate(a) => generate::run(a),
+        Command::Prefix(a) => prefix::run(a),
+        Command::Bench(a) => bench::run(a),
+        Command::BenchResume(a) => bench::run_resume(a),
         Command::FetchModel => freeze_attn::default_model::default_model_path()
             .map(|p| println!("{}", p.display()))
             .map_err(anyhow::Error::from),

@@ -22,6 +22,7 @@ pub mod kv;
 pub mod loader;
 pub mod model;
 pub mod sampling;
+pub mod state;
 pub mod template;
 pub mod tokenizer;
 

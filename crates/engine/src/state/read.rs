@@ -1,0 +1,247 @@
+//! Reading segments and loading a chain of them into a fresh [`KvState`].
+
+use super::format::{SegmentHeader, StoredDType};
+use super::write::tensor_names;
+use super::{q8, SegmentId};
+use crate::error::{EngineError, Result};
+use crate::fingerprint::ModelFingerprint;
+use crate::kv::KvState;
+use crate::model::Model;
+use candle_core::{DType, Tensor};
+use half::{bf16, f16};
+use safetensors::tensor::Dtype;
+use safetensors::SafeTensors;
+use std::path::{Path, PathBuf};
+
+/// An opened, fully validated segment file (memory-mapped).
+pub struct Segment {
+    pub path: PathBuf,
+    pub header: SegmentHeader,
+    pub id: SegmentId,
+    pub tokens: Vec<u32>,
+    pub file_bytes: u64,
+    mmap: memmap2::Mmap,
+}
+
+impl std::fmt::Debug for Segment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Segment").field("path", &self.path).field("id", &self.id).field("header", &self.header).finish()
+    }
+}
+
+fn expected(name: &str, h: &SegmentHeader) -> (Dtype, Vec<usize>) {
+    let n = h.token_count;
+    if name == "tokens" {
+        return (Dtype::U32, vec![n]);
+    }
+    if name.ends_with("_scale") {
+        return (Dtype::F16, vec![h.n_kv_head, n, h.head_dim / q8::BLOCK]);
+    }
+    let dt = match h.stored_dtype {
+        StoredDType::F16 => Dtype::F16,
+        StoredDType::Bf16 => Dtype::BF16,
+        StoredDType::F32 => Dtype::F32,
+        StoredDType::Q8 => Dtype::I8,
+    };
+    (dt, vec![h.n_kv_head, n, h.head_dim])
+}
+
+impl Segment {
+    /// Opens and checks a segment file: header fields, tensor names, dtypes and shapes, sizes,
+    /// and the content checksum. Nothing is trusted before it is checked.
+    pub fn open(path: &Path) -> Result<Self> {
+        let name = path.display().to_string();
+        let file = std::fs::File::open(path).map_err(|e| EngineError::io(path, e))?;
+        let file_bytes = file.metadata().map_err(|e| EngineError::io(path, e))?.len();
+        // SAFETY: read-only mapping; the file is validated below before any value is used.
+        let mmap = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| EngineError::io(path, e))?;
+        let (_, meta) = SafeTensors::read_metadata(&mmap)
+            .map_err(|e| EngineError::State(format!("{name} is truncated or not a state file: {e}")))?;
+        let header = SegmentHeader::from_metadata(meta.metadata().as_ref(), &name)?;
+        let st = SafeTensors::deserialize(&mmap)
+            .map_err(|e| EngineError::State(format!("{name} is truncated or corrupted: {e}")))?;
+        let names = tensor_names(header.n_layer, header.stored_dtype);
+        if st.len() != names.len() {
+            return Err(EngineError::State(format!(
+                "{name} holds {} tensors, a {}-layer {} segment has {}",
+                st.len(),
+                header.n_layer,
+                header.stored_dtype,
+                names.len()
+            )));
+        }
+        let mut hasher = blake3::Hasher::new();
+        for t in &names {
+            let view = st.tensor(t).map_err(|_| EngineError::State(format!("{name}: tensor `{t}` is missing")))?;
+            let (dt, shape) = expected(t, &header);
+            if view.dtype() != dt || view.shape() != shape.as_slice() {
+                return Err(EngineError::State(format!(
+                    "{name}: tensor `{t}` is {:?} {:?}, expected {dt:?} {shape:?}",
+                    view.dtype(),
+                    view.shape()
+                )));
+            }
+            hasher.update_rayon(view.data());
+        }
+        let sum = hasher.finalize().to_hex().to_string();
+        if sum != header.checksum {
+            return Err(EngineError::State(format!(
+                "{name}: checksum mismatch (content {}, header {}): the file is corrupted",
+                &sum[..16],
+                &header.checksum[..16]
+            )));
+        }
+        let tokens = st.tensor("tokens").map(|v| v.data().chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
+            .map_err(|e| EngineError::State(format!("{name}: {e}")))?;
+        let id = header.id();
+        drop(st);
+        Ok(Self { path: path.to_path_buf(), header, id, tokens, file_bytes, mmap })
+    }
+
+    pub fn end(&self) -> usize {
+        self.header.start + self.header.token_count
+    }
+
+    /// Refuses a segment made for another model, naming both.
+    pub fn check_model(&self, fingerprint: &ModelFingerprint) -> Result<()> {
+        if self.header.model_fingerprint != fingerprint.0 {
+            return Err(EngineError::StateModelMismatch {
+                expected: fingerprint.0.clone(),
+                found: format!("{} (in {})", self.header.model_fingerprint, self.path.display()),
+            });
+        }
+        Ok(())
+    }
+
+    fn tensors(&self) -> Result<SafeTensors<'_>> {
+        SafeTensors::deserialize(&self.mmap).map_err(|e| EngineError::State(format!("{}: {e}", self.path.display())))
+    }
+}
+
+/// Loads the first `upto` tokens of a chain (root first) into a new state for `model`.
+/// Checks that the chain links up and belongs to the model before allocating anything.
+pub fn load_chain(chain: &[Segment], upto: usize, model: &Model, fingerprint: &ModelFingerprint) -> Result<KvState> {
+    let geo = model.kv_geometry();
+    let Some(first) = chain.first() else {
+        return Err(EngineError::State("an empty chain of segments".into()));
+    };
+    if first.header.parent.is_some() {
+        return Err(EngineError::State(format!(
+            "{} continues segment {} which was not given (missing parent segment)",
+            first.path.display(),
+            first.header.parent.as_ref().unwrap()
+        )));
+    }
+    for (i, s) in chain.iter().enumerate() {
+        s.check_model(fingerprint)?;
+        let h = &s.header;
+        if (h.n_layer, h.n_kv_head, h.head_dim) != (geo.n_layer, geo.n_kv_head, geo.head_dim) {
+            return Err(EngineError::State(format!(
+                "{}: K/V shape {}×{}×{} does not fit the model's {}×{}×{}",
+                s.path.display(),
+                h.n_layer,
+                h.n_kv_head,
+                h.head_dim,
+                geo.n_layer,
+                geo.n_kv_head,
+                geo.head_dim
+            )));
+        }
+        if i > 0 {
+            let prev = &chain[i - 1];
+            if h.parent.as_ref() != Some(&prev.id) || h.start != prev.end() {
+                return Err(EngineError::State(format!(
+                    "{} does not continue {} (parent {:?} at {}, expected {} at {})",
+                    s.path.display(),
+                    prev.path.display(),
+                    h.parent.as_ref().map(|p| &p.0[..12]),
+                    h.start,
+                    &prev.id.0[..12],
+                    prev.end()
+                )));
+            }
+        }
+    }
+    let total = chain.last().map(|s| s.end()).unwrap_or(0);
+    if upto == 0 || upto > total {
+        return Err(EngineError::State(format!("cannot take {upto} tokens from a chain of {total}")));
+    }
+    if upto > geo.max_len {
+        return Err(EngineError::ContextOverflow { needed: upto, context: geo.max_len });
+    }
+    let (h, d) = (geo.n_kv_head, geo.head_dim);
+    let cap = (upto + 256).div_ceil(256).saturating_mul(256).min(geo.max_len);
+    let mut tokens = Vec::with_capacity(upto);
+    let mut bufs: Vec<(Vec<f16>, Vec<f16>)> = (0..geo.n_layer).map(|_| (vec![f16::ZERO; h * cap * d], vec![f16::ZERO; h * cap * d])).collect();
+    for s in chain {
+        let start = s.header.start;
+        if start >= upto {
+            break;
+        }
+        let n = s.header.token_count;
+        let take = n.min(upto - start);
+        tokens.extend_from_slice(&s.tokens[..take]);
+        let st = s.tensors()?;
+        for (l, (kb, vb)) in bufs.iter_mut().enumerate() {
+            for (kv, buf) in [("k", &mut *kb), ("v", &mut *vb)] {
+                let name = format!("layers.{l}.{kv}");
+                let data = st.tensor(&name).map_err(|e| EngineError::State(e.to_string()))?;
+                let scales = match s.header.stored_dtype {
+                    StoredDType::Q8 => Some(st.tensor(&format!("{name}_scale")).map_err(|e| EngineError::State(e.to_string()))?),
+                    _ => None,
+                };
+                for head in 0..h {
+                    for t in 0..take {
+                        let src_row = head * n + t;
+                        let dst = &mut buf[(head * cap + start + t) * d..][..d];
+                        decode_row(s.header.stored_dtype, data.data(), scales.as_ref().map(|v| v.data()), src_row, d, dst);
+                    }
+                }
+            }
+        }
+    }
+    let device = model.device();
+    let buffers = bufs
+        .into_iter()
+        .map(|(k, v)| {
+            let k = Tensor::from_vec(k, (h, cap, d), device)?.to_dtype(geo.dtype)?;
+            let v = Tensor::from_vec(v, (h, cap, d), device)?.to_dtype(geo.dtype)?;
+            Ok((k, v))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    if geo.dtype != DType::F16 && geo.dtype != DType::F32 && geo.dtype != DType::BF16 {
+        return Err(EngineError::State(format!("unsupported live cache dtype {:?}", geo.dtype)));
+    }
+    KvState::from_buffers(geo, device, tokens, buffers)
+}
+
+#[inline]
+fn decode_row(dt: StoredDType, data: &[u8], scales: Option<&[u8]>, row: usize, d: usize, dst: &mut [f16]) {
+    match dt {
+        StoredDType::F16 => {
+            let src = &data[row * d * 2..][..d * 2];
+            for (o, c) in dst.iter_mut().zip(src.chunks_exact(2)) {
+                *o = f16::from_le_bytes([c[0], c[1]]);
+            }
+        }
+        StoredDType::Bf16 => {
+            let src = &data[row * d * 2..][..d * 2];
+            for (o, c) in dst.iter_mut().zip(src.chunks_exact(2)) {
+                *o = f16::from_f32(bf16::from_le_bytes([c[0], c[1]]).to_f32());
+            }
+        }
+        StoredDType::F32 => {
+            let src = &data[row * d * 4..][..d * 4];
+            for (o, c) in dst.iter_mut().zip(src.chunks_exact(4)) {
+                *o = f16::from_f32(f32::from_le_bytes([c[0], c[1], c[2], c[3]]));
+            }
+        }
+        StoredDType::Q8 => {
+            let q: Vec<i8> = data[row * d..][..d].iter().map(|b| *b as i8).collect();
+            let nb = d / q8::BLOCK;
+            let s = &scales.unwrap_or(&[])[row * nb * 2..][..nb * 2];
+            let sc: Vec<f16> = s.chunks_exact(2).map(|c| f16::from_le_bytes([c[0], c[1]])).collect();
+            q8::dequantize(&q, &sc, dst);
+        }
+    }
+}

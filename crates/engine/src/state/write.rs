@@ -1,0 +1,182 @@
+//! Writing one segment: the K/V of positions `start..end` of a state, crash-safely (temporary
+//! file, fsync, rename), so a reader never sees half a segment.
+
+use super::format::{SegmentHeader, StoredDType, FORMAT_VERSION};
+use super::{q8, SegmentId};
+use crate::error::{EngineError, Result};
+use crate::fingerprint::ModelFingerprint;
+use crate::kv::KvState;
+use candle_core::DType;
+use half::{bf16, f16};
+use safetensors::tensor::{Dtype, View};
+use std::borrow::Cow;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// What was written.
+#[derive(Debug, Clone)]
+pub struct SegmentInfo {
+    pub id: SegmentId,
+    pub header: SegmentHeader,
+    pub path: PathBuf,
+    pub bytes: u64,
+}
+
+pub(super) struct Raw {
+    pub dtype: Dtype,
+    pub shape: Vec<usize>,
+    pub data: Vec<u8>,
+}
+
+impl View for &Raw {
+    fn dtype(&self) -> Dtype {
+        self.dtype
+    }
+    fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+    fn data(&self) -> Cow<'_, [u8]> {
+        Cow::Borrowed(&self.data)
+    }
+    fn data_len(&self) -> usize {
+        self.data.len()
+    }
+}
+
+fn bytes_of<T: Copy, const N: usize>(v: &[T], f: impl Fn(T) -> [u8; N]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(v.len() * N);
+    for x in v {
+        out.extend_from_slice(&f(*x));
+    }
+    out
+}
+
+/// The tensor names of a segment in canonical order (the order the checksum covers).
+pub(super) fn tensor_names(n_layer: usize, dtype: StoredDType) -> Vec<String> {
+    let mut names = vec!["tokens".to_string()];
+    for l in 0..n_layer {
+        for kv in ["k", "v"] {
+            names.push(format!("layers.{l}.{kv}"));
+            if dtype == StoredDType::Q8 {
+                names.push(format!("layers.{l}.{kv}_scale"));
+            }
+        }
+    }
+    names
+}
+
+/// Writes positions `start..end` of `state` as a segment whose parent is `parent` (which must
+/// hold exactly positions `0..start` of the same state).
+#[allow(clippy::too_many_arguments)]
+pub fn write_segment(
+    state: &KvState,
+    start: usize,
+    end: usize,
+    parent: Option<SegmentId>,
+    fingerprint: &ModelFingerprint,
+    dtype: StoredDType,
+    transcript: Option<&str>,
+    path: &Path,
+) -> Result<SegmentInfo> {
+    if start >= end || end > state.len() {
+        return Err(EngineError::State(format!("cannot save positions {start}..{end} of a state of {} tokens", state.len())));
+    }
+    if parent.is_none() != (start == 0) {
+        return Err(EngineError::State("a segment has a parent exactly when it does not start at 0".into()));
+    }
+    let g = *state.geometry();
+    let n = end - start;
+    let mut tensors: Vec<(String, Raw)> = Vec::new();
+    tensors.push((
+        "tokens".into(),
+        Raw { dtype: Dtype::U32, shape: vec![n], data: bytes_of(&state.tokens()[start..end], u32::to_le_bytes) },
+    ));
+    for l in 0..g.n_layer {
+        let (k, v) = state.layer_view(l, start, end)?;
+        for (name, t) in [("k", k), ("v", v)] {
+            let shape = vec![g.n_kv_head, n, g.head_dim];
+            let key = format!("layers.{l}.{name}");
+            match dtype {
+                StoredDType::F16 => {
+                    let vals = t.to_dtype(DType::F16)?.flatten_all()?.to_vec1::<f16>()?;
+                    tensors.push((key, Raw { dtype: Dtype::F16, shape, data: bytes_of(&vals, f16::to_le_bytes) }));
+                }
+                StoredDType::Bf16 => {
+                    let vals = t.to_dtype(DType::BF16)?.flatten_all()?.to_vec1::<bf16>()?;
+                    tensors.push((key, Raw { dtype: Dtype::BF16, shape, data: bytes_of(&vals, bf16::to_le_bytes) }));
+                }
+                StoredDType::F32 => {
+                    let vals = t.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+                    tensors.push((key, Raw { dtype: Dtype::F32, shape, data: bytes_of(&vals, f32::to_le_bytes) }));
+                }
+                StoredDType::Q8 => {
+                    if g.head_dim % q8::BLOCK != 0 {
+                        return Err(EngineError::State(format!("q8 needs a head dimension divisible by 32, not {}", g.head_dim)));
+                    }
+                    let vals = t.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+                    let (mut q, mut s) = (Vec::with_capacity(vals.len()), Vec::with_capacity(vals.len() / q8::BLOCK));
+                    q8::quantize(&vals, &mut q, &mut s);
+                    let scale_shape = vec![g.n_kv_head, n, g.head_dim / q8::BLOCK];
+                    tensors.push((key.clone(), Raw { dtype: Dtype::I8, shape, data: q.iter().map(|x| *x as u8).collect() }));
+                    tensors.push((
+                        format!("{key}_scale"),
+                        Raw { dtype: Dtype::F16, shape: scale_shape, data: bytes_of(&s, f16::to_le_bytes) },
+                    ));
+                }
+            }
+        }
+    }
+    let mut hasher = blake3::Hasher::new();
+    for (_, raw) in &tensors {
+        hasher.update_rayon(&raw.data);
+    }
+    let header = SegmentHeader {
+        format_version: FORMAT_VERSION,
+        model_fingerprint: fingerprint.0.clone(),
+        parent,
+        start,
+        token_count: n,
+        stored_dtype: dtype,
+        n_layer: g.n_layer,
+        n_kv_head: g.n_kv_head,
+        head_dim: g.head_dim,
+        checksum: hasher.finalize().to_hex().to_string(),
+        transcript: transcript.map(str::to_string),
+    };
+    let id = header.id();
+    let bytes = write_atomically(path, tensors.iter().map(|(k, v)| (k.as_str(), v)), &header)?;
+    Ok(SegmentInfo { id, header, path: path.to_path_buf(), bytes })
+}
+
+fn io_err(path: &Path, e: std::io::Error) -> EngineError {
+    if e.raw_os_error() == Some(28) {
+        return EngineError::State(format!("disk full while writing {}: nothing was saved", path.display()));
+    }
+    EngineError::io(path, e)
+}
+
+fn write_atomically<'a>(path: &Path, tensors: impl Iterator<Item = (&'a str, &'a Raw)>, header: &SegmentHeader) -> Result<u64> {
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let tmp = dir.join(format!(
+        ".{}.{}.partial",
+        path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default(),
+        std::process::id()
+    ));
+    let result = (|| -> Result<u64> {
+        let buf = safetensors::tensor::serialize(tensors, Some(header.to_metadata()))
+            .map_err(|e| EngineError::State(format!("cannot encode the segment: {e}")))?;
+        let mut f = std::fs::File::create(&tmp).map_err(|e| io_err(&tmp, e))?;
+        f.write_all(&buf).map_err(|e| io_err(&tmp, e))?;
+        f.sync_all().map_err(|e| io_err(&tmp, e))?;
+        drop(f);
+        std::fs::rename(&tmp, path).map_err(|e| io_err(path, e))?;
+        if let Ok(d) = std::fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+        Ok(buf.len() as u64)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}

@@ -1,0 +1,180 @@
+//! Saving and loading attention states as files (the seed's `save_cache_to_disk` /
+//! `load_cache_from_disk`). A state file is one segment; a state that grew from a loaded one is
+//! saved as a new segment holding only the new tokens, pointing at its parent, which is looked
+//! up by hash among the state files of the same folder.
+
+use crate::error::{Error, Result};
+use crate::transcript::Transcript;
+use freeze_attn_engine::state::{load_chain, write_segment, Segment, SegmentId, SegmentInfo, StoredDType};
+use freeze_attn_engine::{EngineError, KvState, LoadedModel};
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// A state loaded from disk, with what it knows about itself.
+#[derive(Debug)]
+pub struct LoadedState {
+    pub state: KvState,
+    /// The segments it came from, root first (the last one is the file that was named).
+    pub chain: Vec<SegmentId>,
+    pub transcript: Option<Transcript>,
+    pub file_bytes: u64,
+    pub load_time: Duration,
+    /// Tokens in the file's chain (the state's length when it was loaded).
+    pub chain_len: usize,
+}
+
+/// What a save wrote.
+#[derive(Debug, Clone, Serialize)]
+pub struct SavedState {
+    pub path: PathBuf,
+    pub id: String,
+    pub parent: Option<String>,
+    pub start: usize,
+    pub tokens: usize,
+    pub dtype: StoredDType,
+    pub bytes: u64,
+}
+
+impl From<SegmentInfo> for SavedState {
+    fn from(i: SegmentInfo) -> Self {
+        Self {
+            path: i.path,
+            id: i.id.0,
+            parent: i.header.parent.map(|p| p.0),
+            start: i.header.start,
+            tokens: i.header.token_count,
+            dtype: i.header.stored_dtype,
+            bytes: i.bytes,
+        }
+    }
+}
+
+/// The origin of a state that was loaded from a file: saving it again writes only what is new.
+#[derive(Debug, Clone)]
+pub struct Parent {
+    pub id: SegmentId,
+    pub len: usize,
+}
+
+/// Saves `state` to `path`. With `parent` (the segment the state was loaded from, still a
+/// prefix of it), only the tokens after it are written.
+pub fn save_state(
+    model: &LoadedModel,
+    state: &KvState,
+    path: &Path,
+    dtype: StoredDType,
+    parent: Option<&Parent>,
+    transcript: Option<&Transcript>,
+) -> Result<SavedState> {
+    let (start, parent_id) = match parent {
+        Some(p) if p.len < state.len() => (p.len, Some(p.id.clone())),
+        Some(p) if p.len == state.len() => {
+            return Err(Error::Invalid(format!("nothing new to save: the state still equals its parent {}", &p.id.0[..12])))
+        }
+        _ => (0, None),
+    };
+    let info = write_segment(
+        state,
+        start,
+        state.len(),
+        parent_id,
+        model.fingerprint(),
+        dtype,
+        transcript.map(|t| t.to_json()).as_deref(),
+        path,
+    )?;
+    Ok(info.into())
+}
+
+/// Opens the segment at `path` and, by hash, its ancestors from the same folder.
+pub fn resolve_chain(path: &Path) -> Result<Vec<Segment>> {
+    let tip = Segment::open(path)?;
+    let mut chain = vec![tip];
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    while let Some(parent) = chain.last().and_then(|s| s.header.parent.clone()) {
+        let found = find_segment(dir, &parent)?;
+        match found {
+            Some(p) => chain.push(Segment::open(&p)?),
+            None => {
+                return Err(EngineError::State(format!(
+                    "missing parent segment {parent} of {} (looked in {})",
+                    chain.last().unwrap().path.display(),
+                    dir.display()
+                ))
+                .into())
+            }
+        }
+    }
+    chain.reverse();
+    Ok(chain)
+}
+
+fn find_segment(dir: &Path, id: &SegmentId) -> Result<Option<PathBuf>> {
+    let entries = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
+    for e in entries.flatten() {
+        let p = e.path();
+        if !p.is_file() {
+            continue;
+        }
+        if let Some(h) = read_header(&p) {
+            if &h.id() == id {
+                return Ok(Some(p));
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// Loads the state saved at `path` (and its ancestors) for `model`, refusing files made for
+/// another model, corrupted, truncated or from an unknown format version.
+pub fn load_state(model: &LoadedModel, path: &Path) -> Result<LoadedState> {
+    let t0 = Instant::now();
+    let chain = resolve_chain(path)?;
+    let total = chain.last().map(|s| s.end()).unwrap_or(0);
+    let state = load_chain(&chain, total, &model.model, model.fingerprint())?;
+    let transcript = chain.last().and_then(|s| s.header.transcript.as_deref()).and_then(Transcript::from_json);
+    Ok(LoadedState {
+        state,
+        chain: chain.iter().map(|s| s.id.clone()).collect(),
+        transcript,
+        file_bytes: chain.iter().map(|s| s.file_bytes).sum(),
+        load_time: t0.elapsed(),
+        chain_len: total,
+    })
+}
+
+impl LoadedState {
+    /// The parent to give [`save_state`] when saving this state after it grew.
+    pub fn as_parent(&self, len: usize) -> Option<Parent> {
+        self.chain.last().map(|id| Parent { id: id.clone(), len })
+    }
+}
+
+/// The seed's name for [`save_state`]: saves the attention state with its token ids and positions.
+pub fn save_cache_to_disk(model: &LoadedModel, state: &KvState, path: &Path, dtype: StoredDType) -> Result<SavedState> {
+    save_state(model, state, path, dtype, None, None)
+}
+
+/// The seed's name for [`load_state`]: the attention state and its context (tokens, transcript).
+pub fn load_cache_from_disk(model: &LoadedModel, path: &Path) -> Result<LoadedState> {
+    load_state(model, path)
+}
+
+/// Reads only the header of a would-be segment file; `None` for anything else.
+pub fn read_header(path: &Path) -> Option<freeze_attn_engine::state::SegmentHeader> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(path).ok()?;
+    let mut len = [0u8; 8];
+    f.read_exact(&mut len).ok()?;
+    let n = u64::from_le_bytes(len);
+    if n > 100 << 20 {
+        return None;
+    }
+    let mut buf = len.to_vec();
+    buf.resize(8 + n as usize, 0);
+    f.read_exact(&mut buf[8..]).ok()?;
+    let json: serde_json::Value = serde_json::from_slice(&buf[8..]).ok()?;
+    let meta: std::collections::HashMap<String, String> = serde_json::from_value(json.get("__metadata__")?.clone()).ok()?;
+    freeze_attn_engine::state::SegmentHeader::from_metadata(Some(&meta), "").ok()
+}

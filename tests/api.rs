@@ -1,0 +1,7 @@
+//! Integration tests of the `freeze_attn` API on the real default model. Modules mirror `src/`.
+
+#[path = "api/support.rs"]
+mod support;
+
+#[path = "api/state.rs"]
+mod state;
