@@ -49,7 +49,13 @@ fn decode(model: &LoadedModel, state: &mut KvState, mut logits: Tensor, n: usize
     let t0 = Instant::now();
     let mut out = Vec::with_capacity(n);
     for _ in 0..n {
-        let next = argmax(&logits.squeeze(0).map_err(freeze_attn_engine::EngineError::from)?.to_vec1::<f32>().map_err(freeze_attn_engine::EngineError::from)?);
+        let next = argmax(
+            &logits
+                .squeeze(0)
+                .map_err(freeze_attn_engine::EngineError::from)?
+                .to_vec1::<f32>()
+                .map_err(freeze_attn_engine::EngineError::from)?,
+        );
         out.push(next);
         logits = model.model.forward(&[next], state, false)?;
     }
@@ -101,7 +107,10 @@ pub fn bench(model: &LoadedModel, prompt_tokens: usize, gen_tokens: usize) -> Re
 
 fn rayon_threads() -> usize {
     std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(
-        std::env::var("RAYON_NUM_THREADS").ok().and_then(|v| v.parse().ok()).unwrap_or(usize::MAX),
+        std::env::var("RAYON_NUM_THREADS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(usize::MAX),
     )
 }
 
@@ -141,7 +150,9 @@ pub fn run_generation_test(
         return Err(Error::Invalid("--prefix-tokens must be at least 1".into()));
     }
     let prefix = sample_tokens(model, prefix_tokens)?;
-    let prompt = model.tokenizer.encode("\n\nQuestion: What is this text about?\nAnswer:")?;
+    let prompt = model
+        .tokenizer
+        .encode("\n\nQuestion: What is this text about?\nAnswer:")?;
     let mut full = prefix.clone();
     full.extend(&prompt);
 

@@ -88,7 +88,11 @@ pub fn generate(
         &cancel,
         &mut |e| observer.event(e),
     )?;
-    Ok(GenerateOutput { prompt_tokens, generation, state })
+    Ok(GenerateOutput {
+        prompt_tokens,
+        generation,
+        state,
+    })
 }
 
 /// The transcript of the state a [`generate`] call ends with.
@@ -99,6 +103,8 @@ pub fn transcript_after(model: &LoadedModel, prompt: &Prompt, out: &GenerateOutp
             m.push(Message::assistant(out.generation.text.clone()));
             crate::Transcript::Chat { messages: m }
         }
-        Prompt::Raw { .. } => crate::Transcript::Text { text: model.tokenizer.decode_with_special(out.state.tokens())? },
+        Prompt::Raw { .. } => crate::Transcript::Text {
+            text: model.tokenizer.decode_with_special(out.state.tokens())?,
+        },
     })
 }

@@ -16,6 +16,7 @@ pub mod prefix;
 pub mod state;
 pub mod transcript;
 
+pub use bench::{bench, run_generation_test};
 pub use error::{Error, Result};
 pub use freeze_attn_engine as engine;
 pub use freeze_attn_engine::CancelToken;
@@ -24,4 +25,3 @@ pub use model::{open_model, resolve_model};
 pub use prefix::{generate_with_prefix, process_prefix, Continuation, PrefixInput};
 pub use state::{load_cache_from_disk, load_state, save_cache_to_disk, save_state};
 pub use transcript::Transcript;
-pub use bench::{bench, run_generation_test};

@@ -59,7 +59,9 @@ pub fn process_prefix(
             truncated = tokens.len() - max;
             tokens.truncate(max);
             // The kept text is what the kept tokens decode to.
-            transcript = Transcript::Text { text: model.tokenizer.decode_with_special(&tokens)? };
+            transcript = Transcript::Text {
+                text: model.tokenizer.decode_with_special(&tokens)?,
+            };
         }
     }
     let mut state = model.model.new_state();
@@ -72,7 +74,12 @@ pub fn process_prefix(
     model.model.prefill(&tokens, &mut state, chunk, &mut progress)?;
     let prefill = t0.elapsed();
     let saved = save_state(model, &state, out, dtype, None, Some(&transcript))?;
-    Ok(PrefixReport { saved, tokens: tokens.len(), truncated, prefill })
+    Ok(PrefixReport {
+        saved,
+        tokens: tokens.len(),
+        truncated,
+        prefill,
+    })
 }
 
 /// How the prompt joins the saved prefix.
@@ -135,7 +142,11 @@ pub fn generate_with_prefix(
                 messages.push(Message::user(user.clone()));
                 let text = model.template()?.render(&messages, true)?;
                 // The state already begins the sequence: no second BOS in the middle.
-                let bos = model.tokenizer.bos().and_then(|b| model.tokenizer.token_text(b)).unwrap_or_default();
+                let bos = model
+                    .tokenizer
+                    .bos()
+                    .and_then(|b| model.tokenizer.token_text(b))
+                    .unwrap_or_default();
                 let text = match text.strip_prefix(bos.as_str()) {
                     Some(rest) if !bos.is_empty() => rest.to_string(),
                     _ => text,
@@ -146,7 +157,15 @@ pub fn generate_with_prefix(
     };
     let reused = state.len();
     let cancel = observer.cancel.clone();
-    let generation = generate(&model.model, &model.tokenizer, &mut state, &prompt, params, &cancel, &mut |e| observer.event(e))?;
+    let generation = generate(
+        &model.model,
+        &model.tokenizer,
+        &mut state,
+        &prompt,
+        params,
+        &cancel,
+        &mut |e| observer.event(e),
+    )?;
     let transcript = match (&loaded.transcript, continuation) {
         (Some(Transcript::Chat { messages }), Continuation::ChatTurn { user, .. }) => {
             let mut m = messages.clone();
@@ -154,7 +173,9 @@ pub fn generate_with_prefix(
             m.push(Message::assistant(generation.text.clone()));
             Transcript::Chat { messages: m }
         }
-        _ => Transcript::Text { text: model.tokenizer.decode_with_special(state.tokens())? },
+        _ => Transcript::Text {
+            text: model.tokenizer.decode_with_special(state.tokens())?,
+        },
     };
     // Saving again writes only what is past the part of the file that was kept.
     let parent = loaded.as_parent(loaded.chain_len).filter(|p| p.len <= reused);
@@ -172,6 +193,18 @@ pub fn generate_with_prefix(
 
 /// Saves the state a [`generate_with_prefix`] call grew; only the new tokens are written when
 /// the loaded state is still its prefix.
-pub fn save_continuation(model: &LoadedModel, out: &PrefixGeneration, path: &Path, dtype: StoredDType) -> Result<SavedState> {
-    save_state(model, &out.state, path, dtype, out.parent.as_ref(), Some(&out.transcript))
+pub fn save_continuation(
+    model: &LoadedModel,
+    out: &PrefixGeneration,
+    path: &Path,
+    dtype: StoredDType,
+) -> Result<SavedState> {
+    save_state(
+        model,
+        &out.state,
+        path,
+        dtype,
+        out.parent.as_ref(),
+        Some(&out.transcript),
+    )
 }

@@ -70,7 +70,10 @@ pub fn save_state(
     let (start, parent_id) = match parent {
         Some(p) if p.len < state.len() => (p.len, Some(p.id.clone())),
         Some(p) if p.len == state.len() => {
-            return Err(Error::Invalid(format!("nothing new to save: the state still equals its parent {}", &p.id.0[..12])))
+            return Err(Error::Invalid(format!(
+                "nothing new to save: the state still equals its parent {}",
+                &p.id.0[..12]
+            )))
         }
         _ => (0, None),
     };
@@ -91,7 +94,10 @@ pub fn save_state(
 pub fn resolve_chain(path: &Path) -> Result<Vec<Segment>> {
     let tip = Segment::open(path)?;
     let mut chain = vec![tip];
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     while let Some(parent) = chain.last().and_then(|s| s.header.parent.clone()) {
         let found = find_segment(dir, &parent)?;
         match found {
@@ -133,7 +139,10 @@ pub fn load_state(model: &LoadedModel, path: &Path) -> Result<LoadedState> {
     let chain = resolve_chain(path)?;
     let total = chain.last().map(|s| s.end()).unwrap_or(0);
     let state = load_chain(&chain, total, &model.model, model.fingerprint())?;
-    let transcript = chain.last().and_then(|s| s.header.transcript.as_deref()).and_then(Transcript::from_json);
+    let transcript = chain
+        .last()
+        .and_then(|s| s.header.transcript.as_deref())
+        .and_then(Transcript::from_json);
     Ok(LoadedState {
         state,
         chain: chain.iter().map(|s| s.id.clone()).collect(),
@@ -175,6 +184,7 @@ pub fn read_header(path: &Path) -> Option<freeze_attn_engine::state::SegmentHead
     buf.resize(8 + n as usize, 0);
     f.read_exact(&mut buf[8..]).ok()?;
     let json: serde_json::Value = serde_json::from_slice(&buf[8..]).ok()?;
-    let meta: std::collections::HashMap<String, String> = serde_json::from_value(json.get("__metadata__")?.clone()).ok()?;
+    let meta: std::collections::HashMap<String, String> =
+        serde_json::from_value(json.get("__metadata__")?.clone()).ok()?;
     freeze_attn_engine::state::SegmentHeader::from_metadata(Some(&meta), "").ok()
 }

@@ -31,9 +31,15 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
     } else {
         println!("model            {} ({}, {})", r.model, r.weight_type, r.device);
         println!("load             {:.0} ms", ms(load));
-        println!("prefill          {} tokens in {:.0} ms = {:.1} tok/s", r.prompt_tokens, r.prefill_ms, r.prefill_tok_s);
+        println!(
+            "prefill          {} tokens in {:.0} ms = {:.1} tok/s",
+            r.prompt_tokens, r.prefill_ms, r.prefill_tok_s
+        );
         println!("decode @ pos 0   {:.1} tok/s", r.decode_pos0_tok_s);
-        println!("decode @ pos {:<4}{:.1} tok/s", r.prompt_tokens, r.decode_after_prompt_tok_s);
+        println!(
+            "decode @ pos {:<4}{:.1} tok/s",
+            r.prompt_tokens, r.decode_after_prompt_tok_s
+        );
         if let Some(m) = r.peak_memory_bytes {
             println!("peak memory      {:.1} MiB", m as f64 / 1048576.0);
         }
@@ -64,13 +70,27 @@ pub fn run_resume(a: BenchResumeArgs) -> anyhow::Result<()> {
     if a.json {
         println!("{}", serde_json::to_string(&r)?);
     } else {
-        println!("{} — prefix {} tokens, prompt {} tokens, {} generated, state {} ({} bytes, {:.0} B/token)",
-            r.model, r.prefix_tokens, r.prompt_tokens, r.gen_tokens, r.dtype, r.state_bytes, r.bytes_per_token);
+        println!(
+            "{} — prefix {} tokens, prompt {} tokens, {} generated, state {} ({} bytes, {:.0} B/token)",
+            r.model, r.prefix_tokens, r.prompt_tokens, r.gen_tokens, r.dtype, r.state_bytes, r.bytes_per_token
+        );
         println!("{:<22}{:>14}{:>14}{:>10}", "", "uncached", "cached", "speed-up");
-        println!("{:<22}{:>11.1} ms{:>11.1} ms{:>9.1}×", "time to first token", r.uncached_first_token_ms, r.cached_first_token_ms, r.first_token_speedup);
-        println!("{:<22}{:>11.1} ms{:>11.1} ms{:>9.1}×", "total", r.uncached_total_ms, r.cached_total_ms, r.total_speedup);
-        println!("prefix prefill {:.1} ms · save {:.1} ms · load {:.1} ms ({:.2} GB/s) · same tokens: {}",
-            r.prefix_prefill_ms, r.save_ms, r.load_ms, r.load_gb_s, if r.identical { "yes" } else { "NO" });
+        println!(
+            "{:<22}{:>11.1} ms{:>11.1} ms{:>9.1}×",
+            "time to first token", r.uncached_first_token_ms, r.cached_first_token_ms, r.first_token_speedup
+        );
+        println!(
+            "{:<22}{:>11.1} ms{:>11.1} ms{:>9.1}×",
+            "total", r.uncached_total_ms, r.cached_total_ms, r.total_speedup
+        );
+        println!(
+            "prefix prefill {:.1} ms · save {:.1} ms · load {:.1} ms ({:.2} GB/s) · same tokens: {}",
+            r.prefix_prefill_ms,
+            r.save_ms,
+            r.load_ms,
+            r.load_gb_s,
+            if r.identical { "yes" } else { "NO" }
+        );
     }
     Ok(())
 }

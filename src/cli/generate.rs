@@ -5,9 +5,9 @@ use clap::Args;
 use freeze_attn::engine::generate::per_second;
 use freeze_attn::engine::state::StoredDType;
 use freeze_attn::{CancelToken, Continuation, Observer, Prompt};
-use std::path::PathBuf;
 use serde_json::json;
 use std::io::Write;
+use std::path::PathBuf;
 use std::time::Instant;
 
 #[derive(Args, Debug)]
@@ -56,15 +56,30 @@ pub fn run(a: GenerateArgs) -> anyhow::Result<()> {
         }
     };
     let mut on_progress = progress_printer(params.chunk);
-    let mut obs = Observer { on_text: &mut on_text, on_progress: &mut on_progress, cancel: CancelToken::new() };
+    let mut obs = Observer {
+        on_text: &mut on_text,
+        on_progress: &mut on_progress,
+        cancel: CancelToken::new(),
+    };
     let (prompt_tokens, g, resume, reused, saved) = match &a.state {
         None => {
-            let prompt = if a.chat { Prompt::chat(a.system.as_deref(), &text) } else { Prompt::raw(text) };
+            let prompt = if a.chat {
+                Prompt::chat(a.system.as_deref(), &text)
+            } else {
+                Prompt::raw(text)
+            };
             let out = freeze_attn::generate(&model, &prompt, &params, &mut obs)?;
             let saved = match &a.save_state {
                 Some(path) => {
                     let transcript = freeze_attn::generate::transcript_after(&model, &prompt, &out)?;
-                    Some(freeze_attn::save_state(&model, &out.state, path, dtype, None, Some(&transcript))?)
+                    Some(freeze_attn::save_state(
+                        &model,
+                        &out.state,
+                        path,
+                        dtype,
+                        None,
+                        Some(&transcript),
+                    )?)
                 }
                 None => None,
             };
@@ -72,7 +87,10 @@ pub fn run(a: GenerateArgs) -> anyhow::Result<()> {
         }
         Some(state_path) => {
             let cont = if a.chat {
-                Continuation::ChatTurn { system: a.system.clone(), user: text }
+                Continuation::ChatTurn {
+                    system: a.system.clone(),
+                    user: text,
+                }
             } else {
                 Continuation::Text(text)
             };
@@ -81,7 +99,13 @@ pub fn run(a: GenerateArgs) -> anyhow::Result<()> {
                 Some(path) => Some(freeze_attn::prefix::save_continuation(&model, &out, path, dtype)?),
                 None => None,
             };
-            (out.prompt_tokens, out.generation, Some(out.resume), out.reused_tokens, saved)
+            (
+                out.prompt_tokens,
+                out.generation,
+                Some(out.resume),
+                out.reused_tokens,
+                saved,
+            )
         }
     };
     if json_out {

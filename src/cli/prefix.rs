@@ -55,7 +55,11 @@ pub fn run(a: PrefixArgs) -> anyhow::Result<()> {
     let load = t0.elapsed();
     let mut on_text = |_: &str| {};
     let mut on_progress = progress_printer(a.chunk);
-    let mut obs = Observer { on_text: &mut on_text, on_progress: &mut on_progress, cancel: CancelToken::new() };
+    let mut obs = Observer {
+        on_text: &mut on_text,
+        on_progress: &mut on_progress,
+        cancel: CancelToken::new(),
+    };
     let r = freeze_attn::process_prefix(&model, &input, a.max_prefix_tokens, &a.out, dtype, a.chunk, &mut obs)?;
     if a.json {
         let v = json!({
@@ -77,7 +81,11 @@ pub fn run(a: PrefixArgs) -> anyhow::Result<()> {
             r.saved.dtype,
             r.saved.path.display(),
             ms(r.prefill),
-            if r.truncated > 0 { format!(" ({} tokens cut by --max-prefix-tokens)", r.truncated) } else { String::new() }
+            if r.truncated > 0 {
+                format!(" ({} tokens cut by --max-prefix-tokens)", r.truncated)
+            } else {
+                String::new()
+            }
         );
     }
     Ok(())

@@ -8,7 +8,10 @@ use freeze_attn::state::{load_state, resolve_chain, save_state};
 use freeze_attn::Transcript;
 
 fn question() -> Vec<u32> {
-    model().tokenizer.encode("\n\nIn one sentence, what is this about?").unwrap()
+    model()
+        .tokenizer
+        .encode("\n\nIn one sentence, what is this about?")
+        .unwrap()
 }
 
 #[test]
@@ -31,9 +34,22 @@ fn a_thawed_state_continues_exactly_like_an_uninterrupted_run() {
         let l_scratch = m.model.prefill(&full, &mut scratch, 512, &mut |_| true).unwrap();
         let mut thawed = load_state(m, &path).unwrap().state;
         assert_eq!(thawed.tokens(), prefix.as_slice(), "the token ids come back");
-        let l_thawed = m.model.prefill(&question(), &mut thawed.fork(), 512, &mut |_| true).unwrap();
-        let diff = (l_thawed - l_scratch).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
-        assert_eq!(diff, 0.0, "prefix {n}: logits after thawing must equal a from-scratch run bit for bit");
+        let l_thawed = m
+            .model
+            .prefill(&question(), &mut thawed.fork(), 512, &mut |_| true)
+            .unwrap();
+        let diff = (l_thawed - l_scratch)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert_eq!(
+            diff, 0.0,
+            "prefix {n}: logits after thawing must equal a from-scratch run bit for bit"
+        );
         let got = continue_greedy(&mut thawed, &question(), 24);
         assert_eq!(got, expected, "prefix {n}: greedy continuation differs after thawing");
     }
@@ -50,13 +66,27 @@ fn sampling_with_a_seed_is_reproduced_from_a_thawed_state() {
     save_state(m, &live, &path, StoredDType::F16, None, None).unwrap();
     let params = GenerateParams {
         max_tokens: 32,
-        sampling: SamplingParams { temperature: 0.9, top_p: 0.95, top_k: 40, seed: 1234, ..Default::default() },
+        sampling: SamplingParams {
+            temperature: 0.9,
+            top_p: 0.95,
+            top_k: 40,
+            seed: 1234,
+            ..Default::default()
+        },
         ..Default::default()
     };
     let run = |state: &mut freeze_attn::engine::KvState| {
-        freeze_attn::engine::generate(&m.model, &m.tokenizer, state, &question(), &params, &CancelToken::new(), &mut |_| {})
-            .unwrap()
-            .text
+        freeze_attn::engine::generate(
+            &m.model,
+            &m.tokenizer,
+            state,
+            &question(),
+            &params,
+            &CancelToken::new(),
+            &mut |_| {},
+        )
+        .unwrap()
+        .text
     };
     let uninterrupted = run(&mut live);
     let thawed = run(&mut load_state(m, &path).unwrap().state);
@@ -68,7 +98,10 @@ fn a_three_segment_chain_and_a_rewind_inside_a_segment() {
     let m = model();
     let dir = tempfile::tempdir().unwrap();
     let a = sample_tokens(m, 120).unwrap();
-    let b = m.tokenizer.encode(" The second part adds more text to the story.").unwrap();
+    let b = m
+        .tokenizer
+        .encode(" The second part adds more text to the story.")
+        .unwrap();
     let c = m.tokenizer.encode(" And a third part closes it.").unwrap();
     let mut live = m.model.new_state();
     m.model.prefill(&a, &mut live, 512, &mut |_| true).unwrap();
@@ -83,7 +116,10 @@ fn a_three_segment_chain_and_a_rewind_inside_a_segment() {
     assert_eq!((sb.start, sb.tokens), (a.len(), b.len()));
     assert_eq!(sb.parent.as_deref(), Some(sa.id.as_str()));
     let per_token = sa.bytes as f64 / a.len() as f64;
-    assert!((sb.bytes as f64) < per_token * (b.len() as f64 + 4.0), "the child holds only its own tokens");
+    assert!(
+        (sb.bytes as f64) < per_token * (b.len() as f64 + 4.0),
+        "the child holds only its own tokens"
+    );
     let lb = load_state(m, &pb).unwrap();
     let mut s = lb.state.clone();
     m.model.prefill(&c, &mut s, 512, &mut |_| true).unwrap();
@@ -99,7 +135,10 @@ fn a_three_segment_chain_and_a_rewind_inside_a_segment() {
     assert_eq!(thawed.tokens(), all.as_slice());
     let mut scratch = m.model.new_state();
     m.model.prefill(&all, &mut scratch, 512, &mut |_| true).unwrap();
-    assert_eq!(continue_greedy(&mut thawed, &question(), 16), continue_greedy(&mut scratch, &question(), 16));
+    assert_eq!(
+        continue_greedy(&mut thawed, &question(), 16),
+        continue_greedy(&mut scratch, &question(), 16)
+    );
 
     // Rewind to the middle of the second segment: a state of the first k tokens, no copy on disk.
     let k = a.len() + b.len() / 2;
@@ -107,7 +146,10 @@ fn a_three_segment_chain_and_a_rewind_inside_a_segment() {
     assert_eq!(rewound.tokens(), &all[..k]);
     let mut scratch = m.model.new_state();
     m.model.prefill(&all[..k], &mut scratch, 512, &mut |_| true).unwrap();
-    assert_eq!(continue_greedy(&mut rewound, &question(), 16), continue_greedy(&mut scratch, &question(), 16));
+    assert_eq!(
+        continue_greedy(&mut rewound, &question(), 16),
+        continue_greedy(&mut scratch, &question(), 16)
+    );
 }
 
 #[test]
@@ -126,13 +168,29 @@ fn bytes_per_token_and_q8_fidelity() {
     eprintln!("bytes per token: {sizes:?}");
     let f16 = sizes[0].1;
     let kv = m.model.config().kv_bytes_per_token(2) as f64;
-    assert!(f16 < kv * 1.01 + 64.0, "f16 is the K/V bytes plus little overhead ({f16} vs {kv})");
+    assert!(
+        f16 < kv * 1.01 + 64.0,
+        "f16 is the K/V bytes plus little overhead ({f16} vs {kv})"
+    );
     assert!(sizes[3].1 <= 0.55 * f16, "q8 must take at most 0.55× the f16 size");
     // Fidelity: greedy equality over 64 tokens and the largest logit difference.
     let q8 = load_state(m, &dir.path().join("q8.state")).unwrap().state;
-    let reference = m.model.prefill(&question(), &mut live.fork(), 512, &mut |_| true).unwrap();
-    let from_q8 = m.model.prefill(&question(), &mut q8.fork(), 512, &mut |_| true).unwrap();
-    let diff = (reference - from_q8).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+    let reference = m
+        .model
+        .prefill(&question(), &mut live.fork(), 512, &mut |_| true)
+        .unwrap();
+    let from_q8 = m
+        .model
+        .prefill(&question(), &mut q8.fork(), 512, &mut |_| true)
+        .unwrap();
+    let diff = (reference - from_q8)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
     let same = continue_greedy(&mut live.fork(), &question(), 64) == continue_greedy(&mut q8.fork(), &question(), 64);
     eprintln!("q8: largest logit difference {diff:.4}, greedy 64 tokens identical: {same}");
     assert!(diff < 1.0, "q8 drifts by {diff} logits");
@@ -146,9 +204,18 @@ fn bytes_per_token_and_q8_fidelity() {
 fn the_transcript_travels_with_the_state() {
     let m = model();
     let dir = tempfile::tempdir().unwrap();
-    let t = Transcript::Text { text: "Once upon a time".into() };
+    let t = Transcript::Text {
+        text: "Once upon a time".into(),
+    };
     let mut live = m.model.new_state();
-    m.model.prefill(&m.tokenizer.encode_prompt("Once upon a time").unwrap(), &mut live, 512, &mut |_| true).unwrap();
+    m.model
+        .prefill(
+            &m.tokenizer.encode_prompt("Once upon a time").unwrap(),
+            &mut live,
+            512,
+            &mut |_| true,
+        )
+        .unwrap();
     let p = dir.path().join("t.state");
     save_state(m, &live, &p, StoredDType::F16, None, Some(&t)).unwrap();
     assert_eq!(load_state(m, &p).unwrap().transcript, Some(t));
@@ -174,13 +241,20 @@ fn bad_state_files_are_refused_with_clear_errors() {
             Err(e) => e.to_string(),
         }
     };
-    let e = case("other-model.state", &|p| edit_header(p, |h| {
-        h.insert("model_fingerprint".into(), "0123456789abcdef0123456789abcdef".into());
-    }));
-    assert!(e.contains("belongs to another model") && e.contains("0123456789abcdef") && e.contains(&m.fingerprint().0), "{e}");
-    let e = case("version.state", &|p| edit_header(p, |h| {
-        h.insert("format_version".into(), "2".into());
-    }));
+    let e = case("other-model.state", &|p| {
+        edit_header(p, |h| {
+            h.insert("model_fingerprint".into(), "0123456789abcdef0123456789abcdef".into());
+        })
+    });
+    assert!(
+        e.contains("belongs to another model") && e.contains("0123456789abcdef") && e.contains(&m.fingerprint().0),
+        "{e}"
+    );
+    let e = case("version.state", &|p| {
+        edit_header(p, |h| {
+            h.insert("format_version".into(), "2".into());
+        })
+    });
     assert!(e.contains("version 2 is not supported"), "{e}");
     let e = case("checksum.state", &|p| {
         let mut b = std::fs::read(p).unwrap();
@@ -194,19 +268,30 @@ fn bad_state_files_are_refused_with_clear_errors() {
         std::fs::write(p, &b[..b.len() / 2]).unwrap();
     });
     assert!(e.contains("truncated"), "{e}");
-    let e = case("shape.state", &|p| edit_header(p, |h| {
-        h.insert("kv_shape".into(), "30,3,32".into());
-    }));
+    let e = case("shape.state", &|p| {
+        edit_header(p, |h| {
+            h.insert("kv_shape".into(), "30,3,32".into());
+        })
+    });
     assert!(e.contains("expected F16 [3, 40, 32]"), "{e}");
-    let e = case("count.state", &|p| edit_header(p, |h| {
-        h.insert("token_count".into(), "4000000000".into());
-    }));
-    assert!(e.contains("tensor `tokens` is U32 [40], expected U32 [4000000000]"), "{e}");
-    let e = case("missing-field.state", &|p| edit_header(p, |h| {
-        h.remove("stored_dtype");
-    }));
+    let e = case("count.state", &|p| {
+        edit_header(p, |h| {
+            h.insert("token_count".into(), "4000000000".into());
+        })
+    });
+    assert!(
+        e.contains("tensor `tokens` is U32 [40], expected U32 [4000000000]"),
+        "{e}"
+    );
+    let e = case("missing-field.state", &|p| {
+        edit_header(p, |h| {
+            h.remove("stored_dtype");
+        })
+    });
     assert!(e.contains("`stored_dtype` is missing"), "{e}");
-    let e = case("not-a-state.state", &|p| std::fs::write(p, b"hello, this is text").unwrap());
+    let e = case("not-a-state.state", &|p| {
+        std::fs::write(p, b"hello, this is text").unwrap()
+    });
     assert!(e.contains("not a state file") || e.contains("truncated"), "{e}");
 
     // A child whose parent file is gone.
@@ -216,7 +301,15 @@ fn bad_state_files_are_refused_with_clear_errors() {
     let sub = dir.path().join("sub");
     std::fs::create_dir(&sub).unwrap();
     let child = sub.join("child.state");
-    save_state(m, &s, &child, StoredDType::F16, la.as_parent(la.chain_len).as_ref(), None).unwrap();
+    save_state(
+        m,
+        &s,
+        &child,
+        StoredDType::F16,
+        la.as_parent(la.chain_len).as_ref(),
+        None,
+    )
+    .unwrap();
     let e = load_state(m, &child).unwrap_err().to_string();
     assert!(e.contains("missing parent segment"), "{e}");
 }

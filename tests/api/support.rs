@@ -16,15 +16,26 @@ pub fn model() -> &'static LoadedModel {
 }
 
 pub fn greedy(max_tokens: usize) -> GenerateParams {
-    GenerateParams { max_tokens, ..Default::default() }
+    GenerateParams {
+        max_tokens,
+        ..Default::default()
+    }
 }
 
 /// Generates greedily after `prompt` from `state`; returns the tokens.
 pub fn continue_greedy(state: &mut KvState, prompt: &[u32], n: usize) -> Vec<u32> {
     let m = model();
-    freeze_attn::engine::generate(&m.model, &m.tokenizer, state, prompt, &greedy(n), &CancelToken::new(), &mut |_| {})
-        .unwrap()
-        .tokens
+    freeze_attn::engine::generate(
+        &m.model,
+        &m.tokenizer,
+        state,
+        prompt,
+        &greedy(n),
+        &CancelToken::new(),
+        &mut |_| {},
+    )
+    .unwrap()
+    .tokens
 }
 
 /// Rewrites fields of a segment file's header metadata (tensor data untouched).

@@ -51,7 +51,9 @@ impl FromStr for StoredDType {
             "bf16" => Ok(Self::Bf16),
             "f32" => Ok(Self::F32),
             "q8" => Ok(Self::Q8),
-            _ => Err(EngineError::State(format!("unknown stored dtype `{s}` (expected f16, bf16, f32 or q8)"))),
+            _ => Err(EngineError::State(format!(
+                "unknown stored dtype `{s}` (expected f16, bf16, f32 or q8)"
+            ))),
         }
     }
 }
@@ -80,11 +82,17 @@ impl SegmentHeader {
         m.insert("format".into(), FORMAT_NAME.into());
         m.insert("format_version".into(), self.format_version.to_string());
         m.insert("model_fingerprint".into(), self.model_fingerprint.clone());
-        m.insert("parent".into(), self.parent.as_ref().map(|p| p.0.clone()).unwrap_or_default());
+        m.insert(
+            "parent".into(),
+            self.parent.as_ref().map(|p| p.0.clone()).unwrap_or_default(),
+        );
         m.insert("start".into(), self.start.to_string());
         m.insert("token_count".into(), self.token_count.to_string());
         m.insert("stored_dtype".into(), self.stored_dtype.to_string());
-        m.insert("kv_shape".into(), format!("{},{},{}", self.n_layer, self.n_kv_head, self.head_dim));
+        m.insert(
+            "kv_shape".into(),
+            format!("{},{},{}", self.n_layer, self.n_kv_head, self.head_dim),
+        );
         m.insert("checksum".into(), self.checksum.clone());
         if let Some(t) = &self.transcript {
             m.insert("transcript".into(), t.clone());
@@ -101,13 +109,19 @@ impl SegmentHeader {
         if format != FORMAT_NAME {
             return Err(bad(format!("header says format `{format}`, not `{FORMAT_NAME}`")));
         }
-        let version: u32 = get("format_version")?.parse().map_err(|_| bad("format_version is not a number".into()))?;
+        let version: u32 = get("format_version")?
+            .parse()
+            .map_err(|_| bad("format_version is not a number".into()))?;
         if version != FORMAT_VERSION {
             return Err(bad(format!(
                 "state format version {version} is not supported by this build (it reads version {FORMAT_VERSION})"
             )));
         }
-        let num = |k: &str| -> Result<usize> { get(k)?.parse().map_err(|_| bad(format!("header field `{k}` is not a number"))) };
+        let num = |k: &str| -> Result<usize> {
+            get(k)?
+                .parse()
+                .map_err(|_| bad(format!("header field `{k}` is not a number")))
+        };
         let parent = match get("parent")?.as_str() {
             "" => None,
             p => Some(SegmentId::parse(p).ok_or_else(|| bad(format!("parent `{p}` is not a segment hash")))?),
@@ -130,7 +144,9 @@ impl SegmentHeader {
             parent,
             start: num("start")?,
             token_count: num("token_count")?,
-            stored_dtype: get("stored_dtype")?.parse().map_err(|e: EngineError| bad(e.to_string()))?,
+            stored_dtype: get("stored_dtype")?
+                .parse()
+                .map_err(|e: EngineError| bad(e.to_string()))?,
             n_layer,
             n_kv_head,
             head_dim,
@@ -138,7 +154,10 @@ impl SegmentHeader {
             transcript: m.get("transcript").cloned(),
         };
         if h.parent.is_none() && h.start != 0 {
-            return Err(bad(format!("a root segment must start at 0, this one starts at {}", h.start)));
+            return Err(bad(format!(
+                "a root segment must start at 0, this one starts at {}",
+                h.start
+            )));
         }
         if h.token_count == 0 {
             return Err(bad("the segment holds no tokens".into()));

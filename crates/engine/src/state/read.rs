@@ -25,7 +25,11 @@ pub struct Segment {
 
 impl std::fmt::Debug for Segment {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Segment").field("path", &self.path).field("id", &self.id).field("header", &self.header).finish()
+        f.debug_struct("Segment")
+            .field("path", &self.path)
+            .field("id", &self.id)
+            .field("header", &self.header)
+            .finish()
     }
 }
 
@@ -72,7 +76,9 @@ impl Segment {
         }
         let mut hasher = blake3::Hasher::new();
         for t in &names {
-            let view = st.tensor(t).map_err(|_| EngineError::State(format!("{name}: tensor `{t}` is missing")))?;
+            let view = st
+                .tensor(t)
+                .map_err(|_| EngineError::State(format!("{name}: tensor `{t}` is missing")))?;
             let (dt, shape) = expected(t, &header);
             if view.dtype() != dt || view.shape() != shape.as_slice() {
                 return Err(EngineError::State(format!(
@@ -91,11 +97,25 @@ impl Segment {
                 &header.checksum[..16]
             )));
         }
-        let tokens = st.tensor("tokens").map(|v| v.data().chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
+        let tokens = st
+            .tensor("tokens")
+            .map(|v| {
+                v.data()
+                    .chunks_exact(4)
+                    .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                    .collect()
+            })
             .map_err(|e| EngineError::State(format!("{name}: {e}")))?;
         let id = header.id();
         drop(st);
-        Ok(Self { path: path.to_path_buf(), header, id, tokens, file_bytes, mmap })
+        Ok(Self {
+            path: path.to_path_buf(),
+            header,
+            id,
+            tokens,
+            file_bytes,
+            mmap,
+        })
     }
 
     pub fn end(&self) -> usize {
@@ -164,15 +184,22 @@ pub fn load_chain(chain: &[Segment], upto: usize, model: &Model, fingerprint: &M
     }
     let total = chain.last().map(|s| s.end()).unwrap_or(0);
     if upto == 0 || upto > total {
-        return Err(EngineError::State(format!("cannot take {upto} tokens from a chain of {total}")));
+        return Err(EngineError::State(format!(
+            "cannot take {upto} tokens from a chain of {total}"
+        )));
     }
     if upto > geo.max_len {
-        return Err(EngineError::ContextOverflow { needed: upto, context: geo.max_len });
+        return Err(EngineError::ContextOverflow {
+            needed: upto,
+            context: geo.max_len,
+        });
     }
     let (h, d) = (geo.n_kv_head, geo.head_dim);
     let cap = (upto + 256).div_ceil(256).saturating_mul(256).min(geo.max_len);
     let mut tokens = Vec::with_capacity(upto);
-    let mut bufs: Vec<(Vec<f16>, Vec<f16>)> = (0..geo.n_layer).map(|_| (vec![f16::ZERO; h * cap * d], vec![f16::ZERO; h * cap * d])).collect();
+    let mut bufs: Vec<(Vec<f16>, Vec<f16>)> = (0..geo.n_layer)
+        .map(|_| (vec![f16::ZERO; h * cap * d], vec![f16::ZERO; h * cap * d]))
+        .collect();
     for s in chain {
         let start = s.header.start;
         if start >= upto {
@@ -187,14 +214,24 @@ pub fn load_chain(chain: &[Segment], upto: usize, model: &Model, fingerprint: &M
                 let name = format!("layers.{l}.{kv}");
                 let data = st.tensor(&name).map_err(|e| EngineError::State(e.to_string()))?;
                 let scales = match s.header.stored_dtype {
-                    StoredDType::Q8 => Some(st.tensor(&format!("{name}_scale")).map_err(|e| EngineError::State(e.to_string()))?),
+                    StoredDType::Q8 => Some(
+                        st.tensor(&format!("{name}_scale"))
+                            .map_err(|e| EngineError::State(e.to_string()))?,
+                    ),
                     _ => None,
                 };
                 for head in 0..h {
                     for t in 0..take {
                         let src_row = head * n + t;
                         let dst = &mut buf[(head * cap + start + t) * d..][..d];
-                        decode_row(s.header.stored_dtype, data.data(), scales.as_ref().map(|v| v.data()), src_row, d, dst);
+                        decode_row(
+                            s.header.stored_dtype,
+                            data.data(),
+                            scales.as_ref().map(|v| v.data()),
+                            src_row,
+                            d,
+                            dst,
+                        );
                     }
                 }
             }
@@ -210,7 +247,10 @@ pub fn load_chain(chain: &[Segment], upto: usize, model: &Model, fingerprint: &M
         })
         .collect::<Result<Vec<_>>>()?;
     if geo.dtype != DType::F16 && geo.dtype != DType::F32 && geo.dtype != DType::BF16 {
-        return Err(EngineError::State(format!("unsupported live cache dtype {:?}", geo.dtype)));
+        return Err(EngineError::State(format!(
+            "unsupported live cache dtype {:?}",
+            geo.dtype
+        )));
     }
     KvState::from_buffers(geo, device, tokens, buffers)
 }

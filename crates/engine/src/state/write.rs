@@ -79,17 +79,26 @@ pub fn write_segment(
     path: &Path,
 ) -> Result<SegmentInfo> {
     if start >= end || end > state.len() {
-        return Err(EngineError::State(format!("cannot save positions {start}..{end} of a state of {} tokens", state.len())));
+        return Err(EngineError::State(format!(
+            "cannot save positions {start}..{end} of a state of {} tokens",
+            state.len()
+        )));
     }
     if parent.is_none() != (start == 0) {
-        return Err(EngineError::State("a segment has a parent exactly when it does not start at 0".into()));
+        return Err(EngineError::State(
+            "a segment has a parent exactly when it does not start at 0".into(),
+        ));
     }
     let g = *state.geometry();
     let n = end - start;
     let mut tensors: Vec<(String, Raw)> = Vec::new();
     tensors.push((
         "tokens".into(),
-        Raw { dtype: Dtype::U32, shape: vec![n], data: bytes_of(&state.tokens()[start..end], u32::to_le_bytes) },
+        Raw {
+            dtype: Dtype::U32,
+            shape: vec![n],
+            data: bytes_of(&state.tokens()[start..end], u32::to_le_bytes),
+        },
     ));
     for l in 0..g.n_layer {
         let (k, v) = state.layer_view(l, start, end)?;
@@ -99,28 +108,66 @@ pub fn write_segment(
             match dtype {
                 StoredDType::F16 => {
                     let vals = t.to_dtype(DType::F16)?.flatten_all()?.to_vec1::<f16>()?;
-                    tensors.push((key, Raw { dtype: Dtype::F16, shape, data: bytes_of(&vals, f16::to_le_bytes) }));
+                    tensors.push((
+                        key,
+                        Raw {
+                            dtype: Dtype::F16,
+                            shape,
+                            data: bytes_of(&vals, f16::to_le_bytes),
+                        },
+                    ));
                 }
                 StoredDType::Bf16 => {
                     let vals = t.to_dtype(DType::BF16)?.flatten_all()?.to_vec1::<bf16>()?;
-                    tensors.push((key, Raw { dtype: Dtype::BF16, shape, data: bytes_of(&vals, bf16::to_le_bytes) }));
+                    tensors.push((
+                        key,
+                        Raw {
+                            dtype: Dtype::BF16,
+                            shape,
+                            data: bytes_of(&vals, bf16::to_le_bytes),
+                        },
+                    ));
                 }
                 StoredDType::F32 => {
                     let vals = t.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
-                    tensors.push((key, Raw { dtype: Dtype::F32, shape, data: bytes_of(&vals, f32::to_le_bytes) }));
+                    tensors.push((
+                        key,
+                        Raw {
+                            dtype: Dtype::F32,
+                            shape,
+                            data: bytes_of(&vals, f32::to_le_bytes),
+                        },
+                    ));
                 }
                 StoredDType::Q8 => {
                     if g.head_dim % q8::BLOCK != 0 {
-                        return Err(EngineError::State(format!("q8 needs a head dimension divisible by 32, not {}", g.head_dim)));
+                        return Err(EngineError::State(format!(
+                            "q8 needs a head dimension divisible by 32, not {}",
+                            g.head_dim
+                        )));
                     }
                     let vals = t.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
-                    let (mut q, mut s) = (Vec::with_capacity(vals.len()), Vec::with_capacity(vals.len() / q8::BLOCK));
+                    let (mut q, mut s) = (
+                        Vec::with_capacity(vals.len()),
+                        Vec::with_capacity(vals.len() / q8::BLOCK),
+                    );
                     q8::quantize(&vals, &mut q, &mut s);
                     let scale_shape = vec![g.n_kv_head, n, g.head_dim / q8::BLOCK];
-                    tensors.push((key.clone(), Raw { dtype: Dtype::I8, shape, data: q.iter().map(|x| *x as u8).collect() }));
+                    tensors.push((
+                        key.clone(),
+                        Raw {
+                            dtype: Dtype::I8,
+                            shape,
+                            data: q.iter().map(|x| *x as u8).collect(),
+                        },
+                    ));
                     tensors.push((
                         format!("{key}_scale"),
-                        Raw { dtype: Dtype::F16, shape: scale_shape, data: bytes_of(&s, f16::to_le_bytes) },
+                        Raw {
+                            dtype: Dtype::F16,
+                            shape: scale_shape,
+                            data: bytes_of(&s, f16::to_le_bytes),
+                        },
                     ));
                 }
             }
@@ -145,7 +192,12 @@ pub fn write_segment(
     };
     let id = header.id();
     let bytes = write_atomically(path, tensors.iter().map(|(k, v)| (k.as_str(), v)), &header)?;
-    Ok(SegmentInfo { id, header, path: path.to_path_buf(), bytes })
+    Ok(SegmentInfo {
+        id,
+        header,
+        path: path.to_path_buf(),
+        bytes,
+    })
 }
 
 fn io_err(path: &Path, e: std::io::Error) -> EngineError {
@@ -155,11 +207,20 @@ fn io_err(path: &Path, e: std::io::Error) -> EngineError {
     EngineError::io(path, e)
 }
 
-fn write_atomically<'a>(path: &Path, tensors: impl Iterator<Item = (&'a str, &'a Raw)>, header: &SegmentHeader) -> Result<u64> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+fn write_atomically<'a>(
+    path: &Path,
+    tensors: impl Iterator<Item = (&'a str, &'a Raw)>,
+    header: &SegmentHeader,
+) -> Result<u64> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     let tmp = dir.join(format!(
         ".{}.{}.partial",
-        path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default(),
+        path.file_name()
+            .map(|f| f.to_string_lossy().into_owned())
+            .unwrap_or_default(),
         std::process::id()
     ));
     let result = (|| -> Result<u64> {

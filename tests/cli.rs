@@ -1,0 +1,239 @@
+//! The CLI as other tools script it: flags, `--json` output, exit codes and one-line errors.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn cli(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_freeze-attn"))
+        .args(args)
+        .output()
+        .expect("run freeze-attn")
+}
+
+fn json(o: &Output) -> serde_json::Value {
+    assert!(o.status.success(), "failed: {}", String::from_utf8_lossy(&o.stderr));
+    serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&o.stdout)))
+}
+
+/// A failure: non-zero exit, one `freeze-attn: error:` line naming the problem, no panic.
+fn fails_with(args: &[&str], needle: &str) {
+    let o = cli(args);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "{args:?} should fail");
+    assert!(!err.contains("panicked"), "{args:?} panicked: {err}");
+    let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("freeze-attn: error:")).collect();
+    assert_eq!(lines.len(), 1, "{args:?}: expected one error line, got {err}");
+    assert!(
+        lines[0].contains(needle),
+        "{args:?}: {:?} does not mention {needle:?}",
+        lines[0]
+    );
+}
+
+#[test]
+fn generate_json_contract() {
+    let v = json(&cli(&[
+        "generate",
+        "--model",
+        "default",
+        "--prompt",
+        "The capital of France is",
+        "--max-tokens",
+        "8",
+        "--temperature",
+        "0",
+        "--json",
+    ]));
+    for k in ["prompt_tokens", "tokens", "text", "timings"] {
+        assert!(v.get(k).is_some(), "missing {k}: {v}");
+    }
+    for k in ["load_ms", "prefill_ms", "decode_ms", "prefill_tok_s", "decode_tok_s"] {
+        assert!(v["timings"][k].as_f64().is_some(), "missing timings.{k}: {v}");
+    }
+    assert_eq!(v["tokens"].as_array().unwrap().len(), 8);
+    assert!(v["text"].as_str().unwrap().contains("Paris"), "{v}");
+    let chat = json(&cli(&[
+        "generate",
+        "--chat",
+        "--system",
+        "You are a helpful assistant.",
+        "--prompt",
+        "What is the capital of France?",
+        "--max-tokens",
+        "12",
+        "--temperature",
+        "0",
+        "--json",
+    ]));
+    assert!(chat["text"].as_str().unwrap().contains("Paris"), "{chat}");
+    // The chat prompt is the template's rendering: it starts with <|im_start|> (id 1).
+    assert_eq!(chat["prompt_tokens"][0], 1);
+}
+
+#[test]
+fn prefix_then_generate_in_another_process_equals_one_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let doc = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/documents/printing-press.md");
+    let state = dir.path().join("doc.state");
+    let p = json(&cli(&[
+        "prefix",
+        "--text-file",
+        doc.to_str().unwrap(),
+        "--out",
+        state.to_str().unwrap(),
+        "--json",
+    ]));
+    let n = p["tokens"].as_u64().unwrap() as usize;
+    assert!(n > 300 && state.exists());
+    let q = "\n\nIn short, the movable-type printing press was invented by";
+    let thawed = json(&cli(&[
+        "generate",
+        "--state",
+        state.to_str().unwrap(),
+        "--prompt",
+        q,
+        "--max-tokens",
+        "16",
+        "--temperature",
+        "0",
+        "--json",
+    ]));
+    assert_eq!(
+        thawed["reused_tokens"].as_u64(),
+        Some(n as u64),
+        "the whole prefix is reused"
+    );
+    assert!(thawed["timings"]["resume_ms"].as_f64().is_some());
+    // One uninterrupted run over the same token sequence, in this process.
+    let model = freeze_attn::open_model("default", freeze_attn::engine::DeviceChoice::Cpu).unwrap();
+    let loaded = freeze_attn::load_state(&model, &state).unwrap();
+    let mut seq = loaded.state.tokens().to_vec();
+    let ids = |v: &serde_json::Value| -> Vec<u32> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_u64().unwrap() as u32)
+            .collect()
+    };
+    seq.extend(ids(&thawed["prompt_tokens"]));
+    let params = freeze_attn::engine::GenerateParams {
+        max_tokens: 16,
+        ..Default::default()
+    };
+    let mut live = model.model.new_state();
+    let last = seq.pop().unwrap();
+    model.model.prefill(&seq, &mut live, 512, &mut |_| true).unwrap();
+    let g = freeze_attn::engine::generate(
+        &model.model,
+        &model.tokenizer,
+        &mut live,
+        &[last],
+        &params,
+        &Default::default(),
+        &mut |_| {},
+    )
+    .unwrap();
+    assert_eq!(
+        ids(&thawed["tokens"]),
+        g.tokens,
+        "the thawed state in another process continues like one uninterrupted run"
+    );
+    assert!(
+        thawed["text"].as_str().unwrap().contains("Gutenberg"),
+        "{}",
+        thawed["text"]
+    );
+
+    // --save-state writes only the new tokens, as a child of the prefix.
+    let child = dir.path().join("child.state");
+    let c = json(&cli(&[
+        "generate",
+        "--state",
+        state.to_str().unwrap(),
+        "--chat",
+        "--prompt",
+        "Summarize it.",
+        "--max-tokens",
+        "8",
+        "--temperature",
+        "0",
+        "--save-state",
+        child.to_str().unwrap(),
+        "--json",
+    ]));
+    assert_eq!(c["saved"]["parent"], p["id"]);
+    assert_eq!(c["saved"]["start"].as_u64(), Some(n as u64));
+    let again = json(&cli(&[
+        "generate",
+        "--state",
+        child.to_str().unwrap(),
+        "--prompt",
+        " More:",
+        "--max-tokens",
+        "4",
+        "--temperature",
+        "0",
+        "--json",
+    ]));
+    assert!(again["reused_tokens"].as_u64().unwrap() > n as u64);
+}
+
+#[test]
+fn bench_resume_reports_both_sides() {
+    let v = json(&cli(&[
+        "bench-resume",
+        "--prefix-tokens",
+        "200",
+        "--gen-tokens",
+        "4",
+        "--json",
+    ]));
+    for k in [
+        "uncached_first_token_ms",
+        "cached_first_token_ms",
+        "first_token_speedup",
+        "load_ms",
+        "state_bytes",
+        "bytes_per_token",
+    ] {
+        assert!(v[k].as_f64().is_some(), "missing {k}: {v}");
+    }
+    assert_eq!(
+        v["identical"], true,
+        "cached and uncached runs must produce the same tokens"
+    );
+}
+
+#[test]
+fn bad_input_gets_one_clear_error_line() {
+    let dir = tempfile::tempdir().unwrap();
+    fails_with(
+        &["generate", "--model", "/nonexistent/m.gguf", "--prompt", "x", "--json"],
+        "/nonexistent/m.gguf",
+    );
+    let txt = dir.path().join("notes.txt");
+    std::fs::write(&txt, "not a model").unwrap();
+    fails_with(
+        &["generate", "--model", txt.to_str().unwrap(), "--prompt", "x"],
+        "not a GGUF",
+    );
+    let long = dir.path().join("long.txt");
+    std::fs::write(&long, "word ".repeat(9000)).unwrap();
+    fails_with(
+        &["generate", "--prompt-file", long.to_str().unwrap(), "--max-tokens", "4"],
+        "do not fit the model's context of 8192",
+    );
+    fails_with(&["generate", "--prompt", "x", "--device", "tpu"], "device `tpu`");
+    fails_with(&["generate", "--prompt", "x", "--top-p", "0"], "top-p");
+    let bogus = dir.path().join("bogus.state");
+    std::fs::write(&bogus, vec![7u8; 100]).unwrap();
+    fails_with(
+        &["generate", "--state", bogus.to_str().unwrap(), "--prompt", "x"],
+        "bogus.state",
+    );
+    fails_with(
+        &["prefix", "--text-file", "/nonexistent.txt", "--out", "/tmp/x.state"],
+        "/nonexistent.txt",
+    );
+}
