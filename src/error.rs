@@ -10,6 +10,8 @@ pub enum Error {
     Engine(#[from] EngineError),
     #[error(transparent)]
     Fetch(#[from] crate::default_model::FetchError),
+    #[error(transparent)]
+    Library(#[from] freeze_attn_library::LibraryError),
     #[error("{path}: {source}")]
     Io {
         path: std::path::PathBuf,
@@ -53,6 +55,12 @@ impl Error {
                 EngineError::Candle(_) => "compute",
             },
             Error::Fetch(_) => "fetch",
+            Error::Library(e) => match e {
+                freeze_attn_library::LibraryError::NodeNotFound(_) => "node_not_found",
+                freeze_attn_library::LibraryError::NameTaken { .. } => "name_taken",
+                freeze_attn_library::LibraryError::NewerDatabase { .. } => "newer_database",
+                _ => "library",
+            },
             Error::Io { .. } => "io",
             Error::Invalid(_) => "invalid",
         }

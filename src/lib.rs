@@ -9,12 +9,18 @@
 pub mod bench;
 pub mod default_model;
 pub mod error;
+pub mod export;
+pub mod fork;
+pub mod freeze;
 pub mod generate;
 pub mod model;
 pub mod paths;
 pub mod prefix;
+pub mod session;
 pub mod state;
+pub mod thaw;
 pub mod transcript;
+pub mod tree;
 
 pub use bench::{bench, run_generation_test};
 pub use error::{Error, Result};

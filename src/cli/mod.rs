@@ -1,9 +1,11 @@
 //! CLI argument parsing and dispatch.
 
 mod bench;
+mod chat;
 mod common;
 mod generate;
 mod prefix;
+mod states;
 
 use clap::{Parser, Subcommand};
 
@@ -28,6 +30,10 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Compare time to first token with the prefix re-processed versus thawed from disk.
     BenchResume(bench::BenchResumeArgs),
+    /// The library of saved states: list, tree, show, fork, rename, tag, rm, export, import, gc, verify.
+    States(states::StatesArgs),
+    /// An interactive chat in the terminal that can /freeze and /fork its state.
+    Chat(chat::ChatArgs),
     /// Download the default model (SmolLM2-135M-Instruct, Q4_1 GGUF) if missing and print its path.
     FetchModel,
 }
@@ -37,6 +43,8 @@ pub fn run() -> i32 {
     let result = match cli.command {
         Command::Generate(a) => generate::run(a),
         Command::Prefix(a) => prefix::run(a),
+        Command::States(a) => states::run(a),
+        Command::Chat(a) => chat::run(a),
         Command::Bench(a) => bench::run(a),
         Command::BenchResume(a) => bench::run_resume(a),
         Command::FetchModel => freeze_attn::default_model::default_model_path()

@@ -25,6 +25,7 @@ pub mod sampling;
 pub mod state;
 pub mod template;
 pub mod tokenizer;
+pub mod worker;
 
 pub use candle_core::{DType, Device, Tensor};
 pub use config::ModelConfig;

@@ -1,0 +1,55 @@
+//! Which SIMD instruction set the kernels use, chosen once at run time.
+//!
+//! Release binaries are built for baseline x86-64 (no `-C target-cpu=native`), so every SIMD path
+//! is a `#[target_feature]` function picked here from what the CPU reports. All paths compute the
+//! same arithmetic bit for bit; the choice only changes speed. `FREEZE_ATTN_ISA=portable|avx2`
+//! lowers the choice (to measure or test a path on a machine that has a better one); it can never
+//! raise it above what the CPU supports.
+
+use std::sync::OnceLock;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Isa {
+    /// Plain Rust; the reference every SIMD path must equal.
+    Portable,
+    /// AVX2 + FMA + F16C (x86-64-v3).
+    Avx2,
+    /// AVX-512 F/BW/DQ/VL on top of AVX2.
+    Avx512,
+}
+
+/// The best instruction set this CPU supports (lowered by `FREEZE_ATTN_ISA`).
+pub fn isa() -> Isa {
+    static ISA: OnceLock<Isa> = OnceLock::new();
+    *ISA.get_or_init(|| {
+        let best = detect();
+        match std::env::var("FREEZE_ATTN_ISA").ok().as_deref() {
+            Some("portable") => Isa::Portable,
+            Some("avx2") => best.min(Isa::Avx2),
+            _ => best,
+        }
+    })
+}
+
+/// Every instruction set this CPU can run, for tests that compare paths.
+#[cfg(test)]
+pub fn available() -> Vec<Isa> {
+    [Isa::Portable, Isa::Avx2, Isa::Avx512]
+        .into_iter()
+        .filter(|&i| i <= detect())
+        .collect()
+}
+
+fn detect() -> Isa {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::is_x86_feature_detected as has;
+        if has!("avx2") && has!("fma") && has!("f16c") {
+            if has!("avx512f") && has!("avx512bw") && has!("avx512dq") && has!("avx512vl") {
+                return Isa::Avx512;
+            }
+            return Isa::Avx2;
+        }
+    }
+    Isa::Portable
+}

@@ -1,0 +1,72 @@
+//! `export` / `import`: one file that carries a node, its transcript and the segments of its
+//! chain ("a personality pack", "a document pack"). Importing checks everything before anything
+//! is written, never overwrites a node, and asks nothing of the network.
+
+use crate::error::{Error, Result};
+use crate::freeze::register_model;
+use freeze_attn_engine::state::Segment;
+use freeze_attn_engine::{EngineError, LoadedModel};
+use freeze_attn_library::{read_bundle, Library, NodeId};
+use std::path::Path;
+
+/// Writes node `id` and everything it needs to `path`; returns the bytes written.
+pub fn export_node(lib: &Library, id: NodeId, path: &Path) -> Result<u64> {
+    Ok(lib.export_node(id, path)?)
+}
+
+/// Imports a bundle as a new node under `parent` (named `name`, or the bundle's name).
+pub fn import_bundle(
+    lib: &Library,
+    model: &LoadedModel,
+    path: &Path,
+    parent: Option<NodeId>,
+    name: Option<&str>,
+) -> Result<NodeId> {
+    let scratch = lib.root().join("import-scratch");
+    std::fs::create_dir_all(&scratch).map_err(|e| Error::io(&scratch, e))?;
+    let scratch = scratch.join(format!(
+        "{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0)
+    ));
+    let bundle = read_bundle(path, &scratch)?;
+    let check = || -> Result<()> {
+        if bundle.node.model_fingerprint != model.fingerprint().0 {
+            let theirs = bundle.node.model_name.clone().unwrap_or_else(|| "another model".into());
+            return Err(Error::Engine(EngineError::StateModelMismatch {
+                expected: format!("{} ({})", model.info.name, &model.fingerprint().0[..12]),
+                found: format!(
+                    "the bundle `{}` made with {theirs} ({})",
+                    bundle.node.name, bundle.node.model_fingerprint
+                ),
+            }));
+        }
+        for s in &bundle.segments {
+            let seg = Segment::open(&s.path)?;
+            seg.check_model(model.fingerprint())?;
+            let m = &s.meta;
+            if seg.id.0 != m.hash.as_str()
+                || seg.header.start as u64 != m.start
+                || seg.header.token_count as u64 != m.token_count
+                || seg.header.parent.as_ref().map(|p| p.0.as_str()) != m.parent.as_ref().map(|p| p.as_str())
+            {
+                return Err(Error::Invalid(format!(
+                    "{}: segment {} does not match its description in the bundle",
+                    path.display(),
+                    &m.hash.as_str()[..12]
+                )));
+            }
+        }
+        Ok(())
+    };
+    let result = check().and_then(|()| {
+        register_model(lib, model)?;
+        Ok(lib.commit_import(&bundle, parent, name)?)
+    });
+    bundle.discard();
+    let _ = std::fs::remove_dir_all(&scratch);
+    result
+}

@@ -1,0 +1,112 @@
+//! `freeze`: save a live attention state as a named node of the tree. Only tokens that the
+//! state's base node does not already hold on disk are written: a chat frozen after one more
+//! turn costs one small segment, a fork costs nothing until it grows.
+
+use crate::error::Result;
+use crate::transcript::Transcript;
+use freeze_attn_engine::state::{write_segment, StoredDType};
+use freeze_attn_engine::{KvState, LoadedModel};
+use freeze_attn_library::{Library, Model, NewNode, NewSegment, NodeId, NodeKind, SegmentHash};
+
+/// Where a live state came from: the node it was thawed from.
+#[derive(Debug, Clone)]
+pub struct Base {
+    pub node: NodeId,
+    pub tip: Option<SegmentHash>,
+    pub token_count: usize,
+}
+
+/// Records the model in the library so nodes can name it.
+pub fn register_model(lib: &Library, model: &LoadedModel) -> Result<()> {
+    lib.put_model(&Model {
+        fingerprint: model.fingerprint().0.clone(),
+        display_name: model.info.name.clone(),
+        path: model.info.path.clone(),
+    })?;
+    Ok(())
+}
+
+/// What a freeze needs to know.
+pub struct FreezeRequest<'a> {
+    pub name: &'a str,
+    pub kind: NodeKind,
+    pub parent: Option<NodeId>,
+    pub transcript: &'a Transcript,
+    /// The node the state was thawed from, and how many leading tokens still equal it.
+    pub base: Option<(&'a Base, usize)>,
+    pub dtype: StoredDType,
+}
+
+/// Saves `state` as a new node; returns its id.
+pub fn freeze(lib: &Library, model: &LoadedModel, state: &KvState, req: &FreezeRequest<'_>) -> Result<NodeId> {
+    register_model(lib, model)?;
+    let (tip, start) = reusable_prefix(lib, req.base)?;
+    let tip = if state.len() > start {
+        let temp = lib.temp_segment()?;
+        let info = write_segment(
+            state,
+            start,
+            state.len(),
+            tip.as_ref()
+                .map(|t| freeze_attn_engine::state::SegmentId(t.as_str().to_string())),
+            model.fingerprint(),
+            req.dtype,
+            None,
+            temp.path(),
+        )?;
+        let new = NewSegment {
+            hash: SegmentHash::parse(&info.id.0)?,
+            parent: tip.clone(),
+            start: start as u64,
+            token_count: (state.len() - start) as u64,
+            dtype: req.dtype.to_string(),
+            model_fingerprint: model.fingerprint().0.clone(),
+        };
+        Some(lib.put_temp_segment(&new, temp)?.hash)
+    } else {
+        tip
+    };
+    let mut node = NewNode::new(req.name, req.kind, model.fingerprint().0.clone());
+    node.parent = req.parent;
+    node.tip = tip;
+    node.token_count = state.len() as u64;
+    node.transcript = req.transcript.to_json();
+    Ok(lib.create_node(&node)?)
+}
+
+/// The deepest segment of the base chain that lies wholly inside the shared prefix, and its end.
+fn reusable_prefix(lib: &Library, base: Option<(&Base, usize)>) -> Result<(Option<SegmentHash>, usize)> {
+    let Some((base, shared)) = base else {
+        return Ok((None, 0));
+    };
+    let Some(tip) = &base.tip else { return Ok((None, 0)) };
+    let shared = shared.min(base.token_count) as u64;
+    let mut best = (None, 0usize);
+    for s in lib.chain(tip)? {
+        if s.start + s.token_count <= shared {
+            best = (Some(s.hash.clone()), (s.start + s.token_count) as usize);
+        } else {
+            break;
+        }
+    }
+    Ok(best)
+}
+
+/// `name` if no sibling under `parent` has it, else `name (2)`, `name (3)`, …
+pub fn unique_name(lib: &Library, parent: Option<NodeId>, name: &str) -> Result<String> {
+    let taken: Vec<String> = lib
+        .children(parent, freeze_attn_library::NodeOrder::Name)?
+        .into_iter()
+        .map(|s| s.name.to_lowercase())
+        .collect();
+    if !taken.contains(&name.to_lowercase()) {
+        return Ok(name.to_string());
+    }
+    for i in 2.. {
+        let candidate = format!("{name} ({i})");
+        if !taken.contains(&candidate.to_lowercase()) {
+            return Ok(candidate);
+        }
+    }
+    unreachable!()
+}

@@ -1,0 +1,128 @@
+//! Document mode: a text processed once into a node; questions answered from its state without
+//! changing it; "continue from here" makes an answer the live state.
+
+use super::{Live, Reply, Session};
+use crate::error::{Error, Result};
+use crate::thaw::thaw;
+use crate::transcript::Transcript;
+use crate::tree::NodeView;
+use freeze_attn_engine::{generate, Event, GenerateParams, Message, PrefillProgress};
+use freeze_attn_library::{NodeId, NodeKind};
+use std::path::Path;
+
+impl Session {
+    /// Reads a text or Markdown file, processes it (with progress; `stop` cancels) and saves it
+    /// as a document node, which becomes the live state.
+    pub fn process_document(
+        &mut self,
+        path: &Path,
+        name: &str,
+        on_progress: &mut dyn FnMut(PrefillProgress),
+    ) -> Result<NodeView> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        if text.trim().is_empty() {
+            return Err(Error::Invalid(format!("{} is empty", path.display())));
+        }
+        let tokens = self.model.tokenizer.encode_prompt(&text)?;
+        let context = self.model.model.config().context_length;
+        if tokens.len() >= context {
+            return Err(Error::Engine(freeze_attn_engine::EngineError::ContextOverflow {
+                needed: tokens.len(),
+                context,
+            }));
+        }
+        let mut state = self.model.model.new_state();
+        self.cancel.reset();
+        let cancel = self.cancel.clone();
+        self.model
+            .model
+            .prefill(&tokens, &mut state, self.params.chunk, &mut |p| {
+                on_progress(p);
+                !cancel.is_cancelled()
+            })?;
+        self.live = Live {
+            state,
+            transcript: Transcript::Text { text },
+            kind: NodeKind::Document,
+            base: None,
+            shared: 0,
+        };
+        let name = crate::freeze::unique_name(&self.library, None, name)?;
+        let id = self.freeze_live(&name, NodeKind::Document, None)?;
+        self.rebase(id)?;
+        self.node_view(id)
+    }
+
+    /// Answers `question` from node `id`'s state (a document), leaving the node untouched.
+    pub fn ask(
+        &mut self,
+        id: NodeId,
+        question: &str,
+        params: &GenerateParams,
+        on_event: &mut dyn FnMut(Event<'_>),
+    ) -> Result<Reply> {
+        let report = self.thaw(id)?;
+        let _ = report;
+        let doc_len = self.live.state.len();
+        let mut messages = Vec::new();
+        messages.push(Message::user(question));
+        let turn = self.model.template()?.render(&messages, true)?;
+        let bos = self
+            .model
+            .tokenizer
+            .bos()
+            .and_then(|b| self.model.tokenizer.token_text(b))
+            .unwrap_or_default();
+        let turn = match turn.strip_prefix(bos.as_str()) {
+            Some(rest) if !bos.is_empty() && doc_len > 0 => rest.to_string(),
+            _ => turn,
+        };
+        let prompt = self.model.tokenizer.encode(&turn)?;
+        self.check_tokens_fit(prompt.len() + 1)?;
+        let mut state = self.live.state.fork();
+        self.cancel.reset();
+        let g = generate(
+            &self.model.model,
+            &self.model.tokenizer,
+            &mut state,
+            &prompt,
+            params,
+            &self.cancel,
+            on_event,
+        )?;
+        let doc = match &self.live.transcript {
+            Transcript::Text { text } => text.clone(),
+            Transcript::Chat { .. } => String::new(),
+        };
+        let answered = Live {
+            state,
+            transcript: Transcript::Text {
+                text: format!("{doc}{turn}{}", g.text),
+            },
+            kind: NodeKind::Document,
+            base: self.live.base.clone(),
+            shared: doc_len,
+        };
+        let live_view = self.live();
+        self.answer = Some(answered);
+        Ok(Reply::new(&g, prompt.len(), live_view))
+    }
+
+    /// Makes the last answer (document + question + answer) the live state.
+    pub fn continue_from_answer(&mut self) -> Result<super::LiveView> {
+        let a = self
+            .answer
+            .take()
+            .ok_or_else(|| Error::Invalid("there is no answer to continue from: ask a question first".into()))?;
+        self.live = a;
+        Ok(self.live())
+    }
+
+    /// Node `id` as a document, for callers that need its text without thawing it live.
+    pub fn document_text(&self, id: NodeId) -> Result<String> {
+        match thaw(&self.library, &self.model, id)?.transcript {
+            Transcript::Text { text } => Ok(text),
+            Transcript::Chat { .. } => Err(Error::Invalid("this node is a conversation, not a document".into())),
+        }
+    }
+}

@@ -1,0 +1,241 @@
+//! A `Session`: the model, the library and the **live** attention state a user is working on
+//! (what the app's centre pane and `freeze-attn chat` show). Every user-visible step is a method
+//! that the app's commands and the CLI call: thaw a node, chat, continue a story, generate
+//! alternatives, freeze, fork, process a document, ask it questions.
+//!
+//! Recently thawed states stay in memory (bounded, [`warm`]), so switching back is instant.
+
+mod chat;
+mod document;
+mod story;
+mod views;
+mod warm;
+
+pub use views::{Alternative, LiveView, Reply, ThawReport};
+
+use crate::error::{Error, Result};
+use crate::fork::ForkPoint;
+use crate::freeze::{freeze, Base, FreezeRequest};
+use crate::thaw::thaw;
+use crate::transcript::Transcript;
+use crate::tree::{view, NodeView};
+use freeze_attn_engine::state::StoredDType;
+use freeze_attn_engine::{CancelToken, GenerateParams, KvState, LoadedModel, Message};
+use freeze_attn_library::{Library, NodeId, NodeKind, NodeOrder};
+use std::time::Instant;
+use warm::Warm;
+
+/// The state being worked on.
+pub(crate) struct Live {
+    pub state: KvState,
+    pub transcript: Transcript,
+    pub kind: NodeKind,
+    /// The node it was thawed from or last frozen as.
+    pub base: Option<Base>,
+    /// Leading tokens that still equal the base node's state.
+    pub shared: usize,
+}
+
+impl Live {
+    fn empty(model: &LoadedModel, kind: NodeKind, transcript: Transcript) -> Self {
+        Self {
+            state: model.model.new_state(),
+            transcript,
+            kind,
+            base: None,
+            shared: 0,
+        }
+    }
+
+    /// Rewinds the state to `len` tokens, keeping track of what is still shared with the base.
+    pub(crate) fn truncate(&mut self, len: usize) {
+        self.state.truncate(len);
+        self.shared = self.shared.min(len);
+    }
+
+    pub(crate) fn dirty(&self) -> bool {
+        match &self.base {
+            Some(b) => self.shared != b.token_count || self.state.len() != b.token_count,
+            None => !self.state.is_empty(),
+        }
+    }
+}
+
+pub struct Session {
+    pub model: LoadedModel,
+    pub library: Library,
+    pub params: GenerateParams,
+    pub dtype: StoredDType,
+    pub cancel: CancelToken,
+    pub(crate) live: Live,
+    warm: Warm,
+    pub(crate) alternatives: Vec<story::Pending>,
+    pub(crate) answer: Option<Live>,
+}
+
+/// Memory kept for recently used states.
+const WARM_BYTES: usize = 1 << 30;
+
+impl Session {
+    pub fn new(model: LoadedModel, library: Library) -> Result<Self> {
+        crate::freeze::register_model(&library, &model)?;
+        let live = Live::empty(&model, NodeKind::Chat, Transcript::Chat { messages: Vec::new() });
+        Ok(Self {
+            model,
+            library,
+            params: GenerateParams::default(),
+            dtype: StoredDType::F16,
+            cancel: CancelToken::new(),
+            live,
+            warm: Warm::new(WARM_BYTES),
+            alternatives: Vec::new(),
+            answer: None,
+        })
+    }
+
+    /// Replaces the model (the live state starts empty: states belong to one model).
+    pub fn set_model(&mut self, model: LoadedModel) -> Result<()> {
+        crate::freeze::register_model(&self.library, &model)?;
+        self.live = Live::empty(&model, NodeKind::Chat, Transcript::Chat { messages: Vec::new() });
+        self.model = model;
+        self.warm.clear();
+        self.alternatives.clear();
+        self.answer = None;
+        Ok(())
+    }
+
+    pub fn live(&self) -> LiveView {
+        LiveView::of(&self.live, &self.model)
+    }
+
+    /// A new, empty live state: a chat (with an optional system prompt) or a story.
+    pub fn new_session(&mut self, kind: NodeKind, system: Option<&str>) -> LiveView {
+        let transcript = match kind {
+            NodeKind::Chat | NodeKind::Personality => Transcript::Chat {
+                messages: system
+                    .filter(|s| !s.is_empty())
+                    .map(Message::system)
+                    .into_iter()
+                    .collect(),
+            },
+            NodeKind::Story | NodeKind::Document => Transcript::Text { text: String::new() },
+        };
+        self.live = Live::empty(&self.model, kind, transcript);
+        self.alternatives.clear();
+        self.live()
+    }
+
+    /// Makes node `id` the live state: from memory when it was used recently, else from disk.
+    pub fn thaw(&mut self, id: NodeId) -> Result<ThawReport> {
+        let t0 = Instant::now();
+        let (state, transcript, base, kind, from_memory) = match self.warm.get(id) {
+            Some(w) => (w.state.fork(), w.transcript.clone(), w.base.clone(), w.kind, true),
+            None => {
+                let t = thaw(&self.library, &self.model, id)?;
+                self.warm
+                    .put(id, t.state.fork(), t.transcript.clone(), t.base.clone(), t.node.kind);
+                (t.state, t.transcript, t.base, t.node.kind, false)
+            }
+        };
+        let n = state.len();
+        self.live = Live {
+            state,
+            transcript,
+            kind,
+            shared: base.token_count,
+            base: Some(base),
+        };
+        self.alternatives.clear();
+        Ok(ThawReport {
+            node: id.0,
+            millis: t0.elapsed().as_secs_f64() * 1000.0,
+            reused_tokens: n,
+            reprocessed_tokens: 0,
+            from_memory,
+            live: self.live(),
+        })
+    }
+
+    /// Saves the live state as a node (a child of the node it came from); the live state then
+    /// continues from the new node.
+    pub fn freeze(&mut self, name: &str, kind: NodeKind) -> Result<NodeView> {
+        let parent = self.live.base.as_ref().map(|b| b.node);
+        let id = self.freeze_live(name, kind, parent)?;
+        self.rebase(id)?;
+        self.node_view(id)
+    }
+
+    pub(crate) fn freeze_live(&mut self, name: &str, kind: NodeKind, parent: Option<NodeId>) -> Result<NodeId> {
+        let req = FreezeRequest {
+            name,
+            kind,
+            parent,
+            transcript: &self.live.transcript,
+            base: self.live.base.as_ref().map(|b| (b, self.live.shared)),
+            dtype: self.dtype,
+        };
+        freeze(&self.library, &self.model, &self.live.state, &req)
+    }
+
+    /// After a freeze, the live state is node `id`'s state.
+    pub(crate) fn rebase(&mut self, id: NodeId) -> Result<()> {
+        let node = self.library.node(id)?;
+        let base = Base {
+            node: id,
+            tip: node.tip.clone(),
+            token_count: node.token_count as usize,
+        };
+        self.live.kind = node.kind;
+        self.live.shared = base.token_count;
+        self.live.base = Some(base.clone());
+        self.warm.put(
+            id,
+            self.live.state.fork(),
+            self.live.transcript.clone(),
+            base,
+            node.kind,
+        );
+        Ok(())
+    }
+
+    /// A new child of `id` (cut at `at`), thawed and ready to continue.
+    pub fn fork(&mut self, id: NodeId, at: Option<ForkPoint>, name: &str) -> Result<ThawReport> {
+        let name = crate::freeze::unique_name(&self.library, Some(id), name)?;
+        let child = crate::fork::fork(&self.library, &self.model, id, at, &name)?;
+        self.thaw(child)
+    }
+
+    pub fn node_view(&self, id: NodeId) -> Result<NodeView> {
+        let node = self.library.node(id)?;
+        let s = self
+            .library
+            .children(node.parent, NodeOrder::Name)?
+            .into_iter()
+            .find(|s| s.id == id)
+            .ok_or(Error::Library(freeze_attn_library::LibraryError::NodeNotFound(id)))?;
+        let mut v = view(&self.library, &s, 0, Some(&self.model));
+        v.notes = node.notes;
+        Ok(v)
+    }
+
+    /// Forgets a node's warm copy (after it was deleted or changed).
+    pub fn forget(&mut self, id: NodeId) {
+        self.warm.remove(id);
+        if self.live.base.as_ref().is_some_and(|b| b.node == id) {
+            self.live.base = None;
+            self.live.shared = 0;
+        }
+    }
+
+    pub(crate) fn check_tokens_fit(&self, extra: usize) -> Result<()> {
+        let needed = self.live.state.len() + extra;
+        let context = self.model.model.config().context_length;
+        if needed > context {
+            return Err(Error::Engine(freeze_attn_engine::EngineError::ContextOverflow {
+                needed,
+                context,
+            }));
+        }
+        Ok(())
+    }
+}

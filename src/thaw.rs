@@ -1,0 +1,81 @@
+//! `thaw`: load a node's attention state from the library into memory, ready to continue.
+
+use crate::error::{Error, Result};
+use crate::freeze::Base;
+use crate::transcript::Transcript;
+use freeze_attn_engine::state::{load_chain, Segment};
+use freeze_attn_engine::{EngineError, KvState, LoadedModel};
+use freeze_attn_library::{Library, Node, NodeId};
+
+/// A node brought back to life.
+pub struct Thawed {
+    pub node: Node,
+    pub state: KvState,
+    pub transcript: Transcript,
+    pub base: Base,
+}
+
+/// Refuses a node made with another model, naming both models.
+pub fn check_compatible(lib: &Library, model: &LoadedModel, node: &Node) -> Result<()> {
+    if node.model_fingerprint != model.fingerprint().0 {
+        let theirs = lib
+            .model(&node.model_fingerprint)?
+            .map(|m| {
+                format!(
+                    "{} ({})",
+                    m.display_name,
+                    &node.model_fingerprint[..12.min(node.model_fingerprint.len())]
+                )
+            })
+            .unwrap_or_else(|| node.model_fingerprint.clone());
+        return Err(Error::Engine(EngineError::StateModelMismatch {
+            expected: format!("{} ({})", model.info.name, &model.fingerprint().0[..12]),
+            found: format!("`{}` made with {theirs}", node.name),
+        }));
+    }
+    Ok(())
+}
+
+/// The segments of a node's chain, opened and verified, root first.
+pub fn open_chain(lib: &Library, node: &Node) -> Result<Vec<Segment>> {
+    let Some(tip) = &node.tip else { return Ok(Vec::new()) };
+    lib.chain(tip)?
+        .iter()
+        .map(|m| Ok(Segment::open(&lib.segment_path(&m.hash))?))
+        .collect()
+}
+
+/// Loads node `id` for `model`.
+pub fn thaw(lib: &Library, model: &LoadedModel, id: NodeId) -> Result<Thawed> {
+    let node = lib.node(id)?;
+    check_compatible(lib, model, &node)?;
+    let chain = open_chain(lib, &node)?;
+    let n = node.token_count as usize;
+    let state = if n == 0 {
+        model.model.new_state()
+    } else {
+        load_chain(&chain, n, &model.model, model.fingerprint())?
+    };
+    let transcript = Transcript::from_json(&node.transcript).unwrap_or_default();
+    let base = Base {
+        node: id,
+        tip: node.tip.clone(),
+        token_count: n,
+    };
+    Ok(Thawed {
+        node,
+        state,
+        transcript,
+        base,
+    })
+}
+
+/// The token ids of a node's state, without loading its K/V into memory.
+pub fn node_tokens(lib: &Library, node: &Node) -> Result<Vec<u32>> {
+    let mut tokens = Vec::new();
+    for s in open_chain(lib, node)? {
+        tokens.extend_from_slice(&s.tokens);
+    }
+    tokens.truncate(node.token_count as usize);
+    Ok(tokens)
+}

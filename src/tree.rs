@@ -1,0 +1,188 @@
+//! The state tree as users see it: listing, searching, showing and managing nodes (rename,
+//! annotate, tag, pin, move, delete), plus `gc` and `verify`.
+
+use crate::error::{Error, Result};
+use crate::paths::data_dir;
+use crate::transcript::Transcript;
+use freeze_attn_engine::state::Segment;
+use freeze_attn_engine::LoadedModel;
+use freeze_attn_library::{DeleteMode, Deletion, Library, NodeId, NodeKind, NodeOrder, NodeSummary, VerifyReport};
+use serde::Serialize;
+use std::path::PathBuf;
+
+pub use freeze_attn_library as library;
+
+/// The library in the user data folder (`FREEZE_ATTN_HOME` overrides it).
+pub fn open_library() -> Result<Library> {
+    let dir = library_dir();
+    Ok(Library::open(&dir)?)
+}
+
+pub fn library_dir() -> PathBuf {
+    data_dir().join("library")
+}
+
+/// A node as the CLI and the app show it.
+#[derive(Debug, Clone, Serialize)]
+pub struct NodeView {
+    pub id: i64,
+    pub parent: Option<i64>,
+    pub name: String,
+    pub kind: String,
+    pub notes: String,
+    pub tags: Vec<String>,
+    pub pinned: bool,
+    pub token_count: u64,
+    pub own_bytes: u64,
+    pub model_name: String,
+    pub model_fingerprint: String,
+    /// Whether the loaded model can thaw it.
+    pub compatible: bool,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub depth: usize,
+}
+
+fn model_name(lib: &Library, fingerprint: &str) -> String {
+    lib.model(fingerprint)
+        .ok()
+        .flatten()
+        .map(|m| m.display_name)
+        .unwrap_or_else(|| format!("model {}", &fingerprint[..fingerprint.len().min(12)]))
+}
+
+pub fn view(lib: &Library, s: &NodeSummary, depth: usize, model: Option<&LoadedModel>) -> NodeView {
+    NodeView {
+        id: s.id.0,
+        parent: s.parent.map(|p| p.0),
+        name: s.name.clone(),
+        kind: s.kind.as_str().to_string(),
+        notes: String::new(),
+        tags: s.tags.clone(),
+        pinned: s.pinned,
+        token_count: s.token_count,
+        own_bytes: s.own_bytes,
+        model_name: model_name(lib, &s.model_fingerprint),
+        model_fingerprint: s.model_fingerprint.clone(),
+        compatible: model.is_none_or(|m| m.fingerprint().0 == s.model_fingerprint),
+        created_at: s.created_at,
+        updated_at: s.updated_at,
+        depth,
+    }
+}
+
+/// Every node, depth first, pinned first.
+pub fn list_tree(lib: &Library, model: Option<&LoadedModel>) -> Result<Vec<NodeView>> {
+    Ok(lib
+        .tree(NodeOrder::Name)?
+        .iter()
+        .map(|e| view(lib, &e.node, e.depth, model))
+        .collect())
+}
+
+/// Nodes whose name, tags, notes or transcript contain `query` (case-insensitive).
+pub fn search(lib: &Library, query: &str, model: Option<&LoadedModel>) -> Result<Vec<NodeView>> {
+    Ok(lib
+        .search(query, NodeOrder::Name)?
+        .iter()
+        .map(|h| view(lib, &h.node, 0, model))
+        .collect())
+}
+
+/// One node with its notes and transcript.
+#[derive(Debug, Clone, Serialize)]
+pub struct NodeDetail {
+    #[serde(flatten)]
+    pub view: NodeView,
+    pub transcript: Option<Transcript>,
+    pub segments: usize,
+    pub subtree_bytes: u64,
+}
+
+pub fn show(lib: &Library, id: NodeId, model: Option<&LoadedModel>) -> Result<NodeDetail> {
+    let n = lib.node(id)?;
+    let summary = lib
+        .children(n.parent, NodeOrder::Name)?
+        .into_iter()
+        .find(|s| s.id == id)
+        .ok_or(Error::Library(freeze_attn_library::LibraryError::NodeNotFound(id)))?;
+    let mut v = view(lib, &summary, 0, model);
+    v.notes = n.notes.clone();
+    let segments = match &n.tip {
+        Some(t) => lib.chain(t)?.len(),
+        None => 0,
+    };
+    Ok(NodeDetail {
+        view: v,
+        transcript: Transcript::from_json(&n.transcript),
+        segments,
+        subtree_bytes: lib.subtree_bytes(id)?,
+    })
+}
+
+pub fn parse_kind(s: &str) -> Result<NodeKind> {
+    NodeKind::ALL
+        .into_iter()
+        .find(|k| k.as_str() == s)
+        .ok_or_else(|| Error::Invalid(format!("unknown kind `{s}` (personality, story, document or chat)")))
+}
+
+pub fn rename(lib: &Library, id: NodeId, name: &str) -> Result<()> {
+    Ok(lib.rename_node(id, name)?)
+}
+pub fn annotate(lib: &Library, id: NodeId, notes: &str) -> Result<()> {
+    Ok(lib.set_notes(id, notes)?)
+}
+pub fn tag(lib: &Library, id: NodeId, tag: &str) -> Result<bool> {
+    Ok(lib.add_tag(id, tag)?)
+}
+pub fn untag(lib: &Library, id: NodeId, tag: &str) -> Result<bool> {
+    Ok(lib.remove_tag(id, tag)?)
+}
+pub fn pin(lib: &Library, id: NodeId, pinned: bool) -> Result<()> {
+    Ok(lib.set_pinned(id, pinned)?)
+}
+pub fn move_node(lib: &Library, id: NodeId, parent: Option<NodeId>) -> Result<()> {
+    Ok(lib.move_node(id, parent)?)
+}
+
+/// Deletes a node (children re-parented or deleted with it) and collects what no node needs.
+pub fn delete(lib: &Library, id: NodeId, mode: DeleteMode) -> Result<Deletion> {
+    let d = lib.delete_node(id, mode)?;
+    lib.gc_with(freeze_attn_library::GcOptions {
+        grace: std::time::Duration::ZERO,
+    })?;
+    Ok(d)
+}
+
+pub fn preview_delete(lib: &Library, id: NodeId, mode: DeleteMode) -> Result<Deletion> {
+    Ok(lib.preview_delete(id, mode)?)
+}
+
+pub fn gc(lib: &Library, now: bool) -> Result<freeze_attn_library::GcReport> {
+    Ok(if now {
+        lib.gc_with(freeze_attn_library::GcOptions {
+            grace: std::time::Duration::ZERO,
+        })?
+    } else {
+        lib.gc()?
+    })
+}
+
+/// Checks every node: its chain resolves and every segment file opens and passes its checksum.
+pub fn verify(lib: &Library) -> Result<VerifyReport> {
+    Ok(lib.verify(|meta, path| {
+        let s = Segment::open(path).map_err(|e| e.to_string())?;
+        if s.id.0 != meta.hash.as_str() {
+            return Err(format!(
+                "content hash {} does not match the catalogue's {}",
+                &s.id.0[..12],
+                &meta.hash.as_str()[..12]
+            ));
+        }
+        if s.header.model_fingerprint != meta.model_fingerprint {
+            return Err("model fingerprint differs from the catalogue's".into());
+        }
+        Ok(())
+    })?)
+}

@@ -1,0 +1,209 @@
+// The engine as the UI sees it: the model, the live state, sampling, and what is running now.
+// Every backend failure ends as a notice; actions return null when they did not happen.
+import { thawSummary } from "../features/status/thaw-summary";
+import { incompatibleReason } from "../features/library/tree";
+import {
+  api,
+  toApiError,
+  type ForkPoint,
+  type LiveState,
+  type ModelInfo,
+  type NodeId,
+  type NodeKind,
+  type NodeView,
+  type Reply,
+  type Sampling,
+} from "./api";
+import { formatMillis, formatTokens } from "./format";
+import type { Library } from "./library.svelte";
+import type { Notices } from "./notices.svelte";
+
+export type Backend = "connecting" | "ready" | "unavailable";
+export type View = "chat" | "story" | "document" | "graph";
+
+/** The centre view that shows a live state of this kind. */
+export function viewFor(kind: NodeKind): View {
+  return kind === "story" ? "story" : kind === "document" ? "document" : "chat";
+}
+
+export class Session {
+  backend = $state<Backend>("connecting");
+  backendError = $state("");
+  model = $state<ModelInfo | null>(null);
+  live = $state<LiveState | null>(null);
+  sampling = $state<Sampling | null>(null);
+  /** A generation or document run is in flight; Stop applies to it. */
+  busy = $state(false);
+  /** What is running, in words ("Generating…"), shown in the status bar. */
+  activity = $state("");
+  /** The last thing that happened worth reporting (a thaw, a finished reply). */
+  report = $state("");
+  view = $state<View>("chat");
+
+  readonly library: Library;
+  readonly notices: Notices;
+
+  constructor(library: Library, notices: Notices) {
+    this.library = library;
+    this.notices = notices;
+  }
+
+  get currentNode(): NodeView | undefined {
+    return this.library.byId(this.live?.node);
+  }
+
+  async init(): Promise<void> {
+    this.backend = "connecting";
+    try {
+      const status = await api.status();
+      this.model = status.model;
+      this.live = status.live;
+      this.sampling = status.sampling;
+      this.busy = status.busy;
+      this.view = viewFor(status.live.kind);
+      this.backend = "ready";
+      this.backendError = "";
+      await this.library.refresh();
+    } catch (e) {
+      this.backend = "unavailable";
+      this.backendError = toApiError(e).message;
+    }
+  }
+
+  /** Re-reads the live state after commands that change it without returning it. */
+  async refreshStatus(): Promise<void> {
+    try {
+      const status = await api.status();
+      this.model = status.model;
+      this.live = status.live;
+      this.sampling = status.sampling;
+    } catch (e) {
+      this.notices.error(e);
+    }
+  }
+
+  /** Runs a long call with `busy` set, turning failure into a notice and `null`. */
+  async run<T>(activity: string, call: () => Promise<T>): Promise<T | null> {
+    this.busy = true;
+    this.activity = activity;
+    try {
+      return await call();
+    } catch (e) {
+      this.notices.error(e);
+      return null;
+    } finally {
+      this.busy = false;
+      this.activity = "";
+    }
+  }
+
+  /** A quick call: failure becomes a notice and `null`. */
+  async #call<T>(call: () => Promise<T>): Promise<T | null> {
+    try {
+      return await call();
+    } catch (e) {
+      this.notices.error(e);
+      return null;
+    }
+  }
+
+  async thaw(id: NodeId): Promise<boolean> {
+    const node = this.library.byId(id);
+    this.library.selected = id;
+    if (node && !node.compatible) {
+      this.notices.info(incompatibleReason(node, this.model?.name ?? null), 8000);
+      return false;
+    }
+    const report = await this.#call(() => api.thaw(id));
+    if (!report) return false;
+    this.live = report.live;
+    this.report = thawSummary(report, node?.name ?? `node ${id}`);
+    if (this.view !== "graph") this.view = viewFor(report.live.kind);
+    return true;
+  }
+
+  async newSession(kind: NodeKind, system: string | null): Promise<boolean> {
+    const live = await this.#call(() => api.newSession(kind, system));
+    if (!live) return false;
+    this.live = live;
+    this.view = viewFor(kind);
+    this.report = kind === "story" ? "new story" : "new chat";
+    return true;
+  }
+
+  async freeze(name: string, kind: NodeKind): Promise<NodeView | null> {
+    const node = await this.#call(() => api.freeze(name, kind));
+    if (!node) return null;
+    this.library.put(node);
+    this.library.selected = node.id;
+    this.report = `froze ${node.name} · ${formatTokens(node.token_count)}`;
+    await Promise.all([this.library.refresh(), this.refreshStatus()]);
+    return node;
+  }
+
+  async fork(node: NodeId, at: ForkPoint | null, name: string): Promise<boolean> {
+    const report = await this.#call(() => api.fork(node, at, name));
+    if (!report) return false;
+    this.live = report.live;
+    this.report = thawSummary(report, name, "forked");
+    await this.library.refresh();
+    this.library.selected = report.node;
+    if (this.view !== "graph") this.view = viewFor(report.live.kind);
+    return true;
+  }
+
+  async stop(): Promise<void> {
+    await this.#call(() => api.stop());
+  }
+
+  async continueFromAnswer(): Promise<boolean> {
+    const live = await this.#call(() => api.continueFromAnswer());
+    if (!live) return false;
+    this.live = live;
+    this.view = viewFor(live.kind);
+    this.report = "continuing from the answer";
+    return true;
+  }
+
+  async openModel(path: string): Promise<ModelInfo | null> {
+    const model = await this.run("Opening model…", () => api.openModel(path));
+    if (!model) return null;
+    this.model = model;
+    this.report = `opened ${model.name} on ${model.device}`;
+    // Compatibility of every node depends on the model.
+    await Promise.all([this.refreshStatus(), this.library.refresh()]);
+    return model;
+  }
+
+  async saveSampling(sampling: Sampling): Promise<Sampling | null> {
+    const saved = await this.#call(() => api.setSampling(sampling));
+    if (saved) {
+      this.sampling = saved;
+      this.notices.info("Sampling settings saved.");
+    }
+    return saved;
+  }
+
+  /** Takes in a finished reply: the new live state and a word on how it ended. */
+  settle(reply: Reply): void {
+    this.live = reply.live;
+    const timing = `${formatTokens(reply.tokens)} in ${formatMillis(reply.prefill_ms + reply.decode_ms)}`;
+    switch (reply.finish) {
+      case "cancelled":
+        this.report = `stopped after ${timing}`;
+        break;
+      case "context_full":
+        this.report = `context full after ${timing}`;
+        this.notices.info(
+          `The context is full (${reply.live.context_length} tokens). Freeze, then fork from an earlier point to go on.`,
+          10000,
+        );
+        break;
+      case "length":
+        this.report = `reached the token limit · ${timing}`;
+        break;
+      default:
+        this.report = `generated ${timing}`;
+    }
+  }
+}

@@ -1,0 +1,27 @@
+// Which dialog, popover and side panel are open. Kept apart from the backend-facing state.
+import type { ForkPoint, NodeId } from "./api";
+
+export type Dialog =
+  | { kind: "freeze" }
+  | { kind: "fork"; node: NodeId; at: ForkPoint | null }
+  | { kind: "new-session"; session: "chat" | "story" }
+  | { kind: "delete"; node: NodeId }
+  | { kind: "export"; node: NodeId }
+  | { kind: "import" };
+
+export type Inspector = "node" | "model";
+
+export class Ui {
+  dialog = $state<Dialog | null>(null);
+  inspector = $state<Inspector>("node");
+  helpOpen = $state(false);
+
+  open(dialog: Dialog): void {
+    this.dialog = dialog;
+    this.helpOpen = false;
+  }
+
+  close(): void {
+    this.dialog = null;
+  }
+}
