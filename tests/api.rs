@@ -3,5 +3,7 @@
 #[path = "api/support.rs"]
 mod support;
 
+#[path = "api/session.rs"]
+mod session;
 #[path = "api/state.rs"]
 mod state;

@@ -104,6 +104,11 @@ impl Session {
         Ok(())
     }
 
+    /// The live attention state, for callers that feed it tokens themselves (benchmarks, tests).
+    pub fn live_state_mut(&mut self) -> &mut KvState {
+        &mut self.live.state
+    }
+
     pub fn live(&self) -> LiveView {
         LiveView::of(&self.live, &self.model)
     }

@@ -68,9 +68,9 @@ describe("toApiError", () => {
     const internals = (window as unknown as Record<string, unknown>).__TAURI_INTERNALS__;
     delete (window as unknown as Record<string, unknown>).__TAURI_INTERNALS__;
     try {
-      const err = await unwrap(() => Promise.reject(new TypeError("Cannot read properties of undefined"))).catch(
+      const err = (await unwrap(() => Promise.reject(new TypeError("Cannot read properties of undefined"))).catch(
         (e) => e,
-      );
+      )) as ApiFailure;
       expect(err.code).toBe(BACKEND_UNAVAILABLE);
       expect(err.message).toMatch(/backend is not available/);
     } finally {

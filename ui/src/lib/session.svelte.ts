@@ -5,6 +5,7 @@ import { incompatibleReason } from "../features/library/tree";
 import {
   api,
   toApiError,
+  type ApiError,
   type ForkPoint,
   type LiveState,
   type ModelInfo,
@@ -28,7 +29,8 @@ export function viewFor(kind: NodeKind): View {
 
 export class Session {
   backend = $state<Backend>("connecting");
-  backendError = $state("");
+  /** Why the backend is unavailable; the code tells a missing bridge from a failing backend. */
+  backendError = $state<ApiError | null>(null);
   model = $state<ModelInfo | null>(null);
   live = $state<LiveState | null>(null);
   sampling = $state<Sampling | null>(null);
@@ -62,11 +64,11 @@ export class Session {
       this.busy = status.busy;
       this.view = viewFor(status.live.kind);
       this.backend = "ready";
-      this.backendError = "";
+      this.backendError = null;
       await this.library.refresh();
     } catch (e) {
       this.backend = "unavailable";
-      this.backendError = toApiError(e).message;
+      this.backendError = toApiError(e);
     }
   }
 

@@ -53,3 +53,14 @@ export function fakeBackend(handlers: Record<string, Handler> = {}): FakeBackend
   });
   return backend;
 }
+
+/** A promise to settle from the test, for holding a command open while it streams. */
+export function deferred<T = void>() {
+  let resolve!: (v: T) => void;
+  let reject!: (e: unknown) => void;
+  const promise = new Promise<T>((res, rej) => {
+    resolve = res;
+    reject = rej;
+  });
+  return { promise, resolve, reject };
+}

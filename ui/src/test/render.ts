@@ -1,14 +1,16 @@
 // Renders a component inside a fresh app state, as App.svelte would provide it.
 import { render } from "@testing-library/svelte";
-import type { Component, ComponentProps } from "svelte";
+import type { Component } from "svelte";
 import { APP_KEY, createAppState, type AppState } from "../lib/context";
 
-export function renderWithApp<C extends Component<any>>(
-  component: C,
-  props: ComponentProps<C> = {} as ComponentProps<C>,
+export function renderWithApp<P extends Record<string, any>>(
+  component: Component<P>,
+  props: P = {} as P,
   app: AppState = createAppState(),
 ) {
-  const result = render(component, { props, context: new Map([[APP_KEY, app]]) });
+  const context = new Map<unknown, unknown>([[APP_KEY, app]]);
+  // Svelte's MountOptions type is conditional on P; the props are right by the signature above.
+  const result = render(component, { props, context } as Parameters<typeof render<Component<P>>>[1]);
   return { ...result, app };
 }
 

@@ -2,7 +2,7 @@ import { describe, expect, it } from "vitest";
 import { node } from "../../test/fixtures";
 import { layoutTree, roots } from "./layout";
 
-const S = { colWidth: 100, rowHeight: 10, margin: 0 };
+const S = { colWidth: 100, rowHeight: 10, margin: 0, nodeWidth: 60 };
 
 // 1 ─┬─ 2 ─┬─ 4
 //    │     └─ 5
@@ -41,13 +41,13 @@ describe("layoutTree", () => {
       [2, 5],
     ]);
     const e = l.edges.find((x) => x.to === 4)!;
-    expect(e.path.startsWith("M 100 5")).toBe(true);
+    expect(e.path.startsWith("M 160 5")).toBe(true);
     expect(e.path.endsWith("200 0")).toBe(true);
   });
 
   it("sizes the canvas to the tree", () => {
     const l = layoutTree(nodes, 1, S);
-    expect(l.width).toBe(300);
+    expect(l.width).toBe(260);
     expect(l.height).toBe(20);
   });
 

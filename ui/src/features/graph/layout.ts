@@ -8,8 +8,9 @@ export type Placed = { node: NodeView; x: number; y: number; col: number; row: n
 export type Edge = { from: NodeId; to: NodeId; path: string };
 export type GraphLayout = { placed: Placed[]; edges: Edge[]; width: number; height: number };
 
-export type Spacing = { colWidth: number; rowHeight: number; margin: number };
-export const SPACING: Spacing = { colWidth: 170, rowHeight: 56, margin: 24 };
+/** `x` of a placed node is its left edge, `y` its vertical middle; edges run right edge to left edge. */
+export type Spacing = { colWidth: number; rowHeight: number; margin: number; nodeWidth: number };
+export const SPACING: Spacing = { colWidth: 184, rowHeight: 50, margin: 20, nodeWidth: 140 };
 
 export function layoutTree(nodes: NodeView[], rootId: NodeId, spacing: Spacing = SPACING): GraphLayout {
   const kids = childrenOf(nodes);
@@ -39,7 +40,7 @@ export function layoutTree(nodes: NodeView[], rootId: NodeId, spacing: Spacing =
   place(root, 0);
 
   const byId = new Map(nodes.map((n) => [n.id, n]));
-  const { colWidth, rowHeight, margin } = spacing;
+  const { colWidth, rowHeight, margin, nodeWidth } = spacing;
   const placed: Placed[] = [...rows.keys()].map((id) => {
     const col = cols.get(id)!;
     const row = rows.get(id)!;
@@ -52,11 +53,12 @@ export function layoutTree(nodes: NodeView[], rootId: NodeId, spacing: Spacing =
     if (p.node.id === rootId || p.node.parent === null) continue;
     const parent = at.get(p.node.parent);
     if (!parent) continue;
-    const midX = (parent.x + p.x) / 2;
+    const startX = parent.x + nodeWidth;
+    const midX = (startX + p.x) / 2;
     edges.push({
       from: parent.node.id,
       to: p.node.id,
-      path: `M ${parent.x} ${parent.y} C ${midX} ${parent.y}, ${midX} ${p.y}, ${p.x} ${p.y}`,
+      path: `M ${startX} ${parent.y} C ${midX} ${parent.y}, ${midX} ${p.y}, ${p.x} ${p.y}`,
     });
   }
 
@@ -64,7 +66,7 @@ export function layoutTree(nodes: NodeView[], rootId: NodeId, spacing: Spacing =
   return {
     placed,
     edges,
-    width: margin * 2 + maxCol * colWidth + colWidth,
+    width: margin * 2 + maxCol * colWidth + nodeWidth,
     height: margin * 2 + Math.max(0, nextRow - 1) * rowHeight,
   };
 }

@@ -1,0 +1,362 @@
+//! The handful of vector operations the attention kernel is written in, for each instruction set.
+//!
+//! Every operation is element-wise and exactly rounded (or exact), so a lane computes the same
+//! value whatever the vector width; that is what lets one generic kernel serve every path.
+//! The methods are `unsafe` because the SIMD implementations require their CPU features (the
+//! kernel is only instantiated for them inside functions that enable those features) and take
+//! raw pointers.
+
+#[allow(clippy::missing_safety_doc)]
+pub trait Simd: Copy {
+    /// Lanes per vector.
+    const W: usize;
+    /// Query rows per register tile (the tile holds `R × 4` accumulators).
+    const R: usize;
+
+    unsafe fn zero() -> Self;
+    unsafe fn splat(x: f32) -> Self;
+    unsafe fn load(p: *const f32) -> Self;
+    unsafe fn store(self, p: *mut f32);
+    /// `W` f16 values (raw bits), converted exactly.
+    unsafe fn load_f16(p: *const u16) -> Self;
+    /// `a · b + c` with one rounding.
+    unsafe fn fma(a: Self, b: Self, c: Self) -> Self;
+    unsafe fn mul(a: Self, b: Self) -> Self;
+    unsafe fn add(a: Self, b: Self) -> Self;
+    unsafe fn sub(a: Self, b: Self) -> Self;
+    /// Larger of each pair (the inputs are never NaN).
+    unsafe fn max(a: Self, b: Self) -> Self;
+    /// Round to the nearest integer, ties to even.
+    unsafe fn round_even(a: Self) -> Self;
+    /// `2^n` for integral `n` in `-126..=127`.
+    unsafe fn pow2(n: Self) -> Self;
+    /// Lanes `n..` set to zero.
+    unsafe fn keep_first(a: Self, n: usize) -> Self;
+    /// The largest lane.
+    unsafe fn hmax(a: Self) -> f32;
+
+    /// `kt[t·kb + j] = key j's value t` for `j < kc` (key `j` at `src + j·stride`, `d` values),
+    /// and zero for `kc ≤ j < kb`: the keys of a block across the lanes.
+    unsafe fn transpose_keys(src: *const u16, stride: usize, kc: usize, d: usize, kt: *mut f32, kb: usize) {
+        for j in 0..kb {
+            for t in 0..d {
+                let x = if j < kc {
+                    half::f16::from_bits(unsafe { *src.add(j * stride + t) }).to_f32()
+                } else {
+                    0.0
+                };
+                unsafe { *kt.add(t * kb + j) = x };
+            }
+        }
+    }
+}
+
+/// Scalar lanes: the portable path and the reference.
+impl Simd for f32 {
+    const W: usize = 1;
+    const R: usize = 4;
+    unsafe fn zero() -> Self {
+        0.0
+    }
+    unsafe fn splat(x: f32) -> Self {
+        x
+    }
+    unsafe fn load(p: *const f32) -> Self {
+        unsafe { *p }
+    }
+    unsafe fn store(self, p: *mut f32) {
+        unsafe { *p = self }
+    }
+    unsafe fn load_f16(p: *const u16) -> Self {
+        half::f16::from_bits(unsafe { *p }).to_f32()
+    }
+    unsafe fn fma(a: Self, b: Self, c: Self) -> Self {
+        a.mul_add(b, c)
+    }
+    unsafe fn mul(a: Self, b: Self) -> Self {
+        a * b
+    }
+    unsafe fn add(a: Self, b: Self) -> Self {
+        a + b
+    }
+    unsafe fn sub(a: Self, b: Self) -> Self {
+        a - b
+    }
+    unsafe fn max(a: Self, b: Self) -> Self {
+        if a > b {
+            a
+        } else {
+            b
+        }
+    }
+    unsafe fn round_even(a: Self) -> Self {
+        a.round_ties_even()
+    }
+    unsafe fn pow2(n: Self) -> Self {
+        f32::from_bits(((n as i32 + 127) as u32) << 23)
+    }
+    unsafe fn keep_first(a: Self, n: usize) -> Self {
+        if n >= 1 {
+            a
+        } else {
+            0.0
+        }
+    }
+    unsafe fn hmax(a: Self) -> f32 {
+        a
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+pub use x86::{F32x16, F32x8};
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use super::Simd;
+    use std::arch::x86_64::*;
+
+    /// Eight lanes (AVX2 + FMA + F16C).
+    #[derive(Clone, Copy)]
+    pub struct F32x8(__m256);
+
+    /// Sixteen lanes (AVX-512 F/DQ).
+    #[derive(Clone, Copy)]
+    pub struct F32x16(__m512);
+
+    const NEAREST: i32 = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
+
+    impl Simd for F32x8 {
+        const W: usize = 8;
+        const R: usize = 3;
+        #[inline(always)]
+        unsafe fn zero() -> Self {
+            Self(_mm256_setzero_ps())
+        }
+        #[inline(always)]
+        unsafe fn splat(x: f32) -> Self {
+            Self(_mm256_set1_ps(x))
+        }
+        #[inline(always)]
+        unsafe fn load(p: *const f32) -> Self {
+            Self(unsafe { _mm256_loadu_ps(p) })
+        }
+        #[inline(always)]
+        unsafe fn store(self, p: *mut f32) {
+            unsafe { _mm256_storeu_ps(p, self.0) }
+        }
+        #[inline(always)]
+        unsafe fn load_f16(p: *const u16) -> Self {
+            Self(unsafe { _mm256_cvtph_ps(_mm_loadu_si128(p as *const __m128i)) })
+        }
+        #[inline(always)]
+        unsafe fn fma(a: Self, b: Self, c: Self) -> Self {
+            Self(_mm256_fmadd_ps(a.0, b.0, c.0))
+        }
+        #[inline(always)]
+        unsafe fn mul(a: Self, b: Self) -> Self {
+            Self(_mm256_mul_ps(a.0, b.0))
+        }
+        #[inline(always)]
+        unsafe fn add(a: Self, b: Self) -> Self {
+            Self(_mm256_add_ps(a.0, b.0))
+        }
+        #[inline(always)]
+        unsafe fn sub(a: Self, b: Self) -> Self {
+            Self(_mm256_sub_ps(a.0, b.0))
+        }
+        #[inline(always)]
+        unsafe fn max(a: Self, b: Self) -> Self {
+            Self(_mm256_max_ps(a.0, b.0))
+        }
+        #[inline(always)]
+        unsafe fn round_even(a: Self) -> Self {
+            Self(_mm256_round_ps::<NEAREST>(a.0))
+        }
+        #[inline(always)]
+        unsafe fn pow2(n: Self) -> Self {
+            let i = _mm256_add_epi32(_mm256_cvtps_epi32(n.0), _mm256_set1_epi32(127));
+            Self(_mm256_castsi256_ps(_mm256_slli_epi32::<23>(i)))
+        }
+        #[inline(always)]
+        unsafe fn keep_first(a: Self, n: usize) -> Self {
+            let idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+            let keep = _mm256_cmpgt_epi32(_mm256_set1_epi32(n.min(8) as i32), idx);
+            Self(_mm256_and_ps(a.0, _mm256_castsi256_ps(keep)))
+        }
+        #[inline(always)]
+        unsafe fn hmax(a: Self) -> f32 {
+            let h = _mm_max_ps(_mm256_castps256_ps128(a.0), _mm256_extractf128_ps::<1>(a.0));
+            let h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+            _mm_cvtss_f32(_mm_max_ss(h, _mm_movehdup_ps(h)))
+        }
+        #[inline(always)]
+        unsafe fn transpose_keys(src: *const u16, stride: usize, kc: usize, d: usize, kt: *mut f32, kb: usize) {
+            let zero = _mm_setzero_si128();
+            for j0 in (0..kb).step_by(8) {
+                for t0 in (0..d).step_by(8) {
+                    let mut r = [_mm256_setzero_ps(); 8];
+                    for i in 0..8 {
+                        let h = if j0 + i < kc {
+                            unsafe { _mm_loadu_si128(src.add((j0 + i) * stride + t0) as *const __m128i) }
+                        } else {
+                            zero
+                        };
+                        r[i] = _mm256_cvtph_ps(h);
+                    }
+                    let t = [
+                        _mm256_unpacklo_ps(r[0], r[1]),
+                        _mm256_unpackhi_ps(r[0], r[1]),
+                        _mm256_unpacklo_ps(r[2], r[3]),
+                        _mm256_unpackhi_ps(r[2], r[3]),
+                        _mm256_unpacklo_ps(r[4], r[5]),
+                        _mm256_unpackhi_ps(r[4], r[5]),
+                        _mm256_unpacklo_ps(r[6], r[7]),
+                        _mm256_unpackhi_ps(r[6], r[7]),
+                    ];
+                    // u[4q + c]: keys 4q..4q+4 of columns c (low half) and 4 + c (high half).
+                    let mut u = [_mm256_setzero_ps(); 8];
+                    for q in 0..2 {
+                        let (a0, a1, b0, b1) = (
+                            _mm256_castps_pd(t[4 * q]),
+                            _mm256_castps_pd(t[4 * q + 1]),
+                            _mm256_castps_pd(t[4 * q + 2]),
+                            _mm256_castps_pd(t[4 * q + 3]),
+                        );
+                        u[4 * q] = _mm256_castpd_ps(_mm256_unpacklo_pd(a0, b0));
+                        u[4 * q + 1] = _mm256_castpd_ps(_mm256_unpackhi_pd(a0, b0));
+                        u[4 * q + 2] = _mm256_castpd_ps(_mm256_unpacklo_pd(a1, b1));
+                        u[4 * q + 3] = _mm256_castpd_ps(_mm256_unpackhi_pd(a1, b1));
+                    }
+                    for c in 0..4 {
+                        let lo = _mm256_permute2f128_ps::<0x20>(u[c], u[4 + c]);
+                        let hi = _mm256_permute2f128_ps::<0x31>(u[c], u[4 + c]);
+                        unsafe {
+                            _mm256_storeu_ps(kt.add((t0 + c) * kb + j0), lo);
+                            _mm256_storeu_ps(kt.add((t0 + 4 + c) * kb + j0), hi);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    impl Simd for F32x16 {
+        const W: usize = 16;
+        const R: usize = 6;
+        #[inline(always)]
+        unsafe fn zero() -> Self {
+            Self(_mm512_setzero_ps())
+        }
+        #[inline(always)]
+        unsafe fn splat(x: f32) -> Self {
+            Self(_mm512_set1_ps(x))
+        }
+        #[inline(always)]
+        unsafe fn load(p: *const f32) -> Self {
+            Self(unsafe { _mm512_loadu_ps(p) })
+        }
+        #[inline(always)]
+        unsafe fn store(self, p: *mut f32) {
+            unsafe { _mm512_storeu_ps(p, self.0) }
+        }
+        #[inline(always)]
+        unsafe fn load_f16(p: *const u16) -> Self {
+            Self(unsafe { _mm512_cvtph_ps(_mm256_loadu_si256(p as *const __m256i)) })
+        }
+        #[inline(always)]
+        unsafe fn fma(a: Self, b: Self, c: Self) -> Self {
+            Self(_mm512_fmadd_ps(a.0, b.0, c.0))
+        }
+        #[inline(always)]
+        unsafe fn mul(a: Self, b: Self) -> Self {
+            Self(_mm512_mul_ps(a.0, b.0))
+        }
+        #[inline(always)]
+        unsafe fn add(a: Self, b: Self) -> Self {
+            Self(_mm512_add_ps(a.0, b.0))
+        }
+        #[inline(always)]
+        unsafe fn sub(a: Self, b: Self) -> Self {
+            Self(_mm512_sub_ps(a.0, b.0))
+        }
+        #[inline(always)]
+        unsafe fn max(a: Self, b: Self) -> Self {
+            Self(_mm512_max_ps(a.0, b.0))
+        }
+        #[inline(always)]
+        unsafe fn round_even(a: Self) -> Self {
+            Self(_mm512_roundscale_ps::<NEAREST>(a.0))
+        }
+        #[inline(always)]
+        unsafe fn pow2(n: Self) -> Self {
+            let i = _mm512_add_epi32(_mm512_cvtps_epi32(n.0), _mm512_set1_epi32(127));
+            Self(_mm512_castsi512_ps(_mm512_slli_epi32::<23>(i)))
+        }
+        #[inline(always)]
+        unsafe fn keep_first(a: Self, n: usize) -> Self {
+            let mask: __mmask16 = if n >= 16 { 0xFFFF } else { (1u16 << n) - 1 };
+            Self(_mm512_maskz_mov_ps(mask, a.0))
+        }
+        #[inline(always)]
+        unsafe fn hmax(a: Self) -> f32 {
+            _mm512_reduce_max_ps(a.0)
+        }
+        #[inline(always)]
+        unsafe fn transpose_keys(src: *const u16, stride: usize, kc: usize, d: usize, kt: *mut f32, kb: usize) {
+            let zero = _mm256_setzero_si256();
+            for j0 in (0..kb).step_by(16) {
+                for t0 in (0..d).step_by(16) {
+                    let mut r = [_mm512_setzero_ps(); 16];
+                    for i in 0..16 {
+                        let h = if j0 + i < kc {
+                            unsafe { _mm256_loadu_si256(src.add((j0 + i) * stride + t0) as *const __m256i) }
+                        } else {
+                            zero
+                        };
+                        r[i] = _mm512_cvtph_ps(h);
+                    }
+                    let out = unsafe { transpose16(r) };
+                    for c in 0..16 {
+                        unsafe { _mm512_storeu_ps(kt.add((t0 + c) * kb + j0), out[c]) };
+                    }
+                }
+            }
+        }
+    }
+
+    /// `out[c][i] = r[i][c]` for a 16 × 16 block.
+    #[inline(always)]
+    unsafe fn transpose16(r: [__m512; 16]) -> [__m512; 16] {
+        let mut t = [_mm512_setzero_ps(); 16];
+        for p in 0..8 {
+            t[2 * p] = _mm512_unpacklo_ps(r[2 * p], r[2 * p + 1]);
+            t[2 * p + 1] = _mm512_unpackhi_ps(r[2 * p], r[2 * p + 1]);
+        }
+        // u[4q + c], 128-bit lane L: rows 4q..4q+4 of column 4L + c.
+        let mut u = [_mm512_setzero_ps(); 16];
+        for q in 0..4 {
+            let (a0, a1, b0, b1) = (
+                _mm512_castps_pd(t[4 * q]),
+                _mm512_castps_pd(t[4 * q + 1]),
+                _mm512_castps_pd(t[4 * q + 2]),
+                _mm512_castps_pd(t[4 * q + 3]),
+            );
+            u[4 * q] = _mm512_castpd_ps(_mm512_unpacklo_pd(a0, b0));
+            u[4 * q + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a0, b0));
+            u[4 * q + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(a1, b1));
+            u[4 * q + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(a1, b1));
+        }
+        let mut out = [_mm512_setzero_ps(); 16];
+        for c in 0..4 {
+            let v = _mm512_shuffle_f32x4::<0x88>(u[c], u[4 + c]);
+            let v2 = _mm512_shuffle_f32x4::<0xdd>(u[c], u[4 + c]);
+            let w = _mm512_shuffle_f32x4::<0x88>(u[8 + c], u[12 + c]);
+            let w2 = _mm512_shuffle_f32x4::<0xdd>(u[8 + c], u[12 + c]);
+            out[c] = _mm512_shuffle_f32x4::<0x88>(v, w);
+            out[8 + c] = _mm512_shuffle_f32x4::<0xdd>(v, w);
+            out[4 + c] = _mm512_shuffle_f32x4::<0x88>(v2, w2);
+            out[12 + c] = _mm512_shuffle_f32x4::<0xdd>(v2, w2);
+        }
+        out
+    }
+}

@@ -1,0 +1,125 @@
+import { screen, waitFor } from "@testing-library/svelte";
+import userEvent from "@testing-library/user-event";
+import { describe, expect, it } from "vitest";
+import type { GenEvent } from "../../lib/api";
+import { deferred, emit, fakeBackend, rejectWith } from "../../test/backend";
+import { appStatus, live, reply } from "../../test/fixtures";
+import { readyApp, renderWithApp } from "../../test/render";
+import ChatPane from "./ChatPane.svelte";
+
+const primed = live({
+  node: 7,
+  token_count: 40,
+  transcript: {
+    mode: "chat",
+    messages: [
+      { role: "system", content: "You are terse." },
+      { role: "user", content: "Hi" },
+      { role: "assistant", content: "Hello." },
+    ],
+  },
+});
+
+describe("ChatPane", () => {
+  it("shows tokens as they stream, then the reply's live state", async () => {
+    const user = userEvent.setup();
+    const gate = deferred();
+    const after = live({
+      node: 7,
+      dirty: true,
+      transcript: {
+        mode: "chat",
+        messages: [
+          { role: "user", content: "Tell me a joke" },
+          { role: "assistant", content: "Why did the cache freeze?" },
+        ],
+      },
+    });
+    const backend = fakeBackend({
+      chat_send: async (args) => {
+        emit<GenEvent>(args, { kind: "progress", done: 5, total: 10 });
+        emit<GenEvent>(args, { kind: "text", text: "Why did " });
+        emit<GenEvent>(args, { kind: "text", text: "the cache" });
+        await gate.promise;
+        return reply({ text: "Why did the cache freeze?", tokens: 6, live: after });
+      },
+    });
+    const app = await readyApp();
+    renderWithApp(ChatPane, {}, app);
+
+    await user.type(screen.getByTestId("composer-input"), "Tell me a joke");
+    await user.keyboard("{Control>}{Enter}{/Control}");
+
+    expect(await screen.findByTestId("message-streaming")).toHaveTextContent("Why did the cache");
+    expect(screen.getByTestId("message-pending")).toHaveTextContent("Tell me a joke");
+    expect(screen.getByTestId("composer-stop")).toBeInTheDocument();
+    expect(app.session.busy).toBe(true);
+    const [args] = backend.argsOf("chat_send");
+    expect(args.message).toBe("Tell me a joke");
+    expect(args.sampling).toEqual(appStatus().sampling);
+
+    gate.resolve();
+    await waitFor(() => expect(screen.queryByTestId("message-streaming")).not.toBeInTheDocument());
+    expect(screen.getByTestId("message-1")).toHaveTextContent("Why did the cache freeze?");
+    expect(app.session.live?.dirty).toBe(true);
+    expect(app.session.busy).toBe(false);
+    expect(app.session.report).toMatch(/generated 6 tokens/);
+  });
+
+  it("stops a generation with the Stop button", async () => {
+    const user = userEvent.setup();
+    const gate = deferred();
+    const backend = fakeBackend({
+      chat_send: async () => {
+        await gate.promise;
+        return reply({ finish: "cancelled", tokens: 2 });
+      },
+      stop: () => {
+        gate.resolve();
+        return null;
+      },
+    });
+    const app = await readyApp();
+    renderWithApp(ChatPane, {}, app);
+    await user.type(screen.getByTestId("composer-input"), "Go on");
+    await user.click(screen.getByTestId("composer-send"));
+    await user.click(await screen.findByTestId("composer-stop"));
+    expect(backend.argsOf("stop")).toHaveLength(1);
+    await waitFor(() => expect(app.session.report).toMatch(/stopped after 2 tokens/));
+  });
+
+  it("gives the message back and shows the error when sending fails", async () => {
+    const user = userEvent.setup();
+    fakeBackend({ chat_send: () => rejectWith("context_full", "The context is full.") });
+    const app = await readyApp();
+    renderWithApp(ChatPane, {}, app);
+    await user.type(screen.getByTestId("composer-input"), "Hello");
+    await user.click(screen.getByTestId("composer-send"));
+    await waitFor(() => expect(app.notices.items.map((n) => n.message)).toEqual(["The context is full."]));
+    expect(screen.getByTestId("composer-input")).toHaveValue("Hello");
+  });
+
+  it("offers a fork at every message of a frozen chat", async () => {
+    const user = userEvent.setup();
+    fakeBackend({ status: () => appStatus({ live: primed }) });
+    const app = await readyApp();
+    renderWithApp(ChatPane, {}, app);
+    expect(screen.getByTestId("message-0")).toHaveAttribute("data-role", "system");
+    await user.click(screen.getByTestId("fork-here-1"));
+    expect(app.ui.dialog).toEqual({ kind: "fork", node: 7, at: { message: 1, char_offset: null } });
+  });
+
+  it("cannot fork before the chat was frozen once", async () => {
+    fakeBackend({ status: () => appStatus({ live: { ...primed, node: null, dirty: true } }) });
+    const app = await readyApp();
+    renderWithApp(ChatPane, {}, app);
+    expect(screen.getByTestId("fork-here-1")).toBeDisabled();
+  });
+
+  it("invites priming when the chat is empty", async () => {
+    fakeBackend();
+    const app = await readyApp();
+    renderWithApp(ChatPane, {}, app);
+    expect(screen.getByTestId("chat-empty")).toHaveTextContent("Prime the model by chatting");
+  });
+});

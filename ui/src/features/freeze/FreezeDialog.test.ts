@@ -1,0 +1,56 @@
+import { screen, waitFor } from "@testing-library/svelte";
+import userEvent from "@testing-library/user-event";
+import { describe, expect, it, vi } from "vitest";
+import { fakeBackend, rejectWith } from "../../test/backend";
+import { appStatus, live, node } from "../../test/fixtures";
+import { readyApp, renderWithApp } from "../../test/render";
+import FreezeDialog from "./FreezeDialog.svelte";
+
+describe("FreezeDialog", () => {
+  it("freezes the live chat under a name and kind, then closes", async () => {
+    const user = userEvent.setup();
+    const frozen = node({ id: 9, name: "Terse tutor", kind: "personality", token_count: 80 });
+    const backend = fakeBackend({
+      status: () => appStatus({ live: live({ dirty: true, token_count: 80 }) }),
+      freeze: () => frozen,
+      list_tree: () => (backend.argsOf("freeze").length ? [frozen] : []),
+    });
+    const app = await readyApp();
+    const onclose = vi.fn();
+    renderWithApp(FreezeDialog, { onclose }, app);
+
+    expect(screen.getByTestId("freeze-submit")).toBeDisabled();
+    await user.type(screen.getByTestId("freeze-name"), "Terse tutor");
+    await user.click(screen.getByTestId("freeze-kind-personality"));
+    await user.click(screen.getByTestId("freeze-submit"));
+
+    expect(backend.argsOf("freeze")).toEqual([{ name: "Terse tutor", kind: "personality" }]);
+    await waitFor(() => expect(onclose).toHaveBeenCalled());
+    expect(app.library.nodes.map((n) => n.id)).toEqual([9]);
+    expect(app.session.report).toBe("froze Terse tutor · 80 tokens");
+  });
+
+  it("offers only the story kind for a story, and submits on Enter", async () => {
+    const user = userEvent.setup();
+    const backend = fakeBackend({
+      status: () => appStatus({ live: live({ kind: "story", transcript: { mode: "text", text: "Once" } }) }),
+      freeze: () => node({ id: 4, kind: "story" }),
+    });
+    const app = await readyApp();
+    renderWithApp(FreezeDialog, { onclose: () => {} }, app);
+    expect(screen.queryByTestId("freeze-kind-chat")).not.toBeInTheDocument();
+    await user.type(screen.getByTestId("freeze-name"), "Opening{Enter}");
+    expect(backend.argsOf("freeze")).toEqual([{ name: "Opening", kind: "story" }]);
+  });
+
+  it("stays open and reports a refused freeze", async () => {
+    const user = userEvent.setup();
+    fakeBackend({ freeze: () => rejectWith("disk_full", "Not enough disk space to freeze (needs 12 MB).") });
+    const app = await readyApp();
+    const onclose = vi.fn();
+    renderWithApp(FreezeDialog, { onclose }, app);
+    await user.type(screen.getByTestId("freeze-name"), "x{Enter}");
+    await waitFor(() => expect(app.notices.items[0]?.message).toBe("Not enough disk space to freeze (needs 12 MB)."));
+    expect(onclose).not.toHaveBeenCalled();
+  });
+});

@@ -1,0 +1,66 @@
+import { screen, waitFor } from "@testing-library/svelte";
+import userEvent from "@testing-library/user-event";
+import { describe, expect, it } from "vitest";
+import { fakeBackend, rejectWith } from "../../test/backend";
+import { model, sampling } from "../../test/fixtures";
+import { readyApp, renderWithApp } from "../../test/render";
+import ModelPanel from "./ModelPanel.svelte";
+
+describe("ModelPanel", () => {
+  it("describes the loaded model", async () => {
+    fakeBackend();
+    const app = await readyApp();
+    renderWithApp(ModelPanel, {}, app);
+    expect(screen.getByTestId("model-name")).toHaveTextContent("TinyLlama-1.1B-Chat");
+    expect(screen.getByTestId("model-device")).toHaveTextContent("CPU");
+    expect(screen.getByTestId("model-panel")).toHaveTextContent("GGUF · Q4_K_M");
+    expect(screen.getByTestId("model-panel")).toHaveTextContent("2,048 tokens");
+  });
+
+  it("opens another model by path and refreshes the tree's compatibility", async () => {
+    const user = userEvent.setup();
+    const other = model({ name: "Llama-3.2-1B", device: "CUDA", path: "/models/llama32" });
+    const backend = fakeBackend({ open_model: () => other });
+    const app = await readyApp();
+    renderWithApp(ModelPanel, {}, app);
+    await user.type(screen.getByTestId("model-path"), "/models/llama32");
+    await user.click(screen.getByTestId("model-open"));
+    expect(backend.argsOf("open_model")).toEqual([{ path: "/models/llama32" }]);
+    await waitFor(() => expect(backend.argsOf("list_tree")).toHaveLength(2));
+    expect(app.session.report).toBe("opened Llama-3.2-1B on CUDA");
+  });
+
+  it("shows why a model did not open", async () => {
+    const user = userEvent.setup();
+    fakeBackend({ open_model: () => rejectWith("unsupported", "This GGUF uses an unsupported architecture (mamba).") });
+    const app = await readyApp();
+    renderWithApp(ModelPanel, {}, app);
+    await user.type(screen.getByTestId("model-path"), "/m.gguf{Enter}");
+    await waitFor(() => expect(app.notices.items[0]?.message).toMatch(/unsupported architecture/));
+  });
+
+  it("saves sampling settings as numbers", async () => {
+    const user = userEvent.setup();
+    const backend = fakeBackend({ set_sampling: ({ sampling: s }) => s });
+    const app = await readyApp();
+    renderWithApp(ModelPanel, {}, app);
+    expect(screen.getByTestId("sampling-save")).toBeDisabled();
+    await user.clear(screen.getByTestId("sampling-temperature"));
+    await user.type(screen.getByTestId("sampling-temperature"), "0.3");
+    await user.clear(screen.getByTestId("sampling-seed"));
+    await user.type(screen.getByTestId("sampling-seed"), "7");
+    await user.click(screen.getByTestId("sampling-save"));
+    expect(backend.argsOf("set_sampling")).toEqual([{ sampling: sampling({ temperature: 0.3, seed: 7 }) }]);
+    await waitFor(() => expect(app.session.sampling?.seed).toBe(7));
+  });
+
+  it("refuses out-of-range sampling values", async () => {
+    const user = userEvent.setup();
+    fakeBackend();
+    const app = await readyApp();
+    renderWithApp(ModelPanel, {}, app);
+    await user.clear(screen.getByTestId("sampling-top_p"));
+    await user.type(screen.getByTestId("sampling-top_p"), "1.5");
+    expect(screen.getByTestId("sampling-save")).toBeDisabled();
+  });
+});

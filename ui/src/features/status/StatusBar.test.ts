@@ -1,0 +1,74 @@
+import { screen, waitFor } from "@testing-library/svelte";
+import userEvent from "@testing-library/user-event";
+import { describe, expect, it } from "vitest";
+import { fakeBackend } from "../../test/backend";
+import { appStatus, live, model, node, thawReport } from "../../test/fixtures";
+import { readyApp, renderWithApp } from "../../test/render";
+import HelpPopover from "./HelpPopover.svelte";
+import StatusBar from "./StatusBar.svelte";
+import Toasts from "./Toasts.svelte";
+
+describe("StatusBar", () => {
+  it("shows model, device and context used", async () => {
+    fakeBackend({
+      status: () => appStatus({ model: model({ device: "Metal" }), live: live({ token_count: 1234, dirty: true }) }),
+    });
+    const app = await readyApp();
+    renderWithApp(StatusBar, {}, app);
+    expect(screen.getByTestId("status-model")).toHaveTextContent("TinyLlama-1.1B-Chat");
+    expect(screen.getByTestId("status-device")).toHaveTextContent("Metal");
+    expect(screen.getByTestId("status-context")).toHaveTextContent("1,234 / 2,048");
+    expect(screen.getByTestId("status-unfrozen")).toBeInTheDocument();
+  });
+
+  it("reports a thaw with its time and reuse", async () => {
+    fakeBackend({
+      list_tree: () => [node({ id: 3, name: "Ada" })],
+      thaw: () => thawReport({ node: 3, millis: 12, reused_tokens: 1234, reprocessed_tokens: 0 }),
+    });
+    const app = await readyApp();
+    renderWithApp(StatusBar, {}, app);
+    await app.session.thaw(3);
+    await waitFor(() =>
+      expect(screen.getByTestId("status-report")).toHaveTextContent(
+        "thawed Ada in 12 ms · full reuse of 1,234 tokens · from memory",
+      ),
+    );
+  });
+
+  it("says when the backend is missing", async () => {
+    fakeBackend({ status: () => { throw "no"; } });
+    const app = await readyApp();
+    renderWithApp(StatusBar, {}, app);
+    expect(screen.getByTestId("status-unavailable")).toHaveTextContent("Backend not available");
+  });
+});
+
+describe("Toasts", () => {
+  it("shows error messages, not their data, and dismisses them", async () => {
+    const user = userEvent.setup();
+    fakeBackend();
+    const app = await readyApp();
+    renderWithApp(Toasts, {}, app);
+    app.notices.error({ code: "io", message: "Could not write the segment." });
+    app.notices.error({ unexpected: true });
+    const toasts = await screen.findAllByTestId("toast-error");
+    expect(toasts.map((t) => t.textContent)).toEqual([
+      expect.stringContaining("Could not write the segment."),
+      expect.stringContaining("The backend answered with an unexpected error."),
+    ]);
+    expect(toasts[1].textContent).not.toContain("{");
+    await user.click(screen.getAllByTestId("toast-dismiss")[0]);
+    expect(screen.getAllByTestId("toast-error")).toHaveLength(1);
+  });
+});
+
+describe("HelpPopover", () => {
+  it("lists the shortcuts", () => {
+    renderWithApp(HelpPopover, { onclose: () => {} });
+    const text = screen.getByTestId("help-popover").textContent ?? "";
+    for (const label of ["Send", "Stop", "Freeze", "Fork"]) expect(text).toContain(label);
+    expect(text).toContain("Ctrl+S");
+    expect(text).toContain("Ctrl+B");
+  });
+});
