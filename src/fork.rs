@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 /// A branch point inside a transcript: after message `message` (chat), or at `char_offset`
 /// inside it (inside the text, for text transcripts, whose single "message" is 0).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 pub struct ForkPoint {
     pub message: usize,
     pub char_offset: Option<usize>,

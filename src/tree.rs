@@ -24,11 +24,12 @@ pub fn library_dir() -> PathBuf {
 
 /// A node as the CLI and the app show it.
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 pub struct NodeView {
     pub id: i64,
     pub parent: Option<i64>,
     pub name: String,
-    pub kind: String,
+    pub kind: NodeKind,
     pub notes: String,
     pub tags: Vec<String>,
     pub pinned: bool,
@@ -56,7 +57,7 @@ pub fn view(lib: &Library, s: &NodeSummary, depth: usize, model: Option<&LoadedM
         id: s.id.0,
         parent: s.parent.map(|p| p.0),
         name: s.name.clone(),
-        kind: s.kind.as_str().to_string(),
+        kind: s.kind,
         notes: String::new(),
         tags: s.tags.clone(),
         pinned: s.pinned,

@@ -196,7 +196,7 @@ pub fn run(a: StatesArgs) -> anyhow::Result<()> {
                 None => tree::list_tree(&lib, None)?,
             };
             nodes.retain(|n| {
-                kind.as_ref().is_none_or(|k| &n.kind == k)
+                kind.as_ref().is_none_or(|k| n.kind.as_str() == k)
                     && tag.as_ref().is_none_or(|t| n.tags.contains(&t.to_lowercase()))
             });
             if json {

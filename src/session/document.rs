@@ -109,7 +109,7 @@ impl Session {
     }
 
     /// Makes the last answer (document + question + answer) the live state.
-    pub fn continue_from_answer(&mut self) -> Result<super::LiveView> {
+    pub fn continue_from_answer(&mut self) -> Result<super::LiveState> {
         let a = self
             .answer
             .take()

@@ -11,7 +11,7 @@ mod story;
 mod views;
 mod warm;
 
-pub use views::{Alternative, LiveView, Reply, ThawReport};
+pub use views::{Alternative, LiveState, Reply, ThawReport};
 
 use crate::error::{Error, Result};
 use crate::fork::ForkPoint;
@@ -109,12 +109,12 @@ impl Session {
         &mut self.live.state
     }
 
-    pub fn live(&self) -> LiveView {
-        LiveView::of(&self.live, &self.model)
+    pub fn live(&self) -> LiveState {
+        LiveState::of(&self.live, &self.model)
     }
 
     /// A new, empty live state: a chat (with an optional system prompt) or a story.
-    pub fn new_session(&mut self, kind: NodeKind, system: Option<&str>) -> LiveView {
+    pub fn new_session(&mut self, kind: NodeKind, system: Option<&str>) -> LiveState {
         let transcript = match kind {
             NodeKind::Chat | NodeKind::Personality => Transcript::Chat {
                 messages: system

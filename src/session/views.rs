@@ -6,9 +6,10 @@ use freeze_attn_engine::{FinishReason, Generation, LoadedModel};
 use serde::Serialize;
 
 #[derive(Debug, Clone, Serialize)]
-pub struct LiveView {
+#[cfg_attr(feature = "specta", derive(specta::Type))]
+pub struct LiveState {
     pub node: Option<i64>,
-    pub kind: String,
+    pub kind: freeze_attn_library::NodeKind,
     /// Tokens not yet frozen into a node.
     pub dirty: bool,
     pub token_count: usize,
@@ -16,11 +17,11 @@ pub struct LiveView {
     pub transcript: Transcript,
 }
 
-impl LiveView {
+impl LiveState {
     pub(crate) fn of(live: &Live, model: &LoadedModel) -> Self {
         Self {
             node: live.base.as_ref().map(|b| b.node.0),
-            kind: live.kind.as_str().to_string(),
+            kind: live.kind,
             dirty: live.dirty(),
             token_count: live.state.len(),
             context_length: model.model.config().context_length,
@@ -30,6 +31,7 @@ impl LiveView {
 }
 
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 pub struct ThawReport {
     pub node: i64,
     pub millis: f64,
@@ -38,10 +40,11 @@ pub struct ThawReport {
     /// Tokens that had to be run through the model again (0: a full reuse).
     pub reprocessed_tokens: usize,
     pub from_memory: bool,
-    pub live: LiveView,
+    pub live: LiveState,
 }
 
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 pub struct Reply {
     pub text: String,
     pub tokens: usize,
@@ -50,11 +53,11 @@ pub struct Reply {
     pub decode_ms: f64,
     /// Tokens fed before generating (the new turn).
     pub prompt_tokens: usize,
-    pub live: LiveView,
+    pub live: LiveState,
 }
 
 impl Reply {
-    pub(crate) fn new(g: &Generation, prompt_tokens: usize, live: LiveView) -> Self {
+    pub(crate) fn new(g: &Generation, prompt_tokens: usize, live: LiveState) -> Self {
         Self {
             text: g.text.clone(),
             tokens: g.tokens.len(),
@@ -68,6 +71,7 @@ impl Reply {
 }
 
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 pub struct Alternative {
     pub index: usize,
     pub text: String,

@@ -14,6 +14,7 @@ use std::io::{Read, Seek, SeekFrom};
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 pub struct ModelFingerprint(pub String);
 
 impl fmt::Display for ModelFingerprint {

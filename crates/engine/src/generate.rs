@@ -56,6 +56,7 @@ impl Default for GenerateParams {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 pub enum FinishReason {
     /// The model produced an end-of-turn / end-of-text token.
     StopToken,

@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 pub enum ModelFormat {
     Gguf,
     HfFolder,
@@ -21,6 +22,7 @@ pub enum ModelFormat {
 
 /// What the UI and the CLI show about a loaded model.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 pub struct ModelInfo {
     pub path: PathBuf,
     pub format: ModelFormat,

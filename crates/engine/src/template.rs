@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 /// One turn of a conversation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 pub struct Message {
     pub role: String,
     pub content: String,

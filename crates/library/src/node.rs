@@ -24,6 +24,7 @@ pub const MAX_TAG_CHARS: usize = 64;
 /// What a node holds; stored as lower-case text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 pub enum NodeKind {
     Personality,
     Story,

@@ -10,7 +10,7 @@ export type GraphLayout = { placed: Placed[]; edges: Edge[]; width: number; heig
 
 /** `x` of a placed node is its left edge, `y` its vertical middle; edges run right edge to left edge. */
 export type Spacing = { colWidth: number; rowHeight: number; margin: number; nodeWidth: number };
-export const SPACING: Spacing = { colWidth: 184, rowHeight: 50, margin: 20, nodeWidth: 140 };
+export const SPACING: Spacing = { colWidth: 216, rowHeight: 52, margin: 24, nodeWidth: 168 };
 
 export function layoutTree(nodes: NodeView[], rootId: NodeId, spacing: Spacing = SPACING): GraphLayout {
   const kids = childrenOf(nodes);

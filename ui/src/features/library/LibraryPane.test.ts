@@ -16,7 +16,7 @@ async function setup(handlers = {}) {
   const backend = fakeBackend({ list_tree: () => tree, ...handlers });
   const app = await readyApp();
   const view = renderWithApp(LibraryPane, {}, app);
-  return { backend, app, ...view };
+  return { backend, ...view };
 }
 
 describe("LibraryPane", () => {

@@ -1,4 +1,4 @@
-import { screen, waitFor, within } from "@testing-library/svelte";
+import { fireEvent, screen, waitFor, within } from "@testing-library/svelte";
 import userEvent from "@testing-library/user-event";
 import { describe, expect, it } from "vitest";
 import type { AltEvent, GenEvent } from "../../lib/api";
@@ -130,5 +130,17 @@ describe("StoryPane", () => {
     await user.click(screen.getByTestId("alt-generate"));
     await user.click(await screen.findByTestId("alt-regenerate"));
     await waitFor(() => expect(backend.argsOf("story_alternatives")).toHaveLength(2));
+  });
+
+  it("forks at the cursor position in the story text", async () => {
+    const user = userEvent.setup();
+    fakeBackend({ status: () => appStatus({ live: story("It was a dark and stormy night.") }) });
+    const app = await readyApp();
+    renderWithApp(StoryPane, {}, app);
+    const text = screen.getByTestId("story-text") as HTMLTextAreaElement;
+    text.setSelectionRange(8, 8);
+    await fireEvent.keyUp(text);
+    await user.click(screen.getByTestId("story-fork-cursor"));
+    expect(app.ui.dialog).toEqual({ kind: "fork", node: 3, at: { message: 0, char_offset: 8 } });
   });
 });
