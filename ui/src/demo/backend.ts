@@ -8,11 +8,11 @@ import type {
   LiveState,
   Message,
   ModelInfo,
-  NodeId,
   NodeKind,
   NodeView,
   Sampling,
 } from "../lib/bindings";
+import type { NodeId } from "../lib/api";
 
 const model: ModelInfo = {
   name: "TinyLlama-1.1B-Chat-v1.0",
@@ -22,6 +22,8 @@ const model: ModelInfo = {
   bytes: 668_788_096,
   device: "CPU",
   context_length: 2048,
+  n_layer: 22,
+  vocab_size: 32000,
   fingerprint: "3f2a9c0d11e4b7a8c2d5e6f7a8b9c0d1",
   has_chat_template: true,
 };
@@ -33,7 +35,7 @@ const now = Math.floor(Date.now() / 1000);
 function mk(id: NodeId, parent: NodeId | null, name: string, kind: NodeKind, tokens: number, extra: Partial<NodeView> = {}): NodeView {
   return {
     id, parent, name, kind, notes: "", tags: [], pinned: false, token_count: tokens, own_bytes: tokens * 2 * 22 * 256 * 2 * 2,
-    model_name: model.name, compatible: true, created_at: now - 86400 + id * 60, updated_at: now, depth: 0, ...extra,
+    model_name: model.name, model_fingerprint: model.fingerprint, compatible: true, created_at: now - 86400 + id * 60, updated_at: now, depth: 0, ...extra,
   };
 }
 

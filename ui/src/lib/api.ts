@@ -8,13 +8,17 @@ import {
   type DeleteMode,
   type ForkPoint,
   type GenEvent,
-  type NodeId,
   type NodeKind,
-  type Result,
   type Sampling,
 } from "./bindings";
 
 export type * from "./bindings";
+
+/** Node ids are plain numbers on the wire. */
+export type NodeId = number;
+
+/** What every generated command resolves to. */
+export type Result<T, E> = { status: "ok"; data: T } | { status: "error"; error: E };
 
 /** A failed backend call, always carrying a user-readable message. */
 export class ApiFailure extends Error {

@@ -189,7 +189,7 @@ export class Session {
   /** Takes in a finished reply: the new live state and a word on how it ended. */
   settle(reply: Reply): void {
     this.live = reply.live;
-    const timing = `${formatTokens(reply.tokens)} in ${formatMillis(reply.prefill_ms + reply.decode_ms)}`;
+    const timing = `${formatTokens(reply.tokens)} in ${formatMillis((reply.prefill_ms ?? 0) + (reply.decode_ms ?? 0))}`;
     switch (reply.finish) {
       case "cancelled":
         this.report = `stopped after ${timing}`;

@@ -11,7 +11,7 @@ export function describeForkPoint(at: ForkPoint | null, transcript: Transcript |
   }
   if (at.char_offset !== null) return `Message ${at.message + 1}, cut at character ${formatCount(at.char_offset)}.`;
   const m = transcript?.mode === "chat" ? transcript.messages[at.message] : undefined;
-  const what = m ? `${ROLE[m.role]} “${excerpt(m.content)}”` : `message ${at.message + 1}`;
+  const what = m ? `${ROLE[m.role as keyof typeof ROLE] ?? m.role} “${excerpt(m.content)}”` : `message ${at.message + 1}`;
   return `The conversation up to and including ${what}.`;
 }
 

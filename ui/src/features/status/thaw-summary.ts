@@ -9,5 +9,5 @@ export function thawSummary(report: ThawReport, name: string, verb = "thawed"): 
       ? `full reuse of ${formatCount(report.reused_tokens)} tokens`
       : `reused ${formatCount(report.reused_tokens)}, re-processed ${formatCount(report.reprocessed_tokens)} tokens`;
   const source = report.from_memory ? "from memory" : "from disk";
-  return `${verb} ${name} in ${formatMillis(report.millis)} · ${reuse} · ${source}`;
+  return `${verb} ${name} in ${formatMillis(report.millis ?? 0)} · ${reuse} · ${source}`;
 }

@@ -10,6 +10,7 @@
 
 use super::dequant::{decoder, RowDecoder};
 use super::gemm::{self, LANES};
+use super::gemv::{self, Gemv};
 use super::isa::{isa, Isa};
 use candle_core::quantized::{GgmlDType, QTensor};
 use rayon::prelude::*;
@@ -33,6 +34,8 @@ pub struct CpuMatrix {
     k: usize,
     row_bytes: usize,
     decode: RowDecoder,
+    /// The fused decoding kernel, for the formats that have one.
+    gemv: Option<Gemv>,
     isa: Isa,
 }
 
@@ -72,6 +75,7 @@ impl CpuMatrix {
             k,
             row_bytes,
             decode,
+            gemv: gemv::gemv(dt, isa),
             isa,
         })
     }
@@ -113,6 +117,23 @@ impl CpuMatrix {
         };
         let dst = OutPtr(out.as_mut_ptr());
         let tasks = n.div_ceil(task_rows);
+        if let (Some(gemv), true) = (self.gemv, m <= gemv::MAX_M) {
+            let run = |t: usize| {
+                let dst = dst;
+                let r0 = t * task_rows;
+                let rows = task_rows.min(n - r0);
+                let w = &data[r0 * self.row_bytes..(r0 + rows) * self.row_bytes];
+                // SAFETY: `w` holds `rows` whole rows, `x` holds m × k values (checked above), and
+                // this task alone writes columns `r0..r0+rows` of the m × n output.
+                unsafe { gemv(w.as_ptr(), self.row_bytes, rows, x.as_ptr(), m, k, dst.0.add(r0), n) };
+            };
+            if tasks == 1 {
+                run(0);
+            } else {
+                (0..tasks).into_par_iter().for_each(run);
+            }
+            return Ok(());
+        }
         let run = |t: usize| {
             let dst = dst;
             let r0 = t * task_rows;

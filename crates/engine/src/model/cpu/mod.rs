@@ -12,5 +12,6 @@
 pub mod attention;
 mod dequant;
 mod gemm;
+mod gemv;
 pub mod isa;
 pub mod matmul;
