@@ -102,13 +102,13 @@ impl ModelConfig {
         if self.n_layer == 0 || self.n_head == 0 || self.n_kv_head == 0 || self.head_dim == 0 {
             return Err(format!("degenerate shape: {self:?}"));
         }
-        if self.n_head % self.n_kv_head != 0 {
+        if !self.n_head.is_multiple_of(self.n_kv_head) {
             return Err(format!(
                 "{} attention heads are not a multiple of {} key/value heads",
                 self.n_head, self.n_kv_head
             ));
         }
-        if self.rope.dim != self.head_dim || self.head_dim % 2 != 0 {
+        if self.rope.dim != self.head_dim || !self.head_dim.is_multiple_of(2) {
             return Err(format!(
                 "rope dimension {} must equal the (even) head dimension {}",
                 self.rope.dim, self.head_dim

@@ -145,11 +145,10 @@ pub fn load_chain(chain: &[Segment], upto: usize, model: &Model, fingerprint: &M
     let Some(first) = chain.first() else {
         return Err(EngineError::State("an empty chain of segments".into()));
     };
-    if first.header.parent.is_some() {
+    if let Some(parent) = &first.header.parent {
         return Err(EngineError::State(format!(
-            "{} continues segment {} which was not given (missing parent segment)",
+            "{} continues segment {parent} which was not given (missing parent segment)",
             first.path.display(),
-            first.header.parent.as_ref().unwrap()
         )));
     }
     for (i, s) in chain.iter().enumerate() {

@@ -140,7 +140,7 @@ pub fn write_segment(
                     ));
                 }
                 StoredDType::Q8 => {
-                    if g.head_dim % q8::BLOCK != 0 {
+                    if !g.head_dim.is_multiple_of(q8::BLOCK) {
                         return Err(EngineError::State(format!(
                             "q8 needs a head dimension divisible by 32, not {}",
                             g.head_dim
