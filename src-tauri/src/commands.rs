@@ -18,7 +18,10 @@ fn gen_events(ch: Channel<GenEvent>) -> impl FnMut(Event<'_>) {
     move |e| {
         let _ = ch.send(match e {
             Event::Text(t) => GenEvent::Text { text: t.to_string() },
-            Event::Prefill(p) => GenEvent::Progress { done: p.done as u32, total: p.total as u32 },
+            Event::Prefill(p) => GenEvent::Progress {
+                done: p.done as u32,
+                total: p.total as u32,
+            },
         });
     }
 }
@@ -61,19 +64,25 @@ pub async fn open_model(state: State<'_, AppState>, path: String) -> Res<ModelIn
 #[tauri::command]
 #[specta::specta]
 pub async fn list_tree(state: State<'_, AppState>) -> Res<Vec<NodeView>> {
-    state.with_session(|s, _| Ok(tree::list_tree(&s.library, Some(&s.model))?)).await
+    state
+        .with_session(|s, _| Ok(tree::list_tree(&s.library, Some(&s.model))?))
+        .await
 }
 
 #[tauri::command]
 #[specta::specta]
 pub async fn search(state: State<'_, AppState>, query: String) -> Res<Vec<NodeView>> {
-    state.with_session(move |s, _| Ok(tree::search(&s.library, &query, Some(&s.model))?)).await
+    state
+        .with_session(move |s, _| Ok(tree::search(&s.library, &query, Some(&s.model))?))
+        .await
 }
 
 #[tauri::command]
 #[specta::specta]
 pub async fn new_session(state: State<'_, AppState>, kind: NodeKind, system: Option<String>) -> Res<LiveState> {
-    state.with_session(move |s, _| Ok(s.new_session(kind, system.as_deref()))).await
+    state
+        .with_session(move |s, _| Ok(s.new_session(kind, system.as_deref())))
+        .await
 }
 
 #[tauri::command]
@@ -84,29 +93,53 @@ pub async fn thaw(state: State<'_, AppState>, node: i64) -> Res<ThawReport> {
 
 #[tauri::command]
 #[specta::specta]
-pub async fn chat_send(state: State<'_, AppState>, message: String, sampling: Sampling, on_event: Channel<GenEvent>) -> Res<Reply> {
-    state.with_session(move |s, _| Ok(s.chat_send(&message, &sampling.params(), &mut gen_events(on_event))?)).await
+pub async fn chat_send(
+    state: State<'_, AppState>,
+    message: String,
+    sampling: Sampling,
+    on_event: Channel<GenEvent>,
+) -> Res<Reply> {
+    state
+        .with_session(move |s, _| Ok(s.chat_send(&message, &sampling.params(), &mut gen_events(on_event))?))
+        .await
 }
 
 #[tauri::command]
 #[specta::specta]
 pub async fn continue_reply(state: State<'_, AppState>, sampling: Sampling, on_event: Channel<GenEvent>) -> Res<Reply> {
-    state.with_session(move |s, _| Ok(s.continue_reply(&sampling.params(), &mut gen_events(on_event))?)).await
+    state
+        .with_session(move |s, _| Ok(s.continue_reply(&sampling.params(), &mut gen_events(on_event))?))
+        .await
 }
 
 #[tauri::command]
 #[specta::specta]
-pub async fn continue_text(state: State<'_, AppState>, text: String, sampling: Sampling, on_event: Channel<GenEvent>) -> Res<Reply> {
-    state.with_session(move |s, _| Ok(s.continue_text(&text, &sampling.params(), &mut gen_events(on_event))?)).await
+pub async fn continue_text(
+    state: State<'_, AppState>,
+    text: String,
+    sampling: Sampling,
+    on_event: Channel<GenEvent>,
+) -> Res<Reply> {
+    state
+        .with_session(move |s, _| Ok(s.continue_text(&text, &sampling.params(), &mut gen_events(on_event))?))
+        .await
 }
 
 #[tauri::command]
 #[specta::specta]
-pub async fn story_alternatives(state: State<'_, AppState>, n: u32, sampling: Sampling, on_event: Channel<AltEvent>) -> Res<Vec<Alternative>> {
+pub async fn story_alternatives(
+    state: State<'_, AppState>,
+    n: u32,
+    sampling: Sampling,
+    on_event: Channel<AltEvent>,
+) -> Res<Vec<Alternative>> {
     state
         .with_session(move |s, _| {
             let mut send = |i: usize, t: &str| {
-                let _ = on_event.send(AltEvent { index: i as u32, text: t.to_string() });
+                let _ = on_event.send(AltEvent {
+                    index: i as u32,
+                    text: t.to_string(),
+                });
             };
             Ok(s.story_alternatives(n as usize, &sampling.params(), &mut send)?)
         })
@@ -115,8 +148,15 @@ pub async fn story_alternatives(state: State<'_, AppState>, n: u32, sampling: Sa
 
 #[tauri::command]
 #[specta::specta]
-pub async fn keep_alternative(state: State<'_, AppState>, index: u32, name: String, keep_others: bool) -> Res<Vec<NodeView>> {
-    state.with_session(move |s, _| Ok(s.keep_alternative(index as usize, &name, keep_others)?)).await
+pub async fn keep_alternative(
+    state: State<'_, AppState>,
+    index: u32,
+    name: String,
+    keep_others: bool,
+) -> Res<Vec<NodeView>> {
+    state
+        .with_session(move |s, _| Ok(s.keep_alternative(index as usize, &name, keep_others)?))
+        .await
 }
 
 #[tauri::command]
@@ -128,16 +168,26 @@ pub async fn freeze(state: State<'_, AppState>, name: String, kind: NodeKind) ->
 #[tauri::command]
 #[specta::specta]
 pub async fn fork(state: State<'_, AppState>, node: i64, at: Option<ForkPoint>, name: String) -> Res<ThawReport> {
-    state.with_session(move |s, _| Ok(s.fork(NodeId(node), at, &name)?)).await
+    state
+        .with_session(move |s, _| Ok(s.fork(NodeId(node), at, &name)?))
+        .await
 }
 
 #[tauri::command]
 #[specta::specta]
-pub async fn process_document(state: State<'_, AppState>, path: String, name: String, on_event: Channel<GenEvent>) -> Res<NodeView> {
+pub async fn process_document(
+    state: State<'_, AppState>,
+    path: String,
+    name: String,
+    on_event: Channel<GenEvent>,
+) -> Res<NodeView> {
     state
         .with_session(move |s, _| {
             let mut progress = |p: freeze_attn::engine::PrefillProgress| {
-                let _ = on_event.send(GenEvent::Progress { done: p.done as u32, total: p.total as u32 });
+                let _ = on_event.send(GenEvent::Progress {
+                    done: p.done as u32,
+                    total: p.total as u32,
+                });
             };
             Ok(s.process_document(&PathBuf::from(path), &name, &mut progress)?)
         })
@@ -146,8 +196,16 @@ pub async fn process_document(state: State<'_, AppState>, path: String, name: St
 
 #[tauri::command]
 #[specta::specta]
-pub async fn ask(state: State<'_, AppState>, node: i64, question: String, sampling: Sampling, on_event: Channel<GenEvent>) -> Res<Reply> {
-    state.with_session(move |s, _| Ok(s.ask(NodeId(node), &question, &sampling.params(), &mut gen_events(on_event))?)).await
+pub async fn ask(
+    state: State<'_, AppState>,
+    node: i64,
+    question: String,
+    sampling: Sampling,
+    on_event: Channel<GenEvent>,
+) -> Res<Reply> {
+    state
+        .with_session(move |s, _| Ok(s.ask(NodeId(node), &question, &sampling.params(), &mut gen_events(on_event))?))
+        .await
 }
 
 #[tauri::command]
@@ -167,71 +225,89 @@ pub async fn stop(state: State<'_, AppState>) -> Res<()> {
 #[tauri::command]
 #[specta::specta]
 pub async fn rename_node(state: State<'_, AppState>, node: i64, name: String) -> Res<NodeView> {
-    state.with_session(move |s, _| {
-        tree::rename(&s.library, NodeId(node), &name)?;
-        Ok(s.node_view(NodeId(node))?)
-    })
-    .await
+    state
+        .with_session(move |s, _| {
+            tree::rename(&s.library, NodeId(node), &name)?;
+            Ok(s.node_view(NodeId(node))?)
+        })
+        .await
 }
 
 #[tauri::command]
 #[specta::specta]
 pub async fn set_notes(state: State<'_, AppState>, node: i64, notes: String) -> Res<NodeView> {
-    state.with_session(move |s, _| {
-        tree::annotate(&s.library, NodeId(node), &notes)?;
-        Ok(s.node_view(NodeId(node))?)
-    })
-    .await
+    state
+        .with_session(move |s, _| {
+            tree::annotate(&s.library, NodeId(node), &notes)?;
+            Ok(s.node_view(NodeId(node))?)
+        })
+        .await
 }
 
 #[tauri::command]
 #[specta::specta]
 pub async fn add_tag(state: State<'_, AppState>, node: i64, tag: String) -> Res<NodeView> {
-    state.with_session(move |s, _| {
-        tree::tag(&s.library, NodeId(node), &tag)?;
-        Ok(s.node_view(NodeId(node))?)
-    })
-    .await
+    state
+        .with_session(move |s, _| {
+            tree::tag(&s.library, NodeId(node), &tag)?;
+            Ok(s.node_view(NodeId(node))?)
+        })
+        .await
 }
 
 #[tauri::command]
 #[specta::specta]
 pub async fn remove_tag(state: State<'_, AppState>, node: i64, tag: String) -> Res<NodeView> {
-    state.with_session(move |s, _| {
-        tree::untag(&s.library, NodeId(node), &tag)?;
-        Ok(s.node_view(NodeId(node))?)
-    })
-    .await
+    state
+        .with_session(move |s, _| {
+            tree::untag(&s.library, NodeId(node), &tag)?;
+            Ok(s.node_view(NodeId(node))?)
+        })
+        .await
 }
 
 #[tauri::command]
 #[specta::specta]
 pub async fn set_pinned(state: State<'_, AppState>, node: i64, pinned: bool) -> Res<NodeView> {
-    state.with_session(move |s, _| {
-        tree::pin(&s.library, NodeId(node), pinned)?;
-        Ok(s.node_view(NodeId(node))?)
-    })
-    .await
+    state
+        .with_session(move |s, _| {
+            tree::pin(&s.library, NodeId(node), pinned)?;
+            Ok(s.node_view(NodeId(node))?)
+        })
+        .await
 }
 
 #[tauri::command]
 #[specta::specta]
 pub async fn move_node(state: State<'_, AppState>, node: i64, parent: Option<i64>) -> Res<NodeView> {
-    state.with_session(move |s, _| {
-        tree::move_node(&s.library, NodeId(node), parent.map(NodeId))?;
-        Ok(s.node_view(NodeId(node))?)
-    })
-    .await
+    state
+        .with_session(move |s, _| {
+            tree::move_node(&s.library, NodeId(node), parent.map(NodeId))?;
+            Ok(s.node_view(NodeId(node))?)
+        })
+        .await
 }
 
 fn report(d: freeze_attn_library::Deletion) -> DeleteReport {
-    DeleteReport { deleted: d.deleted.len() as u32, reparented: d.reparented.len() as u32, freed_bytes: d.freed_bytes }
+    DeleteReport {
+        deleted: d.deleted.len() as u32,
+        reparented: d.reparented.len() as u32,
+        freed_bytes: d.freed_bytes,
+    }
 }
 
 #[tauri::command]
 #[specta::specta]
 pub async fn preview_delete(state: State<'_, AppState>, node: i64, mode: DeleteMode) -> Res<DeleteReport> {
-    state.with_session(move |s, _| Ok(report(tree::preview_delete(&s.library, NodeId(node), library_mode(mode))?))).await
+    state
+        .with_session(move |s, _| {
+            Ok(report(tree::preview_delete(
+                &s.library,
+                NodeId(node),
+                library_mode(mode),
+            )?))
+        })
+        .await
 }
 
 #[tauri::command]
@@ -251,15 +327,34 @@ pub async fn delete_node(state: State<'_, AppState>, node: i64, mode: DeleteMode
 #[tauri::command]
 #[specta::specta]
 pub async fn export_node(state: State<'_, AppState>, node: i64, path: String) -> Res<u64> {
-    state.with_session(move |s, _| Ok(freeze_attn::export::export_node(&s.library, NodeId(node), &PathBuf::from(path))?)).await
+    state
+        .with_session(move |s, _| {
+            Ok(freeze_attn::export::export_node(
+                &s.library,
+                NodeId(node),
+                &PathBuf::from(path),
+            )?)
+        })
+        .await
 }
 
 #[tauri::command]
 #[specta::specta]
-pub async fn import_bundle(state: State<'_, AppState>, path: String, parent: Option<i64>, name: Option<String>) -> Res<NodeView> {
+pub async fn import_bundle(
+    state: State<'_, AppState>,
+    path: String,
+    parent: Option<i64>,
+    name: Option<String>,
+) -> Res<NodeView> {
     state
         .with_session(move |s, _| {
-            let id = freeze_attn::export::import_bundle(&s.library, &s.model, &PathBuf::from(path), parent.map(NodeId), name.as_deref())?;
+            let id = freeze_attn::export::import_bundle(
+                &s.library,
+                &s.model,
+                &PathBuf::from(path),
+                parent.map(NodeId),
+                name.as_deref(),
+            )?;
             Ok(s.node_view(id)?)
         })
         .await
@@ -270,7 +365,11 @@ pub async fn import_bundle(state: State<'_, AppState>, path: String, parent: Opt
 pub async fn set_sampling(state: State<'_, AppState>, sampling: Sampling) -> Res<Sampling> {
     state
         .run(move |core| {
-            sampling.params().sampling.validate().map_err(freeze_attn::Error::from)?;
+            sampling
+                .params()
+                .sampling
+                .validate()
+                .map_err(freeze_attn::Error::from)?;
             core.sampling = sampling.clone();
             Ok(sampling)
         })

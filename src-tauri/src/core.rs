@@ -21,7 +21,9 @@ impl Core {
     fn start(cancel: CancelToken) -> Self {
         let opened = (|| -> freeze_attn::Result<Session> {
             let model_spec = std::env::var("FREEZE_ATTN_MODEL").unwrap_or_else(|_| "default".into());
-            let device: DeviceChoice = std::env::var("FREEZE_ATTN_DEVICE").unwrap_or_else(|_| "auto".into()).parse()?;
+            let device: DeviceChoice = std::env::var("FREEZE_ATTN_DEVICE")
+                .unwrap_or_else(|_| "auto".into())
+                .parse()?;
             let model = freeze_attn::open_model(&model_spec, device)?;
             let library = freeze_attn::tree::open_library()?;
             let mut s = Session::new(model, library)?;
@@ -29,20 +31,36 @@ impl Core {
             Ok(s)
         })();
         match opened {
-            Ok(s) => Self { session: Some(s), error: None, sampling: Sampling::default() },
-            Err(e) => Self { session: None, error: Some(e.into()), sampling: Sampling::default() },
+            Ok(s) => Self {
+                session: Some(s),
+                error: None,
+                sampling: Sampling::default(),
+            },
+            Err(e) => Self {
+                session: None,
+                error: Some(e.into()),
+                sampling: Sampling::default(),
+            },
         }
     }
 
     fn status(&self) -> Option<AppStatus> {
         let s = self.session.as_ref()?;
-        Some(AppStatus { model: s.model.info.clone(), live: s.live(), sampling: self.sampling.clone(), busy: false })
+        Some(AppStatus {
+            model: s.model.info.clone(),
+            live: s.live(),
+            sampling: self.sampling.clone(),
+            busy: false,
+        })
     }
 
     pub fn session(&mut self) -> Result<&mut Session, ApiError> {
         match &mut self.session {
             Some(s) => Ok(s),
-            None => Err(self.error.clone().unwrap_or_else(|| ApiError::new("no_model", "no model is loaded"))),
+            None => Err(self
+                .error
+                .clone()
+                .unwrap_or_else(|| ApiError::new("no_model", "no model is loaded"))),
         }
     }
 }
@@ -58,7 +76,12 @@ impl AppState {
     pub fn start() -> Self {
         let cancel = CancelToken::new();
         let c = cancel.clone();
-        Self { worker: Worker::spawn("freeze-attn-engine", move || Core::start(c)), cancel, busy: Arc::default(), status: Mutex::new(None) }
+        Self {
+            worker: Worker::spawn("freeze-attn-engine", move || Core::start(c)),
+            cancel,
+            busy: Arc::default(),
+            status: Mutex::new(None),
+        }
     }
 
     /// Runs `f` on the engine thread; refreshes the cached status afterwards.
@@ -104,7 +127,8 @@ impl AppState {
         }
         self.run(|core| {
             core.session()?;
-            core.status().ok_or_else(|| ApiError::new("no_model", "no model is loaded"))
+            core.status()
+                .ok_or_else(|| ApiError::new("no_model", "no model is loaded"))
         })
         .await
     }

@@ -15,19 +15,28 @@ pub struct ApiError {
 
 impl From<freeze_attn::Error> for ApiError {
     fn from(e: freeze_attn::Error) -> Self {
-        Self { code: e.code().into(), message: e.to_string() }
+        Self {
+            code: e.code().into(),
+            message: e.to_string(),
+        }
     }
 }
 
 impl From<freeze_attn::engine::worker::WorkerGone> for ApiError {
     fn from(e: freeze_attn::engine::worker::WorkerGone) -> Self {
-        Self { code: "engine_stopped".into(), message: e.to_string() }
+        Self {
+            code: "engine_stopped".into(),
+            message: e.to_string(),
+        }
     }
 }
 
 impl ApiError {
     pub fn new(code: &str, message: impl Into<String>) -> Self {
-        Self { code: code.into(), message: message.into() }
+        Self {
+            code: code.into(),
+            message: message.into(),
+        }
     }
 }
 
@@ -44,7 +53,15 @@ pub struct Sampling {
 
 impl Default for Sampling {
     fn default() -> Self {
-        Self { temperature: 0.7, top_p: 0.9, top_k: 40, min_p: 0.0, repeat_penalty: 1.1, max_tokens: 256, seed: 42 }
+        Self {
+            temperature: 0.7,
+            top_p: 0.9,
+            top_k: 40,
+            min_p: 0.0,
+            repeat_penalty: 1.1,
+            max_tokens: 256,
+            seed: 42,
+        }
     }
 }
 

@@ -19,19 +19,30 @@ fn chat_freeze_and_thaw_in_a_new_session_continues_exactly() {
     let p = greedy(24);
     let mut a = session(dir.path());
     a.new_session(NodeKind::Chat, Some("You are a helpful assistant."));
-    a.chat_send("Hi! I am Ada and I study the planets.", &p, &mut |_| {}).unwrap();
+    a.chat_send("Hi! I am Ada and I study the planets.", &p, &mut |_| {})
+        .unwrap();
     let frozen = a.freeze("ada", NodeKind::Personality).unwrap();
     assert_eq!(frozen.kind, "personality");
     assert!(!a.live().dirty);
     let r2 = a.chat_send("Name one planet.", &p, &mut |_| {}).unwrap();
-    assert!(r2.prompt_tokens < 20, "only the new turn is processed, not {} tokens", r2.prompt_tokens);
+    assert!(
+        r2.prompt_tokens < 20,
+        "only the new turn is processed, not {} tokens",
+        r2.prompt_tokens
+    );
     assert!(a.live().dirty);
     // Another session (as after a restart) thaws the node and asks the same question.
     let mut b = session(dir.path());
     let t = b.thaw(NodeId(frozen.id)).unwrap();
-    assert_eq!((t.reused_tokens, t.reprocessed_tokens, t.from_memory), (frozen.token_count as usize, 0, false));
+    assert_eq!(
+        (t.reused_tokens, t.reprocessed_tokens, t.from_memory),
+        (frozen.token_count as usize, 0, false)
+    );
     let r2b = b.chat_send("Name one planet.", &p, &mut |_| {}).unwrap();
-    assert_eq!(r2b.text, r2.text, "a thawed personality answers exactly as the live one did");
+    assert_eq!(
+        r2b.text, r2.text,
+        "a thawed personality answers exactly as the live one did"
+    );
     // Switching back is served from memory.
     let again = b.thaw(NodeId(frozen.id)).unwrap();
     assert!(again.from_memory);
@@ -51,22 +62,50 @@ fn fork_at_a_message_keeps_the_conversation_up_to_it() {
     s.chat_send("Name an animal.", &p, &mut |_| {}).unwrap();
     let node = s.freeze("two turns", NodeKind::Chat).unwrap();
     // Fork after message 2 (the first answer): system, user, assistant.
-    let r = s.fork(NodeId(node.id), Some(ForkPoint { message: 2, char_offset: None }), "after the color").unwrap();
-    let Transcript::Chat { messages } = &r.live.transcript else { panic!("a chat") };
+    let r = s
+        .fork(
+            NodeId(node.id),
+            Some(ForkPoint {
+                message: 2,
+                char_offset: None,
+            }),
+            "after the color",
+        )
+        .unwrap();
+    let Transcript::Chat { messages } = &r.live.transcript else {
+        panic!("a chat")
+    };
     assert_eq!(messages.len(), 3);
     let text = s.model.template().unwrap().render(messages, false).unwrap();
     let scratch = s.model.tokenizer.encode(&text).unwrap();
-    assert_eq!(r.reused_tokens, scratch.len(), "the fork holds exactly the tokens of the kept conversation");
+    assert_eq!(
+        r.reused_tokens,
+        scratch.len(),
+        "the fork holds exactly the tokens of the kept conversation"
+    );
     assert_eq!(r.reprocessed_tokens, 0);
     // It continues with a different question.
     let reply = s.chat_send("Name a fruit.", &p, &mut |_| {}).unwrap();
     assert!(!reply.text.is_empty());
     // Fork inside the assistant's answer, then let the model finish that message.
-    let r = s.fork(NodeId(node.id), Some(ForkPoint { message: 2, char_offset: Some(2) }), "mid answer").unwrap();
+    let r = s
+        .fork(
+            NodeId(node.id),
+            Some(ForkPoint {
+                message: 2,
+                char_offset: Some(2),
+            }),
+            "mid answer",
+        )
+        .unwrap();
     assert!(r.reused_tokens < scratch.len());
     let cont = s.continue_reply(&p, &mut |_| {}).unwrap();
-    let Transcript::Chat { messages } = &cont.live.transcript else { panic!() };
-    assert!(messages.last().unwrap().content.len() >= 2 && cont.text.starts_with(&messages.last().unwrap().content[..2]));
+    let Transcript::Chat { messages } = &cont.live.transcript else {
+        panic!()
+    };
+    assert!(
+        messages.last().unwrap().content.len() >= 2 && cont.text.starts_with(&messages.last().unwrap().content[..2])
+    );
 }
 
 #[test]
@@ -77,20 +116,34 @@ fn story_alternatives_become_sibling_nodes() {
     let mut params = greedy(12);
     params.sampling.temperature = 1.0;
     params.sampling.seed = 7;
-    s.continue_text("The lighthouse keeper opened the door and saw", &params, &mut |_| {}).unwrap();
+    s.continue_text("The lighthouse keeper opened the door and saw", &params, &mut |_| {})
+        .unwrap();
     let mut streamed = vec![String::new(); 3];
-    let alts = s.story_alternatives(3, &params, &mut |i, t| streamed[i].push_str(t)).unwrap();
+    let alts = s
+        .story_alternatives(3, &params, &mut |i, t| streamed[i].push_str(t))
+        .unwrap();
     assert_eq!(alts.len(), 3);
     for a in &alts {
         assert_eq!(streamed[a.index], a.text, "alternative {} streamed in full", a.index);
     }
-    assert!(alts[0].text != alts[1].text || alts[1].text != alts[2].text, "different seeds give different continuations");
+    assert!(
+        alts[0].text != alts[1].text || alts[1].text != alts[2].text,
+        "different seeds give different continuations"
+    );
     let nodes = s.keep_alternative(1, "the door", true).unwrap();
     assert_eq!(nodes.len(), 3);
     assert_eq!(nodes[0].name, "the door");
-    assert!(nodes.iter().all(|n| n.parent == nodes[0].parent), "the alternatives are siblings");
-    let Transcript::Text { text } = &s.live().transcript else { panic!() };
-    assert!(text.ends_with(&alts[1].text), "the live story continues with the chosen alternative");
+    assert!(
+        nodes.iter().all(|n| n.parent == nodes[0].parent),
+        "the alternatives are siblings"
+    );
+    let Transcript::Text { text } = &s.live().transcript else {
+        panic!()
+    };
+    assert!(
+        text.ends_with(&alts[1].text),
+        "the live story continues with the chosen alternative"
+    );
     let tree = freeze_attn::tree::list_tree(&s.library, Some(&s.model)).unwrap();
     assert_eq!(tree.len(), 4, "the beginning and three alternatives");
 }
@@ -101,22 +154,36 @@ fn a_document_answers_questions_and_stays_untouched() {
     let mut s = session(dir.path());
     let doc = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/documents/printing-press.md");
     let mut reports = 0;
-    let node = s.process_document(&doc, "printing press", &mut |_| reports += 1).unwrap();
+    let node = s
+        .process_document(&doc, "printing press", &mut |_| reports += 1)
+        .unwrap();
     assert!(reports >= 1 && node.token_count > 300);
     let before = s.library.node(NodeId(node.id)).unwrap();
     let mut text = String::new();
     let a = s
-        .ask(NodeId(node.id), "Who invented the movable-type printing press?", &greedy(24), &mut |e| {
-            if let freeze_attn::engine::Event::Text(t) = e {
-                text.push_str(t)
-            }
-        })
+        .ask(
+            NodeId(node.id),
+            "Who invented the movable-type printing press?",
+            &greedy(24),
+            &mut |e| {
+                if let freeze_attn::engine::Event::Text(t) = e {
+                    text.push_str(t)
+                }
+            },
+        )
         .unwrap();
     assert!(!a.text.is_empty() && a.text == text);
     assert!(a.text.contains("Gutenberg"), "{}", a.text);
-    assert!(a.prompt_tokens < 60, "the question alone is processed, not the document");
+    assert!(
+        a.prompt_tokens < 60,
+        "the question alone is processed, not the document"
+    );
     let after = s.library.node(NodeId(node.id)).unwrap();
-    assert_eq!((after.tip, after.token_count), (before.tip, before.token_count), "asking leaves the document node untouched");
+    assert_eq!(
+        (after.tip, after.token_count),
+        (before.tip, before.token_count),
+        "asking leaves the document node untouched"
+    );
     let live = s.continue_from_answer().unwrap();
     assert!(live.dirty && live.token_count > node.token_count as usize);
 }
@@ -139,12 +206,23 @@ fn forks_share_their_base_on_disk() {
         s.continue_text(&extension, &greedy(1), &mut |_| {}).unwrap();
         s.freeze(&format!("fork {i}"), NodeKind::Personality).unwrap();
     }
-    let own: u64 = freeze_attn::tree::list_tree(&s.library, None).unwrap().iter().filter(|n| n.id != base.id).map(|n| n.token_count - base.token_count).sum();
-    let total: u64 = std::fs::read_dir(s.library.segments_dir()).unwrap().map(|e| e.unwrap().metadata().unwrap().len()).sum();
+    let own: u64 = freeze_attn::tree::list_tree(&s.library, None)
+        .unwrap()
+        .iter()
+        .filter(|n| n.id != base.id)
+        .map(|n| n.token_count - base.token_count)
+        .sum();
+    let total: u64 = std::fs::read_dir(s.library.segments_dir())
+        .unwrap()
+        .map(|e| e.unwrap().metadata().unwrap().len())
+        .sum();
     let per_token = base.own_bytes as f64 / base.token_count as f64;
     let budget = 1.1 * (base.own_bytes as f64 + own as f64 * per_token);
     eprintln!("100 forks: {total} bytes on disk, budget {budget:.0}");
-    assert!((total as f64) <= budget, "{total} bytes on disk exceed 1.1× the base plus the forks' own tokens ({budget:.0})");
+    assert!(
+        (total as f64) <= budget,
+        "{total} bytes on disk exceed 1.1× the base plus the forks' own tokens ({budget:.0})"
+    );
 }
 
 #[test]
@@ -157,5 +235,8 @@ fn a_node_of_another_model_is_shown_but_refused() {
     assert!(!tree.iter().find(|n| n.id == id.0).unwrap().compatible);
     let e = s.thaw(id).unwrap_err();
     assert_eq!(e.code(), "state_model_mismatch");
-    assert!(e.to_string().contains("alien") && e.to_string().contains(&s.model.info.name), "{e}");
+    assert!(
+        e.to_string().contains("alien") && e.to_string().contains(&s.model.info.name),
+        "{e}"
+    );
 }

@@ -160,7 +160,13 @@ pub(super) mod avx512 {
         let mut r = 0;
         while r < m {
             let mr = (m - r).min(4);
-            let nr_max = if mr == 4 { 6 } else if mr == 3 { 6 } else { 8 };
+            let nr_max = if mr == 4 {
+                6
+            } else if mr == 3 {
+                6
+            } else {
+                8
+            };
             let mut j = 0;
             while j < nw {
                 let nr = (nw - j).min(nr_max);
@@ -255,7 +261,15 @@ mod tests {
 
     #[test]
     fn every_path_equals_the_reference_bit_for_bit_for_every_tile_shape() {
-        for (m, nw, k) in [(1, 1, 16), (1, 9, 48), (2, 17, 64), (3, 13, 96), (5, 7, 32), (7, 19, 160), (13, 23, 576)] {
+        for (m, nw, k) in [
+            (1, 1, 16),
+            (1, 9, 48),
+            (2, 17, 64),
+            (3, 13, 96),
+            (5, 7, 32),
+            (7, 19, 160),
+            (13, 23, 576),
+        ] {
             let x = data(m * k, 1);
             let w = data(nw * k, 2);
             let want: Vec<f32> = (0..m * nw)

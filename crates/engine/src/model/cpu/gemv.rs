@@ -16,7 +16,16 @@ use candle_core::quantized::GgmlDType;
 
 /// `out[r·ldo + i] = dot(x[r], W[i])` for `r < m ≤ 3` and `i < rows`, with `W` row `i` at
 /// `w + i·row_bytes`.
-pub type Gemv = unsafe fn(w: *const u8, row_bytes: usize, rows: usize, x: *const f32, m: usize, k: usize, out: *mut f32, ldo: usize);
+pub type Gemv = unsafe fn(
+    w: *const u8,
+    row_bytes: usize,
+    rows: usize,
+    x: *const f32,
+    m: usize,
+    k: usize,
+    out: *mut f32,
+    ldo: usize,
+);
 
 /// Most input rows the fused kernels take.
 pub const MAX_M: usize = 3;
@@ -65,7 +74,10 @@ mod avx512 {
                 let eight = _mm512_set1_epi32(8);
                 let lo = _mm512_sub_epi32(_mm512_and_si512(v, _mm512_set1_epi32(0xF)), eight);
                 let hi = _mm512_sub_epi32(_mm512_srli_epi32::<4>(v), eight);
-                (_mm512_mul_ps(_mm512_cvtepi32_ps(lo), d), _mm512_mul_ps(_mm512_cvtepi32_ps(hi), d))
+                (
+                    _mm512_mul_ps(_mm512_cvtepi32_ps(lo), d),
+                    _mm512_mul_ps(_mm512_cvtepi32_ps(hi), d),
+                )
             }
         }
     }
@@ -83,7 +95,10 @@ mod avx512 {
                 let lo = _mm512_cvtepi32_ps(_mm512_and_si512(v, _mm512_set1_epi32(0xF)));
                 let hi = _mm512_cvtepi32_ps(_mm512_srli_epi32::<4>(v));
                 // q * d + m with two roundings, as the reference decoder.
-                (_mm512_add_ps(_mm512_mul_ps(lo, d), m), _mm512_add_ps(_mm512_mul_ps(hi, d), m))
+                (
+                    _mm512_add_ps(_mm512_mul_ps(lo, d), m),
+                    _mm512_add_ps(_mm512_mul_ps(hi, d), m),
+                )
             }
         }
     }
@@ -102,7 +117,10 @@ mod avx512 {
                 let lo = _mm512_mask_sub_epi32(lo, !(qh as u16), lo, sixteen);
                 let hi = _mm512_srli_epi32::<4>(v);
                 let hi = _mm512_mask_sub_epi32(hi, !((qh >> 16) as u16), hi, sixteen);
-                (_mm512_mul_ps(_mm512_cvtepi32_ps(lo), d), _mm512_mul_ps(_mm512_cvtepi32_ps(hi), d))
+                (
+                    _mm512_mul_ps(_mm512_cvtepi32_ps(lo), d),
+                    _mm512_mul_ps(_mm512_cvtepi32_ps(hi), d),
+                )
             }
         }
     }
@@ -116,7 +134,10 @@ mod avx512 {
                 let d = _mm512_broadcastss_ps(halves(p));
                 let lo = _mm512_cvtepi8_epi32(_mm_loadu_si128(p.add(2) as *const __m128i));
                 let hi = _mm512_cvtepi8_epi32(_mm_loadu_si128(p.add(18) as *const __m128i));
-                (_mm512_mul_ps(_mm512_cvtepi32_ps(lo), d), _mm512_mul_ps(_mm512_cvtepi32_ps(hi), d))
+                (
+                    _mm512_mul_ps(_mm512_cvtepi32_ps(lo), d),
+                    _mm512_mul_ps(_mm512_cvtepi32_ps(hi), d),
+                )
             }
         }
     }
@@ -139,7 +160,10 @@ mod avx512 {
             for b in 0..k / 32 {
                 let mut xv = [[_mm512_setzero_ps(); 2]; M];
                 for r in 0..M {
-                    xv[r] = [_mm512_loadu_ps(x.add(r * k + 32 * b)), _mm512_loadu_ps(x.add(r * k + 32 * b + 16))];
+                    xv[r] = [
+                        _mm512_loadu_ps(x.add(r * k + 32 * b)),
+                        _mm512_loadu_ps(x.add(r * k + 32 * b + 16)),
+                    ];
                 }
                 for i in 0..NR {
                     let p = w.add(i * row_bytes + b * B::BYTES);

@@ -108,8 +108,13 @@ impl CpuMatrix {
         let data: &[u8] = &data;
         let (task_rows, sub_rows) = if m <= DECODE_MAX_M {
             // Enough tasks to balance the threads; sub-panels of a few rows stay in L1.
-            let per = n.div_ceil(rayon::current_num_threads() * 4).next_multiple_of(DECODE_ROWS);
-            (per.clamp(DECODE_ROWS, 256), if k > 1024 { DECODE_ROWS / 2 } else { DECODE_ROWS })
+            let per = n
+                .div_ceil(rayon::current_num_threads() * 4)
+                .next_multiple_of(DECODE_ROWS);
+            (
+                per.clamp(DECODE_ROWS, 256),
+                if k > 1024 { DECODE_ROWS / 2 } else { DECODE_ROWS },
+            )
         } else {
             let per = n.div_ceil(rayon::current_num_threads() * 2).next_multiple_of(8);
             let rows = per.min(PANEL_ROWS);
@@ -239,7 +244,11 @@ mod tests {
         let y = mat.matmul(&x, m).unwrap();
         for r in [0, 16, 32] {
             let one = mat.matmul(&x[r * k..(r + 1) * k], 1).unwrap();
-            assert_eq!(&one[..], &y[r * n..(r + 1) * n], "row {r} alone must equal its batched value");
+            assert_eq!(
+                &one[..],
+                &y[r * n..(r + 1) * n],
+                "row {r} alone must equal its batched value"
+            );
         }
     }
 }

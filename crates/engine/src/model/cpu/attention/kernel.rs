@@ -145,12 +145,22 @@ unsafe fn run<V: Simd>(job: &Job, h: usize, i0: usize, i1: usize, sc: &mut Scrat
     let nr = job.group * (i1 - i0);
     let nkeys = job.past + i1;
     let nkp = nkeys.next_multiple_of(kb);
-    for (buf, len) in [(&mut sc.s, nr * nkp), (&mut sc.kt, d * kb), (&mut sc.vb, kb * d), (&mut sc.o, nr * d)] {
+    for (buf, len) in [
+        (&mut sc.s, nr * nkp),
+        (&mut sc.kt, d * kb),
+        (&mut sc.vb, kb * d),
+        (&mut sc.o, nr * d),
+    ] {
         if buf.len() < len {
             buf.resize(len, 0.0);
         }
     }
-    let (s, kt, vb, o) = (sc.s.as_mut_ptr(), sc.kt.as_mut_ptr(), sc.vb.as_mut_ptr(), sc.o.as_mut_ptr());
+    let (s, kt, vb, o) = (
+        sc.s.as_mut_ptr(),
+        sc.kt.as_mut_ptr(),
+        sc.vb.as_mut_ptr(),
+        sc.o.as_mut_ptr(),
+    );
 
     // Scores, one block of keys at a time, transposed so a register holds `w` keys.
     for b0 in (0..nkeys).step_by(kb) {
@@ -219,7 +229,6 @@ unsafe fn run<V: Simd>(job: &Job, h: usize, i0: usize, i1: usize, sc: &mut Scrat
         }
     }
 }
-
 
 /// Scores of rows `r0..r0+R` against the `4·W` keys of a transposed block: `s[i·nkp + j]`.
 #[inline(always)]
@@ -319,7 +328,11 @@ unsafe fn softmax<V: Simd>(s: *mut f32, limit: usize) -> f32 {
     let mv = unsafe { V::splat(m) };
     for j in (0..limit).step_by(w) {
         let e = unsafe { exp_v(V::sub(V::load(s.add(j)), mv)) };
-        let e = if j + w > limit { unsafe { V::keep_first(e, limit - j) } } else { e };
+        let e = if j + w > limit {
+            unsafe { V::keep_first(e, limit - j) }
+        } else {
+            e
+        };
         unsafe { e.store(s.add(j)) };
     }
     let mut acc = [0f32; LANES];
@@ -341,7 +354,14 @@ const LOG2E: f32 = std::f32::consts::LOG2_E;
 const LN2_HI: f32 = 0.693_359_375;
 const LN2_LO: f32 = -2.121_944_4e-4;
 /// Cephes `expf` polynomial for `e^r - 1 - r` on `|r| ≤ ln2 / 2`, highest degree first.
-const P: [f32; 6] = [1.987_569_1e-4, 1.398_199_9e-3, 8.333_452e-3, 4.166_579_6e-2, 0.166_666_65, 0.5];
+const P: [f32; 6] = [
+    1.987_569_1e-4,
+    1.398_199_9e-3,
+    8.333_452e-3,
+    4.166_579_6e-2,
+    0.166_666_65,
+    0.5,
+];
 
 /// `e^x` for `x ≤ 0` (larger inputs are not needed here), about 1 ulp; inputs below ≈ -87.3
 /// give `e^-87.3` rather than a subnormal or zero.

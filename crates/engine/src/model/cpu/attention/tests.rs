@@ -52,7 +52,13 @@ fn reference(q: &Tensor, k: &Tensor, v: &Tensor) -> Vec<f64> {
 }
 
 fn bits(t: &Tensor) -> Vec<u32> {
-    t.flatten_all().unwrap().to_vec1::<f32>().unwrap().iter().map(|x| x.to_bits()).collect()
+    t.flatten_all()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap()
+        .iter()
+        .map(|x| x.to_bits())
+        .collect()
 }
 
 #[test]
@@ -70,13 +76,22 @@ fn exp_is_accurate_on_the_softmax_range() {
 
 #[test]
 fn matches_f64_attention() {
-    for (n_head, n_kv, l, t, d) in [(9, 3, 20, 20, 64), (4, 2, 3, 70, 64), (2, 1, 1, 150, 32), (3, 3, 5, 9, 24)] {
+    for (n_head, n_kv, l, t, d) in [
+        (9, 3, 20, 20, 64),
+        (4, 2, 3, 70, 64),
+        (2, 1, 1, 150, 32),
+        (3, 3, 5, 9, 24),
+    ] {
         let (q, k, v) = inputs(n_head, n_kv, l, t, d);
         let want = reference(&q, &k, &v);
         for isa in available() {
             let got = attend_with(isa, &q, &k, &v).unwrap().unwrap();
             let got = got.flatten_all().unwrap().to_vec1::<f32>().unwrap();
-            let err = got.iter().zip(&want).map(|(a, b)| (*a as f64 - b).abs()).fold(0.0, f64::max);
+            let err = got
+                .iter()
+                .zip(&want)
+                .map(|(a, b)| (*a as f64 - b).abs())
+                .fold(0.0, f64::max);
             assert!(err < 2e-5, "{isa:?} ({n_head},{n_kv},{l},{t},{d}): max error {err}");
         }
     }
@@ -84,13 +99,21 @@ fn matches_f64_attention() {
 
 #[test]
 fn every_path_agrees_bit_for_bit() {
-    for (n_head, n_kv, l, t, d) in [(9, 3, 40, 100, 64), (9, 3, 1, 130, 64), (8, 2, 17, 17, 128), (6, 3, 7, 29, 16)] {
+    for (n_head, n_kv, l, t, d) in [
+        (9, 3, 40, 100, 64),
+        (9, 3, 1, 130, 64),
+        (8, 2, 17, 17, 128),
+        (6, 3, 7, 29, 16),
+    ] {
         let (q, k, v) = inputs(n_head, n_kv, l, t, d);
         let paths = available();
         let first = bits(&attend_with(paths[0], &q, &k, &v).unwrap().unwrap());
         for &isa in &paths[1..] {
             let got = bits(&attend_with(isa, &q, &k, &v).unwrap().unwrap());
-            assert!(got == first, "{isa:?} must equal the portable path bit for bit (shape {n_head},{n_kv},{l},{t},{d})");
+            assert!(
+                got == first,
+                "{isa:?} must equal the portable path bit for bit (shape {n_head},{n_kv},{l},{t},{d})"
+            );
         }
     }
 }

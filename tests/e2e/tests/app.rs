@@ -1,0 +1,194 @@
+//! The real app, end to end, on the default model: a chat is frozen and forked, two nodes are
+//! switched between, story alternatives are generated and kept, a document is processed and
+//! asked a question. Each step asserts on what the real model and the real library did, and
+//! screenshots of the main screens go to docs/screenshots/.
+//!
+//! Run through `scripts/e2e` (builds the app, starts Xvfb; needs tauri-driver and WebKitWebDriver).
+
+use freeze_attn_e2e::{repo_root, Driver, Session};
+use freeze_attn_library::{Library, NodeKind, NodeOrder};
+use std::path::PathBuf;
+
+fn nodes(lib_dir: &std::path::Path) -> Vec<freeze_attn_library::NodeSummary> {
+    Library::open(lib_dir)
+        .unwrap()
+        .tree(NodeOrder::Created)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.node)
+        .collect()
+}
+
+fn tid(id: &str) -> String {
+    format!("[data-testid=\"{id}\"]")
+}
+
+#[test]
+fn the_real_app_end_to_end() {
+    let app = std::env::var("FREEZE_ATTN_APP")
+        .map(PathBuf::from)
+        .expect("FREEZE_ATTN_APP: the built app (scripts/e2e sets it)");
+    let home = std::env::var("FREEZE_ATTN_HOME")
+        .map(PathBuf::from)
+        .expect("FREEZE_ATTN_HOME: a scratch data folder (scripts/e2e sets it)");
+    let lib_dir = home.join("library");
+    let shots = repo_root().join("docs/screenshots");
+    std::fs::create_dir_all(&shots).unwrap();
+    let driver = Driver::start(4444).unwrap();
+    let s = Session::new(&driver, &app).unwrap();
+    let result = (|| -> freeze_attn_e2e::Result<()> {
+        // The model loads (the status bar names it).
+        s.until("the model to load", 180, || {
+            Ok(s.text(&tid("status-model"))?.contains("Smollm2"))
+        })?;
+        s.screenshot(&shots.join("01-start.png"))?;
+
+        // Chat, then freeze it as a personality.
+        s.type_into(
+            &tid("composer-input"),
+            "Hi! My name is Ada and I love the sea. Please greet me.",
+        )?;
+        s.click(&tid("composer-send"))?;
+        s.wait(&tid("message-1"), 120)?;
+        s.until("the reply to finish", 300, || {
+            Ok(!s.exists(&tid("message-streaming"))? && !s.exists(&tid("message-pending"))?)
+        })?;
+        let reply = s.text(&tid("message-1"))?;
+        assert!(reply.len() > 5, "the model replied: {reply:?}");
+        s.screenshot(&shots.join("02-chat.png"))?;
+        s.click(&tid("freeze-open"))?;
+        s.type_into(&tid("freeze-name"), "Ada")?;
+        s.click(&tid("freeze-kind-personality"))?;
+        s.click(&tid("freeze-submit"))?;
+        s.until("the frozen node in the library", 60, || Ok(nodes(&lib_dir).len() == 1))?;
+        let ada = nodes(&lib_dir)[0].clone();
+        assert_eq!((ada.name.as_str(), ada.kind), ("Ada", NodeKind::Personality));
+        assert!(ada.token_count > 20, "the node holds the conversation's tokens");
+        s.wait(&tid(&format!("tree-node-{}", ada.id)), 30)?;
+
+        // Fork it: a child with the same tokens, nothing written.
+        s.click(&tid(&format!("tree-node-{}", ada.id)))?;
+        s.until("the thaw report", 60, || {
+            Ok(s.text(&tid("status-report")).unwrap_or_default().contains("full reuse"))
+        })?;
+        s.click(&tid("fork-open"))?;
+        s.type_into(&tid("fork-name"), "Ada at sea")?;
+        s.click(&tid("fork-submit"))?;
+        s.until("the fork", 60, || Ok(nodes(&lib_dir).len() == 2))?;
+        let fork = nodes(&lib_dir).into_iter().find(|n| n.name == "Ada at sea").unwrap();
+        assert_eq!(
+            (fork.parent, fork.token_count, fork.own_bytes),
+            (Some(ada.id), ada.token_count, 0),
+            "a fork shares its parent's state"
+        );
+
+        // Continue the fork and freeze it, so the two nodes differ.
+        s.type_into(&tid("composer-input"), "What do I love?")?;
+        s.click(&tid("composer-send"))?;
+        s.until("the second reply", 300, || {
+            Ok(s.exists(&tid("message-3"))?
+                && !s.exists(&tid("message-streaming"))?
+                && !s.exists(&tid("message-pending"))?)
+        })?;
+        s.click(&tid("freeze-open"))?;
+        s.type_into(&tid("freeze-name"), "Ada asked")?;
+        s.click(&tid("freeze-submit"))?;
+        s.until("the third node", 60, || Ok(nodes(&lib_dir).len() == 3))?;
+        let asked = nodes(&lib_dir).into_iter().find(|n| n.name == "Ada asked").unwrap();
+        assert!(asked.token_count > ada.token_count);
+
+        // One-click switching: each thaw reuses the saved prefix fully; switching back is from memory.
+        s.click(&tid(&format!("tree-node-{}", ada.id)))?;
+        s.until("Ada thawed", 60, || {
+            Ok(s.text(&tid("status-report"))
+                .unwrap_or_default()
+                .contains(&format!("{}", ada.token_count)))
+        })?;
+        s.click(&tid(&format!("tree-node-{}", asked.id)))?;
+        s.until("the other node thawed", 60, || {
+            let r = s.text(&tid("status-report")).unwrap_or_default();
+            Ok(r.contains("full reuse") && r.contains("from memory"))
+        })?;
+        s.screenshot(&shots.join("03-library.png"))?;
+
+        // Story mode: three alternatives side by side, one kept.
+        s.click(&tid("view-story"))?;
+        if s.exists(&tid("story-new"))? {
+            s.click(&tid("story-new"))?;
+        } else {
+            s.click(&tid("new-story"))?;
+            if s.exists(&tid("new-session-submit"))? {
+                s.click(&tid("new-session-submit"))?;
+            }
+        }
+        s.type_into(&tid("story-draft"), "The lighthouse keeper opened the door and saw")?;
+        s.type_into(&tid("alt-count"), "3")?;
+        s.click(&tid("alt-generate"))?;
+        s.wait(&tid("alt-2"), 300)?;
+        s.until("three alternatives", 600, || {
+            Ok(s.enabled(&tid("alt-keep-2"))? && !s.text(&tid("alt-2"))?.trim().is_empty())
+        })?;
+        s.screenshot(&shots.join("04-story.png"))?;
+        let before = nodes(&lib_dir).len();
+        if s.exists(&tid("alt-keep-name"))? {
+            s.type_into(&tid("alt-keep-name"), "The door")?;
+        }
+        s.click(&tid("alt-keep-1"))?;
+        s.until("the kept alternative", 60, || Ok(nodes(&lib_dir).len() >= before + 2))?;
+        assert!(
+            nodes(&lib_dir).iter().any(|n| n.kind == NodeKind::Story),
+            "story nodes are in the library"
+        );
+
+        // Document mode: process a small document, ask it a question.
+        s.click(&tid("view-document"))?;
+        let doc = repo_root().join("assets/documents/printing-press.md");
+        s.type_into(&tid("doc-path"), doc.to_str().unwrap())?;
+        s.type_into(&tid("doc-name"), "Printing press")?;
+        s.click(&tid("doc-process"))?;
+        s.until("the document node", 600, || {
+            Ok(nodes(&lib_dir).iter().any(|n| n.kind == NodeKind::Document))
+        })?;
+        let docnode = nodes(&lib_dir)
+            .into_iter()
+            .find(|n| n.kind == NodeKind::Document)
+            .unwrap();
+        assert!(docnode.token_count > 300);
+        s.type_into(&tid("doc-question"), "Who invented the movable-type printing press?")?;
+        s.click(&tid("doc-ask"))?;
+        s.wait(&tid("qa-0"), 120)?;
+        s.until("the answer", 300, || {
+            Ok(s.enabled(&tid("doc-ask")).unwrap_or(false) || s.exists(&tid("qa-continue"))?)
+        })?;
+        let answer = s.text(&tid("qa-0"))?;
+        assert!(
+            answer.contains("Gutenberg"),
+            "the answer comes from the document's state: {answer:?}"
+        );
+        let after = nodes(&lib_dir).into_iter().find(|n| n.id == docnode.id).unwrap();
+        assert_eq!(
+            after.token_count, docnode.token_count,
+            "asking leaves the document untouched"
+        );
+        s.screenshot(&shots.join("05-document.png"))?;
+
+        // The graph of Ada's tree: clicking a node there thaws it.
+        s.click(&tid(&format!("tree-node-{}", ada.id)))?;
+        s.click(&tid("view-graph"))?;
+        s.wait(&tid(&format!("graph-node-{}", ada.id)), 30)?;
+        s.click(&tid(&format!("graph-node-{}", asked.id)))?;
+        s.until("a thaw from the graph", 60, || {
+            Ok(s.text(&tid("status-report"))
+                .unwrap_or_default()
+                .contains(&asked.token_count.to_string()))
+        })?;
+        s.screenshot(&shots.join("06-graph.png"))?;
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = s.screenshot(&std::env::temp_dir().join("freeze-attn-e2e-failure.png"));
+    }
+    s.close();
+    drop(driver);
+    result.unwrap();
+}
