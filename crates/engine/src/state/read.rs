@@ -197,7 +197,7 @@ pub fn load_chain(chain: &[Segment], upto: usize, model: &Model, fingerprint: &M
     let cap = (upto + 256).div_ceil(256).saturating_mul(256).min(geo.max_len);
     let mut tokens = Vec::with_capacity(upto);
     let mut bufs: Vec<(Vec<f16>, Vec<f16>)> = (0..geo.n_layer)
-        .map(|_| (vec![f16::ZERO; h * cap * d], vec![f16::ZERO; h * cap * d]))
+        .map(|_| (zeroed(h * cap * d), zeroed(h * cap * d)))
         .collect();
     for s in chain {
         let start = s.header.start;
@@ -259,8 +259,14 @@ fn decode_row(dt: StoredDType, data: &[u8], scales: Option<&[u8]>, row: usize, d
     match dt {
         StoredDType::F16 => {
             let src = &data[row * d * 2..][..d * 2];
-            for (o, c) in dst.iter_mut().zip(src.chunks_exact(2)) {
-                *o = f16::from_le_bytes([c[0], c[1]]);
+            if cfg!(target_endian = "little") {
+                // SAFETY: `dst` holds `d` f16 values (2·d bytes) and `src` is 2·d bytes of
+                // little-endian f16; f16 has no invalid bit patterns.
+                unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), dst.as_mut_ptr() as *mut u8, d * 2) };
+            } else {
+                for (o, c) in dst.iter_mut().zip(src.chunks_exact(2)) {
+                    *o = f16::from_le_bytes([c[0], c[1]]);
+                }
             }
         }
         StoredDType::Bf16 => {
@@ -276,11 +282,23 @@ fn decode_row(dt: StoredDType, data: &[u8], scales: Option<&[u8]>, row: usize, d
             }
         }
         StoredDType::Q8 => {
-            let q: Vec<i8> = data[row * d..][..d].iter().map(|b| *b as i8).collect();
+            let q = &data[row * d..][..d];
             let nb = d / q8::BLOCK;
             let s = &scales.unwrap_or(&[])[row * nb * 2..][..nb * 2];
-            let sc: Vec<f16> = s.chunks_exact(2).map(|c| f16::from_le_bytes([c[0], c[1]])).collect();
-            q8::dequantize(&q, &sc, dst);
+            for (b, (qb, ob)) in q.chunks(q8::BLOCK).zip(dst.chunks_mut(q8::BLOCK)).enumerate() {
+                let scale = f16::from_le_bytes([s[2 * b], s[2 * b + 1]]).to_f32();
+                for (v, o) in qb.iter().zip(ob.iter_mut()) {
+                    *o = f16::from_f32(*v as i8 as f32 * scale);
+                }
+            }
         }
     }
+}
+
+/// `n` zero f16 values from zeroed memory (calloc): pages past the loaded tokens are never touched.
+fn zeroed(n: usize) -> Vec<f16> {
+    let mut v = std::mem::ManuallyDrop::new(vec![0u16; n]);
+    // SAFETY: f16 has the size, alignment and (for 0) bit pattern of u16; the allocation is
+    // handed over whole, with its length and capacity.
+    unsafe { Vec::from_raw_parts(v.as_mut_ptr() as *mut f16, v.len(), v.capacity()) }
 }
