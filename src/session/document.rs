@@ -61,12 +61,9 @@ impl Session {
         params: &GenerateParams,
         on_event: &mut dyn FnMut(Event<'_>),
     ) -> Result<Reply> {
-        let report = self.thaw(id)?;
-        let _ = report;
+        self.thaw(id)?;
         let doc_len = self.live.state.len();
-        let mut messages = Vec::new();
-        messages.push(Message::user(question));
-        let turn = self.model.template()?.render(&messages, true)?;
+        let turn = self.model.template()?.render(&[Message::user(question)], true)?;
         let bos = self
             .model
             .tokenizer

@@ -22,7 +22,7 @@ fn chat_freeze_and_thaw_in_a_new_session_continues_exactly() {
     a.chat_send("Hi! I am Ada and I study the planets.", &p, &mut |_| {})
         .unwrap();
     let frozen = a.freeze("ada", NodeKind::Personality).unwrap();
-    assert_eq!(frozen.kind, "personality");
+    assert_eq!(frozen.kind, NodeKind::Personality);
     assert!(!a.live().dirty);
     let r2 = a.chat_send("Name one planet.", &p, &mut |_| {}).unwrap();
     assert!(

@@ -45,7 +45,7 @@ pub fn edit_header(path: &Path, edit: impl FnOnce(&mut serde_json::Map<String, s
     let mut header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
     edit(header["__metadata__"].as_object_mut().unwrap());
     let mut text = serde_json::to_string(&header).unwrap();
-    while text.len() % 8 != 0 {
+    while !text.len().is_multiple_of(8) {
         text.push(' ');
     }
     let mut out = (text.len() as u64).to_le_bytes().to_vec();

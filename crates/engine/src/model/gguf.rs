@@ -177,7 +177,10 @@ impl GgufFile {
 }
 
 fn classify_read_error(path: &Path, e: candle_core::Error) -> EngineError {
-    let msg = e.to_string();
+    // With RUST_BACKTRACE set candle appends a backtrace to the message; only the first line names
+    // the problem.
+    let full = e.to_string();
+    let msg = full.lines().next().unwrap_or_default().trim().to_string();
     if msg.contains("unknown magic") || msg.contains("unsupported magic") {
         return EngineError::NotAModel {
             path: path.into(),

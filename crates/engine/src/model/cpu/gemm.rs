@@ -48,6 +48,7 @@ pub fn reduce(a: &[f32; LANES]) -> f32 {
 /// # Safety
 /// `out` must be valid for writes at every `r * ldo + j` above, and no other thread may access
 /// those elements during the call.
+#[allow(clippy::too_many_arguments)]
 pub unsafe fn block(isa: Isa, x: &[f32], m: usize, w: &[f32], nw: usize, k: usize, out: *mut f32, ldo: usize) {
     assert!(k.is_multiple_of(LANES) && x.len() >= m * k && w.len() >= nw * k);
     match isa {
@@ -160,13 +161,7 @@ pub(super) mod avx512 {
         let mut r = 0;
         while r < m {
             let mr = (m - r).min(4);
-            let nr_max = if mr == 4 {
-                6
-            } else if mr == 3 {
-                6
-            } else {
-                8
-            };
+            let nr_max = if mr >= 3 { 6 } else { 8 };
             let mut j = 0;
             while j < nw {
                 let nr = (nw - j).min(nr_max);

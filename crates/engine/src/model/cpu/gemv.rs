@@ -144,7 +144,8 @@ mod avx512 {
 
     /// Rows of `W` four at a time (fewer at the end) against `M` input rows.
     #[inline(always)]
-    #[allow(clippy::too_many_arguments)]
+    // Register tiles indexed by row and column read best as index loops; they unroll fully.
+    #[allow(clippy::too_many_arguments, clippy::needless_range_loop)]
     unsafe fn rows<B: Block, const M: usize, const NR: usize>(
         w: *const u8,
         row_bytes: usize,

@@ -51,6 +51,13 @@ struct OutPtr(*mut f32);
 unsafe impl Send for OutPtr {}
 unsafe impl Sync for OutPtr {}
 
+impl OutPtr {
+    /// Through a method, so closures capture the whole (Sync) wrapper rather than the raw field.
+    fn ptr(self) -> *mut f32 {
+        self.0
+    }
+}
+
 impl CpuMatrix {
     /// `None` when the tensor is not on the CPU, its type has no decoder, or rows are not a
     /// whole number of blocks and lanes.
@@ -124,13 +131,12 @@ impl CpuMatrix {
         let tasks = n.div_ceil(task_rows);
         if let (Some(gemv), true) = (self.gemv, m <= gemv::MAX_M) {
             let run = |t: usize| {
-                let dst = dst;
                 let r0 = t * task_rows;
                 let rows = task_rows.min(n - r0);
                 let w = &data[r0 * self.row_bytes..(r0 + rows) * self.row_bytes];
                 // SAFETY: `w` holds `rows` whole rows, `x` holds m × k values (checked above), and
                 // this task alone writes columns `r0..r0+rows` of the m × n output.
-                unsafe { gemv(w.as_ptr(), self.row_bytes, rows, x.as_ptr(), m, k, dst.0.add(r0), n) };
+                unsafe { gemv(w.as_ptr(), self.row_bytes, rows, x.as_ptr(), m, k, dst.ptr().add(r0), n) };
             };
             if tasks == 1 {
                 run(0);
@@ -140,7 +146,6 @@ impl CpuMatrix {
             return Ok(());
         }
         let run = |t: usize| {
-            let dst = dst;
             let r0 = t * task_rows;
             let rows = task_rows.min(n - r0);
             PANEL.with(|buf| {
@@ -157,7 +162,7 @@ impl CpuMatrix {
                     }
                     // SAFETY: this task alone writes columns `first..first+pr` of every output row,
                     // all within `out` (m × n).
-                    unsafe { gemm::block(self.isa, x, m, &buf[..pr * k], pr, k, dst.0.add(first), n) };
+                    unsafe { gemm::block(self.isa, x, m, &buf[..pr * k], pr, k, dst.ptr().add(first), n) };
                 }
             });
         };

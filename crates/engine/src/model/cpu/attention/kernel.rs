@@ -351,7 +351,7 @@ unsafe fn softmax<V: Simd>(s: *mut f32, limit: usize) -> f32 {
 
 const LOG2E: f32 = std::f32::consts::LOG2_E;
 /// ln 2 split so that `n · LN2_HI` is exact (Cephes).
-const LN2_HI: f32 = 0.693_359_375;
+const LN2_HI: f32 = 355.0 / 512.0;
 const LN2_LO: f32 = -2.121_944_4e-4;
 /// Cephes `expf` polynomial for `e^r - 1 - r` on `|r| ≤ ln2 / 2`, highest degree first.
 const P: [f32; 6] = [
