@@ -26,8 +26,8 @@ mod kernel;
 mod simd;
 
 use super::isa::{isa, Isa};
+use super::pool;
 use candle_core::{CpuStorage, DType, Layout, Storage, Tensor};
-use rayon::prelude::*;
 
 pub use kernel::exp;
 
@@ -142,11 +142,7 @@ fn attend_with(isa: Isa, q: &Tensor, k: &Tensor, v: &Tensor) -> candle_core::Res
         // only the output rows of its KV head and positions.
         unsafe { kernel::task(isa, &job, task % n_kv, i0, (i0 + ROW_TILE).min(l)) };
     };
-    if n_kv * tiles == 1 {
-        run(0);
-    } else {
-        (0..n_kv * tiles).into_par_iter().for_each(run);
-    }
+    pool::run(n_kv * tiles, &run);
     drop((qs, ks, vs));
     Ok(Some(Tensor::from_vec(out, (n_head, l, d), q.device())?))
 }

@@ -12,8 +12,8 @@ use super::dequant::{decoder, RowDecoder};
 use super::gemm::{self, LANES};
 use super::gemv::{self, Gemv};
 use super::isa::{isa, Isa};
+use super::pool;
 use candle_core::quantized::{GgmlDType, QTensor};
-use rayon::prelude::*;
 use std::cell::RefCell;
 use std::sync::Arc;
 
@@ -116,14 +116,14 @@ impl CpuMatrix {
         let (task_rows, sub_rows) = if m <= DECODE_MAX_M {
             // Enough tasks to balance the threads; sub-panels of a few rows stay in L1.
             let per = n
-                .div_ceil(rayon::current_num_threads() * 4)
+                .div_ceil(pool::threads() * 4)
                 .next_multiple_of(DECODE_ROWS);
             (
                 per.clamp(DECODE_ROWS, 256),
                 if k > 1024 { DECODE_ROWS / 2 } else { DECODE_ROWS },
             )
         } else {
-            let per = n.div_ceil(rayon::current_num_threads() * 2).next_multiple_of(8);
+            let per = n.div_ceil(pool::threads() * 2).next_multiple_of(8);
             let rows = per.min(PANEL_ROWS);
             (rows, rows)
         };
@@ -138,11 +138,7 @@ impl CpuMatrix {
                 // this task alone writes columns `r0..r0+rows` of the m × n output.
                 unsafe { gemv(w.as_ptr(), self.row_bytes, rows, x.as_ptr(), m, k, dst.ptr().add(r0), n) };
             };
-            if tasks == 1 {
-                run(0);
-            } else {
-                (0..tasks).into_par_iter().for_each(run);
-            }
+            pool::run(tasks, &run);
             return Ok(());
         }
         let run = |t: usize| {
@@ -166,11 +162,7 @@ impl CpuMatrix {
                 }
             });
         };
-        if tasks == 1 {
-            run(0);
-        } else {
-            (0..tasks).into_par_iter().for_each(run);
-        }
+        pool::run(tasks, &run);
         Ok(())
     }
 }

@@ -15,3 +15,4 @@ mod gemm;
 mod gemv;
 pub mod isa;
 pub mod matmul;
+mod pool;
