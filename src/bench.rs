@@ -127,6 +127,10 @@ pub struct ResumeReport {
     pub save_ms: f64,
     pub load_ms: f64,
     pub load_gb_s: f64,
+    /// A plain sequential read of the same file into a scratch buffer (what `cat FILE >
+    /// /dev/null` does), timed right after the load: the ceiling for the load throughput.
+    pub plain_read_ms: f64,
+    pub plain_read_gb_s: f64,
     pub uncached_first_token_ms: f64,
     pub cached_first_token_ms: f64,
     pub uncached_total_ms: f64,
@@ -135,6 +139,16 @@ pub struct ResumeReport {
     pub total_speedup: f64,
     /// Whether the cached and uncached runs produced the same greedy tokens.
     pub identical: bool,
+}
+
+/// Reads `path` start to end in 128 KiB pieces and discards them, as `cat FILE > /dev/null` does.
+fn plain_read(path: &Path) -> Result<Duration> {
+    use std::io::Read;
+    let t = Instant::now();
+    let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut buf = vec![0u8; 128 << 10];
+    while f.read(&mut buf).map_err(|e| Error::io(path, e))? > 0 {}
+    Ok(t.elapsed())
 }
 
 /// The seed's `run_generation_test`: time to first token and total time with the prefix
@@ -186,6 +200,7 @@ pub fn run_generation_test(
     let first_cached = t3.elapsed();
     let (cached, _) = decode(model, &mut state, logits, gen_tokens)?;
     let total_cached = t3.elapsed();
+    let plain_read = plain_read(&path)?;
     let _ = std::fs::remove_file(&path);
 
     Ok(ResumeReport {
@@ -200,6 +215,8 @@ pub fn run_generation_test(
         save_ms: ms(save),
         load_ms: ms(load),
         load_gb_s: saved.bytes as f64 / load.as_secs_f64().max(1e-9) / 1e9,
+        plain_read_ms: ms(plain_read),
+        plain_read_gb_s: saved.bytes as f64 / plain_read.as_secs_f64().max(1e-9) / 1e9,
         uncached_first_token_ms: ms(first_uncached),
         cached_first_token_ms: ms(first_cached),
         uncached_total_ms: ms(total_uncached),

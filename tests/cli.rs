@@ -194,6 +194,7 @@ fn bench_resume_reports_both_sides() {
         "cached_first_token_ms",
         "first_token_speedup",
         "load_ms",
+        "plain_read_gb_s",
         "state_bytes",
         "bytes_per_token",
     ] {

@@ -115,9 +115,7 @@ impl CpuMatrix {
         let data: &[u8] = &data;
         let (task_rows, sub_rows) = if m <= DECODE_MAX_M {
             // Enough tasks to balance the threads; sub-panels of a few rows stay in L1.
-            let per = n
-                .div_ceil(pool::threads() * 4)
-                .next_multiple_of(DECODE_ROWS);
+            let per = n.div_ceil(pool::threads() * 4).next_multiple_of(DECODE_ROWS);
             (
                 per.clamp(DECODE_ROWS, 256),
                 if k > 1024 { DECODE_ROWS / 2 } else { DECODE_ROWS },

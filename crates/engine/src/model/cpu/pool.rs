@@ -188,7 +188,10 @@ mod tests {
             run(n, &|i| {
                 hits[i].fetch_add(1, Relaxed);
             });
-            assert!(hits.iter().all(|h| h.load(Relaxed) == 1), "round {round}: each task runs once");
+            assert!(
+                hits.iter().all(|h| h.load(Relaxed) == 1),
+                "round {round}: each task runs once"
+            );
         }
     }
 
