@@ -44,6 +44,15 @@ pub fn peak_memory() -> Option<u64> {
     Some(kb * 1024)
 }
 
+fn max_abs_diff(a: &Tensor, b: &Tensor) -> freeze_attn_engine::Result<f32> {
+    Ok((a - b)?
+        .abs()?
+        .flatten_all()?
+        .max(0)?
+        .to_dtype(freeze_attn_engine::DType::F32)?
+        .to_scalar::<f32>()?)
+}
+
 /// Greedy decoding of `n` tokens after `logits`; returns the tokens and the time.
 fn decode(model: &LoadedModel, state: &mut KvState, mut logits: Tensor, n: usize) -> Result<(Vec<u32>, Duration)> {
     let t0 = Instant::now();
@@ -139,6 +148,9 @@ pub struct ResumeReport {
     pub total_speedup: f64,
     /// Whether the cached and uncached runs produced the same greedy tokens.
     pub identical: bool,
+    /// Largest difference between the first token's logits, uncached and cached (0 for an exact
+    /// resume; what a lossy stored dtype such as q8 costs otherwise).
+    pub largest_logit_diff: f32,
 }
 
 /// Reads `path` start to end in 128 KiB pieces and discards them, as `cat FILE > /dev/null` does.
@@ -175,6 +187,7 @@ pub fn run_generation_test(
     let mut state = model.model.new_state();
     let logits = model.model.prefill(&full, &mut state, DEFAULT_CHUNK, &mut |_| true)?;
     let first_uncached = t0.elapsed();
+    let uncached_logits = logits.clone();
     let (uncached, _) = decode(model, &mut state, logits, gen_tokens)?;
     let total_uncached = t0.elapsed();
     drop(state);
@@ -198,6 +211,7 @@ pub fn run_generation_test(
     let mut state = loaded.state;
     let logits = model.model.prefill(&prompt, &mut state, DEFAULT_CHUNK, &mut |_| true)?;
     let first_cached = t3.elapsed();
+    let largest_logit_diff = max_abs_diff(&uncached_logits, &logits)?;
     let (cached, _) = decode(model, &mut state, logits, gen_tokens)?;
     let total_cached = t3.elapsed();
     let plain_read = plain_read(&path)?;
@@ -224,5 +238,6 @@ pub fn run_generation_test(
         first_token_speedup: first_uncached.as_secs_f64() / first_cached.as_secs_f64().max(1e-9),
         total_speedup: total_uncached.as_secs_f64() / total_cached.as_secs_f64().max(1e-9),
         identical: uncached == cached,
+        largest_logit_diff,
     })
 }

@@ -204,6 +204,7 @@ fn bench_resume_reports_both_sides() {
         v["identical"], true,
         "cached and uncached runs must produce the same tokens"
     );
+    assert_eq!(v["largest_logit_diff"], 0.0, "an f16 state resumes exactly: {v}");
 }
 
 #[test]

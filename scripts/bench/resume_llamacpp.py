@@ -71,7 +71,7 @@ def main():
             print(f"        freeze-attn {dt}: {r['state_bytes']/1e6:.1f} MB ({r['bytes_per_token']:.0f} B/tok, "
                   f"{r['state_bytes']/ll['state_bytes']:.2f}x llama.cpp), load {r['load_ms']:.1f} ms ({r['load_gb_s']:.2f} GB/s; plain read {r['plain_read_gb_s']:.2f} GB/s), "
                   f"TTFT {r['uncached_first_token_ms']:.0f} -> {r['cached_first_token_ms']:.0f} ms ({r['first_token_speedup']:.0f}x), "
-                  f"identical={r['identical']}")
+                  f"identical={r['identical']}, largest logit diff {r['largest_logit_diff']:.4f}")
         sys.stdout.flush()
     if a.json:
         Path(a.json).write_text(json.dumps(rows, indent=1))

@@ -84,14 +84,15 @@ pub fn run_resume(a: BenchResumeArgs) -> anyhow::Result<()> {
             "total", r.uncached_total_ms, r.cached_total_ms, r.total_speedup
         );
         println!(
-            "prefix prefill {:.1} ms · save {:.1} ms · load {:.1} ms ({:.2} GB/s; plain read of the file {:.1} ms, {:.2} GB/s) · same tokens: {}",
+            "prefix prefill {:.1} ms · save {:.1} ms · load {:.1} ms ({:.2} GB/s; plain read of the file {:.1} ms, {:.2} GB/s) · same tokens: {} · largest logit difference {}",
             r.prefix_prefill_ms,
             r.save_ms,
             r.load_ms,
             r.load_gb_s,
             r.plain_read_ms,
             r.plain_read_gb_s,
-            if r.identical { "yes" } else { "NO" }
+            if r.identical { "yes" } else { "NO" },
+            r.largest_logit_diff
         );
     }
     Ok(())
