@@ -26,6 +26,20 @@ fn gen_events(ch: Channel<GenEvent>) -> impl FnMut(Event<'_>) {
     }
 }
 
+/// An edit of one node's catalogue entry, answered with the node as it now is.
+async fn edit_node(
+    state: &AppState,
+    node: i64,
+    edit: impl FnOnce(&freeze_attn_library::Library, NodeId) -> freeze_attn::Result<()> + Send + 'static,
+) -> Res<NodeView> {
+    state
+        .with_session(move |s, _| {
+            edit(&s.library, NodeId(node))?;
+            Ok(s.node_view(NodeId(node))?)
+        })
+        .await
+}
+
 fn library_mode(m: DeleteMode) -> freeze_attn_library::DeleteMode {
     match m {
         DeleteMode::Reparent => freeze_attn_library::DeleteMode::Reparent,
@@ -225,67 +239,61 @@ pub async fn stop(state: State<'_, AppState>) -> Res<()> {
 #[tauri::command]
 #[specta::specta]
 pub async fn rename_node(state: State<'_, AppState>, node: i64, name: String) -> Res<NodeView> {
-    state
-        .with_session(move |s, _| {
-            tree::rename(&s.library, NodeId(node), &name)?;
-            Ok(s.node_view(NodeId(node))?)
-        })
-        .await
+    edit_node(&state, node, move |lib, id| {
+        tree::rename(lib, id, &name)?;
+        Ok(())
+    })
+    .await
 }
 
 #[tauri::command]
 #[specta::specta]
 pub async fn set_notes(state: State<'_, AppState>, node: i64, notes: String) -> Res<NodeView> {
-    state
-        .with_session(move |s, _| {
-            tree::annotate(&s.library, NodeId(node), &notes)?;
-            Ok(s.node_view(NodeId(node))?)
-        })
-        .await
+    edit_node(&state, node, move |lib, id| {
+        tree::annotate(lib, id, &notes)?;
+        Ok(())
+    })
+    .await
 }
 
 #[tauri::command]
 #[specta::specta]
 pub async fn add_tag(state: State<'_, AppState>, node: i64, tag: String) -> Res<NodeView> {
-    state
-        .with_session(move |s, _| {
-            tree::tag(&s.library, NodeId(node), &tag)?;
-            Ok(s.node_view(NodeId(node))?)
-        })
-        .await
+    edit_node(&state, node, move |lib, id| {
+        tree::tag(lib, id, &tag)?;
+        Ok(())
+    })
+    .await
 }
 
 #[tauri::command]
 #[specta::specta]
 pub async fn remove_tag(state: State<'_, AppState>, node: i64, tag: String) -> Res<NodeView> {
-    state
-        .with_session(move |s, _| {
-            tree::untag(&s.library, NodeId(node), &tag)?;
-            Ok(s.node_view(NodeId(node))?)
-        })
-        .await
+    edit_node(&state, node, move |lib, id| {
+        tree::untag(lib, id, &tag)?;
+        Ok(())
+    })
+    .await
 }
 
 #[tauri::command]
 #[specta::specta]
 pub async fn set_pinned(state: State<'_, AppState>, node: i64, pinned: bool) -> Res<NodeView> {
-    state
-        .with_session(move |s, _| {
-            tree::pin(&s.library, NodeId(node), pinned)?;
-            Ok(s.node_view(NodeId(node))?)
-        })
-        .await
+    edit_node(&state, node, move |lib, id| {
+        tree::pin(lib, id, pinned)?;
+        Ok(())
+    })
+    .await
 }
 
 #[tauri::command]
 #[specta::specta]
 pub async fn move_node(state: State<'_, AppState>, node: i64, parent: Option<i64>) -> Res<NodeView> {
-    state
-        .with_session(move |s, _| {
-            tree::move_node(&s.library, NodeId(node), parent.map(NodeId))?;
-            Ok(s.node_view(NodeId(node))?)
-        })
-        .await
+    edit_node(&state, node, move |lib, id| {
+        tree::move_node(lib, id, parent.map(NodeId))?;
+        Ok(())
+    })
+    .await
 }
 
 fn report(d: freeze_attn_library::Deletion) -> DeleteReport {

@@ -17,13 +17,13 @@ pub fn quantize(x: &[f32], q: &mut Vec<i8>, scales: &mut Vec<f16>) {
     }
 }
 
-/// Dequantizes into f16 values (the loader inlines the same arithmetic per row).
-#[cfg(test)]
-pub fn dequantize(q: &[i8], scales: &[f16], out: &mut [f16]) {
-    for ((blk, s), o) in q.chunks(BLOCK).zip(scales).zip(out.chunks_mut(BLOCK)) {
-        let s = s.to_f32();
+/// Dequantizes into f16 values, straight from the stored bytes: `q` holds the i8 values and
+/// `scales` one little-endian f16 per block.
+pub fn dequantize(q: &[u8], scales: &[u8], out: &mut [f16]) {
+    for ((blk, s), o) in q.chunks(BLOCK).zip(scales.chunks_exact(2)).zip(out.chunks_mut(BLOCK)) {
+        let s = f16::from_le_bytes([s[0], s[1]]).to_f32();
         for (v, o) in blk.iter().zip(o.iter_mut()) {
-            *o = f16::from_f32(*v as f32 * s);
+            *o = f16::from_f32(*v as i8 as f32 * s);
         }
     }
 }
@@ -39,7 +39,9 @@ mod tests {
         quantize(&x, &mut q, &mut s);
         assert_eq!((q.len(), s.len()), (256, 8));
         let mut out = vec![f16::ZERO; 256];
-        dequantize(&q, &s, &mut out);
+        let q_bytes: Vec<u8> = q.iter().map(|v| *v as u8).collect();
+        let s_bytes: Vec<u8> = s.iter().flat_map(|v| v.to_le_bytes()).collect();
+        dequantize(&q_bytes, &s_bytes, &mut out);
         for (i, (a, b)) in x.iter().zip(&out).enumerate() {
             let step = s[i / BLOCK].to_f32();
             assert!((a - b.to_f32()).abs() <= step * 0.5 + 1e-3, "{i}: {a} vs {b}");

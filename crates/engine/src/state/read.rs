@@ -285,12 +285,7 @@ fn decode_row(dt: StoredDType, data: &[u8], scales: Option<&[u8]>, row: usize, d
             let q = &data[row * d..][..d];
             let nb = d / q8::BLOCK;
             let s = &scales.unwrap_or(&[])[row * nb * 2..][..nb * 2];
-            for (b, (qb, ob)) in q.chunks(q8::BLOCK).zip(dst.chunks_mut(q8::BLOCK)).enumerate() {
-                let scale = f16::from_le_bytes([s[2 * b], s[2 * b + 1]]).to_f32();
-                for (v, o) in qb.iter().zip(ob.iter_mut()) {
-                    *o = f16::from_f32(*v as i8 as f32 * scale);
-                }
-            }
+            q8::dequantize(q, s, dst);
         }
     }
 }

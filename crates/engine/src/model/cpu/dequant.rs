@@ -221,6 +221,7 @@ fn q6k(bytes: &[u8], out: &mut [f32]) {
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
+    use super::super::gemv::avx512::{self as blocks, Block};
     use std::arch::x86_64::*;
 
     /// Instantiations of the portable decoders compiled for AVX2 (the compiler vectorizes them;
@@ -305,71 +306,39 @@ mod x86 {
         unsafe { inner(bytes, out) }
     }
 
-    macro_rules! avx512_decoder {
-        ($name:ident, $block_bytes:expr, |$blk:ident, $o:ident| $body:block) => {
-            pub fn $name(bytes: &[u8], out: &mut [f32]) {
-                #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma,f16c")]
-                fn inner(bytes: &[u8], out: &mut [f32]) {
-                    let nb = out.len() / 32;
-                    assert!(bytes.len() >= nb * $block_bytes);
-                    for b in 0..nb {
-                        // SAFETY: block `b` is in bounds of `bytes` (asserted) and `out`.
-                        unsafe {
-                            let $blk = bytes.as_ptr().add(b * $block_bytes);
-                            let $o = out.as_mut_ptr().add(b * 32);
-                            $body
-                        }
-                    }
+    /// A whole row decoded with the block decoders of the fused decoding kernels
+    /// ([`super::super::gemv`]), so prefill panels and decoding see the same values.
+    fn avx512_row<B: Block>(bytes: &[u8], out: &mut [f32]) {
+        #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma,f16c")]
+        fn inner<B: Block>(bytes: &[u8], out: &mut [f32]) {
+            let nb = out.len() / 32;
+            assert!(bytes.len() >= nb * B::BYTES);
+            for b in 0..nb {
+                // SAFETY: block `b` is in bounds of `bytes` (asserted) and of `out`.
+                unsafe {
+                    let (lo, hi) = B::decode(bytes.as_ptr().add(b * B::BYTES));
+                    let o = out.as_mut_ptr().add(b * 32);
+                    _mm512_storeu_ps(o, lo);
+                    _mm512_storeu_ps(o.add(16), hi);
                 }
-                // SAFETY: only chosen when the CPU has AVX-512 F/BW/DQ/VL, AVX2, FMA and F16C.
-                unsafe { inner(bytes, out) }
             }
-        };
+        }
+        // SAFETY: only chosen when the CPU has AVX-512 F/BW/DQ/VL, AVX2, FMA and F16C.
+        unsafe { inner::<B>(bytes, out) }
     }
 
-    avx512_decoder!(q4_0_avx512, 18, |blk, o| {
-        let d = _mm512_broadcastss_ps(halves(blk));
-        let v = _mm512_cvtepu8_epi32(_mm_loadu_si128(blk.add(2) as *const __m128i));
-        let eight = _mm512_set1_epi32(8);
-        let lo = _mm512_sub_epi32(_mm512_and_si512(v, _mm512_set1_epi32(0xF)), eight);
-        let hi = _mm512_sub_epi32(_mm512_srli_epi32::<4>(v), eight);
-        _mm512_storeu_ps(o, _mm512_mul_ps(_mm512_cvtepi32_ps(lo), d));
-        _mm512_storeu_ps(o.add(16), _mm512_mul_ps(_mm512_cvtepi32_ps(hi), d));
-    });
-
-    avx512_decoder!(q4_1_avx512, 20, |blk, o| {
-        let dm = halves(blk);
-        let d = _mm512_broadcastss_ps(dm);
-        let m = _mm512_broadcastss_ps(_mm_movehdup_ps(dm));
-        let v = _mm512_cvtepu8_epi32(_mm_loadu_si128(blk.add(4) as *const __m128i));
-        let lo = _mm512_and_si512(v, _mm512_set1_epi32(0xF));
-        let hi = _mm512_srli_epi32::<4>(v);
-        // x * d + m with two roundings, as the reference (no fused multiply-add).
-        _mm512_storeu_ps(o, _mm512_add_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(lo), d), m));
-        _mm512_storeu_ps(o.add(16), _mm512_add_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(hi), d), m));
-    });
-
-    avx512_decoder!(q5_0_avx512, 22, |blk, o| {
-        let d = _mm512_broadcastss_ps(halves(blk));
-        let qh = (blk.add(2) as *const u32).read_unaligned();
-        let v = _mm512_cvtepu8_epi32(_mm_loadu_si128(blk.add(6) as *const __m128i));
-        let sixteen = _mm512_set1_epi32(16);
-        // The fifth bit: lanes whose bit is clear lose 16, the others keep their value.
-        let lo = _mm512_and_si512(v, _mm512_set1_epi32(0xF));
-        let lo = _mm512_mask_sub_epi32(lo, !(qh as u16), lo, sixteen);
-        let hi = _mm512_srli_epi32::<4>(v);
-        let hi = _mm512_mask_sub_epi32(hi, !((qh >> 16) as u16), hi, sixteen);
-        _mm512_storeu_ps(o, _mm512_mul_ps(_mm512_cvtepi32_ps(lo), d));
-        _mm512_storeu_ps(o.add(16), _mm512_mul_ps(_mm512_cvtepi32_ps(hi), d));
-    });
-
-    avx512_decoder!(q8_0_avx512, 34, |blk, o| {
-        let d = _mm512_broadcastss_ps(halves(blk));
-        let lo = _mm512_cvtepi8_epi32(_mm_loadu_si128(blk.add(2) as *const __m128i));
-        let hi = _mm512_cvtepi8_epi32(_mm_loadu_si128(blk.add(18) as *const __m128i));
-        _mm512_storeu_ps(o, _mm512_mul_ps(_mm512_cvtepi32_ps(lo), d));
-        _mm512_storeu_ps(o.add(16), _mm512_mul_ps(_mm512_cvtepi32_ps(hi), d));
-    });
+    pub fn q4_0_avx512(bytes: &[u8], out: &mut [f32]) {
+        avx512_row::<blocks::Q4_0>(bytes, out)
+    }
+    pub fn q4_1_avx512(bytes: &[u8], out: &mut [f32]) {
+        avx512_row::<blocks::Q4_1>(bytes, out)
+    }
+    pub fn q5_0_avx512(bytes: &[u8], out: &mut [f32]) {
+        avx512_row::<blocks::Q5_0>(bytes, out)
+    }
+    pub fn q8_0_avx512(bytes: &[u8], out: &mut [f32]) {
+        avx512_row::<blocks::Q8_0>(bytes, out)
+    }
 }
 
 #[cfg(test)]

@@ -47,7 +47,7 @@ pub fn gemv(dtype: GgmlDType, isa: Isa) -> Option<Gemv> {
 }
 
 #[cfg(target_arch = "x86_64")]
-mod avx512 {
+pub(super) mod avx512 {
     use super::super::gemm::avx512::hsum;
     use std::arch::x86_64::*;
 
