@@ -10,6 +10,9 @@ For each model file and prompt length it runs, one after the other:
       - prefill: `Llama.eval(tokens)` of the same N tokens (n_batch = 512, our chunk size), timed;
       - decode after the prompt: G more greedy tokens, one `llama_decode` each, timed.
     Greedy choice is a numpy argmax over the logits, as our bench does an argmax per token.
+  * with --llama-bench PATH, also llama.cpp's own `llama-bench` on the same file:
+    `-p N -n G -d 0` (prefill N tokens; decode G tokens from position 0) and `-p 0 -n G -d N`
+    (decode G tokens after N tokens of context), `-r 1` per repeat, its peak memory from wait4.
 Both sides use the same text (assets/documents/printing-press.md repeated, BOS first) and the
 same measurement order. Prints a table of both sides and the ratios (ours / llama.cpp; above
 1.0 means we are faster, or for memory, that we use more), and writes the same as JSON.
@@ -17,7 +20,10 @@ same measurement order. Prints a table of both sides and the ratios (ours / llam
 Usage (the venv must have llama-cpp-python):
     /opt/refvenv/bin/python scripts/bench/compare_llamacpp.py \
         [--models Q4_1 Q4_0 Q8_0 Q4_K_M | --models path/to/file.gguf] \
-        [--prompt-tokens 512 2048] [--gen-tokens 64] [--repeat 3] [--json out.json]
+        [--prompt-tokens 512 2048] [--gen-tokens 64] [--repeat 3] [--json out.json] \
+        [--llama-bench path/to/llama-bench]
+`llama-bench` is not on PyPI: build it from the llama.cpp source vendored in the llama-cpp-python
+sdist (see docs/benchmarks.md for the exact cmake line).
 Quant types other than Q4_1 come from scripts/bench/make_quants.py (made on first use).
 With --repeat R every measurement is taken R times, alternating the two sides, and the median
 is reported (the individual runs are in the JSON).
@@ -135,6 +141,35 @@ def run_llama(model: str, n: int, g: int, threads: int, flash_attn: bool) -> dic
     return r
 
 
+def run_llama_bench(binary: str, model: str, n: int, g: int, threads: int, flash_attn: bool) -> dict:
+    """One `llama-bench` repetition of each test; prefill and decode@0 in one process, decode
+    after N tokens in another. Peak memory is the larger of the two processes' (wait4)."""
+    fa = "on" if flash_attn else "off"
+
+    def bench(args: list) -> tuple:
+        cmd = [binary, "-m", model, "-t", str(threads), "-r", "1", "-fa", fa, "-o", "json", *args]
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        out = proc.stdout.read()
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        if proc.returncode != 0:
+            raise RuntimeError(f"{' '.join(cmd)} exited with {proc.returncode}")
+        return json.loads(out), usage.ru_maxrss * 1024
+
+    first, mem1 = bench(["-p", str(n), "-n", str(g), "-d", "0"])
+    after, mem2 = bench(["-p", "0", "-n", str(g), "-d", str(n)])
+    pick = lambda rows, **kw: next(r for r in rows if all(r[k] == v for k, v in kw.items()))
+    pp = pick(first, n_prompt=n, n_gen=0)
+    return {
+        "build": f"{pp.get('build_commit', '?')} ({pp.get('build_number', '?')})",
+        "cpu_info": pp.get("cpu_info"),
+        "prefill_tok_s": pp["avg_ts"],
+        "decode_pos0_tok_s": pick(first, n_prompt=0, n_gen=g)["avg_ts"],
+        "decode_after_prompt_tok_s": pick(after, n_prompt=0, n_gen=g, n_depth=n)["avg_ts"],
+        "peak_memory_mib": max(mem1, mem2) / 2**20,
+    }
+
+
 def run_ours(binary: str, model: str, n: int, g: int, threads: int) -> dict:
     env = dict(os.environ, RAYON_NUM_THREADS=str(threads))
     cmd = [binary, "bench", "--model", model, "--prompt-tokens", str(n), "--gen-tokens", str(g), "--json"]
@@ -172,6 +207,7 @@ def main() -> int:
     ap.add_argument("--repeat", type=int, default=1)
     ap.add_argument("--flash-attn", action="store_true", help="llama.cpp with flash attention (default off)")
     ap.add_argument("--binary", default=BIN)
+    ap.add_argument("--llama-bench", help="path to llama.cpp's llama-bench, measured as a second reference")
     ap.add_argument("--json", help="also write the results here")
     args = ap.parse_args()
 
@@ -179,15 +215,22 @@ def main() -> int:
     for spec in args.models:
         path = model_path(spec)
         for n in args.prompt_tokens:
-            ours, theirs = [], []
+            ours, theirs, bench = [], [], []
             for _ in range(args.repeat):
                 ours.append(run_ours(args.binary, path, n, args.gen_tokens, args.threads))
                 theirs.append(run_llama(path, n, args.gen_tokens, args.threads, args.flash_attn))
+                if args.llama_bench:
+                    bench.append(
+                        run_llama_bench(args.llama_bench, path, n, args.gen_tokens, args.threads, args.flash_attn)
+                    )
             row = {"model": os.path.basename(path), "prompt_tokens": n, "gen_tokens": args.gen_tokens}
             for key, _, _ in METRICS:
                 a, b = median_of(ours, key), median_of(theirs, key)
                 row[key] = {"ours": a, "llama_cpp": b, "ratio": a / b if b else None}
-            row["runs"] = {"ours": ours, "llama_cpp": theirs}
+                if bench:
+                    c = median_of(bench, key)
+                    row[key].update({"llama_bench": c, "ratio_llama_bench": a / c if c else None})
+            row["runs"] = {"ours": ours, "llama_cpp": theirs, "llama_bench": bench}
             results.append(row)
             print_row(row, args.repeat)
 
@@ -212,11 +255,14 @@ def main() -> int:
 
 def print_row(row: dict, repeat: int) -> None:
     print(f"\n{row['model']}  prompt {row['prompt_tokens']}  gen {row['gen_tokens']}  (median of {repeat})")
-    print(f"  {'':18} {'freeze-attn':>12} {'llama.cpp':>12} {'ratio':>7}")
+    fmt_ratio = lambda r: f"{r:.2f}" if r is not None else "-"
+    with_bench = "llama_bench" in row[METRICS[0][0]]
+    extra = f" {'llama-bench':>12} {'ratio':>7}" if with_bench else ""
+    print(f"  {'':18} {'freeze-attn':>12} {'llama.cpp':>12} {'ratio':>7}{extra}")
     for key, label, _ in METRICS:
         m = row[key]
-        ratio = f"{m['ratio']:.2f}" if m["ratio"] is not None else "-"
-        print(f"  {label:18} {m['ours']:12.1f} {m['llama_cpp']:12.1f} {ratio:>7}")
+        extra = f" {m['llama_bench']:12.1f} {fmt_ratio(m['ratio_llama_bench']):>7}" if with_bench else ""
+        print(f"  {label:18} {m['ours']:12.1f} {m['llama_cpp']:12.1f} {fmt_ratio(m['ratio']):>7}{extra}")
     sys.stdout.flush()
 
 

@@ -173,6 +173,11 @@ fn bytes_per_token_and_q8_fidelity() {
         "f16 is the K/V bytes plus little overhead ({f16} vs {kv})"
     );
     assert!(sizes[3].1 <= 0.55 * f16, "q8 must take at most 0.55× the f16 size");
+    // f16 is exactly the K/V, 2 bytes per token id (SmolLM2's ids fit in 16 bits) and the header.
+    let file = std::fs::read(dir.path().join("f16.state")).unwrap();
+    let header = u64::from_le_bytes(file[..8].try_into().unwrap()) as f64;
+    let n = prefix.len() as f64;
+    assert_eq!(f16 * n, 8.0 + header + n * (kv + 2.0), "f16 file layout");
     // Fidelity: greedy equality over 64 tokens and the largest logit difference.
     let q8 = load_state(m, &dir.path().join("q8.state")).unwrap().state;
     let reference = m
@@ -198,6 +203,42 @@ fn bytes_per_token_and_q8_fidelity() {
         let s = load_state(m, &dir.path().join(format!("{dt}.state"))).unwrap().state;
         assert_eq!(s.tokens(), prefix.as_slice());
     }
+}
+
+/// A state written by a build of format version 1 (`tests/fixtures/state-v1-f16.state`, see
+/// `tests/fixtures/README.md`) still loads and continues exactly like a from-scratch run.
+#[test]
+fn a_version_1_state_file_still_loads_and_resumes_exactly() {
+    let m = model();
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/state-v1-f16.state");
+    let loaded = load_state(m, &path).unwrap();
+    let tokens = loaded.state.tokens().to_vec();
+    let text = "The lighthouse keeper wrote in his log:";
+    assert_eq!(tokens, m.tokenizer.encode_prompt(text).unwrap());
+    assert_eq!(loaded.transcript, Some(Transcript::Text { text: text.into() }));
+    let mut full = tokens.clone();
+    full.extend(question());
+    let mut scratch = m.model.new_state();
+    let l_scratch = m.model.prefill(&full, &mut scratch, 512, &mut |_| true).unwrap();
+    let l_thawed = m
+        .model
+        .prefill(&question(), &mut loaded.state.fork(), 512, &mut |_| true)
+        .unwrap();
+    let diff = (l_thawed - l_scratch)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
+    assert_eq!(diff, 0.0, "a version-1 state resumes bit for bit");
+    let mut scratch = m.model.new_state();
+    m.model.prefill(&tokens, &mut scratch, 512, &mut |_| true).unwrap();
+    assert_eq!(
+        continue_greedy(&mut loaded.state.fork(), &question(), 16),
+        continue_greedy(&mut scratch, &question(), 16)
+    );
 }
 
 #[test]
@@ -252,10 +293,19 @@ fn bad_state_files_are_refused_with_clear_errors() {
     );
     let e = case("version.state", &|p| {
         edit_header(p, |h| {
-            h.insert("format_version".into(), "2".into());
+            h.insert("format_version".into(), "3".into());
         })
     });
-    assert!(e.contains("version 2 is not supported"), "{e}");
+    assert!(e.contains("version 3 is not supported"), "{e}");
+    let e = case("v1-with-u16-tokens.state", &|p| {
+        edit_header(p, |h| {
+            h.insert("format_version".into(), "1".into());
+        })
+    });
+    assert!(
+        e.contains("tensor `tokens` is U16 [40], expected U32 [40]"),
+        "version 1 stored U32 token ids only: {e}"
+    );
     let e = case("checksum.state", &|p| {
         let mut b = std::fs::read(p).unwrap();
         let n = b.len();
@@ -280,7 +330,7 @@ fn bad_state_files_are_refused_with_clear_errors() {
         })
     });
     assert!(
-        e.contains("tensor `tokens` is U32 [40], expected U32 [4000000000]"),
+        e.contains("tensor `tokens` is U16 [40], expected U16 [4000000000]"),
         "{e}"
     );
     let e = case("missing-field.state", &|p| {

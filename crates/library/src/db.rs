@@ -1,4 +1,4 @@
-//! Per-connection set-up of the catalogue database and the SQL functions search relies on.
+//! Per-connection set-up of the catalogue database, and the case folding names, tags and search share.
 //!
 //! Every connection gets the same settings (they are per connection in SQLite, not stored in
 //! the file): a 5 s busy timeout so the app and the CLI can write to one library at the same
@@ -12,8 +12,6 @@
 //! for the sake of the last second before a power cut.
 
 use crate::error::Result;
-use rusqlite::functions::FunctionFlags;
-use rusqlite::types::ValueRef;
 use rusqlite::Connection;
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -27,7 +25,6 @@ pub(crate) fn connect(path: &Path) -> Result<Connection> {
     let conn = Connection::open(path)?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
     conn.pragma_update(None, "foreign_keys", true)?;
-    register_functions(&conn)?;
     Ok(conn)
 }
 
@@ -54,75 +51,9 @@ pub(crate) fn fold(s: &str) -> String {
     s.to_lowercase()
 }
 
-/// `fa_contains(haystack, folded_needle)`: case-insensitive substring test; the needle must
-/// already be folded with [`fold`]. NULL or non-text arguments never match.
-fn register_functions(conn: &Connection) -> rusqlite::Result<()> {
-    conn.create_scalar_function(
-        "fa_contains",
-        2,
-        FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC,
-        |ctx| {
-            let (ValueRef::Text(hay), ValueRef::Text(needle)) = (ctx.get_raw(0), ctx.get_raw(1)) else {
-                return Ok(false);
-            };
-            let (Ok(hay), Ok(needle)) = (std::str::from_utf8(hay), std::str::from_utf8(needle)) else {
-                return Ok(false);
-            };
-            Ok(contains_folded(hay, needle))
-        },
-    )
-}
-
-fn contains_folded(hay: &str, folded_needle: &str) -> bool {
-    if folded_needle.is_empty() {
-        return true;
-    }
-    if hay.is_ascii() && folded_needle.is_ascii() {
-        // The common case needs no allocation: compare windows ignoring ASCII case.
-        let needle = folded_needle.as_bytes();
-        return hay
-            .as_bytes()
-            .windows(needle.len())
-            .any(|w| w.eq_ignore_ascii_case(needle));
-    }
-    fold(hay).contains(folded_needle)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn memory() -> Connection {
-        let conn = Connection::open_in_memory().unwrap();
-        register_functions(&conn).unwrap();
-        conn
-    }
-
-    fn sql_contains(conn: &Connection, hay: &str, needle: &str) -> bool {
-        conn.query_row("SELECT fa_contains(?1, ?2)", (hay, fold(needle)), |r| r.get(0))
-            .unwrap()
-    }
-
-    #[test]
-    fn contains_ignores_ascii_and_unicode_case() {
-        let conn = memory();
-        assert!(sql_contains(&conn, "The Pirate Captain", "pirate"));
-        assert!(sql_contains(&conn, "ÉMILE ZOLA", "émile"), "non-ASCII letters fold too");
-        assert!(!sql_contains(&conn, "Captain", "pirate"));
-        assert!(
-            sql_contains(&conn, "anything", ""),
-            "the empty needle matches everything"
-        );
-    }
-
-    #[test]
-    fn contains_treats_null_as_no_match() {
-        let conn = memory();
-        let hit: bool = conn
-            .query_row("SELECT fa_contains(NULL, 'a')", [], |r| r.get(0))
-            .unwrap();
-        assert!(!hit);
-    }
 
     #[test]
     fn connect_sets_per_connection_pragmas() {

@@ -10,6 +10,7 @@ use crate::node::NodeSummary;
 use crate::schema::{node_tags, nodes};
 use rusqlite::Connection;
 use serde::{Deserialize, Serialize};
+use std::cmp::Ordering;
 use std::collections::HashMap;
 
 /// Order of siblings after the pinned ones.
@@ -29,6 +30,17 @@ impl NodeOrder {
             NodeOrder::Name => "n.pinned DESC, n.name_key, n.id",
             NodeOrder::Created => "n.pinned DESC, n.created_at, n.id",
         }
+    }
+
+    /// The same order as [`NodeOrder::sql`], for rows sorted in memory; `name_key` is the
+    /// node's folded name (the `name_key` column).
+    pub(crate) fn compare(self, a: (&NodeSummary, &str), b: (&NodeSummary, &str)) -> Ordering {
+        let pinned_first = b.0.pinned.cmp(&a.0.pinned);
+        let by_order = match self {
+            NodeOrder::Name => a.1.cmp(b.1),
+            NodeOrder::Created => a.0.created_at.cmp(&b.0.created_at),
+        };
+        pinned_first.then(by_order).then(a.0.id.0.cmp(&b.0.id.0))
     }
 }
 
@@ -94,16 +106,54 @@ pub(crate) fn tips_by_id(conn: &Connection) -> Result<HashMap<NodeId, Option<Seg
 }
 
 /// Fills in tags and own bytes of summaries read with [`nodes::SUMMARY_COLUMNS`].
-pub(crate) fn finish_summaries(conn: &Connection, mut list: Vec<NodeSummary>) -> Result<Vec<NodeSummary>> {
+pub(crate) fn finish_summaries(conn: &Connection, list: Vec<NodeSummary>) -> Result<Vec<NodeSummary>> {
+    if list.is_empty() {
+        return Ok(list);
+    }
+    finish_summaries_with_tags(conn, list, node_tags::all(conn)?)
+}
+
+/// [`finish_summaries`] for a caller that already holds every node's tags.
+pub(crate) fn finish_summaries_with_tags(
+    conn: &Connection,
+    mut list: Vec<NodeSummary>,
+    mut tags: HashMap<NodeId, Vec<String>>,
+) -> Result<Vec<NodeSummary>> {
     if list.is_empty() {
         return Ok(list);
     }
     let forest = Forest::load(conn)?;
-    let tips = tips_by_id(conn)?;
-    let mut tags = node_tags::all(conn)?;
-    for s in &mut list {
-        let parent_tip = s.parent.and_then(|p| tips.get(&p)?.as_ref());
-        s.own_bytes = forest.own_bytes(s.tip.as_ref(), parent_tip);
+    // Most parents of a listing are in the listing (a tree, a search with many hits); only the
+    // others are read: one by one when they are few (a node's children share one parent), all
+    // nodes' tips at once otherwise.
+    let in_list: HashMap<NodeId, usize> = list.iter().enumerate().map(|(i, s)| (s.id, i)).collect();
+    let mut missing: Vec<NodeId> = list
+        .iter()
+        .filter_map(|s| s.parent)
+        .filter(|p| !in_list.contains_key(p))
+        .collect();
+    missing.sort_unstable_by_key(|p| p.0);
+    missing.dedup();
+    let others: HashMap<NodeId, Option<SegmentHash>> = if missing.len() > 64 {
+        tips_by_id(conn)?
+    } else {
+        missing
+            .into_iter()
+            .map(|p| Ok((p, nodes::tip_of(conn, p)?)))
+            .collect::<Result<_>>()?
+    };
+    let own: Vec<u64> = list
+        .iter()
+        .map(|s| {
+            let parent_tip = s.parent.and_then(|p| match in_list.get(&p) {
+                Some(&i) => list[i].tip.as_ref(),
+                None => others.get(&p)?.as_ref(),
+            });
+            forest.own_bytes(s.tip.as_ref(), parent_tip)
+        })
+        .collect();
+    for (s, own) in list.iter_mut().zip(own) {
+        s.own_bytes = own;
         s.tags = tags.remove(&s.id).unwrap_or_default();
     }
     Ok(list)

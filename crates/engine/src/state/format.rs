@@ -7,7 +7,11 @@ use std::fmt;
 use std::str::FromStr;
 
 pub const FORMAT_NAME: &str = "freeze-attn/segment";
-pub const FORMAT_VERSION: u32 = 1;
+/// The version this build writes. Version 2 stores the token ids as U16 when they all fit
+/// (U32 otherwise); version 1 always stored U32. Both are read.
+pub const FORMAT_VERSION: u32 = 2;
+/// The oldest version this build still reads.
+pub const OLDEST_READABLE_VERSION: u32 = 1;
 
 /// How K/V are stored in a segment file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, Default)]
@@ -112,9 +116,9 @@ impl SegmentHeader {
         let version: u32 = get("format_version")?
             .parse()
             .map_err(|_| bad("format_version is not a number".into()))?;
-        if version != FORMAT_VERSION {
+        if !(OLDEST_READABLE_VERSION..=FORMAT_VERSION).contains(&version) {
             return Err(bad(format!(
-                "state format version {version} is not supported by this build (it reads version {FORMAT_VERSION})"
+                "state format version {version} is not supported by this build (it reads versions {OLDEST_READABLE_VERSION} to {FORMAT_VERSION})"
             )));
         }
         let num = |k: &str| -> Result<usize> {

@@ -12,7 +12,7 @@ mod q8;
 mod read;
 mod write;
 
-pub use format::{SegmentHeader, StoredDType, FORMAT_NAME, FORMAT_VERSION};
+pub use format::{SegmentHeader, StoredDType, FORMAT_NAME, FORMAT_VERSION, OLDEST_READABLE_VERSION};
 pub use read::{load_chain, Segment};
 pub use write::{write_segment, SegmentInfo};
 

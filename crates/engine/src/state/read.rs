@@ -33,10 +33,17 @@ impl std::fmt::Debug for Segment {
     }
 }
 
-fn expected(name: &str, h: &SegmentHeader) -> (Dtype, Vec<usize>) {
+/// The dtype and shape tensor `name` must have; `found` is the file's dtype for it (the token
+/// ids may be U16 or U32 from version 2 on).
+fn expected(name: &str, h: &SegmentHeader, found: Dtype) -> (Dtype, Vec<usize>) {
     let n = h.token_count;
     if name == "tokens" {
-        return (Dtype::U32, vec![n]);
+        let dt = if h.format_version >= 2 && found == Dtype::U16 {
+            Dtype::U16
+        } else {
+            Dtype::U32
+        };
+        return (dt, vec![n]);
     }
     if name.ends_with("_scale") {
         return (Dtype::F16, vec![h.n_kv_head, n, h.head_dim / q8::BLOCK]);
@@ -79,7 +86,7 @@ impl Segment {
             let view = st
                 .tensor(t)
                 .map_err(|_| EngineError::State(format!("{name}: tensor `{t}` is missing")))?;
-            let (dt, shape) = expected(t, &header);
+            let (dt, shape) = expected(t, &header, view.dtype());
             if view.dtype() != dt || view.shape() != shape.as_slice() {
                 return Err(EngineError::State(format!(
                     "{name}: tensor `{t}` is {:?} {:?}, expected {dt:?} {shape:?}",
@@ -99,11 +106,17 @@ impl Segment {
         }
         let tokens = st
             .tensor("tokens")
-            .map(|v| {
-                v.data()
+            .map(|v| match v.dtype() {
+                Dtype::U16 => v
+                    .data()
+                    .chunks_exact(2)
+                    .map(|c| u32::from(u16::from_le_bytes([c[0], c[1]])))
+                    .collect(),
+                _ => v
+                    .data()
                     .chunks_exact(4)
                     .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                    .collect()
+                    .collect(),
             })
             .map_err(|e| EngineError::State(format!("{name}: {e}")))?;
         let id = header.id();

@@ -92,12 +92,21 @@ pub fn write_segment(
     let g = *state.geometry();
     let n = end - start;
     let mut tensors: Vec<(String, Raw)> = Vec::new();
+    let ids = &state.tokens()[start..end];
     tensors.push((
         "tokens".into(),
-        Raw {
-            dtype: Dtype::U32,
-            shape: vec![n],
-            data: bytes_of(&state.tokens()[start..end], u32::to_le_bytes),
+        match ids.iter().all(|&t| t <= u32::from(u16::MAX)) {
+            // Vocabularies up to 65,536 entries (SmolLM2, Mistral, Llama 2) need 2 bytes a token.
+            true => Raw {
+                dtype: Dtype::U16,
+                shape: vec![n],
+                data: bytes_of(ids, |t| (t as u16).to_le_bytes()),
+            },
+            false => Raw {
+                dtype: Dtype::U32,
+                shape: vec![n],
+                data: bytes_of(ids, u32::to_le_bytes),
+            },
         },
     ));
     for l in 0..g.n_layer {

@@ -175,3 +175,57 @@ fn truncated_shard_is_refused() {
     let e = load_model(dir.path(), &Device::Cpu).unwrap_err().to_string();
     assert!(e.contains("truncated or corrupted"), "{e}");
 }
+
+/// Token ids above 65,535 (Llama 3's vocabulary has 128,256) are stored as U32; a segment whose
+/// ids all fit in 16 bits stores U16. Both load back to the same tokens and the same K/V.
+#[test]
+fn state_token_ids_are_stored_in_16_or_32_bits_as_they_need() {
+    use freeze_attn_engine::state::{load_chain, write_segment, Segment, StoredDType};
+    let fx = fixture("tiny_llama31.json");
+    let dir = tempfile::tempdir().unwrap();
+    write_tiny(dir.path(), &fx["config"]);
+    let m = load_model(dir.path(), &Device::Cpu).unwrap();
+    for (name, tokens, dtype) in [
+        ("wide", vec![128_000u32, 9906, 65_536, 1917, 128_009], "U32"),
+        ("narrow", vec![0u32, 9906, 65_535, 1917], "U16"),
+    ] {
+        let mut live = m.model.new_state();
+        m.model.forward(&tokens, &mut live, false).unwrap();
+        let path = dir.path().join(format!("{name}.state"));
+        let info = write_segment(
+            &live,
+            0,
+            tokens.len(),
+            None,
+            m.fingerprint(),
+            StoredDType::F32,
+            None,
+            &path,
+        )
+        .unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+        let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+        assert_eq!(header["tokens"]["dtype"], dtype, "{name}");
+        let seg = Segment::open(&path).unwrap();
+        assert_eq!(seg.id, info.id);
+        assert_eq!(seg.tokens, tokens, "{name}: the token ids come back");
+        let back = load_chain(&[seg], tokens.len(), &m.model, m.fingerprint()).unwrap();
+        assert_eq!(back.tokens(), tokens.as_slice());
+        for l in 0..m.model.config().n_layer {
+            let (k0, v0) = live.layer_view(l, 0, tokens.len()).unwrap();
+            let (k1, v1) = back.layer_view(l, 0, tokens.len()).unwrap();
+            for (a, b) in [(k0, k1), (v0, v1)] {
+                let d = (a.to_dtype(DType::F32).unwrap() - b.to_dtype(DType::F32).unwrap())
+                    .unwrap()
+                    .abs()
+                    .unwrap()
+                    .max_all()
+                    .unwrap()
+                    .to_scalar::<f32>()
+                    .unwrap();
+                assert_eq!(d, 0.0, "{name}: layer {l} K/V differ after a round trip");
+            }
+        }
+    }
+}

@@ -130,6 +130,12 @@ pub(crate) fn parent_of(conn: &Connection, id: NodeId) -> Result<Option<NodeId>>
         .ok_or(LibraryError::NodeNotFound(id))
 }
 
+/// A node's tip; `None` for an empty state or a node that does not exist.
+pub(crate) fn tip_of(conn: &Connection, id: NodeId) -> Result<Option<SegmentHash>> {
+    let mut stmt = conn.prepare_cached("SELECT tip FROM nodes WHERE id = ?1")?;
+    Ok(stmt.query_row([id], |r| r.get(0)).optional()?.flatten())
+}
+
 /// Whether a sibling under `parent` other than `except` already uses `key`.
 pub(crate) fn name_taken(conn: &Connection, parent: Option<NodeId>, key: &str, except: Option<NodeId>) -> Result<bool> {
     Ok(conn

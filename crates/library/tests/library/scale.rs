@@ -89,6 +89,23 @@ fn ten_thousand_nodes_list_and_search_correctly() {
     let roots: u64 = tree.iter().filter(|e| e.depth == 0).map(|e| e.node.own_bytes).sum();
     assert_eq!(roots, GROUPS * 512, "roots pay for their whole chain");
 
+    // Search hits carry the same summaries as the tree (own bytes need each parent's tip: from
+    // the hits themselves, read one by one, or read all at once when many parents are not hits).
+    let by_id: HashMap<NodeId, _> = tree.iter().map(|e| (e.node.id, &e.node)).collect();
+    for (query, parents_outside) in [("needle", 1), ("G4", 11), ("message", 100)] {
+        let hits = f.lib.search(query, NodeOrder::Name).unwrap();
+        let outside: HashSet<_> = {
+            let ids: HashSet<_> = hits.iter().map(|h| h.node.id).collect();
+            hits.iter()
+                .filter_map(|h| h.node.parent)
+                .filter(|p| !ids.contains(p))
+                .collect()
+        };
+        assert_eq!(outside.len(), parents_outside, "{query}");
+        for h in &hits {
+            assert_eq!(&&h.node, &by_id[&h.node.id], "{query}: {}", h.node.name);
+        }
+    }
     let needle = f.lib.search("needle", NodeOrder::Name).unwrap();
     assert_eq!(needle.len(), 1);
     assert_eq!(needle[0].node.name, "g42-n17");

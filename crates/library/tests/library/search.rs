@@ -74,3 +74,44 @@ fn nodes_tagged_matches_whole_tags() {
         vec!["sci-fi"]
     );
 }
+
+#[test]
+fn hits_come_in_the_same_order_as_listings() {
+    let f = fixture();
+    for (name, pinned) in [
+        ("delta", false),
+        ("Alpha", false),
+        ("charlie", true),
+        ("bravo", false),
+        ("Écho", false),
+    ] {
+        let mut n = NewNode::new(name, NodeKind::Story, MODEL);
+        n.pinned = pinned;
+        n.notes = "shared word: lantern".into();
+        f.lib.create_node(&n).unwrap();
+    }
+    for order in [NodeOrder::Name, NodeOrder::Created] {
+        let listed: Vec<_> = f.lib.children(None, order).unwrap();
+        let hits: Vec<_> = f.lib.search("LANTERN", order).unwrap();
+        assert_eq!(
+            hits.iter().map(|h| &h.node).collect::<Vec<_>>(),
+            listed.iter().collect::<Vec<_>>(),
+            "{order:?}: search sorts its hits like SQL sorts a listing, summaries included"
+        );
+        assert!(hits
+            .iter()
+            .all(|h| h.in_notes && !h.in_name && !h.in_tags && !h.in_transcript));
+    }
+    let names: Vec<_> = f
+        .lib
+        .search("lantern", NodeOrder::Name)
+        .unwrap()
+        .into_iter()
+        .map(|h| h.node.name)
+        .collect();
+    assert_eq!(
+        names,
+        ["charlie", "Alpha", "bravo", "delta", "Écho"],
+        "pinned first, then folded names"
+    );
+}
