@@ -333,6 +333,13 @@ fn bad_state_files_are_refused_with_clear_errors() {
         e.contains("tensor `tokens` is U16 [40], expected U16 [4000000000]"),
         "{e}"
     );
+    let e = case("q8-odd-head.state", &|p| {
+        edit_header(p, |h| {
+            h.insert("stored_dtype".into(), "q8".into());
+            h.insert("kv_shape".into(), "30,3,48".into());
+        })
+    });
+    assert!(e.contains("divisible by 32, this one says 48"), "{e}");
     let e = case("missing-field.state", &|p| {
         edit_header(p, |h| {
             h.remove("stored_dtype");

@@ -163,6 +163,13 @@ impl SegmentHeader {
                 h.start
             )));
         }
+        if h.stored_dtype == StoredDType::Q8 && !h.head_dim.is_multiple_of(super::q8::BLOCK) {
+            return Err(bad(format!(
+                "a q8 segment needs a head dimension divisible by {}, this one says {}",
+                super::q8::BLOCK,
+                h.head_dim
+            )));
+        }
         if h.token_count == 0 {
             return Err(bad("the segment holds no tokens".into()));
         }

@@ -7,6 +7,7 @@
 //! file is untrusted input, so sizes are checked against the header and the file before anything
 //! is allocated.
 
+mod convert;
 mod format;
 mod q8;
 mod read;

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Builds llama.cpp's own `llama-bench` (not on PyPI) from the llama.cpp source vendored in the
+# llama-cpp-python sdist, the same llama.cpp version as the reference venv's, for
+# scripts/bench/compare_llamacpp.py --llama-bench. About 6 minutes on 2 cores, once.
+#
+#   bash scripts/bench/build_llama_bench.sh            # prints the path of llama-bench
+#
+# Kernels are chosen explicitly instead of GGML_NATIVE: on these VMs the CPU reports AMX but the
+# hypervisor does not enable it, and a native build dies with "Illegal instruction" (tilezero).
+# The flags match what llama-cpp-python's build reports here (AVX512, VNNI, BF16, OpenMP).
+set -euo pipefail
+VERSION="${LLAMA_CPP_PYTHON_VERSION:-0.3.36}"
+CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/freeze-attn/llama-bench-$VERSION"
+BIN="$CACHE/build/bin/llama-bench"
+if [[ -x "$BIN" ]]; then
+    echo "$BIN"
+    exit 0
+fi
+PY="${PYTHON:-/opt/refvenv/bin/python}"
+mkdir -p "$CACHE"
+cd "$CACHE"
+if [[ ! -d src ]]; then
+    # pip prepares an sdist's metadata before saving it: with the build backend installed
+    # here and no build isolation that is quick and needs nothing else from the network.
+    "$PY" -m pip install --quiet scikit-build-core >&2
+    "$PY" -m pip download --quiet --no-deps --no-binary :all: --no-build-isolation \
+        "llama-cpp-python==$VERSION" -d sdist >&2
+    mv sdist/llama_cpp_python-"$VERSION".tar.gz sdist.tar.gz && rmdir sdist
+    tar -xzf sdist.tar.gz
+    mv llama_cpp_python-"$VERSION"/vendor/llama.cpp src
+    rm -rf llama_cpp_python-"$VERSION" sdist.tar.gz
+fi
+"$PY" -m pip install --quiet cmake ninja >&2
+PATH="$(dirname "$PY"):$PATH"
+cmake -S src -B build -G Ninja -DCMAKE_BUILD_TYPE=Release \
+    -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=OFF \
+    -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON \
+    -DGGML_AVX_VNNI=ON -DGGML_AVX512=ON -DGGML_AVX512_VBMI=ON -DGGML_AVX512_VNNI=ON -DGGML_AVX512_BF16=ON >&2
+ninja -C build llama-bench >&2
+echo "$BIN"
