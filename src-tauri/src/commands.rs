@@ -27,10 +27,10 @@ fn gen_events(ch: Channel<GenEvent>) -> impl FnMut(Event<'_>) {
 }
 
 /// An edit of one node's catalogue entry, answered with the node as it now is.
-async fn edit_node(
+async fn edit_node<T>(
     state: &AppState,
     node: i64,
-    edit: impl FnOnce(&freeze_attn_library::Library, NodeId) -> freeze_attn::Result<()> + Send + 'static,
+    edit: impl FnOnce(&freeze_attn_library::Library, NodeId) -> freeze_attn::Result<T> + Send + 'static,
 ) -> Res<NodeView> {
     state
         .with_session(move |s, _| {
@@ -239,59 +239,38 @@ pub async fn stop(state: State<'_, AppState>) -> Res<()> {
 #[tauri::command]
 #[specta::specta]
 pub async fn rename_node(state: State<'_, AppState>, node: i64, name: String) -> Res<NodeView> {
-    edit_node(&state, node, move |lib, id| {
-        tree::rename(lib, id, &name)?;
-        Ok(())
-    })
-    .await
+    edit_node(&state, node, move |lib, id| tree::rename(lib, id, &name)).await
 }
 
 #[tauri::command]
 #[specta::specta]
 pub async fn set_notes(state: State<'_, AppState>, node: i64, notes: String) -> Res<NodeView> {
-    edit_node(&state, node, move |lib, id| {
-        tree::annotate(lib, id, &notes)?;
-        Ok(())
-    })
-    .await
+    edit_node(&state, node, move |lib, id| tree::annotate(lib, id, &notes)).await
 }
 
 #[tauri::command]
 #[specta::specta]
 pub async fn add_tag(state: State<'_, AppState>, node: i64, tag: String) -> Res<NodeView> {
-    edit_node(&state, node, move |lib, id| {
-        tree::tag(lib, id, &tag)?;
-        Ok(())
-    })
-    .await
+    edit_node(&state, node, move |lib, id| tree::tag(lib, id, &tag)).await
 }
 
 #[tauri::command]
 #[specta::specta]
 pub async fn remove_tag(state: State<'_, AppState>, node: i64, tag: String) -> Res<NodeView> {
-    edit_node(&state, node, move |lib, id| {
-        tree::untag(lib, id, &tag)?;
-        Ok(())
-    })
-    .await
+    edit_node(&state, node, move |lib, id| tree::untag(lib, id, &tag)).await
 }
 
 #[tauri::command]
 #[specta::specta]
 pub async fn set_pinned(state: State<'_, AppState>, node: i64, pinned: bool) -> Res<NodeView> {
-    edit_node(&state, node, move |lib, id| {
-        tree::pin(lib, id, pinned)?;
-        Ok(())
-    })
-    .await
+    edit_node(&state, node, move |lib, id| tree::pin(lib, id, pinned)).await
 }
 
 #[tauri::command]
 #[specta::specta]
 pub async fn move_node(state: State<'_, AppState>, node: i64, parent: Option<i64>) -> Res<NodeView> {
     edit_node(&state, node, move |lib, id| {
-        tree::move_node(lib, id, parent.map(NodeId))?;
-        Ok(())
+        tree::move_node(lib, id, parent.map(NodeId))
     })
     .await
 }

@@ -1,6 +1,6 @@
 //! Attention states on disk: exact resumption, chains, rewinds, other processes, and refusals.
 
-use crate::support::{continue_greedy, edit_header, model};
+use crate::support::{continue_greedy, edit_header, max_abs_diff, model};
 use freeze_attn::bench::sample_tokens;
 use freeze_attn::engine::state::{load_chain, StoredDType};
 use freeze_attn::engine::{CancelToken, GenerateParams, SamplingParams};
@@ -38,14 +38,7 @@ fn a_thawed_state_continues_exactly_like_an_uninterrupted_run() {
             .model
             .prefill(&question(), &mut thawed.fork(), 512, &mut |_| true)
             .unwrap();
-        let diff = (l_thawed - l_scratch)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
+        let diff = max_abs_diff(&l_thawed, &l_scratch);
         assert_eq!(
             diff, 0.0,
             "prefix {n}: logits after thawing must equal a from-scratch run bit for bit"
@@ -188,14 +181,7 @@ fn bytes_per_token_and_q8_fidelity() {
         .model
         .prefill(&question(), &mut q8.fork(), 512, &mut |_| true)
         .unwrap();
-    let diff = (reference - from_q8)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap();
+    let diff = max_abs_diff(&reference, &from_q8);
     let same = continue_greedy(&mut live.fork(), &question(), 64) == continue_greedy(&mut q8.fork(), &question(), 64);
     eprintln!("q8: largest logit difference {diff:.4}, greedy 64 tokens identical: {same}");
     assert!(diff < 1.0, "q8 drifts by {diff} logits");
@@ -224,14 +210,7 @@ fn a_version_1_state_file_still_loads_and_resumes_exactly() {
         .model
         .prefill(&question(), &mut loaded.state.fork(), 512, &mut |_| true)
         .unwrap();
-    let diff = (l_thawed - l_scratch)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap();
+    let diff = max_abs_diff(&l_thawed, &l_scratch);
     assert_eq!(diff, 0.0, "a version-1 state resumes bit for bit");
     let mut scratch = m.model.new_state();
     m.model.prefill(&tokens, &mut scratch, 512, &mut |_| true).unwrap();
@@ -282,26 +261,27 @@ fn bad_state_files_are_refused_with_clear_errors() {
             Err(e) => e.to_string(),
         }
     };
-    let e = case("other-model.state", &|p| {
-        edit_header(p, |h| {
-            h.insert("model_fingerprint".into(), "0123456789abcdef0123456789abcdef".into());
+    // A copy of the good file with header fields set to other values.
+    let with_fields = |name: &str, fields: &[(&str, &str)]| {
+        case(name, &|p| {
+            edit_header(p, |h| {
+                for (k, v) in fields {
+                    h.insert((*k).into(), (*v).into());
+                }
+            })
         })
-    });
+    };
+    let e = with_fields(
+        "other-model.state",
+        &[("model_fingerprint", "0123456789abcdef0123456789abcdef")],
+    );
     assert!(
         e.contains("belongs to another model") && e.contains("0123456789abcdef") && e.contains(&m.fingerprint().0),
         "{e}"
     );
-    let e = case("version.state", &|p| {
-        edit_header(p, |h| {
-            h.insert("format_version".into(), "3".into());
-        })
-    });
+    let e = with_fields("version.state", &[("format_version", "3")]);
     assert!(e.contains("version 3 is not supported"), "{e}");
-    let e = case("v1-with-u16-tokens.state", &|p| {
-        edit_header(p, |h| {
-            h.insert("format_version".into(), "1".into());
-        })
-    });
+    let e = with_fields("v1-with-u16-tokens.state", &[("format_version", "1")]);
     assert!(
         e.contains("tensor `tokens` is U16 [40], expected U32 [40]"),
         "version 1 stored U32 token ids only: {e}"
@@ -318,27 +298,14 @@ fn bad_state_files_are_refused_with_clear_errors() {
         std::fs::write(p, &b[..b.len() / 2]).unwrap();
     });
     assert!(e.contains("truncated"), "{e}");
-    let e = case("shape.state", &|p| {
-        edit_header(p, |h| {
-            h.insert("kv_shape".into(), "30,3,32".into());
-        })
-    });
+    let e = with_fields("shape.state", &[("kv_shape", "30,3,32")]);
     assert!(e.contains("expected F16 [3, 40, 32]"), "{e}");
-    let e = case("count.state", &|p| {
-        edit_header(p, |h| {
-            h.insert("token_count".into(), "4000000000".into());
-        })
-    });
+    let e = with_fields("count.state", &[("token_count", "4000000000")]);
     assert!(
         e.contains("tensor `tokens` is U16 [40], expected U16 [4000000000]"),
         "{e}"
     );
-    let e = case("q8-odd-head.state", &|p| {
-        edit_header(p, |h| {
-            h.insert("stored_dtype".into(), "q8".into());
-            h.insert("kv_shape".into(), "30,3,48".into());
-        })
-    });
+    let e = with_fields("q8-odd-head.state", &[("stored_dtype", "q8"), ("kv_shape", "30,3,48")]);
     assert!(e.contains("divisible by 32, this one says 48"), "{e}");
     let e = case("missing-field.state", &|p| {
         edit_header(p, |h| {

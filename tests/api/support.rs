@@ -2,7 +2,7 @@
 
 #![allow(dead_code)]
 
-use freeze_attn::engine::{CancelToken, Device, GenerateParams, KvState, LoadedModel};
+use freeze_attn::engine::{CancelToken, Device, GenerateParams, KvState, LoadedModel, Tensor};
 use std::path::Path;
 use std::sync::OnceLock;
 
@@ -52,4 +52,16 @@ pub fn edit_header(path: &Path, edit: impl FnOnce(&mut serde_json::Map<String, s
     out.extend(text.as_bytes());
     out.extend(&bytes[8 + n..]);
     std::fs::write(path, out).unwrap();
+}
+
+/// The largest absolute difference between two tensors of the same shape.
+pub fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
+    (a - b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap()
 }

@@ -86,18 +86,28 @@ mod simd {
     }
 
     pub(super) fn q8(isa: Isa, q: &[u8], scales: &[u8], dst: &mut [f16]) -> usize {
-        match isa {
+        let blocks = (q.len().min(dst.len()) / super::q8::BLOCK).min(scales.len() / 2);
+        let done = match isa {
             #[cfg(all(target_arch = "x86_64", target_endian = "little"))]
-            // SAFETY: as for `bf16`: whole 32-value blocks of `q`, their scales and `dst`.
-            Isa::Avx512 | Isa::Avx2 => unsafe { x86::q8(isa, q, scales, dst) },
+            Isa::Avx512 => {
+                // SAFETY: as for `bf16`: `blocks` whole 32-value blocks of `q`, their scales and `dst`.
+                unsafe { x86::q8_avx512(q, scales, dst, blocks) };
+                blocks
+            }
+            #[cfg(all(target_arch = "x86_64", target_endian = "little"))]
+            Isa::Avx2 => {
+                // SAFETY: as above.
+                unsafe { x86::q8_avx2(q, scales, dst, blocks) };
+                blocks
+            }
             _ => 0,
-        }
+        };
+        done * super::q8::BLOCK
     }
 
     #[cfg(all(target_arch = "x86_64", target_endian = "little"))]
     mod x86 {
         use super::super::q8::BLOCK;
-        use super::Isa;
         use half::f16;
         use std::arch::x86_64::*;
 
@@ -163,23 +173,9 @@ mod simd {
             n
         }
 
-        /// Whole blocks: 32 signed bytes times the block's scale (an f16, widened exactly).
-        pub(super) unsafe fn q8(isa: Isa, q: &[u8], scales: &[u8], dst: &mut [f16]) -> usize {
-            let blocks = (q.len().min(dst.len()) / BLOCK).min(scales.len() / 2);
-            // SAFETY: the caller checked the features for `isa`; `blocks` whole blocks fit `q`,
-            // `scales` and `dst`.
-            unsafe {
-                if isa == Isa::Avx512 {
-                    q8_avx512(q, scales, dst, blocks)
-                } else {
-                    q8_avx2(q, scales, dst, blocks)
-                }
-            }
-            blocks * BLOCK
-        }
-
+        /// `blocks` whole blocks: 32 signed bytes times the block's scale (an f16, widened exactly).
         #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,f16c")]
-        unsafe fn q8_avx512(q: &[u8], scales: &[u8], dst: &mut [f16], blocks: usize) {
+        pub(super) unsafe fn q8_avx512(q: &[u8], scales: &[u8], dst: &mut [f16], blocks: usize) {
             let (qp, d) = (q.as_ptr(), dst.as_mut_ptr() as *mut u8);
             for b in 0..blocks {
                 let s = f16::from_le_bytes([scales[2 * b], scales[2 * b + 1]]).to_f32();
@@ -196,8 +192,9 @@ mod simd {
             }
         }
 
+        /// As [`q8_avx512`], 8 values at a time.
         #[target_feature(enable = "avx2,f16c")]
-        unsafe fn q8_avx2(q: &[u8], scales: &[u8], dst: &mut [f16], blocks: usize) {
+        pub(super) unsafe fn q8_avx2(q: &[u8], scales: &[u8], dst: &mut [f16], blocks: usize) {
             let (qp, d) = (q.as_ptr(), dst.as_mut_ptr() as *mut u8);
             for b in 0..blocks {
                 let s = f16::from_le_bytes([scales[2 * b], scales[2 * b + 1]]).to_f32();

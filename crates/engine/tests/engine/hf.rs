@@ -2,8 +2,8 @@
 //! (GQA, untied output, rope_scaling llama3, bf16, two shards, the real Llama 3.1 tokenizer),
 //! compared with transformers' logits, including positions past 8,192.
 
-use crate::support::{assets_dir, fixture, ids, splitmix_values};
-use freeze_attn_engine::{load_model, DType, Device, Tensor};
+use crate::support::{assets_dir, fixture, ids, max_abs_diff, splitmix_values};
+use freeze_attn_engine::{load_model, DType, Device, LoadedModel, Tensor};
 use std::collections::HashMap;
 use std::path::Path;
 
@@ -66,12 +66,17 @@ fn write_tiny(dir: &Path, config: &serde_json::Value) {
     }
 }
 
+/// The tiny model written to `dir` and loaded.
+fn load_tiny(dir: &Path, config: &serde_json::Value) -> LoadedModel {
+    write_tiny(dir, config);
+    load_model(dir, &Device::Cpu).unwrap()
+}
+
 #[test]
 fn tiny_llama31_matches_transformers() {
     let fx = fixture("tiny_llama31.json");
     let dir = tempfile::tempdir().unwrap();
-    write_tiny(dir.path(), &fx["config"]);
-    let m = load_model(dir.path(), &Device::Cpu).unwrap();
+    let m = load_tiny(dir.path(), &fx["config"]);
     assert!(!m.model.config().tied_embeddings);
     assert!(matches!(
         m.model.config().rope.scaling,
@@ -183,8 +188,7 @@ fn state_token_ids_are_stored_in_16_or_32_bits_as_they_need() {
     use freeze_attn_engine::state::{load_chain, write_segment, Segment, StoredDType};
     let fx = fixture("tiny_llama31.json");
     let dir = tempfile::tempdir().unwrap();
-    write_tiny(dir.path(), &fx["config"]);
-    let m = load_model(dir.path(), &Device::Cpu).unwrap();
+    let m = load_tiny(dir.path(), &fx["config"]);
     for (name, tokens, dtype) in [
         ("wide", vec![128_000u32, 9906, 65_536, 1917, 128_009], "U32"),
         ("narrow", vec![0u32, 9906, 65_535, 1917], "U16"),
@@ -216,14 +220,7 @@ fn state_token_ids_are_stored_in_16_or_32_bits_as_they_need() {
             let (k0, v0) = live.layer_view(l, 0, tokens.len()).unwrap();
             let (k1, v1) = back.layer_view(l, 0, tokens.len()).unwrap();
             for (a, b) in [(k0, k1), (v0, v1)] {
-                let d = (a.to_dtype(DType::F32).unwrap() - b.to_dtype(DType::F32).unwrap())
-                    .unwrap()
-                    .abs()
-                    .unwrap()
-                    .max_all()
-                    .unwrap()
-                    .to_scalar::<f32>()
-                    .unwrap();
+                let d = max_abs_diff(&a.to_dtype(DType::F32).unwrap(), &b.to_dtype(DType::F32).unwrap());
                 assert_eq!(d, 0.0, "{name}: layer {l} K/V differ after a round trip");
             }
         }

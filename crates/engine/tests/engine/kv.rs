@@ -1,23 +1,12 @@
 //! KvState invariants on the default model.
 
-use crate::support::smollm;
-use freeze_attn_engine::{EngineError, Tensor};
+use crate::support::{max_abs_diff, smollm};
+use freeze_attn_engine::EngineError;
 
 fn prompt() -> Vec<u32> {
     smollm()
         .tokenizer
         .encode("The history of the printing press begins in the fifteenth century, when Johannes Gutenberg")
-        .unwrap()
-}
-
-fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
-    (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar::<f32>()
         .unwrap()
 }
 

@@ -3,7 +3,7 @@
 
 #![allow(dead_code)]
 
-use freeze_attn_engine::{load_model, Device, LoadedModel};
+use freeze_attn_engine::{load_model, Device, LoadedModel, Tensor};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
@@ -310,4 +310,16 @@ pub fn vocab_from_tokenizer_json(path: &Path) -> (Vec<String>, Vec<i32>, Vec<Str
         })
         .collect();
     (tokens, types, merges)
+}
+
+/// The largest absolute difference between two tensors of the same shape.
+pub fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
+    (a - b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap()
 }
