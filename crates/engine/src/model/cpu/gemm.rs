@@ -17,6 +17,10 @@ use super::isa::Isa;
 /// Lanes of the dot product; `k` must be a multiple of this.
 pub const LANES: usize = 16;
 
+/// Input rows the SIMD kernels sweep per group of weight rows: the block (`ROW_BLOCK × k` f32)
+/// stays in L2 while the weight rows, in L1, meet all of it.
+const ROW_BLOCK: usize = 64;
+
 /// The reference dot product (the definition the SIMD kernels reproduce).
 #[inline]
 pub fn dot(x: &[f32], w: &[f32]) -> f32 {
@@ -109,7 +113,7 @@ macro_rules! dispatch_tile {
 
 #[cfg(target_arch = "x86_64")]
 pub(super) mod avx512 {
-    use super::LANES;
+    use super::{LANES, ROW_BLOCK};
     use std::arch::x86_64::*;
 
     /// The reduction tree of one 16-lane accumulator.
@@ -154,29 +158,170 @@ pub(super) mod avx512 {
         }
     }
 
-    /// See [`super::block`]. Input rows in tiles of 4 (weight rows 6 at a time) while at least 4
-    /// remain, the rest (decoding: 1 or 2 rows) against 8 weight rows at a time.
+    /// The 4 × 6 tile, the bulk of a prefill, in assembly: compiled from [`tile`], some of its 24
+    /// accumulators are spilled to the stack every step (which halved the speed). The same
+    /// fused multiply-adds in the same order as [`tile`], so the same values.
+    ///
+    /// # Safety
+    /// Rows `0..4` of `x` and `0..6` of `w` (`k` floats apart) are readable; `out` as in `tile`.
+    #[target_feature(enable = "avx512f,avx512dq,avx2,fma")]
+    unsafe fn tile_4x6(x: *const f32, w: *const f32, k: usize, out: *mut f32, ldo: usize) {
+        let mut acc = [_mm512_setzero_ps(); 24];
+        // SAFETY: reads `k / 16` chunks of 16 floats from each of the 4 + 6 rows (caller's bounds);
+        // accumulator `i * 6 + j` is zmm(i * 6 + j), input row i is zmm(24 + i).
+        unsafe {
+            std::arch::asm!(
+                "vxorps xmm0, xmm0, xmm0",
+                "vxorps xmm1, xmm1, xmm1",
+                "vxorps xmm2, xmm2, xmm2",
+                "vxorps xmm3, xmm3, xmm3",
+                "vxorps xmm4, xmm4, xmm4",
+                "vxorps xmm5, xmm5, xmm5",
+                "vxorps xmm6, xmm6, xmm6",
+                "vxorps xmm7, xmm7, xmm7",
+                "vxorps xmm8, xmm8, xmm8",
+                "vxorps xmm9, xmm9, xmm9",
+                "vxorps xmm10, xmm10, xmm10",
+                "vxorps xmm11, xmm11, xmm11",
+                "vxorps xmm12, xmm12, xmm12",
+                "vxorps xmm13, xmm13, xmm13",
+                "vxorps xmm14, xmm14, xmm14",
+                "vxorps xmm15, xmm15, xmm15",
+                "vxorps xmm16, xmm16, xmm16",
+                "vxorps xmm17, xmm17, xmm17",
+                "vxorps xmm18, xmm18, xmm18",
+                "vxorps xmm19, xmm19, xmm19",
+                "vxorps xmm20, xmm20, xmm20",
+                "vxorps xmm21, xmm21, xmm21",
+                "vxorps xmm22, xmm22, xmm22",
+                "vxorps xmm23, xmm23, xmm23",
+                "test {n}, {n}",
+                "jz 3f",
+                "2:",
+                "vmovups zmm24, zmmword ptr [{x}]",
+                "vmovups zmm25, zmmword ptr [{x}+{xs}]",
+                "vmovups zmm26, zmmword ptr [{x}+{xs}*2]",
+                "vmovups zmm27, zmmword ptr [{x3}]",
+                "vmovups zmm28, zmmword ptr [{w}]",
+                "vfmadd231ps zmm0, zmm24, zmm28",
+                "vfmadd231ps zmm6, zmm25, zmm28",
+                "vfmadd231ps zmm12, zmm26, zmm28",
+                "vfmadd231ps zmm18, zmm27, zmm28",
+                "vmovups zmm29, zmmword ptr [{w}+{ws}]",
+                "vfmadd231ps zmm1, zmm24, zmm29",
+                "vfmadd231ps zmm7, zmm25, zmm29",
+                "vfmadd231ps zmm13, zmm26, zmm29",
+                "vfmadd231ps zmm19, zmm27, zmm29",
+                "vmovups zmm28, zmmword ptr [{w}+{ws}*2]",
+                "vfmadd231ps zmm2, zmm24, zmm28",
+                "vfmadd231ps zmm8, zmm25, zmm28",
+                "vfmadd231ps zmm14, zmm26, zmm28",
+                "vfmadd231ps zmm20, zmm27, zmm28",
+                "vmovups zmm29, zmmword ptr [{w3}]",
+                "vfmadd231ps zmm3, zmm24, zmm29",
+                "vfmadd231ps zmm9, zmm25, zmm29",
+                "vfmadd231ps zmm15, zmm26, zmm29",
+                "vfmadd231ps zmm21, zmm27, zmm29",
+                "vmovups zmm28, zmmword ptr [{w3}+{ws}]",
+                "vfmadd231ps zmm4, zmm24, zmm28",
+                "vfmadd231ps zmm10, zmm25, zmm28",
+                "vfmadd231ps zmm16, zmm26, zmm28",
+                "vfmadd231ps zmm22, zmm27, zmm28",
+                "vmovups zmm29, zmmword ptr [{w3}+{ws}*2]",
+                "vfmadd231ps zmm5, zmm24, zmm29",
+                "vfmadd231ps zmm11, zmm25, zmm29",
+                "vfmadd231ps zmm17, zmm26, zmm29",
+                "vfmadd231ps zmm23, zmm27, zmm29",
+                "add {x}, 64",
+                "add {x3}, 64",
+                "add {w}, 64",
+                "add {w3}, 64",
+                "dec {n}",
+                "jnz 2b",
+                "3:",
+                x = inout(reg) x => _,
+                x3 = inout(reg) x.add(3 * k) => _,
+                w = inout(reg) w => _,
+                w3 = inout(reg) w.add(3 * k) => _,
+                xs = in(reg) k * 4,
+                ws = in(reg) k * 4,
+                n = inout(reg) k / LANES => _,
+                out("zmm0") acc[0],
+                out("zmm1") acc[1],
+                out("zmm2") acc[2],
+                out("zmm3") acc[3],
+                out("zmm4") acc[4],
+                out("zmm5") acc[5],
+                out("zmm6") acc[6],
+                out("zmm7") acc[7],
+                out("zmm8") acc[8],
+                out("zmm9") acc[9],
+                out("zmm10") acc[10],
+                out("zmm11") acc[11],
+                out("zmm12") acc[12],
+                out("zmm13") acc[13],
+                out("zmm14") acc[14],
+                out("zmm15") acc[15],
+                out("zmm16") acc[16],
+                out("zmm17") acc[17],
+                out("zmm18") acc[18],
+                out("zmm19") acc[19],
+                out("zmm20") acc[20],
+                out("zmm21") acc[21],
+                out("zmm22") acc[22],
+                out("zmm23") acc[23],
+                out("zmm24") _,
+                out("zmm25") _,
+                out("zmm26") _,
+                out("zmm27") _,
+                out("zmm28") _,
+                out("zmm29") _,
+                options(nostack, readonly),
+            );
+        }
+        for i in 0..4 {
+            for j in 0..6 {
+                unsafe { *out.add(i * ldo + j) = hsum(acc[i * 6 + j]) };
+            }
+        }
+    }
+
+    /// See [`super::block`]. Input rows 4 at a time against weight rows 6 at a time: for each
+    /// group of 6 weight rows (in L1 while in use), every 4-row tile of a block of [`ROW_BLOCK`]
+    /// input rows (in L2). The last `m % 4` rows (decoding: 1 to 3 rows) against 8 weight rows
+    /// at a time (6 for 3 rows).
     #[target_feature(enable = "avx512f,avx512dq,avx2,fma")]
     pub unsafe fn block(x: *const f32, m: usize, w: *const f32, nw: usize, k: usize, out: *mut f32, ldo: usize) {
-        let mut r = 0;
-        while r < m {
-            let mr = (m - r).min(4);
-            let nr_max = if mr >= 3 { 6 } else { 8 };
-            let mut j = 0;
-            while j < nw {
-                let nr = (nw - j).min(nr_max);
-                let (xp, wp, op) = unsafe { (x.add(r * k), w.add(j * k), out.add(r * ldo + j)) };
-                unsafe { dispatch_tile!(tile, mr, nr, (xp, wp, k, op, ldo)) };
-                j += nr;
+        let m4 = m / 4 * 4;
+        for r0 in (0..m4).step_by(ROW_BLOCK) {
+            let r1 = (r0 + ROW_BLOCK).min(m4);
+            for j in (0..nw).step_by(6) {
+                let nr = (nw - j).min(6);
+                for r in (r0..r1).step_by(4) {
+                    let (xp, wp, op) = unsafe { (x.add(r * k), w.add(j * k), out.add(r * ldo + j)) };
+                    if nr == 6 {
+                        unsafe { tile_4x6(xp, wp, k, op, ldo) };
+                    } else {
+                        unsafe { dispatch_tile!(tile, 4, nr, (xp, wp, k, op, ldo)) };
+                    }
+                }
             }
-            r += mr;
+        }
+        let mr = m - m4;
+        if mr > 0 {
+            let nr_max = if mr == 3 { 6 } else { 8 };
+            for j in (0..nw).step_by(nr_max) {
+                let nr = (nw - j).min(nr_max);
+                let (xp, wp, op) = unsafe { (x.add(m4 * k), w.add(j * k), out.add(m4 * ldo + j)) };
+                unsafe { dispatch_tile!(tile, mr, nr, (xp, wp, k, op, ldo)) };
+            }
         }
     }
 }
 
 #[cfg(target_arch = "x86_64")]
 pub(super) mod avx2 {
-    use super::LANES;
+    use super::{LANES, ROW_BLOCK};
     use std::arch::x86_64::*;
 
     /// The reduction tree of one 16-lane accumulator held as two 8-lane halves.
@@ -224,21 +369,119 @@ pub(super) mod avx2 {
         }
     }
 
-    /// See [`super::block`]: tiles of 3 input rows × 4 weight rows, 1–2 rows × 6 when decoding.
+    /// The 3 × 4 tile in assembly (the compiled [`tile`] spills accumulators): for each half,
+    /// the same fused multiply-adds in the same order as [`tile`], so the same values.
+    ///
+    /// # Safety
+    /// Rows `0..3` of `x` and `0..4` of `w` (`k` floats apart) are readable; `out` as in `tile`.
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn tile_3x4(x: *const f32, w: *const f32, k: usize, out: *mut f32, ldo: usize) {
+        let mut halves = [[_mm256_setzero_ps(); 12]; 2];
+        for (half, acc) in halves.iter_mut().enumerate() {
+            // SAFETY: reads 8 of every 16 floats of the 3 + 4 rows (caller's bounds); accumulator
+            // `i * 4 + j` is ymm(i * 4 + j), input row i is ymm(12 + i).
+            unsafe {
+                std::arch::asm!(
+                    "vxorps xmm0, xmm0, xmm0",
+                    "vxorps xmm1, xmm1, xmm1",
+                    "vxorps xmm2, xmm2, xmm2",
+                    "vxorps xmm3, xmm3, xmm3",
+                    "vxorps xmm4, xmm4, xmm4",
+                    "vxorps xmm5, xmm5, xmm5",
+                    "vxorps xmm6, xmm6, xmm6",
+                    "vxorps xmm7, xmm7, xmm7",
+                    "vxorps xmm8, xmm8, xmm8",
+                    "vxorps xmm9, xmm9, xmm9",
+                    "vxorps xmm10, xmm10, xmm10",
+                    "vxorps xmm11, xmm11, xmm11",
+                    "test {n}, {n}",
+                    "jz 3f",
+                    "2:",
+                    "vmovups ymm12, ymmword ptr [{x}]",
+                    "vmovups ymm13, ymmword ptr [{x}+{xs}]",
+                    "vmovups ymm14, ymmword ptr [{x}+{xs}*2]",
+                    "vmovups ymm15, ymmword ptr [{w}]",
+                    "vfmadd231ps ymm0, ymm12, ymm15",
+                    "vfmadd231ps ymm4, ymm13, ymm15",
+                    "vfmadd231ps ymm8, ymm14, ymm15",
+                    "vmovups ymm15, ymmword ptr [{w}+{ws}]",
+                    "vfmadd231ps ymm1, ymm12, ymm15",
+                    "vfmadd231ps ymm5, ymm13, ymm15",
+                    "vfmadd231ps ymm9, ymm14, ymm15",
+                    "vmovups ymm15, ymmword ptr [{w}+{ws}*2]",
+                    "vfmadd231ps ymm2, ymm12, ymm15",
+                    "vfmadd231ps ymm6, ymm13, ymm15",
+                    "vfmadd231ps ymm10, ymm14, ymm15",
+                    "vmovups ymm15, ymmword ptr [{w3}]",
+                    "vfmadd231ps ymm3, ymm12, ymm15",
+                    "vfmadd231ps ymm7, ymm13, ymm15",
+                    "vfmadd231ps ymm11, ymm14, ymm15",
+                    "add {x}, 64",
+                    "add {w}, 64",
+                    "add {w3}, 64",
+                    "dec {n}",
+                    "jnz 2b",
+                    "3:",
+                    x = inout(reg) x.add(half * 8) => _,
+                    w = inout(reg) w.add(half * 8) => _,
+                    w3 = inout(reg) w.add(3 * k + half * 8) => _,
+                    xs = in(reg) k * 4,
+                    ws = in(reg) k * 4,
+                    n = inout(reg) k / LANES => _,
+                    out("ymm0") acc[0],
+                    out("ymm1") acc[1],
+                    out("ymm2") acc[2],
+                    out("ymm3") acc[3],
+                    out("ymm4") acc[4],
+                    out("ymm5") acc[5],
+                    out("ymm6") acc[6],
+                    out("ymm7") acc[7],
+                    out("ymm8") acc[8],
+                    out("ymm9") acc[9],
+                    out("ymm10") acc[10],
+                    out("ymm11") acc[11],
+                    out("ymm12") _,
+                    out("ymm13") _,
+                    out("ymm14") _,
+                    out("ymm15") _,
+                    options(nostack, readonly),
+                );
+            }
+        }
+        for i in 0..3 {
+            for j in 0..4 {
+                unsafe { *out.add(i * ldo + j) = hsum(halves[0][i * 4 + j], halves[1][i * 4 + j]) };
+            }
+        }
+    }
+
+    /// See [`super::block`]: tiles of 3 input rows × 4 weight rows, ordered as in AVX-512's
+    /// block; the last `m % 3` rows (decoding) against 6 weight rows at a time.
     #[target_feature(enable = "avx2,fma")]
     pub unsafe fn block(x: *const f32, m: usize, w: *const f32, nw: usize, k: usize, out: *mut f32, ldo: usize) {
-        let mut r = 0;
-        while r < m {
-            let mr = (m - r).min(3);
-            let nr_max = if mr == 3 { 4 } else { 6 };
-            let mut j = 0;
-            while j < nw {
-                let nr = (nw - j).min(nr_max);
-                let (xp, wp, op) = unsafe { (x.add(r * k), w.add(j * k), out.add(r * ldo + j)) };
-                unsafe { dispatch_tile!(tile, mr, nr, (xp, wp, k, op, ldo)) };
-                j += nr;
+        let m3 = m / 3 * 3;
+        let rows = ROW_BLOCK / 3 * 3;
+        for r0 in (0..m3).step_by(rows) {
+            let r1 = (r0 + rows).min(m3);
+            for j in (0..nw).step_by(4) {
+                let nr = (nw - j).min(4);
+                for r in (r0..r1).step_by(3) {
+                    let (xp, wp, op) = unsafe { (x.add(r * k), w.add(j * k), out.add(r * ldo + j)) };
+                    if nr == 4 {
+                        unsafe { tile_3x4(xp, wp, k, op, ldo) };
+                    } else {
+                        unsafe { dispatch_tile!(tile, 3, nr, (xp, wp, k, op, ldo)) };
+                    }
+                }
             }
-            r += mr;
+        }
+        let mr = m - m3;
+        if mr > 0 {
+            for j in (0..nw).step_by(6) {
+                let nr = (nw - j).min(6);
+                let (xp, wp, op) = unsafe { (x.add(m3 * k), w.add(j * k), out.add(m3 * ldo + j)) };
+                unsafe { dispatch_tile!(tile, mr, nr, (xp, wp, k, op, ldo)) };
+            }
         }
     }
 }
@@ -264,6 +507,9 @@ mod tests {
             (5, 7, 32),
             (7, 19, 160),
             (13, 23, 576),
+            (12, 12, 32),
+            (70, 25, 48),
+            (131, 14, 64),
         ] {
             let x = data(m * k, 1);
             let w = data(nw * k, 2);

@@ -18,8 +18,9 @@ use std::cell::RefCell;
 use std::sync::Arc;
 
 /// Weight rows a prefill task dequantizes at once (the panel stays in L2 while every input row
-/// passes over it).
-const PANEL_ROWS: usize = 64;
+/// passes over it). A multiple of the kernels' weight groups (6 rows with AVX-512, 4 with AVX2),
+/// so that only a matrix's last panel has a partial group.
+const PANEL_ROWS: usize = 48;
 /// Weight rows dequantized at a time when decoding (about an L1 of f32).
 const DECODE_ROWS: usize = 8;
 /// Input rows up to which a call counts as decoding: the weights are streamed once, a few rows
@@ -121,7 +122,7 @@ impl CpuMatrix {
                 if k > 1024 { DECODE_ROWS / 2 } else { DECODE_ROWS },
             )
         } else {
-            let per = n.div_ceil(pool::threads() * 2).next_multiple_of(8);
+            let per = n.div_ceil(pool::threads() * 2).next_multiple_of(12);
             let rows = per.min(PANEL_ROWS);
             (rows, rows)
         };
