@@ -29,9 +29,13 @@ pub fn decoder(dtype: GgmlDType, isa: Isa) -> Option<RowDecoder> {
             (Isa::Avx2, GgmlDType::Q4_1) => Some(x86::q4_1_avx2),
             (Isa::Avx2, GgmlDType::Q5_0) => Some(x86::q5_0_avx2),
             (Isa::Avx2, GgmlDType::Q8_0) => Some(x86::q8_0_avx2),
-            (Isa::Avx512 | Isa::Avx2, GgmlDType::Q4K) => Some(x86::q4k_avx2),
-            (Isa::Avx512 | Isa::Avx2, GgmlDType::Q6K) => Some(x86::q6k_avx2),
-            (Isa::Avx512 | Isa::Avx2, GgmlDType::F16) => Some(x86::f16_avx2),
+            (Isa::Avx512, GgmlDType::Q4K) => Some(x86::q4k_avx512),
+            (Isa::Avx512, GgmlDType::Q6K) => Some(x86::q6k_avx512),
+            (Isa::Avx2, GgmlDType::Q4K) => Some(x86::q4k_avx2),
+            (Isa::Avx2, GgmlDType::Q6K) => Some(x86::q6k_avx2),
+            (Isa::Avx512, GgmlDType::F16) => Some(x86::f16_avx512),
+            (Isa::Avx512, GgmlDType::BF16) => Some(x86::bf16_avx512),
+            (Isa::Avx2, GgmlDType::F16) => Some(x86::f16_avx2),
             _ => None,
         };
         if simd.is_some() {
@@ -312,11 +316,11 @@ mod x86 {
         #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma,f16c")]
         fn inner<B: Block>(bytes: &[u8], out: &mut [f32]) {
             let nb = out.len() / 32;
-            assert!(bytes.len() >= nb * B::BYTES);
+            assert!(bytes.len() >= nb / B::SUBS * B::BYTES);
             for b in 0..nb {
-                // SAFETY: block `b` is in bounds of `bytes` (asserted) and of `out`.
+                // SAFETY: sub-block `b` is in bounds of `bytes` (asserted) and of `out`.
                 unsafe {
-                    let (lo, hi) = B::decode(bytes.as_ptr().add(b * B::BYTES));
+                    let (lo, hi) = B::decode(bytes.as_ptr().add(b / B::SUBS * B::BYTES), b % B::SUBS);
                     let o = out.as_mut_ptr().add(b * 32);
                     _mm512_storeu_ps(o, lo);
                     _mm512_storeu_ps(o.add(16), hi);
@@ -338,6 +342,18 @@ mod x86 {
     }
     pub fn q8_0_avx512(bytes: &[u8], out: &mut [f32]) {
         avx512_row::<blocks::Q8_0>(bytes, out)
+    }
+    pub fn q4k_avx512(bytes: &[u8], out: &mut [f32]) {
+        avx512_row::<blocks::Q4K>(bytes, out)
+    }
+    pub fn q6k_avx512(bytes: &[u8], out: &mut [f32]) {
+        avx512_row::<blocks::Q6K>(bytes, out)
+    }
+    pub fn f16_avx512(bytes: &[u8], out: &mut [f32]) {
+        avx512_row::<blocks::F16>(bytes, out)
+    }
+    pub fn bf16_avx512(bytes: &[u8], out: &mut [f32]) {
+        avx512_row::<blocks::Bf16>(bytes, out)
     }
 }
 
@@ -362,6 +378,7 @@ mod tests {
             GgmlDType::Q4K,
             GgmlDType::Q6K,
             GgmlDType::F16,
+            GgmlDType::BF16,
         ] {
             let q = QTensor::quantize(&t, dt).unwrap();
             let want = q

@@ -39,6 +39,10 @@ pub fn gemv(dtype: GgmlDType, isa: Isa) -> Option<Gemv> {
             GgmlDType::Q4_1 => Some(avx512::gemv::<avx512::Q4_1>),
             GgmlDType::Q5_0 => Some(avx512::gemv::<avx512::Q5_0>),
             GgmlDType::Q8_0 => Some(avx512::gemv::<avx512::Q8_0>),
+            GgmlDType::Q4K => Some(avx512::gemv::<avx512::Q4K>),
+            GgmlDType::Q6K => Some(avx512::gemv::<avx512::Q6K>),
+            GgmlDType::F16 => Some(avx512::gemv::<avx512::F16>),
+            GgmlDType::BF16 => Some(avx512::gemv::<avx512::Bf16>),
             _ => None,
         };
     }
@@ -51,10 +55,13 @@ pub(super) mod avx512 {
     use super::super::gemm::avx512::hsum;
     use std::arch::x86_64::*;
 
-    /// One 32-value block format: its size and its values as two vectors in `k` order.
+    /// One block format: its size, its number of 32-value sub-blocks, and the values of
+    /// sub-block `s` as two vectors in `k` order.
     pub trait Block {
         const BYTES: usize;
-        unsafe fn decode(p: *const u8) -> (__m512, __m512);
+        /// 32-value sub-blocks per block (1 for the 32-value formats, 8 for the K-quants).
+        const SUBS: usize = 1;
+        unsafe fn decode(p: *const u8, s: usize) -> (__m512, __m512);
     }
 
     /// `[d, m]` from the two leading f16 values of a block.
@@ -67,7 +74,7 @@ pub(super) mod avx512 {
     impl Block for Q4_0 {
         const BYTES: usize = 18;
         #[inline(always)]
-        unsafe fn decode(p: *const u8) -> (__m512, __m512) {
+        unsafe fn decode(p: *const u8, _s: usize) -> (__m512, __m512) {
             unsafe {
                 let d = _mm512_broadcastss_ps(halves(p));
                 let v = _mm512_cvtepu8_epi32(_mm_loadu_si128(p.add(2) as *const __m128i));
@@ -86,7 +93,7 @@ pub(super) mod avx512 {
     impl Block for Q4_1 {
         const BYTES: usize = 20;
         #[inline(always)]
-        unsafe fn decode(p: *const u8) -> (__m512, __m512) {
+        unsafe fn decode(p: *const u8, _s: usize) -> (__m512, __m512) {
             unsafe {
                 let dm = halves(p);
                 let d = _mm512_broadcastss_ps(dm);
@@ -107,7 +114,7 @@ pub(super) mod avx512 {
     impl Block for Q5_0 {
         const BYTES: usize = 22;
         #[inline(always)]
-        unsafe fn decode(p: *const u8) -> (__m512, __m512) {
+        unsafe fn decode(p: *const u8, _s: usize) -> (__m512, __m512) {
             unsafe {
                 let d = _mm512_broadcastss_ps(halves(p));
                 let qh = (p.add(2) as *const u32).read_unaligned();
@@ -129,7 +136,7 @@ pub(super) mod avx512 {
     impl Block for Q8_0 {
         const BYTES: usize = 34;
         #[inline(always)]
-        unsafe fn decode(p: *const u8) -> (__m512, __m512) {
+        unsafe fn decode(p: *const u8, _s: usize) -> (__m512, __m512) {
             unsafe {
                 let d = _mm512_broadcastss_ps(halves(p));
                 let lo = _mm512_cvtepi8_epi32(_mm_loadu_si128(p.add(2) as *const __m128i));
@@ -138,6 +145,117 @@ pub(super) mod avx512 {
                     _mm512_mul_ps(_mm512_cvtepi32_ps(lo), d),
                     _mm512_mul_ps(_mm512_cvtepi32_ps(hi), d),
                 )
+            }
+        }
+    }
+
+    /// f16 weights, 32 values a block (exact conversion).
+    pub struct F16;
+    impl Block for F16 {
+        const BYTES: usize = 64;
+        #[inline(always)]
+        unsafe fn decode(p: *const u8, _s: usize) -> (__m512, __m512) {
+            unsafe {
+                (
+                    _mm512_cvtph_ps(_mm256_loadu_si256(p as *const __m256i)),
+                    _mm512_cvtph_ps(_mm256_loadu_si256(p.add(32) as *const __m256i)),
+                )
+            }
+        }
+    }
+
+    /// bf16 weights, 32 values a block: the 16 bits become the high half of an f32 (exact).
+    pub struct Bf16;
+    impl Block for Bf16 {
+        const BYTES: usize = 64;
+        #[inline(always)]
+        unsafe fn decode(p: *const u8, _s: usize) -> (__m512, __m512) {
+            unsafe {
+                let widen = |q: *const u8| {
+                    let v = _mm512_cvtepu16_epi32(_mm256_loadu_si256(q as *const __m256i));
+                    _mm512_castsi512_ps(_mm512_slli_epi32::<16>(v))
+                };
+                (widen(p), widen(p.add(32)))
+            }
+        }
+    }
+
+    /// The 6-bit scale and min of sub-block `j` (ggml's `get_scale_min_k4`), as
+    /// `super::super::dequant` computes them.
+    #[inline(always)]
+    unsafe fn scale_min_k4(j: usize, q: *const u8) -> (u8, u8) {
+        unsafe {
+            if j < 4 {
+                (*q.add(j) & 63, *q.add(j + 4) & 63)
+            } else {
+                (
+                    (*q.add(j + 4) & 0xF) | ((*q.add(j - 4) >> 6) << 4),
+                    (*q.add(j + 4) >> 4) | ((*q.add(j) >> 6) << 4),
+                )
+            }
+        }
+    }
+
+    /// Q4_K (144-byte blocks of 256): sub-block `s` is `(d · sc) · q - (dmin · m)`, its 4-bit
+    /// values the low (even `s`) or high (odd `s`) halves of 32 bytes.
+    pub struct Q4K;
+    impl Block for Q4K {
+        const BYTES: usize = 144;
+        const SUBS: usize = 8;
+        #[inline(always)]
+        unsafe fn decode(p: *const u8, s: usize) -> (__m512, __m512) {
+            unsafe {
+                let dm = halves(p);
+                let (sc, m) = scale_min_k4(s, p.add(4));
+                let d1 = _mm_cvtss_f32(dm) * sc as f32;
+                let m1 = _mm_cvtss_f32(_mm_movehdup_ps(dm)) * m as f32;
+                let q = p.add(16 + s / 2 * 32);
+                let shift = _mm_cvtsi32_si128(4 * (s & 1) as i32);
+                let nibbles = |v: __m128i| {
+                    let v = _mm512_srl_epi32(_mm512_cvtepu8_epi32(v), shift);
+                    _mm512_cvtepi32_ps(_mm512_and_si512(v, _mm512_set1_epi32(0xF)))
+                };
+                let lo = nibbles(_mm_loadu_si128(q as *const __m128i));
+                let hi = nibbles(_mm_loadu_si128(q.add(16) as *const __m128i));
+                let (d1, m1) = (_mm512_set1_ps(d1), _mm512_set1_ps(m1));
+                // d1 · q − m1 with two roundings, as the reference decoder.
+                (
+                    _mm512_sub_ps(_mm512_mul_ps(d1, lo), m1),
+                    _mm512_sub_ps(_mm512_mul_ps(d1, hi), m1),
+                )
+            }
+        }
+    }
+
+    /// Q6_K (210-byte blocks of 256): 4 low bits in `ql`, 2 high bits in `qh`, a signed 8-bit
+    /// scale per 16 values and one f16 `d`: `(d · sc) · (q − 32)`.
+    pub struct Q6K;
+    impl Block for Q6K {
+        const BYTES: usize = 210;
+        const SUBS: usize = 8;
+        #[inline(always)]
+        unsafe fn decode(p: *const u8, s: usize) -> (__m512, __m512) {
+            unsafe {
+                let (half, t) = (s / 4, s % 4);
+                let ql = p.add(64 * half + 32 * (t & 1));
+                let qh = p.add(128 + 32 * half);
+                let sc = p.add(192 + 8 * half + 2 * t);
+                let d = _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(
+                    (p.add(208) as *const u16).read_unaligned() as i32,
+                )));
+                let low_shift = _mm_cvtsi32_si128(4 * (t / 2) as i32);
+                let high_shift = _mm_cvtsi32_si128(2 * t as i32);
+                let values = |i: usize| {
+                    let l = _mm512_cvtepu8_epi32(_mm_loadu_si128(ql.add(16 * i) as *const __m128i));
+                    let l = _mm512_and_si512(_mm512_srl_epi32(l, low_shift), _mm512_set1_epi32(0xF));
+                    let h = _mm512_cvtepu8_epi32(_mm_loadu_si128(qh.add(16 * i) as *const __m128i));
+                    let h = _mm512_and_si512(_mm512_srl_epi32(h, high_shift), _mm512_set1_epi32(3));
+                    let q = _mm512_sub_epi32(_mm512_or_si512(l, _mm512_slli_epi32::<4>(h)), _mm512_set1_epi32(32));
+                    // (d · sc) · q, as the reference decoder groups it.
+                    let ds = d * (*sc.add(i) as i8) as f32;
+                    _mm512_mul_ps(_mm512_set1_ps(ds), _mm512_cvtepi32_ps(q))
+                };
+                (values(0), values(1))
             }
         }
     }
@@ -158,23 +276,29 @@ pub(super) mod avx512 {
         unsafe {
             let mut acc = [[_mm512_setzero_ps(); NR]; M];
             let next = w.add(NR * row_bytes);
-            for b in 0..k / 32 {
-                let mut xv = [[_mm512_setzero_ps(); 2]; M];
-                for r in 0..M {
-                    xv[r] = [
-                        _mm512_loadu_ps(x.add(r * k + 32 * b)),
-                        _mm512_loadu_ps(x.add(r * k + 32 * b + 16)),
-                    ];
-                }
-                for i in 0..NR {
-                    let p = w.add(i * row_bytes + b * B::BYTES);
-                    if prefetch {
-                        _mm_prefetch::<_MM_HINT_T0>(next.add(i * row_bytes + b * B::BYTES) as *const i8);
+            for blk in 0..k / (32 * B::SUBS) {
+                if prefetch {
+                    for i in 0..NR {
+                        for line in (0..B::BYTES).step_by(64) {
+                            _mm_prefetch::<_MM_HINT_T0>(next.add(i * row_bytes + blk * B::BYTES + line) as *const i8);
+                        }
                     }
-                    let (lo, hi) = B::decode(p);
+                }
+                for sub in 0..B::SUBS {
+                    let c = 32 * (blk * B::SUBS + sub);
+                    let mut xv = [[_mm512_setzero_ps(); 2]; M];
                     for r in 0..M {
-                        acc[r][i] = _mm512_fmadd_ps(xv[r][0], lo, acc[r][i]);
-                        acc[r][i] = _mm512_fmadd_ps(xv[r][1], hi, acc[r][i]);
+                        xv[r] = [
+                            _mm512_loadu_ps(x.add(r * k + c)),
+                            _mm512_loadu_ps(x.add(r * k + c + 16)),
+                        ];
+                    }
+                    for i in 0..NR {
+                        let (lo, hi) = B::decode(w.add(i * row_bytes + blk * B::BYTES), sub);
+                        for r in 0..M {
+                            acc[r][i] = _mm512_fmadd_ps(xv[r][0], lo, acc[r][i]);
+                            acc[r][i] = _mm512_fmadd_ps(xv[r][1], hi, acc[r][i]);
+                        }
                     }
                 }
             }

@@ -70,20 +70,22 @@ impl CpuMatrix {
         if !tensor.device().is_cpu() {
             return None;
         }
-        let decode = decoder(tensor.dtype(), isa)?;
         let (n, k) = tensor.shape().dims2().ok()?;
         let dt: GgmlDType = tensor.dtype();
         if !k.is_multiple_of(dt.block_size()) || !k.is_multiple_of(LANES) {
             return None;
         }
+        // The SIMD block decoders take 32 values at a time: f16/bf16 rows of 16·odd values
+        // (block size 1) use the decoders below AVX-512, and no fused kernel.
+        let block_isa = if k.is_multiple_of(32) { isa } else { isa.min(Isa::Avx2) };
         let row_bytes = k / dt.block_size() * dt.type_size();
         Some(Self {
             tensor,
             n,
             k,
             row_bytes,
-            decode,
-            gemv: gemv::gemv(dt, isa),
+            decode: decoder(dt, block_isa)?,
+            gemv: gemv::gemv(dt, block_isa),
             isa,
         })
     }
@@ -190,42 +192,66 @@ mod tests {
             GgmlDType::Q4K,
             GgmlDType::Q6K,
             GgmlDType::F16,
+            GgmlDType::BF16,
         ] {
-            let (n, k, m) = (37, 256, 7);
-            let w = weights(n, k, dtype);
-            let x: Vec<f32> = (0..m * k).map(|i| ((i * 31 % 97) as f32 / 97.0) - 0.5).collect();
-            let wd = w.dequantize(&Device::Cpu).unwrap().to_vec2::<f32>().unwrap();
-            let mut first: Option<Vec<f32>> = None;
-            for isa in available() {
-                let mat = CpuMatrix::with_isa(w.clone(), isa).unwrap();
-                let y = mat.matmul(&x, m).unwrap();
-                for r in 0..m {
-                    for c in 0..n {
-                        let want: f32 = (0..k).map(|kk| x[r * k + kk] * wd[c][kk]).sum();
-                        assert!(
-                            (y[r * n + c] - want).abs() < 1e-3,
-                            "{dtype:?} {isa:?} [{r},{c}] {} vs {want}",
-                            y[r * n + c]
-                        );
-                        let exact = gemm::dot(&x[r * k..][..k], &wd[c]);
-                        assert_eq!(
-                            y[r * n + c].to_bits(),
-                            exact.to_bits(),
-                            "{dtype:?} {isa:?} [{r},{c}]: must equal the reference dot product"
-                        );
+            for (n, k, m) in [(37, 256, 7), (21, 768, 5)] {
+                let w = weights(n, k, dtype);
+                let x: Vec<f32> = (0..m * k).map(|i| ((i * 31 % 97) as f32 / 97.0) - 0.5).collect();
+                let wd = w.dequantize(&Device::Cpu).unwrap().to_vec2::<f32>().unwrap();
+                let mut first: Option<Vec<f32>> = None;
+                for isa in available() {
+                    let mat = CpuMatrix::with_isa(w.clone(), isa).unwrap();
+                    let y = mat.matmul(&x, m).unwrap();
+                    for r in 0..m {
+                        for c in 0..n {
+                            let want: f32 = (0..k).map(|kk| x[r * k + kk] * wd[c][kk]).sum();
+                            assert!(
+                                (y[r * n + c] - want).abs() < 1e-3,
+                                "{dtype:?} {isa:?} [{r},{c}] {} vs {want}",
+                                y[r * n + c]
+                            );
+                            let exact = gemm::dot(&x[r * k..][..k], &wd[c]);
+                            assert_eq!(
+                                y[r * n + c].to_bits(),
+                                exact.to_bits(),
+                                "{dtype:?} {isa:?} [{r},{c}]: must equal the reference dot product"
+                            );
+                        }
+                        for rows in 1..=DECODE_MAX_M.min(m - r) {
+                            let part = mat.matmul(&x[r * k..(r + rows) * k], rows).unwrap();
+                            assert_eq!(
+                                &part[..n],
+                                &y[r * n..(r + 1) * n],
+                                "{dtype:?} {isa:?}: row {r} in a call of {rows} must equal its batched value"
+                            );
+                        }
                     }
-                    for rows in 1..=DECODE_MAX_M.min(m - r) {
-                        let part = mat.matmul(&x[r * k..(r + rows) * k], rows).unwrap();
-                        assert_eq!(
-                            &part[..n],
-                            &y[r * n..(r + 1) * n],
-                            "{dtype:?} {isa:?}: row {r} in a call of {rows} must equal its batched value"
-                        );
+                    match &first {
+                        None => first = Some(y),
+                        Some(f) => assert_eq!(f, &y, "{dtype:?}: {isa:?} must equal the portable path"),
                     }
                 }
-                match &first {
-                    None => first = Some(y),
-                    Some(f) => assert_eq!(f, &y, "{dtype:?}: {isa:?} must equal the portable path"),
+            }
+        }
+    }
+
+    #[test]
+    fn dense_rows_of_an_odd_number_of_16_lanes_are_whole() {
+        for dtype in [GgmlDType::F16, GgmlDType::BF16] {
+            let (n, k, m) = (11, 48, 5);
+            let w = weights(n, k, dtype);
+            let x: Vec<f32> = (0..m * k).map(|i| ((i * 17 % 89) as f32 / 89.0) - 0.5).collect();
+            let wd = w.dequantize(&Device::Cpu).unwrap().to_vec2::<f32>().unwrap();
+            for isa in available() {
+                let mat = CpuMatrix::with_isa(w.clone(), isa).unwrap();
+                for rows in [1, m] {
+                    let y = mat.matmul(&x[..rows * k], rows).unwrap();
+                    for r in 0..rows {
+                        for c in 0..n {
+                            let exact = gemm::dot(&x[r * k..][..k], &wd[c]);
+                            assert_eq!(y[r * n + c].to_bits(), exact.to_bits(), "{dtype:?} {isa:?} [{r},{c}]");
+                        }
+                    }
                 }
             }
         }
