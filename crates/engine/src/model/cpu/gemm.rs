@@ -126,6 +126,47 @@ pub(super) mod avx512 {
         _mm_cvtss_f32(_mm_add_ss(p, _mm_movehdup_ps(p)))
     }
 
+    /// [`hsum`] of 16 accumulators at once: lane `t` of the result is `hsum(a[t])`, bit for bit.
+    /// Each step adds the same pairs of values as [`hsum`] (upper half onto lower half), with
+    /// the halves of several accumulators gathered into one register: 15 additions instead of
+    /// 64 for the 16 sums.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512dq,avx2,fma")]
+    pub fn hsum16(a: &[__m512; 16]) -> __m512 {
+        // The last step leaves result `4e + c` in lane `4c + e`; feeding the accumulators in that
+        // (self-inverse) order puts every result in its own lane.
+        let at = |t: usize| a[t % 4 * 4 + t / 4];
+        // a[i] + a[i+8]: 256-bit halves of two accumulators side by side.
+        let h: [__m512; 8] = std::array::from_fn(|u| {
+            let (x, y) = (at(2 * u), at(2 * u + 1));
+            _mm512_add_ps(
+                _mm512_shuffle_f32x4::<0b01_00_01_00>(x, y),
+                _mm512_shuffle_f32x4::<0b11_10_11_10>(x, y),
+            )
+        });
+        // h[i] + h[i+4]: 128-bit halves of four accumulators.
+        let q: [__m512; 4] = std::array::from_fn(|v| {
+            let (x, y) = (h[2 * v], h[2 * v + 1]);
+            _mm512_add_ps(
+                _mm512_shuffle_f32x4::<0b10_00_10_00>(x, y),
+                _mm512_shuffle_f32x4::<0b11_01_11_01>(x, y),
+            )
+        });
+        // q[i] + q[i+2] within each 128-bit lane.
+        let p: [__m512; 2] = std::array::from_fn(|w| {
+            let (x, y) = (q[2 * w], q[2 * w + 1]);
+            _mm512_add_ps(
+                _mm512_shuffle_ps::<0b01_00_01_00>(x, y),
+                _mm512_shuffle_ps::<0b11_10_11_10>(x, y),
+            )
+        });
+        // p[0] + p[1].
+        _mm512_add_ps(
+            _mm512_shuffle_ps::<0b10_00_10_00>(p[0], p[1]),
+            _mm512_shuffle_ps::<0b11_01_11_01>(p[0], p[1]),
+        )
+    }
+
     /// One `MR × NR` tile over the whole of `k`.
     #[inline]
     #[target_feature(enable = "avx512f,avx512dq,avx2,fma")]
@@ -279,10 +320,18 @@ pub(super) mod avx512 {
                 options(nostack, readonly),
             );
         }
+        // Outputs in row order: 16 sums, then the last 8 (with 8 unused lanes).
+        let mut sums = [0f32; 32];
+        let zero = _mm512_setzero_ps();
+        let first: &[__m512; 16] = acc[..16].try_into().expect("16 accumulators");
+        let rest = std::array::from_fn(|t| if t < 8 { acc[16 + t] } else { zero });
+        unsafe {
+            _mm512_storeu_ps(sums.as_mut_ptr(), hsum16(first));
+            _mm512_storeu_ps(sums.as_mut_ptr().add(16), hsum16(&rest));
+        }
         for i in 0..4 {
-            for j in 0..6 {
-                unsafe { *out.add(i * ldo + j) = hsum(acc[i * 6 + j]) };
-            }
+            // SAFETY: the caller guarantees `out` is valid for the tile's 4 rows × 6 columns.
+            unsafe { std::ptr::copy_nonoverlapping(sums.as_ptr().add(6 * i), out.add(i * ldo), 6) };
         }
     }
 
@@ -526,6 +575,27 @@ mod tests {
                     "{isa:?} m={m} nw={nw} k={k}: every path must compute the reference arithmetic"
                 );
             }
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn sixteen_sums_at_once_equal_sixteen_reductions() {
+        if !available().contains(&Isa::Avx512) {
+            return;
+        }
+        use std::arch::x86_64::*;
+        let v = data(256, 5);
+        let accs: Vec<[f32; LANES]> = v.chunks_exact(LANES).map(|c| c.try_into().unwrap()).collect();
+        // SAFETY: the CPU has AVX-512 (checked above); loads and stores stay within the arrays.
+        let got = unsafe {
+            let a: [__m512; 16] = std::array::from_fn(|t| _mm512_loadu_ps(accs[t].as_ptr()));
+            let mut out = [0f32; 16];
+            _mm512_storeu_ps(out.as_mut_ptr(), avx512::hsum16(&a));
+            out
+        };
+        for t in 0..16 {
+            assert_eq!(got[t].to_bits(), reduce(&accs[t]).to_bits(), "lane {t}");
         }
     }
 

@@ -243,19 +243,30 @@ pub(super) mod avx512 {
                 let d = _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(
                     (p.add(208) as *const u16).read_unaligned() as i32,
                 )));
-                let low_shift = _mm_cvtsi32_si128(4 * (t / 2) as i32);
-                let high_shift = _mm_cvtsi32_si128(2 * t as i32);
-                let values = |i: usize| {
-                    let l = _mm512_cvtepu8_epi32(_mm_loadu_si128(ql.add(16 * i) as *const __m128i));
-                    let l = _mm512_and_si512(_mm512_srl_epi32(l, low_shift), _mm512_set1_epi32(0xF));
-                    let h = _mm512_cvtepu8_epi32(_mm_loadu_si128(qh.add(16 * i) as *const __m128i));
-                    let h = _mm512_and_si512(_mm512_srl_epi32(h, high_shift), _mm512_set1_epi32(3));
-                    let q = _mm512_sub_epi32(_mm512_or_si512(l, _mm512_slli_epi32::<4>(h)), _mm512_set1_epi32(32));
+                // The 6-bit values of all 32 positions as bytes: (4 bits of ql) | (2 bits of qh) << 4,
+                // minus 32. Shifts are 16-bit wide; the masks drop what crosses a byte.
+                let l = _mm256_loadu_si256(ql as *const __m256i);
+                let l = _mm256_and_si256(
+                    _mm256_srl_epi16(l, _mm_cvtsi32_si128(4 * (t / 2) as i32)),
+                    _mm256_set1_epi8(0x0F),
+                );
+                let h = _mm256_loadu_si256(qh as *const __m256i);
+                let h = if t <= 2 {
+                    _mm256_sll_epi16(h, _mm_cvtsi32_si128((4 - 2 * t) as i32))
+                } else {
+                    _mm256_srli_epi16::<2>(h)
+                };
+                let h = _mm256_and_si256(h, _mm256_set1_epi8(0x30));
+                let q = _mm256_sub_epi8(_mm256_or_si256(l, h), _mm256_set1_epi8(32));
+                let values = |i: usize, q: __m128i| {
                     // (d · sc) · q, as the reference decoder groups it.
                     let ds = d * (*sc.add(i) as i8) as f32;
-                    _mm512_mul_ps(_mm512_set1_ps(ds), _mm512_cvtepi32_ps(q))
+                    _mm512_mul_ps(_mm512_set1_ps(ds), _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q)))
                 };
-                (values(0), values(1))
+                (
+                    values(0, _mm256_castsi256_si128(q)),
+                    values(1, _mm256_extracti128_si256::<1>(q)),
+                )
             }
         }
     }
