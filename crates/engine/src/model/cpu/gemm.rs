@@ -21,6 +21,10 @@ pub const LANES: usize = 16;
 /// stays in L2 while the weight rows, in L1, meet all of it.
 const ROW_BLOCK: usize = 64;
 
+/// Most values of `k` the AVX-512 kernel takes in one pass when `k` is longer than twice this:
+/// a group of 6 weight rows' part (12 KiB) and a tile of 4 input rows' part (8 KiB) stay in L1.
+const K_PART: usize = 512;
+
 /// The reference dot product (the definition the SIMD kernels reproduce).
 #[inline]
 pub fn dot(x: &[f32], w: &[f32]) -> f32 {
@@ -113,7 +117,7 @@ macro_rules! dispatch_tile {
 
 #[cfg(target_arch = "x86_64")]
 pub(super) mod avx512 {
-    use super::{LANES, ROW_BLOCK};
+    use super::{K_PART, LANES, ROW_BLOCK};
     use std::arch::x86_64::*;
 
     /// The reduction tree of one 16-lane accumulator.
@@ -200,42 +204,19 @@ pub(super) mod avx512 {
     }
 
     /// The 4 × 6 tile, the bulk of a prefill, in assembly: compiled from [`tile`], some of its 24
-    /// accumulators are spilled to the stack every step (which halved the speed). The same
-    /// fused multiply-adds in the same order as [`tile`], so the same values.
+    /// accumulators are spilled to the stack every step (which halved the speed). Continues the
+    /// accumulators `acc` (accumulator `i * 6 + j` for input row `i`, weight row `j`) over `len`
+    /// values of rows `stride` floats apart: the same fused multiply-adds in the same order as
+    /// [`tile`], so a row split into consecutive parts gives the same values as a whole one.
     ///
     /// # Safety
-    /// Rows `0..4` of `x` and `0..6` of `w` (`k` floats apart) are readable; `out` as in `tile`.
+    /// `len` floats of rows `0..4` of `x` and `0..6` of `w` are readable; `len % 16 == 0`.
     #[target_feature(enable = "avx512f,avx512dq,avx2,fma")]
-    unsafe fn tile_4x6(x: *const f32, w: *const f32, k: usize, out: *mut f32, ldo: usize) {
-        let mut acc = [_mm512_setzero_ps(); 24];
-        // SAFETY: reads `k / 16` chunks of 16 floats from each of the 4 + 6 rows (caller's bounds);
-        // accumulator `i * 6 + j` is zmm(i * 6 + j), input row i is zmm(24 + i).
+    unsafe fn tile_4x6(x: *const f32, w: *const f32, stride: usize, len: usize, acc: &mut [__m512; 24]) {
+        // SAFETY: reads `len / 16` chunks of 16 floats from each of the 4 + 6 rows (caller's
+        // bounds); accumulator `i * 6 + j` is zmm(i * 6 + j), input row i is zmm(24 + i).
         unsafe {
             std::arch::asm!(
-                "vxorps xmm0, xmm0, xmm0",
-                "vxorps xmm1, xmm1, xmm1",
-                "vxorps xmm2, xmm2, xmm2",
-                "vxorps xmm3, xmm3, xmm3",
-                "vxorps xmm4, xmm4, xmm4",
-                "vxorps xmm5, xmm5, xmm5",
-                "vxorps xmm6, xmm6, xmm6",
-                "vxorps xmm7, xmm7, xmm7",
-                "vxorps xmm8, xmm8, xmm8",
-                "vxorps xmm9, xmm9, xmm9",
-                "vxorps xmm10, xmm10, xmm10",
-                "vxorps xmm11, xmm11, xmm11",
-                "vxorps xmm12, xmm12, xmm12",
-                "vxorps xmm13, xmm13, xmm13",
-                "vxorps xmm14, xmm14, xmm14",
-                "vxorps xmm15, xmm15, xmm15",
-                "vxorps xmm16, xmm16, xmm16",
-                "vxorps xmm17, xmm17, xmm17",
-                "vxorps xmm18, xmm18, xmm18",
-                "vxorps xmm19, xmm19, xmm19",
-                "vxorps xmm20, xmm20, xmm20",
-                "vxorps xmm21, xmm21, xmm21",
-                "vxorps xmm22, xmm22, xmm22",
-                "vxorps xmm23, xmm23, xmm23",
                 "test {n}, {n}",
                 "jz 3f",
                 "2:",
@@ -281,36 +262,36 @@ pub(super) mod avx512 {
                 "jnz 2b",
                 "3:",
                 x = inout(reg) x => _,
-                x3 = inout(reg) x.add(3 * k) => _,
+                x3 = inout(reg) x.add(3 * stride) => _,
                 w = inout(reg) w => _,
-                w3 = inout(reg) w.add(3 * k) => _,
-                xs = in(reg) k * 4,
-                ws = in(reg) k * 4,
-                n = inout(reg) k / LANES => _,
-                out("zmm0") acc[0],
-                out("zmm1") acc[1],
-                out("zmm2") acc[2],
-                out("zmm3") acc[3],
-                out("zmm4") acc[4],
-                out("zmm5") acc[5],
-                out("zmm6") acc[6],
-                out("zmm7") acc[7],
-                out("zmm8") acc[8],
-                out("zmm9") acc[9],
-                out("zmm10") acc[10],
-                out("zmm11") acc[11],
-                out("zmm12") acc[12],
-                out("zmm13") acc[13],
-                out("zmm14") acc[14],
-                out("zmm15") acc[15],
-                out("zmm16") acc[16],
-                out("zmm17") acc[17],
-                out("zmm18") acc[18],
-                out("zmm19") acc[19],
-                out("zmm20") acc[20],
-                out("zmm21") acc[21],
-                out("zmm22") acc[22],
-                out("zmm23") acc[23],
+                w3 = inout(reg) w.add(3 * stride) => _,
+                xs = in(reg) stride * 4,
+                ws = in(reg) stride * 4,
+                n = inout(reg) len / LANES => _,
+                inout("zmm0") acc[0],
+                inout("zmm1") acc[1],
+                inout("zmm2") acc[2],
+                inout("zmm3") acc[3],
+                inout("zmm4") acc[4],
+                inout("zmm5") acc[5],
+                inout("zmm6") acc[6],
+                inout("zmm7") acc[7],
+                inout("zmm8") acc[8],
+                inout("zmm9") acc[9],
+                inout("zmm10") acc[10],
+                inout("zmm11") acc[11],
+                inout("zmm12") acc[12],
+                inout("zmm13") acc[13],
+                inout("zmm14") acc[14],
+                inout("zmm15") acc[15],
+                inout("zmm16") acc[16],
+                inout("zmm17") acc[17],
+                inout("zmm18") acc[18],
+                inout("zmm19") acc[19],
+                inout("zmm20") acc[20],
+                inout("zmm21") acc[21],
+                inout("zmm22") acc[22],
+                inout("zmm23") acc[23],
                 out("zmm24") _,
                 out("zmm25") _,
                 out("zmm26") _,
@@ -320,6 +301,15 @@ pub(super) mod avx512 {
                 options(nostack, readonly),
             );
         }
+    }
+
+    /// Writes the 24 sums of a 4 × 6 tile's accumulators to `out` (row `i` at `out + i·ldo`).
+    ///
+    /// # Safety
+    /// `out` is valid for 4 rows × 6 columns.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512dq,avx2,fma")]
+    unsafe fn store_4x6(acc: &[__m512; 24], out: *mut f32, ldo: usize) {
         // Outputs in row order: 16 sums, then the last 8 (with 8 unused lanes).
         let mut sums = [0f32; 32];
         let zero = _mm512_setzero_ps();
@@ -328,31 +318,61 @@ pub(super) mod avx512 {
         unsafe {
             _mm512_storeu_ps(sums.as_mut_ptr(), hsum16(first));
             _mm512_storeu_ps(sums.as_mut_ptr().add(16), hsum16(&rest));
-        }
-        for i in 0..4 {
-            // SAFETY: the caller guarantees `out` is valid for the tile's 4 rows × 6 columns.
-            unsafe { std::ptr::copy_nonoverlapping(sums.as_ptr().add(6 * i), out.add(i * ldo), 6) };
+            for i in 0..4 {
+                std::ptr::copy_nonoverlapping(sums.as_ptr().add(6 * i), out.add(i * ldo), 6);
+            }
         }
     }
 
     /// See [`super::block`]. Input rows 4 at a time against weight rows 6 at a time: for each
-    /// group of 6 weight rows (in L1 while in use), every 4-row tile of a block of [`ROW_BLOCK`]
-    /// input rows (in L2). The last `m % 4` rows (decoding: 1 to 3 rows) against 8 weight rows
+    /// group of 6 weight rows, every 4-row tile of a block of input rows, `k` in parts of at
+    /// most [`K_PART`] values (the group's part in L1 while every tile of the block passes over
+    /// it, the block in L2). The last `m % 4` rows (decoding: 1 to 3 rows) against 8 weight rows
     /// at a time (6 for 3 rows).
     #[target_feature(enable = "avx512f,avx512dq,avx2,fma")]
     pub unsafe fn block(x: *const f32, m: usize, w: *const f32, nw: usize, k: usize, out: *mut f32, ldo: usize) {
         let m4 = m / 4 * 4;
-        for r0 in (0..m4).step_by(ROW_BLOCK) {
-            let r1 = (r0 + ROW_BLOCK).min(m4);
+        // Accumulators of a block's tiles stay in L1 with the parts they meet: fewer rows per
+        // block when `k` is split.
+        let (part, rows) = if k <= 2 * K_PART {
+            (k, ROW_BLOCK)
+        } else {
+            (K_PART, ROW_BLOCK / 2)
+        };
+        let mut accs = [[_mm512_setzero_ps(); 24]; ROW_BLOCK / 4];
+        for r0 in (0..m4).step_by(rows) {
+            let r1 = (r0 + rows).min(m4);
+            let tiles = (r1 - r0) / 4;
             for j in (0..nw).step_by(6) {
                 let nr = (nw - j).min(6);
-                for r in (r0..r1).step_by(4) {
-                    let (xp, wp, op) = unsafe { (x.add(r * k), w.add(j * k), out.add(r * ldo + j)) };
-                    if nr == 6 {
-                        unsafe { tile_4x6(xp, wp, k, op, ldo) };
-                    } else {
+                if nr < 6 {
+                    for r in (r0..r1).step_by(4) {
+                        let (xp, wp, op) = unsafe { (x.add(r * k), w.add(j * k), out.add(r * ldo + j)) };
                         unsafe { dispatch_tile!(tile, 4, nr, (xp, wp, k, op, ldo)) };
                     }
+                    continue;
+                }
+                if part == k {
+                    // One pass: each tile's accumulators go straight to the output.
+                    for r in (r0..r1).step_by(4) {
+                        let mut acc = [_mm512_setzero_ps(); 24];
+                        unsafe { tile_4x6(x.add(r * k), w.add(j * k), k, k, &mut acc) };
+                        unsafe { store_4x6(&acc, out.add(r * ldo + j), ldo) };
+                    }
+                    continue;
+                }
+                for acc in &mut accs[..tiles] {
+                    *acc = [_mm512_setzero_ps(); 24];
+                }
+                for k0 in (0..k).step_by(part.max(LANES)) {
+                    let len = part.min(k - k0);
+                    for (t, acc) in accs[..tiles].iter_mut().enumerate() {
+                        let (xp, wp) = unsafe { (x.add((r0 + 4 * t) * k + k0), w.add(j * k + k0)) };
+                        unsafe { tile_4x6(xp, wp, k, len, acc) };
+                    }
+                }
+                for (t, acc) in accs[..tiles].iter().enumerate() {
+                    unsafe { store_4x6(acc, out.add((r0 + 4 * t) * ldo + j), ldo) };
                 }
             }
         }
@@ -559,6 +579,8 @@ mod tests {
             (12, 12, 32),
             (70, 25, 48),
             (131, 14, 64),
+            (9, 13, 1040),
+            (70, 7, 2096),
         ] {
             let x = data(m * k, 1);
             let w = data(nw * k, 2);
