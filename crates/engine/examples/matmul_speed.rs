@@ -1,7 +1,15 @@
 //! Throughput of the CPU matrix product on the shapes of a model's layer, for kernel work:
-//! `cargo run -p freeze-attn-engine --release --example matmul_speed -- [q4_0|q4_1|q8_0|q4k|q6k|f16] [rows] [hidden] [ffn]`
 //!
-//! Prints GFLOP/s for each projection shape (random weights; the values do not matter for speed).
+//! ```text
+//! cargo run -p freeze-attn-engine --release --example matmul_speed -- \
+//!     [q4_0|q4_1|q8_0|q4k|q6k|f16|bf16] [rows=512] [hidden=576] [ffn=1536] [n]
+//! ```
+//!
+//! Multiplies `rows` input rows by each projection of a layer (q/o, k/v, gate/up, down; or only
+//! an `n × hidden` matrix when `n` is given) and prints the best time of `REPS` (environment,
+//! default 7) and its GFLOP/s. Random weights: the values do not matter for speed. One row
+//! measures the decoding kernels, many rows the prefill kernels; `RAYON_NUM_THREADS=1` measures
+//! one core and `FREEZE_ATTN_ISA=avx2|portable` a lower instruction set.
 
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{Device, Tensor};
@@ -18,6 +26,7 @@ fn main() -> candle_core::Result<()> {
         "q4k" => GgmlDType::Q4K,
         "q6k" => GgmlDType::Q6K,
         "f16" => GgmlDType::F16,
+        "bf16" => GgmlDType::BF16,
         other => candle_core::bail!("unknown type {other}"),
     };
     let arg = |i: usize, d: usize| args.get(i).and_then(|s| s.parse().ok()).unwrap_or(d);
@@ -39,7 +48,9 @@ fn main() -> candle_core::Result<()> {
             .map(|i| ((i * 7919 % 1013) as f32 / 1013.0 - 0.5) * 0.2)
             .collect();
         let w = QTensor::quantize(&Tensor::from_vec(v, (n, k), &Device::Cpu)?, dtype)?;
-        let mat = CpuMatrix::new(Arc::new(w)).expect("a CPU kernel for this type");
+        let Some(mat) = CpuMatrix::new(Arc::new(w)) else {
+            candle_core::bail!("no CPU kernel for {dtype:?} at {n}×{k}");
+        };
         let x: Vec<f32> = (0..m * k).map(|i| ((i * 31 % 97) as f32 / 97.0) - 0.5).collect();
         let mut out = vec![0f32; m * n];
         mat.matmul_into(&x, m, &mut out)?;
