@@ -19,10 +19,12 @@ pub const LANES: usize = 16;
 
 /// Input rows the SIMD kernels sweep per group of weight rows: the block (`ROW_BLOCK × k` f32)
 /// stays in L2 while the weight rows, in L1, meet all of it.
+#[cfg(target_arch = "x86_64")]
 const ROW_BLOCK: usize = 64;
 
 /// Most values of `k` the AVX-512 kernel takes in one pass when `k` is longer than twice this:
 /// a group of 6 weight rows' part (12 KiB) and a tile of 4 input rows' part (8 KiB) stay in L1.
+#[cfg(target_arch = "x86_64")]
 const K_PART: usize = 512;
 
 /// The reference dot product (the definition the SIMD kernels reproduce).
