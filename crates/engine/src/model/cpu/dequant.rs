@@ -20,21 +20,22 @@ pub type RowDecoder = fn(bytes: &[u8], out: &mut [f32]);
 pub fn decoder(dtype: GgmlDType, isa: Isa) -> Option<RowDecoder> {
     #[cfg(target_arch = "x86_64")]
     {
+        use super::gemv::avx512 as blocks;
         let simd: Option<RowDecoder> = match (isa, dtype) {
-            (Isa::Avx512, GgmlDType::Q4_0) => Some(x86::q4_0_avx512),
-            (Isa::Avx512, GgmlDType::Q4_1) => Some(x86::q4_1_avx512),
-            (Isa::Avx512, GgmlDType::Q5_0) => Some(x86::q5_0_avx512),
-            (Isa::Avx512, GgmlDType::Q8_0) => Some(x86::q8_0_avx512),
+            (Isa::Avx512, GgmlDType::Q4_0) => Some(x86::avx512_row::<blocks::Q4_0>),
+            (Isa::Avx512, GgmlDType::Q4_1) => Some(x86::avx512_row::<blocks::Q4_1>),
+            (Isa::Avx512, GgmlDType::Q5_0) => Some(x86::avx512_row::<blocks::Q5_0>),
+            (Isa::Avx512, GgmlDType::Q8_0) => Some(x86::avx512_row::<blocks::Q8_0>),
             (Isa::Avx2, GgmlDType::Q4_0) => Some(x86::q4_0_avx2),
             (Isa::Avx2, GgmlDType::Q4_1) => Some(x86::q4_1_avx2),
             (Isa::Avx2, GgmlDType::Q5_0) => Some(x86::q5_0_avx2),
             (Isa::Avx2, GgmlDType::Q8_0) => Some(x86::q8_0_avx2),
-            (Isa::Avx512, GgmlDType::Q4K) => Some(x86::q4k_avx512),
-            (Isa::Avx512, GgmlDType::Q6K) => Some(x86::q6k_avx512),
+            (Isa::Avx512, GgmlDType::Q4K) => Some(x86::avx512_row::<blocks::Q4K>),
+            (Isa::Avx512, GgmlDType::Q6K) => Some(x86::avx512_row::<blocks::Q6K>),
             (Isa::Avx2, GgmlDType::Q4K) => Some(x86::q4k_avx2),
             (Isa::Avx2, GgmlDType::Q6K) => Some(x86::q6k_avx2),
-            (Isa::Avx512, GgmlDType::F16) => Some(x86::f16_avx512),
-            (Isa::Avx512, GgmlDType::BF16) => Some(x86::bf16_avx512),
+            (Isa::Avx512, GgmlDType::F16) => Some(x86::avx512_row::<blocks::F16>),
+            (Isa::Avx512, GgmlDType::BF16) => Some(x86::avx512_row::<blocks::Bf16>),
             (Isa::Avx2, GgmlDType::F16) => Some(x86::f16_avx2),
             _ => None,
         };
@@ -161,7 +162,7 @@ fn q8_0(bytes: &[u8], out: &mut [f32]) {
 
 /// The 6-bit scale and min of sub-block `j` of a Q4_K/Q5_K block (ggml's `get_scale_min_k4`).
 #[inline(always)]
-fn scale_min_k4(j: usize, q: &[u8]) -> (u8, u8) {
+pub(super) fn scale_min_k4(j: usize, q: &[u8]) -> (u8, u8) {
     if j < 4 {
         (q[j] & 63, q[j + 4] & 63)
     } else {
@@ -225,7 +226,7 @@ fn q6k(bytes: &[u8], out: &mut [f32]) {
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use super::super::gemv::avx512::{self as blocks, Block};
+    use super::super::gemv::avx512::Block;
     use std::arch::x86_64::*;
 
     /// Instantiations of the portable decoders compiled for AVX2 (the compiler vectorizes them;
@@ -312,7 +313,7 @@ mod x86 {
 
     /// A whole row decoded with the block decoders of the fused decoding kernels
     /// ([`super::super::gemv`]), so prefill panels and decoding see the same values.
-    fn avx512_row<B: Block>(bytes: &[u8], out: &mut [f32]) {
+    pub fn avx512_row<B: Block>(bytes: &[u8], out: &mut [f32]) {
         #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma,f16c")]
         fn inner<B: Block>(bytes: &[u8], out: &mut [f32]) {
             let nb = out.len() / 32;
@@ -329,31 +330,6 @@ mod x86 {
         }
         // SAFETY: only chosen when the CPU has AVX-512 F/BW/DQ/VL, AVX2, FMA and F16C.
         unsafe { inner::<B>(bytes, out) }
-    }
-
-    pub fn q4_0_avx512(bytes: &[u8], out: &mut [f32]) {
-        avx512_row::<blocks::Q4_0>(bytes, out)
-    }
-    pub fn q4_1_avx512(bytes: &[u8], out: &mut [f32]) {
-        avx512_row::<blocks::Q4_1>(bytes, out)
-    }
-    pub fn q5_0_avx512(bytes: &[u8], out: &mut [f32]) {
-        avx512_row::<blocks::Q5_0>(bytes, out)
-    }
-    pub fn q8_0_avx512(bytes: &[u8], out: &mut [f32]) {
-        avx512_row::<blocks::Q8_0>(bytes, out)
-    }
-    pub fn q4k_avx512(bytes: &[u8], out: &mut [f32]) {
-        avx512_row::<blocks::Q4K>(bytes, out)
-    }
-    pub fn q6k_avx512(bytes: &[u8], out: &mut [f32]) {
-        avx512_row::<blocks::Q6K>(bytes, out)
-    }
-    pub fn f16_avx512(bytes: &[u8], out: &mut [f32]) {
-        avx512_row::<blocks::F16>(bytes, out)
-    }
-    pub fn bf16_avx512(bytes: &[u8], out: &mut [f32]) {
-        avx512_row::<blocks::Bf16>(bytes, out)
     }
 }
 

@@ -315,10 +315,10 @@ pub(super) mod avx512 {
         // Outputs in row order: 16 sums, then the last 8 (with 8 unused lanes).
         let mut sums = [0f32; 32];
         let zero = _mm512_setzero_ps();
-        let first: &[__m512; 16] = acc[..16].try_into().expect("16 accumulators");
+        let first = std::array::from_fn(|t| acc[t]);
         let rest = std::array::from_fn(|t| if t < 8 { acc[16 + t] } else { zero });
         unsafe {
-            _mm512_storeu_ps(sums.as_mut_ptr(), hsum16(first));
+            _mm512_storeu_ps(sums.as_mut_ptr(), hsum16(&first));
             _mm512_storeu_ps(sums.as_mut_ptr().add(16), hsum16(&rest));
             for i in 0..4 {
                 std::ptr::copy_nonoverlapping(sums.as_ptr().add(6 * i), out.add(i * ldo), 6);
@@ -341,7 +341,6 @@ pub(super) mod avx512 {
         } else {
             (K_PART, ROW_BLOCK / 2)
         };
-        let mut accs = [[_mm512_setzero_ps(); 24]; ROW_BLOCK / 4];
         for r0 in (0..m4).step_by(rows) {
             let r1 = (r0 + rows).min(m4);
             let tiles = (r1 - r0) / 4;
@@ -363,9 +362,7 @@ pub(super) mod avx512 {
                     }
                     continue;
                 }
-                for acc in &mut accs[..tiles] {
-                    *acc = [_mm512_setzero_ps(); 24];
-                }
+                let mut accs = [[_mm512_setzero_ps(); 24]; ROW_BLOCK / 2 / 4];
                 for k0 in (0..k).step_by(part.max(LANES)) {
                     let len = part.min(k - k0);
                     for (t, acc) in accs[..tiles].iter_mut().enumerate() {

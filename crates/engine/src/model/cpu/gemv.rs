@@ -52,6 +52,7 @@ pub fn gemv(dtype: GgmlDType, isa: Isa) -> Option<Gemv> {
 
 #[cfg(target_arch = "x86_64")]
 pub(super) mod avx512 {
+    use super::super::dequant::scale_min_k4;
     use super::super::gemm::avx512::hsum;
     use std::arch::x86_64::*;
 
@@ -180,22 +181,6 @@ pub(super) mod avx512 {
         }
     }
 
-    /// The 6-bit scale and min of sub-block `j` (ggml's `get_scale_min_k4`), as
-    /// `super::super::dequant` computes them.
-    #[inline(always)]
-    unsafe fn scale_min_k4(j: usize, q: *const u8) -> (u8, u8) {
-        unsafe {
-            if j < 4 {
-                (*q.add(j) & 63, *q.add(j + 4) & 63)
-            } else {
-                (
-                    (*q.add(j + 4) & 0xF) | ((*q.add(j - 4) >> 6) << 4),
-                    (*q.add(j + 4) >> 4) | ((*q.add(j) >> 6) << 4),
-                )
-            }
-        }
-    }
-
     /// Q4_K (144-byte blocks of 256): sub-block `s` is `(d · sc) · q - (dmin · m)`, its 4-bit
     /// values the low (even `s`) or high (odd `s`) halves of 32 bytes.
     pub struct Q4K;
@@ -206,7 +191,8 @@ pub(super) mod avx512 {
         unsafe fn decode(p: *const u8, s: usize) -> (__m512, __m512) {
             unsafe {
                 let dm = halves(p);
-                let (sc, m) = scale_min_k4(s, p.add(4));
+                // The block's 12 bytes of packed scales and mins, unpacked as the portable decoder does.
+                let (sc, m) = scale_min_k4(s, std::slice::from_raw_parts(p.add(4), 12));
                 let d1 = _mm_cvtss_f32(dm) * sc as f32;
                 let m1 = _mm_cvtss_f32(_mm_movehdup_ps(dm)) * m as f32;
                 let q = p.add(16 + s / 2 * 32);
