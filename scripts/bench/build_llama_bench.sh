@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
-# Builds llama.cpp's own `llama-bench` (not on PyPI) from the llama.cpp source vendored in the
+# Builds llama.cpp's own `llama-bench` and `llama-quantize` (not on PyPI) from the llama.cpp source vendored in the
 # llama-cpp-python sdist, the same llama.cpp version as the reference venv's, for
 # scripts/bench/compare_llamacpp.py --llama-bench. About 6 minutes on 2 cores, once.
 #
 #   bash scripts/bench/build_llama_bench.sh            # prints the path of llama-bench
+#
+# llama-quantize lands beside it (scripts/bench/make_llama_models.py uses it), and so do the
+# shared libraries libllama/libggml.
 #
 # Kernels are chosen explicitly instead of GGML_NATIVE: on these VMs the CPU reports AMX but the
 # hypervisor does not enable it, and a native build dies with "Illegal instruction" (tilezero).
@@ -12,7 +15,7 @@ set -euo pipefail
 VERSION="${LLAMA_CPP_PYTHON_VERSION:-0.3.36}"
 CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/freeze-attn/llama-bench-$VERSION"
 BIN="$CACHE/build/bin/llama-bench"
-if [[ -x "$BIN" ]]; then
+if [[ -x "$BIN" && -x "$CACHE/build/bin/llama-quantize" ]]; then
     echo "$BIN"
     exit 0
 fi
@@ -36,5 +39,5 @@ cmake -S src -B build -G Ninja -DCMAKE_BUILD_TYPE=Release \
     -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=OFF \
     -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON \
     -DGGML_AVX_VNNI=ON -DGGML_AVX512=ON -DGGML_AVX512_VBMI=ON -DGGML_AVX512_VNNI=ON -DGGML_AVX512_BF16=ON >&2
-ninja -C build llama-bench >&2
+ninja -C build llama-bench llama-quantize >&2
 echo "$BIN"

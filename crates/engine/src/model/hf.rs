@@ -4,10 +4,13 @@ use super::{Block, Linear, Model};
 use crate::config::{ModelConfig, RopeConfig, RopeScaling, RopeStyle};
 use crate::error::{EngineError, Result};
 use crate::fingerprint::WeightDigest;
+use candle_core::quantized::{GgmlDType, QStorage, QTensor};
 use candle_core::safetensors::MmapedSafetensors;
 use candle_core::{DType, Device, Tensor};
 use serde::Deserialize;
+use std::borrow::Cow;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 #[derive(Debug, Deserialize)]
 struct RopeScalingJson {
@@ -192,7 +195,8 @@ struct Weights<'a> {
 }
 
 impl Weights<'_> {
-    fn get(&self, name: &str, shape: &[usize]) -> Result<Tensor> {
+    /// The tensor's stored bytes, after checking its shape and type.
+    fn view(&self, name: &str, shape: &[usize]) -> Result<safetensors::tensor::TensorView<'_>> {
         let view = self.st.get(name).map_err(|_| EngineError::MissingTensor {
             path: self.dir.into(),
             name: name.into(),
@@ -214,15 +218,74 @@ impl Weights<'_> {
                 })
             }
         }
+        Ok(view)
+    }
+
+    fn get(&self, name: &str, shape: &[usize]) -> Result<Tensor> {
+        self.view(name, shape)?;
         Ok(self.st.load(name, self.device)?.to_dtype(self.dtype)?)
     }
 
+    /// A weight matrix. On the CPU it stays in the checkpoint's type (bf16, f16 or f32, as
+    /// blocks of one value for our kernels): converting bf16 to f32 doubled the memory of a
+    /// folder (an 8B model would have needed 32 GB). Elsewhere it is a tensor of the
+    /// activations' type for candle's matmuls.
     fn linear(&self, name: &str, rows: usize, cols: usize) -> Result<Linear> {
-        Ok(Linear::from_tensor(self.get(name, &[rows, cols])?)?)
+        if !self.device.is_cpu() {
+            return Ok(Linear::from_tensor(self.get(name, &[rows, cols])?)?);
+        }
+        let view = self.view(name, &[rows, cols])?;
+        let dtype = match view.dtype() {
+            safetensors::Dtype::BF16 => GgmlDType::BF16,
+            safetensors::Dtype::F16 => GgmlDType::F16,
+            _ => GgmlDType::F32,
+        };
+        let data = view.data();
+        let align = dtype.type_size();
+        let storage = if (data.as_ptr() as usize).is_multiple_of(align) {
+            QStorage::from_data(Cow::Borrowed(data), self.device, dtype)?
+        } else {
+            // safetensors does not promise aligned tensors; candle's block view needs them.
+            let mut aligned = vec![0u32; data.len().div_ceil(4)];
+            let bytes = &mut bytemuck_bytes(&mut aligned)[..data.len()];
+            bytes.copy_from_slice(data);
+            QStorage::from_data(Cow::Borrowed(bytes), self.device, dtype)?
+        };
+        release_pages(data);
+        let t = QTensor::new(storage, (rows, cols))?;
+        Ok(Linear::from_qtensor(Arc::new(t))?)
     }
 }
 
-/// Loads the weights; activations run in f32 on the CPU and in the checkpoint's half type on GPUs.
+/// `u32`s as bytes (always sound: any bytes are valid `u8`s).
+fn bytemuck_bytes(v: &mut [u32]) -> &mut [u8] {
+    // SAFETY: the slice covers exactly the vector's initialised memory, and u8 has no alignment
+    // or validity requirements.
+    unsafe { std::slice::from_raw_parts_mut(v.as_mut_ptr() as *mut u8, v.len() * 4) }
+}
+
+/// Drops the mapped pages of a tensor already copied out, so that a loaded model holds its
+/// weights once rather than once copied and once mapped (peak memory near the folder's size,
+/// not twice it). The file is only read: dropped pages read back the same bytes if touched.
+fn release_pages(data: &[u8]) {
+    #[cfg(unix)]
+    {
+        // SAFETY: sysconf has no preconditions.
+        let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096) as usize;
+        let start = (data.as_ptr() as usize).next_multiple_of(page);
+        let end = (data.as_ptr() as usize + data.len()) / page * page;
+        if end > start {
+            // SAFETY: whole pages inside a read-only file mapping that stays mapped; MADV_DONTNEED
+            // on such a mapping only drops the pages, which fault back in from the file.
+            unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED) };
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = data;
+}
+
+/// Loads the weights; activations run in f32 on the CPU (over the matrices as stored) and in the
+/// checkpoint's half type on GPUs.
 /// Also returns the weight digest for the model fingerprint.
 pub fn load_model(
     dir: &Path,

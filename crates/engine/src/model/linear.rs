@@ -19,8 +19,15 @@ impl Linear {
     pub fn from_qtensor(t: Arc<QTensor>) -> candle_core::Result<Self> {
         let (out_features, in_features) = t.shape().dims2()?;
         let cpu = CpuMatrix::new(t.clone());
+        // candle turns f32/f16/bf16 matrices into f32 tensors; with our kernel the matrix stays
+        // as stored (one copy, half the memory of f32 for bf16/f16).
+        let inner = if cpu.is_some() {
+            QMatMul::QTensor(t)
+        } else {
+            QMatMul::from_arc(t)?
+        };
         Ok(Self {
-            inner: QMatMul::from_arc(t)?,
+            inner,
             cpu,
             out_features,
             in_features,

@@ -13,6 +13,7 @@ use super::gemm::{self, LANES};
 use super::gemv::{self, Gemv};
 use super::isa::{isa, Isa};
 use super::pool;
+use super::qdot::{self, QFormat, QuantRows};
 use candle_core::quantized::{GgmlDType, QTensor};
 use std::cell::RefCell;
 use std::sync::Arc;
@@ -37,6 +38,9 @@ pub struct CpuMatrix {
     decode: RowDecoder,
     /// The fused decoding kernel, for the formats that have one.
     gemv: Option<Gemv>,
+    /// The integer path ([`qdot`]), for Q4_0, Q8_0, Q4_K and Q6_K: used for every call, so
+    /// prefill and decoding compute the same arithmetic.
+    int8: Option<QFormat>,
     isa: Isa,
 }
 
@@ -86,6 +90,7 @@ impl CpuMatrix {
             row_bytes,
             decode: decoder(dt, block_isa)?,
             gemv: gemv::gemv(dt, block_isa),
+            int8: QFormat::of(dt, k),
             isa,
         })
     }
@@ -116,6 +121,10 @@ impl CpuMatrix {
         }
         let data = self.tensor.data()?;
         let data: &[u8] = &data;
+        if let Some(f) = self.int8 {
+            self.matmul_int8(f, data, x, m, out);
+            return Ok(());
+        }
         let (task_rows, sub_rows) = if m <= DECODE_MAX_M {
             // Enough tasks to balance the threads; sub-panels of a few rows stay in L1.
             let per = n.div_ceil(pool::threads() * 4).next_multiple_of(DECODE_ROWS);
@@ -166,7 +175,50 @@ impl CpuMatrix {
         pool::run(tasks, &run);
         Ok(())
     }
+
+    /// The integer path: the inputs quantized once, then tasks over ranges of weight rows; in
+    /// prefill each range meets the inputs in blocks of [`INT8_ROW_BLOCK`] rows (in L2).
+    fn matmul_int8(&self, f: QFormat, data: &[u8], x: &[f32], m: usize, out: &mut [f32]) {
+        let (n, k) = (self.n, self.k);
+        let xq = QuantRows::new(x, m, k, f.input_block(), self.isa);
+        let task_rows = if m <= DECODE_MAX_M {
+            n.div_ceil(pool::threads() * 4)
+                .next_multiple_of(DECODE_ROWS)
+                .clamp(DECODE_ROWS, 256)
+        } else {
+            n.div_ceil(pool::threads() * 2).next_multiple_of(12).min(PANEL_ROWS)
+        };
+        let dst = OutPtr(out.as_mut_ptr());
+        let run = |t: usize| {
+            let r0 = t * task_rows;
+            let rows = task_rows.min(n - r0);
+            let w = &data[r0 * self.row_bytes..(r0 + rows) * self.row_bytes];
+            for b0 in (0..m).step_by(INT8_ROW_BLOCK) {
+                let mb = INT8_ROW_BLOCK.min(m - b0);
+                // SAFETY: this task alone writes columns `r0..r0+rows` of rows `b0..b0+mb` of the
+                // m × n output.
+                unsafe {
+                    qdot::block(
+                        f,
+                        self.isa,
+                        w,
+                        self.row_bytes,
+                        rows,
+                        &xq,
+                        b0,
+                        mb,
+                        dst.ptr().add(b0 * n + r0),
+                        n,
+                    )
+                };
+            }
+        };
+        pool::run(n.div_ceil(task_rows), &run);
+    }
 }
+
+/// Input rows a prefill task of the integer path meets at a time (64 × k bytes stay in L2).
+const INT8_ROW_BLOCK: usize = 64;
 
 #[cfg(test)]
 mod tests {
@@ -198,6 +250,11 @@ mod tests {
                 let w = weights(n, k, dtype);
                 let x: Vec<f32> = (0..m * k).map(|i| ((i * 31 % 97) as f32 / 97.0) - 0.5).collect();
                 let wd = w.dequantize(&Device::Cpu).unwrap().to_vec2::<f32>().unwrap();
+                let int8 = QFormat::of(dtype, k);
+                // The integer path quantizes the inputs to 8 bits: further from the f32 product.
+                let tol = if int8.is_some() { 1e-2 } else { 1e-3 };
+                let bytes = w.data().unwrap().to_vec();
+                let row_bytes = bytes.len() / n;
                 let mut first: Option<Vec<f32>> = None;
                 for isa in available() {
                     let mat = CpuMatrix::with_isa(w.clone(), isa).unwrap();
@@ -206,11 +263,17 @@ mod tests {
                         for c in 0..n {
                             let want: f32 = (0..k).map(|kk| x[r * k + kk] * wd[c][kk]).sum();
                             assert!(
-                                (y[r * n + c] - want).abs() < 1e-3,
+                                (y[r * n + c] - want).abs() < tol,
                                 "{dtype:?} {isa:?} [{r},{c}] {} vs {want}",
                                 y[r * n + c]
                             );
-                            let exact = gemm::dot(&x[r * k..][..k], &wd[c]);
+                            let exact = match int8 {
+                                Some(f) => {
+                                    let xq = QuantRows::new(&x[r * k..][..k], 1, k, f.input_block(), Isa::Portable);
+                                    qdot::dot(f, &bytes[c * row_bytes..][..row_bytes], &xq, 0)
+                                }
+                                None => gemm::dot(&x[r * k..][..k], &wd[c]),
+                            };
                             assert_eq!(
                                 y[r * n + c].to_bits(),
                                 exact.to_bits(),

@@ -16,3 +16,4 @@ mod gemv;
 pub mod isa;
 pub mod matmul;
 mod pool;
+pub mod qdot;

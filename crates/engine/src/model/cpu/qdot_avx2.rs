@@ -1,0 +1,255 @@
+//! AVX2 kernels of the integer dot products in [`super`]: 32 weight integers and 32 input bytes
+//! per instruction group (`maddubs` + `madd`), the 16 lanes of a pair as two 8-lane registers
+//! (lanes 0–7 the pair's first sub-block, 8–15 its second), in tiles of up to 2 input rows × 2
+//! weight rows (16 registers).
+//!
+//! Signed weights use `_mm256_sign_epi8`: `|w|` as unsigned bytes times `x · sign(w)` is `w · x`,
+//! and `|w| · |x| ≤ 128 · 127` keeps `maddubs`' 16-bit pair sums from saturating.
+
+use super::{QFormat, QuantRows};
+use crate::model::cpu::gemm::avx2::hsum;
+use std::arch::x86_64::*;
+
+#[inline(always)]
+unsafe fn f16(p: *const u8) -> f32 {
+    unsafe {
+        _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(
+            (p as *const u16).read_unaligned() as i32
+        )))
+    }
+}
+
+/// Lanes `Σ_{t<4} |w| · x·sign(w)` of 32 signed weights.
+#[inline(always)]
+unsafe fn dot_signed(w: __m256i, x: __m256i) -> __m256i {
+    unsafe {
+        let p = _mm256_maddubs_epi16(_mm256_abs_epi8(w), _mm256_sign_epi8(x, w));
+        _mm256_madd_epi16(p, _mm256_set1_epi16(1))
+    }
+}
+
+/// Q4_0 block at `b`: 32 signed values `q − 8`.
+#[inline(always)]
+unsafe fn q4_0_block(b: *const u8) -> __m256i {
+    unsafe {
+        let q = _mm_loadu_si128(b.add(2) as *const __m128i);
+        let v = _mm256_set_m128i(_mm_srli_epi16::<4>(q), q);
+        _mm256_sub_epi8(_mm256_and_si256(v, _mm256_set1_epi8(0x0F)), _mm256_set1_epi8(8))
+    }
+}
+
+/// Sub-block `s` of a Q4_K block `b`: 32 unsigned 4-bit values.
+#[inline(always)]
+unsafe fn q4k_sub(b: *const u8, s: usize) -> __m256i {
+    unsafe {
+        let q = _mm256_loadu_si256(b.add(16 + 32 * (s / 2)) as *const __m256i);
+        let q = _mm256_srl_epi16(q, _mm_cvtsi32_si128(4 * (s % 2) as i32));
+        _mm256_and_si256(q, _mm256_set1_epi8(0x0F))
+    }
+}
+
+/// Sub-block `s` of a Q6_K block `b`: 32 unsigned 6-bit values.
+#[inline(always)]
+unsafe fn q6k_sub(b: *const u8, s: usize) -> __m256i {
+    unsafe {
+        let (half, t) = (s / 4, s % 4);
+        let ql = _mm256_loadu_si256(b.add(64 * half + 32 * (t & 1)) as *const __m256i);
+        let ql = _mm256_and_si256(
+            _mm256_srl_epi16(ql, _mm_cvtsi32_si128(4 * (t / 2) as i32)),
+            _mm256_set1_epi8(0x0F),
+        );
+        let qh = _mm256_loadu_si256(b.add(128 + 32 * half) as *const __m256i);
+        let qh = _mm256_and_si256(
+            _mm256_srl_epi16(qh, _mm_cvtsi32_si128(2 * t as i32)),
+            _mm256_set1_epi8(3),
+        );
+        _mm256_or_si256(ql, _mm256_slli_epi16::<4>(qh))
+    }
+}
+
+/// The 8 `i32` lanes of `v` summed (exact).
+#[inline(always)]
+unsafe fn hsum_i32(v: __m256i) -> i32 {
+    unsafe {
+        let v = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256::<1>(v));
+        let v = _mm_add_epi32(v, _mm_unpackhi_epi64(v, v));
+        let v = _mm_add_epi32(v, _mm_shuffle_epi32::<1>(v));
+        _mm_cvtsi128_si32(v)
+    }
+}
+
+const Q4_0: u8 = 0;
+const Q8_0: u8 = 1;
+const Q4K: u8 = 2;
+const Q6K: u8 = 3;
+
+/// One tile: `M` input rows (from `r0`) × `NR` weight rows (from `w`).
+#[inline(always)]
+#[allow(clippy::needless_range_loop)]
+unsafe fn tile<const F: u8, const M: usize, const NR: usize>(
+    w: *const u8,
+    row_bytes: usize,
+    x: &QuantRows,
+    r0: usize,
+    out: *mut f32,
+    ldo: usize,
+) {
+    unsafe {
+        let k = x.k;
+        let qs = x.qs.as_ptr().add(r0 * k) as *const u8;
+        let xd = x.d.as_ptr().add(r0 * k / x.qb);
+        let xv = |r: usize, c: usize| _mm256_loadu_si256(qs.add(r * k + c) as *const __m256i);
+        // Lanes 0–7 and 8–15 of each accumulator.
+        let mut acc = [[[_mm256_setzero_ps(); 2]; NR]; M];
+        let mut off = [[0f32; NR]; M];
+        if F == Q4_0 || F == Q8_0 {
+            let bytes = if F == Q4_0 { 18 } else { 34 };
+            for b in 0..k / 32 {
+                let mut wv = [_mm256_setzero_si256(); NR];
+                let mut dw = [0f32; NR];
+                for i in 0..NR {
+                    let p = w.add(i * row_bytes + b * bytes);
+                    wv[i] = if F == Q4_0 {
+                        q4_0_block(p)
+                    } else {
+                        _mm256_loadu_si256(p.add(2) as *const __m256i)
+                    };
+                    dw[i] = f16(p);
+                }
+                for r in 0..M {
+                    let xb = xv(r, 32 * b);
+                    let dx = *xd.add(r * k / 32 + b);
+                    for i in 0..NR {
+                        let d = _mm256_cvtepi32_ps(dot_signed(wv[i], xb));
+                        let a = &mut acc[r][i][b % 2];
+                        *a = _mm256_fmadd_ps(d, _mm256_set1_ps(dw[i] * dx), *a);
+                    }
+                }
+            }
+        } else {
+            let bytes = if F == Q4K { 144 } else { 210 };
+            for blk in 0..k / 256 {
+                let mut isum = [[[_mm256_setzero_si256(); 2]; NR]; M];
+                for s in 0..8 {
+                    let mut wv = [_mm256_setzero_si256(); NR];
+                    let mut sc = [_mm256_setzero_si256(); NR];
+                    for i in 0..NR {
+                        let b = w.add(i * row_bytes + blk * bytes);
+                        if F == Q4K {
+                            wv[i] = q4k_sub(b, s);
+                            sc[i] = _mm256_set1_epi16(
+                                crate::model::cpu::dequant::scale_min_k4(s, std::slice::from_raw_parts(b.add(4), 12)).0
+                                    as i16,
+                            );
+                        } else {
+                            wv[i] = q6k_sub(b, s);
+                            let sp = b.add(192 + 2 * s) as *const i8;
+                            sc[i] = _mm256_set_m128i(_mm_set1_epi16(*sp.add(1) as i16), _mm_set1_epi16(*sp as i16));
+                        }
+                    }
+                    for r in 0..M {
+                        let xb = xv(r, 256 * blk + 32 * s);
+                        for i in 0..NR {
+                            let d = _mm256_madd_epi16(_mm256_maddubs_epi16(wv[i], xb), sc[i]);
+                            let a = &mut isum[r][i][s % 2];
+                            *a = _mm256_add_epi32(*a, d);
+                        }
+                    }
+                }
+                for i in 0..NR {
+                    let b = w.add(i * row_bytes + blk * bytes);
+                    // The 16 offset coefficients c_j (see the module doc) and their scale e.
+                    let (c16, d, e) = if F == Q4K {
+                        let mut c = [0i16; 16];
+                        for j in 0..16 {
+                            c[j] = crate::model::cpu::dequant::scale_min_k4(
+                                j / 2,
+                                std::slice::from_raw_parts(b.add(4), 12),
+                            )
+                            .1 as i16;
+                        }
+                        (_mm256_loadu_si256(c.as_ptr() as *const __m256i), f16(b), f16(b.add(2)))
+                    } else {
+                        let v = _mm256_cvtepi8_epi16(_mm_loadu_si128(b.add(192) as *const __m128i));
+                        let d = f16(b.add(208));
+                        (_mm256_slli_epi16::<5>(v), d, d)
+                    };
+                    for r in 0..M {
+                        let dx = *xd.add(r * k / 256 + blk);
+                        let dd = _mm256_set1_ps(d * dx);
+                        for h in 0..2 {
+                            acc[r][i][h] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[r][i][h]), dd, acc[r][i][h]);
+                        }
+                        let bs =
+                            _mm256_loadu_si256(x.bsum.as_ptr().add(((r0 + r) * k + 256 * blk) / 16) as *const __m256i);
+                        let c = hsum_i32(_mm256_madd_epi16(c16, bs));
+                        off[r][i] = (c as f32).mul_add(e * dx, off[r][i]);
+                    }
+                }
+            }
+        }
+        for r in 0..M {
+            for i in 0..NR {
+                *out.add(r * ldo + i) = hsum(acc[r][i][0], acc[r][i][1]) - off[r][i];
+            }
+        }
+    }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn run<const F: u8>(
+    w: *const u8,
+    row_bytes: usize,
+    rows: usize,
+    x: &QuantRows,
+    r0: usize,
+    m: usize,
+    out: *mut f32,
+    ldo: usize,
+) {
+    unsafe {
+        let mut i = 0;
+        while i < rows {
+            let g = (rows - i).min(2);
+            let wp = w.add(i * row_bytes);
+            let mut r = 0;
+            while r < m {
+                let mr = (m - r).min(2);
+                let o = out.add(r * ldo + i);
+                match (mr, g) {
+                    (1, 1) => tile::<F, 1, 1>(wp, row_bytes, x, r0 + r, o, ldo),
+                    (1, 2) => tile::<F, 1, 2>(wp, row_bytes, x, r0 + r, o, ldo),
+                    (2, 1) => tile::<F, 2, 1>(wp, row_bytes, x, r0 + r, o, ldo),
+                    _ => tile::<F, 2, 2>(wp, row_bytes, x, r0 + r, o, ldo),
+                }
+                r += mr;
+            }
+            i += g;
+        }
+    }
+}
+
+/// See [`super::block`]. The caller has checked the bounds and that the CPU has AVX2.
+#[allow(clippy::too_many_arguments)]
+pub(super) unsafe fn block(
+    f: QFormat,
+    w: *const u8,
+    row_bytes: usize,
+    rows: usize,
+    x: &QuantRows,
+    r0: usize,
+    m: usize,
+    out: *mut f32,
+    ldo: usize,
+) {
+    // SAFETY: as documented above.
+    unsafe {
+        match f {
+            QFormat::Q4_0 => run::<Q4_0>(w, row_bytes, rows, x, r0, m, out, ldo),
+            QFormat::Q8_0 => run::<Q8_0>(w, row_bytes, rows, x, r0, m, out, ldo),
+            QFormat::Q4K => run::<Q4K>(w, row_bytes, rows, x, r0, m, out, ldo),
+            QFormat::Q6K => run::<Q6K>(w, row_bytes, rows, x, r0, m, out, ldo),
+        }
+    }
+}

@@ -1,0 +1,381 @@
+//! AVX-512 (BW) kernels of the integer dot products in [`super`]: 64 weight integers and 64
+//! input bytes per instruction group, `maddubs` + `madd` for the 16 lanes (with the K-quants'
+//! sub-block scales folded into the `madd`), in register tiles of input rows × weight rows.
+//! With VNNI, one `vpdpbusd` replaces `maddubs` + `madd` where no scale is folded in.
+//!
+//! Signed weights use the sign trick: `|w|` as unsigned bytes times `x · sign(w)` is `w · x`,
+//! and `|w| · |x| ≤ 128 · 127` keeps `maddubs`' 16-bit pair sums from saturating.
+
+use super::{QFormat, QuantRows};
+use crate::model::cpu::gemm::avx512::hsum;
+use std::arch::x86_64::*;
+
+#[inline(always)]
+unsafe fn f16(p: *const u8) -> f32 {
+    unsafe {
+        _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(
+            (p as *const u16).read_unaligned() as i32
+        )))
+    }
+}
+
+/// `x · sign(w)` where `w < 0` (elsewhere `x`: a zero `w` contributes `|w| = 0` anyway).
+#[inline(always)]
+unsafe fn sign(x: __m512i, w: __m512i) -> __m512i {
+    unsafe { _mm512_mask_sub_epi8(x, _mm512_movepi8_mask(w), _mm512_setzero_si512(), x) }
+}
+
+/// The 16 lanes `Σ_{t<4} u[4l+t] · s[4l+t]` (u unsigned, s signed), exact.
+#[inline(always)]
+unsafe fn dot4<const VNNI: bool>(u: __m512i, s: __m512i) -> __m512i {
+    unsafe {
+        if VNNI {
+            _mm512_dpbusd_epi32(_mm512_setzero_si512(), u, s)
+        } else {
+            _mm512_madd_epi16(_mm512_maddubs_epi16(u, s), _mm512_set1_epi16(1))
+        }
+    }
+}
+
+/// Q4_K's 8 scales and 8 mins as bytes 0–7 and 8–15 (ggml's unpacking of the 12 packed bytes;
+/// the same values as [`crate::model::cpu::dequant::scale_min_k4`]).
+#[inline(always)]
+unsafe fn q4k_scales(p: *const u8) -> [u32; 4] {
+    unsafe {
+        let r = |i: usize| (p.add(4 * i) as *const u32).read_unaligned();
+        let (u0, u1, u2) = (r(0), r(1), r(2));
+        const M1: u32 = 0x3f3f_3f3f;
+        const M2: u32 = 0x0f0f_0f0f;
+        const M3: u32 = 0x0303_0303;
+        [
+            u0 & M1,
+            (u2 & M2) | (((u0 >> 6) & M3) << 4),
+            u1 & M1,
+            ((u2 >> 4) & M2) | (((u1 >> 6) & M3) << 4),
+        ]
+    }
+}
+
+/// Pair `p` of Q4_K block `b`: the 64 unsigned 4-bit values.
+#[inline(always)]
+unsafe fn q4k_pair(b: *const u8, p: usize) -> __m512i {
+    unsafe {
+        let v = _mm512_broadcast_i64x4(_mm256_loadu_si256(b.add(16 + 32 * p) as *const __m256i));
+        let shifts = _mm512_inserti64x4::<1>(_mm512_setzero_si512(), _mm256_set1_epi16(4));
+        _mm512_and_si512(_mm512_srlv_epi16(v, shifts), _mm512_set1_epi8(0x0F))
+    }
+}
+
+/// Pair `p` of Q6_K block `b`: the 64 unsigned 6-bit values (the offset of 32 apart).
+#[inline(always)]
+unsafe fn q6k_pair(b: *const u8, p: usize) -> __m512i {
+    unsafe {
+        let half = p / 2;
+        let t = 2 * (p % 2);
+        let ql = _mm512_loadu_si512(b.add(64 * half) as *const __m512i);
+        let ql = _mm512_and_si512(
+            _mm512_srl_epi16(ql, _mm_cvtsi32_si128(4 * (p % 2) as i32)),
+            _mm512_set1_epi8(0x0F),
+        );
+        let qh = _mm512_broadcast_i64x4(_mm256_loadu_si256(b.add(128 + 32 * half) as *const __m256i));
+        let shifts = _mm512_inserti64x4::<1>(_mm512_set1_epi16(2 * t as i16), _mm256_set1_epi16(2 * t as i16 + 2));
+        let qh = _mm512_and_si512(_mm512_srlv_epi16(qh, shifts), _mm512_set1_epi8(3));
+        _mm512_or_si512(ql, _mm512_slli_epi16::<4>(qh))
+    }
+}
+
+/// Pair of Q8_0 blocks at `b`: 64 signed values.
+#[inline(always)]
+unsafe fn q8_0_pair(b: *const u8) -> __m512i {
+    unsafe {
+        let lo = _mm256_loadu_si256(b.add(2) as *const __m256i);
+        let hi = _mm256_loadu_si256(b.add(36) as *const __m256i);
+        _mm512_inserti64x4::<1>(_mm512_castsi256_si512(lo), hi)
+    }
+}
+
+/// Pair of Q4_0 blocks at `b`: 64 signed values `q − 8`.
+#[inline(always)]
+unsafe fn q4_0_pair(b: *const u8) -> __m512i {
+    unsafe {
+        let a = _mm_loadu_si128(b.add(2) as *const __m128i);
+        let c = _mm_loadu_si128(b.add(20) as *const __m128i);
+        let v = _mm512_inserti64x4::<1>(_mm512_castsi256_si512(_mm256_set_m128i(a, a)), _mm256_set_m128i(c, c));
+        // 16-bit shift counts: 4 in the second and fourth 128-bit lanes (the high nibbles).
+        const H: i64 = 0x0004_0004_0004_0004;
+        let shifts = _mm512_set_epi64(H, H, 0, 0, H, H, 0, 0);
+        let v = _mm512_and_si512(_mm512_srlv_epi16(v, shifts), _mm512_set1_epi8(0x0F));
+        _mm512_sub_epi8(v, _mm512_set1_epi8(8))
+    }
+}
+
+/// `[a ×8, b ×8]`.
+#[inline(always)]
+unsafe fn halves(a: f32, b: f32) -> __m512 {
+    unsafe { _mm512_mask_blend_ps(0xFF00, _mm512_set1_ps(a), _mm512_set1_ps(b)) }
+}
+
+/// One tile: `M` input rows (from `r0`) × `NR` weight rows (from `w`).
+#[inline(always)]
+#[allow(clippy::too_many_arguments, clippy::needless_range_loop)]
+unsafe fn tile<const F: u8, const VNNI: bool, const M: usize, const NR: usize>(
+    w: *const u8,
+    row_bytes: usize,
+    prefetch: bool,
+    x: &QuantRows,
+    r0: usize,
+    out: *mut f32,
+    ldo: usize,
+) {
+    unsafe {
+        let k = x.k;
+        let qs = x.qs.as_ptr().add(r0 * k) as *const u8;
+        let xd = x.d.as_ptr().add(r0 * k / x.qb);
+        let mut acc = [[_mm512_setzero_ps(); NR]; M];
+        // The K-quants' offsets: rows 2h and 2h+1 in lanes 0–7 and 8–15 of `off[r][h]`.
+        let mut off = [[_mm512_setzero_ps(); 2]; M];
+        let xv = |r: usize, c: usize| _mm512_loadu_si512(qs.add(r * k + c) as *const __m512i);
+        if F == Q4_0 || F == Q8_0 {
+            let bytes = if F == Q4_0 { 18 } else { 34 };
+            for p in 0..k / 64 {
+                if prefetch {
+                    // The same place in the next NR rows: decoding streams the weights from
+                    // memory once, and the hardware prefetcher alone left it short of bandwidth.
+                    for i in 0..NR {
+                        let b = w.add((NR + i) * row_bytes + 2 * p * bytes);
+                        _mm_prefetch::<_MM_HINT_T0>(b as *const i8);
+                        _mm_prefetch::<_MM_HINT_T0>(b.add(2 * bytes - 1) as *const i8);
+                    }
+                }
+                let mut wa = [_mm512_setzero_si512(); NR];
+                let mut ws = [_mm512_setzero_si512(); NR];
+                let mut dw = [_mm512_setzero_ps(); NR];
+                for i in 0..NR {
+                    let b = w.add(i * row_bytes + 2 * p * bytes);
+                    let v = if F == Q4_0 { q4_0_pair(b) } else { q8_0_pair(b) };
+                    (wa[i], ws[i]) = (_mm512_abs_epi8(v), v);
+                    dw[i] = halves(f16(b), f16(b.add(bytes)));
+                }
+                for r in 0..M {
+                    let x = xv(r, 64 * p);
+                    let dx = halves(*xd.add(r * k / 32 + 2 * p), *xd.add(r * k / 32 + 2 * p + 1));
+                    for i in 0..NR {
+                        let d = dot4::<VNNI>(wa[i], sign(x, ws[i]));
+                        acc[r][i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), _mm512_mul_ps(dw[i], dx), acc[r][i]);
+                    }
+                }
+            }
+        } else {
+            let bytes = if F == Q4K { 144 } else { 210 };
+            for blk in 0..k / 256 {
+                if prefetch {
+                    for i in 0..NR {
+                        let b = w.add((NR + i) * row_bytes + blk * bytes);
+                        for line in (0..bytes).step_by(64) {
+                            _mm_prefetch::<_MM_HINT_T0>(b.add(line) as *const i8);
+                        }
+                        _mm_prefetch::<_MM_HINT_T0>(b.add(bytes - 1) as *const i8);
+                    }
+                }
+                let mut isum = [[_mm512_setzero_si512(); NR]; M];
+                // Per weight row: the scales as 16-bit values (for the lanes), `d`, and the 16
+                // offset coefficients `c_j`, two rows to a register; `e` likewise.
+                let mut sc = [_mm512_setzero_si512(); NR];
+                let mut dv = [_mm512_setzero_ps(); NR];
+                let mut cpair = [_mm512_setzero_si512(); 2];
+                let mut epair = [_mm512_setzero_ps(); 2];
+                for i in 0..NR {
+                    let b = w.add(i * row_bytes + blk * bytes);
+                    let (c16, d, e) = if F == Q4K {
+                        let u = q4k_scales(b.add(4));
+                        let v = _mm_loadu_si128(u.as_ptr() as *const __m128i);
+                        sc[i] = _mm512_castsi256_si512(_mm256_cvtepu8_epi16(v));
+                        let m = _mm_cvtepu8_epi16(_mm_srli_si128::<8>(v));
+                        let c = _mm256_set_m128i(_mm_unpackhi_epi16(m, m), _mm_unpacklo_epi16(m, m));
+                        (c, f16(b), f16(b.add(2)))
+                    } else {
+                        let v = _mm256_cvtepi8_epi16(_mm_loadu_si128(b.add(192) as *const __m128i));
+                        sc[i] = _mm512_castsi256_si512(v);
+                        let d = f16(b.add(208));
+                        (_mm256_slli_epi16::<5>(v), d, d)
+                    };
+                    dv[i] = _mm512_set1_ps(d);
+                    if i % 2 == 0 {
+                        cpair[i / 2] = _mm512_castsi256_si512(c16);
+                        epair[i / 2] = _mm512_set1_ps(e);
+                    } else {
+                        cpair[i / 2] = _mm512_inserti64x4::<1>(cpair[i / 2], c16);
+                        epair[i / 2] = _mm512_mask_blend_ps(0xFF00, epair[i / 2], _mm512_set1_ps(e));
+                    }
+                }
+                for p in 0..4 {
+                    // 16-bit lane j of the pair takes the scale of value 2j's lane: sub-block
+                    // 2p + j/16 for Q4_K, scale 4p + j/8 for Q6_K.
+                    let idx = if F == Q4K {
+                        _mm512_inserti64x4::<1>(_mm512_set1_epi16(2 * p as i16), _mm256_set1_epi16(2 * p as i16 + 1))
+                    } else {
+                        const S: [i64; 4] = [0, 0x0001_0001_0001_0001, 0x0002_0002_0002_0002, 0x0003_0003_0003_0003];
+                        _mm512_add_epi16(
+                            _mm512_set1_epi16(4 * p as i16),
+                            _mm512_set_epi64(S[3], S[3], S[2], S[2], S[1], S[1], S[0], S[0]),
+                        )
+                    };
+                    let mut wv = [_mm512_setzero_si512(); NR];
+                    let mut s16 = [_mm512_setzero_si512(); NR];
+                    for i in 0..NR {
+                        let b = w.add(i * row_bytes + blk * bytes);
+                        wv[i] = if F == Q4K { q4k_pair(b, p) } else { q6k_pair(b, p) };
+                        s16[i] = _mm512_permutexvar_epi16(idx, sc[i]);
+                    }
+                    for r in 0..M {
+                        let x = xv(r, 256 * blk + 64 * p);
+                        for i in 0..NR {
+                            let d = _mm512_madd_epi16(_mm512_maddubs_epi16(wv[i], x), s16[i]);
+                            isum[r][i] = _mm512_add_epi32(isum[r][i], d);
+                        }
+                    }
+                }
+                for r in 0..M {
+                    let dx = _mm512_set1_ps(*xd.add(r * k / 256 + blk));
+                    for i in 0..NR {
+                        let dd = _mm512_mul_ps(dv[i], dx);
+                        // Volatile: the accumulators live in memory (touched once a block), which
+                        // leaves the registers to the integer tile (the compiler spilled it).
+                        let a = &raw mut acc[r][i];
+                        a.write_volatile(_mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[r][i]), dd, a.read_volatile()));
+                    }
+                    let bs = x.bsum.as_ptr().add(((r0 + r) * k + 256 * blk) / 16);
+                    let bs = _mm512_broadcast_i64x4(_mm256_loadu_si256(bs as *const __m256i));
+                    for h in 0..NR.div_ceil(2) {
+                        // C of rows 2h and 2h+1, summed within each 256-bit half (exact).
+                        let v = _mm512_madd_epi16(cpair[h], bs);
+                        let v = _mm512_add_epi32(v, _mm512_shuffle_epi32::<0b01_00_11_10>(v));
+                        let v = _mm512_add_epi32(v, _mm512_shuffle_epi32::<0b10_11_00_01>(v));
+                        let v = _mm512_add_epi32(v, _mm512_shuffle_i64x2::<0b10_11_00_01>(v, v));
+                        let e = _mm512_mul_ps(epair[h], dx);
+                        let o = &raw mut off[r][h];
+                        o.write_volatile(_mm512_fmadd_ps(_mm512_cvtepi32_ps(v), e, o.read_volatile()));
+                    }
+                }
+            }
+        }
+        for r in 0..M {
+            for i in 0..NR {
+                let o = off[r][i / 2];
+                let o = if i % 2 == 0 {
+                    o
+                } else {
+                    _mm512_shuffle_f32x4::<0b11_10_11_10>(o, o)
+                };
+                *out.add(r * ldo + i) = hsum(acc[r][i]) - _mm512_cvtss_f32(o);
+            }
+        }
+    }
+}
+
+const Q4_0: u8 = 0;
+const Q8_0: u8 = 1;
+const Q4K: u8 = 2;
+const Q6K: u8 = 3;
+
+macro_rules! entry {
+    ($name:ident, $vnni:literal, $features:literal) => {
+        #[target_feature(enable = $features)]
+        #[allow(clippy::too_many_arguments)]
+        unsafe fn $name<const F: u8>(
+            w: *const u8,
+            row_bytes: usize,
+            rows: usize,
+            x: &QuantRows,
+            r0: usize,
+            m: usize,
+            out: *mut f32,
+            ldo: usize,
+        ) {
+            unsafe { run::<F, $vnni>(w, row_bytes, rows, x, r0, m, out, ldo) }
+        }
+    };
+}
+entry!(run_bw, false, "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma,f16c");
+entry!(
+    run_vnni,
+    true,
+    "avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,avx2,fma,f16c"
+);
+
+/// Every tile over `rows` weight rows × `m` input rows, weight groups outermost so a group stays
+/// in L1 while the input rows pass.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn run<const F: u8, const VNNI: bool>(
+    w: *const u8,
+    row_bytes: usize,
+    rows: usize,
+    x: &QuantRows,
+    r0: usize,
+    m: usize,
+    out: *mut f32,
+    ldo: usize,
+) {
+    unsafe {
+        // Decoding (a few input rows) takes 4 weight rows at a time; prefill tiles are 4 input
+        // rows × 3 weight rows (the K-quants: 6 × 2, whose integer tile needs more registers).
+        let (nr, mr_max) = match (m <= 3, F == Q4K || F == Q6K) {
+            (true, _) => (4, 3),
+            (false, true) => (2, 6),
+            (false, false) => (3, 4),
+        };
+        let mut i = 0;
+        while i < rows {
+            let g = nr.min(rows - i);
+            let wp = w.add(i * row_bytes);
+            // Decoding prefetches the next group (when it is whole and inside this call's rows).
+            let pf = m <= 3 && i + 2 * g <= rows;
+            let mut r = 0;
+            while r < m {
+                let mr = (m - r).min(mr_max);
+                let o = out.add(r * ldo + i);
+                macro_rules! go {
+                    ($($mm:literal, $nn:literal);*) => {
+                        match (mr, g) {
+                            $(($mm, $nn) => tile::<F, VNNI, $mm, $nn>(wp, row_bytes, pf, x, r0 + r, o, ldo),)*
+                            _ => unreachable!(),
+                        }
+                    };
+                }
+                go!(1, 1; 1, 2; 1, 3; 1, 4; 2, 1; 2, 2; 2, 3; 2, 4; 3, 1; 3, 2; 3, 3; 3, 4; 4, 1; 4, 2; 4, 3;
+                    5, 1; 5, 2; 6, 1; 6, 2);
+                r += mr;
+            }
+            i += g;
+        }
+    }
+}
+
+/// See [`super::block`]. The caller has checked the bounds, and that the CPU has AVX-512 (and
+/// VNNI when `vnni`).
+#[allow(clippy::too_many_arguments)]
+pub(super) unsafe fn block(
+    f: QFormat,
+    vnni: bool,
+    w: *const u8,
+    row_bytes: usize,
+    rows: usize,
+    x: &QuantRows,
+    r0: usize,
+    m: usize,
+    out: *mut f32,
+    ldo: usize,
+) {
+    // SAFETY: the caller chose AVX-512 (and VNNI) because the CPU has them.
+    unsafe {
+        match (f, vnni) {
+            (QFormat::Q4_0, true) => run_vnni::<Q4_0>(w, row_bytes, rows, x, r0, m, out, ldo),
+            (QFormat::Q4_0, false) => run_bw::<Q4_0>(w, row_bytes, rows, x, r0, m, out, ldo),
+            (QFormat::Q8_0, true) => run_vnni::<Q8_0>(w, row_bytes, rows, x, r0, m, out, ldo),
+            (QFormat::Q8_0, false) => run_bw::<Q8_0>(w, row_bytes, rows, x, r0, m, out, ldo),
+            (QFormat::Q4K, _) => run_bw::<Q4K>(w, row_bytes, rows, x, r0, m, out, ldo),
+            (QFormat::Q6K, _) => run_bw::<Q6K>(w, row_bytes, rows, x, r0, m, out, ldo),
+        }
+    }
+}
