@@ -27,7 +27,7 @@ pub use error::{Error, Result};
 pub use freeze_attn_engine as engine;
 pub use freeze_attn_engine::CancelToken;
 pub use generate::{generate, GenerateOutput, Observer, Prompt};
-pub use model::{open_model, resolve_model};
+pub use model::{open_model, open_model_with_progress, resolve_model};
 pub use prefix::{generate_with_prefix, process_prefix, Continuation, PrefixInput};
 pub use state::{load_cache_from_disk, load_state, save_cache_to_disk, save_state};
 pub use transcript::Transcript;

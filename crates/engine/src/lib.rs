@@ -34,7 +34,7 @@ pub use error::{EngineError, Result};
 pub use fingerprint::ModelFingerprint;
 pub use generate::{generate, CancelToken, Event, FinishReason, GenerateParams, Generation};
 pub use kv::{KvGeometry, KvState};
-pub use loader::{load_model, LoadedModel, ModelFormat, ModelInfo};
+pub use loader::{load_model, load_model_with_progress, LoadProgress, LoadedModel, ModelFormat, ModelInfo};
 pub use model::{Model, PrefillProgress, DEFAULT_CHUNK};
 pub use sampling::{Sampler, SamplingParams};
 pub use template::{ChatTemplate, Message};

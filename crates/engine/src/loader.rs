@@ -77,11 +77,27 @@ fn check_vocab(path: &Path, tokenizer: &Tokenizer, model: &Model, exact: bool) -
     Ok(())
 }
 
+/// How far loading a model's weights has come: bytes of tensor data read, of all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoadProgress {
+    pub done_bytes: u64,
+    pub total_bytes: u64,
+}
+
 /// Loads a model from a GGUF file or a Hugging Face folder onto `device`.
 pub fn load_model(path: &Path, device: &Device) -> Result<LoadedModel> {
+    load_model_with_progress(path, device, &mut |_| {})
+}
+
+/// [`load_model`], reporting progress after each layer (a multi-gigabyte model takes seconds).
+pub fn load_model_with_progress(
+    path: &Path,
+    device: &Device,
+    progress: &mut dyn FnMut(LoadProgress),
+) -> Result<LoadedModel> {
     let meta = std::fs::metadata(path).map_err(|e| EngineError::io(path, e))?;
     if meta.is_dir() {
-        return load_hf(path, device);
+        return load_hf(path, device, progress);
     }
     let mut magic = [0u8; 4];
     let mut f = std::fs::File::open(path).map_err(|e| EngineError::io(path, e))?;
@@ -95,17 +111,17 @@ pub fn load_model(path: &Path, device: &Device) -> Result<LoadedModel> {
             },
         });
     }
-    load_gguf(path, device, meta.len())
+    load_gguf(path, device, meta.len(), progress)
 }
 
-fn load_gguf(path: &Path, device: &Device, bytes: u64) -> Result<LoadedModel> {
+fn load_gguf(path: &Path, device: &Device, bytes: u64, progress: &mut dyn FnMut(LoadProgress)) -> Result<LoadedModel> {
     let mut g = gguf::GgufFile::open(path)?;
     let config = gguf::read_config(&g)?;
     let tokenizer = tokenizer::gguf::from_gguf(&g)?;
     let template_src = g.meta_str("tokenizer.chat_template").ok().map(str::to_string);
     let weight_type = gguf::weight_type(&g);
     let digest = gguf::weight_digest(&g)?;
-    let model = gguf::load_model(&mut g, config, device)?;
+    let model = gguf::load_model(&mut g, config, device, progress)?;
     check_vocab(path, &tokenizer, &model, true)?;
     let template = template_for(template_src.clone(), &tokenizer)?;
     finish(
@@ -122,7 +138,7 @@ fn load_gguf(path: &Path, device: &Device, bytes: u64) -> Result<LoadedModel> {
     )
 }
 
-fn load_hf(dir: &Path, device: &Device) -> Result<LoadedModel> {
+fn load_hf(dir: &Path, device: &Device, progress: &mut dyn FnMut(LoadProgress)) -> Result<LoadedModel> {
     if !dir.join("config.json").exists() {
         return Err(EngineError::NotAModel {
             path: dir.into(),
@@ -151,7 +167,7 @@ fn load_hf(dir: &Path, device: &Device) -> Result<LoadedModel> {
         .map(|m| m.len())
         .sum();
     let weight_type = torch_dtype.clone().unwrap_or_else(|| "float32".into());
-    let (model, digest) = hf::load_model(dir, config, torch_dtype.as_deref(), device)?;
+    let (model, digest) = hf::load_model(dir, config, torch_dtype.as_deref(), device, progress)?;
     check_vocab(&dir.join("tokenizer.json"), &tokenizer, &model, false)?;
     let template = template_for(template_src.clone(), &tokenizer)?;
     finish(

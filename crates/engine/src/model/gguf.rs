@@ -4,6 +4,7 @@ use super::{Block, Linear, Model};
 use crate::config::{ModelConfig, RopeConfig, RopeScaling, RopeStyle};
 use crate::error::{EngineError, Result};
 use crate::fingerprint::WeightDigest;
+use crate::loader::LoadProgress;
 use candle_core::quantized::gguf_file::{Content, Value};
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{DType, Device, Tensor};
@@ -68,6 +69,8 @@ pub struct GgufFile {
     pub content: Content,
     reader: BufReader<File>,
     file_len: u64,
+    /// Bytes of tensor data read so far (for load progress).
+    read_bytes: u64,
 }
 
 impl GgufFile {
@@ -81,6 +84,7 @@ impl GgufFile {
             content,
             reader,
             file_len,
+            read_bytes: 0,
         };
         me.check_tensor_extents()?;
         Ok(me)
@@ -162,12 +166,30 @@ impl GgufFile {
                 name: name.into(),
             });
         }
-        self.content
+        let t = self
+            .content
             .tensor(&mut self.reader, name, device)
             .map_err(|e| EngineError::Truncated {
                 path: self.path.clone(),
                 detail: format!("tensor `{name}`: {e}"),
-            })
+            })?;
+        self.read_bytes += self.tensor_bytes(name);
+        Ok(t)
+    }
+
+    /// Bytes of one tensor's data in the file (0 if absent).
+    fn tensor_bytes(&self, name: &str) -> u64 {
+        self.content.tensor_infos.get(name).map_or(0, |info| {
+            (info.shape.elem_count() / info.ggml_dtype.block_size() * info.ggml_dtype.type_size()) as u64
+        })
+    }
+
+    /// Load progress: tensor bytes read so far, of all.
+    fn progress(&self) -> LoadProgress {
+        LoadProgress {
+            done_bytes: self.read_bytes,
+            total_bytes: self.content.tensor_infos.keys().map(|n| self.tensor_bytes(n)).sum(),
+        }
     }
 
     /// The dtype of a tensor, if present.
@@ -318,8 +340,14 @@ fn check_shape(g: &GgufFile, name: &str, found: &[usize], expected: &[usize]) ->
     Ok(())
 }
 
-/// Loads the weights described by `config` (from [`read_config`]).
-pub fn load_model(g: &mut GgufFile, mut config: ModelConfig, device: &Device) -> Result<Model> {
+/// Loads the weights described by `config` (from [`read_config`]), reporting progress after each
+/// layer.
+pub fn load_model(
+    g: &mut GgufFile,
+    mut config: ModelConfig,
+    device: &Device,
+    progress: &mut dyn FnMut(LoadProgress),
+) -> Result<Model> {
     config.validate().map_err(|d| g.bad("llama.*", d))?;
     let c = config.clone();
     if g.has_tensor("rope_freqs.weight") {
@@ -349,6 +377,7 @@ pub fn load_model(g: &mut GgufFile, mut config: ModelConfig, device: &Device) ->
             w_up: linear(g, &format!("{p}.ffn_up.weight"), (c.n_ff, c.n_embd), device)?,
             w_down: linear(g, &format!("{p}.ffn_down.weight"), (c.n_embd, c.n_ff), device)?,
         });
+        progress(g.progress());
     }
     let norm = vector(g, "output_norm.weight", c.n_embd, device)?;
     let output = if c.tied_embeddings {
@@ -356,6 +385,7 @@ pub fn load_model(g: &mut GgufFile, mut config: ModelConfig, device: &Device) ->
     } else {
         linear(g, "output.weight", (c.vocab_size, c.n_embd), device)?
     };
+    progress(g.progress());
     Ok(Model::assemble(
         config,
         device.clone(),

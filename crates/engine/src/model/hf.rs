@@ -4,6 +4,7 @@ use super::{Block, Linear, Model};
 use crate::config::{ModelConfig, RopeConfig, RopeScaling, RopeStyle};
 use crate::error::{EngineError, Result};
 use crate::fingerprint::WeightDigest;
+use crate::loader::LoadProgress;
 use candle_core::quantized::{GgmlDType, QStorage, QTensor};
 use candle_core::safetensors::MmapedSafetensors;
 use candle_core::{DType, Device, Tensor};
@@ -192,6 +193,8 @@ struct Weights<'a> {
     dir: &'a Path,
     device: &'a Device,
     dtype: DType,
+    /// Bytes of tensor data taken so far (for load progress).
+    read: std::cell::Cell<u64>,
 }
 
 impl Weights<'_> {
@@ -218,6 +221,7 @@ impl Weights<'_> {
                 })
             }
         }
+        self.read.set(self.read.get() + view.data().len() as u64);
         Ok(view)
     }
 
@@ -292,6 +296,7 @@ pub fn load_model(
     config: ModelConfig,
     torch_dtype: Option<&str>,
     device: &Device,
+    progress: &mut dyn FnMut(LoadProgress),
 ) -> Result<(Model, [u8; 32])> {
     let files = weight_files(dir)?;
     // SAFETY: the files are opened read-only; as with any mmap, another process truncating them
@@ -312,11 +317,25 @@ pub fn load_model(
     let mut digest = WeightDigest::new();
     let mut names: Vec<(String, safetensors::tensor::TensorView<'_>)> = st.tensors();
     names.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut total_bytes = 0u64;
     for (name, view) in &names {
         digest.tensor_bytes(name, &format!("{:?}", view.dtype()), view.shape(), view.data());
+        total_bytes += view.data().len() as u64;
     }
     drop(names);
-    let w = Weights { st, dir, device, dtype };
+    let w = Weights {
+        st,
+        dir,
+        device,
+        dtype,
+        read: Default::default(),
+    };
+    let mut report = |w: &Weights| {
+        progress(LoadProgress {
+            done_bytes: w.read.get(),
+            total_bytes,
+        })
+    };
     let c = &config;
     let q_dim = c.n_head * c.head_dim;
     let kv_dim = c.n_kv_head * c.head_dim;
@@ -335,6 +354,7 @@ pub fn load_model(
             w_up: w.linear(&format!("{p}.mlp.up_proj.weight"), c.n_ff, c.n_embd)?,
             w_down: w.linear(&format!("{p}.mlp.down_proj.weight"), c.n_embd, c.n_ff)?,
         });
+        report(&w);
     }
     let norm = w.get("model.norm.weight", &[c.n_embd])?;
     let output = if c.tied_embeddings {
@@ -342,6 +362,7 @@ pub fn load_model(
     } else {
         w.linear("lm_head.weight", c.vocab_size, c.n_embd)?
     };
+    report(&w);
     Ok((
         Model::assemble(config, device.clone(), dtype, embed, blocks, norm, output),
         digest.finish(),

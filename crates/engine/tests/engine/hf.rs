@@ -226,3 +226,22 @@ fn state_token_ids_are_stored_in_16_or_32_bits_as_they_need() {
         }
     }
 }
+
+#[test]
+fn a_folder_reports_load_progress_to_every_tensor_byte() {
+    let fx = fixture("tiny_llama31.json");
+    let dir = tempfile::tempdir().unwrap();
+    write_tiny(dir.path(), &fx["config"]);
+    let mut seen = Vec::new();
+    let m = freeze_attn_engine::load_model_with_progress(dir.path(), &Device::Cpu, &mut |p| seen.push(p)).unwrap();
+    assert_eq!(m.info.weight_type, "bfloat16");
+    let last = seen.last().expect("progress reported");
+    assert_eq!(last.done_bytes, last.total_bytes, "every tensor byte is taken");
+    let files: u64 = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().extension().is_some_and(|x| x == "safetensors"))
+        .map(|e| e.metadata().unwrap().len())
+        .sum();
+    assert!(last.total_bytes <= files && last.total_bytes > files * 9 / 10);
+}

@@ -141,3 +141,21 @@ fn a_tiny_synthetic_llama_loads_and_runs() {
     let logits = lm.model.forward(&[0, 1, 26], &mut s, false).unwrap();
     assert_eq!(logits.dims(), &[1, n]);
 }
+
+#[test]
+fn load_progress_rises_to_every_tensor_byte() {
+    let path = default_model_path();
+    let mut seen = Vec::new();
+    freeze_attn_engine::load_model_with_progress(&path, &Device::Cpu, &mut |p| seen.push(p)).unwrap();
+    assert!(seen.len() >= 30, "one report a layer at least, got {}", seen.len());
+    let total = seen[0].total_bytes;
+    let file = std::fs::metadata(&path).unwrap().len();
+    assert!(
+        total > file * 9 / 10 && total <= file,
+        "tensor bytes {total} of a {file}-byte file"
+    );
+    assert!(seen
+        .windows(2)
+        .all(|w| w[0].done_bytes <= w[1].done_bytes && w[1].total_bytes == total));
+    assert_eq!(seen.last().unwrap().done_bytes, total, "every tensor is read once");
+}

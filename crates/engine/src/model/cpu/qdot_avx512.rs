@@ -1,7 +1,8 @@
 //! AVX-512 (BW) kernels of the integer dot products in [`super`]: 64 weight integers and 64
 //! input bytes per instruction group, `maddubs` + `madd` for the 16 lanes (with the K-quants'
 //! sub-block scales folded into the `madd`), in register tiles of input rows × weight rows.
-//! With VNNI, one `vpdpbusd` replaces `maddubs` + `madd` where no scale is folded in.
+//! With VNNI, one `vpdpbusd` replaces `maddubs` + `madd` where no scale is folded in, and
+//! `vpdpwssd` the scaled `madd` + `add` of the K-quants.
 //!
 //! Signed weights use the sign trick: `|w|` as unsigned bytes times `x · sign(w)` is `w · x`,
 //! and `|w| · |x| ≤ 128 · 127` keeps `maddubs`' 16-bit pair sums from saturating.
@@ -230,8 +231,13 @@ unsafe fn tile<const F: u8, const VNNI: bool, const M: usize, const NR: usize>(
                     for r in 0..M {
                         let x = xv(r, 256 * blk + 64 * p);
                         for i in 0..NR {
-                            let d = _mm512_madd_epi16(_mm512_maddubs_epi16(wv[i], x), s16[i]);
-                            isum[r][i] = _mm512_add_epi32(isum[r][i], d);
+                            let p = _mm512_maddubs_epi16(wv[i], x);
+                            isum[r][i] = if VNNI {
+                                // madd and add in one (VNNI's dpwssd does not saturate).
+                                _mm512_dpwssd_epi32(isum[r][i], p, s16[i])
+                            } else {
+                                _mm512_add_epi32(isum[r][i], _mm512_madd_epi16(p, s16[i]))
+                            };
                         }
                     }
                 }
@@ -322,7 +328,7 @@ unsafe fn run<const F: u8, const VNNI: bool>(
         // rows × 3 weight rows (the K-quants: 6 × 2, whose integer tile needs more registers).
         let (nr, mr_max) = match (m <= 3, F == Q4K || F == Q6K) {
             (true, _) => (4, 3),
-            (false, true) => (2, 6),
+            (false, true) => (2, 8),
             (false, false) => (3, 4),
         };
         let mut i = 0;
@@ -344,7 +350,7 @@ unsafe fn run<const F: u8, const VNNI: bool>(
                     };
                 }
                 go!(1, 1; 1, 2; 1, 3; 1, 4; 2, 1; 2, 2; 2, 3; 2, 4; 3, 1; 3, 2; 3, 3; 3, 4; 4, 1; 4, 2; 4, 3;
-                    5, 1; 5, 2; 6, 1; 6, 2);
+                    5, 1; 5, 2; 6, 1; 6, 2; 7, 1; 7, 2; 8, 1; 8, 2);
                 r += mr;
             }
             i += g;
@@ -374,8 +380,10 @@ pub(super) unsafe fn block(
             (QFormat::Q4_0, false) => run_bw::<Q4_0>(w, row_bytes, rows, x, r0, m, out, ldo),
             (QFormat::Q8_0, true) => run_vnni::<Q8_0>(w, row_bytes, rows, x, r0, m, out, ldo),
             (QFormat::Q8_0, false) => run_bw::<Q8_0>(w, row_bytes, rows, x, r0, m, out, ldo),
-            (QFormat::Q4K, _) => run_bw::<Q4K>(w, row_bytes, rows, x, r0, m, out, ldo),
-            (QFormat::Q6K, _) => run_bw::<Q6K>(w, row_bytes, rows, x, r0, m, out, ldo),
+            (QFormat::Q4K, true) => run_vnni::<Q4K>(w, row_bytes, rows, x, r0, m, out, ldo),
+            (QFormat::Q4K, false) => run_bw::<Q4K>(w, row_bytes, rows, x, r0, m, out, ldo),
+            (QFormat::Q6K, true) => run_vnni::<Q6K>(w, row_bytes, rows, x, r0, m, out, ldo),
+            (QFormat::Q6K, false) => run_bw::<Q6K>(w, row_bytes, rows, x, r0, m, out, ldo),
         }
     }
 }
