@@ -197,26 +197,51 @@ impl KvState {
         } else {
             self.capacity
         };
+        self.rebuild(new_cap)
+    }
+
+    /// Makes room for `total` positions in all (a prompt of known length: one growth instead of
+    /// one per chunk), without changing the tokens. Never shrinks.
+    pub fn reserve(&mut self, total: usize) -> Result<()> {
+        let total = total.min(self.geometry.max_len);
+        if total <= self.capacity {
+            return Ok(());
+        }
+        self.rebuild(
+            total
+                .div_ceil(GROW_STEP)
+                .saturating_mul(GROW_STEP)
+                .min(self.geometry.max_len),
+        )
+    }
+
+    /// Gives every layer exclusive buffers of `new_cap ≥ len` positions, copying the first `len`.
+    /// Layers are replaced one at a time, so the old and new caches are never both whole in
+    /// memory (peak: the new cache and one old layer). If a layer fails, the layers already
+    /// replaced hold the same values in more room, and `capacity` stays the old one: the state
+    /// is still valid.
+    fn rebuild(&mut self, new_cap: usize) -> Result<()> {
+        let grow = new_cap > self.capacity;
         let g = self.geometry;
         let len = self.len();
-        let mut layers = Vec::with_capacity(g.n_layer);
         for i in 0..g.n_layer {
-            let existing = self.layers.get(i);
-            if let Some(l) = existing {
+            if let Some(l) = self.layers.get(i) {
                 if !grow && Arc::strong_count(l) == 1 {
-                    layers.push(l.clone());
                     continue;
                 }
             }
             let k = Tensor::zeros((g.n_kv_head, new_cap, g.head_dim), g.dtype, &self.device)?;
             let v = Tensor::zeros((g.n_kv_head, new_cap, g.head_dim), g.dtype, &self.device)?;
-            if let (Some(l), true) = (existing, len > 0) {
+            if let (Some(l), true) = (self.layers.get(i), len > 0) {
                 k.slice_set(&l.k.narrow(1, 0, len)?.contiguous()?, 1, 0)?;
                 v.slice_set(&l.v.narrow(1, 0, len)?.contiguous()?, 1, 0)?;
             }
-            layers.push(Arc::new(LayerKv { k, v }));
+            let fresh = Arc::new(LayerKv { k, v });
+            match self.layers.get_mut(i) {
+                Some(slot) => *slot = fresh,
+                None => self.layers.push(fresh),
+            }
         }
-        self.layers = layers;
         self.capacity = new_cap;
         Ok(())
     }

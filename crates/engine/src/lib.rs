@@ -35,7 +35,7 @@ pub use fingerprint::ModelFingerprint;
 pub use generate::{generate, CancelToken, Event, FinishReason, GenerateParams, Generation};
 pub use kv::{KvGeometry, KvState};
 pub use loader::{load_model, load_model_with_progress, LoadProgress, LoadedModel, ModelFormat, ModelInfo};
-pub use model::{Model, PrefillProgress, DEFAULT_CHUNK};
+pub use model::{Model, PrefillProgress, DEFAULT_CHUNK, PREFILL_HEADROOM};
 pub use sampling::{Sampler, SamplingParams};
 pub use template::{ChatTemplate, Message};
 pub use tokenizer::Tokenizer;

@@ -23,6 +23,9 @@ use rope::Rope;
 
 /// Default number of tokens per prefill chunk.
 pub const DEFAULT_CHUNK: usize = 512;
+/// Positions reserved beyond a prompt for the reply, so that decoding does not grow (copy) the
+/// cache right after a long prefill.
+pub const PREFILL_HEADROOM: usize = 1024;
 
 #[derive(Debug)]
 pub(crate) struct Block {
@@ -181,7 +184,8 @@ impl Model {
         Ok(self.output.forward(&x)?.to_dtype(DType::F32)?)
     }
 
-    /// Feeds `tokens` in chunks of `chunk`, reporting progress after each chunk; the callback
+    /// Feeds `tokens` in chunks of `chunk` (with room reserved for all of them and
+    /// [`PREFILL_HEADROOM`] more), reporting progress after each chunk; the callback
     /// returns `false` to cancel, which rewinds the state to where it started.
     /// Returns the logits `(1, vocab)` of the last token.
     pub fn prefill(
@@ -199,6 +203,9 @@ impl Model {
                 context: self.config.context_length,
             });
         }
+        // Room for the whole prompt and a reply at once: growing chunk by chunk would copy the
+        // cache at every growth (a 16k-token prompt, a dozen times).
+        state.reserve(needed + PREFILL_HEADROOM)?;
         let chunk = chunk.max(1);
         let mut last = None;
         for (n, piece) in tokens.chunks(chunk).enumerate() {

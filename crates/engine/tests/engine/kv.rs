@@ -153,3 +153,49 @@ fn cancelled_prefill_rewinds() {
     assert!(matches!(e, EngineError::Cancelled));
     assert_eq!(s.tokens(), &toks[..3]);
 }
+
+#[test]
+fn a_prefill_reserves_its_whole_prompt_and_a_reply_once() {
+    let m = &smollm().model;
+    let toks: Vec<u32> = prompt().into_iter().cycle().take(700).collect();
+    let mut s = m.new_state();
+    m.prefill(&toks, &mut s, 64, &mut |_| true).unwrap();
+    let cap = s.capacity();
+    assert!(
+        cap >= 700 + freeze_attn_engine::PREFILL_HEADROOM,
+        "capacity {cap} after 700 tokens"
+    );
+    assert!(
+        cap < 700 + freeze_attn_engine::PREFILL_HEADROOM + 256,
+        "reserved exactly, got {cap}"
+    );
+    for t in 0..20 {
+        m.forward(&[100 + t], &mut s, false).unwrap();
+    }
+    assert_eq!(s.capacity(), cap, "a reply within the headroom must not grow the cache");
+    // The same values as growing chunk by chunk.
+    let mut grown = m.new_state();
+    for c in toks.chunks(64) {
+        m.forward(c, &mut grown, false).unwrap();
+    }
+    let f32 = |t: freeze_attn_engine::Tensor| t.to_dtype(freeze_attn_engine::DType::F32).unwrap();
+    let (a, _) = s.layer_view(0, 0, 700).unwrap();
+    let (b, _) = grown.layer_view(0, 0, 700).unwrap();
+    assert_eq!(max_abs_diff(&f32(a), &f32(b)), 0.0);
+}
+
+#[test]
+fn reserving_keeps_the_tokens_and_a_fork_shares_until_written() {
+    let m = &smollm().model;
+    let mut s = m.new_state();
+    m.forward(&prompt(), &mut s, false).unwrap();
+    let f32 = |t: freeze_attn_engine::Tensor| t.to_dtype(freeze_attn_engine::DType::F32).unwrap();
+    let before = f32(s.layer_view(3, 0, s.len()).unwrap().0);
+    let f = s.fork();
+    s.reserve(5000).unwrap();
+    assert!(s.capacity() >= 5000);
+    assert!(!s.shares_storage_with(&f), "growing gives the state its own buffers");
+    assert_eq!(s.tokens(), f.tokens());
+    assert_eq!(max_abs_diff(&before, &f32(s.layer_view(3, 0, s.len()).unwrap().0)), 0.0);
+    assert_eq!(max_abs_diff(&before, &f32(f.layer_view(3, 0, f.len()).unwrap().0)), 0.0);
+}
