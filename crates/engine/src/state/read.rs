@@ -9,6 +9,7 @@ use crate::kv::KvState;
 use crate::model::Model;
 use candle_core::{DType, Tensor};
 use half::f16;
+use rayon::prelude::*;
 use safetensors::tensor::Dtype;
 use safetensors::SafeTensors;
 use std::path::{Path, PathBuf};
@@ -224,31 +225,36 @@ pub fn load_chain(chain: &[Segment], upto: usize, model: &Model, fingerprint: &M
         let take = n.min(upto - start);
         tokens.extend_from_slice(&s.tokens[..take]);
         let st = s.tensors()?;
-        for (l, (kb, vb)) in bufs.iter_mut().enumerate() {
-            for (kv, buf) in [("k", &mut *kb), ("v", &mut *vb)] {
-                let name = format!("layers.{l}.{kv}");
-                let data = st.tensor(&name).map_err(|e| EngineError::State(e.to_string()))?;
-                let scales = match s.header.stored_dtype {
-                    StoredDType::Q8 => Some(
-                        st.tensor(&format!("{name}_scale"))
-                            .map_err(|e| EngineError::State(e.to_string()))?,
-                    ),
-                    _ => None,
-                };
-                // A head's rows are contiguous on both sides: convert them in one run.
-                let (vals, bytes) = (take * d, bytes_per_value(s.header.stored_dtype));
-                for head in 0..h {
-                    let row = head * n;
-                    let dst = &mut buf[(head * cap + start) * d..][..vals];
-                    populate(dst);
-                    let src = &data.data()[row * d * bytes..][..vals * bytes];
-                    let scales = scales
-                        .as_ref()
-                        .map(|v| &v.data()[row * d / q8::BLOCK * 2..][..vals / q8::BLOCK * 2]);
-                    convert::to_f16(s.header.stored_dtype, src, scales, dst);
+        // Layers in parallel: a real-size state is hundreds of megabytes, and one core copies
+        // (and faults in) well below what the page cache delivers.
+        bufs.par_iter_mut()
+            .enumerate()
+            .try_for_each(|(l, (kb, vb))| -> Result<()> {
+                for (kv, buf) in [("k", &mut *kb), ("v", &mut *vb)] {
+                    let name = format!("layers.{l}.{kv}");
+                    let data = st.tensor(&name).map_err(|e| EngineError::State(e.to_string()))?;
+                    let scales = match s.header.stored_dtype {
+                        StoredDType::Q8 => Some(
+                            st.tensor(&format!("{name}_scale"))
+                                .map_err(|e| EngineError::State(e.to_string()))?,
+                        ),
+                        _ => None,
+                    };
+                    // A head's rows are contiguous on both sides: convert them in one run.
+                    let (vals, bytes) = (take * d, bytes_per_value(s.header.stored_dtype));
+                    for head in 0..h {
+                        let row = head * n;
+                        let dst = &mut buf[(head * cap + start) * d..][..vals];
+                        populate(dst);
+                        let src = &data.data()[row * d * bytes..][..vals * bytes];
+                        let scales = scales
+                            .as_ref()
+                            .map(|v| &v.data()[row * d / q8::BLOCK * 2..][..vals / q8::BLOCK * 2]);
+                        convert::to_f16(s.header.stored_dtype, src, scales, dst);
+                    }
                 }
-            }
-        }
+                Ok(())
+            })?;
     }
     let device = model.device();
     let buffers = bufs

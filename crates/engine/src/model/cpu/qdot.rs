@@ -202,6 +202,26 @@ unsafe fn quantize_block_avx512(x: &[f32], q: &mut [i8], bsum: &mut [i16]) -> f3
     }
 }
 
+/// Q4_K's 8 scales and 8 mins as bytes 0–7 and 8–15 (ggml's unpacking of the 12 packed bytes;
+/// the same values as [`crate::model::cpu::dequant::scale_min_k4`]). `p` must point at the 12
+/// bytes.
+#[inline(always)]
+pub(super) unsafe fn q4k_scales(p: *const u8) -> [u32; 4] {
+    unsafe {
+        let r = |i: usize| (p.add(4 * i) as *const u32).read_unaligned();
+        let (u0, u1, u2) = (r(0), r(1), r(2));
+        const M1: u32 = 0x3f3f_3f3f;
+        const M2: u32 = 0x0f0f_0f0f;
+        const M3: u32 = 0x0303_0303;
+        [
+            u0 & M1,
+            (u2 & M2) | (((u0 >> 6) & M3) << 4),
+            u1 & M1,
+            ((u2 >> 4) & M2) | (((u1 >> 6) & M3) << 4),
+        ]
+    }
+}
+
 fn f16_at(b: &[u8], i: usize) -> f32 {
     half::f16::from_le_bytes([b[i], b[i + 1]]).to_f32()
 }

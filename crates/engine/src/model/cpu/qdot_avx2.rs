@@ -6,7 +6,7 @@
 //! Signed weights use `_mm256_sign_epi8`: `|w|` as unsigned bytes times `x · sign(w)` is `w · x`,
 //! and `|w| · |x| ≤ 128 · 127` keeps `maddubs`' 16-bit pair sums from saturating.
 
-use super::{QFormat, QuantRows};
+use super::{q4k_scales, QFormat, QuantRows};
 use crate::model::cpu::gemm::avx2::hsum;
 use std::arch::x86_64::*;
 
@@ -16,15 +16,6 @@ unsafe fn f16(p: *const u8) -> f32 {
         _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(
             (p as *const u16).read_unaligned() as i32
         )))
-    }
-}
-
-/// Lanes `Σ_{t<4} |w| · x·sign(w)` of 32 signed weights.
-#[inline(always)]
-unsafe fn dot_signed(w: __m256i, x: __m256i) -> __m256i {
-    unsafe {
-        let p = _mm256_maddubs_epi16(_mm256_abs_epi8(w), _mm256_sign_epi8(x, w));
-        _mm256_madd_epi16(p, _mm256_set1_epi16(1))
     }
 }
 
@@ -106,7 +97,8 @@ unsafe fn tile<const F: u8, const M: usize, const NR: usize>(
             let bytes = if F == Q4_0 { 18 } else { 34 };
             for b in 0..k / 32 {
                 let mut wv = [_mm256_setzero_si256(); NR];
-                let mut dw = [0f32; NR];
+                let mut wa = [_mm256_setzero_si256(); NR];
+                let mut dw = [_mm256_setzero_ps(); NR];
                 for i in 0..NR {
                     let p = w.add(i * row_bytes + b * bytes);
                     wv[i] = if F == Q4_0 {
@@ -114,15 +106,17 @@ unsafe fn tile<const F: u8, const M: usize, const NR: usize>(
                     } else {
                         _mm256_loadu_si256(p.add(2) as *const __m256i)
                     };
-                    dw[i] = f16(p);
+                    wa[i] = _mm256_abs_epi8(wv[i]);
+                    dw[i] = _mm256_set1_ps(f16(p));
                 }
                 for r in 0..M {
                     let xb = xv(r, 32 * b);
-                    let dx = *xd.add(r * k / 32 + b);
+                    let dx = _mm256_set1_ps(*xd.add(r * k / 32 + b));
                     for i in 0..NR {
-                        let d = _mm256_cvtepi32_ps(dot_signed(wv[i], xb));
+                        let p = _mm256_maddubs_epi16(wa[i], _mm256_sign_epi8(xb, wv[i]));
+                        let d = _mm256_cvtepi32_ps(_mm256_madd_epi16(p, _mm256_set1_epi16(1)));
                         let a = &mut acc[r][i][b % 2];
-                        *a = _mm256_fmadd_ps(d, _mm256_set1_ps(dw[i] * dx), *a);
+                        *a = _mm256_fmadd_ps(d, _mm256_mul_ps(dw[i], dx), *a);
                     }
                 }
             }
@@ -130,60 +124,69 @@ unsafe fn tile<const F: u8, const M: usize, const NR: usize>(
             let bytes = if F == Q4K { 144 } else { 210 };
             for blk in 0..k / 256 {
                 let mut isum = [[[_mm256_setzero_si256(); 2]; NR]; M];
+                // Per weight row: each sub-block's scales as 16-bit lanes, and the offsets'
+                // coefficients c_j with their scale `e` (see the module doc).
+                let mut sc = [[_mm256_setzero_si256(); 8]; NR];
+                let mut c16 = [_mm256_setzero_si256(); NR];
+                let mut de = [(0f32, 0f32); NR];
+                for i in 0..NR {
+                    let b = w.add(i * row_bytes + blk * bytes);
+                    if F == Q4K {
+                        let u = q4k_scales(b.add(4));
+                        let v = _mm_loadu_si128(u.as_ptr() as *const __m128i);
+                        let m = _mm_cvtepu8_epi16(_mm_srli_si128::<8>(v));
+                        c16[i] = _mm256_set_m128i(_mm_unpackhi_epi16(m, m), _mm_unpacklo_epi16(m, m));
+                        let bytes = u.as_ptr() as *const u8;
+                        for s in 0..8 {
+                            sc[i][s] = _mm256_set1_epi16(*bytes.add(s) as i16);
+                        }
+                        de[i] = (f16(b), f16(b.add(2)));
+                    } else {
+                        let v = _mm256_cvtepi8_epi16(_mm_loadu_si128(b.add(192) as *const __m128i));
+                        c16[i] = _mm256_slli_epi16::<5>(v);
+                        let sp = b.add(192) as *const i8;
+                        for s in 0..8 {
+                            sc[i][s] = _mm256_set_m128i(
+                                _mm_set1_epi16(*sp.add(2 * s + 1) as i16),
+                                _mm_set1_epi16(*sp.add(2 * s) as i16),
+                            );
+                        }
+                        let d = f16(b.add(208));
+                        de[i] = (d, d);
+                    }
+                }
                 for s in 0..8 {
                     let mut wv = [_mm256_setzero_si256(); NR];
-                    let mut sc = [_mm256_setzero_si256(); NR];
                     for i in 0..NR {
                         let b = w.add(i * row_bytes + blk * bytes);
-                        if F == Q4K {
-                            wv[i] = q4k_sub(b, s);
-                            sc[i] = _mm256_set1_epi16(
-                                crate::model::cpu::dequant::scale_min_k4(s, std::slice::from_raw_parts(b.add(4), 12)).0
-                                    as i16,
-                            );
-                        } else {
-                            wv[i] = q6k_sub(b, s);
-                            let sp = b.add(192 + 2 * s) as *const i8;
-                            sc[i] = _mm256_set_m128i(_mm_set1_epi16(*sp.add(1) as i16), _mm_set1_epi16(*sp as i16));
-                        }
+                        wv[i] = if F == Q4K { q4k_sub(b, s) } else { q6k_sub(b, s) };
                     }
                     for r in 0..M {
                         let xb = xv(r, 256 * blk + 32 * s);
                         for i in 0..NR {
-                            let d = _mm256_madd_epi16(_mm256_maddubs_epi16(wv[i], xb), sc[i]);
+                            let d = _mm256_madd_epi16(_mm256_maddubs_epi16(wv[i], xb), sc[i][s]);
                             let a = &mut isum[r][i][s % 2];
                             *a = _mm256_add_epi32(*a, d);
                         }
                     }
                 }
-                for i in 0..NR {
-                    let b = w.add(i * row_bytes + blk * bytes);
-                    // The 16 offset coefficients c_j (see the module doc) and their scale e.
-                    let (c16, d, e) = if F == Q4K {
-                        let mut c = [0i16; 16];
-                        for j in 0..16 {
-                            c[j] = crate::model::cpu::dequant::scale_min_k4(
-                                j / 2,
-                                std::slice::from_raw_parts(b.add(4), 12),
-                            )
-                            .1 as i16;
-                        }
-                        (_mm256_loadu_si256(c.as_ptr() as *const __m256i), f16(b), f16(b.add(2)))
-                    } else {
-                        let v = _mm256_cvtepi8_epi16(_mm_loadu_si128(b.add(192) as *const __m128i));
-                        let d = f16(b.add(208));
-                        (_mm256_slli_epi16::<5>(v), d, d)
-                    };
-                    for r in 0..M {
-                        let dx = *xd.add(r * k / 256 + blk);
-                        let dd = _mm256_set1_ps(d * dx);
+                for r in 0..M {
+                    let dx = *xd.add(r * k / 256 + blk);
+                    let bs = _mm256_loadu_si256(x.bsum.as_ptr().add(((r0 + r) * k + 256 * blk) / 16) as *const __m256i);
+                    for i in 0..NR {
+                        let dd = _mm256_set1_ps(de[i].0 * dx);
                         for h in 0..2 {
-                            acc[r][i][h] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[r][i][h]), dd, acc[r][i][h]);
+                            // Volatile: the accumulators live in memory (touched once a block),
+                            // leaving the 16 registers to the integer tile.
+                            let a = &raw mut acc[r][i][h];
+                            a.write_volatile(_mm256_fmadd_ps(
+                                _mm256_cvtepi32_ps(isum[r][i][h]),
+                                dd,
+                                a.read_volatile(),
+                            ));
                         }
-                        let bs =
-                            _mm256_loadu_si256(x.bsum.as_ptr().add(((r0 + r) * k + 256 * blk) / 16) as *const __m256i);
-                        let c = hsum_i32(_mm256_madd_epi16(c16, bs));
-                        off[r][i] = (c as f32).mul_add(e * dx, off[r][i]);
+                        let c = hsum_i32(_mm256_madd_epi16(c16[i], bs));
+                        off[r][i] = (c as f32).mul_add(de[i].1 * dx, off[r][i]);
                     }
                 }
             }

@@ -7,7 +7,7 @@
 //! Signed weights use the sign trick: `|w|` as unsigned bytes times `x · sign(w)` is `w · x`,
 //! and `|w| · |x| ≤ 128 · 127` keeps `maddubs`' 16-bit pair sums from saturating.
 
-use super::{QFormat, QuantRows};
+use super::{q4k_scales, QFormat, QuantRows};
 use crate::model::cpu::gemm::avx512::hsum;
 use std::arch::x86_64::*;
 
@@ -35,25 +35,6 @@ unsafe fn dot4<const VNNI: bool>(u: __m512i, s: __m512i) -> __m512i {
         } else {
             _mm512_madd_epi16(_mm512_maddubs_epi16(u, s), _mm512_set1_epi16(1))
         }
-    }
-}
-
-/// Q4_K's 8 scales and 8 mins as bytes 0–7 and 8–15 (ggml's unpacking of the 12 packed bytes;
-/// the same values as [`crate::model::cpu::dequant::scale_min_k4`]).
-#[inline(always)]
-unsafe fn q4k_scales(p: *const u8) -> [u32; 4] {
-    unsafe {
-        let r = |i: usize| (p.add(4 * i) as *const u32).read_unaligned();
-        let (u0, u1, u2) = (r(0), r(1), r(2));
-        const M1: u32 = 0x3f3f_3f3f;
-        const M2: u32 = 0x0f0f_0f0f;
-        const M3: u32 = 0x0303_0303;
-        [
-            u0 & M1,
-            (u2 & M2) | (((u0 >> 6) & M3) << 4),
-            u1 & M1,
-            ((u2 >> 4) & M2) | (((u1 >> 6) & M3) << 4),
-        ]
     }
 }
 
