@@ -245,6 +245,8 @@ impl Weights<'_> {
             _ => GgmlDType::F32,
         };
         let data = view.data();
+        #[cfg(target_os = "linux")]
+        advise(data, MADV_POPULATE_READ);
         let align = dtype.type_size();
         let storage = if (data.as_ptr() as usize).is_multiple_of(align) {
             QStorage::from_data(Cow::Borrowed(data), self.device, dtype)?
@@ -268,10 +270,24 @@ fn bytemuck_bytes(v: &mut [u32]) -> &mut [u8] {
     unsafe { std::slice::from_raw_parts_mut(v.as_mut_ptr() as *mut u8, v.len() * 4) }
 }
 
+/// Maps a tensor's pages in one call before it is copied (Linux 5.14+; elsewhere, or on an
+/// older kernel, the copy faults them in one by one).
+#[cfg(target_os = "linux")]
+const MADV_POPULATE_READ: i32 = 22;
+
 /// Drops the mapped pages of a tensor already copied out, so that a loaded model holds its
 /// weights once rather than once copied and once mapped (peak memory near the folder's size,
 /// not twice it). The file is only read: dropped pages read back the same bytes if touched.
 fn release_pages(data: &[u8]) {
+    #[cfg(unix)]
+    advise(data, libc::MADV_DONTNEED);
+    #[cfg(not(unix))]
+    let _ = data;
+}
+
+/// `madvise` over the whole pages inside `data` (a read-only file mapping that stays mapped).
+/// Failures are ignored: the advice only changes speed or residency, never a value.
+fn advise(data: &[u8], advice: i32) {
     #[cfg(unix)]
     {
         // SAFETY: sysconf has no preconditions.
@@ -279,13 +295,14 @@ fn release_pages(data: &[u8]) {
         let start = (data.as_ptr() as usize).next_multiple_of(page);
         let end = (data.as_ptr() as usize + data.len()) / page * page;
         if end > start {
-            // SAFETY: whole pages inside a read-only file mapping that stays mapped; MADV_DONTNEED
-            // on such a mapping only drops the pages, which fault back in from the file.
-            unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED) };
+            // SAFETY: whole pages inside a read-only file mapping that stays mapped; populating
+            // reads them in, and MADV_DONTNEED on such a mapping only drops them (they fault
+            // back in from the file).
+            unsafe { libc::madvise(start as *mut libc::c_void, end - start, advice) };
         }
     }
     #[cfg(not(unix))]
-    let _ = data;
+    let _ = (data, advice);
 }
 
 /// Loads the weights; activations run in f32 on the CPU (over the matrices as stored) and in the
