@@ -222,6 +222,28 @@ pub(super) unsafe fn q4k_scales(p: *const u8) -> [u32; 4] {
     }
 }
 
+/// The formats as const generic parameters of the SIMD kernels.
+#[cfg(target_arch = "x86_64")]
+const Q4_0: u8 = 0;
+#[cfg(target_arch = "x86_64")]
+const Q8_0: u8 = 1;
+#[cfg(target_arch = "x86_64")]
+const Q4K: u8 = 2;
+#[cfg(target_arch = "x86_64")]
+const Q6K: u8 = 3;
+
+/// The f16 at `p` as f32 (F16C), for the SIMD kernels.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn f16_ptr(p: *const u8) -> f32 {
+    use std::arch::x86_64::*;
+    unsafe {
+        _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(
+            (p as *const u16).read_unaligned() as i32
+        )))
+    }
+}
+
 fn f16_at(b: &[u8], i: usize) -> f32 {
     half::f16::from_le_bytes([b[i], b[i + 1]]).to_f32()
 }

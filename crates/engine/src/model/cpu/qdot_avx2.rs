@@ -6,18 +6,9 @@
 //! Signed weights use `_mm256_sign_epi8`: `|w|` as unsigned bytes times `x · sign(w)` is `w · x`,
 //! and `|w| · |x| ≤ 128 · 127` keeps `maddubs`' 16-bit pair sums from saturating.
 
-use super::{q4k_scales, QFormat, QuantRows};
+use super::{f16_ptr as f16, q4k_scales, QFormat, QuantRows, Q4K, Q4_0, Q6K, Q8_0};
 use crate::model::cpu::gemm::avx2::hsum;
 use std::arch::x86_64::*;
-
-#[inline(always)]
-unsafe fn f16(p: *const u8) -> f32 {
-    unsafe {
-        _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(
-            (p as *const u16).read_unaligned() as i32
-        )))
-    }
-}
 
 /// Q4_0 block at `b`: 32 signed values `q − 8`.
 #[inline(always)]
@@ -68,11 +59,6 @@ unsafe fn hsum_i32(v: __m256i) -> i32 {
         _mm_cvtsi128_si32(v)
     }
 }
-
-const Q4_0: u8 = 0;
-const Q8_0: u8 = 1;
-const Q4K: u8 = 2;
-const Q6K: u8 = 3;
 
 /// One tile: `M` input rows (from `r0`) × `NR` weight rows (from `w`).
 #[inline(always)]

@@ -7,18 +7,9 @@
 //! Signed weights use the sign trick: `|w|` as unsigned bytes times `x · sign(w)` is `w · x`,
 //! and `|w| · |x| ≤ 128 · 127` keeps `maddubs`' 16-bit pair sums from saturating.
 
-use super::{q4k_scales, QFormat, QuantRows};
+use super::{f16_ptr as f16, q4k_scales, QFormat, QuantRows, Q4K, Q4_0, Q6K, Q8_0};
 use crate::model::cpu::gemm::avx512::hsum;
 use std::arch::x86_64::*;
-
-#[inline(always)]
-unsafe fn f16(p: *const u8) -> f32 {
-    unsafe {
-        _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(
-            (p as *const u16).read_unaligned() as i32
-        )))
-    }
-}
 
 /// `x · sign(w)` where `w < 0` (elsewhere `x`: a zero `w` contributes `|w| = 0` anyway).
 #[inline(always)]
@@ -259,11 +250,6 @@ unsafe fn tile<const F: u8, const VNNI: bool, const M: usize, const NR: usize>(
         }
     }
 }
-
-const Q4_0: u8 = 0;
-const Q8_0: u8 = 1;
-const Q4K: u8 = 2;
-const Q6K: u8 = 3;
 
 macro_rules! entry {
     ($name:ident, $vnni:literal, $features:literal) => {
