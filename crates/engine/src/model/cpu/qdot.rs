@@ -222,6 +222,40 @@ pub(super) unsafe fn q4k_scales(p: *const u8) -> [u32; 4] {
     }
 }
 
+/// One call of the SIMD kernels: weight rows `0..rows` at `w` (`row_bytes` apart) against input
+/// rows `r0..r0 + m` of `x`, the result of input row `r0 + r` and weight row `i` at
+/// `out[r·ldo + i]`.
+#[cfg(target_arch = "x86_64")]
+#[derive(Clone, Copy)]
+struct Call<'a> {
+    w: *const u8,
+    row_bytes: usize,
+    rows: usize,
+    x: &'a QuantRows,
+    r0: usize,
+    m: usize,
+    out: *mut f32,
+    ldo: usize,
+}
+
+#[cfg(target_arch = "x86_64")]
+impl Call<'_> {
+    /// The tile of weight rows from `i` and input rows from `r` (relative to this call).
+    ///
+    /// # Safety
+    /// `i` and `r` must lie inside the call's rows.
+    unsafe fn at(self, i: usize, r: usize) -> Self {
+        unsafe {
+            Self {
+                w: self.w.add(i * self.row_bytes),
+                r0: self.r0 + r,
+                out: self.out.add(r * self.ldo + i),
+                ..self
+            }
+        }
+    }
+}
+
 /// The formats as const generic parameters of the SIMD kernels.
 #[cfg(target_arch = "x86_64")]
 const Q4_0: u8 = 0;
@@ -385,19 +419,31 @@ pub unsafe fn block(
     assert!(w.len() >= rows * row_bytes && x.qs.len() >= (r0 + m) * x.k);
     assert_eq!(row_bytes, x.k / f.block().1 * f.block().0);
     #[cfg(target_arch = "x86_64")]
-    match isa {
-        Isa::Avx512 => {
-            let vnni = std::arch::is_x86_feature_detected!("avx512vnni");
-            // SAFETY: Avx512 is only chosen when the CPU has it; bounds asserted above.
-            unsafe { avx512::block(f, vnni, w.as_ptr(), row_bytes, rows, x, r0, m, out, ldo) };
-            return;
+    {
+        let call = Call {
+            w: w.as_ptr(),
+            row_bytes,
+            rows,
+            x,
+            r0,
+            m,
+            out,
+            ldo,
+        };
+        match isa {
+            Isa::Avx512 => {
+                let vnni = std::arch::is_x86_feature_detected!("avx512vnni");
+                // SAFETY: Avx512 is only chosen when the CPU has it; bounds asserted above.
+                unsafe { avx512::block(f, vnni, call) };
+                return;
+            }
+            Isa::Avx2 => {
+                // SAFETY: as above, for AVX2.
+                unsafe { avx2::block(f, call) };
+                return;
+            }
+            Isa::Portable => {}
         }
-        Isa::Avx2 => {
-            // SAFETY: as above, for AVX2.
-            unsafe { avx2::block(f, w.as_ptr(), row_bytes, rows, x, r0, m, out, ldo) };
-            return;
-        }
-        Isa::Portable => {}
     }
     let _ = isa;
     for r in 0..m {
@@ -506,10 +552,18 @@ mod tests {
                         if isa == Isa::Avx512 {
                             // Without VNNI too (the machine may have it).
                             let mut bw = vec![f32::NAN; mm * n];
-                            // SAFETY: as above.
-                            unsafe {
-                                avx512::block(f, false, data.as_ptr(), row_bytes, n, &q, r0, mm, bw.as_mut_ptr(), n)
+                            let call = Call {
+                                w: data.as_ptr(),
+                                row_bytes,
+                                rows: n,
+                                x: &q,
+                                r0,
+                                m: mm,
+                                out: bw.as_mut_ptr(),
+                                ldo: n,
                             };
+                            // SAFETY: as above.
+                            unsafe { avx512::block(f, false, call) };
                             assert_eq!(
                                 bw.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
                                 out.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),

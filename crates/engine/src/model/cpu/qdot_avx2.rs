@@ -6,7 +6,7 @@
 //! Signed weights use `_mm256_sign_epi8`: `|w|` as unsigned bytes times `x · sign(w)` is `w · x`,
 //! and `|w| · |x| ≤ 128 · 127` keeps `maddubs`' 16-bit pair sums from saturating.
 
-use super::{f16_ptr as f16, q4k_scales, QFormat, QuantRows, Q4K, Q4_0, Q6K, Q8_0};
+use super::{f16_ptr as f16, q4k_scales, Call, QFormat, Q4K, Q4_0, Q6K, Q8_0};
 use crate::model::cpu::gemm::avx2::hsum;
 use std::arch::x86_64::*;
 
@@ -60,17 +60,19 @@ unsafe fn hsum_i32(v: __m256i) -> i32 {
     }
 }
 
-/// One tile: `M` input rows (from `r0`) × `NR` weight rows (from `w`).
+/// One tile: `M` input rows (from `c.r0`) × `NR` weight rows (from `c.w`).
 #[inline(always)]
 #[allow(clippy::needless_range_loop)]
-unsafe fn tile<const F: u8, const M: usize, const NR: usize>(
-    w: *const u8,
-    row_bytes: usize,
-    x: &QuantRows,
-    r0: usize,
-    out: *mut f32,
-    ldo: usize,
-) {
+unsafe fn tile<const F: u8, const M: usize, const NR: usize>(c: Call) {
+    let Call {
+        w,
+        row_bytes,
+        x,
+        r0,
+        out,
+        ldo,
+        ..
+    } = c;
     unsafe {
         let k = x.k;
         let qs = x.qs.as_ptr().add(r0 * k) as *const u8;
@@ -186,31 +188,20 @@ unsafe fn tile<const F: u8, const M: usize, const NR: usize>(
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
-#[allow(clippy::too_many_arguments)]
-unsafe fn run<const F: u8>(
-    w: *const u8,
-    row_bytes: usize,
-    rows: usize,
-    x: &QuantRows,
-    r0: usize,
-    m: usize,
-    out: *mut f32,
-    ldo: usize,
-) {
+unsafe fn run<const F: u8>(c: Call) {
     unsafe {
         let mut i = 0;
-        while i < rows {
-            let g = (rows - i).min(2);
-            let wp = w.add(i * row_bytes);
+        while i < c.rows {
+            let g = (c.rows - i).min(2);
             let mut r = 0;
-            while r < m {
-                let mr = (m - r).min(2);
-                let o = out.add(r * ldo + i);
+            while r < c.m {
+                let mr = (c.m - r).min(2);
+                let t = c.at(i, r);
                 match (mr, g) {
-                    (1, 1) => tile::<F, 1, 1>(wp, row_bytes, x, r0 + r, o, ldo),
-                    (1, 2) => tile::<F, 1, 2>(wp, row_bytes, x, r0 + r, o, ldo),
-                    (2, 1) => tile::<F, 2, 1>(wp, row_bytes, x, r0 + r, o, ldo),
-                    _ => tile::<F, 2, 2>(wp, row_bytes, x, r0 + r, o, ldo),
+                    (1, 1) => tile::<F, 1, 1>(t),
+                    (1, 2) => tile::<F, 1, 2>(t),
+                    (2, 1) => tile::<F, 2, 1>(t),
+                    _ => tile::<F, 2, 2>(t),
                 }
                 r += mr;
             }
@@ -220,25 +211,14 @@ unsafe fn run<const F: u8>(
 }
 
 /// See [`super::block`]. The caller has checked the bounds and that the CPU has AVX2.
-#[allow(clippy::too_many_arguments)]
-pub(super) unsafe fn block(
-    f: QFormat,
-    w: *const u8,
-    row_bytes: usize,
-    rows: usize,
-    x: &QuantRows,
-    r0: usize,
-    m: usize,
-    out: *mut f32,
-    ldo: usize,
-) {
+pub(super) unsafe fn block(f: QFormat, c: Call) {
     // SAFETY: as documented above.
     unsafe {
         match f {
-            QFormat::Q4_0 => run::<Q4_0>(w, row_bytes, rows, x, r0, m, out, ldo),
-            QFormat::Q8_0 => run::<Q8_0>(w, row_bytes, rows, x, r0, m, out, ldo),
-            QFormat::Q4K => run::<Q4K>(w, row_bytes, rows, x, r0, m, out, ldo),
-            QFormat::Q6K => run::<Q6K>(w, row_bytes, rows, x, r0, m, out, ldo),
+            QFormat::Q4_0 => run::<Q4_0>(c),
+            QFormat::Q8_0 => run::<Q8_0>(c),
+            QFormat::Q4K => run::<Q4K>(c),
+            QFormat::Q6K => run::<Q6K>(c),
         }
     }
 }

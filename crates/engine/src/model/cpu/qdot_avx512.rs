@@ -7,7 +7,7 @@
 //! Signed weights use the sign trick: `|w|` as unsigned bytes times `x · sign(w)` is `w · x`,
 //! and `|w| · |x| ≤ 128 · 127` keeps `maddubs`' 16-bit pair sums from saturating.
 
-use super::{f16_ptr as f16, q4k_scales, QFormat, QuantRows, Q4K, Q4_0, Q6K, Q8_0};
+use super::{f16_ptr as f16, q4k_scales, Call, QFormat, Q4K, Q4_0, Q6K, Q8_0};
 use crate::model::cpu::gemm::avx512::hsum;
 use std::arch::x86_64::*;
 
@@ -88,18 +88,19 @@ unsafe fn halves(a: f32, b: f32) -> __m512 {
     unsafe { _mm512_mask_blend_ps(0xFF00, _mm512_set1_ps(a), _mm512_set1_ps(b)) }
 }
 
-/// One tile: `M` input rows (from `r0`) × `NR` weight rows (from `w`).
+/// One tile: `M` input rows (from `c.r0`) × `NR` weight rows (from `c.w`).
 #[inline(always)]
-#[allow(clippy::too_many_arguments, clippy::needless_range_loop)]
-unsafe fn tile<const F: u8, const VNNI: bool, const M: usize, const NR: usize>(
-    w: *const u8,
-    row_bytes: usize,
-    prefetch: bool,
-    x: &QuantRows,
-    r0: usize,
-    out: *mut f32,
-    ldo: usize,
-) {
+#[allow(clippy::needless_range_loop)]
+unsafe fn tile<const F: u8, const VNNI: bool, const M: usize, const NR: usize>(c: Call, prefetch: bool) {
+    let Call {
+        w,
+        row_bytes,
+        x,
+        r0,
+        out,
+        ldo,
+        ..
+    } = c;
     unsafe {
         let k = x.k;
         let qs = x.qs.as_ptr().add(r0 * k) as *const u8;
@@ -254,18 +255,8 @@ unsafe fn tile<const F: u8, const VNNI: bool, const M: usize, const NR: usize>(
 macro_rules! entry {
     ($name:ident, $vnni:literal, $features:literal) => {
         #[target_feature(enable = $features)]
-        #[allow(clippy::too_many_arguments)]
-        unsafe fn $name<const F: u8>(
-            w: *const u8,
-            row_bytes: usize,
-            rows: usize,
-            x: &QuantRows,
-            r0: usize,
-            m: usize,
-            out: *mut f32,
-            ldo: usize,
-        ) {
-            unsafe { run::<F, $vnni>(w, row_bytes, rows, x, r0, m, out, ldo) }
+        unsafe fn $name<const F: u8>(c: Call) {
+            unsafe { run::<F, $vnni>(c) }
         }
     };
 }
@@ -276,20 +267,11 @@ entry!(
     "avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,avx2,fma,f16c"
 );
 
-/// Every tile over `rows` weight rows × `m` input rows, weight groups outermost so a group stays
-/// in L1 while the input rows pass.
+/// Every tile over the call's weight rows × input rows, weight groups outermost so a group
+/// stays in L1 while the input rows pass.
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
-unsafe fn run<const F: u8, const VNNI: bool>(
-    w: *const u8,
-    row_bytes: usize,
-    rows: usize,
-    x: &QuantRows,
-    r0: usize,
-    m: usize,
-    out: *mut f32,
-    ldo: usize,
-) {
+unsafe fn run<const F: u8, const VNNI: bool>(c: Call) {
+    let (rows, m) = (c.rows, c.m);
     unsafe {
         // Decoding (a few input rows) takes 4 weight rows at a time; prefill tiles are 4 input
         // rows × 3 weight rows (the K-quants: 6 × 2, whose integer tile needs more registers).
@@ -301,17 +283,16 @@ unsafe fn run<const F: u8, const VNNI: bool>(
         let mut i = 0;
         while i < rows {
             let g = nr.min(rows - i);
-            let wp = w.add(i * row_bytes);
             // Decoding prefetches the next group (when it is whole and inside this call's rows).
             let pf = m <= 3 && i + 2 * g <= rows;
             let mut r = 0;
             while r < m {
                 let mr = (m - r).min(mr_max);
-                let o = out.add(r * ldo + i);
+                let t = c.at(i, r);
                 macro_rules! go {
                     ($($mm:literal, $nn:literal);*) => {
                         match (mr, g) {
-                            $(($mm, $nn) => tile::<F, VNNI, $mm, $nn>(wp, row_bytes, pf, x, r0 + r, o, ldo),)*
+                            $(($mm, $nn) => tile::<F, VNNI, $mm, $nn>(t, pf),)*
                             _ => unreachable!(),
                         }
                     };
@@ -327,30 +308,18 @@ unsafe fn run<const F: u8, const VNNI: bool>(
 
 /// See [`super::block`]. The caller has checked the bounds, and that the CPU has AVX-512 (and
 /// VNNI when `vnni`).
-#[allow(clippy::too_many_arguments)]
-pub(super) unsafe fn block(
-    f: QFormat,
-    vnni: bool,
-    w: *const u8,
-    row_bytes: usize,
-    rows: usize,
-    x: &QuantRows,
-    r0: usize,
-    m: usize,
-    out: *mut f32,
-    ldo: usize,
-) {
+pub(super) unsafe fn block(f: QFormat, vnni: bool, c: Call) {
     // SAFETY: the caller chose AVX-512 (and VNNI) because the CPU has them.
     unsafe {
         match (f, vnni) {
-            (QFormat::Q4_0, true) => run_vnni::<Q4_0>(w, row_bytes, rows, x, r0, m, out, ldo),
-            (QFormat::Q4_0, false) => run_bw::<Q4_0>(w, row_bytes, rows, x, r0, m, out, ldo),
-            (QFormat::Q8_0, true) => run_vnni::<Q8_0>(w, row_bytes, rows, x, r0, m, out, ldo),
-            (QFormat::Q8_0, false) => run_bw::<Q8_0>(w, row_bytes, rows, x, r0, m, out, ldo),
-            (QFormat::Q4K, true) => run_vnni::<Q4K>(w, row_bytes, rows, x, r0, m, out, ldo),
-            (QFormat::Q4K, false) => run_bw::<Q4K>(w, row_bytes, rows, x, r0, m, out, ldo),
-            (QFormat::Q6K, true) => run_vnni::<Q6K>(w, row_bytes, rows, x, r0, m, out, ldo),
-            (QFormat::Q6K, false) => run_bw::<Q6K>(w, row_bytes, rows, x, r0, m, out, ldo),
+            (QFormat::Q4_0, true) => run_vnni::<Q4_0>(c),
+            (QFormat::Q4_0, false) => run_bw::<Q4_0>(c),
+            (QFormat::Q8_0, true) => run_vnni::<Q8_0>(c),
+            (QFormat::Q8_0, false) => run_bw::<Q8_0>(c),
+            (QFormat::Q4K, true) => run_vnni::<Q4K>(c),
+            (QFormat::Q4K, false) => run_bw::<Q4K>(c),
+            (QFormat::Q6K, true) => run_vnni::<Q6K>(c),
+            (QFormat::Q6K, false) => run_bw::<Q6K>(c),
         }
     }
 }
