@@ -69,8 +69,9 @@ pub struct GgufFile {
     pub content: Content,
     reader: BufReader<File>,
     file_len: u64,
-    /// Bytes of tensor data read so far (for load progress).
+    /// Bytes of tensor data read so far, and of all tensors (for load progress).
     read_bytes: u64,
+    total_bytes: u64,
 }
 
 impl GgufFile {
@@ -85,7 +86,9 @@ impl GgufFile {
             reader,
             file_len,
             read_bytes: 0,
+            total_bytes: 0,
         };
+        me.total_bytes = me.content.tensor_infos.keys().map(|n| me.tensor_bytes(n)).sum();
         me.check_tensor_extents()?;
         Ok(me)
     }
@@ -188,7 +191,7 @@ impl GgufFile {
     fn progress(&self) -> LoadProgress {
         LoadProgress {
             done_bytes: self.read_bytes,
-            total_bytes: self.content.tensor_infos.keys().map(|n| self.tensor_bytes(n)).sum(),
+            total_bytes: self.total_bytes,
         }
     }
 

@@ -89,7 +89,8 @@ impl CpuMatrix {
             k,
             row_bytes,
             decode: decoder(dt, block_isa)?,
-            gemv: gemv::gemv(dt, block_isa),
+            // The integer path, where there is one, serves decoding too.
+            gemv: QFormat::of(dt, k).map_or_else(|| gemv::gemv(dt, block_isa), |_| None),
             int8: QFormat::of(dt, k),
             isa,
         })
@@ -125,17 +126,12 @@ impl CpuMatrix {
             self.matmul_int8(f, data, x, m, out);
             return Ok(());
         }
-        let (task_rows, sub_rows) = if m <= DECODE_MAX_M {
-            // Enough tasks to balance the threads; sub-panels of a few rows stay in L1.
-            let per = n.div_ceil(pool::threads() * 4).next_multiple_of(DECODE_ROWS);
-            (
-                per.clamp(DECODE_ROWS, 256),
-                if k > 1024 { DECODE_ROWS / 2 } else { DECODE_ROWS },
-            )
-        } else {
-            let per = n.div_ceil(pool::threads() * 2).next_multiple_of(12);
-            let rows = per.min(PANEL_ROWS);
-            (rows, rows)
+        let task_rows = task_rows(n, m);
+        // Decoding: sub-panels of a few rows stay in L1. Prefill: the task's whole panel.
+        let sub_rows = match (m <= DECODE_MAX_M, k > 1024) {
+            (true, true) => DECODE_ROWS / 2,
+            (true, false) => DECODE_ROWS,
+            (false, _) => task_rows,
         };
         let dst = OutPtr(out.as_mut_ptr());
         let tasks = n.div_ceil(task_rows);
@@ -181,13 +177,7 @@ impl CpuMatrix {
     fn matmul_int8(&self, f: QFormat, data: &[u8], x: &[f32], m: usize, out: &mut [f32]) {
         let (n, k) = (self.n, self.k);
         let xq = QuantRows::new(x, m, k, f.input_block(), self.isa);
-        let task_rows = if m <= DECODE_MAX_M {
-            n.div_ceil(pool::threads() * 4)
-                .next_multiple_of(DECODE_ROWS)
-                .clamp(DECODE_ROWS, 256)
-        } else {
-            n.div_ceil(pool::threads() * 2).next_multiple_of(12).min(PANEL_ROWS)
-        };
+        let task_rows = task_rows(n, m);
         let dst = OutPtr(out.as_mut_ptr());
         let run = |t: usize| {
             let r0 = t * task_rows;
@@ -214,6 +204,18 @@ impl CpuMatrix {
             }
         };
         pool::run(n.div_ceil(task_rows), &run);
+    }
+}
+
+/// Weight rows per task: when decoding, enough tasks to balance the threads (a multiple of
+/// [`DECODE_ROWS`]); in prefill, panels of at most [`PANEL_ROWS`] (a multiple of the tiles).
+fn task_rows(n: usize, m: usize) -> usize {
+    if m <= DECODE_MAX_M {
+        n.div_ceil(pool::threads() * 4)
+            .next_multiple_of(DECODE_ROWS)
+            .clamp(DECODE_ROWS, 256)
+    } else {
+        n.div_ceil(pool::threads() * 2).next_multiple_of(12).min(PANEL_ROWS)
     }
 }
 

@@ -239,7 +239,12 @@ struct Call<'a> {
 }
 
 #[cfg(target_arch = "x86_64")]
-impl Call<'_> {
+impl<'a> Call<'a> {
+    /// What a tile reads: weights, row stride, inputs, first input row, output, output stride.
+    fn parts(self) -> (*const u8, usize, &'a QuantRows, usize, *mut f32, usize) {
+        (self.w, self.row_bytes, self.x, self.r0, self.out, self.ldo)
+    }
+
     /// The tile of weight rows from `i` and input rows from `r` (relative to this call).
     ///
     /// # Safety

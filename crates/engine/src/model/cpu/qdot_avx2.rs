@@ -64,15 +64,7 @@ unsafe fn hsum_i32(v: __m256i) -> i32 {
 #[inline(always)]
 #[allow(clippy::needless_range_loop)]
 unsafe fn tile<const F: u8, const M: usize, const NR: usize>(c: Call) {
-    let Call {
-        w,
-        row_bytes,
-        x,
-        r0,
-        out,
-        ldo,
-        ..
-    } = c;
+    let (w, row_bytes, x, r0, out, ldo) = c.parts();
     unsafe {
         let k = x.k;
         let qs = x.qs.as_ptr().add(r0 * k) as *const u8;

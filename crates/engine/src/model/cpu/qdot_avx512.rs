@@ -92,15 +92,7 @@ unsafe fn halves(a: f32, b: f32) -> __m512 {
 #[inline(always)]
 #[allow(clippy::needless_range_loop)]
 unsafe fn tile<const F: u8, const VNNI: bool, const M: usize, const NR: usize>(c: Call, prefetch: bool) {
-    let Call {
-        w,
-        row_bytes,
-        x,
-        r0,
-        out,
-        ldo,
-        ..
-    } = c;
+    let (w, row_bytes, x, r0, out, ldo) = c.parts();
     unsafe {
         let k = x.k;
         let qs = x.qs.as_ptr().add(r0 * k) as *const u8;
