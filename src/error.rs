@@ -20,6 +20,15 @@ pub enum Error {
     },
     #[error("{0}")]
     Invalid(String),
+    #[error("no node is named `{0}`")]
+    NoNodeNamed(String),
+    #[error("{} nodes are named `{name}`: use the id ({})", ids.len(), ids.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(", "))]
+    AmbiguousName { name: String, ids: Vec<i64> },
+    /// No session: the model or the library failed to open (`code` is that failure's).
+    #[error("{message}")]
+    Unavailable { code: &'static str, message: String },
+    #[error("the engine thread has stopped")]
+    EngineStopped,
 }
 
 impl Error {
@@ -63,6 +72,10 @@ impl Error {
             },
             Error::Io { .. } => "io",
             Error::Invalid(_) => "invalid",
+            Error::NoNodeNamed(_) => "node_not_found",
+            Error::AmbiguousName { .. } => "ambiguous_name",
+            Error::Unavailable { code, .. } => code,
+            Error::EngineStopped => "engine_stopped",
         }
     }
 }

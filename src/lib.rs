@@ -31,3 +31,7 @@ pub use model::{open_model, open_model_with_progress, resolve_model};
 pub use prefix::{generate_with_prefix, process_prefix, Continuation, PrefixInput};
 pub use state::{load_cache_from_disk, load_state, save_cache_to_disk, save_state};
 pub use transcript::Transcript;
+
+/// The tree's vocabulary, so that front ends name the library's types through the API only.
+pub use freeze_attn_library::{DeleteMode, Deletion, GcReport, Library, NodeId, NodeKind, VerifyReport};
+pub use session::host::{HostStatus, SessionHost};

@@ -10,8 +10,6 @@ use freeze_attn_library::{DeleteMode, Deletion, Library, NodeId, NodeKind, NodeO
 use serde::Serialize;
 use std::path::PathBuf;
 
-pub use freeze_attn_library as library;
-
 /// The library in the user data folder (`FREEZE_ATTN_HOME` overrides it).
 pub fn open_library() -> Result<Library> {
     let dir = library_dir();
@@ -119,6 +117,29 @@ pub fn show(lib: &Library, id: NodeId, model: Option<&LoadedModel>) -> Result<No
         segments,
         subtree_bytes: lib.subtree_bytes(id)?,
     })
+}
+
+/// A node by id, or by name when exactly one node has it (names compare case-insensitively).
+pub fn resolve(lib: &Library, spec: &str) -> Result<NodeId> {
+    if let Ok(n) = spec.trim().parse::<i64>() {
+        let id = NodeId(n);
+        lib.node(id)?;
+        return Ok(id);
+    }
+    let ids: Vec<i64> = lib
+        .tree(NodeOrder::Name)?
+        .into_iter()
+        .filter(|e| e.node.name.eq_ignore_ascii_case(spec))
+        .map(|e| e.node.id.0)
+        .collect();
+    match ids.as_slice() {
+        [one] => Ok(NodeId(*one)),
+        [] => Err(Error::NoNodeNamed(spec.to_string())),
+        _ => Err(Error::AmbiguousName {
+            name: spec.to_string(),
+            ids,
+        }),
+    }
 }
 
 pub fn parse_kind(s: &str) -> Result<NodeKind> {

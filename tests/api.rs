@@ -3,6 +3,8 @@
 #[path = "api/support.rs"]
 mod support;
 
+#[path = "api/host.rs"]
+mod host;
 #[path = "api/session.rs"]
 mod session;
 #[path = "api/state.rs"]

@@ -119,7 +119,7 @@ fn prefix_then_generate_in_another_process_equals_one_run() {
     seq.extend(ids(&thawed["prompt_tokens"]));
     let params = freeze_attn::engine::GenerateParams {
         max_tokens: 16,
-        ..Default::default()
+        ..freeze_attn::engine::GenerateParams::greedy(0)
     };
     let mut live = model.model.new_state();
     let last = seq.pop().unwrap();

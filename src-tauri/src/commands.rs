@@ -1,18 +1,18 @@
 //! Tauri commands: each parses its arguments, calls the `freeze_attn` API on the engine thread
 //! and converts the result. No logic lives here.
 
-use crate::core::AppState;
-use crate::dto::{AltEvent, ApiError, AppStatus, DeleteMode, DeleteReport, GenEvent, Sampling};
-use freeze_attn::engine::{Event, ModelInfo};
+use crate::dto::{AltEvent, ApiError, DeleteMode, DeleteReport, GenEvent};
+use freeze_attn::engine::{DeviceChoice, Event, GenerateParams, ModelInfo};
 use freeze_attn::fork::ForkPoint;
 use freeze_attn::session::{Alternative, LiveState, Reply, ThawReport};
 use freeze_attn::tree::{self, NodeView};
-use freeze_attn_library::{NodeId, NodeKind};
+use freeze_attn::{HostStatus, Library, NodeId, NodeKind, SessionHost};
 use std::path::PathBuf;
 use tauri::ipc::Channel;
 use tauri::State;
 
 type Res<T> = Result<T, ApiError>;
+type AppState = SessionHost;
 
 fn gen_events(ch: Channel<GenEvent>) -> impl FnMut(Event<'_>) {
     move |e| {
@@ -30,79 +30,66 @@ fn gen_events(ch: Channel<GenEvent>) -> impl FnMut(Event<'_>) {
 async fn edit_node<T>(
     state: &AppState,
     node: i64,
-    edit: impl FnOnce(&freeze_attn_library::Library, NodeId) -> freeze_attn::Result<T> + Send + 'static,
+    edit: impl FnOnce(&Library, NodeId) -> freeze_attn::Result<T> + Send + 'static,
 ) -> Res<NodeView> {
-    state
-        .with_session(move |s, _| {
+    Ok(state
+        .run(move |s| {
             edit(&s.library, NodeId(node))?;
-            Ok(s.node_view(NodeId(node))?)
+            s.node_view(NodeId(node))
         })
-        .await
+        .await?)
 }
 
-fn library_mode(m: DeleteMode) -> freeze_attn_library::DeleteMode {
+fn library_mode(m: DeleteMode) -> freeze_attn::DeleteMode {
     match m {
-        DeleteMode::Reparent => freeze_attn_library::DeleteMode::Reparent,
-        DeleteMode::Subtree => freeze_attn_library::DeleteMode::Subtree,
+        DeleteMode::Reparent => freeze_attn::DeleteMode::Reparent,
+        DeleteMode::Subtree => freeze_attn::DeleteMode::Subtree,
     }
 }
 
 #[tauri::command]
 #[specta::specta]
-pub async fn status(state: State<'_, AppState>) -> Res<AppStatus> {
-    state.status().await
+pub async fn status(state: State<'_, AppState>) -> Res<HostStatus> {
+    Ok(state.status().await?)
 }
 
 #[tauri::command]
 #[specta::specta]
 pub async fn open_model(state: State<'_, AppState>, path: String) -> Res<ModelInfo> {
-    let cancel = state.cancel.clone();
-    state
-        .run(move |core| {
-            let model = freeze_attn::open_model(&path, freeze_attn::engine::DeviceChoice::Auto)?;
-            let info = model.info.clone();
-            match &mut core.session {
-                Some(s) => s.set_model(model)?,
-                None => {
-                    let mut s = freeze_attn::session::Session::new(model, tree::open_library()?)?;
-                    s.cancel = cancel;
-                    core.session = Some(s);
-                    core.error = None;
-                }
-            }
-            Ok(info)
-        })
-        .await
+    Ok(state.open_model(path, DeviceChoice::Auto).await?)
 }
 
 #[tauri::command]
 #[specta::specta]
 pub async fn list_tree(state: State<'_, AppState>) -> Res<Vec<NodeView>> {
     state
-        .with_session(|s, _| Ok(tree::list_tree(&s.library, Some(&s.model))?))
+        .run(|s| tree::list_tree(&s.library, Some(&s.model)))
         .await
+        .map_err(ApiError::from)
 }
 
 #[tauri::command]
 #[specta::specta]
 pub async fn search(state: State<'_, AppState>, query: String) -> Res<Vec<NodeView>> {
     state
-        .with_session(move |s, _| Ok(tree::search(&s.library, &query, Some(&s.model))?))
+        .run(move |s| tree::search(&s.library, &query, Some(&s.model)))
         .await
+        .map_err(ApiError::from)
 }
 
 #[tauri::command]
 #[specta::specta]
 pub async fn new_session(state: State<'_, AppState>, kind: NodeKind, system: Option<String>) -> Res<LiveState> {
     state
-        .with_session(move |s, _| Ok(s.new_session(kind, system.as_deref())))
+        .run(move |s| Ok(s.new_session(kind, system.as_deref())))
         .await
+        .map_err(ApiError::from)
 }
 
 #[tauri::command]
 #[specta::specta]
 pub async fn thaw(state: State<'_, AppState>, node: i64) -> Res<ThawReport> {
-    state.with_session(move |s, _| Ok(s.thaw(NodeId(node))?)).await
+    state.run(move |s| s.thaw(NodeId(node))).await.map_err(ApiError::from)
 }
 
 #[tauri::command]
@@ -110,20 +97,26 @@ pub async fn thaw(state: State<'_, AppState>, node: i64) -> Res<ThawReport> {
 pub async fn chat_send(
     state: State<'_, AppState>,
     message: String,
-    sampling: Sampling,
+    params: GenerateParams,
     on_event: Channel<GenEvent>,
 ) -> Res<Reply> {
     state
-        .with_session(move |s, _| Ok(s.chat_send(&message, &sampling.params(), &mut gen_events(on_event))?))
+        .run(move |s| s.chat_send(&message, &params, &mut gen_events(on_event)))
         .await
+        .map_err(ApiError::from)
 }
 
 #[tauri::command]
 #[specta::specta]
-pub async fn continue_reply(state: State<'_, AppState>, sampling: Sampling, on_event: Channel<GenEvent>) -> Res<Reply> {
+pub async fn continue_reply(
+    state: State<'_, AppState>,
+    params: GenerateParams,
+    on_event: Channel<GenEvent>,
+) -> Res<Reply> {
     state
-        .with_session(move |s, _| Ok(s.continue_reply(&sampling.params(), &mut gen_events(on_event))?))
+        .run(move |s| s.continue_reply(&params, &mut gen_events(on_event)))
         .await
+        .map_err(ApiError::from)
 }
 
 #[tauri::command]
@@ -131,12 +124,13 @@ pub async fn continue_reply(state: State<'_, AppState>, sampling: Sampling, on_e
 pub async fn continue_text(
     state: State<'_, AppState>,
     text: String,
-    sampling: Sampling,
+    params: GenerateParams,
     on_event: Channel<GenEvent>,
 ) -> Res<Reply> {
     state
-        .with_session(move |s, _| Ok(s.continue_text(&text, &sampling.params(), &mut gen_events(on_event))?))
+        .run(move |s| s.continue_text(&text, &params, &mut gen_events(on_event)))
         .await
+        .map_err(ApiError::from)
 }
 
 #[tauri::command]
@@ -144,20 +138,21 @@ pub async fn continue_text(
 pub async fn story_alternatives(
     state: State<'_, AppState>,
     n: u32,
-    sampling: Sampling,
+    params: GenerateParams,
     on_event: Channel<AltEvent>,
 ) -> Res<Vec<Alternative>> {
     state
-        .with_session(move |s, _| {
+        .run(move |s| {
             let mut send = |i: usize, t: &str| {
                 let _ = on_event.send(AltEvent {
                     index: i as u32,
                     text: t.to_string(),
                 });
             };
-            Ok(s.story_alternatives(n as usize, &sampling.params(), &mut send)?)
+            s.story_alternatives(n as usize, &params, &mut send)
         })
         .await
+        .map_err(ApiError::from)
 }
 
 #[tauri::command]
@@ -169,22 +164,24 @@ pub async fn keep_alternative(
     keep_others: bool,
 ) -> Res<Vec<NodeView>> {
     state
-        .with_session(move |s, _| Ok(s.keep_alternative(index as usize, &name, keep_others)?))
+        .run(move |s| s.keep_alternative(index as usize, &name, keep_others))
         .await
+        .map_err(ApiError::from)
 }
 
 #[tauri::command]
 #[specta::specta]
 pub async fn freeze(state: State<'_, AppState>, name: String, kind: NodeKind) -> Res<NodeView> {
-    state.with_session(move |s, _| Ok(s.freeze(&name, kind)?)).await
+    state.run(move |s| s.freeze(&name, kind)).await.map_err(ApiError::from)
 }
 
 #[tauri::command]
 #[specta::specta]
 pub async fn fork(state: State<'_, AppState>, node: i64, at: Option<ForkPoint>, name: String) -> Res<ThawReport> {
     state
-        .with_session(move |s, _| Ok(s.fork(NodeId(node), at, &name)?))
+        .run(move |s| s.fork(NodeId(node), at, &name))
         .await
+        .map_err(ApiError::from)
 }
 
 #[tauri::command]
@@ -196,16 +193,17 @@ pub async fn process_document(
     on_event: Channel<GenEvent>,
 ) -> Res<NodeView> {
     state
-        .with_session(move |s, _| {
+        .run(move |s| {
             let mut progress = |p: freeze_attn::engine::PrefillProgress| {
                 let _ = on_event.send(GenEvent::Progress {
                     done: p.done as u32,
                     total: p.total as u32,
                 });
             };
-            Ok(s.process_document(&PathBuf::from(path), &name, &mut progress)?)
+            s.process_document(&PathBuf::from(path), &name, &mut progress)
         })
         .await
+        .map_err(ApiError::from)
 }
 
 #[tauri::command]
@@ -214,25 +212,26 @@ pub async fn ask(
     state: State<'_, AppState>,
     node: i64,
     question: String,
-    sampling: Sampling,
+    params: GenerateParams,
     on_event: Channel<GenEvent>,
 ) -> Res<Reply> {
     state
-        .with_session(move |s, _| Ok(s.ask(NodeId(node), &question, &sampling.params(), &mut gen_events(on_event))?))
+        .run(move |s| s.ask(NodeId(node), &question, &params, &mut gen_events(on_event)))
         .await
+        .map_err(ApiError::from)
 }
 
 #[tauri::command]
 #[specta::specta]
 pub async fn continue_from_answer(state: State<'_, AppState>) -> Res<LiveState> {
-    state.with_session(|s, _| Ok(s.continue_from_answer()?)).await
+    state.run(|s| s.continue_from_answer()).await.map_err(ApiError::from)
 }
 
 /// Stops a running generation or document processing.
 #[tauri::command]
 #[specta::specta]
 pub async fn stop(state: State<'_, AppState>) -> Res<()> {
-    state.cancel.cancel();
+    state.cancel();
     Ok(())
 }
 
@@ -275,7 +274,7 @@ pub async fn move_node(state: State<'_, AppState>, node: i64, parent: Option<i64
     .await
 }
 
-fn report(d: freeze_attn_library::Deletion) -> DeleteReport {
+fn report(d: freeze_attn::Deletion) -> DeleteReport {
     DeleteReport {
         deleted: d.deleted.len() as u32,
         reparented: d.reparented.len() as u32,
@@ -287,7 +286,7 @@ fn report(d: freeze_attn_library::Deletion) -> DeleteReport {
 #[specta::specta]
 pub async fn preview_delete(state: State<'_, AppState>, node: i64, mode: DeleteMode) -> Res<DeleteReport> {
     state
-        .with_session(move |s, _| {
+        .run(move |s| {
             Ok(report(tree::preview_delete(
                 &s.library,
                 NodeId(node),
@@ -295,13 +294,14 @@ pub async fn preview_delete(state: State<'_, AppState>, node: i64, mode: DeleteM
             )?))
         })
         .await
+        .map_err(ApiError::from)
 }
 
 #[tauri::command]
 #[specta::specta]
 pub async fn delete_node(state: State<'_, AppState>, node: i64, mode: DeleteMode) -> Res<DeleteReport> {
     state
-        .with_session(move |s, _| {
+        .run(move |s| {
             let d = tree::delete(&s.library, NodeId(node), library_mode(mode))?;
             for id in &d.deleted {
                 s.forget(*id);
@@ -309,20 +309,16 @@ pub async fn delete_node(state: State<'_, AppState>, node: i64, mode: DeleteMode
             Ok(report(d))
         })
         .await
+        .map_err(ApiError::from)
 }
 
 #[tauri::command]
 #[specta::specta]
 pub async fn export_node(state: State<'_, AppState>, node: i64, path: String) -> Res<u64> {
     state
-        .with_session(move |s, _| {
-            Ok(freeze_attn::export::export_node(
-                &s.library,
-                NodeId(node),
-                &PathBuf::from(path),
-            )?)
-        })
+        .run(move |s| freeze_attn::export::export_node(&s.library, NodeId(node), &PathBuf::from(path)))
         .await
+        .map_err(ApiError::from)
 }
 
 #[tauri::command]
@@ -334,7 +330,7 @@ pub async fn import_bundle(
     name: Option<String>,
 ) -> Res<NodeView> {
     state
-        .with_session(move |s, _| {
+        .run(move |s| {
             let id = freeze_attn::export::import_bundle(
                 &s.library,
                 &s.model,
@@ -342,23 +338,14 @@ pub async fn import_bundle(
                 parent.map(NodeId),
                 name.as_deref(),
             )?;
-            Ok(s.node_view(id)?)
+            s.node_view(id)
         })
         .await
+        .map_err(ApiError::from)
 }
 
 #[tauri::command]
 #[specta::specta]
-pub async fn set_sampling(state: State<'_, AppState>, sampling: Sampling) -> Res<Sampling> {
-    state
-        .run(move |core| {
-            sampling
-                .params()
-                .sampling
-                .validate()
-                .map_err(freeze_attn::Error::from)?;
-            core.sampling = sampling.clone();
-            Ok(sampling)
-        })
-        .await
+pub async fn set_params(state: State<'_, AppState>, params: GenerateParams) -> Res<GenerateParams> {
+    Ok(state.set_params(params).await?)
 }

@@ -1,8 +1,6 @@
-//! The shapes exchanged with the UI that the API does not already define: sampling settings,
-//! streamed events, errors, and small reports. Generated into `ui/src/lib/bindings.ts`.
+//! The shapes exchanged with the UI that the API does not already define: streamed events,
+//! errors, and small reports. Generated into `ui/src/lib/bindings.ts`.
 
-use freeze_attn::engine::{GenerateParams, ModelInfo, SamplingParams};
-use freeze_attn::session::LiveState;
 use serde::{Deserialize, Serialize};
 use specta::Type;
 
@@ -22,63 +20,11 @@ impl From<freeze_attn::Error> for ApiError {
     }
 }
 
-impl From<freeze_attn::engine::worker::WorkerGone> for ApiError {
-    fn from(e: freeze_attn::engine::worker::WorkerGone) -> Self {
-        Self {
-            code: "engine_stopped".into(),
-            message: e.to_string(),
-        }
-    }
-}
-
 impl ApiError {
     pub fn new(code: &str, message: impl Into<String>) -> Self {
         Self {
             code: code.into(),
             message: message.into(),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, Type)]
-pub struct Sampling {
-    pub temperature: f32,
-    pub top_p: f32,
-    pub top_k: u32,
-    pub min_p: f32,
-    pub repeat_penalty: f32,
-    pub max_tokens: u32,
-    pub seed: u64,
-}
-
-impl Default for Sampling {
-    fn default() -> Self {
-        Self {
-            temperature: 0.7,
-            top_p: 0.9,
-            top_k: 40,
-            min_p: 0.0,
-            repeat_penalty: 1.1,
-            max_tokens: 256,
-            seed: 42,
-        }
-    }
-}
-
-impl Sampling {
-    pub fn params(&self) -> GenerateParams {
-        GenerateParams {
-            max_tokens: self.max_tokens as usize,
-            sampling: SamplingParams {
-                temperature: self.temperature,
-                top_k: self.top_k as usize,
-                top_p: self.top_p,
-                min_p: self.min_p,
-                repeat_penalty: self.repeat_penalty,
-                repeat_last_n: 64,
-                seed: self.seed,
-            },
-            ..Default::default()
         }
     }
 }
@@ -96,15 +42,6 @@ pub enum GenEvent {
 pub struct AltEvent {
     pub index: u32,
     pub text: String,
-}
-
-#[derive(Debug, Clone, Serialize, Type)]
-pub struct AppStatus {
-    pub model: ModelInfo,
-    pub live: LiveState,
-    pub sampling: Sampling,
-    /// A job is running on the engine thread.
-    pub busy: bool,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, Type)]

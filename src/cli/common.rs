@@ -21,26 +21,31 @@ impl ModelArgs {
     }
 }
 
+/// The sampling flags. Their defaults are [`GenerateParams::default`]'s, the one set the app and
+/// the server use too.
 #[derive(Args, Debug, Clone)]
 pub struct SamplingArgs {
     /// Tokens to generate at most.
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, default_value_t = GenerateParams::default().max_tokens)]
     pub max_tokens: usize,
     /// 0 is greedy.
-    #[arg(long, default_value_t = 0.7)]
+    #[arg(long, default_value_t = SamplingParams::default().temperature)]
     pub temperature: f32,
-    #[arg(long, default_value_t = 0.9)]
+    #[arg(long, default_value_t = SamplingParams::default().top_p)]
     pub top_p: f32,
     /// 0 is off.
-    #[arg(long, default_value_t = 40)]
+    #[arg(long, default_value_t = SamplingParams::default().top_k)]
     pub top_k: usize,
     /// 0 is off.
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = SamplingParams::default().min_p)]
     pub min_p: f32,
     /// 1 is off.
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = SamplingParams::default().repeat_penalty)]
     pub repeat_penalty: f32,
-    #[arg(long, default_value_t = 42)]
+    /// How many recent tokens the repeat penalty looks at.
+    #[arg(long, default_value_t = SamplingParams::default().repeat_last_n)]
+    pub repeat_last_n: usize,
+    #[arg(long, default_value_t = SamplingParams::default().seed)]
     pub seed: u64,
     /// Stop when this text appears (repeatable).
     #[arg(long = "stop")]
@@ -60,7 +65,7 @@ impl SamplingArgs {
                 top_p: self.top_p,
                 min_p: self.min_p,
                 repeat_penalty: self.repeat_penalty,
-                repeat_last_n: 64,
+                repeat_last_n: self.repeat_last_n,
                 seed: self.seed,
             },
             stop_strings: self.stop.clone(),

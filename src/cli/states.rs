@@ -5,7 +5,7 @@ use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
 use freeze_attn::fork::ForkPoint;
 use freeze_attn::tree::{self, NodeView};
-use freeze_attn_library::{DeleteMode, Library, NodeId, NodeOrder};
+use freeze_attn::DeleteMode;
 use std::path::PathBuf;
 
 #[derive(Args, Debug)]
@@ -120,32 +120,6 @@ pub enum StatesCommand {
     },
 }
 
-/// A node by id, or by name when exactly one node has it.
-pub fn resolve(lib: &Library, spec: &str) -> anyhow::Result<NodeId> {
-    if let Ok(n) = spec.parse::<i64>() {
-        let id = NodeId(n);
-        lib.node(id).map_err(freeze_attn::Error::from)?;
-        return Ok(id);
-    }
-    let matches: Vec<_> = lib
-        .tree(NodeOrder::Name)?
-        .into_iter()
-        .filter(|e| e.node.name.eq_ignore_ascii_case(spec))
-        .collect();
-    match matches.len() {
-        1 => Ok(matches[0].node.id),
-        0 => bail!("no node is named `{spec}`"),
-        n => bail!(
-            "{n} nodes are named `{spec}`: use the id ({})",
-            matches
-                .iter()
-                .map(|e| e.node.id.to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
-    }
-}
-
 fn human(bytes: u64) -> String {
     let b = bytes as f64;
     if b >= 1e9 {
@@ -214,7 +188,7 @@ pub fn run(a: StatesArgs) -> anyhow::Result<()> {
             }
         }
         StatesCommand::Show { node, json } => {
-            let d = tree::show(&lib, resolve(&lib, &node)?, None)?;
+            let d = tree::show(&lib, tree::resolve(&lib, &node)?, None)?;
             if json {
                 println!("{}", serde_json::to_string(&d)?);
             } else {
@@ -243,7 +217,7 @@ pub fn run(a: StatesArgs) -> anyhow::Result<()> {
             json,
         } => {
             let m = freeze_attn::open_model(&model.model, model.device()?)?;
-            let id = resolve(&lib, &node)?;
+            let id = tree::resolve(&lib, &node)?;
             let at = at_message.map(|message| ForkPoint {
                 message,
                 char_offset: at_char,
@@ -256,28 +230,28 @@ pub fn run(a: StatesArgs) -> anyhow::Result<()> {
                 println!("{}", line(&d.view, false));
             }
         }
-        StatesCommand::Rename { node, name } => tree::rename(&lib, resolve(&lib, &node)?, &name)?,
-        StatesCommand::Annotate { node, notes } => tree::annotate(&lib, resolve(&lib, &node)?, &notes)?,
+        StatesCommand::Rename { node, name } => tree::rename(&lib, tree::resolve(&lib, &node)?, &name)?,
+        StatesCommand::Annotate { node, notes } => tree::annotate(&lib, tree::resolve(&lib, &node)?, &notes)?,
         StatesCommand::Tag { node, tag, remove } => {
-            let id = resolve(&lib, &node)?;
+            let id = tree::resolve(&lib, &node)?;
             if remove {
                 tree::untag(&lib, id, &tag)?;
             } else {
                 tree::tag(&lib, id, &tag)?;
             }
         }
-        StatesCommand::Pin { node, off } => tree::pin(&lib, resolve(&lib, &node)?, !off)?,
+        StatesCommand::Pin { node, off } => tree::pin(&lib, tree::resolve(&lib, &node)?, !off)?,
         StatesCommand::Move { node, parent, top } => {
-            let id = resolve(&lib, &node)?;
+            let id = tree::resolve(&lib, &node)?;
             let parent = match (parent, top) {
-                (Some(p), false) => Some(resolve(&lib, &p)?),
+                (Some(p), false) => Some(tree::resolve(&lib, &p)?),
                 (None, true) => None,
                 _ => bail!("give --parent NODE or --top"),
             };
             tree::move_node(&lib, id, parent)?;
         }
         StatesCommand::Rm { node, subtree } => {
-            let id = resolve(&lib, &node)?;
+            let id = tree::resolve(&lib, &node)?;
             let d = tree::delete(
                 &lib,
                 id,
@@ -295,7 +269,7 @@ pub fn run(a: StatesArgs) -> anyhow::Result<()> {
             );
         }
         StatesCommand::Export { node, out } => {
-            let n = freeze_attn::export::export_node(&lib, resolve(&lib, &node)?, &out)?;
+            let n = freeze_attn::export::export_node(&lib, tree::resolve(&lib, &node)?, &out)?;
             println!("wrote {} to {}", human(n), out.display());
         }
         StatesCommand::Import {
@@ -306,7 +280,7 @@ pub fn run(a: StatesArgs) -> anyhow::Result<()> {
             json,
         } => {
             let m = freeze_attn::open_model(&model.model, model.device()?)?;
-            let parent = parent.map(|p| resolve(&lib, &p)).transpose()?;
+            let parent = parent.map(|p| tree::resolve(&lib, &p)).transpose()?;
             let id = freeze_attn::export::import_bundle(&lib, &m, &file, parent, name.as_deref())
                 .with_context(|| format!("cannot import {}", file.display()))?;
             let d = tree::show(&lib, id, Some(&m))?;

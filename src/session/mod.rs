@@ -7,6 +7,7 @@
 
 mod chat;
 mod document;
+pub mod host;
 mod story;
 mod views;
 mod warm;
@@ -91,6 +92,12 @@ impl Session {
             alternatives: Vec::new(),
             answer: None,
         })
+    }
+
+    /// A session on a model named as `--model` names it, and the user's library.
+    pub fn open(model: &str, device: freeze_attn_engine::DeviceChoice) -> Result<Self> {
+        let model = crate::open_model(model, device)?;
+        Self::new(model, crate::tree::open_library()?)
     }
 
     /// Replaces the model (the live state starts empty: states belong to one model).

@@ -16,10 +16,7 @@ pub fn model() -> &'static LoadedModel {
 }
 
 pub fn greedy(max_tokens: usize) -> GenerateParams {
-    GenerateParams {
-        max_tokens,
-        ..Default::default()
-    }
+    GenerateParams::greedy(max_tokens)
 }
 
 /// Generates greedily after `prompt` from `state`; returns the tokens.

@@ -3,7 +3,7 @@ import userEvent from "@testing-library/user-event";
 import { describe, expect, it } from "vitest";
 import App from "./App.svelte";
 import { deferred, fakeBackend } from "./test/backend";
-import { appStatus, live, node, reply, thawReport } from "./test/fixtures";
+import { hostStatus, live, node, reply, thawReport } from "./test/fixtures";
 
 describe("App", () => {
   it("shows a clear 'backend not available' state without the Tauri bridge", async () => {
@@ -46,7 +46,7 @@ describe("App", () => {
   it("opens Freeze with Ctrl+S and Fork with Ctrl+B, and lists shortcuts", async () => {
     const user = userEvent.setup();
     fakeBackend({
-      status: () => appStatus({ live: live({ node: 2, dirty: true }) }),
+      status: () => hostStatus({ live: live({ node: 2, dirty: true }) }),
       list_tree: () => [node({ id: 2, name: "Chat" })],
     });
     render(App);

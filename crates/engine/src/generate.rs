@@ -34,9 +34,13 @@ impl CancelToken {
     }
 }
 
+/// A generation's settings: the sampling (flattened, so the app, the CLI and a request body see
+/// one flat set of fields), the token limit, stop strings and the prefill chunk size.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 pub struct GenerateParams {
     pub max_tokens: usize,
+    #[serde(flatten)]
     pub sampling: SamplingParams,
     pub stop_strings: Vec<String>,
     /// Tokens per prefill chunk.
@@ -51,6 +55,28 @@ impl Default for GenerateParams {
             stop_strings: Vec::new(),
             chunk: DEFAULT_CHUNK,
         }
+    }
+}
+
+impl GenerateParams {
+    /// Greedy decoding of at most `max_tokens` tokens (tests and benchmarks compare these).
+    pub fn greedy(max_tokens: usize) -> Self {
+        Self {
+            max_tokens,
+            sampling: SamplingParams::greedy(),
+            ..Self::default()
+        }
+    }
+
+    /// Refuses settings no generation can run with.
+    pub fn validate(&self) -> Result<()> {
+        self.sampling.validate()?;
+        if self.chunk == 0 {
+            return Err(EngineError::BadSampling(
+                "the prefill chunk must be at least 1 token".into(),
+            ));
+        }
+        Ok(())
     }
 }
 

@@ -7,8 +7,10 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
+/// How the next token is chosen. The one set of sampling settings: the engine, the CLI's flags,
+/// the app's sampling panel and the server's request fields all use this type and its defaults.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 pub struct SamplingParams {
     /// 0 means greedy.
     pub temperature: f32,
@@ -25,12 +27,15 @@ pub struct SamplingParams {
     pub seed: u64,
 }
 
+/// The defaults people get when they set nothing: mild randomness with the usual top-k/top-p
+/// cut-offs, and no repetition penalty (llama.cpp's default since 2024; a penalty changes what
+/// greedy decoding means, so it is something to ask for).
 impl Default for SamplingParams {
     fn default() -> Self {
         Self {
-            temperature: 0.0,
-            top_k: 0,
-            top_p: 1.0,
+            temperature: 0.7,
+            top_k: 40,
+            top_p: 0.9,
             min_p: 0.0,
             repeat_penalty: 1.0,
             repeat_last_n: 64,
@@ -40,8 +45,16 @@ impl Default for SamplingParams {
 }
 
 impl SamplingParams {
+    /// Always the most likely token (every cut-off off, no penalty).
     pub fn greedy() -> Self {
-        Self::default()
+        Self {
+            temperature: 0.0,
+            top_k: 0,
+            top_p: 1.0,
+            min_p: 0.0,
+            repeat_penalty: 1.0,
+            ..Self::default()
+        }
     }
 
     pub fn validate(&self) -> Result<()> {
@@ -176,7 +189,7 @@ mod tests {
         let p = SamplingParams {
             temperature: 1.5,
             seed: 7,
-            ..Default::default()
+            ..SamplingParams::greedy()
         };
         let run = |p: &SamplingParams| {
             let mut s = Sampler::new(p.clone()).unwrap();
@@ -191,14 +204,14 @@ mod tests {
         let mut s = Sampler::new(SamplingParams {
             temperature: 1.0,
             top_k: 1,
-            ..Default::default()
+            ..SamplingParams::greedy()
         })
         .unwrap();
         assert!((0..50).all(|_| s.sample(&mut logits(), &[]) == 1));
         let mut s = Sampler::new(SamplingParams {
             temperature: 1.0,
             top_p: 0.5,
-            ..Default::default()
+            ..SamplingParams::greedy()
         })
         .unwrap();
         assert!((0..200).all(|_| [1, 3].contains(&s.sample(&mut logits(), &[]))));
@@ -209,7 +222,7 @@ mod tests {
         let mut s = Sampler::new(SamplingParams {
             temperature: 1.0,
             min_p: 0.5,
-            ..Default::default()
+            ..SamplingParams::greedy()
         })
         .unwrap();
         // exp(2-3) = 0.37 < 0.5: only the two tokens at logit 3 survive.
@@ -220,7 +233,7 @@ mod tests {
     fn repetition_penalty_changes_the_greedy_pick() {
         let mut s = Sampler::new(SamplingParams {
             repeat_penalty: 2.0,
-            ..Default::default()
+            ..SamplingParams::greedy()
         })
         .unwrap();
         assert_eq!(s.sample(&mut logits(), &[1, 3]), 2);
@@ -230,12 +243,12 @@ mod tests {
     fn bad_parameters_are_refused() {
         assert!(Sampler::new(SamplingParams {
             top_p: 0.0,
-            ..Default::default()
+            ..SamplingParams::greedy()
         })
         .is_err());
         assert!(Sampler::new(SamplingParams {
             temperature: -1.0,
-            ..Default::default()
+            ..SamplingParams::greedy()
         })
         .is_err());
     }

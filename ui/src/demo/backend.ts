@@ -4,13 +4,13 @@
 import type { Channel } from "@tauri-apps/api/core";
 import { mockIPC } from "@tauri-apps/api/mocks";
 import type {
-  AppStatus,
+  HostStatus,
   LiveState,
   Message,
   ModelInfo,
   NodeKind,
   NodeView,
-  Sampling,
+  GenerateParams,
 } from "../lib/bindings";
 import type { NodeId } from "../lib/api";
 
@@ -28,7 +28,18 @@ const model: ModelInfo = {
   has_chat_template: true,
 };
 
-let sampling: Sampling = { temperature: 0.8, top_p: 0.95, top_k: 40, min_p: 0.05, repeat_penalty: 1.1, max_tokens: 256, seed: 42 };
+let params: GenerateParams = {
+  temperature: 0.8,
+  top_p: 0.95,
+  top_k: 40,
+  min_p: 0.05,
+  repeat_penalty: 1.1,
+  repeat_last_n: 64,
+  max_tokens: 256,
+  stop_strings: [],
+  chunk: 512,
+  seed: 42,
+};
 let nextId = 20;
 const now = Math.floor(Date.now() / 1000);
 
@@ -88,7 +99,7 @@ function transcriptOf(id: NodeId): LiveState["transcript"] {
 }
 
 const handlers: Record<string, (a: any) => unknown> = {
-  status: (): AppStatus => ({ model, live, sampling, busy: false }),
+  status: (): HostStatus => ({ model, live, params, busy: false }),
   open_model: ({ path }) => fail("model_not_found", `No model at ${path}.`),
   list_tree: () => nodes,
   search: ({ query }) => nodes.filter((n) => (n.name + n.notes + n.tags.join(" ")).toLowerCase().includes(String(query).toLowerCase())),
@@ -113,7 +124,7 @@ const handlers: Record<string, (a: any) => unknown> = {
     live = { ...live, dirty: true, token_count: live.token_count + 40, transcript: { mode: "chat", messages: [...messages, { role: "user", content: message }, { role: "assistant", content: text }] } };
     return { text, tokens: 24, finish: stopRequested ? "cancelled" : "stop_token", prefill_ms: 40, decode_ms: 900, live };
   },
-  continue_text: async ({ text, sampling: s, onEvent }) => {
+  continue_text: async ({ text, params: s, onEvent }) => {
     stopRequested = false;
     const base = live.transcript.mode === "text" ? live.transcript.text : "";
     const more = s.max_tokens === 0 ? "" : await stream(" The keeper lit a second lamp and held it to the glass.", onEvent);
@@ -192,7 +203,7 @@ const handlers: Record<string, (a: any) => unknown> = {
   delete_node: ({ node, mode }) => deletion(node, mode, true),
   export_node: () => 4_200_000,
   import_bundle: () => fail("state_model_mismatch", "This bundle was made with Llama-2-7B-Chat; the open model is TinyLlama-1.1B-Chat-v1.0."),
-  set_sampling: ({ sampling: s }) => (sampling = s),
+  set_params: ({ params: s }) => (params = s),
 };
 
 function edit(id: NodeId, patch: Partial<NodeView>) {

@@ -1,7 +1,7 @@
 import { invoke } from "@tauri-apps/api/core";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { emit, fakeBackend, rejectWith } from "../test/backend";
-import { reply, sampling, thawReport } from "../test/fixtures";
+import { params, reply, thawReport } from "../test/fixtures";
 import { api, ApiFailure, BACKEND_UNAVAILABLE, toApiError, unwrap } from "./api";
 import type { GenEvent } from "./bindings";
 
@@ -43,7 +43,7 @@ describe("bindings + api", () => {
       },
     });
     const seen: GenEvent[] = [];
-    const r = await api.chatSend("hello", sampling(), (e) => seen.push(e));
+    const r = await api.chatSend("hello", params(), (e) => seen.push(e));
     expect(seen).toEqual([
       { kind: "progress", done: 3, total: 3 },
       { kind: "text", text: "Hi" },

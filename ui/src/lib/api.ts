@@ -9,7 +9,7 @@ import {
   type ForkPoint,
   type GenEvent,
   type NodeKind,
-  type Sampling,
+  type GenerateParams,
 } from "./bindings";
 
 export type * from "./bindings";
@@ -93,12 +93,12 @@ export const api = {
   newSession: (kind: NodeKind, system: string | null) =>
     unwrap(() => commands.newSession(kind, system)),
   thaw: (node: NodeId) => unwrap(() => commands.thaw(node)),
-  chatSend: (message: string, sampling: Sampling, onEvent: OnGen) =>
-    unwrap(() => commands.chatSend(message, sampling, channel(onEvent))),
-  continueText: (text: string, sampling: Sampling, onEvent: OnGen) =>
-    unwrap(() => commands.continueText(text, sampling, channel(onEvent))),
-  storyAlternatives: (n: number, sampling: Sampling, onEvent: OnAlt) =>
-    unwrap(() => commands.storyAlternatives(n, sampling, channel(onEvent))),
+  chatSend: (message: string, params: GenerateParams, onEvent: OnGen) =>
+    unwrap(() => commands.chatSend(message, params, channel(onEvent))),
+  continueText: (text: string, params: GenerateParams, onEvent: OnGen) =>
+    unwrap(() => commands.continueText(text, params, channel(onEvent))),
+  storyAlternatives: (n: number, params: GenerateParams, onEvent: OnAlt) =>
+    unwrap(() => commands.storyAlternatives(n, params, channel(onEvent))),
   keepAlternative: (index: number, name: string, keepOthers: boolean) =>
     unwrap(() => commands.keepAlternative(index, name, keepOthers)),
   freeze: (name: string, kind: NodeKind) => unwrap(() => commands.freeze(name, kind)),
@@ -106,8 +106,8 @@ export const api = {
     unwrap(() => commands.fork(node, at, name)),
   processDocument: (path: string, name: string, onEvent: OnGen) =>
     unwrap(() => commands.processDocument(path, name, channel(onEvent))),
-  ask: (node: NodeId, question: string, sampling: Sampling, onEvent: OnGen) =>
-    unwrap(() => commands.ask(node, question, sampling, channel(onEvent))),
+  ask: (node: NodeId, question: string, params: GenerateParams, onEvent: OnGen) =>
+    unwrap(() => commands.ask(node, question, params, channel(onEvent))),
   continueFromAnswer: () => unwrap(() => commands.continueFromAnswer()),
   stop: () => unwrap(() => commands.stop()),
   renameNode: (node: NodeId, name: string) => unwrap(() => commands.renameNode(node, name)),
@@ -123,7 +123,7 @@ export const api = {
   exportNode: (node: NodeId, path: string) => unwrap(() => commands.exportNode(node, path)),
   importBundle: (path: string, parent: NodeId | null, name: string | null) =>
     unwrap(() => commands.importBundle(path, parent, name)),
-  setSampling: (sampling: Sampling) => unwrap(() => commands.setSampling(sampling)),
+  setParams: (params: GenerateParams) => unwrap(() => commands.setParams(params)),
 };
 
 export type Api = typeof api;

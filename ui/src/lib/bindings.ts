@@ -6,21 +6,21 @@ import { invoke as __TAURI_INVOKE, Channel } from "@tauri-apps/api/core";
 
 /** Commands */
 export const commands = {
-	status: () => typedError<AppStatus, ApiError>(__TAURI_INVOKE("status")),
+	status: () => typedError<HostStatus, ApiError>(__TAURI_INVOKE("status")),
 	openModel: (path: string) => typedError<ModelInfo, ApiError>(__TAURI_INVOKE("open_model", { path })),
 	listTree: () => typedError<NodeView[], ApiError>(__TAURI_INVOKE("list_tree")),
 	search: (query: string) => typedError<NodeView[], ApiError>(__TAURI_INVOKE("search", { query })),
 	newSession: (kind: NodeKind, system: string | null) => typedError<LiveState, ApiError>(__TAURI_INVOKE("new_session", { kind, system })),
 	thaw: (node: number) => typedError<ThawReport, ApiError>(__TAURI_INVOKE("thaw", { node })),
-	chatSend: (message: string, sampling: Sampling, onEvent: Channel<GenEvent>) => typedError<Reply, ApiError>(__TAURI_INVOKE("chat_send", { message, sampling, onEvent })),
-	continueReply: (sampling: Sampling, onEvent: Channel<GenEvent>) => typedError<Reply, ApiError>(__TAURI_INVOKE("continue_reply", { sampling, onEvent })),
-	continueText: (text: string, sampling: Sampling, onEvent: Channel<GenEvent>) => typedError<Reply, ApiError>(__TAURI_INVOKE("continue_text", { text, sampling, onEvent })),
-	storyAlternatives: (n: number, sampling: Sampling, onEvent: Channel<AltEvent>) => typedError<Alternative[], ApiError>(__TAURI_INVOKE("story_alternatives", { n, sampling, onEvent })),
+	chatSend: (message: string, params: GenerateParams, onEvent: Channel<GenEvent>) => typedError<Reply, ApiError>(__TAURI_INVOKE("chat_send", { message, params, onEvent })),
+	continueReply: (params: GenerateParams, onEvent: Channel<GenEvent>) => typedError<Reply, ApiError>(__TAURI_INVOKE("continue_reply", { params, onEvent })),
+	continueText: (text: string, params: GenerateParams, onEvent: Channel<GenEvent>) => typedError<Reply, ApiError>(__TAURI_INVOKE("continue_text", { text, params, onEvent })),
+	storyAlternatives: (n: number, params: GenerateParams, onEvent: Channel<AltEvent>) => typedError<Alternative[], ApiError>(__TAURI_INVOKE("story_alternatives", { n, params, onEvent })),
 	keepAlternative: (index: number, name: string, keepOthers: boolean) => typedError<NodeView[], ApiError>(__TAURI_INVOKE("keep_alternative", { index, name, keepOthers })),
 	freeze: (name: string, kind: NodeKind) => typedError<NodeView, ApiError>(__TAURI_INVOKE("freeze", { name, kind })),
 	fork: (node: number, at: ForkPoint | null, name: string) => typedError<ThawReport, ApiError>(__TAURI_INVOKE("fork", { node, at, name })),
 	processDocument: (path: string, name: string, onEvent: Channel<GenEvent>) => typedError<NodeView, ApiError>(__TAURI_INVOKE("process_document", { path, name, onEvent })),
-	ask: (node: number, question: string, sampling: Sampling, onEvent: Channel<GenEvent>) => typedError<Reply, ApiError>(__TAURI_INVOKE("ask", { node, question, sampling, onEvent })),
+	ask: (node: number, question: string, params: GenerateParams, onEvent: Channel<GenEvent>) => typedError<Reply, ApiError>(__TAURI_INVOKE("ask", { node, question, params, onEvent })),
 	continueFromAnswer: () => typedError<LiveState, ApiError>(__TAURI_INVOKE("continue_from_answer")),
 	/**  Stops a running generation or document processing. */
 	stop: () => typedError<null, ApiError>(__TAURI_INVOKE("stop")),
@@ -34,7 +34,7 @@ export const commands = {
 	deleteNode: (node: number, mode: DeleteMode) => typedError<DeleteReport, ApiError>(__TAURI_INVOKE("delete_node", { node, mode })),
 	exportNode: (node: number, path: string) => typedError<number, ApiError>(__TAURI_INVOKE("export_node", { node, path })),
 	importBundle: (path: string, parent: number | null, name: string | null) => typedError<NodeView, ApiError>(__TAURI_INVOKE("import_bundle", { path, parent, name })),
-	setSampling: (sampling: Sampling) => typedError<Sampling, ApiError>(__TAURI_INVOKE("set_sampling", { sampling })),
+	setParams: (params: GenerateParams) => typedError<GenerateParams, ApiError>(__TAURI_INVOKE("set_params", { params })),
 };
 
 /* Types */
@@ -54,14 +54,6 @@ export type Alternative = {
 export type ApiError = {
 	code: string,
 	message: string,
-};
-
-export type AppStatus = {
-	model: ModelInfo,
-	live: LiveState,
-	sampling: Sampling,
-	/**  A job is running on the engine thread. */
-	busy: boolean,
 };
 
 export type DeleteMode = "reparent" | "subtree";
@@ -93,6 +85,27 @@ export type ForkPoint = {
 
 /**  Streamed while a prompt is processed and a reply is generated. */
 export type GenEvent = { kind: "progress"; done: number; total: number } | { kind: "text"; text: string };
+
+/**
+ *  A generation's settings: the sampling (flattened, so the app, the CLI and a request body see
+ *  one flat set of fields), the token limit, stop strings and the prefill chunk size.
+ */
+export type GenerateParams = {
+	max_tokens: number,
+	stop_strings: string[],
+	/**  Tokens per prefill chunk. */
+	chunk: number,
+} & SamplingParams;
+
+/**  What a front end shows about the engine without waiting for a running job. */
+export type HostStatus = {
+	model: ModelInfo,
+	live: LiveState,
+	/**  The generation settings used when a request brings none. */
+	params: GenerateParams,
+	/**  A job is running on the engine thread. */
+	busy: boolean,
+};
 
 export type LiveState = {
 	node: number | null,
@@ -164,13 +177,23 @@ export type Reply = {
 	live: LiveState,
 };
 
-export type Sampling = {
+/**
+ *  How the next token is chosen. The one set of sampling settings: the engine, the CLI's flags,
+ *  the app's sampling panel and the server's request fields all use this type and its defaults.
+ */
+export type SamplingParams = {
+	/**  0 means greedy. */
 	temperature: number | null,
-	top_p: number | null,
+	/**  0 means off. */
 	top_k: number,
+	/**  1 means off. */
+	top_p: number | null,
+	/**  0 means off. */
 	min_p: number | null,
+	/**  1 means off; >1 makes recent tokens less likely (CTRL-style, as llama.cpp and transformers). */
 	repeat_penalty: number | null,
-	max_tokens: number,
+	/**  How many recent tokens the penalty looks at. */
+	repeat_last_n: number,
 	seed: number,
 };
 

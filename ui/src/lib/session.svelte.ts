@@ -13,7 +13,7 @@ import {
   type NodeKind,
   type NodeView,
   type Reply,
-  type Sampling,
+  type GenerateParams,
 } from "./api";
 import { formatMillis, formatTokens } from "./format";
 import type { Library } from "./library.svelte";
@@ -33,7 +33,7 @@ export class Session {
   backendError = $state<ApiError | null>(null);
   model = $state<ModelInfo | null>(null);
   live = $state<LiveState | null>(null);
-  sampling = $state<Sampling | null>(null);
+  params = $state<GenerateParams | null>(null);
   /** A generation or document run is in flight; Stop applies to it. */
   busy = $state(false);
   /** What is running, in words ("Generating…"), shown in the status bar. */
@@ -60,7 +60,7 @@ export class Session {
       const status = await api.status();
       this.model = status.model;
       this.live = status.live;
-      this.sampling = status.sampling;
+      this.params = status.params;
       this.busy = status.busy;
       this.view = viewFor(status.live.kind);
       this.backend = "ready";
@@ -78,7 +78,7 @@ export class Session {
       const status = await api.status();
       this.model = status.model;
       this.live = status.live;
-      this.sampling = status.sampling;
+      this.params = status.params;
     } catch (e) {
       this.notices.error(e);
     }
@@ -177,10 +177,10 @@ export class Session {
     return model;
   }
 
-  async saveSampling(sampling: Sampling): Promise<Sampling | null> {
-    const saved = await this.#call(() => api.setSampling(sampling));
+  async saveParams(params: GenerateParams): Promise<GenerateParams | null> {
+    const saved = await this.#call(() => api.setParams(params));
     if (saved) {
-      this.sampling = saved;
+      this.params = saved;
       this.notices.info("Sampling settings saved.");
     }
     return saved;

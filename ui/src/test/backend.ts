@@ -3,7 +3,7 @@
 // components all run for real. Handlers receive the args object the way Rust would.
 import { invoke, type Channel } from "@tauri-apps/api/core";
 import { vi } from "vitest";
-import { appStatus } from "./fixtures";
+import { hostStatus } from "./fixtures";
 
 type Handler = (args: Record<string, unknown>) => unknown;
 
@@ -29,7 +29,7 @@ export function emit<T>(args: Record<string, unknown>, ...events: T[]): void {
 
 export function fakeBackend(handlers: Record<string, Handler> = {}): FakeBackend {
   const table: Record<string, Handler> = {
-    status: () => appStatus(),
+    status: () => hostStatus(),
     list_tree: () => [],
     search: () => [],
     stop: () => null,

@@ -1,11 +1,11 @@
 // Plain values shaped like the backend's answers, for tests.
 import type {
-  AppStatus,
+  HostStatus,
   LiveState,
   ModelInfo,
   NodeView,
   Reply,
-  Sampling,
+  GenerateParams,
   ThawReport,
 } from "../lib/api";
 
@@ -48,14 +48,17 @@ export function model(over: Partial<ModelInfo> = {}): ModelInfo {
   };
 }
 
-export function sampling(over: Partial<Sampling> = {}): Sampling {
+export function params(over: Partial<GenerateParams> = {}): GenerateParams {
   return {
     temperature: 0.8,
     top_p: 0.95,
     top_k: 40,
     min_p: 0.05,
     repeat_penalty: 1.1,
+    repeat_last_n: 64,
     max_tokens: 256,
+    stop_strings: [],
+    chunk: 512,
     seed: 42,
     ...over,
   };
@@ -73,8 +76,8 @@ export function live(over: Partial<LiveState> = {}): LiveState {
   };
 }
 
-export function appStatus(over: Partial<AppStatus> = {}): AppStatus {
-  return { model: model(), live: live(), sampling: sampling(), busy: false, ...over };
+export function hostStatus(over: Partial<HostStatus> = {}): HostStatus {
+  return { model: model(), live: live(), params: params(), busy: false, ...over };
 }
 
 export function thawReport(over: Partial<ThawReport> = {}): ThawReport {

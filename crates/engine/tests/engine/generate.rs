@@ -20,9 +20,9 @@ fn sampled(seed: u64) -> GenerateParams {
             min_p: 0.02,
             repeat_penalty: 1.1,
             seed,
-            ..Default::default()
+            ..SamplingParams::greedy()
         },
-        ..Default::default()
+        ..GenerateParams::greedy(0)
     }
 }
 
@@ -67,7 +67,7 @@ fn same_seed_same_text_and_streaming_adds_up() {
 fn stop_strings_cut_text_and_state() {
     let (free, _, _) = run(&GenerateParams {
         max_tokens: 40,
-        ..Default::default()
+        ..GenerateParams::greedy(0)
     });
     // Pick a stop string from what greedy decoding actually produces, past its first token.
     let words: Vec<&str> = free.text.split_whitespace().collect();
@@ -77,7 +77,7 @@ fn stop_strings_cut_text_and_state() {
     let (g, streamed, state_tokens) = run(&GenerateParams {
         max_tokens: 40,
         stop_strings: vec![stop.clone()],
-        ..Default::default()
+        ..GenerateParams::greedy(0)
     });
     assert_eq!(g.finish, FinishReason::StopString);
     assert_eq!(
@@ -99,7 +99,7 @@ fn cancellation_from_another_thread() {
     let mut state = m.model.new_state();
     let params = GenerateParams {
         max_tokens: 10_000,
-        ..Default::default()
+        ..GenerateParams::greedy(0)
     };
     let (tx, rx) = std::sync::mpsc::channel::<()>();
     // Another thread cancels once the first text has been streamed.
@@ -135,7 +135,7 @@ fn max_tokens_and_empty_prompt_continuation() {
     let mut state = m.model.new_state();
     let params = GenerateParams {
         max_tokens: 5,
-        ..Default::default()
+        ..GenerateParams::greedy(0)
     };
     let g = generate(
         &m.model,
@@ -163,7 +163,7 @@ fn max_tokens_and_empty_prompt_continuation() {
     let mut fresh = m.model.new_state();
     let long = GenerateParams {
         max_tokens: 10,
-        ..Default::default()
+        ..GenerateParams::greedy(0)
     };
     let all = generate(
         &m.model,

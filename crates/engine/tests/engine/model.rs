@@ -91,7 +91,7 @@ fn greedy(reference: &str) {
         let mut state = m.model.new_state();
         let params = GenerateParams {
             max_tokens: 32,
-            ..Default::default()
+            ..GenerateParams::greedy(0)
         };
         let g = freeze_attn_engine::generate(
             &m.model,
@@ -137,7 +137,7 @@ fn the_model_answers_sensibly() {
     let mut state = m.model.new_state();
     let params = GenerateParams {
         max_tokens: 24,
-        ..Default::default()
+        ..GenerateParams::greedy(0)
     };
     let g = freeze_attn_engine::generate(
         &m.model,

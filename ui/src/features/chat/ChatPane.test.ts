@@ -3,7 +3,7 @@ import userEvent from "@testing-library/user-event";
 import { describe, expect, it } from "vitest";
 import type { GenEvent } from "../../lib/api";
 import { deferred, emit, fakeBackend, rejectWith } from "../../test/backend";
-import { appStatus, live, reply } from "../../test/fixtures";
+import { hostStatus, live, reply } from "../../test/fixtures";
 import { readyApp, renderWithApp } from "../../test/render";
 import ChatPane from "./ChatPane.svelte";
 
@@ -56,7 +56,7 @@ describe("ChatPane", () => {
     expect(app.session.busy).toBe(true);
     const [args] = backend.argsOf("chat_send");
     expect(args.message).toBe("Tell me a joke");
-    expect(args.sampling).toEqual(appStatus().sampling);
+    expect(args.params).toEqual(hostStatus().params);
 
     gate.resolve();
     await waitFor(() => expect(screen.queryByTestId("message-streaming")).not.toBeInTheDocument());
@@ -101,7 +101,7 @@ describe("ChatPane", () => {
 
   it("offers a fork at every message of a frozen chat", async () => {
     const user = userEvent.setup();
-    fakeBackend({ status: () => appStatus({ live: primed }) });
+    fakeBackend({ status: () => hostStatus({ live: primed }) });
     const app = await readyApp();
     renderWithApp(ChatPane, {}, app);
     expect(screen.getByTestId("message-0")).toHaveAttribute("data-role", "system");
@@ -110,7 +110,7 @@ describe("ChatPane", () => {
   });
 
   it("cannot fork before the chat was frozen once", async () => {
-    fakeBackend({ status: () => appStatus({ live: { ...primed, node: null, dirty: true } }) });
+    fakeBackend({ status: () => hostStatus({ live: { ...primed, node: null, dirty: true } }) });
     const app = await readyApp();
     renderWithApp(ChatPane, {}, app);
     expect(screen.getByTestId("fork-here-1")).toBeDisabled();

@@ -2,7 +2,7 @@ import { screen, waitFor } from "@testing-library/svelte";
 import userEvent from "@testing-library/user-event";
 import { describe, expect, it, vi } from "vitest";
 import { fakeBackend } from "../../test/backend";
-import { appStatus, live, node, thawReport } from "../../test/fixtures";
+import { hostStatus, live, node, thawReport } from "../../test/fixtures";
 import { readyApp, renderWithApp } from "../../test/render";
 import ForkDialog from "./ForkDialog.svelte";
 import { describeForkPoint } from "./fork-point";
@@ -23,7 +23,7 @@ describe("ForkDialog", () => {
     const user = userEvent.setup();
     const child = node({ id: 5, parent: 1, name: "Lesson · deeper" });
     const backend = fakeBackend({
-      status: () => appStatus({ live: chat }),
+      status: () => hostStatus({ live: chat }),
       list_tree: () => [node({ id: 1, name: "Lesson" }), child],
       fork: () => thawReport({ node: 5, millis: 3, reused_tokens: 20, live: live({ node: 5 }) }),
     });
@@ -47,7 +47,7 @@ describe("ForkDialog", () => {
   });
 
   it("warns that unfrozen changes are not part of the node", async () => {
-    fakeBackend({ status: () => appStatus({ live: { ...chat, dirty: true } }), list_tree: () => [node({ id: 1 })] });
+    fakeBackend({ status: () => hostStatus({ live: { ...chat, dirty: true } }), list_tree: () => [node({ id: 1 })] });
     const app = await readyApp();
     renderWithApp(ForkDialog, { node: 1, at: null, onclose: () => {} }, app);
     expect(screen.getByTestId("fork-unfrozen")).toBeInTheDocument();

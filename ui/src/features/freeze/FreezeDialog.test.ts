@@ -2,7 +2,7 @@ import { screen, waitFor } from "@testing-library/svelte";
 import userEvent from "@testing-library/user-event";
 import { describe, expect, it, vi } from "vitest";
 import { fakeBackend, rejectWith } from "../../test/backend";
-import { appStatus, live, node } from "../../test/fixtures";
+import { hostStatus, live, node } from "../../test/fixtures";
 import { readyApp, renderWithApp } from "../../test/render";
 import FreezeDialog from "./FreezeDialog.svelte";
 
@@ -11,7 +11,7 @@ describe("FreezeDialog", () => {
     const user = userEvent.setup();
     const frozen = node({ id: 9, name: "Terse tutor", kind: "personality", token_count: 80 });
     const backend = fakeBackend({
-      status: () => appStatus({ live: live({ dirty: true, token_count: 80 }) }),
+      status: () => hostStatus({ live: live({ dirty: true, token_count: 80 }) }),
       freeze: () => frozen,
       list_tree: () => (backend.argsOf("freeze").length ? [frozen] : []),
     });
@@ -33,7 +33,7 @@ describe("FreezeDialog", () => {
   it("offers only the story kind for a story, and submits on Enter", async () => {
     const user = userEvent.setup();
     const backend = fakeBackend({
-      status: () => appStatus({ live: live({ kind: "story", transcript: { mode: "text", text: "Once" } }) }),
+      status: () => hostStatus({ live: live({ kind: "story", transcript: { mode: "text", text: "Once" } }) }),
       freeze: () => node({ id: 4, kind: "story" }),
     });
     const app = await readyApp();

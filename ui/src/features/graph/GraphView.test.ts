@@ -2,7 +2,7 @@ import { screen, waitFor } from "@testing-library/svelte";
 import userEvent from "@testing-library/user-event";
 import { describe, expect, it } from "vitest";
 import { fakeBackend } from "../../test/backend";
-import { appStatus, live, node, thawReport } from "../../test/fixtures";
+import { hostStatus, live, node, thawReport } from "../../test/fixtures";
 import { readyApp, renderWithApp } from "../../test/render";
 import GraphView from "./GraphView.svelte";
 
@@ -17,7 +17,7 @@ describe("GraphView", () => {
   it("maps the current node's tree, highlights it, and thaws on click", async () => {
     const user = userEvent.setup();
     const backend = fakeBackend({
-      status: () => appStatus({ live: live({ node: 2 }) }),
+      status: () => hostStatus({ live: live({ node: 2 }) }),
       list_tree: () => nodes,
       thaw: () => thawReport({ node: 3, live: live({ node: 3 }) }),
     });

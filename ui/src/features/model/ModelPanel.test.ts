@@ -2,7 +2,7 @@ import { screen, waitFor } from "@testing-library/svelte";
 import userEvent from "@testing-library/user-event";
 import { describe, expect, it } from "vitest";
 import { fakeBackend, rejectWith } from "../../test/backend";
-import { model, sampling } from "../../test/fixtures";
+import { model, params } from "../../test/fixtures";
 import { readyApp, renderWithApp } from "../../test/render";
 import ModelPanel from "./ModelPanel.svelte";
 
@@ -41,7 +41,7 @@ describe("ModelPanel", () => {
 
   it("saves sampling settings as numbers", async () => {
     const user = userEvent.setup();
-    const backend = fakeBackend({ set_sampling: ({ sampling: s }) => s });
+    const backend = fakeBackend({ set_params: ({ params: p }) => p });
     const app = await readyApp();
     renderWithApp(ModelPanel, {}, app);
     expect(screen.getByTestId("sampling-save")).toBeDisabled();
@@ -50,8 +50,8 @@ describe("ModelPanel", () => {
     await user.clear(screen.getByTestId("sampling-seed"));
     await user.type(screen.getByTestId("sampling-seed"), "7");
     await user.click(screen.getByTestId("sampling-save"));
-    expect(backend.argsOf("set_sampling")).toEqual([{ sampling: sampling({ temperature: 0.3, seed: 7 }) }]);
-    await waitFor(() => expect(app.session.sampling?.seed).toBe(7));
+    expect(backend.argsOf("set_params")).toEqual([{ params: params({ temperature: 0.3, seed: 7 }) }]);
+    await waitFor(() => expect(app.session.params?.seed).toBe(7));
   });
 
   it("refuses out-of-range sampling values", async () => {

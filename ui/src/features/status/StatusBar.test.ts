@@ -2,7 +2,7 @@ import { screen, waitFor } from "@testing-library/svelte";
 import userEvent from "@testing-library/user-event";
 import { describe, expect, it } from "vitest";
 import { fakeBackend } from "../../test/backend";
-import { appStatus, live, model, node, thawReport } from "../../test/fixtures";
+import { hostStatus, live, model, node, thawReport } from "../../test/fixtures";
 import { readyApp, renderWithApp } from "../../test/render";
 import HelpPopover from "./HelpPopover.svelte";
 import StatusBar from "./StatusBar.svelte";
@@ -11,7 +11,7 @@ import Toasts from "./Toasts.svelte";
 describe("StatusBar", () => {
   it("shows model, device and context used", async () => {
     fakeBackend({
-      status: () => appStatus({ model: model({ device: "Metal" }), live: live({ token_count: 1234, dirty: true }) }),
+      status: () => hostStatus({ model: model({ device: "Metal" }), live: live({ token_count: 1234, dirty: true }) }),
     });
     const app = await readyApp();
     renderWithApp(StatusBar, {}, app);

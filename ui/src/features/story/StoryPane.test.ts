@@ -3,7 +3,7 @@ import userEvent from "@testing-library/user-event";
 import { describe, expect, it } from "vitest";
 import type { AltEvent, GenEvent } from "../../lib/api";
 import { deferred, emit, fakeBackend } from "../../test/backend";
-import { appStatus, live, node, reply, sampling } from "../../test/fixtures";
+import { hostStatus, live, node, reply, params } from "../../test/fixtures";
 import { readyApp, renderWithApp } from "../../test/render";
 import StoryPane from "./StoryPane.svelte";
 
@@ -25,7 +25,7 @@ describe("StoryPane", () => {
     const user = userEvent.setup();
     const gate = deferred();
     const backend = fakeBackend({
-      status: () => appStatus({ live: story("The lighthouse keeper") }),
+      status: () => hostStatus({ live: story("The lighthouse keeper") }),
       continue_text: async (args) => {
         emit<GenEvent>(args, { kind: "text", text: " kept a secret" });
         await gate.promise;
@@ -53,7 +53,7 @@ describe("StoryPane", () => {
     const gate = deferred();
     const kept = [node({ id: 11, name: "Night · next", kind: "story" }), node({ id: 12, kind: "story" })];
     const backend = fakeBackend({
-      status: () => appStatus({ live: story("It was night.") }),
+      status: () => hostStatus({ live: story("It was night.") }),
       list_tree: () => [node({ id: 3, name: "Night", kind: "story" })],
       story_alternatives: async (args) => {
         emit<AltEvent>(args, { index: 1, text: "Rain " }, { index: 0, text: "A knock " }, { index: 1, text: "fell." });
@@ -73,7 +73,7 @@ describe("StoryPane", () => {
 
     await waitFor(() => expect(screen.getByTestId("alt-1")).toHaveTextContent("Rain fell."));
     expect(screen.getByTestId("alt-0")).toHaveTextContent("A knock");
-    expect(backend.argsOf("story_alternatives")[0]).toMatchObject({ n: 2, sampling: sampling() });
+    expect(backend.argsOf("story_alternatives")[0]).toMatchObject({ n: 2, params: params() });
     expect(backend.argsOf("continue_text")).toEqual([]); // nothing typed: nothing to append first
     expect(screen.getByTestId("alt-keep-0")).toBeDisabled(); // not while streaming
 
@@ -90,7 +90,7 @@ describe("StoryPane", () => {
   it("appends typed text before generating alternatives from it", async () => {
     const user = userEvent.setup();
     const backend = fakeBackend({
-      status: () => appStatus({ live: story("Dawn.") }),
+      status: () => hostStatus({ live: story("Dawn.") }),
       continue_text: () => reply({ live: story("Dawn. Then", { dirty: true }) }),
       story_alternatives: () => [{ index: 0, text: " silence.", tokens: 2 }],
     });
@@ -101,14 +101,14 @@ describe("StoryPane", () => {
     await waitFor(() => expect(backend.argsOf("story_alternatives")).toHaveLength(1));
     const [append] = backend.argsOf("continue_text");
     expect(append.text).toBe(" Then");
-    expect((append.sampling as { max_tokens: number }).max_tokens).toBe(0);
+    expect((append.params as { max_tokens: number }).max_tokens).toBe(0);
     expect(backend.calls.map(([c]) => c).slice(-2)).toEqual(["continue_text", "story_alternatives"]);
   });
 
   it("moves an alternative into the editor to change it before continuing", async () => {
     const user = userEvent.setup();
     fakeBackend({
-      status: () => appStatus({ live: story("Dawn.") }),
+      status: () => hostStatus({ live: story("Dawn.") }),
       story_alternatives: () => [{ index: 0, text: " Birds sang.", tokens: 3 }],
     });
     const app = await readyApp();
@@ -122,7 +122,7 @@ describe("StoryPane", () => {
   it("regenerates alternatives from the same state", async () => {
     const user = userEvent.setup();
     const backend = fakeBackend({
-      status: () => appStatus({ live: story("Dawn.") }),
+      status: () => hostStatus({ live: story("Dawn.") }),
       story_alternatives: () => [{ index: 0, text: "x", tokens: 1 }],
     });
     const app = await readyApp();
@@ -134,7 +134,7 @@ describe("StoryPane", () => {
 
   it("forks at the cursor position in the story text", async () => {
     const user = userEvent.setup();
-    fakeBackend({ status: () => appStatus({ live: story("It was a dark and stormy night.") }) });
+    fakeBackend({ status: () => hostStatus({ live: story("It was a dark and stormy night.") }) });
     const app = await readyApp();
     renderWithApp(StoryPane, {}, app);
     const text = screen.getByTestId("story-text") as HTMLTextAreaElement;
