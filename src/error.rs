@@ -42,27 +42,7 @@ impl Error {
     /// A stable, machine-readable code for the UI and for scripts.
     pub fn code(&self) -> &'static str {
         match self {
-            Error::Engine(e) => match e {
-                EngineError::Io { .. } => "io",
-                EngineError::NotAModel { .. } => "not_a_model",
-                EngineError::Truncated { .. } => "corrupted_file",
-                EngineError::UnsupportedArchitecture { .. } => "unsupported_architecture",
-                EngineError::UnsupportedTensorType { .. } => "unsupported_tensor_type",
-                EngineError::BadMetadata { .. }
-                | EngineError::MissingTensor { .. }
-                | EngineError::TensorShape { .. } => "bad_model",
-                EngineError::VocabMismatch { .. } => "vocab_mismatch",
-                EngineError::Tokenizer(_) | EngineError::UnsupportedTokenizer { .. } => "tokenizer",
-                EngineError::Template(_) | EngineError::NoChatTemplate => "chat_template",
-                EngineError::ContextOverflow { .. } => "context_overflow",
-                EngineError::BadToken { .. } => "bad_token",
-                EngineError::BadSampling(_) => "bad_sampling",
-                EngineError::Device(..) => "device",
-                EngineError::Cancelled => "cancelled",
-                EngineError::StateModelMismatch { .. } => "state_model_mismatch",
-                EngineError::State(_) => "state",
-                EngineError::Candle(_) => "compute",
-            },
+            Error::Engine(e) => Self::engine_code(e),
             Error::Fetch(_) => "fetch",
             Error::Library(e) => match e {
                 freeze_attn_library::LibraryError::NodeNotFound(_) => "node_not_found",
@@ -76,6 +56,32 @@ impl Error {
             Error::AmbiguousName { .. } => "ambiguous_name",
             Error::Unavailable { code, .. } => code,
             Error::EngineStopped => "engine_stopped",
+        }
+    }
+
+    /// The code of an engine error (also for callers that hold one outside an [`Error`]).
+    pub fn engine_code(e: &EngineError) -> &'static str {
+        match e {
+            EngineError::Io { .. } => "io",
+            EngineError::NotAModel { .. } => "not_a_model",
+            EngineError::Truncated { .. } => "corrupted_file",
+            EngineError::UnsupportedArchitecture { .. } => "unsupported_architecture",
+            EngineError::UnsupportedTensorType { .. } => "unsupported_tensor_type",
+            EngineError::BadMetadata { .. } | EngineError::MissingTensor { .. } | EngineError::TensorShape { .. } => {
+                "bad_model"
+            }
+            EngineError::VocabMismatch { .. } => "vocab_mismatch",
+            EngineError::Tokenizer(_) | EngineError::UnsupportedTokenizer { .. } => "tokenizer",
+            EngineError::Template(_) | EngineError::NoChatTemplate => "chat_template",
+            EngineError::ContextOverflow { .. } => "context_overflow",
+            EngineError::BadToken { .. } => "bad_token",
+            EngineError::BadSampling(_) => "bad_sampling",
+            EngineError::Device(..) => "device",
+            EngineError::Cancelled => "cancelled",
+            EngineError::StateModelMismatch { .. } => "state_model_mismatch",
+            EngineError::State(e) => e.code(),
+            EngineError::Invalid(_) => "invalid",
+            EngineError::Candle(_) => "compute",
         }
     }
 }

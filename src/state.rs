@@ -5,7 +5,9 @@
 
 use crate::error::{Error, Result};
 use crate::transcript::Transcript;
-use freeze_attn_engine::state::{load_chain, write_segment, Segment, SegmentId, SegmentInfo, StoredDType};
+use freeze_attn_engine::state::{
+    load_chain, read_header, write_segment, Segment, SegmentId, SegmentInfo, StateError, StoredDType,
+};
 use freeze_attn_engine::{EngineError, KvState, LoadedModel};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -103,11 +105,11 @@ pub fn resolve_chain(path: &Path) -> Result<Vec<Segment>> {
         match found {
             Some(p) => chain.push(Segment::open(&p)?),
             None => {
-                return Err(EngineError::State(format!(
-                    "missing parent segment {parent} of {} (looked in {})",
-                    chain.last().unwrap().path.display(),
-                    dir.display()
-                ))
+                return Err(EngineError::from(StateError::MissingParent {
+                    file: chain.last().map(|s| s.path.display().to_string()).unwrap_or_default(),
+                    parent: parent.to_string(),
+                    detail: format!("no state file in {} has it", dir.display()),
+                })
                 .into())
             }
         }
@@ -123,7 +125,8 @@ fn find_segment(dir: &Path, id: &SegmentId) -> Result<Option<PathBuf>> {
         if !p.is_file() {
             continue;
         }
-        if let Some(h) = read_header(&p) {
+        // Other files in the folder are not state files, or damaged ones: skipped, not fatal.
+        if let Ok(h) = read_header(&p) {
             if &h.id() == id {
                 return Ok(Some(p));
             }
@@ -168,23 +171,4 @@ pub fn save_cache_to_disk(model: &LoadedModel, state: &KvState, path: &Path, dty
 /// The seed's name for [`load_state`]: the attention state and its context (tokens, transcript).
 pub fn load_cache_from_disk(model: &LoadedModel, path: &Path) -> Result<LoadedState> {
     load_state(model, path)
-}
-
-/// Reads only the header of a would-be segment file; `None` for anything else.
-pub fn read_header(path: &Path) -> Option<freeze_attn_engine::state::SegmentHeader> {
-    use std::io::Read;
-    let mut f = std::fs::File::open(path).ok()?;
-    let mut len = [0u8; 8];
-    f.read_exact(&mut len).ok()?;
-    let n = u64::from_le_bytes(len);
-    if n > 100 << 20 {
-        return None;
-    }
-    let mut buf = len.to_vec();
-    buf.resize(8 + n as usize, 0);
-    f.read_exact(&mut buf[8..]).ok()?;
-    let json: serde_json::Value = serde_json::from_slice(&buf[8..]).ok()?;
-    let meta: std::collections::HashMap<String, String> =
-        serde_json::from_value(json.get("__metadata__")?.clone()).ok()?;
-    freeze_attn_engine::state::SegmentHeader::from_metadata(Some(&meta), "").ok()
 }

@@ -6,7 +6,9 @@ use crate::paths::data_dir;
 use crate::transcript::Transcript;
 use freeze_attn_engine::state::Segment;
 use freeze_attn_engine::LoadedModel;
-use freeze_attn_library::{DeleteMode, Deletion, Library, NodeId, NodeKind, NodeOrder, NodeSummary, VerifyReport};
+use freeze_attn_library::{
+    DeleteMode, Deletion, Library, NodeId, NodeKind, NodeOrder, NodeSummary, Rejection, VerifyReport,
+};
 use serde::Serialize;
 use std::path::PathBuf;
 
@@ -194,16 +196,26 @@ pub fn gc(lib: &Library, now: bool) -> Result<freeze_attn_library::GcReport> {
 /// Checks every node: its chain resolves and every segment file opens and passes its checksum.
 pub fn verify(lib: &Library) -> Result<VerifyReport> {
     Ok(lib.verify(|meta, path| {
-        let s = Segment::open(path).map_err(|e| e.to_string())?;
+        let rejected = |e: Error| Rejection {
+            code: e.code(),
+            message: e.to_string(),
+        };
+        let s = Segment::open(path).map_err(|e| rejected(e.into()))?;
         if s.id.0 != meta.hash.as_str() {
-            return Err(format!(
-                "content hash {} does not match the catalogue's {}",
-                &s.id.0[..12],
-                &meta.hash.as_str()[..12]
-            ));
+            return Err(Rejection {
+                code: "segment_id_mismatch",
+                message: format!(
+                    "content hash {} does not match the catalogue's {}",
+                    &s.id.0[..12],
+                    &meta.hash.as_str()[..12]
+                ),
+            });
         }
         if s.header.model_fingerprint != meta.model_fingerprint {
-            return Err("model fingerprint differs from the catalogue's".into());
+            return Err(Rejection {
+                code: "state_model_mismatch",
+                message: "model fingerprint differs from the catalogue's".into(),
+            });
         }
         Ok(())
     })?)

@@ -18,7 +18,15 @@ fn json(o: &Output) -> serde_json::Value {
 
 /// A failure: non-zero exit, one `freeze-attn: error:` line naming the problem, no panic.
 fn fails_with(args: &[&str], needle: &str) {
+    fails_with_status(args, needle, None);
+}
+
+/// [`fails_with`], and the exit status is `status` (README, "Exit codes").
+fn fails_with_status(args: &[&str], needle: &str, status: Option<i32>) {
     let o = cli(args);
+    if let Some(s) = status {
+        assert_eq!(o.status.code(), Some(s), "{args:?}: exit status");
+    }
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success(), "{args:?} should fail");
     assert!(!err.contains("panicked"), "{args:?} panicked: {err}");
@@ -216,9 +224,10 @@ fn bad_input_gets_one_clear_error_line() {
     );
     let txt = dir.path().join("notes.txt");
     std::fs::write(&txt, "not a model").unwrap();
-    fails_with(
+    fails_with_status(
         &["generate", "--model", txt.to_str().unwrap(), "--prompt", "x"],
         "not a GGUF",
+        Some(6),
     );
     let long = dir.path().join("long.txt");
     std::fs::write(&long, "word ".repeat(9000)).unwrap();
@@ -230,10 +239,20 @@ fn bad_input_gets_one_clear_error_line() {
     fails_with(&["generate", "--prompt", "x", "--top-p", "0"], "top-p");
     let bogus = dir.path().join("bogus.state");
     std::fs::write(&bogus, vec![7u8; 100]).unwrap();
-    fails_with(
+    fails_with_status(
         &["generate", "--state", bogus.to_str().unwrap(), "--prompt", "x"],
         "bogus.state",
+        Some(5),
     );
+    let home = dir.path().join("home");
+    let mut states = Command::new(env!("CARGO_BIN_EXE_freeze-attn"));
+    let o = states
+        .args(["states", "show", "no-such-node"])
+        .env("FREEZE_ATTN_HOME", &home)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(3), "a missing node exits with 3");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no node is named `no-such-node`"));
     fails_with(
         &["prefix", "--text-file", "/nonexistent.txt", "--out", "/tmp/x.state"],
         "/nonexistent.txt",

@@ -56,7 +56,38 @@ pub fn run() -> i32 {
         Err(e) => {
             let msg: Vec<String> = e.chain().map(|c| c.to_string()).collect();
             eprintln!("freeze-attn: error: {}", msg.join(": "));
-            1
+            exit_code(&e)
         }
+    }
+}
+
+/// The exit status of a failure, by the API error's code (README, "Exit codes"): scripts can
+/// tell a missing node from a damaged state file or another model's state without parsing text.
+fn exit_code(e: &anyhow::Error) -> i32 {
+    let code = e.chain().find_map(|c| {
+        c.downcast_ref::<freeze_attn::Error>().map(|e| e.code()).or_else(|| {
+            c.downcast_ref::<freeze_attn::engine::EngineError>()
+                .map(|e| freeze_attn::Error::engine_code(e))
+        })
+    });
+    match code.unwrap_or("") {
+        "node_not_found" | "ambiguous_name" => 3,
+        "state_model_mismatch" | "state_shape" => 4,
+        "not_a_state_file"
+        | "state_version"
+        | "state_corrupted"
+        | "state_dtype"
+        | "state_checksum"
+        | "state_missing_parent"
+        | "state_broken_chain" => 5,
+        "not_a_model"
+        | "corrupted_file"
+        | "unsupported_architecture"
+        | "unsupported_tensor_type"
+        | "bad_model"
+        | "vocab_mismatch"
+        | "tokenizer"
+        | "chat_template" => 6,
+        _ => 1,
     }
 }

@@ -306,14 +306,21 @@ pub fn run(a: StatesArgs) -> anyhow::Result<()> {
                 let problems: Vec<_> = r
                     .problems
                     .iter()
-                    .map(|p| serde_json::json!({ "node": p.node.map(|n| n.0), "segment": p.segment.as_ref().map(|s| s.as_str().to_string()), "problem": format!("{:?}", p.kind) }))
+                    .map(|p| {
+                        serde_json::json!({
+                            "node": p.node.map(|n| n.0),
+                            "segment": p.segment.as_ref().map(|s| s.as_str().to_string()),
+                            "code": p.kind.code(),
+                            "problem": p.kind.to_string(),
+                        })
+                    })
                     .collect();
                 println!("{}", serde_json::json!({ "ok": r.is_ok(), "problems": problems }));
             } else if r.is_ok() {
                 println!("ok: every node loads and every checksum holds");
             } else {
                 for p in &r.problems {
-                    println!("{:?}", p);
+                    println!("{p}");
                 }
             }
             if !r.is_ok() {

@@ -258,7 +258,8 @@ fn bad_state_files_are_refused_with_clear_errors() {
         f(&p);
         match load_state(m, &p) {
             Ok(_) => panic!("{name}: a bad state file was loaded"),
-            Err(e) => e.to_string(),
+            // The code first: each kind of refusal has its own, for the app and for scripts.
+            Err(e) => format!("[{}] {e}", e.code()),
         }
     };
     // A copy of the good file with header fields set to other values.
@@ -276,14 +277,20 @@ fn bad_state_files_are_refused_with_clear_errors() {
         &[("model_fingerprint", "0123456789abcdef0123456789abcdef")],
     );
     assert!(
-        e.contains("belongs to another model") && e.contains("0123456789abcdef") && e.contains(&m.fingerprint().0),
+        e.starts_with("[state_model_mismatch]")
+            && e.contains("belongs to another model")
+            && e.contains("0123456789abcdef")
+            && e.contains(&m.fingerprint().0),
         "{e}"
     );
     let e = with_fields("version.state", &[("format_version", "3")]);
-    assert!(e.contains("version 3 is not supported"), "{e}");
+    assert!(
+        e.starts_with("[state_version]") && e.contains("version 3 is not supported"),
+        "{e}"
+    );
     let e = with_fields("v1-with-u16-tokens.state", &[("format_version", "1")]);
     assert!(
-        e.contains("tensor `tokens` is U16 [40], expected U32 [40]"),
+        e.starts_with("[state_corrupted]") && e.contains("tensor `tokens` is U16 [40], expected U32 [40]"),
         "version 1 stored U32 token ids only: {e}"
     );
     let e = case("checksum.state", &|p| {
@@ -292,31 +299,51 @@ fn bad_state_files_are_refused_with_clear_errors() {
         b[n - 100] ^= 0x40;
         std::fs::write(p, b).unwrap();
     });
-    assert!(e.contains("checksum mismatch"), "{e}");
+    assert!(
+        e.starts_with("[state_checksum]") && e.contains("checksum mismatch"),
+        "{e}"
+    );
     let e = case("truncated.state", &|p| {
         let b = std::fs::read(p).unwrap();
         std::fs::write(p, &b[..b.len() / 2]).unwrap();
     });
-    assert!(e.contains("truncated"), "{e}");
+    assert!(e.starts_with("[state_corrupted]") && e.contains("truncated"), "{e}");
     let e = with_fields("shape.state", &[("kv_shape", "30,3,32")]);
-    assert!(e.contains("expected F16 [3, 40, 32]"), "{e}");
+    assert!(
+        e.starts_with("[state_corrupted]") && e.contains("expected F16 [3, 40, 32]"),
+        "{e}"
+    );
     let e = with_fields("count.state", &[("token_count", "4000000000")]);
     assert!(
         e.contains("tensor `tokens` is U16 [40], expected U16 [4000000000]"),
         "{e}"
     );
     let e = with_fields("q8-odd-head.state", &[("stored_dtype", "q8"), ("kv_shape", "30,3,48")]);
-    assert!(e.contains("divisible by 32, this one says 48"), "{e}");
+    assert!(
+        e.starts_with("[state_corrupted]") && e.contains("divisible by 32, this one says 48"),
+        "{e}"
+    );
     let e = case("missing-field.state", &|p| {
         edit_header(p, |h| {
             h.remove("stored_dtype");
         })
     });
-    assert!(e.contains("`stored_dtype` is missing"), "{e}");
+    assert!(
+        e.starts_with("[state_corrupted]") && e.contains("`stored_dtype` is missing"),
+        "{e}"
+    );
+    let e = with_fields("dtype.state", &[("stored_dtype", "f8")]);
+    assert!(
+        e.starts_with("[state_dtype]") && e.contains("unknown stored dtype `f8`"),
+        "{e}"
+    );
     let e = case("not-a-state.state", &|p| {
         std::fs::write(p, b"hello, this is text").unwrap()
     });
-    assert!(e.contains("not a state file") || e.contains("truncated"), "{e}");
+    assert!(
+        e.starts_with("[not_a_state_file]") && e.contains("not a state file"),
+        "{e}"
+    );
 
     // A child whose parent file is gone.
     let la = load_state(m, &good).unwrap();
@@ -334,6 +361,7 @@ fn bad_state_files_are_refused_with_clear_errors() {
         None,
     )
     .unwrap();
-    let e = load_state(m, &child).unwrap_err().to_string();
-    assert!(e.contains("missing parent segment"), "{e}");
+    let e = load_state(m, &child).unwrap_err();
+    assert_eq!(e.code(), "state_missing_parent");
+    assert!(e.to_string().contains("missing parent segment"), "{e}");
 }

@@ -57,8 +57,11 @@ pub enum EngineError {
     Cancelled,
     #[error("attention state belongs to another model: state has {found}, the loaded model is {expected}")]
     StateModelMismatch { expected: String, found: String },
-    #[error("attention state: {0}")]
-    State(String),
+    #[error(transparent)]
+    State(#[from] crate::state::StateError),
+    /// A call the engine cannot honour (a caller's mistake, not bad input from a file).
+    #[error("{0}")]
+    Invalid(String),
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
 }

@@ -127,7 +127,7 @@ pub fn generate(
     let mut logits = if prompt.is_empty() {
         let n = state.len();
         let Some(&last) = state.tokens().last() else {
-            return Err(EngineError::State(
+            return Err(EngineError::Invalid(
                 "nothing to generate from: the state and the prompt are empty".into(),
             ));
         };

@@ -62,7 +62,7 @@ impl KvState {
         buffers: Vec<(Tensor, Tensor)>,
     ) -> Result<Self> {
         if buffers.len() != geometry.n_layer {
-            return Err(EngineError::State(format!(
+            return Err(EngineError::Invalid(format!(
                 "{} layers of K/V for a model with {} layers",
                 buffers.len(),
                 geometry.n_layer
@@ -72,13 +72,13 @@ impl KvState {
         for (k, v) in &buffers {
             let (h, cap, d) = k.dims3()?;
             if k.dims() != v.dims() || h != geometry.n_kv_head || d != geometry.head_dim {
-                return Err(EngineError::State(format!(
+                return Err(EngineError::Invalid(format!(
                     "K/V buffer shape {:?} does not fit the model",
                     k.dims()
                 )));
             }
             if k.dtype() != geometry.dtype || v.dtype() != geometry.dtype {
-                return Err(EngineError::State(format!(
+                return Err(EngineError::Invalid(format!(
                     "K/V buffer dtype {:?}, expected {:?}",
                     k.dtype(),
                     geometry.dtype
@@ -90,7 +90,7 @@ impl KvState {
             capacity = 0;
         }
         if tokens.len() > capacity && !tokens.is_empty() {
-            return Err(EngineError::State(format!(
+            return Err(EngineError::Invalid(format!(
                 "{} tokens in buffers of {capacity} positions",
                 tokens.len()
             )));
@@ -158,7 +158,7 @@ impl KvState {
     /// The views alias the live buffers: use them before the state is written again.
     pub fn layer_view(&self, layer: usize, start: usize, end: usize) -> Result<(Tensor, Tensor)> {
         if end > self.len() || start > end || layer >= self.layers.len() {
-            return Err(EngineError::State(format!(
+            return Err(EngineError::Invalid(format!(
                 "layer {layer} positions {start}..{end} outside a state of {} tokens",
                 self.len()
             )));

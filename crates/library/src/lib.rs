@@ -56,4 +56,4 @@ pub use schema::SCHEMA_VERSION;
 pub use search::SearchHit;
 pub use segment::{NewSegment, SegmentMeta};
 pub use tree::{NodeOrder, TreeEntry};
-pub use verify::{Problem, ProblemKind, VerifyReport};
+pub use verify::{Problem, ProblemKind, Rejection, VerifyReport};

@@ -29,7 +29,7 @@ pub enum ProblemKind {
     /// The file's size differs from the recorded one (truncated or replaced).
     SizeMismatch { expected: u64, found: u64 },
     /// The caller's content check refused the file.
-    ContentRejected(String),
+    ContentRejected(Rejection),
     /// The segment's fields or its link to its parent are inconsistent.
     BrokenChain(String),
     /// The node's model differs from its tip segment's.
@@ -40,6 +40,30 @@ pub enum ProblemKind {
         tip_start: u64,
         tip_end: u64,
     },
+}
+
+/// Why the caller's content check (the engine, which alone can read a segment) refused a file:
+/// the engine error's stable code (`state_checksum`, `state_model_mismatch`, …) and its message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl ProblemKind {
+    /// A stable, machine-readable name of the problem (for `verify --json` and scripts).
+    pub fn code(&self) -> &'static str {
+        match self {
+            ProblemKind::Database(_) => "database",
+            ProblemKind::MissingSegment => "missing_segment",
+            ProblemKind::MissingFile { .. } => "missing_file",
+            ProblemKind::SizeMismatch { .. } => "size_mismatch",
+            ProblemKind::ContentRejected(r) => r.code,
+            ProblemKind::BrokenChain(_) => "broken_chain",
+            ProblemKind::ModelMismatch { .. } => "model_mismatch",
+            ProblemKind::TokenCountOutOfRange { .. } => "token_count_out_of_range",
+        }
+    }
 }
 
 /// A problem, with the node and segment it concerns where known.
@@ -79,7 +103,7 @@ impl fmt::Display for ProblemKind {
             ProblemKind::SizeMismatch { expected, found } => {
                 write!(f, "file is {found} bytes, expected {expected}")
             }
-            ProblemKind::ContentRejected(why) => write!(f, "content check failed: {why}"),
+            ProblemKind::ContentRejected(why) => write!(f, "content check failed: {}", why.message),
             ProblemKind::BrokenChain(why) => write!(f, "inconsistent chain: {why}"),
             ProblemKind::ModelMismatch { expected, found } => {
                 write!(f, "node is for model {expected} but its state is for {found}")
@@ -123,7 +147,7 @@ impl Library {
     /// lock is held only while reading the catalogue, not during file checks.
     pub fn verify<F>(&self, check: F) -> Result<VerifyReport>
     where
-        F: Fn(&SegmentMeta, &Path) -> std::result::Result<(), String>,
+        F: Fn(&SegmentMeta, &Path) -> std::result::Result<(), Rejection>,
     {
         let snap = self.read(snapshot)?;
         let by_hash: HashMap<&SegmentHash, &SegmentMeta> = snap.segments.iter().map(|s| (&s.hash, s)).collect();
@@ -223,7 +247,7 @@ impl Library {
     /// root or the parent row is missing), file and content.
     fn check_segment<F>(&self, seg: &SegmentMeta, parent: Option<&SegmentMeta>, check: &F) -> Vec<ProblemKind>
     where
-        F: Fn(&SegmentMeta, &Path) -> std::result::Result<(), String>,
+        F: Fn(&SegmentMeta, &Path) -> std::result::Result<(), Rejection>,
     {
         let mut found = Vec::new();
         if let Err(why) = seg.check_fields() {

@@ -114,7 +114,7 @@ impl Model {
 
     fn check_state(&self, state: &KvState) -> Result<()> {
         if *state.geometry() != self.kv_geometry() || !state.device().same_device(&self.device) {
-            return Err(EngineError::State(format!(
+            return Err(EngineError::Invalid(format!(
                 "state geometry {:?} does not belong to this model ({:?})",
                 state.geometry(),
                 self.kv_geometry()
@@ -129,7 +129,7 @@ impl Model {
     pub fn forward(&self, tokens: &[u32], state: &mut KvState, all_logits: bool) -> Result<Tensor> {
         self.check_state(state)?;
         if tokens.is_empty() {
-            return Err(EngineError::State("forward called with no tokens".into()));
+            return Err(EngineError::Invalid("forward called with no tokens".into()));
         }
         let vocab = self.config.vocab_size;
         if let Some(&id) = tokens.iter().find(|&&t| t as usize >= vocab) {
@@ -225,7 +225,7 @@ impl Model {
                 return Err(EngineError::Cancelled);
             }
         }
-        last.ok_or_else(|| EngineError::State("prefill called with no tokens".into()))
+        last.ok_or_else(|| EngineError::Invalid("prefill called with no tokens".into()))
     }
 
     /// Log-probabilities `(tokens, vocab)` for every position of `tokens` fed after `state`.

@@ -1,6 +1,6 @@
 //! The segment header: what the safetensors `__metadata__` of a segment file must hold.
 
-use super::SegmentId;
+use super::{SegmentId, StateError};
 use crate::error::{EngineError, Result};
 use std::collections::HashMap;
 use std::fmt;
@@ -47,18 +47,24 @@ impl fmt::Display for StoredDType {
     }
 }
 
+impl StoredDType {
+    /// The dtype named `s` as the header and the CLI write it.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "f16" => Some(Self::F16),
+            "bf16" => Some(Self::Bf16),
+            "f32" => Some(Self::F32),
+            "q8" => Some(Self::Q8),
+            _ => None,
+        }
+    }
+}
+
 impl FromStr for StoredDType {
     type Err = EngineError;
     fn from_str(s: &str) -> Result<Self> {
-        match s {
-            "f16" => Ok(Self::F16),
-            "bf16" => Ok(Self::Bf16),
-            "f32" => Ok(Self::F32),
-            "q8" => Ok(Self::Q8),
-            _ => Err(EngineError::State(format!(
-                "unknown stored dtype `{s}` (expected f16, bf16, f32 or q8)"
-            ))),
-        }
+        Self::parse(s)
+            .ok_or_else(|| EngineError::Invalid(format!("unknown stored dtype `{s}` (expected f16, bf16, f32 or q8)")))
     }
 }
 
@@ -105,23 +111,37 @@ impl SegmentHeader {
     }
 
     /// Reads the metadata strictly: a missing or malformed field is an error, never a default.
-    pub fn from_metadata(m: Option<&HashMap<String, String>>, file: &str) -> Result<Self> {
-        let bad = |what: String| EngineError::State(format!("{file}: {what}"));
-        let m = m.ok_or_else(|| bad("no header metadata: not a Freeze-Attn state file".into()))?;
+    pub fn from_metadata(m: Option<&HashMap<String, String>>, file: &str) -> Result<Self, StateError> {
+        let bad = |detail: String| StateError::Header {
+            file: file.to_string(),
+            detail,
+        };
+        let not_state = |detail: String| StateError::NotAStateFile {
+            file: file.to_string(),
+            detail,
+        };
+        let m = m.ok_or_else(|| not_state("it has no header metadata".into()))?;
         let get = |k: &str| m.get(k).ok_or_else(|| bad(format!("header field `{k}` is missing")));
-        let format = get("format")?;
+        let format = m
+            .get("format")
+            .ok_or_else(|| not_state("its header names no format".into()))?;
         if format != FORMAT_NAME {
-            return Err(bad(format!("header says format `{format}`, not `{FORMAT_NAME}`")));
+            return Err(not_state(format!(
+                "its header says format `{format}`, not `{FORMAT_NAME}`"
+            )));
         }
         let version: u32 = get("format_version")?
             .parse()
             .map_err(|_| bad("format_version is not a number".into()))?;
         if !(OLDEST_READABLE_VERSION..=FORMAT_VERSION).contains(&version) {
-            return Err(bad(format!(
-                "state format version {version} is not supported by this build (it reads versions {OLDEST_READABLE_VERSION} to {FORMAT_VERSION})"
-            )));
+            return Err(StateError::Version {
+                file: file.to_string(),
+                found: version,
+                oldest: OLDEST_READABLE_VERSION,
+                newest: FORMAT_VERSION,
+            });
         }
-        let num = |k: &str| -> Result<usize> {
+        let num = |k: &str| -> Result<usize, StateError> {
             get(k)?
                 .parse()
                 .map_err(|_| bad(format!("header field `{k}` is not a number")))
@@ -148,9 +168,13 @@ impl SegmentHeader {
             parent,
             start: num("start")?,
             token_count: num("token_count")?,
-            stored_dtype: get("stored_dtype")?
-                .parse()
-                .map_err(|e: EngineError| bad(e.to_string()))?,
+            stored_dtype: {
+                let d = get("stored_dtype")?;
+                StoredDType::parse(d).ok_or_else(|| StateError::DType {
+                    file: file.to_string(),
+                    found: d.clone(),
+                })?
+            },
             n_layer,
             n_kv_head,
             head_dim,

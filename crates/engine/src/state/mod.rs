@@ -8,13 +8,15 @@
 //! is allocated.
 
 mod convert;
+mod error;
 mod format;
 mod q8;
 mod read;
 mod write;
 
+pub use error::StateError;
 pub use format::{SegmentHeader, StoredDType, FORMAT_NAME, FORMAT_VERSION, OLDEST_READABLE_VERSION};
-pub use read::{load_chain, Segment};
+pub use read::{load_chain, parse_header, read_header, Segment};
 pub use write::{write_segment, SegmentInfo};
 
 /// A segment's identity: blake3 over its content (see `docs/state-format.md`), 64 hex digits.

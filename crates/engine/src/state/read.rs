@@ -2,7 +2,7 @@
 
 use super::format::{SegmentHeader, StoredDType};
 use super::write::tensor_names;
-use super::{convert, q8, SegmentId};
+use super::{convert, q8, SegmentId, StateError};
 use crate::error::{EngineError, Result};
 use crate::fingerprint::ModelFingerprint;
 use crate::kv::KvState;
@@ -58,6 +58,63 @@ fn expected(name: &str, h: &SegmentHeader, found: Dtype) -> (Dtype, Vec<usize>) 
     (dt, vec![h.n_kv_head, n, h.head_dim])
 }
 
+/// The most header bytes a segment may have. The header holds the transcript, so it grows with
+/// a conversation or a document (a 128k-token document is well under 2 MB of text); this bound
+/// only stops a hostile length field from allocating without limit.
+pub const MAX_HEADER_BYTES: u64 = 64 << 20;
+
+/// Parses and checks the header of a segment whose file starts with `bytes` (at least the
+/// length field and the header; the tensor data may follow or not). The one header parser:
+/// opening a segment and looking up a parent by hash both use it.
+pub fn parse_header(bytes: &[u8], file: &str) -> Result<SegmentHeader, StateError> {
+    let not_state = |detail: String| StateError::NotAStateFile {
+        file: file.to_string(),
+        detail,
+    };
+    let Some(len) = bytes.get(..8) else {
+        return Err(not_state("it is shorter than a header".into()));
+    };
+    let n = u64::from_le_bytes(len.try_into().unwrap_or_default());
+    if n > MAX_HEADER_BYTES || n > (bytes.len() - 8) as u64 {
+        return Err(not_state(format!(
+            "its header length field ({n} bytes) exceeds the file or the {MAX_HEADER_BYTES}-byte limit"
+        )));
+    }
+    let meta: safetensors::tensor::Metadata = serde_json::from_slice(&bytes[8..8 + n as usize])
+        .map_err(|e| not_state(format!("its header is not safetensors metadata ({e})")))?;
+    SegmentHeader::from_metadata(meta.metadata().as_ref(), file)
+}
+
+/// Reads only the header of the segment at `path`, without mapping or hashing the K/V.
+pub fn read_header(path: &Path) -> Result<SegmentHeader> {
+    use std::io::Read;
+    let file = path.display().to_string();
+    let mut f = std::fs::File::open(path).map_err(|e| EngineError::io(path, e))?;
+    let meta = f.metadata().map_err(|e| EngineError::io(path, e))?;
+    let not_state = |detail: String| StateError::NotAStateFile {
+        file: file.clone(),
+        detail,
+    };
+    if !meta.is_file() {
+        return Err(not_state("it is not a regular file".into()).into());
+    }
+    let mut len = [0u8; 8];
+    f.read_exact(&mut len)
+        .map_err(|_| not_state("it is shorter than a header".into()))?;
+    let n = u64::from_le_bytes(len);
+    if n > MAX_HEADER_BYTES || n > meta.len().saturating_sub(8) {
+        return Err(not_state(format!(
+            "its header length {n} exceeds the file ({} bytes) or the limit",
+            meta.len()
+        ))
+        .into());
+    }
+    let mut buf = len.to_vec();
+    buf.resize(8 + n as usize, 0);
+    f.read_exact(&mut buf[8..]).map_err(|e| EngineError::io(path, e))?;
+    Ok(parse_header(&buf, &file)?)
+}
+
 impl Segment {
     /// Opens and checks a segment file: header fields, tensor names, dtypes and shapes, sizes,
     /// and the content checksum. Nothing is trusted before it is checked.
@@ -70,43 +127,45 @@ impl Segment {
         // fault per 4 KiB, since the checksum reads the whole file anyway.
         let mmap =
             unsafe { memmap2::MmapOptions::new().populate().map(&file) }.map_err(|e| EngineError::io(path, e))?;
-        let (_, meta) = SafeTensors::read_metadata(&mmap)
-            .map_err(|e| EngineError::State(format!("{name} is truncated or not a state file: {e}")))?;
-        let header = SegmentHeader::from_metadata(meta.metadata().as_ref(), &name)?;
-        let st = SafeTensors::deserialize(&mmap)
-            .map_err(|e| EngineError::State(format!("{name} is truncated or corrupted: {e}")))?;
+        let header = parse_header(&mmap, &name)?;
+        let layout = |detail: String| StateError::Layout {
+            file: name.clone(),
+            detail,
+        };
+        let st = SafeTensors::deserialize(&mmap).map_err(|e| layout(format!("truncated or corrupted ({e})")))?;
         let names = tensor_names(header.n_layer, header.stored_dtype);
         if st.len() != names.len() {
-            return Err(EngineError::State(format!(
-                "{name} holds {} tensors, a {}-layer {} segment has {}",
+            return Err(layout(format!(
+                "it holds {} tensors, a {}-layer {} segment has {}",
                 st.len(),
                 header.n_layer,
                 header.stored_dtype,
                 names.len()
-            )));
+            ))
+            .into());
         }
         let mut hasher = blake3::Hasher::new();
         for t in &names {
-            let view = st
-                .tensor(t)
-                .map_err(|_| EngineError::State(format!("{name}: tensor `{t}` is missing")))?;
+            let view = st.tensor(t).map_err(|_| layout(format!("tensor `{t}` is missing")))?;
             let (dt, shape) = expected(t, &header, view.dtype());
             if view.dtype() != dt || view.shape() != shape.as_slice() {
-                return Err(EngineError::State(format!(
-                    "{name}: tensor `{t}` is {:?} {:?}, expected {dt:?} {shape:?}",
+                return Err(layout(format!(
+                    "tensor `{t}` is {:?} {:?}, expected {dt:?} {shape:?}",
                     view.dtype(),
                     view.shape()
-                )));
+                ))
+                .into());
             }
             hasher.update_rayon(view.data());
         }
         let sum = hasher.finalize().to_hex().to_string();
         if sum != header.checksum {
-            return Err(EngineError::State(format!(
-                "{name}: checksum mismatch (content {}, header {}): the file is corrupted",
-                &sum[..16],
-                &header.checksum[..16]
-            )));
+            return Err(StateError::Checksum {
+                file: name,
+                content: sum[..16].to_string(),
+                header: header.checksum[..16].to_string(),
+            }
+            .into());
         }
         let tokens = st
             .tensor("tokens")
@@ -122,7 +181,7 @@ impl Segment {
                     .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
                     .collect(),
             })
-            .map_err(|e| EngineError::State(format!("{name}: {e}")))?;
+            .map_err(|e| layout(format!("tokens: {e}")))?;
         let id = header.id();
         drop(st);
         Ok(Self {
@@ -151,7 +210,13 @@ impl Segment {
     }
 
     fn tensors(&self) -> Result<SafeTensors<'_>> {
-        SafeTensors::deserialize(&self.mmap).map_err(|e| EngineError::State(format!("{}: {e}", self.path.display())))
+        SafeTensors::deserialize(&self.mmap).map_err(|e| {
+            StateError::Layout {
+                file: self.path.display().to_string(),
+                detail: format!("truncated or corrupted ({e})"),
+            }
+            .into()
+        })
     }
 }
 
@@ -160,47 +225,48 @@ impl Segment {
 pub fn load_chain(chain: &[Segment], upto: usize, model: &Model, fingerprint: &ModelFingerprint) -> Result<KvState> {
     let geo = model.kv_geometry();
     let Some(first) = chain.first() else {
-        return Err(EngineError::State("an empty chain of segments".into()));
+        return Err(EngineError::Invalid("an empty chain of segments".into()));
     };
     if let Some(parent) = &first.header.parent {
-        return Err(EngineError::State(format!(
-            "{} continues segment {parent} which was not given (missing parent segment)",
-            first.path.display(),
-        )));
+        return Err(StateError::MissingParent {
+            file: first.path.display().to_string(),
+            parent: parent.to_string(),
+            detail: "it was not given".into(),
+        }
+        .into());
     }
     for (i, s) in chain.iter().enumerate() {
         s.check_model(fingerprint)?;
         let h = &s.header;
         if (h.n_layer, h.n_kv_head, h.head_dim) != (geo.n_layer, geo.n_kv_head, geo.head_dim) {
-            return Err(EngineError::State(format!(
-                "{}: K/V shape {}×{}×{} does not fit the model's {}×{}×{}",
-                s.path.display(),
-                h.n_layer,
-                h.n_kv_head,
-                h.head_dim,
-                geo.n_layer,
-                geo.n_kv_head,
-                geo.head_dim
-            )));
+            return Err(StateError::Shape {
+                file: s.path.display().to_string(),
+                found: format!("{}×{}×{}", h.n_layer, h.n_kv_head, h.head_dim),
+                expected: format!("{}×{}×{}", geo.n_layer, geo.n_kv_head, geo.head_dim),
+            }
+            .into());
         }
         if i > 0 {
             let prev = &chain[i - 1];
             if h.parent.as_ref() != Some(&prev.id) || h.start != prev.end() {
-                return Err(EngineError::State(format!(
-                    "{} does not continue {} (parent {:?} at {}, expected {} at {})",
-                    s.path.display(),
-                    prev.path.display(),
-                    h.parent.as_ref().map(|p| &p.0[..12]),
-                    h.start,
-                    &prev.id.0[..12],
-                    prev.end()
-                )));
+                return Err(StateError::BrokenChain {
+                    file: s.path.display().to_string(),
+                    previous: prev.path.display().to_string(),
+                    detail: format!(
+                        "its parent is {:?} at {}, expected {} at {}",
+                        h.parent.as_ref().map(|p| &p.0[..12]),
+                        h.start,
+                        &prev.id.0[..12],
+                        prev.end()
+                    ),
+                }
+                .into());
             }
         }
     }
     let total = chain.last().map(|s| s.end()).unwrap_or(0);
     if upto == 0 || upto > total {
-        return Err(EngineError::State(format!(
+        return Err(EngineError::Invalid(format!(
             "cannot take {upto} tokens from a chain of {total}"
         )));
     }
@@ -232,12 +298,16 @@ pub fn load_chain(chain: &[Segment], upto: usize, model: &Model, fingerprint: &M
             .try_for_each(|(l, (kb, vb))| -> Result<()> {
                 for (kv, buf) in [("k", &mut *kb), ("v", &mut *vb)] {
                     let name = format!("layers.{l}.{kv}");
-                    let data = st.tensor(&name).map_err(|e| EngineError::State(e.to_string()))?;
+                    let missing = |e: safetensors::SafeTensorError| -> EngineError {
+                        StateError::Layout {
+                            file: s.path.display().to_string(),
+                            detail: e.to_string(),
+                        }
+                        .into()
+                    };
+                    let data = st.tensor(&name).map_err(missing)?;
                     let scales = match s.header.stored_dtype {
-                        StoredDType::Q8 => Some(
-                            st.tensor(&format!("{name}_scale"))
-                                .map_err(|e| EngineError::State(e.to_string()))?,
-                        ),
+                        StoredDType::Q8 => Some(st.tensor(&format!("{name}_scale")).map_err(missing)?),
                         _ => None,
                     };
                     // A head's rows are contiguous on both sides: convert them in one run.
@@ -266,7 +336,7 @@ pub fn load_chain(chain: &[Segment], upto: usize, model: &Model, fingerprint: &M
         })
         .collect::<Result<Vec<_>>>()?;
     if geo.dtype != DType::F16 && geo.dtype != DType::F32 && geo.dtype != DType::BF16 {
-        return Err(EngineError::State(format!(
+        return Err(EngineError::Invalid(format!(
             "unsupported live cache dtype {:?}",
             geo.dtype
         )));

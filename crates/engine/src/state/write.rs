@@ -79,13 +79,13 @@ pub fn write_segment(
     path: &Path,
 ) -> Result<SegmentInfo> {
     if start >= end || end > state.len() {
-        return Err(EngineError::State(format!(
+        return Err(EngineError::Invalid(format!(
             "cannot save positions {start}..{end} of a state of {} tokens",
             state.len()
         )));
     }
     if parent.is_none() != (start == 0) {
-        return Err(EngineError::State(
+        return Err(EngineError::Invalid(
             "a segment has a parent exactly when it does not start at 0".into(),
         ));
     }
@@ -150,7 +150,7 @@ pub fn write_segment(
                 }
                 StoredDType::Q8 => {
                     if !g.head_dim.is_multiple_of(q8::BLOCK) {
-                        return Err(EngineError::State(format!(
+                        return Err(EngineError::Invalid(format!(
                             "q8 needs a head dimension divisible by 32, not {}",
                             g.head_dim
                         )));
@@ -211,7 +211,10 @@ pub fn write_segment(
 
 fn io_err(path: &Path, e: std::io::Error) -> EngineError {
     if e.raw_os_error() == Some(28) {
-        return EngineError::State(format!("disk full while writing {}: nothing was saved", path.display()));
+        return super::StateError::DiskFull {
+            file: path.display().to_string(),
+        }
+        .into();
     }
     EngineError::io(path, e)
 }
@@ -234,7 +237,7 @@ fn write_atomically<'a>(
     ));
     let result = (|| -> Result<u64> {
         let buf = safetensors::tensor::serialize(tensors, Some(header.to_metadata()))
-            .map_err(|e| EngineError::State(format!("cannot encode the segment: {e}")))?;
+            .map_err(|e| EngineError::Invalid(format!("cannot encode the segment: {e}")))?;
         let mut f = std::fs::File::create(&tmp).map_err(|e| io_err(&tmp, e))?;
         f.write_all(&buf).map_err(|e| io_err(&tmp, e))?;
         f.sync_all().map_err(|e| io_err(&tmp, e))?;

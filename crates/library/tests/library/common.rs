@@ -3,7 +3,7 @@
 
 #![allow(dead_code)]
 
-use freeze_attn_library::{Library, NewNode, NewSegment, NodeId, NodeKind, SegmentHash, SegmentMeta};
+use freeze_attn_library::{Library, NewNode, NewSegment, NodeId, NodeKind, Rejection, SegmentHash, SegmentMeta};
 use std::fs;
 use std::path::Path;
 
@@ -65,12 +65,16 @@ pub fn node(lib: &Library, parent: Option<NodeId>, name: &str, tip: Option<&Segm
 }
 
 /// The content check the engine would pass to `verify`: here, the hash is the file's blake3.
-pub fn content_check(meta: &SegmentMeta, path: &Path) -> Result<(), String> {
-    let bytes = fs::read(path).map_err(|e| e.to_string())?;
+pub fn content_check(meta: &SegmentMeta, path: &Path) -> Result<(), Rejection> {
+    let rejected = |message: String| Rejection {
+        code: "test_content",
+        message,
+    };
+    let bytes = fs::read(path).map_err(|e| rejected(e.to_string()))?;
     if blake3::hash(&bytes).to_hex().as_str() == meta.hash.as_str() {
         Ok(())
     } else {
-        Err("content does not match its hash".into())
+        Err(rejected("content does not match its hash".into()))
     }
 }
 

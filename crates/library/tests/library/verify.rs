@@ -1,7 +1,7 @@
 //! Verify reports damage per node without changing anything.
 
 use super::common::{content_check, fixture, node, put};
-use freeze_attn_library::ProblemKind;
+use freeze_attn_library::{ProblemKind, Rejection};
 use std::fs;
 
 #[test]
@@ -65,7 +65,10 @@ fn verify_catches_truncated_and_altered_files() {
     );
     assert_eq!(
         kinds(nb),
-        vec![ProblemKind::ContentRejected("content does not match its hash".into())]
+        vec![ProblemKind::ContentRejected(Rejection {
+            code: "test_content",
+            message: "content does not match its hash".into()
+        })]
     );
     assert!(
         f.lib.verify(|_, _| Ok(())).unwrap().problems_of(nb).next().is_none(),
