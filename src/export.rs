@@ -34,10 +34,10 @@ pub fn import_bundle(
     ));
     let bundle = read_bundle(path, &scratch)?;
     let check = || -> Result<()> {
-        if bundle.node.model_fingerprint != model.fingerprint().0 {
+        if &bundle.node.model_fingerprint != model.fingerprint() {
             let theirs = bundle.node.model_name.clone().unwrap_or_else(|| "another model".into());
             return Err(Error::Engine(EngineError::StateModelMismatch {
-                expected: format!("{} ({})", model.info.name, &model.fingerprint().0[..12]),
+                expected: format!("{} ({})", model.info.name, model.fingerprint().short(12)),
                 found: format!(
                     "the bundle `{}` made with {theirs} ({})",
                     bundle.node.name, bundle.node.model_fingerprint
@@ -48,15 +48,15 @@ pub fn import_bundle(
             let seg = Segment::open(&s.path)?;
             seg.check_model(model.fingerprint())?;
             let m = &s.meta;
-            if seg.id.0 != m.hash.as_str()
+            if seg.id != m.hash
                 || seg.header.start as u64 != m.start
                 || seg.header.token_count as u64 != m.token_count
-                || seg.header.parent.as_ref().map(|p| p.0.as_str()) != m.parent.as_ref().map(|p| p.as_str())
+                || seg.header.parent != m.parent
             {
                 return Err(Error::Invalid(format!(
                     "{}: segment {} does not match its description in the bundle",
                     path.display(),
-                    &m.hash.as_str()[..12]
+                    m.hash.short(12)
                 )));
             }
         }

@@ -6,20 +6,20 @@ use crate::error::Result;
 use crate::transcript::Transcript;
 use freeze_attn_engine::state::{write_segment, StoredDType};
 use freeze_attn_engine::{KvState, LoadedModel};
-use freeze_attn_library::{Library, Model, NewNode, NewSegment, NodeId, NodeKind, SegmentHash};
+use freeze_attn_library::{Library, ModelRecord, NewNode, NewSegment, NodeId, NodeKind, SegmentId};
 
 /// Where a live state came from: the node it was thawed from.
 #[derive(Debug, Clone)]
 pub struct Base {
     pub node: NodeId,
-    pub tip: Option<SegmentHash>,
+    pub tip: Option<SegmentId>,
     pub token_count: usize,
 }
 
 /// Records the model in the library so nodes can name it.
 pub fn register_model(lib: &Library, model: &LoadedModel) -> Result<()> {
-    lib.put_model(&Model {
-        fingerprint: model.fingerprint().0.clone(),
+    lib.put_model(&ModelRecord {
+        fingerprint: model.fingerprint().clone(),
         display_name: model.info.name.clone(),
         path: model.info.path.clone(),
     })?;
@@ -47,26 +47,25 @@ pub fn freeze(lib: &Library, model: &LoadedModel, state: &KvState, req: &FreezeR
             state,
             start,
             state.len(),
-            tip.as_ref()
-                .map(|t| freeze_attn_engine::state::SegmentId(t.as_str().to_string())),
+            tip.clone(),
             model.fingerprint(),
             req.dtype,
             None,
             temp.path(),
         )?;
         let new = NewSegment {
-            hash: SegmentHash::parse(&info.id.0)?,
+            hash: info.id.clone(),
             parent: tip.clone(),
             start: start as u64,
             token_count: (state.len() - start) as u64,
             dtype: req.dtype.to_string(),
-            model_fingerprint: model.fingerprint().0.clone(),
+            model_fingerprint: model.fingerprint().clone(),
         };
         Some(lib.put_temp_segment(&new, temp)?.hash)
     } else {
         tip
     };
-    let mut node = NewNode::new(req.name, req.kind, model.fingerprint().0.clone());
+    let mut node = NewNode::new(req.name, req.kind, model.fingerprint().clone());
     node.parent = req.parent;
     node.tip = tip;
     node.token_count = state.len() as u64;
@@ -75,7 +74,7 @@ pub fn freeze(lib: &Library, model: &LoadedModel, state: &KvState, req: &FreezeR
 }
 
 /// The deepest segment of the base chain that lies wholly inside the shared prefix, and its end.
-fn reusable_prefix(lib: &Library, base: Option<(&Base, usize)>) -> Result<(Option<SegmentHash>, usize)> {
+fn reusable_prefix(lib: &Library, base: Option<(&Base, usize)>) -> Result<(Option<SegmentId>, usize)> {
     let Some((base, shared)) = base else {
         return Ok((None, 0));
     };

@@ -30,8 +30,8 @@ pub struct LoadedState {
 #[derive(Debug, Clone, Serialize)]
 pub struct SavedState {
     pub path: PathBuf,
-    pub id: String,
-    pub parent: Option<String>,
+    pub id: SegmentId,
+    pub parent: Option<SegmentId>,
     pub start: usize,
     pub tokens: usize,
     pub dtype: StoredDType,
@@ -42,8 +42,8 @@ impl From<SegmentInfo> for SavedState {
     fn from(i: SegmentInfo) -> Self {
         Self {
             path: i.path,
-            id: i.id.0,
-            parent: i.header.parent.map(|p| p.0),
+            id: i.id,
+            parent: i.header.parent,
             start: i.header.start,
             tokens: i.header.token_count,
             dtype: i.header.stored_dtype,
@@ -74,7 +74,7 @@ pub fn save_state(
         Some(p) if p.len == state.len() => {
             return Err(Error::Invalid(format!(
                 "nothing new to save: the state still equals its parent {}",
-                &p.id.0[..12]
+                p.id.short(12)
             )))
         }
         _ => (0, None),

@@ -2,34 +2,21 @@
 
 use crate::error::{Error, Result};
 use crate::freeze::Base;
+use crate::live::Live;
 use crate::transcript::Transcript;
 use freeze_attn_engine::state::{load_chain, Segment};
-use freeze_attn_engine::{EngineError, KvState, LoadedModel};
+use freeze_attn_engine::{EngineError, LoadedModel};
 use freeze_attn_library::{Library, Node, NodeId};
-
-/// A node brought back to life.
-pub struct Thawed {
-    pub node: Node,
-    pub state: KvState,
-    pub transcript: Transcript,
-    pub base: Base,
-}
 
 /// Refuses a node made with another model, naming both models.
 pub fn check_compatible(lib: &Library, model: &LoadedModel, node: &Node) -> Result<()> {
-    if node.model_fingerprint != model.fingerprint().0 {
+    if &node.model_fingerprint != model.fingerprint() {
         let theirs = lib
             .model(&node.model_fingerprint)?
-            .map(|m| {
-                format!(
-                    "{} ({})",
-                    m.display_name,
-                    &node.model_fingerprint[..12.min(node.model_fingerprint.len())]
-                )
-            })
-            .unwrap_or_else(|| node.model_fingerprint.clone());
+            .map(|m| format!("{} ({})", m.display_name, node.model_fingerprint.short(12)))
+            .unwrap_or_else(|| node.model_fingerprint.to_string());
         return Err(Error::Engine(EngineError::StateModelMismatch {
-            expected: format!("{} ({})", model.info.name, &model.fingerprint().0[..12]),
+            expected: format!("{} ({})", model.info.name, model.fingerprint().short(12)),
             found: format!("`{}` made with {theirs}", node.name),
         }));
     }
@@ -46,7 +33,7 @@ pub fn open_chain(lib: &Library, node: &Node) -> Result<Vec<Segment>> {
 }
 
 /// Loads node `id` for `model`.
-pub fn thaw(lib: &Library, model: &LoadedModel, id: NodeId) -> Result<Thawed> {
+pub fn thaw(lib: &Library, model: &LoadedModel, id: NodeId) -> Result<Live> {
     let node = lib.node(id)?;
     check_compatible(lib, model, &node)?;
     let chain = open_chain(lib, &node)?;
@@ -62,11 +49,12 @@ pub fn thaw(lib: &Library, model: &LoadedModel, id: NodeId) -> Result<Thawed> {
         tip: node.tip.clone(),
         token_count: n,
     };
-    Ok(Thawed {
-        node,
+    Ok(Live {
         state,
         transcript,
-        base,
+        kind: node.kind,
+        base: Some(base),
+        shared: n,
     })
 }
 

@@ -7,7 +7,7 @@ use crate::transcript::Transcript;
 use freeze_attn_engine::state::Segment;
 use freeze_attn_engine::LoadedModel;
 use freeze_attn_library::{
-    DeleteMode, Deletion, Library, NodeId, NodeKind, NodeOrder, NodeSummary, Rejection, VerifyReport,
+    DeleteMode, Deletion, Library, ModelFingerprint, NodeId, NodeKind, NodeOrder, NodeSummary, Rejection, VerifyReport,
 };
 use serde::Serialize;
 use std::path::PathBuf;
@@ -36,7 +36,7 @@ pub struct NodeView {
     pub token_count: u64,
     pub own_bytes: u64,
     pub model_name: String,
-    pub model_fingerprint: String,
+    pub model_fingerprint: ModelFingerprint,
     /// Whether the loaded model can thaw it.
     pub compatible: bool,
     pub created_at: i64,
@@ -44,12 +44,12 @@ pub struct NodeView {
     pub depth: usize,
 }
 
-fn model_name(lib: &Library, fingerprint: &str) -> String {
+fn model_name(lib: &Library, fingerprint: &ModelFingerprint) -> String {
     lib.model(fingerprint)
         .ok()
         .flatten()
         .map(|m| m.display_name)
-        .unwrap_or_else(|| format!("model {}", &fingerprint[..fingerprint.len().min(12)]))
+        .unwrap_or_else(|| format!("model {}", fingerprint.short(12)))
 }
 
 pub fn view(lib: &Library, s: &NodeSummary, depth: usize, model: Option<&LoadedModel>) -> NodeView {
@@ -65,7 +65,7 @@ pub fn view(lib: &Library, s: &NodeSummary, depth: usize, model: Option<&LoadedM
         own_bytes: s.own_bytes,
         model_name: model_name(lib, &s.model_fingerprint),
         model_fingerprint: s.model_fingerprint.clone(),
-        compatible: model.is_none_or(|m| m.fingerprint().0 == s.model_fingerprint),
+        compatible: model.is_none_or(|m| m.fingerprint() == &s.model_fingerprint),
         created_at: s.created_at,
         updated_at: s.updated_at,
         depth,
@@ -201,13 +201,13 @@ pub fn verify(lib: &Library) -> Result<VerifyReport> {
             message: e.to_string(),
         };
         let s = Segment::open(path).map_err(|e| rejected(e.into()))?;
-        if s.id.0 != meta.hash.as_str() {
+        if s.id != meta.hash {
             return Err(Rejection {
                 code: "segment_id_mismatch",
                 message: format!(
                     "content hash {} does not match the catalogue's {}",
-                    &s.id.0[..12],
-                    &meta.hash.as_str()[..12]
+                    s.id.short(12),
+                    meta.hash.short(12)
                 ),
             });
         }

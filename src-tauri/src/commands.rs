@@ -79,9 +79,9 @@ pub async fn search(state: State<'_, AppState>, query: String) -> Res<Vec<NodeVi
 
 #[tauri::command]
 #[specta::specta]
-pub async fn new_session(state: State<'_, AppState>, kind: NodeKind, system: Option<String>) -> Res<LiveState> {
+pub async fn start_live(state: State<'_, AppState>, kind: NodeKind, system: Option<String>) -> Res<LiveState> {
     state
-        .run(move |s| Ok(s.new_session(kind, system.as_deref())))
+        .run(move |s| Ok(s.start_live(kind, system.as_deref())))
         .await
         .map_err(ApiError::from)
 }

@@ -19,7 +19,7 @@ pub fn builder() -> Builder<tauri::Wry> {
             open_model,
             list_tree,
             search,
-            new_session,
+            start_live,
             thaw,
             chat_send,
             continue_reply,

@@ -45,7 +45,7 @@ pub fn run(a: ChatArgs) -> anyhow::Result<()> {
             );
         }
         None => {
-            host.run_blocking(move |s| Ok(s.new_session(NodeKind::Chat, system.as_deref())))?;
+            host.run_blocking(move |s| Ok(s.start_live(NodeKind::Chat, system.as_deref())))?;
         }
     }
     eprintln!("{HELP}");
@@ -117,7 +117,7 @@ fn command(host: &SessionHost, verb: &str, arg: String, system: Option<String>) 
             }
         }
         "new" => {
-            host.run_blocking(move |s| Ok(s.new_session(NodeKind::Chat, system.as_deref())))?;
+            host.run_blocking(move |s| Ok(s.start_live(NodeKind::Chat, system.as_deref())))?;
             println!("new chat");
         }
         "freeze" if !arg.is_empty() => {

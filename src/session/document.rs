@@ -3,7 +3,6 @@
 
 use super::{Live, Reply, Session};
 use crate::error::{Error, Result};
-use crate::thaw::thaw;
 use crate::transcript::Transcript;
 use crate::tree::NodeView;
 use freeze_attn_engine::{generate, Event, GenerateParams, Message, PrefillProgress};
@@ -117,7 +116,9 @@ impl Session {
 
     /// Node `id` as a document, for callers that need its text without thawing it live.
     pub fn document_text(&self, id: NodeId) -> Result<String> {
-        match thaw(&self.library, &self.model, id)?.transcript {
+        let node = self.library.node(id)?;
+        crate::thaw::check_compatible(&self.library, &self.model, &node)?;
+        match Transcript::from_json(&node.transcript).unwrap_or_default() {
             Transcript::Text { text } => Ok(text),
             Transcript::Chat { .. } => Err(Error::Invalid("this node is a conversation, not a document".into())),
         }

@@ -17,6 +17,7 @@ pub use views::{Alternative, LiveState, Reply, ThawReport};
 use crate::error::{Error, Result};
 use crate::fork::ForkPoint;
 use crate::freeze::{freeze, Base, FreezeRequest};
+use crate::live::Live;
 use crate::thaw::thaw;
 use crate::transcript::Transcript;
 use crate::tree::{view, NodeView};
@@ -25,42 +26,6 @@ use freeze_attn_engine::{CancelToken, GenerateParams, KvState, LoadedModel, Mess
 use freeze_attn_library::{Library, NodeId, NodeKind, NodeOrder};
 use std::time::Instant;
 use warm::Warm;
-
-/// The state being worked on.
-pub(crate) struct Live {
-    pub state: KvState,
-    pub transcript: Transcript,
-    pub kind: NodeKind,
-    /// The node it was thawed from or last frozen as.
-    pub base: Option<Base>,
-    /// Leading tokens that still equal the base node's state.
-    pub shared: usize,
-}
-
-impl Live {
-    fn empty(model: &LoadedModel, kind: NodeKind, transcript: Transcript) -> Self {
-        Self {
-            state: model.model.new_state(),
-            transcript,
-            kind,
-            base: None,
-            shared: 0,
-        }
-    }
-
-    /// Rewinds the state to `len` tokens, keeping track of what is still shared with the base.
-    pub(crate) fn truncate(&mut self, len: usize) {
-        self.state.truncate(len);
-        self.shared = self.shared.min(len);
-    }
-
-    pub(crate) fn dirty(&self) -> bool {
-        match &self.base {
-            Some(b) => self.shared != b.token_count || self.state.len() != b.token_count,
-            None => !self.state.is_empty(),
-        }
-    }
-}
 
 pub struct Session {
     pub model: LoadedModel,
@@ -121,7 +86,7 @@ impl Session {
     }
 
     /// A new, empty live state: a chat (with an optional system prompt) or a story.
-    pub fn new_session(&mut self, kind: NodeKind, system: Option<&str>) -> LiveState {
+    pub fn start_live(&mut self, kind: NodeKind, system: Option<&str>) -> LiveState {
         let transcript = match kind {
             NodeKind::Chat | NodeKind::Personality => Transcript::Chat {
                 messages: system
@@ -140,23 +105,16 @@ impl Session {
     /// Makes node `id` the live state: from memory when it was used recently, else from disk.
     pub fn thaw(&mut self, id: NodeId) -> Result<ThawReport> {
         let t0 = Instant::now();
-        let (state, transcript, base, kind, from_memory) = match self.warm.get(id) {
-            Some(w) => (w.state.fork(), w.transcript.clone(), w.base.clone(), w.kind, true),
+        let (live, from_memory) = match self.warm.get(id) {
+            Some(w) => (w.fork(), true),
             None => {
                 let t = thaw(&self.library, &self.model, id)?;
-                self.warm
-                    .put(id, t.state.fork(), t.transcript.clone(), t.base.clone(), t.node.kind);
-                (t.state, t.transcript, t.base, t.node.kind, false)
+                self.warm.put(id, t.fork());
+                (t, false)
             }
         };
-        let n = state.len();
-        self.live = Live {
-            state,
-            transcript,
-            kind,
-            shared: base.token_count,
-            base: Some(base),
-        };
+        let n = live.state.len();
+        self.live = live;
         self.alternatives.clear();
         Ok(ThawReport {
             node: id.0,
@@ -199,14 +157,8 @@ impl Session {
         };
         self.live.kind = node.kind;
         self.live.shared = base.token_count;
-        self.live.base = Some(base.clone());
-        self.warm.put(
-            id,
-            self.live.state.fork(),
-            self.live.transcript.clone(),
-            base,
-            node.kind,
-        );
+        self.live.base = Some(base);
+        self.warm.put(id, self.live.fork());
         Ok(())
     }
 

@@ -1,21 +1,11 @@
 //! Recently used states kept in memory, least recently used first out, bounded by bytes.
-//! States are forks: an entry and the live state share K/V until one of them grows.
+//! Entries are forks: an entry and the live state share K/V until one of them grows.
 
-use crate::freeze::Base;
-use crate::transcript::Transcript;
-use freeze_attn_engine::KvState;
-use freeze_attn_library::{NodeId, NodeKind};
-
-pub(super) struct Entry {
-    pub id: NodeId,
-    pub state: KvState,
-    pub transcript: Transcript,
-    pub base: Base,
-    pub kind: NodeKind,
-}
+use crate::live::Live;
+use freeze_attn_library::NodeId;
 
 pub(super) struct Warm {
-    entries: Vec<Entry>,
+    entries: Vec<(NodeId, Live)>,
     max_bytes: usize,
 }
 
@@ -27,30 +17,24 @@ impl Warm {
         }
     }
 
-    /// The entry for `id`, now the most recently used.
-    pub fn get(&mut self, id: NodeId) -> Option<&Entry> {
-        let i = self.entries.iter().position(|e| e.id == id)?;
+    /// The state of node `id`, now the most recently used.
+    pub fn get(&mut self, id: NodeId) -> Option<&Live> {
+        let i = self.entries.iter().position(|(e, _)| *e == id)?;
         let e = self.entries.remove(i);
         self.entries.push(e);
-        self.entries.last()
+        self.entries.last().map(|(_, l)| l)
     }
 
-    pub fn put(&mut self, id: NodeId, state: KvState, transcript: Transcript, base: Base, kind: NodeKind) {
+    pub fn put(&mut self, id: NodeId, live: Live) {
         self.remove(id);
-        self.entries.push(Entry {
-            id,
-            state,
-            transcript,
-            base,
-            kind,
-        });
+        self.entries.push((id, live));
         while self.entries.len() > 1 && self.bytes() > self.max_bytes {
             self.entries.remove(0);
         }
     }
 
     pub fn remove(&mut self, id: NodeId) {
-        self.entries.retain(|e| e.id != id);
+        self.entries.retain(|(e, _)| *e != id);
     }
 
     pub fn clear(&mut self) {
@@ -58,6 +42,6 @@ impl Warm {
     }
 
     fn bytes(&self) -> usize {
-        self.entries.iter().map(|e| e.state.allocated_bytes()).sum()
+        self.entries.iter().map(|(_, l)| l.state.allocated_bytes()).sum()
     }
 }

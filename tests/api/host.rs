@@ -33,7 +33,7 @@ fn status_answers_while_a_generation_runs_and_cancel_stops_it() {
     let h2 = h.clone();
     let job = std::thread::spawn(move || {
         h2.run_blocking(move |s| {
-            s.new_session(NodeKind::Story, None);
+            s.start_live(NodeKind::Story, None);
             let mut tx = Some(tx);
             s.continue_text(
                 "The old lighthouse keeper climbed the stairs every evening, and",
@@ -117,7 +117,7 @@ fn nodes_resolve_by_id_or_unique_name() {
     let h = host(dir.path());
     let (a, b, c) = h
         .run_blocking(|s| {
-            s.new_session(NodeKind::Story, None);
+            s.start_live(NodeKind::Story, None);
             s.continue_text("Once", &GenerateParams::greedy(1), &mut |_| {})?;
             let a = s.freeze("Harbour", NodeKind::Story)?;
             s.continue_text(" more", &GenerateParams::greedy(1), &mut |_| {})?;

@@ -18,7 +18,7 @@ fn chat_freeze_and_thaw_in_a_new_session_continues_exactly() {
     let dir = tempfile::tempdir().unwrap();
     let p = greedy(24);
     let mut a = session(dir.path());
-    a.new_session(NodeKind::Chat, Some("You are a helpful assistant."));
+    a.start_live(NodeKind::Chat, Some("You are a helpful assistant."));
     a.chat_send("Hi! I am Ada and I study the planets.", &p, &mut |_| {})
         .unwrap();
     let frozen = a.freeze("ada", NodeKind::Personality).unwrap();
@@ -57,7 +57,7 @@ fn fork_at_a_message_keeps_the_conversation_up_to_it() {
     let dir = tempfile::tempdir().unwrap();
     let p = greedy(16);
     let mut s = session(dir.path());
-    s.new_session(NodeKind::Chat, Some("You are terse."));
+    s.start_live(NodeKind::Chat, Some("You are terse."));
     s.chat_send("Name a color.", &p, &mut |_| {}).unwrap();
     s.chat_send("Name an animal.", &p, &mut |_| {}).unwrap();
     let node = s.freeze("two turns", NodeKind::Chat).unwrap();
@@ -112,7 +112,7 @@ fn fork_at_a_message_keeps_the_conversation_up_to_it() {
 fn story_alternatives_become_sibling_nodes() {
     let dir = tempfile::tempdir().unwrap();
     let mut s = session(dir.path());
-    s.new_session(NodeKind::Story, None);
+    s.start_live(NodeKind::Story, None);
     let mut params = greedy(12);
     params.sampling.temperature = 1.0;
     params.sampling.seed = 7;
@@ -195,7 +195,7 @@ fn forks_share_their_base_on_disk() {
     let m = &s.model;
     let base_tokens = sample_tokens(m, 2048).unwrap();
     let text = m.tokenizer.decode_with_special(&base_tokens).unwrap();
-    s.new_session(NodeKind::Story, None);
+    s.start_live(NodeKind::Story, None);
     // A 2,048-token state, frozen (the text is the sample document; 1 token is generated).
     s.continue_text(&text, &greedy(1), &mut |_| {}).unwrap();
     let base = s.freeze("base", NodeKind::Personality).unwrap();

@@ -107,7 +107,7 @@ fn a_three_segment_chain_and_a_rewind_inside_a_segment() {
     let pb = dir.path().join("b.state");
     let sb = save_state(m, &s, &pb, StoredDType::F16, la.as_parent(la.chain_len).as_ref(), None).unwrap();
     assert_eq!((sb.start, sb.tokens), (a.len(), b.len()));
-    assert_eq!(sb.parent.as_deref(), Some(sa.id.as_str()));
+    assert_eq!(sb.parent.as_ref(), Some(&sa.id));
     let per_token = sa.bytes as f64 / a.len() as f64;
     assert!(
         (sb.bytes as f64) < per_token * (b.len() as f64 + 4.0),
@@ -280,7 +280,7 @@ fn bad_state_files_are_refused_with_clear_errors() {
         e.starts_with("[state_model_mismatch]")
             && e.contains("belongs to another model")
             && e.contains("0123456789abcdef")
-            && e.contains(&m.fingerprint().0),
+            && e.contains(m.fingerprint().as_str()),
         "{e}"
     );
     let e = with_fields("version.state", &[("format_version", "3")]);

@@ -90,14 +90,14 @@ describe("App", () => {
   it("starts a new chat with a system prompt", async () => {
     const user = userEvent.setup();
     const backend = fakeBackend({
-      new_session: ({ system }) =>
+      start_live: ({ system }) =>
         live({ transcript: { mode: "chat", messages: [{ role: "system", content: system as string }] } }),
     });
     render(App);
     await user.click(await screen.findByTestId("new-chat"));
-    await user.type(screen.getByTestId("new-session-system"), "You are a pirate.");
-    await user.click(screen.getByTestId("new-session-submit"));
-    expect(backend.argsOf("new_session")).toEqual([{ kind: "chat", system: "You are a pirate." }]);
+    await user.type(screen.getByTestId("new-live-system"), "You are a pirate.");
+    await user.click(screen.getByTestId("new-live-submit"));
+    expect(backend.argsOf("start_live")).toEqual([{ kind: "chat", system: "You are a pirate." }]);
     expect(await screen.findByTestId("message-0")).toHaveTextContent("You are a pirate.");
   });
 });

@@ -8,20 +8,9 @@
 
 use crate::config::ModelConfig;
 use crate::tokenizer::Tokenizer;
-use serde::{Deserialize, Serialize};
-use std::fmt;
 use std::io::{Read, Seek, SeekFrom};
 
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(transparent)]
-#[cfg_attr(feature = "specta", derive(specta::Type))]
-pub struct ModelFingerprint(pub String);
-
-impl fmt::Display for ModelFingerprint {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+pub use freeze_attn_ids::ModelFingerprint;
 
 const WINDOWS: u64 = 16;
 const WINDOW: u64 = 4096;
@@ -123,7 +112,7 @@ pub fn fingerprint(
     }
     h.update(template.unwrap_or("").as_bytes());
     h.update(&weights);
-    ModelFingerprint(h.finalize().to_hex()[..32].to_string())
+    ModelFingerprint::new(&h.finalize().to_hex()[..32])
 }
 
 #[cfg(test)]

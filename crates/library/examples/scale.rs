@@ -7,7 +7,7 @@
 //! then prints how long the main read paths take. Correctness at this size is checked by the
 //! `scale` integration test; this only measures.
 
-use freeze_attn_library::{Library, NewNode, NewSegment, NodeKind, NodeOrder, SegmentHash, SegmentMeta};
+use freeze_attn_library::{Library, NewNode, NewSegment, NodeKind, NodeOrder, SegmentId, SegmentMeta};
 use std::time::Instant;
 
 const GROUPS: u64 = 100;
@@ -22,7 +22,7 @@ fn put(lib: &Library, parent: Option<&SegmentMeta>, seed: u64) -> Result<Segment
     let temp = lib.temp_segment()?;
     std::fs::write(temp.path(), &content)?;
     let new = NewSegment {
-        hash: SegmentHash::from_blake3(&blake3::hash(&content)),
+        hash: SegmentId::from_blake3(&blake3::hash(&content)),
         parent: parent.map(|p| p.hash.clone()),
         start: parent.map_or(0, SegmentMeta::end),
         token_count: 50,

@@ -6,7 +6,7 @@
 use crate::db::now_ms;
 use crate::error::{LibraryError, Result};
 use crate::forest::Forest;
-use crate::ids::{NodeId, SegmentHash};
+use crate::ids::{NodeId, SegmentId};
 use crate::library::Library;
 use crate::schema::nodes;
 use crate::tree::tips_by_id;
@@ -73,7 +73,7 @@ fn plan(conn: &Connection, id: NodeId, mode: DeleteMode) -> Result<Deletion> {
     let doomed: HashSet<NodeId> = deleted.iter().copied().collect();
     let tips = tips_by_id(conn)?;
     let (gone, kept): (Vec<_>, Vec<_>) = tips.iter().partition(|(node, _)| doomed.contains(node));
-    let tips_of = |list: Vec<(&NodeId, &Option<SegmentHash>)>| -> Vec<SegmentHash> {
+    let tips_of = |list: Vec<(&NodeId, &Option<SegmentId>)>| -> Vec<SegmentId> {
         list.into_iter().filter_map(|(_, tip)| tip.clone()).collect()
     };
     let (gone, kept) = (tips_of(gone), tips_of(kept));

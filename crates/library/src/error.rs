@@ -1,6 +1,6 @@
 //! `LibraryError`: every way a library operation can fail, one variant per cause.
 
-use crate::ids::{NodeId, SegmentHash};
+use crate::ids::{NodeId, SegmentId};
 use std::path::PathBuf;
 
 /// Shorthand used throughout the crate.
@@ -51,30 +51,29 @@ pub enum LibraryError {
     #[error("cannot move node {node} under {new_parent}: it is the node itself or one of its descendants")]
     MoveCycle { node: NodeId, new_parent: NodeId },
 
-    #[error("invalid segment hash {0:?}: expected 64 hexadecimal characters (blake3)")]
-    InvalidSegmentHash(String),
+    #[error(transparent)]
+    InvalidSegmentId(#[from] freeze_attn_ids::InvalidSegmentId),
 
     #[error("invalid segment {hash}: {reason}")]
-    InvalidSegment { hash: SegmentHash, reason: String },
+    InvalidSegment { hash: SegmentId, reason: String },
 
     #[error("segment {0} not found in the library")]
-    SegmentNotFound(SegmentHash),
+    SegmentNotFound(SegmentId),
 
     #[error("segment {hash} is catalogued but its file {path} is missing")]
-    SegmentFileMissing { hash: SegmentHash, path: PathBuf },
+    SegmentFileMissing { hash: SegmentId, path: PathBuf },
 
     #[error("segment {hash} is already stored with different metadata ({field} differs)")]
-    SegmentConflict { hash: SegmentHash, field: &'static str },
+    SegmentConflict { hash: SegmentId, field: &'static str },
 
     #[error("segment {hash} is {found} bytes on disk but {expected} were expected")]
-    SegmentSize {
-        hash: SegmentHash,
-        expected: u64,
-        found: u64,
-    },
+    SegmentSize { hash: SegmentId, expected: u64, found: u64 },
 
     #[error("model mismatch: expected fingerprint {expected}, found {found}")]
-    ModelMismatch { expected: String, found: String },
+    ModelMismatch {
+        expected: freeze_attn_ids::ModelFingerprint,
+        found: freeze_attn_ids::ModelFingerprint,
+    },
 
     #[error("token count {token_count} is out of range: the chain holds {available} tokens")]
     TokenCountOutOfRange { token_count: u64, available: u64 },

@@ -5,7 +5,7 @@
 //! reach. Loading all rows once and walking in memory keeps a 10,000-node listing to one query.
 
 use crate::error::Result;
-use crate::ids::SegmentHash;
+use crate::ids::SegmentId;
 use crate::schema::segments;
 use rusqlite::Connection;
 use std::collections::HashMap;
@@ -14,7 +14,7 @@ use std::collections::HashMap;
 const UNKNOWN: u32 = u32::MAX;
 
 pub(crate) struct Forest {
-    index: HashMap<SegmentHash, usize>,
+    index: HashMap<SegmentId, usize>,
     parent: Vec<Option<usize>>,
     bytes: Vec<u64>,
     /// Distance from the root of the chain (root = 0).
@@ -24,7 +24,7 @@ pub(crate) struct Forest {
 impl Forest {
     pub(crate) fn load(conn: &Connection) -> Result<Forest> {
         let rows = segments::select_all(conn)?;
-        let index: HashMap<SegmentHash, usize> = rows.iter().enumerate().map(|(i, m)| (m.hash.clone(), i)).collect();
+        let index: HashMap<SegmentId, usize> = rows.iter().enumerate().map(|(i, m)| (m.hash.clone(), i)).collect();
         let parent = rows
             .iter()
             .map(|m| m.parent.as_ref().and_then(|p| index.get(p).copied()))
@@ -65,12 +65,12 @@ impl Forest {
         }
     }
 
-    fn idx(&self, hash: Option<&SegmentHash>) -> Option<usize> {
+    fn idx(&self, hash: Option<&SegmentId>) -> Option<usize> {
         hash.and_then(|h| self.index.get(h).copied())
     }
 
     /// Bytes of the chain ending at `tip` that the chain ending at `parent_tip` does not share.
-    pub(crate) fn own_bytes(&self, tip: Option<&SegmentHash>, parent_tip: Option<&SegmentHash>) -> u64 {
+    pub(crate) fn own_bytes(&self, tip: Option<&SegmentId>, parent_tip: Option<&SegmentId>) -> u64 {
         let (mut a, mut b) = (self.idx(tip), self.idx(parent_tip));
         let mut sum = 0u64;
         // Each step moves one pointer up; bounded for damaged catalogues.
@@ -91,8 +91,8 @@ impl Forest {
     /// Bytes of the segments reachable from `tips` but not from `kept`, each counted once.
     pub(crate) fn exclusive_bytes<'a>(
         &self,
-        tips: impl IntoIterator<Item = &'a SegmentHash>,
-        kept: impl IntoIterator<Item = &'a SegmentHash>,
+        tips: impl IntoIterator<Item = &'a SegmentId>,
+        kept: impl IntoIterator<Item = &'a SegmentId>,
     ) -> u64 {
         let mut marked = self.reachable(kept);
         let mut sum = 0u64;
@@ -111,7 +111,7 @@ impl Forest {
     }
 
     /// Marks every segment on the chains ending at `tips`.
-    pub(crate) fn reachable<'a>(&self, tips: impl IntoIterator<Item = &'a SegmentHash>) -> Vec<bool> {
+    pub(crate) fn reachable<'a>(&self, tips: impl IntoIterator<Item = &'a SegmentId>) -> Vec<bool> {
         let mut marked = vec![false; self.parent.len()];
         for tip in tips {
             let mut cur = self.idx(Some(tip));
@@ -127,7 +127,7 @@ impl Forest {
     }
 
     /// Whether `hash` is marked in a vector from [`Forest::reachable`].
-    pub(crate) fn is_marked(&self, marked: &[bool], hash: &SegmentHash) -> bool {
+    pub(crate) fn is_marked(&self, marked: &[bool], hash: &SegmentId) -> bool {
         self.idx(Some(hash)).is_some_and(|i| marked[i])
     }
 }
@@ -137,8 +137,8 @@ mod tests {
     use super::*;
     use crate::segment::SegmentMeta;
 
-    fn h(n: u8) -> SegmentHash {
-        SegmentHash::parse(&format!("{n:02x}").repeat(32)).unwrap()
+    fn h(n: u8) -> SegmentId {
+        SegmentId::parse(&format!("{n:02x}").repeat(32)).unwrap()
     }
 
     /// a(100) <- b(10) <- c(1);  a <- d(1000)
@@ -201,7 +201,7 @@ mod tests {
         let mut conn = Connection::open_in_memory().unwrap();
         crate::schema::migrate(&mut conn).unwrap();
         let tx = conn.transaction().unwrap();
-        let hash = |i: u64| SegmentHash::parse(&format!("{i:064x}")).unwrap();
+        let hash = |i: u64| SegmentId::parse(&format!("{i:064x}")).unwrap();
         for i in 0..50_000u64 {
             let m = SegmentMeta {
                 hash: hash(i),

@@ -14,7 +14,7 @@ use crate::db::now_ms;
 use crate::durable::TEMP_SUFFIX;
 use crate::error::{LibraryError, Result};
 use crate::forest::Forest;
-use crate::ids::SegmentHash;
+use crate::ids::SegmentId;
 use crate::library::Library;
 use crate::schema::{nodes, segments};
 use crate::segment_store::SEGMENT_EXT;
@@ -73,7 +73,7 @@ impl Library {
         // leave rows without files instead.
         let deleted = self.write(|conn| {
             let forest = Forest::load(conn)?;
-            let node_tips: Vec<SegmentHash> = nodes::all_tips(conn)?.into_iter().filter_map(|(_, tip)| tip).collect();
+            let node_tips: Vec<SegmentId> = nodes::all_tips(conn)?.into_iter().filter_map(|(_, tip)| tip).collect();
             let young = segments::touched_since(conn, cutoff)?;
             // Young segments keep their ancestors too: a row cannot outlive its parent row.
             let keep = forest.reachable(node_tips.iter().chain(&young));
@@ -90,7 +90,7 @@ impl Library {
         // Under the write lock, so no put can rename a file into place between the check for
         // its row and the delete.
         self.write(|conn| {
-            let rows: HashSet<SegmentHash> = segments::select_all(conn)?.into_iter().map(|m| m.hash).collect();
+            let rows: HashSet<SegmentId> = segments::select_all(conn)?.into_iter().map(|m| m.hash).collect();
             let mut report = GcReport {
                 segments_deleted: deleted.len() as u64,
                 ..GcReport::default()
@@ -105,8 +105,8 @@ impl Library {
 /// Files of rows deleted by this run (`deleted`) are not counted as orphans.
 fn sweep_folder(
     dir: &Path,
-    rows: &HashSet<SegmentHash>,
-    deleted: &HashSet<SegmentHash>,
+    rows: &HashSet<SegmentId>,
+    deleted: &HashSet<SegmentId>,
     temp_cutoff: SystemTime,
     report: &mut GcReport,
 ) -> Result<()> {
@@ -127,7 +127,7 @@ fn sweep_folder(
                 report.temp_files_deleted += 1;
             }
         } else if let Some(stem) = name.strip_suffix(&format!(".{SEGMENT_EXT}")) {
-            let Ok(hash) = SegmentHash::parse(stem) else {
+            let Ok(hash) = SegmentId::parse(stem) else {
                 continue;
             };
             if !rows.contains(&hash) {

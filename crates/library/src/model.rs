@@ -3,24 +3,27 @@
 use crate::error::{LibraryError, Result};
 use crate::library::Library;
 use crate::schema::models;
+use freeze_attn_ids::ModelFingerprint;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
 /// Longest fingerprint accepted (the engine's are 64-hex blake3 digests).
 const MAX_FINGERPRINT_LEN: usize = 256;
 
-/// A model this library can load.
+/// The catalogue row of a model this library can load (the model itself is the engine's
+/// `LoadedModel`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Model {
+pub struct ModelRecord {
     /// What makes a state valid only for this model (see the engine's `ModelFingerprint`).
-    pub fingerprint: String,
+    pub fingerprint: ModelFingerprint,
     pub display_name: String,
     /// Where its weights are (a file or folder); must be valid UTF-8.
     pub path: PathBuf,
 }
 
 /// A fingerprint is an opaque, non-empty, single-line label.
-pub(crate) fn validate_fingerprint(fp: &str) -> Result<()> {
+pub(crate) fn validate_fingerprint(fp: &ModelFingerprint) -> Result<()> {
+    let fp = fp.as_str();
     if fp.is_empty() || fp.len() > MAX_FINGERPRINT_LEN || fp.chars().any(char::is_control) {
         return Err(LibraryError::InvalidFingerprint(fp.to_owned()));
     }
@@ -29,7 +32,7 @@ pub(crate) fn validate_fingerprint(fp: &str) -> Result<()> {
 
 impl Library {
     /// Registers a model, or updates its display name and path.
-    pub fn put_model(&self, model: &Model) -> Result<()> {
+    pub fn put_model(&self, model: &ModelRecord) -> Result<()> {
         validate_fingerprint(&model.fingerprint)?;
         let path = model
             .path
@@ -39,17 +42,17 @@ impl Library {
     }
 
     /// The model with this fingerprint, if registered.
-    pub fn model(&self, fingerprint: &str) -> Result<Option<Model>> {
+    pub fn model(&self, fingerprint: &ModelFingerprint) -> Result<Option<ModelRecord>> {
         self.read(|conn| models::select(conn, fingerprint))
     }
 
     /// Every registered model, by display name.
-    pub fn models(&self) -> Result<Vec<Model>> {
+    pub fn models(&self) -> Result<Vec<ModelRecord>> {
         self.read(models::select_all)
     }
 
     /// Forgets a model; its nodes stay (they become unloadable). Returns whether it was known.
-    pub fn remove_model(&self, fingerprint: &str) -> Result<bool> {
+    pub fn remove_model(&self, fingerprint: &ModelFingerprint) -> Result<bool> {
         self.write(|conn| models::delete(conn, fingerprint))
     }
 }
@@ -60,17 +63,17 @@ mod tests {
 
     #[test]
     fn fingerprints_are_single_line_labels() {
-        assert!(validate_fingerprint("abc123").is_ok());
-        assert!(validate_fingerprint("").is_err());
-        assert!(validate_fingerprint("a\nb").is_err());
-        assert!(validate_fingerprint(&"x".repeat(MAX_FINGERPRINT_LEN + 1)).is_err());
+        assert!(validate_fingerprint(&"abc123".into()).is_ok());
+        assert!(validate_fingerprint(&"".into()).is_err());
+        assert!(validate_fingerprint(&"a\nb".into()).is_err());
+        assert!(validate_fingerprint(&"x".repeat(MAX_FINGERPRINT_LEN + 1).into()).is_err());
     }
 
     #[test]
     fn models_are_upserted_listed_and_removed() {
         let dir = tempfile::tempdir().unwrap();
         let lib = Library::open(dir.path()).unwrap();
-        let mut m = Model {
+        let mut m = ModelRecord {
             fingerprint: "fp1".into(),
             display_name: "Llama 3.2 1B".into(),
             path: "/models/llama.gguf".into(),
@@ -78,13 +81,17 @@ mod tests {
         lib.put_model(&m).unwrap();
         m.display_name = "Llama (renamed)".into();
         lib.put_model(&m).unwrap();
-        assert_eq!(lib.model("fp1").unwrap(), Some(m.clone()), "a second put updates");
+        assert_eq!(
+            lib.model(&"fp1".into()).unwrap(),
+            Some(m.clone()),
+            "a second put updates"
+        );
         assert_eq!(lib.models().unwrap(), vec![m]);
-        assert!(lib.remove_model("fp1").unwrap());
+        assert!(lib.remove_model(&"fp1".into()).unwrap());
         assert!(
-            !lib.remove_model("fp1").unwrap(),
+            !lib.remove_model(&"fp1".into()).unwrap(),
             "removing twice reports nothing removed"
         );
-        assert_eq!(lib.model("fp1").unwrap(), None);
+        assert_eq!(lib.model(&"fp1".into()).unwrap(), None);
     }
 }

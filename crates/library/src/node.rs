@@ -10,7 +10,8 @@
 
 use crate::db::fold;
 use crate::error::{LibraryError, Result};
-use crate::ids::{NodeId, SegmentHash};
+use crate::ids::{NodeId, SegmentId};
+use freeze_attn_ids::ModelFingerprint;
 use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, ValueRef};
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -89,9 +90,9 @@ pub struct Node {
     /// Folded tags, sorted.
     pub tags: Vec<String>,
     pub pinned: bool,
-    pub model_fingerprint: String,
+    pub model_fingerprint: ModelFingerprint,
     /// The segment holding the last token; `None` for an empty state.
-    pub tip: Option<SegmentHash>,
+    pub tip: Option<SegmentId>,
     pub token_count: u64,
     /// JSON text, opaque to the library.
     pub transcript: String,
@@ -109,8 +110,8 @@ pub struct NodeSummary {
     pub kind: NodeKind,
     pub pinned: bool,
     pub tags: Vec<String>,
-    pub model_fingerprint: String,
-    pub tip: Option<SegmentHash>,
+    pub model_fingerprint: ModelFingerprint,
+    pub tip: Option<SegmentId>,
     pub token_count: u64,
     /// Bytes of the segments in this node's chain that its parent's chain does not use.
     pub own_bytes: u64,
@@ -124,9 +125,9 @@ pub struct NewNode {
     pub parent: Option<NodeId>,
     pub name: String,
     pub kind: NodeKind,
-    pub model_fingerprint: String,
+    pub model_fingerprint: ModelFingerprint,
     /// Any segment of whose chain the state is a prefix; stored canonically (see module docs).
-    pub tip: Option<SegmentHash>,
+    pub tip: Option<SegmentId>,
     pub token_count: u64,
     pub transcript: String,
     pub notes: String,
@@ -136,7 +137,7 @@ pub struct NewNode {
 
 impl NewNode {
     /// An empty top-level node: no state, transcript `[]`, no notes or tags, not pinned.
-    pub fn new(name: impl Into<String>, kind: NodeKind, model_fingerprint: impl Into<String>) -> Self {
+    pub fn new(name: impl Into<String>, kind: NodeKind, model_fingerprint: impl Into<ModelFingerprint>) -> Self {
         NewNode {
             parent: None,
             name: name.into(),
@@ -158,7 +159,7 @@ impl NewNode {
     }
 
     /// Sets the state: the first `token_count` tokens of the chain ending at `tip`.
-    pub fn with_state(mut self, tip: SegmentHash, token_count: u64) -> Self {
+    pub fn with_state(mut self, tip: SegmentId, token_count: u64) -> Self {
         self.tip = Some(tip);
         self.token_count = token_count;
         self

@@ -3,12 +3,13 @@
 
 use crate::db::now_ms;
 use crate::error::{LibraryError, Result};
-use crate::ids::{NodeId, SegmentHash};
+use crate::ids::{NodeId, SegmentId};
 use crate::library::Library;
 use crate::model::validate_fingerprint;
 use crate::node::{check_transcript, clean_name, clean_tag, name_key, NewNode, Node};
 use crate::schema::{node_tags, nodes};
 use crate::segment_store::resolve_chain;
+use freeze_attn_ids::ModelFingerprint;
 use rusqlite::Connection;
 
 impl Library {
@@ -150,10 +151,10 @@ pub(crate) fn insert_node(conn: &Connection, new: &NewNode) -> Result<NodeId> {
 /// Checks a state against the catalogue and returns the segment holding its last token.
 fn canonical_tip(
     conn: &Connection,
-    tip: Option<&SegmentHash>,
+    tip: Option<&SegmentId>,
     token_count: u64,
-    model: &str,
-) -> Result<Option<SegmentHash>> {
+    model: &ModelFingerprint,
+) -> Result<Option<SegmentId>> {
     let Some(tip) = tip else {
         return match token_count {
             0 => Ok(None),
@@ -167,7 +168,7 @@ fn canonical_tip(
     let Some(last) = chain.last() else {
         return Err(LibraryError::SegmentNotFound(tip.clone()));
     };
-    if last.model_fingerprint != model {
+    if &last.model_fingerprint != model {
         return Err(LibraryError::ModelMismatch {
             expected: model.to_owned(),
             found: last.model_fingerprint.clone(),

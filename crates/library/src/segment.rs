@@ -8,8 +8,9 @@
 //! trusted to be the same content, and content checks belong to `verify`'s closure.
 
 use crate::error::{LibraryError, Result};
-use crate::ids::SegmentHash;
+use crate::ids::SegmentId;
 use crate::model::validate_fingerprint;
+use freeze_attn_ids::ModelFingerprint;
 use serde::{Deserialize, Serialize};
 
 /// Longest dtype label accepted ("f16", "bf16", "q8_0", ...).
@@ -18,26 +19,26 @@ const MAX_DTYPE_LEN: usize = 32;
 /// A catalogued segment.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SegmentMeta {
-    pub hash: SegmentHash,
-    pub parent: Option<SegmentHash>,
+    pub hash: SegmentId,
+    pub parent: Option<SegmentId>,
     /// Token position of the first token (the parent's end).
     pub start: u64,
     pub token_count: u64,
     pub dtype: String,
     /// Size of the file in bytes.
     pub bytes: u64,
-    pub model_fingerprint: String,
+    pub model_fingerprint: ModelFingerprint,
 }
 
 /// A segment about to be stored; its size is taken from the file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewSegment {
-    pub hash: SegmentHash,
-    pub parent: Option<SegmentHash>,
+    pub hash: SegmentId,
+    pub parent: Option<SegmentId>,
     pub start: u64,
     pub token_count: u64,
     pub dtype: String,
-    pub model_fingerprint: String,
+    pub model_fingerprint: ModelFingerprint,
 }
 
 impl NewSegment {
@@ -169,7 +170,7 @@ mod tests {
 
     pub(crate) fn meta(n: u8, parent: Option<&SegmentMeta>, tokens: u64) -> SegmentMeta {
         SegmentMeta {
-            hash: SegmentHash::parse(&format!("{n:02x}").repeat(32)).unwrap(),
+            hash: SegmentId::parse(&format!("{n:02x}").repeat(32)).unwrap(),
             parent: parent.map(|p| p.hash.clone()),
             start: parent.map_or(0, SegmentMeta::end),
             token_count: tokens,

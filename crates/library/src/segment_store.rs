@@ -10,7 +10,7 @@
 use crate::db::now_ms;
 use crate::durable::TempFile;
 use crate::error::{LibraryError, Result};
-use crate::ids::SegmentHash;
+use crate::ids::SegmentId;
 use crate::library::Library;
 use crate::schema::segments;
 use crate::segment::{NewSegment, SegmentMeta};
@@ -23,7 +23,7 @@ pub(crate) const SEGMENT_EXT: &str = "seg";
 
 impl Library {
     /// Where the file of segment `hash` lives (whether or not it is stored).
-    pub fn segment_path(&self, hash: &SegmentHash) -> PathBuf {
+    pub fn segment_path(&self, hash: &SegmentId) -> PathBuf {
         self.segments_dir().join(format!("{hash}.{SEGMENT_EXT}"))
     }
 
@@ -64,20 +64,20 @@ impl Library {
     }
 
     /// Whether `hash` is stored with an intact file; lets the engine skip writing a duplicate.
-    pub fn has_segment(&self, hash: &SegmentHash) -> Result<bool> {
+    pub fn has_segment(&self, hash: &SegmentId) -> Result<bool> {
         let row = self.read(|conn| segments::select(conn, hash))?;
         Ok(row.is_some_and(|m| file_intact(&self.segment_path(hash), m.bytes)))
     }
 
     /// The catalogue record of `hash`.
-    pub fn segment(&self, hash: &SegmentHash) -> Result<SegmentMeta> {
+    pub fn segment(&self, hash: &SegmentId) -> Result<SegmentMeta> {
         self.read(|conn| segments::select(conn, hash))?
             .ok_or_else(|| LibraryError::SegmentNotFound(hash.clone()))
     }
 
     /// The chain ending at `tip`, root first, after checking that every file is present with
     /// its recorded size. The error names the first missing or damaged segment.
-    pub fn chain(&self, tip: &SegmentHash) -> Result<Vec<SegmentMeta>> {
+    pub fn chain(&self, tip: &SegmentId) -> Result<Vec<SegmentMeta>> {
         let chain = self.read(|conn| resolve_chain(conn, tip))?;
         for seg in &chain {
             let path = self.segment_path(&seg.hash);
@@ -103,7 +103,7 @@ impl Library {
 }
 
 /// The catalogued chain ending at `tip`, root first; `SegmentNotFound` names a missing row.
-pub(crate) fn resolve_chain(conn: &Connection, tip: &SegmentHash) -> Result<Vec<SegmentMeta>> {
+pub(crate) fn resolve_chain(conn: &Connection, tip: &SegmentId) -> Result<Vec<SegmentMeta>> {
     let mut chain = Vec::new();
     for (hash, row) in segments::chain_from_tip(conn, tip)? {
         chain.push(row.ok_or(LibraryError::SegmentNotFound(hash))?);
@@ -169,7 +169,7 @@ mod tests {
 
     fn new_segment(n: u8, parent: Option<&SegmentMeta>, tokens: u64) -> NewSegment {
         NewSegment {
-            hash: SegmentHash::parse(&format!("{n:02x}").repeat(32)).unwrap(),
+            hash: SegmentId::parse(&format!("{n:02x}").repeat(32)).unwrap(),
             parent: parent.map(|p| p.hash.clone()),
             start: parent.map_or(0, SegmentMeta::end),
             token_count: tokens,

@@ -4,7 +4,7 @@
 
 use crate::error::Result;
 use crate::forest::Forest;
-use crate::ids::{NodeId, SegmentHash};
+use crate::ids::{NodeId, SegmentId};
 use crate::library::Library;
 use crate::node::NodeSummary;
 use crate::schema::{node_tags, nodes};
@@ -93,7 +93,7 @@ impl Library {
             let parent = nodes::parent_of(conn, id)?;
             let members = nodes::subtree(conn, id)?;
             let tips = tips_by_id(conn)?;
-            let subtree_tips: Vec<&SegmentHash> = members.iter().filter_map(|m| tips.get(m)?.as_ref()).collect();
+            let subtree_tips: Vec<&SegmentId> = members.iter().filter_map(|m| tips.get(m)?.as_ref()).collect();
             let parent_tip = parent.and_then(|p| tips.get(&p)?.as_ref());
             Ok(Forest::load(conn)?.exclusive_bytes(subtree_tips, parent_tip))
         })
@@ -101,7 +101,7 @@ impl Library {
 }
 
 /// Every node's tip, by id.
-pub(crate) fn tips_by_id(conn: &Connection) -> Result<HashMap<NodeId, Option<SegmentHash>>> {
+pub(crate) fn tips_by_id(conn: &Connection) -> Result<HashMap<NodeId, Option<SegmentId>>> {
     Ok(nodes::all_tips(conn)?.into_iter().collect())
 }
 
@@ -134,7 +134,7 @@ pub(crate) fn finish_summaries_with_tags(
         .collect();
     missing.sort_unstable_by_key(|p| p.0);
     missing.dedup();
-    let others: HashMap<NodeId, Option<SegmentHash>> = if missing.len() > 64 {
+    let others: HashMap<NodeId, Option<SegmentId>> = if missing.len() > 64 {
         tips_by_id(conn)?
     } else {
         missing

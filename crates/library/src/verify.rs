@@ -7,7 +7,7 @@
 //! whose chain uses it (and against no node if none does).
 
 use crate::error::Result;
-use crate::ids::{NodeId, SegmentHash};
+use crate::ids::{NodeId, SegmentId};
 use crate::library::Library;
 use crate::schema::{nodes, segments};
 use crate::segment::SegmentMeta;
@@ -33,7 +33,10 @@ pub enum ProblemKind {
     /// The segment's fields or its link to its parent are inconsistent.
     BrokenChain(String),
     /// The node's model differs from its tip segment's.
-    ModelMismatch { expected: String, found: String },
+    ModelMismatch {
+        expected: freeze_attn_ids::ModelFingerprint,
+        found: freeze_attn_ids::ModelFingerprint,
+    },
     /// The node's token count does not fall inside its tip segment.
     TokenCountOutOfRange {
         token_count: u64,
@@ -70,7 +73,7 @@ impl ProblemKind {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {
     pub node: Option<NodeId>,
-    pub segment: Option<SegmentHash>,
+    pub segment: Option<SegmentId>,
     pub kind: ProblemKind,
 }
 
@@ -150,7 +153,7 @@ impl Library {
         F: Fn(&SegmentMeta, &Path) -> std::result::Result<(), Rejection>,
     {
         let snap = self.read(snapshot)?;
-        let by_hash: HashMap<&SegmentHash, &SegmentMeta> = snap.segments.iter().map(|s| (&s.hash, s)).collect();
+        let by_hash: HashMap<&SegmentId, &SegmentMeta> = snap.segments.iter().map(|s| (&s.hash, s)).collect();
         let mut report = VerifyReport {
             nodes_checked: snap.nodes.len(),
             segments_checked: snap.segments.len(),
@@ -164,13 +167,13 @@ impl Library {
                 })
                 .collect(),
         };
-        let mut seg_problems: HashMap<&SegmentHash, Vec<ProblemKind>> = HashMap::new();
+        let mut seg_problems: HashMap<&SegmentId, Vec<ProblemKind>> = HashMap::new();
         for seg in &snap.segments {
             let parent = seg.parent.as_ref().and_then(|p| by_hash.get(p).copied());
             let found = self.check_segment(seg, parent, &check);
             seg_problems.insert(&seg.hash, found);
         }
-        let mut used: HashMap<&SegmentHash, bool> = HashMap::new();
+        let mut used: HashMap<&SegmentId, bool> = HashMap::new();
         for nodes::NodeState {
             id,
             tip,

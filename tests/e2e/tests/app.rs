@@ -117,8 +117,8 @@ fn the_real_app_end_to_end() {
             s.click(&tid("story-new"))?;
         } else {
             s.click(&tid("new-story"))?;
-            if s.exists(&tid("new-session-submit"))? {
-                s.click(&tid("new-session-submit"))?;
+            if s.exists(&tid("new-live-submit"))? {
+                s.click(&tid("new-live-submit"))?;
             }
         }
         s.type_into(&tid("story-draft"), "The lighthouse keeper opened the door and saw")?;

@@ -103,7 +103,7 @@ const handlers: Record<string, (a: any) => unknown> = {
   open_model: ({ path }) => fail("model_not_found", `No model at ${path}.`),
   list_tree: () => nodes,
   search: ({ query }) => nodes.filter((n) => (n.name + n.notes + n.tags.join(" ")).toLowerCase().includes(String(query).toLowerCase())),
-  new_session: ({ kind, system }) => {
+  start_live: ({ kind, system }) => {
     live = { node: null, kind, dirty: false, token_count: system ? 30 : 0, context_length: 2048,
       transcript: kind === "story" ? { mode: "text", text: "" } : { mode: "chat", messages: system ? [{ role: "system", content: system }] : [] } };
     return live;

@@ -90,8 +90,8 @@ export const api = {
   openModel: (path: string) => unwrap(() => commands.openModel(path)),
   listTree: () => unwrap(() => commands.listTree()),
   search: (query: string) => unwrap(() => commands.search(query)),
-  newSession: (kind: NodeKind, system: string | null) =>
-    unwrap(() => commands.newSession(kind, system)),
+  startLive: (kind: NodeKind, system: string | null) =>
+    unwrap(() => commands.startLive(kind, system)),
   thaw: (node: NodeId) => unwrap(() => commands.thaw(node)),
   chatSend: (message: string, params: GenerateParams, onEvent: OnGen) =>
     unwrap(() => commands.chatSend(message, params, channel(onEvent))),

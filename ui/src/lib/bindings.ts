@@ -10,7 +10,7 @@ export const commands = {
 	openModel: (path: string) => typedError<ModelInfo, ApiError>(__TAURI_INVOKE("open_model", { path })),
 	listTree: () => typedError<NodeView[], ApiError>(__TAURI_INVOKE("list_tree")),
 	search: (query: string) => typedError<NodeView[], ApiError>(__TAURI_INVOKE("search", { query })),
-	newSession: (kind: NodeKind, system: string | null) => typedError<LiveState, ApiError>(__TAURI_INVOKE("new_session", { kind, system })),
+	startLive: (kind: NodeKind, system: string | null) => typedError<LiveState, ApiError>(__TAURI_INVOKE("start_live", { kind, system })),
 	thaw: (node: number) => typedError<ThawReport, ApiError>(__TAURI_INVOKE("thaw", { node })),
 	chatSend: (message: string, params: GenerateParams, onEvent: Channel<GenEvent>) => typedError<Reply, ApiError>(__TAURI_INVOKE("chat_send", { message, params, onEvent })),
 	continueReply: (params: GenerateParams, onEvent: Channel<GenEvent>) => typedError<Reply, ApiError>(__TAURI_INVOKE("continue_reply", { params, onEvent })),
@@ -123,6 +123,10 @@ export type Message = {
 	content: string,
 };
 
+/**
+ *  What makes an attention state valid for one model only: a blake3 digest (hex) computed by
+ *  the engine. Everything else only compares and shows it.
+ */
 export type ModelFingerprint = string;
 
 export type ModelFormat = "gguf" | "hf_folder";
@@ -158,7 +162,7 @@ export type NodeView = {
 	token_count: number,
 	own_bytes: number,
 	model_name: string,
-	model_fingerprint: string,
+	model_fingerprint: ModelFingerprint,
 	/**  Whether the loaded model can thaw it. */
 	compatible: boolean,
 	created_at: number,

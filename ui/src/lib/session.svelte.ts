@@ -124,8 +124,8 @@ export class Session {
     return true;
   }
 
-  async newSession(kind: NodeKind, system: string | null): Promise<boolean> {
-    const live = await this.#call(() => api.newSession(kind, system));
+  async startLive(kind: NodeKind, system: string | null): Promise<boolean> {
+    const live = await this.#call(() => api.startLive(kind, system));
     if (!live) return false;
     this.live = live;
     this.view = viewFor(kind);

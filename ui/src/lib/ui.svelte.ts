@@ -4,7 +4,7 @@ import type { ForkPoint, NodeId } from "./api";
 export type Dialog =
   | { kind: "freeze" }
   | { kind: "fork"; node: NodeId; at: ForkPoint | null }
-  | { kind: "new-session"; session: "chat" | "story" }
+  | { kind: "new-live"; live: "chat" | "story" }
   | { kind: "delete"; node: NodeId }
   | { kind: "export"; node: NodeId }
   | { kind: "import" };

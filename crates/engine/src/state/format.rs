@@ -2,6 +2,7 @@
 
 use super::{SegmentId, StateError};
 use crate::error::{EngineError, Result};
+use crate::fingerprint::ModelFingerprint;
 use std::collections::HashMap;
 use std::fmt;
 use std::str::FromStr;
@@ -72,7 +73,7 @@ impl FromStr for StoredDType {
 #[derive(Debug, Clone, PartialEq)]
 pub struct SegmentHeader {
     pub format_version: u32,
-    pub model_fingerprint: String,
+    pub model_fingerprint: ModelFingerprint,
     pub parent: Option<SegmentId>,
     /// Position of the segment's first token (= the parent chain's length).
     pub start: usize,
@@ -91,10 +92,10 @@ impl SegmentHeader {
         let mut m = HashMap::new();
         m.insert("format".into(), FORMAT_NAME.into());
         m.insert("format_version".into(), self.format_version.to_string());
-        m.insert("model_fingerprint".into(), self.model_fingerprint.clone());
+        m.insert("model_fingerprint".into(), self.model_fingerprint.to_string());
         m.insert(
             "parent".into(),
-            self.parent.as_ref().map(|p| p.0.clone()).unwrap_or_default(),
+            self.parent.as_ref().map(|p| p.to_string()).unwrap_or_default(),
         );
         m.insert("start".into(), self.start.to_string());
         m.insert("token_count".into(), self.token_count.to_string());
@@ -148,7 +149,7 @@ impl SegmentHeader {
         };
         let parent = match get("parent")?.as_str() {
             "" => None,
-            p => Some(SegmentId::parse(p).ok_or_else(|| bad(format!("parent `{p}` is not a segment hash")))?),
+            p => Some(SegmentId::parse(p).map_err(|_| bad(format!("parent `{p}` is not a segment id")))?),
         };
         let shape: Vec<usize> = get("kv_shape")?
             .split(',')
@@ -159,12 +160,12 @@ impl SegmentHeader {
             return Err(bad("kv_shape must have three numbers".into()));
         };
         let checksum = get("checksum")?.clone();
-        if SegmentId::parse(&checksum).is_none() {
+        if SegmentId::parse(&checksum).is_err() {
             return Err(bad("checksum is malformed".into()));
         }
         let h = Self {
             format_version: version,
-            model_fingerprint: get("model_fingerprint")?.clone(),
+            model_fingerprint: ModelFingerprint::new(get("model_fingerprint")?.as_str()),
             parent,
             start: num("start")?,
             token_count: num("token_count")?,
@@ -207,7 +208,7 @@ impl SegmentHeader {
         h.update(b"freeze-attn segment id v1\0");
         for part in [
             self.model_fingerprint.as_str(),
-            self.parent.as_ref().map(|p| p.0.as_str()).unwrap_or(""),
+            self.parent.as_ref().map(|p| p.as_str()).unwrap_or(""),
             &self.start.to_string(),
             &self.token_count.to_string(),
             &self.stored_dtype.to_string(),
@@ -217,6 +218,6 @@ impl SegmentHeader {
             h.update(part.as_bytes());
             h.update(&[0]);
         }
-        SegmentId(h.finalize().to_hex().to_string())
+        SegmentId::from_blake3(&h.finalize())
     }
 }

@@ -20,18 +20,5 @@ pub use read::{load_chain, parse_header, read_header, Segment};
 pub use write::{write_segment, SegmentInfo};
 
 /// A segment's identity: blake3 over its content (see `docs/state-format.md`), 64 hex digits.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
-#[serde(transparent)]
-pub struct SegmentId(pub String);
-
-impl std::fmt::Display for SegmentId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl SegmentId {
-    pub fn parse(s: &str) -> Option<Self> {
-        (s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))).then(|| Self(s.into()))
-    }
-}
+/// The same type the library stores and names files after.
+pub use freeze_attn_ids::SegmentId;

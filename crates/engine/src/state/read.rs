@@ -200,9 +200,9 @@ impl Segment {
 
     /// Refuses a segment made for another model, naming both.
     pub fn check_model(&self, fingerprint: &ModelFingerprint) -> Result<()> {
-        if self.header.model_fingerprint != fingerprint.0 {
+        if &self.header.model_fingerprint != fingerprint {
             return Err(EngineError::StateModelMismatch {
-                expected: fingerprint.0.clone(),
+                expected: fingerprint.to_string(),
                 found: format!("{} (in {})", self.header.model_fingerprint, self.path.display()),
             });
         }
@@ -254,9 +254,9 @@ pub fn load_chain(chain: &[Segment], upto: usize, model: &Model, fingerprint: &M
                     previous: prev.path.display().to_string(),
                     detail: format!(
                         "its parent is {:?} at {}, expected {} at {}",
-                        h.parent.as_ref().map(|p| &p.0[..12]),
+                        h.parent.as_ref().map(|p| p.short(12)),
                         h.start,
-                        &prev.id.0[..12],
+                        prev.id.short(12),
                         prev.end()
                     ),
                 }

@@ -188,7 +188,7 @@ pub fn write_segment(
     }
     let header = SegmentHeader {
         format_version: FORMAT_VERSION,
-        model_fingerprint: fingerprint.0.clone(),
+        model_fingerprint: fingerprint.clone(),
         parent,
         start,
         token_count: n,

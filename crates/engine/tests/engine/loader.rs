@@ -27,7 +27,7 @@ fn default_model_metadata() {
     );
     assert!(c.tied_embeddings, "SmolLM2 ties the output to the embedding");
     assert_eq!(m.info.weight_type, "Q4_1");
-    assert_eq!(m.info.fingerprint.0.len(), 32);
+    assert_eq!(m.info.fingerprint.as_str().len(), 32);
     assert!(m.template.is_some());
 }
 

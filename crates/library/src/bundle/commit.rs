@@ -3,7 +3,7 @@
 use super::{Bundle, BundleSegment};
 use crate::durable::TempFile;
 use crate::error::{LibraryError, Result};
-use crate::ids::{NodeId, SegmentHash};
+use crate::ids::{NodeId, SegmentId};
 use crate::library::Library;
 use crate::node::{clean_name, name_key, NewNode};
 use crate::node_ops::insert_node;
@@ -41,7 +41,7 @@ impl Library {
         self.read(check_target)?;
         // Stage outside the lock (a cross-filesystem copy can be slow): hard links when the
         // scratch folder shares the store's filesystem.
-        let mut staged: HashMap<SegmentHash, TempFile> = HashMap::new();
+        let mut staged: HashMap<SegmentId, TempFile> = HashMap::new();
         for seg in &bundle.segments {
             // The fields are public: a hand-made bundle gets the same checks as a read one.
             seg.meta.validate()?;

@@ -3,10 +3,11 @@
 //! anything is allocated or written).
 
 use super::BundleNode;
-use crate::ids::SegmentHash;
+use crate::ids::SegmentId;
 use crate::model::validate_fingerprint;
 use crate::node::{check_transcript, clean_name, clean_tag};
 use crate::segment::{check_chain, SegmentMeta};
+use freeze_attn_ids::ModelFingerprint;
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
 use std::io::{self, Read};
@@ -65,12 +66,12 @@ pub(crate) struct Manifest {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ManifestSegment {
-    pub hash: SegmentHash,
-    pub parent: Option<SegmentHash>,
+    pub hash: SegmentId,
+    pub parent: Option<SegmentId>,
     pub start: u64,
     pub token_count: u64,
     pub dtype: String,
-    pub model_fingerprint: String,
+    pub model_fingerprint: ModelFingerprint,
     pub bytes: u64,
     /// blake3 of the file's bytes, 64 hex characters.
     pub blake3: String,
@@ -185,7 +186,7 @@ mod tests {
 
     fn seg(n: u8, parent: Option<&ManifestSegment>, tokens: u64) -> ManifestSegment {
         ManifestSegment {
-            hash: SegmentHash::parse(&format!("{n:02x}").repeat(32)).unwrap(),
+            hash: SegmentId::parse(&format!("{n:02x}").repeat(32)).unwrap(),
             parent: parent.map(|p| p.hash.clone()),
             start: parent.map_or(0, |p| p.start + p.token_count),
             token_count: tokens,

@@ -30,9 +30,10 @@ mod read;
 
 pub use read::read_bundle;
 
-use crate::ids::SegmentHash;
+use crate::ids::SegmentId;
 use crate::node::NodeKind;
 use crate::segment::SegmentMeta;
+use freeze_attn_ids::ModelFingerprint;
 use serde::{Deserialize, Serialize};
 use std::fs;
 use std::path::PathBuf;
@@ -45,10 +46,10 @@ pub struct BundleNode {
     pub kind: NodeKind,
     pub notes: String,
     pub tags: Vec<String>,
-    pub model_fingerprint: String,
+    pub model_fingerprint: ModelFingerprint,
     /// The exporting library's display name for the model, to tell the user what to install.
     pub model_name: Option<String>,
-    pub tip: Option<SegmentHash>,
+    pub tip: Option<SegmentId>,
     pub token_count: u64,
     /// JSON text.
     pub transcript: String,

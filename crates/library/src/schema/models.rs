@@ -6,7 +6,8 @@
 
 use super::Migration;
 use crate::error::Result;
-use crate::model::Model;
+use crate::model::ModelRecord;
+use freeze_attn_ids::ModelFingerprint;
 use rusqlite::{Connection, OptionalExtension, Row};
 
 pub(crate) const CREATE: Migration = Migration {
@@ -18,15 +19,15 @@ pub(crate) const CREATE: Migration = Migration {
           ) STRICT;",
 };
 
-fn from_row(row: &Row<'_>) -> rusqlite::Result<Model> {
-    Ok(Model {
+fn from_row(row: &Row<'_>) -> rusqlite::Result<ModelRecord> {
+    Ok(ModelRecord {
         fingerprint: row.get(0)?,
         display_name: row.get(1)?,
         path: row.get::<_, String>(2)?.into(),
     })
 }
 
-pub(crate) fn upsert(conn: &Connection, model: &Model, path: &str) -> Result<()> {
+pub(crate) fn upsert(conn: &Connection, model: &ModelRecord, path: &str) -> Result<()> {
     conn.execute(
         "INSERT INTO models (fingerprint, display_name, path) VALUES (?1, ?2, ?3)
          ON CONFLICT (fingerprint) DO UPDATE SET display_name = excluded.display_name, path = excluded.path",
@@ -35,7 +36,7 @@ pub(crate) fn upsert(conn: &Connection, model: &Model, path: &str) -> Result<()>
     Ok(())
 }
 
-pub(crate) fn select(conn: &Connection, fingerprint: &str) -> Result<Option<Model>> {
+pub(crate) fn select(conn: &Connection, fingerprint: &ModelFingerprint) -> Result<Option<ModelRecord>> {
     Ok(conn
         .query_row(
             "SELECT fingerprint, display_name, path FROM models WHERE fingerprint = ?1",
@@ -45,13 +46,13 @@ pub(crate) fn select(conn: &Connection, fingerprint: &str) -> Result<Option<Mode
         .optional()?)
 }
 
-pub(crate) fn select_all(conn: &Connection) -> Result<Vec<Model>> {
+pub(crate) fn select_all(conn: &Connection) -> Result<Vec<ModelRecord>> {
     let mut stmt =
         conn.prepare("SELECT fingerprint, display_name, path FROM models ORDER BY display_name, fingerprint")?;
     let rows = stmt.query_map([], from_row)?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
-pub(crate) fn delete(conn: &Connection, fingerprint: &str) -> Result<bool> {
+pub(crate) fn delete(conn: &Connection, fingerprint: &ModelFingerprint) -> Result<bool> {
     Ok(conn.execute("DELETE FROM models WHERE fingerprint = ?1", [fingerprint])? > 0)
 }

@@ -8,8 +8,9 @@
 
 use super::Migration;
 use crate::error::{from_sql_int, to_sql_int, LibraryError, Result};
-use crate::ids::{NodeId, SegmentHash};
+use crate::ids::{NodeId, SegmentId};
 use crate::node::{Node, NodeKind, NodeSummary};
+use freeze_attn_ids::ModelFingerprint;
 use rusqlite::{Connection, OptionalExtension, Row, ToSql};
 
 pub(crate) const CREATE: Migration = Migration {
@@ -94,8 +95,8 @@ pub(crate) struct NodeRow<'a> {
     pub kind: NodeKind,
     pub notes: &'a str,
     pub pinned: bool,
-    pub model_fingerprint: &'a str,
-    pub tip: Option<&'a SegmentHash>,
+    pub model_fingerprint: &'a ModelFingerprint,
+    pub tip: Option<&'a SegmentId>,
     pub token_count: u64,
     pub transcript: &'a str,
     pub now: i64,
@@ -131,7 +132,7 @@ pub(crate) fn parent_of(conn: &Connection, id: NodeId) -> Result<Option<NodeId>>
 }
 
 /// A node's tip; `None` for an empty state or a node that does not exist.
-pub(crate) fn tip_of(conn: &Connection, id: NodeId) -> Result<Option<SegmentHash>> {
+pub(crate) fn tip_of(conn: &Connection, id: NodeId) -> Result<Option<SegmentId>> {
     let mut stmt = conn.prepare_cached("SELECT tip FROM nodes WHERE id = ?1")?;
     Ok(stmt.query_row([id], |r| r.get(0)).optional()?.flatten())
 }
@@ -187,7 +188,7 @@ pub(crate) fn children(conn: &Connection, id: NodeId) -> Result<Vec<(NodeId, Str
 }
 
 /// Every node as `(id, tip)`, for byte accounting and gc.
-pub(crate) fn all_tips(conn: &Connection) -> Result<Vec<(NodeId, Option<SegmentHash>)>> {
+pub(crate) fn all_tips(conn: &Connection) -> Result<Vec<(NodeId, Option<SegmentId>)>> {
     let mut stmt = conn.prepare_cached("SELECT id, tip FROM nodes")?;
     let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
@@ -196,9 +197,9 @@ pub(crate) fn all_tips(conn: &Connection) -> Result<Vec<(NodeId, Option<SegmentH
 /// A node's state, for verify.
 pub(crate) struct NodeState {
     pub id: NodeId,
-    pub tip: Option<SegmentHash>,
+    pub tip: Option<SegmentId>,
     pub token_count: u64,
-    pub model_fingerprint: String,
+    pub model_fingerprint: ModelFingerprint,
 }
 
 /// Every node's state.

@@ -8,7 +8,7 @@
 
 use super::Migration;
 use crate::error::{from_sql_int, to_sql_int, Result};
-use crate::ids::SegmentHash;
+use crate::ids::SegmentId;
 use crate::segment::SegmentMeta;
 use rusqlite::{Connection, OptionalExtension, Row};
 use std::collections::HashSet;
@@ -43,7 +43,7 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<SegmentMeta> {
     })
 }
 
-pub(crate) fn select(conn: &Connection, hash: &SegmentHash) -> Result<Option<SegmentMeta>> {
+pub(crate) fn select(conn: &Connection, hash: &SegmentId) -> Result<Option<SegmentMeta>> {
     let sql = format!("SELECT {COLUMNS} FROM segments WHERE hash = ?1");
     Ok(conn.query_row(&sql, [hash], from_row).optional()?)
 }
@@ -71,27 +71,27 @@ pub(crate) fn insert(conn: &Connection, meta: &SegmentMeta, now: i64) -> Result<
     Ok(())
 }
 
-pub(crate) fn touch(conn: &Connection, hash: &SegmentHash, now: i64) -> Result<()> {
+pub(crate) fn touch(conn: &Connection, hash: &SegmentId, now: i64) -> Result<()> {
     conn.execute("UPDATE segments SET touched_at = ?2 WHERE hash = ?1", (hash, now))?;
     Ok(())
 }
 
 /// Rows touched after `cutoff` (ms): within gc's grace period. Strictly after, so a zero
 /// grace protects nothing, even a row touched in the current millisecond.
-pub(crate) fn touched_since(conn: &Connection, cutoff: i64) -> Result<Vec<SegmentHash>> {
+pub(crate) fn touched_since(conn: &Connection, cutoff: i64) -> Result<Vec<SegmentId>> {
     let mut stmt = conn.prepare("SELECT hash FROM segments WHERE touched_at > ?1")?;
     let rows = stmt.query_map([cutoff], |r| r.get(0))?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
-pub(crate) fn delete(conn: &Connection, hash: &SegmentHash) -> Result<()> {
+pub(crate) fn delete(conn: &Connection, hash: &SegmentId) -> Result<()> {
     conn.execute("DELETE FROM segments WHERE hash = ?1", [hash])?;
     Ok(())
 }
 
 /// The chain ending at `tip`, tip first: each hash with its row, or `None` where the row is
 /// missing (then the walk stops there). Bounded in case a damaged file holds a cycle.
-pub(crate) fn chain_from_tip(conn: &Connection, tip: &SegmentHash) -> Result<Vec<(SegmentHash, Option<SegmentMeta>)>> {
+pub(crate) fn chain_from_tip(conn: &Connection, tip: &SegmentId) -> Result<Vec<(SegmentId, Option<SegmentMeta>)>> {
     let mut out = Vec::new();
     let mut seen = HashSet::new();
     let mut next = Some(tip.clone());

@@ -2,7 +2,7 @@
 //! written to the library.
 
 use super::common::{bytes_for, content_check, files_in, fixture, put, Fixture, MODEL};
-use freeze_attn_library::{read_bundle, Bundle, LibraryError, Model, NewNode, NodeId, NodeKind, NodeOrder};
+use freeze_attn_library::{read_bundle, Bundle, LibraryError, ModelRecord, NewNode, NodeId, NodeKind, NodeOrder};
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -12,7 +12,7 @@ const HEADER: usize = 52;
 fn exported() -> (Fixture, NodeId, PathBuf) {
     let f = fixture();
     f.lib
-        .put_model(&Model {
+        .put_model(&ModelRecord {
             fingerprint: MODEL.into(),
             display_name: "Test Llama".into(),
             path: "/m".into(),

@@ -3,7 +3,7 @@
 
 #![allow(dead_code)]
 
-use freeze_attn_library::{Library, NewNode, NewSegment, NodeId, NodeKind, Rejection, SegmentHash, SegmentMeta};
+use freeze_attn_library::{Library, NewNode, NewSegment, NodeId, NodeKind, Rejection, SegmentId, SegmentMeta};
 use std::fs;
 use std::path::Path;
 
@@ -36,7 +36,7 @@ pub fn bytes_for(seed: u64, len: usize) -> Vec<u8> {
 /// The segment description for `content` after `parent`.
 pub fn new_segment(content: &[u8], parent: Option<&SegmentMeta>, tokens: u64) -> NewSegment {
     NewSegment {
-        hash: SegmentHash::from_blake3(&blake3::hash(content)),
+        hash: SegmentId::from_blake3(&blake3::hash(content)),
         parent: parent.map(|p| p.hash.clone()),
         start: parent.map_or(0, SegmentMeta::end),
         token_count: tokens,

@@ -1,7 +1,7 @@
 //! Creating and editing nodes.
 
 use super::common::{fixture, node, put, MODEL};
-use freeze_attn_library::{LibraryError, NewNode, NodeId, NodeKind, SegmentHash};
+use freeze_attn_library::{LibraryError, NewNode, NodeId, NodeKind, SegmentId};
 
 #[test]
 fn a_created_node_reads_back_with_every_field() {
@@ -24,7 +24,7 @@ fn a_created_node_reads_back_with_every_field() {
     assert_eq!(n.notes, "arr");
     assert_eq!(n.tags, vec!["fun", "sea"], "tags are folded and sorted");
     assert!(n.pinned);
-    assert_eq!(n.model_fingerprint, MODEL);
+    assert_eq!(n.model_fingerprint.as_str(), MODEL);
     assert_eq!((n.tip, n.token_count), (Some(seg.hash), 12));
     assert_eq!(n.transcript, new.transcript);
     assert!(n.created_at > 0 && n.created_at == n.updated_at);
@@ -69,10 +69,9 @@ fn bad_input_gives_named_errors() {
         (base().under(NodeId(999)), |e| {
             matches!(e, LibraryError::NodeNotFound(NodeId(999)))
         }),
-        (
-            base().with_state(SegmentHash::parse(&"ab".repeat(32)).unwrap(), 1),
-            |e| matches!(e, LibraryError::SegmentNotFound(_)),
-        ),
+        (base().with_state(SegmentId::parse(&"ab".repeat(32)).unwrap(), 1), |e| {
+            matches!(e, LibraryError::SegmentNotFound(_))
+        }),
         (base().with_state(seg.hash.clone(), 11), |e| {
             matches!(
                 e,

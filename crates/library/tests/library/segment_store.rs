@@ -1,7 +1,7 @@
 //! The segment store: crash-safe puts, dedup, chains and their errors.
 
 use super::common::{bytes_for, files_in, fixture, new_segment, put};
-use freeze_attn_library::{LibraryError, SegmentHash};
+use freeze_attn_library::{LibraryError, SegmentId};
 use std::fs;
 
 #[test]
@@ -72,7 +72,7 @@ fn chain_names_a_missing_or_truncated_file() {
         err.to_string().contains(a.hash.as_str()),
         "the message names the segment"
     );
-    let unknown = SegmentHash::parse(&"e".repeat(64)).unwrap();
+    let unknown = SegmentId::parse(&"e".repeat(64)).unwrap();
     assert!(matches!(f.lib.chain(&unknown), Err(LibraryError::SegmentNotFound(h)) if h == unknown));
 }
 

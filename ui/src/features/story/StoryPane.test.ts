@@ -13,11 +13,11 @@ const story = (text: string, over = {}) =>
 describe("StoryPane", () => {
   it("starts a new story when there is none", async () => {
     const user = userEvent.setup();
-    const backend = fakeBackend({ new_session: () => story("", { node: null }) });
+    const backend = fakeBackend({ start_live: () => story("", { node: null }) });
     const app = await readyApp();
     renderWithApp(StoryPane, {}, app);
     await user.click(screen.getByTestId("story-new"));
-    expect(backend.argsOf("new_session")).toEqual([{ kind: "story", system: null }]);
+    expect(backend.argsOf("start_live")).toEqual([{ kind: "story", system: null }]);
     expect(await screen.findByTestId("story-draft")).toBeInTheDocument();
   });
 
