@@ -10,11 +10,13 @@ use freeze_attn_library::{read_bundle, Library, NodeId};
 use std::path::Path;
 
 /// Writes node `id` and everything it needs to `path`; returns the bytes written.
+#[tracing::instrument(level = "info", name = "export", skip_all, fields(node = %id, path = %path.display()))]
 pub fn export_node(lib: &Library, id: NodeId, path: &Path) -> Result<u64> {
     Ok(lib.export_node(id, path)?)
 }
 
 /// Imports a bundle as a new node under `parent` (named `name`, or the bundle's name).
+#[tracing::instrument(level = "info", name = "import", skip_all, fields(path = %path.display(), node))]
 pub fn import_bundle(
     lib: &Library,
     model: &LoadedModel,
@@ -64,7 +66,9 @@ pub fn import_bundle(
     };
     let result = check().and_then(|()| {
         register_model(lib, model)?;
-        Ok(lib.commit_import(&bundle, parent, name)?)
+        let id = lib.commit_import(&bundle, parent, name)?;
+        tracing::Span::current().record("node", id.0);
+        Ok(id)
     });
     bundle.discard();
     let _ = std::fs::remove_dir_all(&scratch);

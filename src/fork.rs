@@ -80,6 +80,7 @@ fn floor_boundary(s: &str, mut i: usize) -> usize {
 }
 
 /// Creates a child of `id` named `name`: the whole state, or cut at `at`.
+#[tracing::instrument(level = "info", name = "fork", skip_all, fields(node = %id, at = ?at, child))]
 pub fn fork(lib: &Library, model: &LoadedModel, id: NodeId, at: Option<ForkPoint>, name: &str) -> Result<NodeId> {
     let node = lib.node(id)?;
     check_compatible(lib, model, &node)?;
@@ -109,5 +110,7 @@ pub fn fork(lib: &Library, model: &LoadedModel, id: NodeId, at: Option<ForkPoint
     new.tip = if token_count > 0 { node.tip.clone() } else { None };
     new.token_count = token_count;
     new.transcript = transcript.to_json();
-    Ok(lib.create_node(&new)?)
+    let child = lib.create_node(&new)?;
+    tracing::Span::current().record("child", child.0);
+    Ok(child)
 }

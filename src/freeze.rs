@@ -38,6 +38,7 @@ pub struct FreezeRequest<'a> {
 }
 
 /// Saves `state` as a new node; returns its id.
+#[tracing::instrument(level = "info", name = "freeze", skip_all, fields(name = req.name, tokens = state.len(), node))]
 pub fn freeze(lib: &Library, model: &LoadedModel, state: &KvState, req: &FreezeRequest<'_>) -> Result<NodeId> {
     register_model(lib, model)?;
     let (tip, start) = reusable_prefix(lib, req.base)?;
@@ -70,7 +71,9 @@ pub fn freeze(lib: &Library, model: &LoadedModel, state: &KvState, req: &FreezeR
     node.tip = tip;
     node.token_count = state.len() as u64;
     node.transcript = req.transcript.to_json();
-    Ok(lib.create_node(&node)?)
+    let id = lib.create_node(&node)?;
+    tracing::Span::current().record("node", id.0);
+    Ok(id)
 }
 
 /// The deepest segment of the base chain that lies wholly inside the shared prefix, and its end.

@@ -70,6 +70,7 @@ pub struct GenerateOutput {
 }
 
 /// Generates a continuation of `prompt` from scratch.
+#[tracing::instrument(level = "info", name = "generate", skip_all)]
 pub fn generate(
     model: &LoadedModel,
     prompt: &Prompt,

@@ -14,6 +14,7 @@ pub mod fork;
 pub mod freeze;
 pub mod generate;
 pub mod live;
+pub mod logging;
 pub mod model;
 pub mod paths;
 pub mod prefix;

@@ -15,6 +15,7 @@ pub fn resolve_model(spec: &str) -> Result<PathBuf> {
 /// Resolves and loads a model onto the chosen device. On a terminal, a model of more than
 /// [`PROGRESS_MIN_BYTES`] shows its load progress on stderr (`loading model: 1.2 / 4.9 GB`),
 /// so a multi-gigabyte load is not a silent wait.
+#[tracing::instrument(level = "info", name = "open_model", skip_all, fields(model = spec, device = ?device))]
 pub fn open_model(spec: &str, device: DeviceChoice) -> Result<LoadedModel> {
     use std::io::{IsTerminal, Write};
     if !std::io::stderr().is_terminal() {

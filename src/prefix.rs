@@ -33,6 +33,7 @@ pub struct PrefixReport {
 
 /// Processes `input` through the model once and saves its attention state to `out`.
 /// `max_prefix_tokens` keeps only the first N tokens (as the seed's truncation does).
+#[tracing::instrument(level = "info", name = "process_prefix", skip_all)]
 pub fn process_prefix(
     model: &LoadedModel,
     input: &PrefixInput,
@@ -111,6 +112,7 @@ pub struct PrefixGeneration {
 }
 
 /// Generates from the state saved at `state_path`; the file is left untouched.
+#[tracing::instrument(level = "info", name = "generate_with_prefix", skip_all)]
 pub fn generate_with_prefix(
     model: &LoadedModel,
     state_path: &Path,

@@ -61,6 +61,7 @@ pub struct Parent {
 
 /// Saves `state` to `path`. With `parent` (the segment the state was loaded from, still a
 /// prefix of it), only the tokens after it are written.
+#[tracing::instrument(level = "info", name = "save_state", skip_all, fields(path = %path.display(), tokens = state.len(), dtype = %dtype))]
 pub fn save_state(
     model: &LoadedModel,
     state: &KvState,
@@ -137,6 +138,7 @@ fn find_segment(dir: &Path, id: &SegmentId) -> Result<Option<PathBuf>> {
 
 /// Loads the state saved at `path` (and its ancestors) for `model`, refusing files made for
 /// another model, corrupted, truncated or from an unknown format version.
+#[tracing::instrument(level = "info", name = "load_state", skip_all, fields(path = %path.display(), tokens))]
 pub fn load_state(model: &LoadedModel, path: &Path) -> Result<LoadedState> {
     let t0 = Instant::now();
     let chain = resolve_chain(path)?;
@@ -146,6 +148,7 @@ pub fn load_state(model: &LoadedModel, path: &Path) -> Result<LoadedState> {
         .last()
         .and_then(|s| s.header.transcript.as_deref())
         .and_then(Transcript::from_json);
+    tracing::Span::current().record("tokens", total);
     Ok(LoadedState {
         state,
         chain: chain.iter().map(|s| s.id.clone()).collect(),

@@ -33,6 +33,7 @@ pub fn open_chain(lib: &Library, node: &Node) -> Result<Vec<Segment>> {
 }
 
 /// Loads node `id` for `model`.
+#[tracing::instrument(level = "info", name = "thaw", skip_all, fields(node = %id, tokens))]
 pub fn thaw(lib: &Library, model: &LoadedModel, id: NodeId) -> Result<Live> {
     let node = lib.node(id)?;
     check_compatible(lib, model, &node)?;
@@ -49,6 +50,7 @@ pub fn thaw(lib: &Library, model: &LoadedModel, id: NodeId) -> Result<Live> {
         tip: node.tip.clone(),
         token_count: n,
     };
+    tracing::Span::current().record("tokens", n);
     Ok(Live {
         state,
         transcript,

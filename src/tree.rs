@@ -171,6 +171,7 @@ pub fn move_node(lib: &Library, id: NodeId, parent: Option<NodeId>) -> Result<()
 }
 
 /// Deletes a node (children re-parented or deleted with it) and collects what no node needs.
+#[tracing::instrument(level = "info", name = "delete", skip_all, fields(node = %id, mode = ?mode))]
 pub fn delete(lib: &Library, id: NodeId, mode: DeleteMode) -> Result<Deletion> {
     let d = lib.delete_node(id, mode)?;
     lib.gc_with(freeze_attn_library::GcOptions {
@@ -183,6 +184,7 @@ pub fn preview_delete(lib: &Library, id: NodeId, mode: DeleteMode) -> Result<Del
     Ok(lib.preview_delete(id, mode)?)
 }
 
+#[tracing::instrument(level = "info", name = "gc", skip_all, fields(now = now))]
 pub fn gc(lib: &Library, now: bool) -> Result<freeze_attn_library::GcReport> {
     Ok(if now {
         lib.gc_with(freeze_attn_library::GcOptions {
@@ -194,6 +196,7 @@ pub fn gc(lib: &Library, now: bool) -> Result<freeze_attn_library::GcReport> {
 }
 
 /// Checks every node: its chain resolves and every segment file opens and passes its checksum.
+#[tracing::instrument(level = "info", name = "verify", skip_all)]
 pub fn verify(lib: &Library) -> Result<VerifyReport> {
     Ok(lib.verify(|meta, path| {
         let rejected = |e: Error| Rejection {

@@ -258,3 +258,52 @@ fn bad_input_gets_one_clear_error_line() {
         "/nonexistent.txt",
     );
 }
+
+/// `RUST_LOG` turns on spans at the API boundary and in the engine (operation, tokens, time);
+/// without it, stderr carries no log lines.
+#[test]
+fn rust_log_traces_operations_and_is_off_by_default() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = dir.path().join("t.txt");
+    std::fs::write(&text, "The lighthouse keeper kept a log of every ship that passed.").unwrap();
+    let state = dir.path().join("t.state");
+    let run = |args: &[&str], log: Option<&str>| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_freeze-attn"));
+        c.args(args).env_remove("RUST_LOG");
+        if let Some(l) = log {
+            c.env("RUST_LOG", l);
+        }
+        let o = c.output().unwrap();
+        assert!(o.status.success(), "{args:?}: {}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stderr).into_owned()
+    };
+    let quiet = run(
+        &["prefix", "--text-file", text.to_str().unwrap(), "--out", state.to_str().unwrap()],
+        None,
+    );
+    assert!(!quiet.contains("save_state"), "no logs without RUST_LOG: {quiet}");
+    let gen = [
+        "generate",
+        "--state",
+        state.to_str().unwrap(),
+        "--prompt",
+        " Then",
+        "--max-tokens",
+        "2",
+        "--temperature",
+        "0",
+    ];
+    let logged = run(&gen, Some("freeze_attn=info,freeze_attn_engine=debug"));
+    let line = logged
+        .lines()
+        .find(|l| l.contains("load_state{") && l.contains(" freeze_attn::state: close"))
+        .unwrap_or_else(|| panic!("a closed load_state span: {logged}"));
+    assert!(
+        line.contains("tokens=") && line.contains("t.state") && line.contains("time.busy"),
+        "the span names the file, the tokens and the time: {line}"
+    );
+    assert!(logged.contains("engine.load_chain"), "engine spans at debug: {logged}");
+    assert!(logged.contains("engine.generate"), "{logged}");
+    let quiet = run(&gen, None);
+    assert!(!quiet.contains("load_state"), "no logs without RUST_LOG: {quiet}");
+}

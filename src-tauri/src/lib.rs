@@ -87,6 +87,7 @@ fn host() -> freeze_attn::SessionHost {
 
 /// Starts the app.
 pub fn run() {
+    freeze_attn::logging::init_from_env();
     let builder = builder();
     tauri::Builder::default()
         .plugin(tauri_plugin_dialog::init())

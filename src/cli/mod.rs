@@ -40,6 +40,7 @@ enum Command {
 
 pub fn run() -> i32 {
     let cli = Cli::parse();
+    freeze_attn::logging::init_from_env();
     let result = match cli.command {
         Command::Generate(a) => generate::run(a),
         Command::Prefix(a) => prefix::run(a),

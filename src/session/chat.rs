@@ -9,6 +9,7 @@ use freeze_attn_engine::{generate, Event, GenerateParams, Message};
 impl Session {
     /// Adds a user turn and generates the assistant's reply. Only the new turn's tokens (and any
     /// generated tokens whose text re-encodes differently) are processed.
+    #[tracing::instrument(level = "info", name = "session.chat_send", skip_all, fields(prompt_tokens, tokens))]
     pub fn chat_send(
         &mut self,
         message: &str,
@@ -28,6 +29,7 @@ impl Session {
 
     /// Generates a reply (again) to the conversation as it stands: after a fork at a user message,
     /// or to continue an assistant message cut by a fork.
+    #[tracing::instrument(level = "info", name = "session.continue_reply", skip_all)]
     pub fn continue_reply(&mut self, params: &GenerateParams, on_event: &mut dyn FnMut(Event<'_>)) -> Result<Reply> {
         let Transcript::Chat { messages } = &self.live.transcript else {
             return Err(Error::Invalid("the live state is not a conversation".into()));
@@ -82,10 +84,14 @@ impl Session {
         let mut messages = messages;
         messages.push(Message::assistant(g.text.clone()));
         self.live.transcript = Transcript::Chat { messages };
+        tracing::Span::current()
+            .record("prompt_tokens", plan.append.len())
+            .record("tokens", g.tokens.len());
         Ok(Reply::new(&g, plan.append.len(), self.live()))
     }
 
     /// Appends `text` (possibly empty) to a text state and generates a continuation.
+    #[tracing::instrument(level = "info", name = "session.continue_text", skip_all)]
     pub fn continue_text(
         &mut self,
         text: &str,

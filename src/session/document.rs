@@ -12,6 +12,7 @@ use std::path::Path;
 impl Session {
     /// Reads a text or Markdown file, processes it (with progress; `stop` cancels) and saves it
     /// as a document node, which becomes the live state.
+    #[tracing::instrument(level = "info", name = "session.process_document", skip_all, fields(path = %path.display(), tokens))]
     pub fn process_document(
         &mut self,
         path: &Path,
@@ -30,6 +31,7 @@ impl Session {
                 context,
             }));
         }
+        tracing::Span::current().record("tokens", tokens.len());
         let mut state = self.model.model.new_state();
         self.cancel.reset();
         let cancel = self.cancel.clone();
@@ -53,6 +55,7 @@ impl Session {
     }
 
     /// Answers `question` from node `id`'s state (a document), leaving the node untouched.
+    #[tracing::instrument(level = "info", name = "session.ask", skip_all, fields(node = %id))]
     pub fn ask(
         &mut self,
         id: NodeId,

@@ -103,6 +103,7 @@ impl Session {
     }
 
     /// Makes node `id` the live state: from memory when it was used recently, else from disk.
+    #[tracing::instrument(level = "info", name = "session.thaw", skip(self), fields(from_memory, tokens))]
     pub fn thaw(&mut self, id: NodeId) -> Result<ThawReport> {
         let t0 = Instant::now();
         let (live, from_memory) = match self.warm.get(id) {
@@ -114,6 +115,9 @@ impl Session {
             }
         };
         let n = live.state.len();
+        tracing::Span::current()
+            .record("from_memory", from_memory)
+            .record("tokens", n);
         self.live = live;
         self.alternatives.clear();
         Ok(ThawReport {
@@ -128,6 +132,7 @@ impl Session {
 
     /// Saves the live state as a node (a child of the node it came from); the live state then
     /// continues from the new node.
+    #[tracing::instrument(level = "info", name = "session.freeze", skip(self))]
     pub fn freeze(&mut self, name: &str, kind: NodeKind) -> Result<NodeView> {
         let parent = self.live.base.as_ref().map(|b| b.node);
         let id = self.freeze_live(name, kind, parent)?;
@@ -163,6 +168,7 @@ impl Session {
     }
 
     /// A new child of `id` (cut at `at`), thawed and ready to continue.
+    #[tracing::instrument(level = "info", name = "session.fork", skip(self))]
     pub fn fork(&mut self, id: NodeId, at: Option<ForkPoint>, name: &str) -> Result<ThawReport> {
         let name = crate::freeze::unique_name(&self.library, Some(id), name)?;
         let child = crate::fork::fork(&self.library, &self.model, id, at, &name)?;

@@ -16,6 +16,7 @@ pub(crate) struct Pending {
 impl Session {
     /// Generates `n` continuations of the live text (seeds `seed`, `seed+1`, …), streaming each
     /// as `(index, text)`. The live state itself is not changed.
+    #[tracing::instrument(level = "info", name = "session.story_alternatives", skip_all, fields(n = n))]
     pub fn story_alternatives(
         &mut self,
         n: usize,

@@ -113,6 +113,7 @@ pub enum Event<'a> {
 
 /// Generates after `prompt`. With an empty prompt the state's last token is re-fed to get its
 /// logits (as llama.cpp's server does), so the state must not be empty.
+#[tracing::instrument(level = "debug", name = "engine.generate", skip_all, fields(prompt_tokens = prompt.len(), tokens))]
 pub fn generate(
     model: &Model,
     tokenizer: &Tokenizer,
@@ -200,6 +201,7 @@ pub fn generate(
             on_event(Event::Text(&text[shown..]));
         }
     }
+    tracing::Span::current().record("tokens", tokens.len());
     Ok(Generation {
         tokens,
         text,

@@ -90,6 +90,7 @@ pub fn load_model(path: &Path, device: &Device) -> Result<LoadedModel> {
 }
 
 /// [`load_model`], reporting progress after each layer (a multi-gigabyte model takes seconds).
+#[tracing::instrument(level = "info", name = "load_model", skip_all, fields(path = %path.display()))]
 pub fn load_model_with_progress(
     path: &Path,
     device: &Device,

@@ -188,6 +188,7 @@ impl Model {
     /// [`PREFILL_HEADROOM`] more), reporting progress after each chunk; the callback
     /// returns `false` to cancel, which rewinds the state to where it started.
     /// Returns the logits `(1, vocab)` of the last token.
+    #[tracing::instrument(level = "debug", name = "engine.prefill", skip_all, fields(tokens = tokens.len(), chunk = chunk))]
     pub fn prefill(
         &self,
         tokens: &[u32],

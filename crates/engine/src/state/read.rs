@@ -118,6 +118,7 @@ pub fn read_header(path: &Path) -> Result<SegmentHeader> {
 impl Segment {
     /// Opens and checks a segment file: header fields, tensor names, dtypes and shapes, sizes,
     /// and the content checksum. Nothing is trusted before it is checked.
+    #[tracing::instrument(level = "debug", name = "engine.open_segment", skip_all, fields(path = %path.display()))]
     pub fn open(path: &Path) -> Result<Self> {
         let name = path.display().to_string();
         let file = std::fs::File::open(path).map_err(|e| EngineError::io(path, e))?;
@@ -222,6 +223,7 @@ impl Segment {
 
 /// Loads the first `upto` tokens of a chain (root first) into a new state for `model`.
 /// Checks that the chain links up and belongs to the model before allocating anything.
+#[tracing::instrument(level = "debug", name = "engine.load_chain", skip_all, fields(segments = chain.len(), tokens = upto))]
 pub fn load_chain(chain: &[Segment], upto: usize, model: &Model, fingerprint: &ModelFingerprint) -> Result<KvState> {
     let geo = model.kv_geometry();
     let Some(first) = chain.first() else {

@@ -68,6 +68,7 @@ pub(super) fn tensor_names(n_layer: usize, dtype: StoredDType) -> Vec<String> {
 /// Writes positions `start..end` of `state` as a segment whose parent is `parent` (which must
 /// hold exactly positions `0..start` of the same state).
 #[allow(clippy::too_many_arguments)]
+#[tracing::instrument(level = "debug", name = "engine.write_segment", skip_all, fields(start = start, end = end, dtype = %dtype))]
 pub fn write_segment(
     state: &KvState,
     start: usize,
