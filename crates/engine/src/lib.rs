@@ -12,12 +12,16 @@
 //!   forking is `fork` (copy on write).
 //! - No code path assumes the CPU: the device comes from [`DeviceChoice`].
 
+#![deny(unsafe_op_in_unsafe_fn)]
+#![deny(clippy::undocumented_unsafe_blocks)]
+
 pub mod chat;
 pub mod config;
 pub mod device;
 pub mod error;
 pub mod fingerprint;
 pub mod generate;
+pub mod gguf;
 pub mod kv;
 pub mod loader;
 pub mod model;

@@ -4,6 +4,7 @@
 use crate::device::device_name;
 use crate::error::{EngineError, Result};
 use crate::fingerprint::{fingerprint, ModelFingerprint};
+use crate::gguf::GgufFile;
 use crate::model::{gguf, hf, Model};
 use crate::template::ChatTemplate;
 use crate::tokenizer::{self, Tokenizer};
@@ -116,7 +117,7 @@ pub fn load_model_with_progress(
 }
 
 fn load_gguf(path: &Path, device: &Device, bytes: u64, progress: &mut dyn FnMut(LoadProgress)) -> Result<LoadedModel> {
-    let mut g = gguf::GgufFile::open(path)?;
+    let mut g = GgufFile::open(path)?;
     let config = gguf::read_config(&g)?;
     let tokenizer = tokenizer::gguf::from_gguf(&g)?;
     let template_src = g.meta_str("tokenizer.chat_template").ok().map(str::to_string);

@@ -265,8 +265,9 @@ impl Weights<'_> {
 
 /// `u32`s as bytes (always sound: any bytes are valid `u8`s).
 fn bytemuck_bytes(v: &mut [u32]) -> &mut [u8] {
-    // SAFETY: the slice covers exactly the vector's initialised memory, and u8 has no alignment
-    // or validity requirements.
+    // SAFETY: the new slice covers exactly `v`'s `4·len` initialised bytes and takes over its
+    // unique borrow (same lifetime); `u8` needs no alignment, and any bytes written through it
+    // leave valid `u32`s.
     unsafe { std::slice::from_raw_parts_mut(v.as_mut_ptr() as *mut u8, v.len() * 4) }
 }
 
@@ -290,7 +291,7 @@ fn release_pages(data: &[u8]) {
 fn advise(data: &[u8], advice: i32) {
     #[cfg(unix)]
     {
-        // SAFETY: sysconf has no preconditions.
+        // SAFETY: sysconf only reads a system constant; `_SC_PAGESIZE` is a valid name.
         let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096) as usize;
         let start = (data.as_ptr() as usize).next_multiple_of(page);
         let end = (data.as_ptr() as usize + data.len()) / page * page;
@@ -316,8 +317,10 @@ pub fn load_model(
     progress: &mut dyn FnMut(LoadProgress),
 ) -> Result<(Model, [u8; 32])> {
     let files = weight_files(dir)?;
-    // SAFETY: the files are opened read-only; as with any mmap, another process truncating them
-    // while we read is outside what we can guard against.
+    // SAFETY: read-only mappings of weight files the project never writes (they are the user's
+    // model directory; the default model is fetched to a temporary name and renamed). Only an
+    // outside process truncating or rewriting them while mapped could change the bytes, which
+    // no mapping can guard against; candle checks each tensor's bounds against the file.
     let st = unsafe { MmapedSafetensors::multi(&files) }.map_err(|e| EngineError::Truncated {
         path: dir.into(),
         detail: e.to_string(),

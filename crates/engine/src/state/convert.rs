@@ -65,11 +65,12 @@ mod simd {
     pub(super) fn bf16(isa: Isa, src: &[u8], dst: &mut [f16]) -> usize {
         match isa {
             #[cfg(all(target_arch = "x86_64", target_endian = "little"))]
-            // SAFETY: `isa` is Avx512/Avx2 only when the CPU has those features; the kernels read
-            // `2·done` bytes of `src` and write `done` values of `dst`, both within bounds.
+            // SAFETY: `isa` comes from `isa()` (or `available()` in tests), so the CPU has
+            // AVX-512 F/BW/VL, AVX2 and F16C; the kernel bounds itself by both slices.
             Isa::Avx512 => unsafe { x86::bf16_avx512(src, dst) },
             #[cfg(all(target_arch = "x86_64", target_endian = "little"))]
-            // SAFETY: as above.
+            // SAFETY: `isa` comes from `isa()` (or `available()`), so the CPU has AVX2 and F16C;
+            // the kernel bounds itself by both slices.
             Isa::Avx2 => unsafe { x86::bf16_avx2(src, dst) },
             _ => 0,
         }
@@ -78,10 +79,12 @@ mod simd {
     pub(super) fn f32(isa: Isa, src: &[u8], dst: &mut [f16]) -> usize {
         match isa {
             #[cfg(all(target_arch = "x86_64", target_endian = "little"))]
-            // SAFETY: as for `bf16`, with 4 bytes a value.
+            // SAFETY: `isa` comes from `isa()` (or `available()`), so the CPU has AVX-512 F/BW/VL,
+            // AVX2 and F16C; the kernel bounds itself by both slices.
             Isa::Avx512 => unsafe { x86::f32_avx512(src, dst) },
             #[cfg(all(target_arch = "x86_64", target_endian = "little"))]
-            // SAFETY: as above.
+            // SAFETY: `isa` comes from `isa()` (or `available()`), so the CPU has AVX2 and F16C;
+            // the kernel bounds itself by both slices.
             Isa::Avx2 => unsafe { x86::f32_avx2(src, dst) },
             _ => 0,
         }
@@ -92,13 +95,16 @@ mod simd {
         let done = match isa {
             #[cfg(all(target_arch = "x86_64", target_endian = "little"))]
             Isa::Avx512 => {
-                // SAFETY: as for `bf16`: `blocks` whole 32-value blocks of `q`, their scales and `dst`.
+                // SAFETY: the CPU has AVX-512 F/BW/VL, AVX2 and F16C (`isa` comes from `isa()` or
+                // `available()`); `blocks` is at most the whole blocks of `q` and of `dst`, and
+                // the scales present.
                 unsafe { x86::q8_avx512(q, scales, dst, blocks) };
                 blocks
             }
             #[cfg(all(target_arch = "x86_64", target_endian = "little"))]
             Isa::Avx2 => {
-                // SAFETY: as above.
+                // SAFETY: the CPU has AVX2 and F16C (`isa` comes from `isa()` or `available()`);
+                // `blocks` is at most the whole blocks of `q` and of `dst`, and the scales present.
                 unsafe { x86::q8_avx2(q, scales, dst, blocks) };
                 blocks
             }
@@ -117,6 +123,8 @@ mod simd {
         const ROUND: i32 = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
         const ROUND_F16C: i32 = _MM_FROUND_TO_NEAREST_INT;
 
+        /// # Safety
+        /// The CPU has the features enabled here (the bounds come from the slices).
         #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,f16c")]
         pub(super) unsafe fn bf16_avx512(src: &[u8], dst: &mut [f16]) -> usize {
             let n = (dst.len().min(src.len() / 2)) / 16 * 16;
@@ -132,6 +140,8 @@ mod simd {
             n
         }
 
+        /// # Safety
+        /// The CPU has the features enabled here (the bounds come from the slices).
         #[target_feature(enable = "avx2,f16c")]
         pub(super) unsafe fn bf16_avx2(src: &[u8], dst: &mut [f16]) -> usize {
             let n = (dst.len().min(src.len() / 2)) / 8 * 8;
@@ -147,6 +157,8 @@ mod simd {
             n
         }
 
+        /// # Safety
+        /// The CPU has the features enabled here (the bounds come from the slices).
         #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,f16c")]
         pub(super) unsafe fn f32_avx512(src: &[u8], dst: &mut [f16]) -> usize {
             let n = (dst.len().min(src.len() / 4)) / 16 * 16;
@@ -161,6 +173,8 @@ mod simd {
             n
         }
 
+        /// # Safety
+        /// The CPU has the features enabled here (the bounds come from the slices).
         #[target_feature(enable = "avx2,f16c")]
         pub(super) unsafe fn f32_avx2(src: &[u8], dst: &mut [f16]) -> usize {
             let n = (dst.len().min(src.len() / 4)) / 8 * 8;
@@ -176,6 +190,10 @@ mod simd {
         }
 
         /// `blocks` whole blocks: 32 signed bytes times the block's scale (an f16, widened exactly).
+        ///
+        /// # Safety
+        /// The CPU has the features enabled here; `q` and `dst` hold at least `blocks · 32`
+        /// values (the scales are read with bounds checks).
         #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,f16c")]
         pub(super) unsafe fn q8_avx512(q: &[u8], scales: &[u8], dst: &mut [f16], blocks: usize) {
             let (qp, d) = (q.as_ptr(), dst.as_mut_ptr() as *mut u8);
@@ -195,6 +213,9 @@ mod simd {
         }
 
         /// As [`q8_avx512`], 8 values at a time.
+        ///
+        /// # Safety
+        /// As [`q8_avx512`], for the features enabled here.
         #[target_feature(enable = "avx2,f16c")]
         pub(super) unsafe fn q8_avx2(q: &[u8], scales: &[u8], dst: &mut [f16], blocks: usize) {
             let (qp, d) = (q.as_ptr(), dst.as_mut_ptr() as *mut u8);

@@ -5,7 +5,7 @@ use super::write::tensor_names;
 use super::{convert, q8, SegmentId, StateError};
 use crate::error::{EngineError, Result};
 use crate::fingerprint::ModelFingerprint;
-use crate::kv::KvState;
+use crate::kv::{KvGeometry, KvState};
 use crate::model::Model;
 use candle_core::{DType, Tensor};
 use half::f16;
@@ -121,9 +121,22 @@ impl Segment {
     #[tracing::instrument(level = "debug", name = "engine.open_segment", skip_all, fields(path = %path.display()))]
     pub fn open(path: &Path) -> Result<Self> {
         let name = path.display().to_string();
+        // Checked before opening: opening a FIFO for reading blocks until a writer appears.
+        if !std::fs::metadata(path).map_err(|e| EngineError::io(path, e))?.is_file() {
+            return Err(StateError::NotAStateFile {
+                file: name,
+                detail: "it is not a regular file".into(),
+            }
+            .into());
+        }
         let file = std::fs::File::open(path).map_err(|e| EngineError::io(path, e))?;
         let file_bytes = file.metadata().map_err(|e| EngineError::io(path, e))?.len();
-        // SAFETY: read-only mapping; the file is validated below before any value is used.
+        // SAFETY: a read-only mapping of a file nothing in the project writes again: a segment
+        // is written under a temporary name and renamed into place (`write_atomically`), and an
+        // import replaces a file by unlinking and creating a new one, which leaves this mapping
+        // on the old inode intact. Only an outside process rewriting the file in place could
+        // change the bytes under us, which no mapping can guard against; every value is checked
+        // below (layout and a checksum over all of it) before use.
         // `populate` maps every page up front (MAP_POPULATE on Linux): one call instead of a page
         // fault per 4 KiB, since the checksum reads the whole file anyway.
         let mmap =
@@ -222,10 +235,34 @@ impl Segment {
 }
 
 /// Loads the first `upto` tokens of a chain (root first) into a new state for `model`.
-/// Checks that the chain links up and belongs to the model before allocating anything.
+/// Checks that the chain links up and belongs to the model before allocating anything
+/// (`validate`), then allocates the buffers (`allocate`) and converts the stored K/V into them
+/// (`fill`).
 #[tracing::instrument(level = "debug", name = "engine.load_chain", skip_all, fields(segments = chain.len(), tokens = upto))]
 pub fn load_chain(chain: &[Segment], upto: usize, model: &Model, fingerprint: &ModelFingerprint) -> Result<KvState> {
     let geo = model.kv_geometry();
+    validate(chain, upto, &geo, fingerprint)?;
+    let cap = (upto + 256).div_ceil(256).saturating_mul(256).min(geo.max_len);
+    let mut bufs = allocate(&geo, cap);
+    let tokens = fill(chain, upto, &geo, cap, &mut bufs)?;
+    let (h, d) = (geo.n_kv_head, geo.head_dim);
+    let device = model.device();
+    let buffers = bufs
+        .into_iter()
+        .map(|(k, v)| {
+            let k = Tensor::from_vec(k, (h, cap, d), device)?.to_dtype(geo.dtype)?;
+            let v = Tensor::from_vec(v, (h, cap, d), device)?.to_dtype(geo.dtype)?;
+            Ok((k, v))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    KvState::from_buffers(geo, device, tokens, buffers)
+}
+
+/// Everything [`load_chain`] can check before it allocates: the chain starts at a root and
+/// links up, every segment was made for this model (fingerprint) with its K/V geometry, `upto`
+/// is a token count the chain holds and the context fits, and the live cache dtype is one the
+/// loaded f16 values convert to.
+fn validate(chain: &[Segment], upto: usize, geo: &KvGeometry, fingerprint: &ModelFingerprint) -> Result<()> {
     let Some(first) = chain.first() else {
         return Err(EngineError::Invalid("an empty chain of segments".into()));
     };
@@ -278,12 +315,33 @@ pub fn load_chain(chain: &[Segment], upto: usize, model: &Model, fingerprint: &M
             context: geo.max_len,
         });
     }
+    if geo.dtype != DType::F16 && geo.dtype != DType::F32 && geo.dtype != DType::BF16 {
+        return Err(EngineError::Invalid(format!(
+            "unsupported live cache dtype {:?}",
+            geo.dtype
+        )));
+    }
+    Ok(())
+}
+
+/// Zeroed f16 K and V buffers of `cap` positions for every layer (`n_kv_head × cap × head_dim`
+/// each); pages past the loaded tokens are never touched (see [`zeroed`]).
+fn allocate(geo: &KvGeometry, cap: usize) -> Vec<(Vec<f16>, Vec<f16>)> {
+    let n = geo.n_kv_head * cap * geo.head_dim;
+    (0..geo.n_layer).map(|_| (zeroed(n), zeroed(n))).collect()
+}
+
+/// Converts the stored K/V of the chain's first `upto` tokens into `bufs` (from [`allocate`],
+/// `cap` positions a head) and returns those tokens. The chain must have passed [`validate`].
+fn fill(
+    chain: &[Segment],
+    upto: usize,
+    geo: &KvGeometry,
+    cap: usize,
+    bufs: &mut [(Vec<f16>, Vec<f16>)],
+) -> Result<Vec<u32>> {
     let (h, d) = (geo.n_kv_head, geo.head_dim);
-    let cap = (upto + 256).div_ceil(256).saturating_mul(256).min(geo.max_len);
     let mut tokens = Vec::with_capacity(upto);
-    let mut bufs: Vec<(Vec<f16>, Vec<f16>)> = (0..geo.n_layer)
-        .map(|_| (zeroed(h * cap * d), zeroed(h * cap * d)))
-        .collect();
     for s in chain {
         let start = s.header.start;
         if start >= upto {
@@ -328,22 +386,7 @@ pub fn load_chain(chain: &[Segment], upto: usize, model: &Model, fingerprint: &M
                 Ok(())
             })?;
     }
-    let device = model.device();
-    let buffers = bufs
-        .into_iter()
-        .map(|(k, v)| {
-            let k = Tensor::from_vec(k, (h, cap, d), device)?.to_dtype(geo.dtype)?;
-            let v = Tensor::from_vec(v, (h, cap, d), device)?.to_dtype(geo.dtype)?;
-            Ok((k, v))
-        })
-        .collect::<Result<Vec<_>>>()?;
-    if geo.dtype != DType::F16 && geo.dtype != DType::F32 && geo.dtype != DType::BF16 {
-        return Err(EngineError::Invalid(format!(
-            "unsupported live cache dtype {:?}",
-            geo.dtype
-        )));
-    }
-    KvState::from_buffers(geo, device, tokens, buffers)
+    Ok(tokens)
 }
 
 /// Stored bytes per K/V value (q8: the signed bytes; the scales are a separate tensor).
@@ -363,7 +406,7 @@ fn populate(buf: &mut [f16]) {
     #[cfg(target_os = "linux")]
     {
         const MADV_POPULATE_WRITE: libc::c_int = 23;
-        // SAFETY: sysconf has no preconditions.
+        // SAFETY: sysconf only reads a system constant; `_SC_PAGESIZE` is a valid name.
         let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) })
             .unwrap_or(4096)
             .max(1);
@@ -389,4 +432,51 @@ fn zeroed(n: usize) -> Vec<f16> {
     // SAFETY: f16 has the size, alignment and (for 0) bit pattern of u16; the allocation is
     // handed over whole, with its length and capacity.
     unsafe { Vec::from_raw_parts(v.as_mut_ptr() as *mut f16, v.len(), v.capacity()) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::write_segment;
+    use candle_core::Device;
+
+    const GEO: KvGeometry = KvGeometry {
+        n_layer: 1,
+        n_kv_head: 1,
+        head_dim: 32,
+        dtype: DType::F16,
+        max_len: 64,
+    };
+
+    /// A root segment of 3 tokens with the geometry [`GEO`], written and opened.
+    fn root(dir: &Path, fingerprint: &ModelFingerprint) -> Segment {
+        let dev = Device::Cpu;
+        let kv = Tensor::zeros((1, 4, 32), DType::F16, &dev).unwrap();
+        let state = KvState::from_buffers(GEO, &dev, vec![1, 2, 3], vec![(kv.clone(), kv)]).unwrap();
+        let path = dir.join("root.safetensors");
+        write_segment(&state, 0, 3, None, fingerprint, StoredDType::F16, None, &path).unwrap();
+        Segment::open(&path).unwrap()
+    }
+
+    #[test]
+    fn the_live_cache_dtype_is_checked_with_the_chain_before_anything_is_allocated() {
+        let dir = tempfile::tempdir().unwrap();
+        let fp = ModelFingerprint::new("test-model");
+        let chain = [root(dir.path(), &fp)];
+        validate(&chain, 3, &GEO, &fp).expect("a whole chain of the model's geometry is valid");
+        let u8_cache = KvGeometry {
+            dtype: DType::U8,
+            ..GEO
+        };
+        let e = validate(&chain, 3, &u8_cache, &fp).unwrap_err();
+        assert!(
+            matches!(&e, EngineError::Invalid(m) if m == "unsupported live cache dtype U8"),
+            "validation (which runs before allocation) must refuse a cache dtype the loader cannot fill: {e}"
+        );
+        let e = validate(&chain, 4, &u8_cache, &fp).unwrap_err();
+        assert!(
+            matches!(&e, EngineError::Invalid(m) if m.starts_with("cannot take 4 tokens")),
+            "the checks that came first still come first: {e}"
+        );
+    }
 }

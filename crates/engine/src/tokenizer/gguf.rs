@@ -5,8 +5,7 @@
 
 use super::Tokenizer;
 use crate::error::{EngineError, Result};
-use crate::model::gguf::GgufFile;
-use candle_core::quantized::gguf_file::Value;
+use crate::gguf::GgufFile;
 use tokenizers::decoders::byte_level::ByteLevel as ByteLevelDecoder;
 use tokenizers::models::bpe::BPE;
 use tokenizers::pre_tokenizers::byte_level::ByteLevel;
@@ -44,41 +43,9 @@ fn split(regex: &str) -> Result<PreTokenizerWrapper> {
     .map_err(|e| EngineError::Tokenizer(format!("bad pre-tokenizer regex: {e}")))
 }
 
-fn strings(g: &GgufFile, key: &str) -> Result<Vec<String>> {
-    let bad = |detail: &str| EngineError::BadMetadata {
-        path: g.path.clone(),
-        key: key.into(),
-        detail: detail.into(),
-    };
-    match g.meta(key) {
-        Some(Value::Array(a)) => a
-            .iter()
-            .map(|v| match v {
-                Value::String(s) => Ok(s.clone()),
-                _ => Err(bad("expected an array of strings")),
-            })
-            .collect(),
-        Some(_) => Err(bad("expected an array of strings")),
-        None => Err(bad("missing")),
-    }
-}
-
-fn ints(g: &GgufFile, key: &str) -> Option<Vec<i64>> {
-    match g.meta(key) {
-        Some(Value::Array(a)) => a
-            .iter()
-            .map(|v| v.to_i32().map(i64::from).or_else(|_| v.to_u32().map(i64::from)).ok())
-            .collect(),
-        _ => None,
-    }
-}
-
+/// A token id from metadata, if `key` holds one.
 fn id(g: &GgufFile, key: &str) -> Option<u32> {
     g.meta_usize(key).ok().map(|n| n as u32)
-}
-
-fn meta_bool(g: &GgufFile, key: &str) -> Option<bool> {
-    g.meta(key).and_then(|v| v.to_bool().ok())
 }
 
 pub fn from_gguf(g: &GgufFile) -> Result<Tokenizer> {
@@ -94,8 +61,9 @@ pub fn from_gguf(g: &GgufFile) -> Result<Tokenizer> {
         path: g.path.clone(),
         detail: format!("pre-tokenizer `{pre_name}` (supported: llama-bpe, smollm, gpt-2 and their aliases)"),
     })?;
-    let tokens = strings(g, "tokenizer.ggml.tokens")?;
-    let merges: Vec<(String, String)> = strings(g, "tokenizer.ggml.merges")?
+    let tokens = g.meta_strings("tokenizer.ggml.tokens")?;
+    let merges: Vec<(String, String)> = g
+        .meta_strings("tokenizer.ggml.merges")?
         .into_iter()
         .map(|m| match m.split_once(' ') {
             Some((a, b)) => Ok((a.to_string(), b.to_string())),
@@ -119,7 +87,7 @@ pub fn from_gguf(g: &GgufFile) -> Result<Tokenizer> {
     inner.with_pre_tokenizer(Some(Sequence::new(steps)));
     inner.with_decoder(Some(ByteLevelDecoder::default()));
 
-    let types = ints(g, "tokenizer.ggml.token_type").unwrap_or_default();
+    let types = g.meta_ints("tokenizer.ggml.token_type").unwrap_or_default();
     let mut control = Vec::new();
     let mut user = Vec::new();
     for (i, t) in types.iter().enumerate() {
@@ -143,7 +111,7 @@ pub fn from_gguf(g: &GgufFile) -> Result<Tokenizer> {
         id(g, "tokenizer.ggml.bos_token_id"),
         eos,
         // llama.cpp's default: Llama 3 pre-tokenizers add BOS, the others do not; metadata decides.
-        meta_bool(g, "tokenizer.ggml.add_bos_token").unwrap_or(ignore_merges),
+        g.meta_bool("tokenizer.ggml.add_bos_token").unwrap_or(ignore_merges),
         &extra,
         g.path.clone(),
     ))

@@ -48,6 +48,8 @@ impl KvRows {
     /// # Safety
     /// `h` and `j` must be within the view the pointer came from.
     unsafe fn row(&self, h: usize, j: usize) -> *const u16 {
+        // SAFETY: with `h` and `j` inside the view (the contract), the offset is at most the
+        // view's last row, which `view` checked lies inside the storage.
         unsafe { self.ptr.add(h * self.head_stride + j * self.row_stride) }
     }
 }
@@ -68,6 +70,8 @@ struct Job {
 // SAFETY: the pointers stay valid for the whole parallel section (the tensors are borrowed by
 // `attend`), inputs are only read, and tasks write disjoint output rows.
 unsafe impl Send for Job {}
+// SAFETY: shared `&Job`s only read the pointers' targets `q`, `k`, `v`, which nobody writes
+// during `attend`; writes through `out` go to rows that belong to one task each.
 unsafe impl Sync for Job {}
 
 fn view(s: &Storage, l: &Layout) -> Option<(KvRows, usize)> {
@@ -138,8 +142,10 @@ fn attend_with(isa: Isa, q: &Tensor, k: &Tensor, v: &Tensor) -> candle_core::Res
         // The last tiles see the most keys: start them first.
         let tile = tiles - 1 - task / n_kv;
         let i0 = tile * ROW_TILE;
-        // SAFETY: `job` points into tensors borrowed for this whole function; the task writes
-        // only the output rows of its KV head and positions.
+        // SAFETY: `job` points into tensors borrowed for this whole function, with the shapes
+        // checked above (`q`: n_head × l × d, `out`: the same, `k`/`v`: n_kv × t × d, t ≥ l); the
+        // task's KV head is below `n_kv`, its rows `i0..min(i0 + ROW_TILE, l)` non-empty, and
+        // it writes only their outputs. `isa` comes from `isa()` or, in tests, `available()`.
         unsafe { kernel::task(isa, &job, task % n_kv, i0, (i0 + ROW_TILE).min(l)) };
     };
     pool::run(n_kv * tiles, &run);

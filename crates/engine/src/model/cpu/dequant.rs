@@ -16,7 +16,8 @@ use half::{bf16, f16};
 pub type RowDecoder = fn(bytes: &[u8], out: &mut [f32]);
 
 /// The decoder for a weight type on the given instruction set, or `None` for types that are not
-/// weight formats.
+/// weight formats. `isa` must be one the CPU runs (the crate's invariant, see [`super::isa`]):
+/// the SIMD decoders returned are safe functions that rely on it.
 pub fn decoder(dtype: GgmlDType, isa: Isa) -> Option<RowDecoder> {
     #[cfg(target_arch = "x86_64")]
     {
@@ -238,7 +239,9 @@ mod x86 {
                 fn inner(bytes: &[u8], out: &mut [f32]) {
                     $generic(bytes, out)
                 }
-                // SAFETY: only chosen when the CPU has AVX2, FMA and F16C (see `decoder`).
+                // SAFETY: `decoder` hands this function out only for `Isa::Avx2`, which the
+                // crate only holds when the CPU has AVX2, FMA and F16C (see `isa`); `inner`
+                // itself is safe code.
                 unsafe { inner(bytes, out) }
             }
         };
@@ -250,9 +253,13 @@ mod x86 {
     avx2_instance!(f16_avx2, super::f16s);
 
     /// `[d, m]` of a block from its two leading f16 values.
+    ///
+    /// # Safety
+    /// 4 bytes at `p` are readable, and the CPU has AVX2 and F16C.
     #[inline]
     #[target_feature(enable = "avx2,f16c")]
     unsafe fn halves(p: *const u8) -> __m128 {
+        // SAFETY: the 4 bytes at `p` are readable (the contract); the read is unaligned.
         _mm_cvtph_ps(_mm_cvtsi32_si128(unsafe { (p as *const i32).read_unaligned() }))
     }
 
@@ -263,7 +270,8 @@ mod x86 {
             assert!(bytes.len() >= nb * 20);
             let mask = _mm_set1_epi8(0x0F);
             for b in 0..nb {
-                // SAFETY: block `b` is in bounds of `bytes` (asserted) and `out`.
+                // SAFETY: `b < nb`: the 20 bytes of block `b` are inside `bytes` (asserted) and its
+                // 32 outputs inside `out` (`nb = out.len() / 32`); the features are `inner`'s.
                 unsafe {
                     let blk = bytes.as_ptr().add(b * 20);
                     let dm = halves(blk);
@@ -284,7 +292,8 @@ mod x86 {
                 }
             }
         }
-        // SAFETY: only chosen when the CPU has AVX2, FMA and F16C.
+        // SAFETY: `decoder` hands this function out only for `Isa::Avx2`, so the CPU has AVX2, FMA
+        // and F16C (see `isa`).
         unsafe { inner(bytes, out) }
     }
 
@@ -294,7 +303,8 @@ mod x86 {
             let nb = out.len() / 32;
             assert!(bytes.len() >= nb * 34);
             for b in 0..nb {
-                // SAFETY: block `b` is in bounds of `bytes` (asserted) and `out`.
+                // SAFETY: `b < nb`: the 34 bytes of block `b` are inside `bytes` (asserted) and its
+                // 32 outputs inside `out` (`nb = out.len() / 32`); the features are `inner`'s.
                 unsafe {
                     let blk = bytes.as_ptr().add(b * 34);
                     let d = _mm256_broadcastss_ps(halves(blk));
@@ -307,7 +317,8 @@ mod x86 {
                 }
             }
         }
-        // SAFETY: only chosen when the CPU has AVX2, FMA and F16C.
+        // SAFETY: `decoder` hands this function out only for `Isa::Avx2`, so the CPU has AVX2, FMA
+        // and F16C (see `isa`).
         unsafe { inner(bytes, out) }
     }
 
@@ -319,7 +330,9 @@ mod x86 {
             let nb = out.len() / 32;
             assert!(bytes.len() >= nb / B::SUBS * B::BYTES);
             for b in 0..nb {
-                // SAFETY: sub-block `b` is in bounds of `bytes` (asserted) and of `out`.
+                // SAFETY: `b < nb`: block `b / SUBS` (`BYTES` bytes) is inside `bytes` (asserted),
+                // `b % SUBS < SUBS`, and the 32 outputs of sub-block `b` are inside `out`; `inner`
+                // enables every feature `Block::decode` needs.
                 unsafe {
                     let (lo, hi) = B::decode(bytes.as_ptr().add(b / B::SUBS * B::BYTES), b % B::SUBS);
                     let o = out.as_mut_ptr().add(b * 32);
@@ -328,7 +341,8 @@ mod x86 {
                 }
             }
         }
-        // SAFETY: only chosen when the CPU has AVX-512 F/BW/DQ/VL, AVX2, FMA and F16C.
+        // SAFETY: `decoder` hands this function out only for `Isa::Avx512`, so the CPU has
+        // AVX-512 F/BW/DQ/VL, AVX2, FMA and F16C (see `isa`).
         unsafe { inner::<B>(bytes, out) }
     }
 }

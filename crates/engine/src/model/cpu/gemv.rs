@@ -16,6 +16,12 @@ use candle_core::quantized::GgmlDType;
 
 /// `out[r·ldo + i] = dot(x[r], W[i])` for `r < m ≤ 3` and `i < rows`, with `W` row `i` at
 /// `w + i·row_bytes`.
+///
+/// # Safety
+/// The kernel must come from [`gemv`] called with an [`Isa`] this CPU runs (see
+/// [`super::isa`]); `w` must hold `rows` rows of `row_bytes` bytes, each the whole blocks of
+/// `k` values; `x` must hold `m` rows of `k` floats, `1 <= m <= MAX_M`; `out` must be writable
+/// at every `r·ldo + i` above, by this call alone.
 pub type Gemv = unsafe fn(
     w: *const u8,
     row_bytes: usize,
@@ -62,12 +68,22 @@ pub(super) mod avx512 {
         const BYTES: usize;
         /// 32-value sub-blocks per block (1 for the 32-value formats, 8 for the K-quants).
         const SUBS: usize = 1;
+        /// The 32 values of sub-block `s` of the block at `p`.
+        ///
+        /// # Safety
+        /// `BYTES` bytes at `p` are readable, `s < SUBS`, and the CPU has AVX-512 F/BW/DQ/VL,
+        /// AVX2 and F16C (the decoders are inlined into functions that enable them).
         unsafe fn decode(p: *const u8, s: usize) -> (__m512, __m512);
     }
 
     /// `[d, m]` from the two leading f16 values of a block.
+    ///
+    /// # Safety
+    /// 4 bytes at `p` are readable and the CPU has F16C.
     #[inline(always)]
     unsafe fn halves(p: *const u8) -> __m128 {
+        // SAFETY: the 4 bytes at `p` are readable (unaligned read) and F16C is present (the
+        // contract).
         unsafe { _mm_cvtph_ps(_mm_cvtsi32_si128((p as *const i32).read_unaligned())) }
     }
 
@@ -76,6 +92,8 @@ pub(super) mod avx512 {
         const BYTES: usize = 18;
         #[inline(always)]
         unsafe fn decode(p: *const u8, _s: usize) -> (__m512, __m512) {
+            // SAFETY: reads bytes 0..4 (`d`) and 2..18 (the nibbles) of the 18-byte block, all
+            // readable by the contract, with the contract's CPU features.
             unsafe {
                 let d = _mm512_broadcastss_ps(halves(p));
                 let v = _mm512_cvtepu8_epi32(_mm_loadu_si128(p.add(2) as *const __m128i));
@@ -95,6 +113,8 @@ pub(super) mod avx512 {
         const BYTES: usize = 20;
         #[inline(always)]
         unsafe fn decode(p: *const u8, _s: usize) -> (__m512, __m512) {
+            // SAFETY: reads bytes 0..4 (`d`, `m`) and 4..20 (the nibbles) of the 20-byte block, all
+            // readable by the contract, with the contract's CPU features.
             unsafe {
                 let dm = halves(p);
                 let d = _mm512_broadcastss_ps(dm);
@@ -116,6 +136,8 @@ pub(super) mod avx512 {
         const BYTES: usize = 22;
         #[inline(always)]
         unsafe fn decode(p: *const u8, _s: usize) -> (__m512, __m512) {
+            // SAFETY: reads bytes 0..4 (`d`), 2..6 (`qh`) and 6..22 (the nibbles) of the 22-byte
+            // block, all readable by the contract, with the contract's CPU features.
             unsafe {
                 let d = _mm512_broadcastss_ps(halves(p));
                 let qh = (p.add(2) as *const u32).read_unaligned();
@@ -138,6 +160,8 @@ pub(super) mod avx512 {
         const BYTES: usize = 34;
         #[inline(always)]
         unsafe fn decode(p: *const u8, _s: usize) -> (__m512, __m512) {
+            // SAFETY: reads bytes 0..4 (`d`), 2..18 and 18..34 (the values) of the 34-byte block,
+            // all readable by the contract, with the contract's CPU features.
             unsafe {
                 let d = _mm512_broadcastss_ps(halves(p));
                 let lo = _mm512_cvtepi8_epi32(_mm_loadu_si128(p.add(2) as *const __m128i));
@@ -156,6 +180,8 @@ pub(super) mod avx512 {
         const BYTES: usize = 64;
         #[inline(always)]
         unsafe fn decode(p: *const u8, _s: usize) -> (__m512, __m512) {
+            // SAFETY: reads bytes 0..32 and 32..64 of the 64-byte block, all readable by the
+            // contract, with the contract's CPU features.
             unsafe {
                 (
                     _mm512_cvtph_ps(_mm256_loadu_si256(p as *const __m256i)),
@@ -171,6 +197,8 @@ pub(super) mod avx512 {
         const BYTES: usize = 64;
         #[inline(always)]
         unsafe fn decode(p: *const u8, _s: usize) -> (__m512, __m512) {
+            // SAFETY: reads bytes 0..32 and 32..64 of the 64-byte block, all readable by the
+            // contract, with the contract's CPU features.
             unsafe {
                 let widen = |q: *const u8| {
                     let v = _mm512_cvtepu16_epi32(_mm256_loadu_si256(q as *const __m256i));
@@ -189,6 +217,9 @@ pub(super) mod avx512 {
         const SUBS: usize = 8;
         #[inline(always)]
         unsafe fn decode(p: *const u8, s: usize) -> (__m512, __m512) {
+            // SAFETY: with `s < 8`, reads bytes 0..4 (`d`, `dmin`), 4..16 (scales) and `16 +
+            // 32·(s/2)` + 0..32 (at most 144) of the 144-byte block, all readable by the contract,
+            // with the contract's CPU features.
             unsafe {
                 let dm = halves(p);
                 // The block's 12 bytes of packed scales and mins, unpacked as the portable decoder does.
@@ -221,6 +252,9 @@ pub(super) mod avx512 {
         const SUBS: usize = 8;
         #[inline(always)]
         unsafe fn decode(p: *const u8, s: usize) -> (__m512, __m512) {
+            // SAFETY: with `s < 8`, reads `ql` below byte 128, `qh` in 128..192, the two scales in
+            // 192..208 and `d` at 208..210 of the 210-byte block, all readable by the contract,
+            // with the contract's CPU features.
             unsafe {
                 let (half, t) = (s / 4, s % 4);
                 let ql = p.add(64 * half + 32 * (t & 1));
@@ -257,7 +291,13 @@ pub(super) mod avx512 {
         }
     }
 
-    /// Rows of `W` four at a time (fewer at the end) against `M` input rows.
+    /// Rows `0..NR` of `W` against `M` input rows (`k` values each); with `prefetch`, the same
+    /// blocks of the next `NR` rows are prefetched.
+    ///
+    /// # Safety
+    /// The CPU has AVX-512 F/BW/DQ/VL, AVX2, FMA and F16C; `NR` rows of `row_bytes` bytes (whole
+    /// blocks of `k` values) are readable at `w`, and `NR` more after them when `prefetch`; `M`
+    /// rows of `k` floats at `x`; `out` is writable at `r·ldo + i` for `r < M`, `i < NR`.
     #[inline(always)]
     // Register tiles indexed by row and column read best as index loops; they unroll fully.
     #[allow(clippy::too_many_arguments, clippy::needless_range_loop)]
@@ -270,6 +310,10 @@ pub(super) mod avx512 {
         out: *mut f32,
         ldo: usize,
     ) {
+        // SAFETY: the contract: every block read (`blk < k / (32·SUBS)`, `sub < SUBS`) lies in
+        // rows `0..NR`, every prefetch address in the next `NR` rows (only when `prefetch`),
+        // every input load inside row `r < M` (`c + 32 <= k`), every store at an output of the
+        // tile; the features cover every intrinsic.
         unsafe {
             let mut acc = [[_mm512_setzero_ps(); NR]; M];
             let next = w.add(NR * row_bytes);
@@ -308,6 +352,10 @@ pub(super) mod avx512 {
     }
 
     /// See [`super::Gemv`].
+    ///
+    /// # Safety
+    /// As [`super::Gemv`]: `w`, `x` and `out` cover `n` weight rows, `m` input rows and their
+    /// outputs, and the CPU has the features enabled here.
     #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma,f16c")]
     #[allow(clippy::too_many_arguments)]
     pub unsafe fn gemv<B: Block>(
@@ -320,6 +368,9 @@ pub(super) mod avx512 {
         out: *mut f32,
         ldo: usize,
     ) {
+        // SAFETY: each call covers weight rows `i..i + nr <= n` (prefetching rows
+        // `i + nr..i + 2·nr` only when `pf`, i.e. they exist), the `m` input rows and the
+        // outputs of those rows: all inside the caller's bounds. The features are this function's.
         unsafe {
             let mut i = 0;
             while i < n {

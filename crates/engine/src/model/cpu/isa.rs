@@ -5,6 +5,13 @@
 //! same arithmetic bit for bit; the choice only changes speed. `FREEZE_ATTN_ISA=portable|avx2`
 //! lowers the choice (to measure or test a path on a machine that has a better one); it can never
 //! raise it above what the CPU supports.
+//!
+//! The soundness of every SIMD path rests on one invariant: an [`Isa`] above `Portable` that
+//! reaches a kernel came from [`isa`] or `available` (tests), both bounded by what `detect`
+//! found on this CPU. `Avx2` therefore means the CPU has AVX2, FMA and F16C, and `Avx512` means
+//! it also has AVX-512 F/BW/DQ/VL. The `unsafe` blocks that enter `#[target_feature]` code
+//! rely on it; a public entry point that takes an `Isa` from outside lowers it with
+//! [`supported`] first.
 
 use std::sync::OnceLock;
 
@@ -22,7 +29,7 @@ pub enum Isa {
 pub fn isa() -> Isa {
     static ISA: OnceLock<Isa> = OnceLock::new();
     *ISA.get_or_init(|| {
-        let best = detect();
+        let best = supported();
         match std::env::var("FREEZE_ATTN_ISA").ok().as_deref() {
             Some("portable") => Isa::Portable,
             Some("avx2") => best.min(Isa::Avx2),
@@ -36,8 +43,14 @@ pub fn isa() -> Isa {
 pub fn available() -> Vec<Isa> {
     [Isa::Portable, Isa::Avx2, Isa::Avx512]
         .into_iter()
-        .filter(|&i| i <= detect())
+        .filter(|&i| i <= supported())
         .collect()
+}
+
+/// The best instruction set the CPU has (not lowered by `FREEZE_ATTN_ISA`), detected once.
+pub fn supported() -> Isa {
+    static BEST: OnceLock<Isa> = OnceLock::new();
+    *BEST.get_or_init(detect)
 }
 
 fn detect() -> Isa {

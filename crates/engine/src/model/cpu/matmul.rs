@@ -52,8 +52,10 @@ thread_local! {
 /// `out` shared by tasks that write disjoint elements of it.
 #[derive(Clone, Copy)]
 struct OutPtr(*mut f32);
-// SAFETY: tasks write disjoint elements (each owns a range of output columns).
+// SAFETY: tasks write disjoint elements (each owns a range of output columns), and the buffer
+// outlives the parallel section that uses the pointer.
 unsafe impl Send for OutPtr {}
+// SAFETY: sharing only hands out the pointer; every write through it is to a task's own columns.
 unsafe impl Sync for OutPtr {}
 
 impl OutPtr {
@@ -140,8 +142,10 @@ impl CpuMatrix {
                 let r0 = t * task_rows;
                 let rows = task_rows.min(n - r0);
                 let w = &data[r0 * self.row_bytes..(r0 + rows) * self.row_bytes];
-                // SAFETY: `w` holds `rows` whole rows, `x` holds m × k values (checked above), and
-                // this task alone writes columns `r0..r0+rows` of the m × n output.
+                // SAFETY: the kernel came from `gemv` for `block_isa <= self.isa`, an instruction
+                // set the CPU runs (`isa()`, or `available()` in tests); `w` holds `rows` whole
+                // rows, `x` holds m × k values with `m <= MAX_M` (checked above), and this task
+                // alone writes columns `r0..r0+rows` of the m × n output.
                 unsafe { gemv(w.as_ptr(), self.row_bytes, rows, x.as_ptr(), m, k, dst.ptr().add(r0), n) };
             };
             pool::run(tasks, &run);
@@ -163,7 +167,8 @@ impl CpuMatrix {
                         (self.decode)(bytes, &mut buf[i * k..(i + 1) * k]);
                     }
                     // SAFETY: this task alone writes columns `first..first+pr` of every output row,
-                    // all within `out` (m × n).
+                    // all within `out` (m × n); `self.isa` is one the CPU runs (from `isa()`, or
+                    // `available()` in tests).
                     unsafe { gemm::block(self.isa, x, m, &buf[..pr * k], pr, k, dst.ptr().add(first), n) };
                 }
             });
@@ -186,7 +191,8 @@ impl CpuMatrix {
             for b0 in (0..m).step_by(INT8_ROW_BLOCK) {
                 let mb = INT8_ROW_BLOCK.min(m - b0);
                 // SAFETY: this task alone writes columns `r0..r0+rows` of rows `b0..b0+mb` of the
-                // m × n output.
+                // m × n output; `self.isa` is one the CPU runs (from `isa()`, or `available()`
+                // in tests).
                 unsafe {
                     qdot::block(
                         f,

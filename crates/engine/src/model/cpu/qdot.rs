@@ -99,8 +99,11 @@ pub struct QuantRows {
 
 impl QuantRows {
     /// Quantizes `m` rows of `k` values in blocks of `qb` (rows in parallel when there are many).
+    /// `isa` above what the CPU has is lowered to what it has (every path gives the same values).
     pub fn new(x: &[f32], m: usize, k: usize, qb: usize, isa: Isa) -> Self {
         assert!(x.len() == m * k && k.is_multiple_of(qb) && qb.is_multiple_of(32));
+        // A public entry point: the SIMD path below relies on the CPU having `isa`.
+        let isa = isa.min(super::isa::supported());
         let mut q = Self {
             qs: vec![0; m * k],
             d: vec![0.0; m * k / qb],
@@ -136,8 +139,10 @@ impl QuantRows {
 /// The three arrays of [`QuantRows`], written row by row from several tasks.
 #[derive(Clone, Copy)]
 struct RowsPtr(*mut i8, *mut f32, *mut i16);
-// SAFETY: tasks write disjoint rows.
+// SAFETY: tasks write disjoint rows, and the arrays outlive the parallel section (they belong to
+// the `QuantRows` that `new` returns after `pool::run`).
 unsafe impl Send for RowsPtr {}
+// SAFETY: sharing only hands out the pointers; every write through them is to a task's own rows.
 unsafe impl Sync for RowsPtr {}
 
 impl RowsPtr {
@@ -151,8 +156,9 @@ impl RowsPtr {
 fn quantize_block(x: &[f32], q: &mut [i8], bsum: &mut [i16], isa: Isa) -> f32 {
     #[cfg(target_arch = "x86_64")]
     if isa == Isa::Avx512 {
-        // SAFETY: Avx512 is only chosen when the CPU has it; the block is whole 16s (asserted by
-        // the caller: blocks are 32 or 256 values).
+        // SAFETY: `QuantRows::new` lowered `isa` to what the CPU has, so it has AVX-512
+        // F/BW/DQ/VL; the block is whole 16s (`qb` is a multiple of 32, asserted in `new`), and
+        // `q` has as many values as `x`, `bsum` one per 16.
         return unsafe { quantize_block_avx512(x, q, bsum) };
     }
     let _ = isa;
@@ -174,10 +180,15 @@ fn quantize_block(x: &[f32], q: &mut [i8], bsum: &mut [i16], isa: Isa) -> f32 {
 /// [`quantize_block`] 16 values at a time: the same maximum (exact in any order), the same
 /// scalar scales, and `cvtps` rounds to nearest even as `round_ties_even` does (NaN inputs
 /// aside, which the portable path maps to 0).
+///
+/// # Safety
+/// The CPU has AVX-512 F/BW/DQ/VL; `x.len()` is a multiple of 16 and `q.len() >= x.len()`.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl")]
 unsafe fn quantize_block_avx512(x: &[f32], q: &mut [i8], bsum: &mut [i16]) -> f32 {
     use std::arch::x86_64::*;
+    // SAFETY: `c < x.len() / 16`: each load reads 16 floats inside `x`, each store writes 16
+    // bytes inside `q` (at least as long, the contract); the features are this function's.
     unsafe {
         let n = x.len() / 16;
         let mut mx = _mm512_setzero_ps();
@@ -203,10 +214,13 @@ unsafe fn quantize_block_avx512(x: &[f32], q: &mut [i8], bsum: &mut [i16]) -> f3
 }
 
 /// Q4_K's 8 scales and 8 mins as bytes 0–7 and 8–15 (ggml's unpacking of the 12 packed bytes;
-/// the same values as [`crate::model::cpu::dequant::scale_min_k4`]). `p` must point at the 12
-/// bytes.
+/// the same values as [`crate::model::cpu::dequant::scale_min_k4`]).
+///
+/// # Safety
+/// `p` must point at the 12 bytes (readable, any alignment).
 #[inline(always)]
 pub(super) unsafe fn q4k_scales(p: *const u8) -> [u32; 4] {
+    // SAFETY: three unaligned 4-byte reads at offsets 0, 4, 8: the 12 bytes of the contract.
     unsafe {
         let r = |i: usize| (p.add(4 * i) as *const u32).read_unaligned();
         let (u0, u1, u2) = (r(0), r(1), r(2));
@@ -250,6 +264,8 @@ impl<'a> Call<'a> {
     /// # Safety
     /// `i` and `r` must lie inside the call's rows.
     unsafe fn at(self, i: usize, r: usize) -> Self {
+        // SAFETY: `i < rows` and `r < m` (the contract): weight row `i` lies inside the call's
+        // `rows × row_bytes` bytes, and output `r·ldo + i` inside the call's outputs.
         unsafe {
             Self {
                 w: self.w.add(i * self.row_bytes),
@@ -272,10 +288,14 @@ const Q4K: u8 = 2;
 const Q6K: u8 = 3;
 
 /// The f16 at `p` as f32 (F16C), for the SIMD kernels.
+///
+/// # Safety
+/// 2 bytes at `p` are readable (any alignment), and the CPU has F16C.
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
 unsafe fn f16_ptr(p: *const u8) -> f32 {
     use std::arch::x86_64::*;
+    // SAFETY: an unaligned read of the 2 readable bytes, and F16C (the contract).
     unsafe {
         _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(
             (p as *const u16).read_unaligned() as i32
@@ -407,7 +427,7 @@ pub fn dot(f: QFormat, w: &[u8], x: &QuantRows, r: usize) -> f32 {
 ///
 /// # Safety
 /// `out` must be valid for writes at every `r·ldo + i` above, and no other thread may access
-/// those elements during the call.
+/// those elements during the call. `isa` must be one the CPU runs (see [`super::isa`]).
 #[allow(clippy::too_many_arguments)]
 pub unsafe fn block(
     f: QFormat,
@@ -438,12 +458,15 @@ pub unsafe fn block(
         match isa {
             Isa::Avx512 => {
                 let vnni = std::arch::is_x86_feature_detected!("avx512vnni");
-                // SAFETY: Avx512 is only chosen when the CPU has it; bounds asserted above.
+                // SAFETY: the CPU has AVX-512 (the contract on `isa`) and VNNI when `vnni` (just
+                // detected); `w` holds `rows` rows and `x` rows `r0..r0 + m`, of whole blocks
+                // (asserted above); `out` is the caller's.
                 unsafe { avx512::block(f, vnni, call) };
                 return;
             }
             Isa::Avx2 => {
-                // SAFETY: as above, for AVX2.
+                // SAFETY: the CPU has AVX2, FMA and F16C (the contract on `isa`); the bounds
+                // asserted above; `out` is the caller's.
                 unsafe { avx2::block(f, call) };
                 return;
             }
@@ -454,7 +477,7 @@ pub unsafe fn block(
     for r in 0..m {
         for i in 0..rows {
             let v = dot(f, &w[i * row_bytes..][..row_bytes], x, r0 + r);
-            // SAFETY: the caller guarantees `out` is valid here.
+            // SAFETY: `r < m`, `i < rows`: the caller guarantees `out` is writable here.
             unsafe { *out.add(r * ldo + i) = v };
         }
     }

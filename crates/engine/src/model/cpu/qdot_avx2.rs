@@ -5,14 +5,22 @@
 //!
 //! Signed weights use `_mm256_sign_epi8`: `|w|` as unsigned bytes times `x · sign(w)` is `w · x`,
 //! and `|w| · |x| ≤ 128 · 127` keeps `maddubs`' 16-bit pair sums from saturating.
+//!
+//! The helpers below are `#[inline(always)]` into [`run`], whose `#[target_feature]` enables
+//! AVX2, FMA and F16C; each one's `# Safety` therefore asks for those features, which the CPU
+//! has because [`block`] is only called for `Isa::Avx2` or above (see `crate::model::cpu::isa`).
 
 use super::{f16_ptr as f16, q4k_scales, Call, QFormat, Q4K, Q4_0, Q6K, Q8_0};
 use crate::model::cpu::gemm::avx2::hsum;
 use std::arch::x86_64::*;
 
 /// Q4_0 block at `b`: 32 signed values `q − 8`.
+///
+/// # Safety
+/// The 18 bytes of the block are readable; the CPU has AVX2.
 #[inline(always)]
 unsafe fn q4_0_block(b: *const u8) -> __m256i {
+    // SAFETY: reads bytes 2..18 of the block (the contract), with AVX2 (the contract).
     unsafe {
         let q = _mm_loadu_si128(b.add(2) as *const __m128i);
         let v = _mm256_set_m128i(_mm_srli_epi16::<4>(q), q);
@@ -21,8 +29,13 @@ unsafe fn q4_0_block(b: *const u8) -> __m256i {
 }
 
 /// Sub-block `s` of a Q4_K block `b`: 32 unsigned 4-bit values.
+///
+/// # Safety
+/// The 144 bytes of the block are readable, `s < 8`; the CPU has AVX2.
 #[inline(always)]
 unsafe fn q4k_sub(b: *const u8, s: usize) -> __m256i {
+    // SAFETY: reads bytes `16 + 32·(s/2)` + 0..32, at most 144 for `s < 8` (the contract), with
+    // AVX2 (the contract).
     unsafe {
         let q = _mm256_loadu_si256(b.add(16 + 32 * (s / 2)) as *const __m256i);
         let q = _mm256_srl_epi16(q, _mm_cvtsi32_si128(4 * (s % 2) as i32));
@@ -31,8 +44,13 @@ unsafe fn q4k_sub(b: *const u8, s: usize) -> __m256i {
 }
 
 /// Sub-block `s` of a Q6_K block `b`: 32 unsigned 6-bit values.
+///
+/// # Safety
+/// The 210 bytes of the block are readable, `s < 8`; the CPU has AVX2.
 #[inline(always)]
 unsafe fn q6k_sub(b: *const u8, s: usize) -> __m256i {
+    // SAFETY: for `s < 8` (the contract), reads 32 bytes of `ql` ending by byte 128 and 32 of
+    // `qh` ending by byte 192 of the 210-byte block, with AVX2 (the contract).
     unsafe {
         let (half, t) = (s / 4, s % 4);
         let ql = _mm256_loadu_si256(b.add(64 * half + 32 * (t & 1)) as *const __m256i);
@@ -50,8 +68,12 @@ unsafe fn q6k_sub(b: *const u8, s: usize) -> __m256i {
 }
 
 /// The 8 `i32` lanes of `v` summed (exact).
+///
+/// # Safety
+/// The CPU has AVX2 (it touches no memory).
 #[inline(always)]
 unsafe fn hsum_i32(v: __m256i) -> i32 {
+    // SAFETY: register operations only, with AVX2 (the contract).
     unsafe {
         let v = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256::<1>(v));
         let v = _mm_add_epi32(v, _mm_unpackhi_epi64(v, v));
@@ -61,10 +83,19 @@ unsafe fn hsum_i32(v: __m256i) -> i32 {
 }
 
 /// One tile: `M` input rows (from `c.r0`) × `NR` weight rows (from `c.w`).
+///
+/// # Safety
+/// The CPU has AVX2, FMA and F16C; `NR` weight rows of `row_bytes` bytes (whole blocks of `F`
+/// covering `x.k`) are readable at `c.w`; input rows `c.r0..c.r0 + M` exist in `x`; `c.out` is
+/// writable at `r·ldo + i` for `r < M`, `i < NR`.
 #[inline(always)]
 #[allow(clippy::needless_range_loop)]
 unsafe fn tile<const F: u8, const M: usize, const NR: usize>(c: Call) {
     let (w, row_bytes, x, r0, out, ldo) = c.parts();
+    // SAFETY: the contract: every weight block read (`b < k / 32` or `blk < k / 256`, `s < 8`) is
+    // inside rows `i < NR`; every input read (values, scales and 16-value sums of block `b` or
+    // `blk`) inside rows `r0 + r < r0 + M` of `x`; every store an output of the tile; and the
+    // features cover every intrinsic and helper.
     unsafe {
         let k = x.k;
         let qs = x.qs.as_ptr().add(r0 * k) as *const u8;
@@ -179,8 +210,14 @@ unsafe fn tile<const F: u8, const M: usize, const NR: usize>(c: Call) {
     }
 }
 
+/// Every tile of the call: weight rows two at a time, input rows two at a time within each.
+///
+/// # Safety
+/// As [`block`].
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn run<const F: u8>(c: Call) {
+    // SAFETY: each tile covers weight rows `i..i + g <= rows` and input rows `r..r + mr <= m` of
+    // the call (so `c.at(i, r)` is in range), and the features `tile` needs are this function's.
     unsafe {
         let mut i = 0;
         while i < c.rows {
@@ -202,9 +239,14 @@ unsafe fn run<const F: u8>(c: Call) {
     }
 }
 
-/// See [`super::block`]. The caller has checked the bounds and that the CPU has AVX2.
+/// See [`super::block`].
+///
+/// # Safety
+/// The CPU has AVX2, FMA and F16C; the call's `rows` weight rows (of whole `f` blocks covering
+/// `x.k`) are readable at `c.w`, its input rows `r0..r0 + m` exist, and `out` is writable at
+/// `r·ldo + i` for `r < m`, `i < rows`.
 pub(super) unsafe fn block(f: QFormat, c: Call) {
-    // SAFETY: as documented above.
+    // SAFETY: the contract is `run`'s, with `F` the format `f` that the rows hold.
     unsafe {
         match f {
             QFormat::Q4_0 => run::<Q4_0>(c),

@@ -6,20 +6,35 @@
 //!
 //! Signed weights use the sign trick: `|w|` as unsigned bytes times `x · sign(w)` is `w · x`,
 //! and `|w| · |x| ≤ 128 · 127` keeps `maddubs`' 16-bit pair sums from saturating.
+//!
+//! The helpers below are `#[inline(always)]` into `run_bw` or `run_vnni`, whose
+//! `#[target_feature]`s enable AVX-512 F/BW/DQ/VL, AVX2, FMA and F16C (and VNNI); each one's
+//! `# Safety` therefore asks for those features, which the CPU has because [`block`] is only
+//! called for `Isa::Avx512` (and with `vnni` only when VNNI was detected; see
+//! `crate::model::cpu::isa`).
 
 use super::{f16_ptr as f16, q4k_scales, Call, QFormat, Q4K, Q4_0, Q6K, Q8_0};
 use crate::model::cpu::gemm::avx512::hsum;
 use std::arch::x86_64::*;
 
 /// `x · sign(w)` where `w < 0` (elsewhere `x`: a zero `w` contributes `|w| = 0` anyway).
+///
+/// # Safety
+/// The CPU has AVX-512 BW (it touches no memory).
 #[inline(always)]
 unsafe fn sign(x: __m512i, w: __m512i) -> __m512i {
+    // SAFETY: register operations only, with AVX-512 BW (the contract).
     unsafe { _mm512_mask_sub_epi8(x, _mm512_movepi8_mask(w), _mm512_setzero_si512(), x) }
 }
 
 /// The 16 lanes `Σ_{t<4} u[4l+t] · s[4l+t]` (u unsigned, s signed), exact.
+///
+/// # Safety
+/// The CPU has AVX-512 BW, and VNNI when `VNNI` (it touches no memory).
 #[inline(always)]
 unsafe fn dot4<const VNNI: bool>(u: __m512i, s: __m512i) -> __m512i {
+    // SAFETY: register operations only; `dpbusd` runs only when `VNNI`, and the contract then
+    // promises VNNI; the rest needs AVX-512 BW (the contract).
     unsafe {
         if VNNI {
             _mm512_dpbusd_epi32(_mm512_setzero_si512(), u, s)
@@ -30,8 +45,13 @@ unsafe fn dot4<const VNNI: bool>(u: __m512i, s: __m512i) -> __m512i {
 }
 
 /// Pair `p` of Q4_K block `b`: the 64 unsigned 4-bit values.
+///
+/// # Safety
+/// The 144 bytes of the block are readable, `p < 4`; the CPU has AVX-512 F/BW and AVX2.
 #[inline(always)]
 unsafe fn q4k_pair(b: *const u8, p: usize) -> __m512i {
+    // SAFETY: reads bytes `16 + 32·p` + 0..32, at most 144 for `p < 4` (the contract), with the
+    // contract's features.
     unsafe {
         let v = _mm512_broadcast_i64x4(_mm256_loadu_si256(b.add(16 + 32 * p) as *const __m256i));
         let shifts = _mm512_inserti64x4::<1>(_mm512_setzero_si512(), _mm256_set1_epi16(4));
@@ -40,8 +60,13 @@ unsafe fn q4k_pair(b: *const u8, p: usize) -> __m512i {
 }
 
 /// Pair `p` of Q6_K block `b`: the 64 unsigned 6-bit values (the offset of 32 apart).
+///
+/// # Safety
+/// The 210 bytes of the block are readable, `p < 4`; the CPU has AVX-512 F/BW and AVX2.
 #[inline(always)]
 unsafe fn q6k_pair(b: *const u8, p: usize) -> __m512i {
+    // SAFETY: for `p < 4` (the contract), reads 64 bytes of `ql` ending by byte 128 and 32 of
+    // `qh` ending by byte 192 of the 210-byte block, with the contract's features.
     unsafe {
         let half = p / 2;
         let t = 2 * (p % 2);
@@ -58,8 +83,13 @@ unsafe fn q6k_pair(b: *const u8, p: usize) -> __m512i {
 }
 
 /// Pair of Q8_0 blocks at `b`: 64 signed values.
+///
+/// # Safety
+/// The two blocks (68 bytes) are readable; the CPU has AVX-512 F and AVX.
 #[inline(always)]
 unsafe fn q8_0_pair(b: *const u8) -> __m512i {
+    // SAFETY: reads bytes 2..34 and 36..68, the values of the two 34-byte blocks (the contract),
+    // with the contract's features.
     unsafe {
         let lo = _mm256_loadu_si256(b.add(2) as *const __m256i);
         let hi = _mm256_loadu_si256(b.add(36) as *const __m256i);
@@ -68,8 +98,13 @@ unsafe fn q8_0_pair(b: *const u8) -> __m512i {
 }
 
 /// Pair of Q4_0 blocks at `b`: 64 signed values `q − 8`.
+///
+/// # Safety
+/// The two blocks (36 bytes) are readable; the CPU has AVX-512 F/BW and AVX2.
 #[inline(always)]
 unsafe fn q4_0_pair(b: *const u8) -> __m512i {
+    // SAFETY: reads bytes 2..18 and 20..36, the nibbles of the two 18-byte blocks (the
+    // contract), with the contract's features.
     unsafe {
         let a = _mm_loadu_si128(b.add(2) as *const __m128i);
         let c = _mm_loadu_si128(b.add(20) as *const __m128i);
@@ -83,16 +118,32 @@ unsafe fn q4_0_pair(b: *const u8) -> __m512i {
 }
 
 /// `[a ×8, b ×8]`.
+///
+/// # Safety
+/// The CPU has AVX-512 F (it touches no memory).
 #[inline(always)]
 unsafe fn halves(a: f32, b: f32) -> __m512 {
+    // SAFETY: register operations only, with AVX-512 F (the contract).
     unsafe { _mm512_mask_blend_ps(0xFF00, _mm512_set1_ps(a), _mm512_set1_ps(b)) }
 }
 
-/// One tile: `M` input rows (from `c.r0`) × `NR` weight rows (from `c.w`).
+/// One tile: `M` input rows (from `c.r0`) × `NR` weight rows (from `c.w`); with `prefetch`,
+/// the same blocks of the next `NR` weight rows are prefetched.
+///
+/// # Safety
+/// The CPU has AVX-512 F/BW/DQ/VL, AVX2, FMA and F16C, and VNNI when `VNNI`; `NR` weight rows
+/// of `row_bytes` bytes (whole blocks of `F` covering `x.k`) are readable at `c.w`, and `NR`
+/// more after them when `prefetch`; input rows `c.r0..c.r0 + M` exist in `x`; `c.out` is
+/// writable at `r·ldo + i` for `r < M`, `i < NR`.
 #[inline(always)]
 #[allow(clippy::needless_range_loop)]
 unsafe fn tile<const F: u8, const VNNI: bool, const M: usize, const NR: usize>(c: Call, prefetch: bool) {
     let (w, row_bytes, x, r0, out, ldo) = c.parts();
+    // SAFETY: the contract: every weight pair or block read (`p < k / 64`, `blk < k / 256`) is
+    // inside rows `i < NR`, every prefetch address inside the next `NR` rows (only when
+    // `prefetch`); every input read (values, scales and 16-value sums) inside rows
+    // `r0..r0 + M` of `x`; every store an output of the tile; the features cover every
+    // intrinsic and helper.
     unsafe {
         let k = x.k;
         let qs = x.qs.as_ptr().add(r0 * k) as *const u8;
@@ -246,8 +297,14 @@ unsafe fn tile<const F: u8, const VNNI: bool, const M: usize, const NR: usize>(c
 
 macro_rules! entry {
     ($name:ident, $vnni:literal, $features:literal) => {
+        /// [`run`] compiled for the features named here.
+        ///
+        /// # Safety
+        /// As [`block`], with the CPU having every feature enabled here.
         #[target_feature(enable = $features)]
         unsafe fn $name<const F: u8>(c: Call) {
+            // SAFETY: this function enables what `run` (inlined here) needs, VNNI included
+            // exactly when `run` uses it; the call's bounds are the caller's.
             unsafe { run::<F, $vnni>(c) }
         }
     };
@@ -261,9 +318,15 @@ entry!(
 
 /// Every tile over the call's weight rows × input rows, weight groups outermost so a group
 /// stays in L1 while the input rows pass.
+///
+/// # Safety
+/// As [`block`], and the CPU has VNNI when `VNNI`.
 #[inline(always)]
 unsafe fn run<const F: u8, const VNNI: bool>(c: Call) {
     let (rows, m) = (c.rows, c.m);
+    // SAFETY: each tile covers weight rows `i..i + g <= rows` and input rows `r..r + mr <= m`
+    // of the call (so `c.at(i, r)` is in range); it prefetches only when the next group of `g`
+    // rows is inside the call (`i + 2·g <= rows`); the features are the contract's.
     unsafe {
         // Decoding (a few input rows) takes 4 weight rows at a time; prefill tiles are 4 input
         // rows × 3 weight rows (the K-quants: 6 × 2, whose integer tile needs more registers).
@@ -298,10 +361,16 @@ unsafe fn run<const F: u8, const VNNI: bool>(c: Call) {
     }
 }
 
-/// See [`super::block`]. The caller has checked the bounds, and that the CPU has AVX-512 (and
-/// VNNI when `vnni`).
+/// See [`super::block`].
+///
+/// # Safety
+/// The CPU has AVX-512 F/BW/DQ/VL, AVX2, FMA and F16C, and VNNI when `vnni`; the call's `rows`
+/// weight rows (of whole `f` blocks covering `x.k`) are readable at `c.w`, its input rows
+/// `r0..r0 + m` exist, and `out` is writable at `r·ldo + i` for `r < m`, `i < rows`.
 pub(super) unsafe fn block(f: QFormat, vnni: bool, c: Call) {
-    // SAFETY: the caller chose AVX-512 (and VNNI) because the CPU has them.
+    // SAFETY: `run_vnni` (which enables VNNI) is called only when `vnni`, so the CPU has it
+    // (the contract), `run_bw` otherwise; `F` is the format `f` the rows hold; the bounds are
+    // the contract's.
     unsafe {
         match (f, vnni) {
             (QFormat::Q4_0, true) => run_vnni::<Q4_0>(c),

@@ -6,6 +6,14 @@
 //! kernel is only instantiated for them inside functions that enable those features) and take
 //! raw pointers.
 
+/// # Safety
+/// One contract for every method (stated here once, hence the `allow` below):
+/// - the CPU has the implementation's features: none for `f32`; AVX2, FMA and F16C for
+///   [`F32x8`]; AVX-512 F/DQ on top of those for [`F32x16`]. The kernel is instantiated with a
+///   vector type only inside `kernel::x86::{avx2, avx512}`, whose `#[target_feature]`s enable
+///   them and which run only when `isa()` found them (see `crate::model::cpu::isa`);
+/// - a pointer argument is valid for the `W` lanes the method reads ([`Simd::load`],
+///   [`Simd::load_f16`]) or writes ([`Simd::store`]); [`Simd::transpose_keys`] states its own.
 #[allow(clippy::missing_safety_doc)]
 pub trait Simd: Copy {
     /// Lanes per vector.
@@ -37,14 +45,19 @@ pub trait Simd: Copy {
 
     /// `kt[t·kb + j] = key j's value t` for `j < kc` (key `j` at `src + j·stride`, `d` values),
     /// and zero for `kc ≤ j < kb`: the keys of a block across the lanes.
+    ///
+    /// Besides the trait's contract: keys `0..kc` (`d` values each) are readable at `src`, `kt`
+    /// is writable for `d × kb` floats, and `d` and `kb` are multiples of `W`.
     unsafe fn transpose_keys(src: *const u16, stride: usize, kc: usize, d: usize, kt: *mut f32, kb: usize) {
         for j in 0..kb {
             for t in 0..d {
                 let x = if j < kc {
+                    // SAFETY: `j < kc` and `t < d`: value `t` of a key the caller vouches for.
                     half::f16::from_bits(unsafe { *src.add(j * stride + t) }).to_f32()
                 } else {
                     0.0
                 };
+                // SAFETY: `t < d`, `j < kb`: inside the caller's `d × kb` buffer.
                 unsafe { *kt.add(t * kb + j) = x };
             }
         }
@@ -62,12 +75,15 @@ impl Simd for f32 {
         x
     }
     unsafe fn load(p: *const f32) -> Self {
+        // SAFETY: `p` is valid for one (`W`) float (the trait's contract).
         unsafe { *p }
     }
     unsafe fn store(self, p: *mut f32) {
+        // SAFETY: `p` is valid for writing one (`W`) float (the trait's contract).
         unsafe { *p = self }
     }
     unsafe fn load_f16(p: *const u16) -> Self {
+        // SAFETY: `p` is valid for one (`W`) f16 (the trait's contract).
         half::f16::from_bits(unsafe { *p }).to_f32()
     }
     unsafe fn fma(a: Self, b: Self, c: Self) -> Self {
@@ -130,107 +146,134 @@ mod x86 {
         const R: usize = 3;
         #[inline(always)]
         unsafe fn zero() -> Self {
-            Self(_mm256_setzero_ps())
+            // SAFETY: needs AVX, which the caller has (the trait's contract: AVX2/FMA/F16C).
+            Self(unsafe { _mm256_setzero_ps() })
         }
         #[inline(always)]
         unsafe fn splat(x: f32) -> Self {
-            Self(_mm256_set1_ps(x))
+            // SAFETY: needs AVX, which the caller has (the trait's contract).
+            Self(unsafe { _mm256_set1_ps(x) })
         }
         #[inline(always)]
         unsafe fn load(p: *const f32) -> Self {
+            // SAFETY: AVX (the trait's contract); `p` is valid for 8 floats (the contract), and
+            // the load is unaligned.
             Self(unsafe { _mm256_loadu_ps(p) })
         }
         #[inline(always)]
         unsafe fn store(self, p: *mut f32) {
+            // SAFETY: AVX (the trait's contract); `p` is valid for writing 8 floats (the contract).
             unsafe { _mm256_storeu_ps(p, self.0) }
         }
         #[inline(always)]
         unsafe fn load_f16(p: *const u16) -> Self {
+            // SAFETY: F16C (the trait's contract); `p` is valid for 8 f16 values, the 16 bytes
+            // loaded (the contract).
             Self(unsafe { _mm256_cvtph_ps(_mm_loadu_si128(p as *const __m128i)) })
         }
         #[inline(always)]
         unsafe fn fma(a: Self, b: Self, c: Self) -> Self {
-            Self(_mm256_fmadd_ps(a.0, b.0, c.0))
+            // SAFETY: needs FMA, which the caller has (the trait's contract).
+            Self(unsafe { _mm256_fmadd_ps(a.0, b.0, c.0) })
         }
         #[inline(always)]
         unsafe fn mul(a: Self, b: Self) -> Self {
-            Self(_mm256_mul_ps(a.0, b.0))
+            // SAFETY: needs AVX, which the caller has (the trait's contract).
+            Self(unsafe { _mm256_mul_ps(a.0, b.0) })
         }
         #[inline(always)]
         unsafe fn add(a: Self, b: Self) -> Self {
-            Self(_mm256_add_ps(a.0, b.0))
+            // SAFETY: needs AVX, which the caller has (the trait's contract).
+            Self(unsafe { _mm256_add_ps(a.0, b.0) })
         }
         #[inline(always)]
         unsafe fn sub(a: Self, b: Self) -> Self {
-            Self(_mm256_sub_ps(a.0, b.0))
+            // SAFETY: needs AVX, which the caller has (the trait's contract).
+            Self(unsafe { _mm256_sub_ps(a.0, b.0) })
         }
         #[inline(always)]
         unsafe fn max(a: Self, b: Self) -> Self {
-            Self(_mm256_max_ps(a.0, b.0))
+            // SAFETY: needs AVX, which the caller has (the trait's contract).
+            Self(unsafe { _mm256_max_ps(a.0, b.0) })
         }
         #[inline(always)]
         unsafe fn round_even(a: Self) -> Self {
-            Self(_mm256_round_ps::<NEAREST>(a.0))
+            // SAFETY: needs AVX, which the caller has (the trait's contract).
+            Self(unsafe { _mm256_round_ps::<NEAREST>(a.0) })
         }
         #[inline(always)]
         unsafe fn pow2(n: Self) -> Self {
-            let i = _mm256_add_epi32(_mm256_cvtps_epi32(n.0), _mm256_set1_epi32(127));
-            Self(_mm256_castsi256_ps(_mm256_slli_epi32::<23>(i)))
+            // SAFETY: integer lanes need AVX2, which the caller has (the trait's contract).
+            unsafe {
+                let i = _mm256_add_epi32(_mm256_cvtps_epi32(n.0), _mm256_set1_epi32(127));
+                Self(_mm256_castsi256_ps(_mm256_slli_epi32::<23>(i)))
+            }
         }
         #[inline(always)]
         unsafe fn keep_first(a: Self, n: usize) -> Self {
-            let idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-            let keep = _mm256_cmpgt_epi32(_mm256_set1_epi32(n.min(8) as i32), idx);
-            Self(_mm256_and_ps(a.0, _mm256_castsi256_ps(keep)))
+            // SAFETY: the integer compare needs AVX2, which the caller has (the trait's contract).
+            unsafe {
+                let idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+                let keep = _mm256_cmpgt_epi32(_mm256_set1_epi32(n.min(8) as i32), idx);
+                Self(_mm256_and_ps(a.0, _mm256_castsi256_ps(keep)))
+            }
         }
         #[inline(always)]
         unsafe fn hmax(a: Self) -> f32 {
-            let h = _mm_max_ps(_mm256_castps256_ps128(a.0), _mm256_extractf128_ps::<1>(a.0));
-            let h = _mm_max_ps(h, _mm_movehl_ps(h, h));
-            _mm_cvtss_f32(_mm_max_ss(h, _mm_movehdup_ps(h)))
+            // SAFETY: AVX and SSE3 (`movehdup`), both implied by the caller's AVX2 (the trait's
+            // contract).
+            unsafe {
+                let h = _mm_max_ps(_mm256_castps256_ps128(a.0), _mm256_extractf128_ps::<1>(a.0));
+                let h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+                _mm_cvtss_f32(_mm_max_ss(h, _mm_movehdup_ps(h)))
+            }
         }
         #[inline(always)]
         unsafe fn transpose_keys(src: *const u16, stride: usize, kc: usize, d: usize, kt: *mut f32, kb: usize) {
-            let zero = _mm_setzero_si128();
-            for j0 in (0..kb).step_by(8) {
-                for t0 in (0..d).step_by(8) {
-                    let mut r = [_mm256_setzero_ps(); 8];
-                    for i in 0..8 {
-                        let h = if j0 + i < kc {
-                            unsafe { _mm_loadu_si128(src.add((j0 + i) * stride + t0) as *const __m128i) }
-                        } else {
-                            zero
-                        };
-                        r[i] = _mm256_cvtph_ps(h);
-                    }
-                    let t = [
-                        _mm256_unpacklo_ps(r[0], r[1]),
-                        _mm256_unpackhi_ps(r[0], r[1]),
-                        _mm256_unpacklo_ps(r[2], r[3]),
-                        _mm256_unpackhi_ps(r[2], r[3]),
-                        _mm256_unpacklo_ps(r[4], r[5]),
-                        _mm256_unpackhi_ps(r[4], r[5]),
-                        _mm256_unpacklo_ps(r[6], r[7]),
-                        _mm256_unpackhi_ps(r[6], r[7]),
-                    ];
-                    // u[4q + c]: keys 4q..4q+4 of columns c (low half) and 4 + c (high half).
-                    let mut u = [_mm256_setzero_ps(); 8];
-                    for q in 0..2 {
-                        let (a0, a1, b0, b1) = (
-                            _mm256_castps_pd(t[4 * q]),
-                            _mm256_castps_pd(t[4 * q + 1]),
-                            _mm256_castps_pd(t[4 * q + 2]),
-                            _mm256_castps_pd(t[4 * q + 3]),
-                        );
-                        u[4 * q] = _mm256_castpd_ps(_mm256_unpacklo_pd(a0, b0));
-                        u[4 * q + 1] = _mm256_castpd_ps(_mm256_unpackhi_pd(a0, b0));
-                        u[4 * q + 2] = _mm256_castpd_ps(_mm256_unpacklo_pd(a1, b1));
-                        u[4 * q + 3] = _mm256_castpd_ps(_mm256_unpackhi_pd(a1, b1));
-                    }
-                    for c in 0..4 {
-                        let lo = _mm256_permute2f128_ps::<0x20>(u[c], u[4 + c]);
-                        let hi = _mm256_permute2f128_ps::<0x31>(u[c], u[4 + c]);
-                        unsafe {
+            // SAFETY: the intrinsics need AVX and F16C, which the caller has (the trait's
+            // contract). Loads read keys `j0 + i < kc`, values `t0..t0 + 8 <= d` (`d` is whole
+            // 8s), which the caller vouches for; stores write values `t0 + c`, `t0 + 4 + c < d`
+            // at lanes `j0..j0 + 8 <= kb` (`kb` is whole 8s): inside the `d × kb` buffer.
+            unsafe {
+                let zero = _mm_setzero_si128();
+                for j0 in (0..kb).step_by(8) {
+                    for t0 in (0..d).step_by(8) {
+                        let mut r = [_mm256_setzero_ps(); 8];
+                        for i in 0..8 {
+                            let h = if j0 + i < kc {
+                                _mm_loadu_si128(src.add((j0 + i) * stride + t0) as *const __m128i)
+                            } else {
+                                zero
+                            };
+                            r[i] = _mm256_cvtph_ps(h);
+                        }
+                        let t = [
+                            _mm256_unpacklo_ps(r[0], r[1]),
+                            _mm256_unpackhi_ps(r[0], r[1]),
+                            _mm256_unpacklo_ps(r[2], r[3]),
+                            _mm256_unpackhi_ps(r[2], r[3]),
+                            _mm256_unpacklo_ps(r[4], r[5]),
+                            _mm256_unpackhi_ps(r[4], r[5]),
+                            _mm256_unpacklo_ps(r[6], r[7]),
+                            _mm256_unpackhi_ps(r[6], r[7]),
+                        ];
+                        // u[4q + c]: keys 4q..4q+4 of columns c (low half) and 4 + c (high half).
+                        let mut u = [_mm256_setzero_ps(); 8];
+                        for q in 0..2 {
+                            let (a0, a1, b0, b1) = (
+                                _mm256_castps_pd(t[4 * q]),
+                                _mm256_castps_pd(t[4 * q + 1]),
+                                _mm256_castps_pd(t[4 * q + 2]),
+                                _mm256_castps_pd(t[4 * q + 3]),
+                            );
+                            u[4 * q] = _mm256_castpd_ps(_mm256_unpacklo_pd(a0, b0));
+                            u[4 * q + 1] = _mm256_castpd_ps(_mm256_unpackhi_pd(a0, b0));
+                            u[4 * q + 2] = _mm256_castpd_ps(_mm256_unpacklo_pd(a1, b1));
+                            u[4 * q + 3] = _mm256_castpd_ps(_mm256_unpackhi_pd(a1, b1));
+                        }
+                        for c in 0..4 {
+                            let lo = _mm256_permute2f128_ps::<0x20>(u[c], u[4 + c]);
+                            let hi = _mm256_permute2f128_ps::<0x31>(u[c], u[4 + c]);
                             _mm256_storeu_ps(kt.add((t0 + c) * kb + j0), lo);
                             _mm256_storeu_ps(kt.add((t0 + 4 + c) * kb + j0), hi);
                         }
@@ -245,79 +288,104 @@ mod x86 {
         const R: usize = 6;
         #[inline(always)]
         unsafe fn zero() -> Self {
-            Self(_mm512_setzero_ps())
+            // SAFETY: needs AVX-512F, which the caller has (the trait's contract).
+            Self(unsafe { _mm512_setzero_ps() })
         }
         #[inline(always)]
         unsafe fn splat(x: f32) -> Self {
-            Self(_mm512_set1_ps(x))
+            // SAFETY: needs AVX-512F, which the caller has (the trait's contract).
+            Self(unsafe { _mm512_set1_ps(x) })
         }
         #[inline(always)]
         unsafe fn load(p: *const f32) -> Self {
+            // SAFETY: AVX-512F (the trait's contract); `p` is valid for 16 floats (the
+            // contract), and the load is unaligned.
             Self(unsafe { _mm512_loadu_ps(p) })
         }
         #[inline(always)]
         unsafe fn store(self, p: *mut f32) {
+            // SAFETY: AVX-512F (the trait's contract); `p` is valid for writing 16 floats (the
+            // contract).
             unsafe { _mm512_storeu_ps(p, self.0) }
         }
         #[inline(always)]
         unsafe fn load_f16(p: *const u16) -> Self {
+            // SAFETY: AVX-512F (the trait's contract); `p` is valid for 16 f16 values, the 32
+            // bytes loaded (the contract).
             Self(unsafe { _mm512_cvtph_ps(_mm256_loadu_si256(p as *const __m256i)) })
         }
         #[inline(always)]
         unsafe fn fma(a: Self, b: Self, c: Self) -> Self {
-            Self(_mm512_fmadd_ps(a.0, b.0, c.0))
+            // SAFETY: needs AVX-512F, which the caller has (the trait's contract).
+            Self(unsafe { _mm512_fmadd_ps(a.0, b.0, c.0) })
         }
         #[inline(always)]
         unsafe fn mul(a: Self, b: Self) -> Self {
-            Self(_mm512_mul_ps(a.0, b.0))
+            // SAFETY: needs AVX-512F, which the caller has (the trait's contract).
+            Self(unsafe { _mm512_mul_ps(a.0, b.0) })
         }
         #[inline(always)]
         unsafe fn add(a: Self, b: Self) -> Self {
-            Self(_mm512_add_ps(a.0, b.0))
+            // SAFETY: needs AVX-512F, which the caller has (the trait's contract).
+            Self(unsafe { _mm512_add_ps(a.0, b.0) })
         }
         #[inline(always)]
         unsafe fn sub(a: Self, b: Self) -> Self {
-            Self(_mm512_sub_ps(a.0, b.0))
+            // SAFETY: needs AVX-512F, which the caller has (the trait's contract).
+            Self(unsafe { _mm512_sub_ps(a.0, b.0) })
         }
         #[inline(always)]
         unsafe fn max(a: Self, b: Self) -> Self {
-            Self(_mm512_max_ps(a.0, b.0))
+            // SAFETY: needs AVX-512F, which the caller has (the trait's contract).
+            Self(unsafe { _mm512_max_ps(a.0, b.0) })
         }
         #[inline(always)]
         unsafe fn round_even(a: Self) -> Self {
-            Self(_mm512_roundscale_ps::<NEAREST>(a.0))
+            // SAFETY: needs AVX-512F, which the caller has (the trait's contract).
+            Self(unsafe { _mm512_roundscale_ps::<NEAREST>(a.0) })
         }
         #[inline(always)]
         unsafe fn pow2(n: Self) -> Self {
-            let i = _mm512_add_epi32(_mm512_cvtps_epi32(n.0), _mm512_set1_epi32(127));
-            Self(_mm512_castsi512_ps(_mm512_slli_epi32::<23>(i)))
+            // SAFETY: needs AVX-512F, which the caller has (the trait's contract).
+            unsafe {
+                let i = _mm512_add_epi32(_mm512_cvtps_epi32(n.0), _mm512_set1_epi32(127));
+                Self(_mm512_castsi512_ps(_mm512_slli_epi32::<23>(i)))
+            }
         }
         #[inline(always)]
         unsafe fn keep_first(a: Self, n: usize) -> Self {
             let mask: __mmask16 = if n >= 16 { 0xFFFF } else { (1u16 << n) - 1 };
-            Self(_mm512_maskz_mov_ps(mask, a.0))
+            // SAFETY: needs AVX-512F, which the caller has (the trait's contract).
+            Self(unsafe { _mm512_maskz_mov_ps(mask, a.0) })
         }
         #[inline(always)]
         unsafe fn hmax(a: Self) -> f32 {
-            _mm512_reduce_max_ps(a.0)
+            // SAFETY: needs AVX-512F, which the caller has (the trait's contract).
+            unsafe { _mm512_reduce_max_ps(a.0) }
         }
         #[inline(always)]
         unsafe fn transpose_keys(src: *const u16, stride: usize, kc: usize, d: usize, kt: *mut f32, kb: usize) {
-            let zero = _mm256_setzero_si256();
-            for j0 in (0..kb).step_by(16) {
-                for t0 in (0..d).step_by(16) {
-                    let mut r = [_mm512_setzero_ps(); 16];
-                    for i in 0..16 {
-                        let h = if j0 + i < kc {
-                            unsafe { _mm256_loadu_si256(src.add((j0 + i) * stride + t0) as *const __m256i) }
-                        } else {
-                            zero
-                        };
-                        r[i] = _mm512_cvtph_ps(h);
-                    }
-                    let out = unsafe { transpose16(r) };
-                    for c in 0..16 {
-                        unsafe { _mm512_storeu_ps(kt.add((t0 + c) * kb + j0), out[c]) };
+            // SAFETY: the intrinsics need AVX-512F (and AVX for the zero), which the caller has
+            // (the trait's contract). Loads read keys `j0 + i < kc`, values `t0..t0 + 16 <= d`
+            // (`d` is whole 16s), which the caller vouches for; stores write values `t0 + c < d`
+            // at lanes `j0..j0 + 16 <= kb` (`kb` is whole 16s): inside the `d × kb` buffer.
+            unsafe {
+                let zero = _mm256_setzero_si256();
+                for j0 in (0..kb).step_by(16) {
+                    for t0 in (0..d).step_by(16) {
+                        let mut r = [_mm512_setzero_ps(); 16];
+                        for i in 0..16 {
+                            let h = if j0 + i < kc {
+                                _mm256_loadu_si256(src.add((j0 + i) * stride + t0) as *const __m256i)
+                            } else {
+                                zero
+                            };
+                            r[i] = _mm512_cvtph_ps(h);
+                        }
+                        let out = transpose16(r);
+                        for c in 0..16 {
+                            _mm512_storeu_ps(kt.add((t0 + c) * kb + j0), out[c]);
+                        }
                     }
                 }
             }
@@ -325,38 +393,44 @@ mod x86 {
     }
 
     /// `out[c][i] = r[i][c]` for a 16 × 16 block.
+    ///
+    /// # Safety
+    /// The CPU has AVX-512F (it only touches registers).
     #[inline(always)]
     unsafe fn transpose16(r: [__m512; 16]) -> [__m512; 16] {
-        let mut t = [_mm512_setzero_ps(); 16];
-        for p in 0..8 {
-            t[2 * p] = _mm512_unpacklo_ps(r[2 * p], r[2 * p + 1]);
-            t[2 * p + 1] = _mm512_unpackhi_ps(r[2 * p], r[2 * p + 1]);
+        // SAFETY: register shuffles only, needing AVX-512F, which the caller has (the contract).
+        unsafe {
+            let mut t = [_mm512_setzero_ps(); 16];
+            for p in 0..8 {
+                t[2 * p] = _mm512_unpacklo_ps(r[2 * p], r[2 * p + 1]);
+                t[2 * p + 1] = _mm512_unpackhi_ps(r[2 * p], r[2 * p + 1]);
+            }
+            // u[4q + c], 128-bit lane L: rows 4q..4q+4 of column 4L + c.
+            let mut u = [_mm512_setzero_ps(); 16];
+            for q in 0..4 {
+                let (a0, a1, b0, b1) = (
+                    _mm512_castps_pd(t[4 * q]),
+                    _mm512_castps_pd(t[4 * q + 1]),
+                    _mm512_castps_pd(t[4 * q + 2]),
+                    _mm512_castps_pd(t[4 * q + 3]),
+                );
+                u[4 * q] = _mm512_castpd_ps(_mm512_unpacklo_pd(a0, b0));
+                u[4 * q + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a0, b0));
+                u[4 * q + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(a1, b1));
+                u[4 * q + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(a1, b1));
+            }
+            let mut out = [_mm512_setzero_ps(); 16];
+            for c in 0..4 {
+                let v = _mm512_shuffle_f32x4::<0x88>(u[c], u[4 + c]);
+                let v2 = _mm512_shuffle_f32x4::<0xdd>(u[c], u[4 + c]);
+                let w = _mm512_shuffle_f32x4::<0x88>(u[8 + c], u[12 + c]);
+                let w2 = _mm512_shuffle_f32x4::<0xdd>(u[8 + c], u[12 + c]);
+                out[c] = _mm512_shuffle_f32x4::<0x88>(v, w);
+                out[8 + c] = _mm512_shuffle_f32x4::<0xdd>(v, w);
+                out[4 + c] = _mm512_shuffle_f32x4::<0x88>(v2, w2);
+                out[12 + c] = _mm512_shuffle_f32x4::<0xdd>(v2, w2);
+            }
+            out
         }
-        // u[4q + c], 128-bit lane L: rows 4q..4q+4 of column 4L + c.
-        let mut u = [_mm512_setzero_ps(); 16];
-        for q in 0..4 {
-            let (a0, a1, b0, b1) = (
-                _mm512_castps_pd(t[4 * q]),
-                _mm512_castps_pd(t[4 * q + 1]),
-                _mm512_castps_pd(t[4 * q + 2]),
-                _mm512_castps_pd(t[4 * q + 3]),
-            );
-            u[4 * q] = _mm512_castpd_ps(_mm512_unpacklo_pd(a0, b0));
-            u[4 * q + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a0, b0));
-            u[4 * q + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(a1, b1));
-            u[4 * q + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(a1, b1));
-        }
-        let mut out = [_mm512_setzero_ps(); 16];
-        for c in 0..4 {
-            let v = _mm512_shuffle_f32x4::<0x88>(u[c], u[4 + c]);
-            let v2 = _mm512_shuffle_f32x4::<0xdd>(u[c], u[4 + c]);
-            let w = _mm512_shuffle_f32x4::<0x88>(u[8 + c], u[12 + c]);
-            let w2 = _mm512_shuffle_f32x4::<0xdd>(u[8 + c], u[12 + c]);
-            out[c] = _mm512_shuffle_f32x4::<0x88>(v, w);
-            out[8 + c] = _mm512_shuffle_f32x4::<0xdd>(v, w);
-            out[4 + c] = _mm512_shuffle_f32x4::<0x88>(v2, w2);
-            out[12 + c] = _mm512_shuffle_f32x4::<0xdd>(v2, w2);
-        }
-        out
     }
 }
