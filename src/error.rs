@@ -48,6 +48,7 @@ impl Error {
                 freeze_attn_library::LibraryError::NodeNotFound(_) => "node_not_found",
                 freeze_attn_library::LibraryError::NameTaken { .. } => "name_taken",
                 freeze_attn_library::LibraryError::NewerDatabase { .. } => "newer_database",
+                freeze_attn_library::LibraryError::Unhealthy { .. } => "library_unhealthy",
                 _ => "library",
             },
             Error::Io { .. } => "io",
@@ -62,7 +63,7 @@ impl Error {
     /// The code of an engine error (also for callers that hold one outside an [`Error`]).
     pub fn engine_code(e: &EngineError) -> &'static str {
         match e {
-            EngineError::Io { .. } => "io",
+            EngineError::Io { .. } | EngineError::Write { .. } => "io",
             EngineError::NotAModel { .. } => "not_a_model",
             EngineError::Truncated { .. } => "corrupted_file",
             EngineError::UnsupportedArchitecture { .. } => "unsupported_architecture",

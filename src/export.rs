@@ -24,7 +24,7 @@ pub fn import_bundle(
     parent: Option<NodeId>,
     name: Option<&str>,
 ) -> Result<NodeId> {
-    let scratch = lib.root().join("import-scratch");
+    let scratch = lib.import_scratch_dir();
     std::fs::create_dir_all(&scratch).map_err(|e| Error::io(&scratch, e))?;
     let scratch = scratch.join(format!(
         "{}-{}",
@@ -49,14 +49,23 @@ pub fn import_bundle(
         for s in &bundle.segments {
             let seg = Segment::open(&s.path)?;
             seg.check_model(model.fingerprint())?;
+            // Every field the catalogue will store comes from the segment itself, checked
+            // against the manifest: a manifest is believed in nothing.
             let m = &s.meta;
-            if seg.id != m.hash
-                || seg.header.start as u64 != m.start
-                || seg.header.token_count as u64 != m.token_count
-                || seg.header.parent != m.parent
-            {
+            let differs = [
+                ("id", seg.id != m.hash),
+                ("start", seg.header.start as u64 != m.start),
+                ("token count", seg.header.token_count as u64 != m.token_count),
+                ("parent", seg.header.parent != m.parent),
+                ("dtype", seg.header.stored_dtype.to_string() != m.dtype),
+                ("model", seg.header.model_fingerprint != m.model_fingerprint),
+                ("size", seg.file_bytes != m.bytes),
+            ]
+            .into_iter()
+            .find_map(|(field, bad)| bad.then_some(field));
+            if let Some(field) = differs {
                 return Err(Error::Invalid(format!(
-                    "{}: segment {} does not match its description in the bundle",
+                    "{}: segment {} does not match its description in the bundle (its {field} differs)",
                     path.display(),
                     m.hash.short(12)
                 )));

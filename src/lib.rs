@@ -6,6 +6,8 @@
 //! Data flows one way: transport → this API → the engine (`freeze-attn-engine`, everything that
 //! touches candle) and the library (`freeze-attn-library`, the SQLite catalogue of states).
 
+#![forbid(unsafe_code)]
+
 pub mod bench;
 pub mod default_model;
 pub mod error;
@@ -13,6 +15,7 @@ pub mod export;
 pub mod fork;
 pub mod freeze;
 pub mod generate;
+pub mod input;
 pub mod live;
 pub mod logging;
 pub mod model;

@@ -57,6 +57,8 @@ impl From<SegmentInfo> for SavedState {
 pub struct Parent {
     pub id: SegmentId,
     pub len: usize,
+    /// The parent's chain, root first (`id` last): none of these files may be written over.
+    pub chain: Vec<SegmentId>,
 }
 
 /// Saves `state` to `path`. With `parent` (the segment the state was loaded from, still a
@@ -80,6 +82,9 @@ pub fn save_state(
         }
         _ => (0, None),
     };
+    if let (Some(p), Some(_)) = (parent, &parent_id) {
+        refuse_overwriting_chain(path, &p.chain)?;
+    }
     let info = write_segment(
         state,
         start,
@@ -93,8 +98,25 @@ pub fn save_state(
     Ok(info.into())
 }
 
+/// Refuses to write over a file that holds one of `chain`'s segments: the new state would lose
+/// the parent it continues from.
+fn refuse_overwriting_chain(path: &Path, chain: &[SegmentId]) -> Result<()> {
+    if let Ok(h) = read_header(path) {
+        let id = h.id();
+        if chain.contains(&id) {
+            return Err(Error::Invalid(format!(
+                "refusing to write {}: it holds segment {} that the new state continues from; save to another file",
+                path.display(),
+                id.short(12)
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Opens the segment at `path` and, by hash, its ancestors from the same folder.
 pub fn resolve_chain(path: &Path) -> Result<Vec<Segment>> {
+    crate::input::regular_file(path)?;
     let tip = Segment::open(path)?;
     let mut chain = vec![tip];
     let dir = path
@@ -162,7 +184,11 @@ pub fn load_state(model: &LoadedModel, path: &Path) -> Result<LoadedState> {
 impl LoadedState {
     /// The parent to give [`save_state`] when saving this state after it grew.
     pub fn as_parent(&self, len: usize) -> Option<Parent> {
-        self.chain.last().map(|id| Parent { id: id.clone(), len })
+        self.chain.last().map(|id| Parent {
+            id: id.clone(),
+            len,
+            chain: self.chain.clone(),
+        })
     }
 }
 

@@ -4,7 +4,7 @@
 use crate::error::{Error, Result};
 use crate::paths::data_dir;
 use crate::transcript::Transcript;
-use freeze_attn_engine::state::Segment;
+use freeze_attn_engine::state::{Segment, SegmentId};
 use freeze_attn_engine::LoadedModel;
 use freeze_attn_library::{
     DeleteMode, Deletion, Library, ModelFingerprint, NodeId, NodeKind, NodeOrder, NodeSummary, Rejection, VerifyReport,
@@ -174,9 +174,13 @@ pub fn move_node(lib: &Library, id: NodeId, parent: Option<NodeId>) -> Result<()
 #[tracing::instrument(level = "info", name = "delete", skip_all, fields(node = %id, mode = ?mode))]
 pub fn delete(lib: &Library, id: NodeId, mode: DeleteMode) -> Result<Deletion> {
     let d = lib.delete_node(id, mode)?;
-    lib.gc_with(freeze_attn_library::GcOptions {
+    // The delete is committed; collecting its files is a bonus. A library that fails
+    // verification refuses gc (nothing is deleted), and that must not turn into a failed delete.
+    if let Err(e) = lib.gc_with(freeze_attn_library::GcOptions {
         grace: std::time::Duration::ZERO,
-    })?;
+    }) {
+        tracing::warn!("after deleting node {id}: {e}");
+    }
     Ok(d)
 }
 
@@ -193,6 +197,109 @@ pub fn gc(lib: &Library, now: bool) -> Result<freeze_attn_library::GcReport> {
     } else {
         lib.gc()?
     })
+}
+
+/// What [`recover`] did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RecoverReport {
+    /// Segment files catalogued again.
+    pub segments: usize,
+    /// Nodes created, one per recovered chain end.
+    pub nodes: Vec<i64>,
+    /// Files left alone, each with the reason.
+    pub skipped: Vec<String>,
+}
+
+/// Catalogues again the segment files that have no row (what a lost or replaced catalogue
+/// leaves): each file is opened and checked completely (header, layout, checksum, the id its
+/// name says) before its row is written, parents first; then every recovered segment that ends
+/// a chain gets a top-level node named `recovered <id>`, whose transcript is the one stored in
+/// the file if any. Files that fail a check are left alone and listed.
+#[tracing::instrument(level = "info", name = "recover", skip_all, fields(segments, nodes))]
+pub fn recover(lib: &Library) -> Result<RecoverReport> {
+    let mut report = RecoverReport::default();
+    let mut pending = Vec::new();
+    for (id, path) in lib.uncatalogued_files()? {
+        match Segment::open(&path) {
+            Ok(s) if s.id == id => pending.push(s),
+            Ok(s) => report.skipped.push(format!(
+                "{}: its content is segment {}, not the one its name says",
+                path.display(),
+                s.id.short(12)
+            )),
+            Err(e) => report.skipped.push(format!("{}: {e}", path.display())),
+        }
+    }
+    // Parents first: adopt whatever has its parent catalogued, until nothing more can be.
+    let mut adopted: Vec<Segment> = Vec::new();
+    loop {
+        let before = pending.len();
+        let mut rest = Vec::new();
+        for s in pending {
+            let parent_known = match &s.header.parent {
+                None => true,
+                Some(p) => lib.segment(p).is_ok(),
+            };
+            if !parent_known {
+                rest.push(s);
+                continue;
+            }
+            lib.adopt_segment(&freeze_attn_library::NewSegment {
+                hash: s.id.clone(),
+                parent: s.header.parent.clone(),
+                start: s.header.start as u64,
+                token_count: s.header.token_count as u64,
+                dtype: s.header.stored_dtype.to_string(),
+                model_fingerprint: s.header.model_fingerprint.clone(),
+            })?;
+            adopted.push(s);
+        }
+        pending = rest;
+        if pending.is_empty() || pending.len() == before {
+            break;
+        }
+    }
+    for s in &pending {
+        report.skipped.push(format!(
+            "{}: its parent segment {} is missing",
+            s.path.display(),
+            s.header.parent.as_ref().map_or("?", |p| p.short(12))
+        ));
+    }
+    report.segments = adopted.len();
+    let continued: std::collections::HashSet<&SegmentId> =
+        adopted.iter().filter_map(|s| s.header.parent.as_ref()).collect();
+    let tips: std::collections::HashSet<SegmentId> = lib
+        .tree(NodeOrder::Name)?
+        .into_iter()
+        .filter_map(|e| lib.node(e.node.id).ok().and_then(|n| n.tip))
+        .collect();
+    for s in adopted
+        .iter()
+        .filter(|s| !continued.contains(&s.id) && !tips.contains(&s.id))
+    {
+        let transcript = s.header.transcript.as_deref().and_then(Transcript::from_json);
+        let kind = match transcript {
+            Some(Transcript::Chat { .. }) => NodeKind::Chat,
+            _ => NodeKind::Story,
+        };
+        let name = crate::freeze::unique_name(lib, None, &format!("recovered {}", s.id.short(8)))?;
+        let mut node = freeze_attn_library::NewNode::new(name, kind, s.header.model_fingerprint.clone())
+            .with_state(s.id.clone(), s.end() as u64);
+        node.transcript = transcript.clone().unwrap_or_default().to_json();
+        node.notes = if transcript.is_some() {
+            "Recovered from its segment files (`states recover`).".into()
+        } else {
+            "Recovered from its segment files (`states recover`); its transcript was not stored with \
+             them, only its tokens and attention state."
+                .into()
+        };
+        report.nodes.push(lib.create_node(&node)?.0);
+    }
+    tracing::Span::current()
+        .record("segments", report.segments)
+        .record("nodes", report.nodes.len());
+    Ok(report)
 }
 
 /// Checks every node: its chain resolves and every segment file opens and passes its checksum.

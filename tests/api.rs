@@ -9,3 +9,5 @@ mod host;
 mod session;
 #[path = "api/state.rs"]
 mod state;
+#[path = "api/tree.rs"]
+mod tree;

@@ -278,7 +278,13 @@ fn rust_log_traces_operations_and_is_off_by_default() {
         String::from_utf8_lossy(&o.stderr).into_owned()
     };
     let quiet = run(
-        &["prefix", "--text-file", text.to_str().unwrap(), "--out", state.to_str().unwrap()],
+        &[
+            "prefix",
+            "--text-file",
+            text.to_str().unwrap(),
+            "--out",
+            state.to_str().unwrap(),
+        ],
         None,
     );
     assert!(!quiet.contains("save_state"), "no logs without RUST_LOG: {quiet}");
@@ -306,4 +312,83 @@ fn rust_log_traces_operations_and_is_off_by_default() {
     assert!(logged.contains("engine.generate"), "{logged}");
     let quiet = run(&gen, None);
     assert!(!quiet.contains("load_state"), "no logs without RUST_LOG: {quiet}");
+}
+
+/// `generate --state X --save-state X` would write the new state over the parent it continues
+/// from; it is refused, and X still loads.
+#[test]
+fn a_state_is_never_saved_over_its_own_parent() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = dir.path().join("t.txt");
+    std::fs::write(&text, "The harbour master counted the boats at dawn.").unwrap();
+    let x = dir.path().join("x.state");
+    let xs = x.to_str().unwrap();
+    json(&cli(&[
+        "prefix",
+        "--text-file",
+        text.to_str().unwrap(),
+        "--out",
+        xs,
+        "--json",
+    ]));
+    let before = std::fs::read(&x).unwrap();
+    fn grow<'a>(from: &'a str, to: &'a str) -> Vec<&'a str> {
+        let mut v = vec!["generate", "--state", from, "--prompt", " Then", "--max-tokens", "2"];
+        v.extend(["--temperature", "0", "--save-state", to]);
+        v
+    }
+    fails_with(&grow(xs, xs), "--save-state");
+    assert_eq!(std::fs::read(&x).unwrap(), before, "x is untouched");
+    // Through a child: y continues x; saving y's continuation over x is refused too.
+    let y = dir.path().join("y.state");
+    let ys = y.to_str().unwrap();
+    json(&cli(&[&grow(xs, ys)[..], &["--json"]].concat()));
+    fails_with(&grow(ys, xs), "continues from");
+    assert_eq!(std::fs::read(&x).unwrap(), before, "x is untouched");
+    json(&cli(&[
+        &grow(ys, dir.path().join("z.state").to_str().unwrap())[..],
+        &["--json"],
+    ]
+    .concat()));
+}
+
+/// Runs the CLI, killing it after `secs`: `None` if it hung.
+fn cli_within(args: &[&str], secs: u64) -> Option<Output> {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_freeze-attn"))
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while std::time::Instant::now() < deadline {
+        if child.try_wait().unwrap().is_some() {
+            return Some(child.wait_with_output().unwrap());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    None
+}
+
+/// A FIFO (or any non-regular file) named as an input is refused at once, never opened: opening
+/// one for reading blocks until a writer appears.
+#[test]
+fn a_fifo_given_as_an_input_is_refused_without_hanging() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("pipe");
+    assert!(Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    let f = fifo.to_str().unwrap();
+    for args in [
+        vec!["generate", "--prompt-file", f, "--max-tokens", "1"],
+        vec!["generate", "--state", f, "--prompt", "x", "--max-tokens", "1"],
+        vec!["prefix", "--text-file", f, "--out", "/tmp/never.state"],
+        vec!["states", "import", f],
+    ] {
+        let o = cli_within(&args, 60).unwrap_or_else(|| panic!("{args:?} hung on a FIFO"));
+        assert!(!o.status.success(), "{args:?}");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains("not a regular file"), "{args:?}: {err}");
+    }
 }

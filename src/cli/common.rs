@@ -1,6 +1,5 @@
 //! Flags shared by several subcommands.
 
-use anyhow::Context;
 use clap::Args;
 use freeze_attn::engine::{DeviceChoice, GenerateParams, PrefillProgress, SamplingParams, DEFAULT_CHUNK};
 use std::io::Write;
@@ -78,7 +77,7 @@ impl SamplingArgs {
 pub fn prompt_text(prompt: &Option<String>, file: &Option<std::path::PathBuf>) -> anyhow::Result<String> {
     match (prompt, file) {
         (Some(p), None) => Ok(p.clone()),
-        (None, Some(f)) => std::fs::read_to_string(f).with_context(|| format!("cannot read {}", f.display())),
+        (None, Some(f)) => Ok(freeze_attn::input::read_text_file(f)?),
         (Some(_), Some(_)) => anyhow::bail!("give --prompt or --prompt-file, not both"),
         (None, None) => anyhow::bail!("give --prompt TEXT or --prompt-file FILE"),
     }

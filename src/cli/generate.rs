@@ -61,6 +61,17 @@ pub fn run(a: GenerateArgs) -> anyhow::Result<()> {
         on_progress: &mut on_progress,
         cancel: CancelToken::new(),
     };
+    if let (Some(from), Some(to)) = (&a.state, &a.save_state) {
+        if std::fs::canonicalize(from)
+            .ok()
+            .is_some_and(|f| std::fs::canonicalize(to).ok() == Some(f))
+        {
+            anyhow::bail!(
+                "--save-state {} is the state being continued: the new state would lose its parent; save to another file",
+                to.display()
+            );
+        }
+    }
     let (prompt_tokens, g, resume, reused, saved) = match &a.state {
         None => {
             let prompt = if a.chat {

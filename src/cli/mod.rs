@@ -55,11 +55,33 @@ pub fn run() -> i32 {
     match result {
         Ok(()) => 0,
         Err(e) => {
-            let msg: Vec<String> = e.chain().map(|c| c.to_string()).collect();
-            eprintln!("freeze-attn: error: {}", msg.join(": "));
+            eprintln!("freeze-attn: error: {}", one_line(&e));
             exit_code(&e)
         }
     }
+}
+
+/// The error and its causes as one line: a cause whose text an outer message already includes
+/// is not repeated (an I/O error's message quotes its OS error, which is also its source), and
+/// line breaks inside a message (SQLite quotes whole schema statements) become spaces. At most
+/// 600 characters.
+fn one_line(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    let mut out = line.split_whitespace().collect::<Vec<_>>().join(" ");
+    if out.chars().count() > 600 {
+        out = out.chars().take(599).collect::<String>() + "…";
+    }
+    out
 }
 
 /// The exit status of a failure, by the API error's code (README, "Exit codes"): scripts can

@@ -38,11 +38,9 @@ pub struct PrefixArgs {
 
 pub fn run(a: PrefixArgs) -> anyhow::Result<()> {
     let input = match (&a.text_file, &a.chat_file) {
-        (Some(f), None) => {
-            PrefixInput::Text(std::fs::read_to_string(f).with_context(|| format!("cannot read {}", f.display()))?)
-        }
+        (Some(f), None) => PrefixInput::Text(freeze_attn::input::read_text_file(f)?),
         (None, Some(f)) => {
-            let text = std::fs::read_to_string(f).with_context(|| format!("cannot read {}", f.display()))?;
+            let text = freeze_attn::input::read_text_file(f)?;
             let messages: Vec<Message> = serde_json::from_str(&text)
                 .with_context(|| format!("{} is not a JSON list of {{role, content}} messages", f.display()))?;
             PrefixInput::Chat(messages)

@@ -113,6 +113,11 @@ pub enum StatesCommand {
         #[arg(long)]
         now: bool,
     },
+    /// Catalogue again the segment files a lost catalogue left (each checked completely first).
+    Recover {
+        #[arg(long)]
+        json: bool,
+    },
     /// Check that every node loads and every checksum holds.
     Verify {
         #[arg(long)]
@@ -293,12 +298,36 @@ pub fn run(a: StatesArgs) -> anyhow::Result<()> {
         StatesCommand::Gc { now } => {
             let r = tree::gc(&lib, now)?;
             println!(
-                "removed {} segment(s), {} orphan file(s), {} temporary file(s): {} freed",
+                "removed {} segment(s), {} orphan file(s), {} temporary file(s), {} unpacked import(s): {} freed",
                 r.segments_deleted,
                 r.orphan_files_deleted,
                 r.temp_files_deleted,
+                r.scratch_deleted,
                 human(r.bytes_freed)
             );
+        }
+        StatesCommand::Recover { json } => {
+            let r = tree::recover(&lib)?;
+            if json {
+                println!("{}", serde_json::to_string(&r)?);
+            } else {
+                println!(
+                    "catalogued {} segment file(s) again; {} node(s) created{}",
+                    r.segments,
+                    r.nodes.len(),
+                    if r.nodes.is_empty() {
+                        String::new()
+                    } else {
+                        format!(
+                            " ({})",
+                            r.nodes.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(", ")
+                        )
+                    }
+                );
+                for s in &r.skipped {
+                    println!("skipped {s}");
+                }
+            }
         }
         StatesCommand::Verify { json } => {
             let r = tree::verify(&lib)?;

@@ -19,7 +19,7 @@ impl Session {
         name: &str,
         on_progress: &mut dyn FnMut(PrefillProgress),
     ) -> Result<NodeView> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let text = crate::input::read_text_file(path)?;
         if text.trim().is_empty() {
             return Err(Error::Invalid(format!("{} is empty", path.display())));
         }

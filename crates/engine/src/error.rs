@@ -12,6 +12,12 @@ pub enum EngineError {
         #[source]
         source: std::io::Error,
     },
+    #[error("cannot write {path}: {source}")]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("{path} is not a GGUF file or a Hugging Face model folder ({detail})")]
     NotAModel { path: PathBuf, detail: String },
     #[error("{path} is truncated or corrupted: {detail}")]

@@ -54,6 +54,9 @@ pub enum LibraryError {
     #[error(transparent)]
     InvalidSegmentId(#[from] freeze_attn_ids::InvalidSegmentId),
 
+    #[error("the library fails verification ({problems} problem(s); first: {first}): nothing was deleted; see `freeze-attn states verify`")]
+    Unhealthy { problems: usize, first: String },
+
     #[error("invalid segment {hash}: {reason}")]
     InvalidSegment { hash: SegmentId, reason: String },
 

@@ -24,6 +24,8 @@
 //! files are the engine's, passed to [`Library::verify`] and done between [`read_bundle`] and
 //! [`Library::commit_import`].
 
+#![forbid(unsafe_code)]
+
 mod bundle;
 mod db;
 mod delete;

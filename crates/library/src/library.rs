@@ -56,6 +56,12 @@ impl Library {
         self.root.join(DATABASE_FILE)
     }
 
+    /// Where imports unpack a bundle before it is committed; `gc` removes what a killed or
+    /// refused import left there.
+    pub fn import_scratch_dir(&self) -> PathBuf {
+        self.root.join("import-scratch")
+    }
+
     /// The folder holding `<hash>.seg` files.
     pub fn segments_dir(&self) -> &Path {
         &self.segments_dir

@@ -63,6 +63,58 @@ impl Library {
         Ok(meta)
     }
 
+    /// Regular `<id>.seg` files in the store that have no row (what a lost catalogue leaves, or
+    /// a crash between a file's rename and its row's commit), sorted by id.
+    pub fn uncatalogued_files(&self) -> Result<Vec<(SegmentId, PathBuf)>> {
+        let rows: std::collections::HashSet<SegmentId> =
+            self.read(|conn| Ok(segments::select_all(conn)?.into_iter().map(|m| m.hash).collect()))?;
+        let dir = self.segments_dir();
+        let mut out = Vec::new();
+        for entry in fs::read_dir(dir).map_err(LibraryError::io("list", dir))? {
+            let path = entry.map_err(LibraryError::io("list", dir))?.path();
+            let Some(id) = crate::verify::segment_file_id(&path) else {
+                continue;
+            };
+            if !rows.contains(&id) && fs::symlink_metadata(&path).is_ok_and(|m| m.is_file()) {
+                out.push((id, path));
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// Catalogues a segment whose file is already in place under its id (recovering a lost
+    /// catalogue): nothing is copied. The caller has checked the file's content; its parent, if
+    /// any, must be catalogued first.
+    pub fn adopt_segment(&self, new: &NewSegment) -> Result<SegmentMeta> {
+        let dest = self.segment_path(&new.hash);
+        let m = fs::symlink_metadata(&dest).map_err(LibraryError::io("read", &dest))?;
+        if !m.is_file() {
+            return Err(LibraryError::SegmentFileMissing {
+                hash: new.hash.clone(),
+                path: dest,
+            });
+        }
+        let meta = new.with_bytes(m.len());
+        meta.validate()?;
+        self.write(|conn| {
+            if reuse(conn, &meta, &dest)? {
+                return Ok(());
+            }
+            if let Some(parent) = &meta.parent {
+                let parent_meta =
+                    segments::select(conn, parent)?.ok_or_else(|| LibraryError::SegmentNotFound(parent.clone()))?;
+                meta.check_extends(&parent_meta)
+                    .map_err(|reason| LibraryError::InvalidSegment {
+                        hash: meta.hash.clone(),
+                        reason,
+                    })?;
+            }
+            segments::insert(conn, &meta, now_ms())
+        })?;
+        Ok(meta)
+    }
+
     /// Whether `hash` is stored with an intact file; lets the engine skip writing a duplicate.
     pub fn has_segment(&self, hash: &SegmentId) -> Result<bool> {
         let row = self.read(|conn| segments::select(conn, hash))?;

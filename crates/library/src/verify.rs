@@ -6,10 +6,10 @@
 //! and token count. Each segment is checked once; its problems are reported against every node
 //! whose chain uses it (and against no node if none does).
 
-use crate::error::Result;
+use crate::error::{LibraryError, Result};
 use crate::ids::{NodeId, SegmentId};
 use crate::library::Library;
-use crate::schema::{nodes, segments};
+use crate::schema::{library_meta, nodes, segments};
 use crate::segment::SegmentMeta;
 use rusqlite::Connection;
 use std::collections::HashMap;
@@ -43,6 +43,14 @@ pub enum ProblemKind {
         tip_start: u64,
         tip_end: u64,
     },
+    /// The node is not under any top-level node: its parent links form a cycle (so `tree`
+    /// would never show it).
+    ParentCycle,
+    /// A segment file without a row, written before this catalogue began: the catalogue was
+    /// probably lost or replaced (`states recover` catalogues such files again).
+    UncataloguedFile { path: PathBuf },
+    /// Something named like a segment file is not a regular file.
+    NotAFile { path: PathBuf },
 }
 
 /// Why the caller's content check (the engine, which alone can read a segment) refused a file:
@@ -65,6 +73,9 @@ impl ProblemKind {
             ProblemKind::BrokenChain(_) => "broken_chain",
             ProblemKind::ModelMismatch { .. } => "model_mismatch",
             ProblemKind::TokenCountOutOfRange { .. } => "token_count_out_of_range",
+            ProblemKind::ParentCycle => "parent_cycle",
+            ProblemKind::UncataloguedFile { .. } => "uncatalogued_file",
+            ProblemKind::NotAFile { .. } => "not_a_file",
         }
     }
 }
@@ -121,6 +132,13 @@ impl fmt::Display for ProblemKind {
                     "token count {token_count} is outside its tip segment ({tip_start}, {tip_end}]"
                 )
             }
+            ProblemKind::ParentCycle => write!(f, "its parent links form a cycle: no top-level node leads to it"),
+            ProblemKind::UncataloguedFile { path } => write!(
+                f,
+                "{} is older than the catalogue and not in it: the catalogue may have been lost (run `states recover`)",
+                path.display()
+            ),
+            ProblemKind::NotAFile { path } => write!(f, "{} is not a regular file", path.display()),
         }
     }
 }
@@ -142,6 +160,10 @@ struct Snapshot {
     database: Vec<String>,
     segments: Vec<SegmentMeta>,
     nodes: Vec<nodes::NodeState>,
+    /// Each node's parent.
+    parents: Vec<(NodeId, Option<NodeId>)>,
+    /// When the catalogue began (ms).
+    created_at: i64,
 }
 
 impl Library {
@@ -231,6 +253,24 @@ impl Library {
                 cur = seg.parent.as_ref().filter(|_| steps <= snap.segments.len());
             }
         }
+        for node in unrooted(&snap.parents) {
+            report.problems.push(Problem {
+                node: Some(node),
+                segment: None,
+                kind: ProblemKind::ParentCycle,
+            });
+        }
+        let catalogued: std::collections::HashSet<&SegmentId> = by_hash.keys().copied().collect();
+        for (id, path, kind) in self.stray_files(&catalogued, snap.created_at)? {
+            report.problems.push(Problem {
+                node: None,
+                segment: Some(id),
+                kind: match kind {
+                    Stray::Old => ProblemKind::UncataloguedFile { path },
+                    Stray::NotAFile => ProblemKind::NotAFile { path },
+                },
+            });
+        }
         for seg in &snap.segments {
             if used.contains_key(&seg.hash) {
                 continue;
@@ -266,8 +306,9 @@ impl Library {
             (None, _) => {}
         }
         let path = self.segment_path(&seg.hash);
-        match fs::metadata(&path) {
+        match fs::symlink_metadata(&path) {
             Err(_) => found.push(ProblemKind::MissingFile { path }),
+            Ok(m) if !m.is_file() => found.push(ProblemKind::NotAFile { path }),
             Ok(m) if m.len() != seg.bytes => found.push(ProblemKind::SizeMismatch {
                 expected: seg.bytes,
                 found: m.len(),
@@ -284,7 +325,9 @@ impl Library {
 
 fn snapshot(conn: &Connection) -> Result<Snapshot> {
     let mut database = Vec::new();
-    let mut stmt = conn.prepare("PRAGMA quick_check")?;
+    // integrity_check, not quick_check: it also checks that every index matches its table, and
+    // a broken index is what makes lookups by name or parent return wrong rows.
+    let mut stmt = conn.prepare("PRAGMA integrity_check")?;
     for msg in stmt.query_map([], |r| r.get::<_, String>(0))? {
         let msg = msg?;
         if msg != "ok" {
@@ -309,5 +352,81 @@ fn snapshot(conn: &Connection) -> Result<Snapshot> {
         database,
         segments: segments::select_all(conn)?,
         nodes: nodes::all_states(conn)?,
+        parents: nodes::all_parents(conn)?,
+        created_at: library_meta::created_at(conn)?,
     })
+}
+
+/// Nodes that no chain of parent links from a top-level node reaches (they sit on or under a
+/// cycle), in id order.
+fn unrooted(parents: &[(NodeId, Option<NodeId>)]) -> Vec<NodeId> {
+    let mut children: HashMap<Option<NodeId>, Vec<NodeId>> = HashMap::new();
+    for (id, parent) in parents {
+        children.entry(*parent).or_default().push(*id);
+    }
+    let mut seen = std::collections::HashSet::new();
+    let mut stack: Vec<NodeId> = children.get(&None).cloned().unwrap_or_default();
+    while let Some(n) = stack.pop() {
+        if seen.insert(n) {
+            stack.extend(children.get(&Some(n)).into_iter().flatten());
+        }
+    }
+    let mut out: Vec<NodeId> = parents
+        .iter()
+        .map(|(id, _)| *id)
+        .filter(|id| !seen.contains(id))
+        .collect();
+    out.sort();
+    out
+}
+
+/// Why a file in the segment folder is a stranger to the catalogue.
+pub(crate) enum Stray {
+    /// A `.seg` file without a row, last written before the catalogue began.
+    Old,
+    /// Named like a segment file but not a regular file.
+    NotAFile,
+}
+
+impl Library {
+    /// Entries of the segment folder named like segment files that the catalogue cannot account
+    /// for: row-less files older than the catalogue, and anything that is not a regular file.
+    pub(crate) fn stray_files(
+        &self,
+        catalogued: &std::collections::HashSet<&SegmentId>,
+        created_at: i64,
+    ) -> Result<Vec<(SegmentId, PathBuf, Stray)>> {
+        let dir = self.segments_dir();
+        let mut out = Vec::new();
+        for entry in fs::read_dir(dir).map_err(LibraryError::io("list", dir))? {
+            let entry = entry.map_err(LibraryError::io("list", dir))?;
+            let path = entry.path();
+            let Some(id) = segment_file_id(&path) else { continue };
+            let Ok(meta) = fs::symlink_metadata(&path) else {
+                continue;
+            };
+            if !meta.is_file() {
+                out.push((id, path, Stray::NotAFile));
+            } else if !catalogued.contains(&id) && modified_ms(&meta) < created_at {
+                out.push((id, path, Stray::Old));
+            }
+        }
+        out.sort_by(|a, b| a.1.cmp(&b.1));
+        Ok(out)
+    }
+}
+
+/// The id in a `<id>.seg` file name.
+pub(crate) fn segment_file_id(path: &Path) -> Option<SegmentId> {
+    let name = path.file_name()?.to_str()?;
+    let stem = name.strip_suffix(&format!(".{}", crate::segment_store::SEGMENT_EXT))?;
+    SegmentId::parse(stem).ok()
+}
+
+/// A file's modification time in ms since the epoch (0 when unknown).
+pub(crate) fn modified_ms(meta: &fs::Metadata) -> i64 {
+    meta.modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_millis().min(i64::MAX as u128) as i64)
 }

@@ -217,7 +217,10 @@ fn io_err(path: &Path, e: std::io::Error) -> EngineError {
         }
         .into();
     }
-    EngineError::io(path, e)
+    EngineError::Write {
+        path: path.to_path_buf(),
+        source: e,
+    }
 }
 
 fn write_atomically<'a>(

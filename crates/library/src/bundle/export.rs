@@ -10,7 +10,7 @@ use crate::schema::{models, node_tags, nodes};
 use crate::segment::SegmentMeta;
 use crate::segment_store::resolve_chain;
 use std::fs::File;
-use std::io::{self, BufWriter, Write};
+use std::io::{self, BufWriter, Read, Write};
 use std::path::Path;
 
 impl Library {
@@ -45,7 +45,7 @@ impl Library {
         // First pass: hash each file for the manifest, which precedes the files.
         let mut segments = Vec::with_capacity(chain.len());
         for seg in &chain {
-            let hash = self.copy_segment(seg, &mut io::sink())?;
+            let hash = self.copy_segment(seg, &mut io::sink(), out)?;
             segments.push(ManifestSegment::from_meta(seg, &hash));
         }
         let manifest = serde_json::to_vec(&Manifest {
@@ -68,7 +68,7 @@ impl Library {
             for (seg, listed) in chain.iter().zip(&segments) {
                 // Second pass: hash again while copying, so the bundle matches its manifest
                 // even if a file were replaced in between.
-                let hash = self.copy_segment(seg, &mut w)?;
+                let hash = self.copy_segment(seg, &mut w, out)?;
                 if hash.to_hex().as_str() != listed.blake3 {
                     return Err(LibraryError::InvalidSegment {
                         hash: seg.hash.clone(),
@@ -81,8 +81,10 @@ impl Library {
         Ok(std::fs::metadata(out).map_err(LibraryError::io("stat", out))?.len())
     }
 
-    /// Streams a segment's file into `to` and returns its blake3; the size must match.
-    fn copy_segment(&self, seg: &SegmentMeta, to: &mut impl Write) -> Result<blake3::Hash> {
+    /// Streams a segment's file into `to` (the bundle at `out`) and returns its blake3; the size
+    /// must match. A read error names the segment file, a write error the bundle (a full disk is
+    /// the bundle's problem, not the segment's).
+    fn copy_segment(&self, seg: &SegmentMeta, to: &mut impl Write, out: &Path) -> Result<blake3::Hash> {
         let path = self.segment_path(&seg.hash);
         let file = File::open(&path).map_err(|_| LibraryError::SegmentFileMissing {
             hash: seg.hash.clone(),
@@ -92,7 +94,18 @@ impl Library {
             inner: file,
             hasher: blake3::Hasher::new(),
         };
-        let copied = io::copy(&mut reader, to).map_err(LibraryError::io("read", &path))?;
+        let mut buf = vec![0u8; 1 << 20];
+        let mut copied = 0u64;
+        loop {
+            let n = match reader.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(LibraryError::io("read", &path)(e)),
+            };
+            to.write_all(&buf[..n]).map_err(LibraryError::io("write", out))?;
+            copied += n as u64;
+        }
         if copied != seg.bytes {
             return Err(LibraryError::SegmentSize {
                 hash: seg.hash.clone(),

@@ -20,6 +20,14 @@ const READ_CHUNK: usize = 1 << 20;
 /// what follows the manifest. Then each file is unpacked and its blake3 compared. On any error
 /// the files unpacked so far are removed and the error names the problem.
 pub fn read_bundle(path: &Path, scratch_dir: &Path) -> Result<Bundle> {
+    // Checked before opening: opening a FIFO would block until a writer appears.
+    let kind = fs::metadata(path).map_err(LibraryError::io("open bundle", path))?;
+    if !kind.is_file() {
+        return Err(LibraryError::io("open bundle", path)(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not a regular file",
+        )));
+    }
     let file = File::open(path).map_err(LibraryError::io("open bundle", path))?;
     let len = file.metadata().map_err(LibraryError::io("stat", path))?.len();
     let mut reader = BufReader::new(file);

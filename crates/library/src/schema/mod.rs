@@ -6,6 +6,7 @@
 //! library is either fully migrated or untouched. A file whose version is newer than this
 //! build knows is refused before anything is written to it (not even the switch to WAL).
 
+pub(crate) mod library_meta;
 pub(crate) mod models;
 pub(crate) mod node_tags;
 pub(crate) mod nodes;
@@ -23,10 +24,16 @@ pub(crate) struct Migration {
 }
 
 /// Every migration in order. Append only: a released step is never edited.
-pub(crate) const MIGRATIONS: &[Migration] = &[models::CREATE, segments::CREATE, nodes::CREATE, node_tags::CREATE];
+pub(crate) const MIGRATIONS: &[Migration] = &[
+    models::CREATE,
+    segments::CREATE,
+    nodes::CREATE,
+    node_tags::CREATE,
+    library_meta::CREATE,
+];
 
 /// The schema version this build writes and the newest it can open.
-pub const SCHEMA_VERSION: i64 = 4;
+pub const SCHEMA_VERSION: i64 = 5;
 
 /// Reads `PRAGMA user_version`.
 pub(crate) fn user_version(conn: &Connection) -> Result<i64> {
@@ -83,7 +90,7 @@ mod tests {
         migrate(&mut conn).unwrap();
         migrate(&mut conn).unwrap();
         assert_eq!(user_version(&conn).unwrap(), SCHEMA_VERSION);
-        for table in ["models", "segments", "nodes", "node_tags"] {
+        for table in ["models", "segments", "nodes", "node_tags", "library_meta"] {
             let n: i64 = conn
                 .query_row("SELECT count(*) FROM sqlite_schema WHERE name = ?1", [table], |r| {
                     r.get(0)

@@ -202,6 +202,13 @@ pub(crate) struct NodeState {
     pub model_fingerprint: ModelFingerprint,
 }
 
+/// Every node's parent link.
+pub(crate) fn all_parents(conn: &Connection) -> Result<Vec<(NodeId, Option<NodeId>)>> {
+    let mut stmt = conn.prepare_cached("SELECT id, parent_id FROM nodes")?;
+    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
 /// Every node's state.
 pub(crate) fn all_states(conn: &Connection) -> Result<Vec<NodeState>> {
     let mut stmt = conn.prepare_cached("SELECT id, tip, token_count, model_fingerprint FROM nodes")?;

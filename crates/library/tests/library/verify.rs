@@ -85,3 +85,51 @@ fn damage_to_an_unused_segment_is_reported_without_a_node() {
     assert_eq!(report.problems.len(), 1);
     assert_eq!(report.problems[0].node, None);
 }
+
+#[test]
+fn a_parent_cycle_is_reported() {
+    let f = fixture();
+    let a = node(&f.lib, None, "a", None, 0);
+    let b = node(&f.lib, Some(a), "b", None, 0);
+    let conn = rusqlite::Connection::open(f.lib.database_path()).unwrap();
+    conn.execute("UPDATE nodes SET parent_id = ?1 WHERE id = ?2", [b.0, a.0])
+        .unwrap();
+    drop(conn);
+    let report = f.lib.verify(content_check).unwrap();
+    let mut cyclic: Vec<_> = report
+        .problems
+        .iter()
+        .filter(|p| p.kind == ProblemKind::ParentCycle)
+        .filter_map(|p| p.node)
+        .collect();
+    cyclic.sort();
+    assert_eq!(
+        cyclic,
+        vec![a, b],
+        "both nodes of the cycle are hidden from `tree`: {report:?}"
+    );
+}
+
+#[test]
+fn a_corrupted_index_is_found() {
+    let f = fixture();
+    let a = node(&f.lib, None, "a", None, 0);
+    node(&f.lib, Some(a), "b", None, 0);
+    assert!(f.lib.verify(content_check).unwrap().is_ok());
+    // Make the stored index disagree with its table (what a torn write can do): quick_check
+    // does not look at index contents, integrity_check does.
+    let conn = rusqlite::Connection::open(f.lib.database_path()).unwrap();
+    conn.execute_batch(
+        "PRAGMA writable_schema = ON;
+         UPDATE sqlite_schema SET sql = 'CREATE INDEX nodes_parent ON nodes (name)' WHERE name = 'nodes_parent';
+         PRAGMA writable_schema = OFF;",
+    )
+    .unwrap();
+    drop(conn);
+    let lib = freeze_attn_library::Library::open(f.lib.root()).unwrap();
+    let report = lib.verify(content_check).unwrap();
+    assert!(
+        report.problems.iter().any(|p| p.kind.code() == "database"),
+        "integrity_check reports the index: {report:?}"
+    );
+}
