@@ -58,7 +58,7 @@ pub fn view(lib: &Library, s: &NodeSummary, depth: usize, model: Option<&LoadedM
         parent: s.parent.map(|p| p.0),
         name: s.name.clone(),
         kind: s.kind,
-        notes: String::new(),
+        notes: s.notes.clone(),
         tags: s.tags.clone(),
         pinned: s.pinned,
         token_count: s.token_count,

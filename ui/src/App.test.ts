@@ -43,10 +43,64 @@ describe("App", () => {
     expect(screen.getByTestId("status-report")).toHaveTextContent("thawed Tale in 12 ms · full reuse of 1,234 tokens");
   });
 
+  it("asks before another node replaces unfrozen turns, and can keep them as a draft", async () => {
+    const user = userEvent.setup();
+    const dirty = live({ node: 2, dirty: true, token_count: 120 });
+    const backend = fakeBackend({
+      status: () => hostStatus({ live: dirty }),
+      list_tree: () => [node({ id: 2, name: "Chat" }), node({ id: 4, name: "Tale", kind: "story" })],
+      freeze: ({ name }) => node({ id: 9, name: name as string, parent: 2 }),
+      thaw: () =>
+        thawReport({ node: 4, live: live({ node: 4, kind: "story", transcript: { mode: "text", text: "Once" } }) }),
+    });
+    render(App);
+    await user.click(await screen.findByTestId("tree-node-4"));
+    expect(await screen.findByTestId("unfrozen-dialog")).toBeInTheDocument();
+    expect(backend.argsOf("thaw")).toHaveLength(0);
+    // Cancel keeps everything as it was.
+    await user.click(screen.getByTestId("unfrozen-cancel"));
+    await waitFor(() => expect(screen.queryByTestId("unfrozen-dialog")).not.toBeInTheDocument());
+    expect(backend.argsOf("thaw")).toHaveLength(0);
+    // Keep as a draft: the live state is frozen first, then the node is opened.
+    await user.click(screen.getByTestId("tree-node-4"));
+    await user.click(await screen.findByTestId("unfrozen-keep"));
+    await waitFor(() => expect(backend.argsOf("thaw")).toEqual([{ node: 4 }]));
+    const [frozen] = backend.argsOf("freeze");
+    expect(frozen.name).toMatch(/^draft \d{4}-\d\d-\d\d \d\d:\d\d:\d\d$/);
+    expect(frozen.kind).toBe("chat");
+    const order = backend.calls.map(([c]) => c).filter((c) => c === "freeze" || c === "thaw");
+    expect(order).toEqual(["freeze", "thaw"]);
+    expect(await screen.findByTestId("story-text")).toHaveValue("Once");
+  });
+
+  it("discards unfrozen turns only when asked to", async () => {
+    const user = userEvent.setup();
+    const backend = fakeBackend({
+      status: () => hostStatus({ live: live({ node: 2, dirty: true, token_count: 50 }) }),
+      list_tree: () => [node({ id: 2, name: "Chat" }), node({ id: 4, name: "Tale", kind: "story" })],
+      thaw: () => thawReport({ node: 4, live: live({ node: 4, kind: "story" }) }),
+    });
+    render(App);
+    await user.click(await screen.findByTestId("tree-node-4"));
+    await user.click(await screen.findByTestId("unfrozen-discard"));
+    await waitFor(() => expect(backend.argsOf("thaw")).toEqual([{ node: 4 }]));
+    expect(backend.argsOf("freeze")).toHaveLength(0);
+  });
+
+  it("offers no Freeze on an empty live state", async () => {
+    const user = userEvent.setup();
+    fakeBackend({ status: () => hostStatus({ live: live({ token_count: 0 }) }) });
+    render(App);
+    await screen.findByTestId("chat-empty");
+    expect(screen.getByTestId("freeze-open")).toBeDisabled();
+    await user.keyboard("{Control>}s{/Control}");
+    expect(screen.queryByTestId("freeze-dialog")).not.toBeInTheDocument();
+  });
+
   it("opens Freeze with Ctrl+S and Fork with Ctrl+B, and lists shortcuts", async () => {
     const user = userEvent.setup();
     fakeBackend({
-      status: () => hostStatus({ live: live({ node: 2, dirty: true }) }),
+      status: () => hostStatus({ live: live({ node: 2, dirty: true, token_count: 80 }) }),
       list_tree: () => [node({ id: 2, name: "Chat" })],
     });
     render(App);

@@ -110,6 +110,8 @@ pub struct NodeSummary {
     pub kind: NodeKind,
     pub pinned: bool,
     pub tags: Vec<String>,
+    /// The user's notes (listings show them; they are short text).
+    pub notes: String,
     pub model_fingerprint: ModelFingerprint,
     pub tip: Option<SegmentId>,
     pub token_count: u64,

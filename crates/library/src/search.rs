@@ -36,7 +36,7 @@ impl Library {
         self.read(|conn| {
             let tags = node_tags::all(conn)?;
             let sql = format!(
-                "SELECT {}, n.name_key, n.notes, n.transcript FROM nodes n",
+                "SELECT {}, n.name_key, n.transcript FROM nodes n",
                 nodes::SUMMARY_COLUMNS
             );
             let mut stmt = conn.prepare_cached(&sql)?;
@@ -48,11 +48,11 @@ impl Library {
                 let flags = [
                     matcher.matches(text_column(row, 2)?),
                     in_tags,
-                    matcher.matches(text_column(row, 11)?),
+                    matcher.matches(text_column(row, 10)?),
                     matcher.matches(text_column(row, 12)?),
                 ];
                 if flags.contains(&true) {
-                    hits.push((nodes::summary_from_row(row)?, row.get(10)?, flags));
+                    hits.push((nodes::summary_from_row(row)?, row.get(11)?, flags));
                 }
             }
             hits.sort_by(|a, b| order.compare((&a.0, &a.1), (&b.0, &b.1)));

@@ -205,6 +205,7 @@ mod tests {
             kind: NodeKind::Chat,
             pinned: false,
             tags: Vec::new(),
+            notes: String::new(),
             model_fingerprint: "m".into(),
             tip: None,
             token_count: 0,

@@ -183,6 +183,31 @@ fn the_real_app_end_to_end() {
                 .contains(&asked.token_count.to_string()))
         })?;
         s.screenshot(&shots.join("06-graph.png"))?;
+
+        // Unfrozen turns are never lost silently: opening another node asks first, and "keep as
+        // a draft" freezes them before the other node is thawed.
+        s.click(&tid("view-chat"))?;
+        s.type_into(&tid("composer-input"), "One more thing.")?;
+        s.click(&tid("composer-send"))?;
+        s.until("a reply not yet frozen", 300, || {
+            Ok(!s.exists(&tid("message-streaming"))? && !s.exists(&tid("message-pending"))?)
+        })?;
+        let before = nodes(&lib_dir).len();
+        s.click(&tid(&format!("tree-node-{}", ada.id)))?;
+        s.wait(&tid("unfrozen-dialog"), 30)?;
+        s.screenshot(&shots.join("07-unfrozen.png"))?;
+        s.click(&tid("unfrozen-keep"))?;
+        s.until("the draft node and the thaw", 60, || {
+            Ok(nodes(&lib_dir).len() == before + 1
+                && s.text(&tid("status-report"))
+                    .unwrap_or_default()
+                    .contains(&format!("{}", ada.token_count)))
+        })?;
+        let draft = nodes(&lib_dir)
+            .into_iter()
+            .find(|n| n.name.starts_with("draft "))
+            .expect("a draft node");
+        assert_eq!(draft.parent, Some(asked.id), "the draft continues the node it grew from");
         Ok(())
     })();
     if result.is_err() {

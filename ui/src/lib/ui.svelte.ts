@@ -7,7 +7,8 @@ export type Dialog =
   | { kind: "new-live"; live: "chat" | "story" }
   | { kind: "delete"; node: NodeId }
   | { kind: "export"; node: NodeId }
-  | { kind: "import" };
+  | { kind: "import" }
+  | { kind: "unfrozen"; node: NodeId };
 
 export type Inspector = "node" | "model";
 

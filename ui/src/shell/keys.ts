@@ -4,6 +4,10 @@ import { isTextField, matchShortcut } from "../lib/shortcuts";
 
 export function openFreeze({ session, ui, notices }: AppState): void {
   if (session.backend !== "ready" || !session.live) return;
+  if (session.live.token_count === 0) {
+    notices.info("Nothing to freeze yet: the live state is empty. Chat, write or process a document first.");
+    return;
+  }
   if (session.busy) {
     notices.info("Wait for the generation to finish, or stop it, before freezing.");
     return;

@@ -38,7 +38,7 @@ pub(crate) const CREATE: Migration = Migration {
 
 /// Columns of a [`NodeSummary`] (tags and bytes are filled in afterwards), aliased `n`.
 pub(crate) const SUMMARY_COLUMNS: &str =
-    "n.id, n.parent_id, n.name, n.kind, n.pinned, n.model_fingerprint, n.tip, n.token_count, n.created_at, n.updated_at";
+    "n.id, n.parent_id, n.name, n.kind, n.pinned, n.model_fingerprint, n.tip, n.token_count, n.created_at, n.updated_at, n.notes";
 
 /// Reads [`SUMMARY_COLUMNS`] starting at column 0.
 pub(crate) fn summary_from_row(row: &Row<'_>) -> rusqlite::Result<NodeSummary> {
@@ -53,6 +53,7 @@ pub(crate) fn summary_from_row(row: &Row<'_>) -> rusqlite::Result<NodeSummary> {
         token_count: from_sql_int(row.get(7)?),
         created_at: row.get(8)?,
         updated_at: row.get(9)?,
+        notes: row.get(10)?,
         tags: Vec::new(),
         own_bytes: 0,
     })

@@ -117,3 +117,17 @@ fn children_of_a_missing_node_is_an_error() {
     let f = fixture();
     assert!(f.lib.children(Some(NodeId(5)), NodeOrder::Name).is_err());
 }
+
+#[test]
+fn listings_carry_each_nodes_notes() {
+    // The app's tree is built from listings; a node's notes must be there after a restart, not
+    // only in a single-node lookup.
+    let f = fixture();
+    let a = node(&f.lib, None, "a", None, 0);
+    f.lib.set_notes(a, "met at the harbour").unwrap();
+    let again = freeze_attn_library::Library::open(f.lib.root()).unwrap();
+    let listed = again.tree(NodeOrder::Name).unwrap();
+    assert_eq!(listed[0].node.notes, "met at the harbour");
+    let found = again.search("harbour", NodeOrder::Name).unwrap();
+    assert_eq!(found[0].node.notes, "met at the harbour", "search finds notes and returns them");
+}

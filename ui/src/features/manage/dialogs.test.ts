@@ -8,6 +8,16 @@ import DeleteDialog from "./DeleteDialog.svelte";
 import ExportDialog from "./ExportDialog.svelte";
 import ImportDialog from "./ImportDialog.svelte";
 
+// The Downloads folder comes from Tauri's path API (its own IPC module, not the mocked invoke).
+const downloads = vi.hoisted(() => ({ dir: null as string | null }));
+vi.mock("@tauri-apps/api/path", () => ({
+  downloadDir: async () => {
+    if (downloads.dir === null) throw new Error("no path plugin");
+    return downloads.dir;
+  },
+  join: async (...parts: string[]) => parts.join("/"),
+}));
+
 const nodes = [node({ id: 1, name: "Tutor" }), node({ id: 2, parent: 1, name: "Lesson" })];
 
 describe("DeleteDialog", () => {
@@ -38,6 +48,24 @@ describe("DeleteDialog", () => {
   });
 });
 
+describe("DeleteDialog sharing", () => {
+  it("says how much of a node's size stays because other nodes share it, and names the deletion", async () => {
+    const user = userEvent.setup();
+    const shared = [node({ id: 5, name: "Big", own_bytes: 10_800_000 }), node({ id: 6, name: "Fork of Big", parent: 5 })];
+    fakeBackend({
+      list_tree: () => shared,
+      preview_delete: () => ({ deleted: 1, reparented: 1, freed_bytes: 0 }),
+      delete_node: () => ({ deleted: 1, reparented: 1, freed_bytes: 0 }),
+    });
+    const app = await readyApp();
+    app.session.report = "thawed Big";
+    renderWithApp(DeleteDialog, { node: 5, onclose: vi.fn() }, app);
+    await waitFor(() => expect(screen.getByTestId("delete-shared")).toHaveTextContent("10.8 MB of its 10.8 MB stay: other nodes"));
+    await user.click(screen.getByTestId("delete-confirm"));
+    await waitFor(() => expect(app.session.report).toBe("deleted Big"));
+  });
+});
+
 describe("ExportDialog", () => {
   it("writes the bundle to the typed path", async () => {
     const user = userEvent.setup();
@@ -45,11 +73,37 @@ describe("ExportDialog", () => {
     const app = await readyApp();
     const onclose = vi.fn();
     renderWithApp(ExportDialog, { node: 2, onclose }, app);
+    await user.clear(screen.getByTestId("export-path"));
     await user.type(screen.getByTestId("export-path"), "/tmp/lesson.bundle");
     await user.click(screen.getByTestId("export-submit"));
     expect(backend.argsOf("export_node")).toEqual([{ node: 2, path: "/tmp/lesson.bundle" }]);
     await waitFor(() => expect(onclose).toHaveBeenCalled());
     expect(app.notices.items[0].message).toBe("Exported Lesson · 3.1 MB written.");
+  });
+});
+
+describe("ExportDialog defaults", () => {
+  it("suggests the node's name in the Downloads folder", async () => {
+    downloads.dir = "/home/ada/Downloads";
+    fakeBackend({ list_tree: () => nodes });
+    const app = await readyApp();
+    renderWithApp(ExportDialog, { node: 2, onclose: vi.fn() }, app);
+    await waitFor(() => expect(screen.getByTestId("export-path")).toHaveValue("/home/ada/Downloads/Lesson.bundle"));
+  });
+
+  it("falls back to the file name and shows errors without the OS code", async () => {
+    const user = userEvent.setup();
+    downloads.dir = null;
+    fakeBackend({
+      list_tree: () => nodes,
+      export_node: () => Promise.reject({ code: "io", message: "write /nope/Lesson.bundle: No such file or directory (os error 2)" }),
+    });
+    const app = await readyApp();
+    renderWithApp(ExportDialog, { node: 2, onclose: vi.fn() }, app);
+    expect(screen.getByTestId("export-path")).toHaveValue("Lesson.bundle");
+    await user.click(screen.getByTestId("export-submit"));
+    expect(await screen.findByTestId("export-error")).toHaveTextContent("write /nope/Lesson.bundle: No such file or directory");
+    expect(screen.getByTestId("export-error")).not.toHaveTextContent("os error");
   });
 });
 
