@@ -1,13 +1,14 @@
-//! `fork`: a new child of a node, optionally cut at a point inside its transcript. Nothing is
-//! written to disk: the fork references its parent's segments (the first k tokens of them).
+//! `fork`: a new node from a node's state, whole or cut at a point inside its transcript. Nothing
+//! is written to disk: the fork references the node's segments (the first k tokens of them).
 
 use crate::error::{Error, Result};
 use crate::thaw::{check_compatible, node_tokens};
 use crate::transcript::Transcript;
 use freeze_attn_engine::chat::sync;
 use freeze_attn_engine::{LoadedModel, Message};
-use freeze_attn_library::{Library, NewNode, NodeId};
+use freeze_attn_library::{Library, NewNode, Node, NodeId, SegmentId};
 use serde::{Deserialize, Serialize};
+use std::collections::HashSet;
 
 /// A branch point inside a transcript: after message `message` (chat), or at `char_offset`
 /// inside it (inside the text, for text transcripts, whose single "message" is 0).
@@ -79,7 +80,37 @@ fn floor_boundary(s: &str, mut i: usize) -> usize {
     i
 }
 
-/// Creates a child of `id` named `name`: the whole state, or cut at `at`.
+/// Where a fork cut at `tokens` goes in the tree: under the nearest node on `node`'s path from
+/// the root (itself included) whose whole state is a prefix of the cut. A fork at an early
+/// message then reads as a branch from that point (a sibling of the longer conversation), not
+/// as a continuation of it. `None`: a new top-level node.
+fn branch_parent(lib: &Library, node: &Node, tokens: u64) -> Result<Option<NodeId>> {
+    if tokens >= node.token_count {
+        return Ok(Some(node.id));
+    }
+    // A node whose tip segment lies on this node's chain holds a prefix of its state.
+    let chain: HashSet<SegmentId> = match &node.tip {
+        Some(t) => lib.chain(t)?.into_iter().map(|m| m.hash).collect(),
+        None => HashSet::new(),
+    };
+    let mut seen = HashSet::from([node.id]);
+    let mut cur = node.parent;
+    while let Some(id) = cur {
+        if !seen.insert(id) {
+            break; // a damaged tree with a cycle: `verify` reports it
+        }
+        let p = lib.node(id)?;
+        let prefix = p.token_count == 0 || p.tip.as_ref().is_some_and(|t| chain.contains(t));
+        if prefix && p.token_count <= tokens {
+            return Ok(Some(id));
+        }
+        cur = p.parent;
+    }
+    Ok(None)
+}
+
+/// Creates a node named `name` (made unique among its siblings) holding `id`'s state, whole
+/// (a child of `id`) or cut at `at` (placed at the branch point, see [`branch_parent`]).
 #[tracing::instrument(level = "info", name = "fork", skip_all, fields(node = %id, at = ?at, child))]
 pub fn fork(lib: &Library, model: &LoadedModel, id: NodeId, at: Option<ForkPoint>, name: &str) -> Result<NodeId> {
     let node = lib.node(id)?;
@@ -105,8 +136,13 @@ pub fn fork(lib: &Library, model: &LoadedModel, id: NodeId, at: Option<ForkPoint
             (kept, plan.keep as u64)
         }
     };
+    let parent = match at {
+        None => Some(id),
+        Some(_) => branch_parent(lib, &node, token_count)?,
+    };
+    let name = crate::freeze::unique_name(lib, parent, name)?;
     let mut new = NewNode::new(name, node.kind, node.model_fingerprint.clone());
-    new.parent = Some(id);
+    new.parent = parent;
     new.tip = if token_count > 0 { node.tip.clone() } else { None };
     new.token_count = token_count;
     new.transcript = transcript.to_json();

@@ -170,8 +170,7 @@ impl Session {
     /// A new child of `id` (cut at `at`), thawed and ready to continue.
     #[tracing::instrument(level = "info", name = "session.fork", skip(self))]
     pub fn fork(&mut self, id: NodeId, at: Option<ForkPoint>, name: &str) -> Result<ThawReport> {
-        let name = crate::freeze::unique_name(&self.library, Some(id), name)?;
-        let child = crate::fork::fork(&self.library, &self.model, id, at, &name)?;
+        let child = crate::fork::fork(&self.library, &self.model, id, at, name)?;
         self.thaw(child)
     }
 

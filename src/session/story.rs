@@ -13,6 +13,16 @@ pub(crate) struct Pending {
     pub text: String,
 }
 
+/// The first `n` words of `text` (an ellipsis when there are more), or "(empty)".
+fn first_words(text: &str, n: usize) -> String {
+    let words: Vec<&str> = text.split_whitespace().collect();
+    match words.len() {
+        0 => "(empty)".into(),
+        k if k <= n => words.join(" "),
+        _ => format!("{}…", words[..n].join(" ")),
+    }
+}
+
 impl Session {
     /// Generates `n` continuations of the live text (seeds `seed`, `seed+1`, …), streaming each
     /// as `(index, text)`. The live state itself is not changed.
@@ -112,10 +122,11 @@ impl Session {
         let mut chosen_live = None;
         for i in order {
             let p = &pending[i];
+            // The others are named by how they begin, so the kept siblings can be told apart.
             let n = if i == index {
                 name.to_string()
             } else {
-                format!("{name} (alternative {})", i + 1)
+                format!("{name} · {}", first_words(&p.text, 5))
             };
             let n = crate::freeze::unique_name(&self.library, Some(parent), &n)?;
             self.live.state = p.state.fork();

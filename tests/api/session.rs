@@ -84,6 +84,11 @@ fn fork_at_a_message_keeps_the_conversation_up_to_it() {
         "the fork holds exactly the tokens of the kept conversation"
     );
     assert_eq!(r.reprocessed_tokens, 0);
+    assert_eq!(
+        s.node_view(NodeId(r.node)).unwrap().parent,
+        None,
+        "a fork at an earlier message is a branch beside the longer chat, not its child"
+    );
     // It continues with a different question.
     let reply = s.chat_send("Name a fruit.", &p, &mut |_| {}).unwrap();
     assert!(!reply.text.is_empty());
@@ -133,6 +138,15 @@ fn story_alternatives_become_sibling_nodes() {
     let nodes = s.keep_alternative(1, "the door", true).unwrap();
     assert_eq!(nodes.len(), 3);
     assert_eq!(nodes[0].name, "the door");
+    for (n, i) in nodes[1..].iter().zip([0, 2]) {
+        let first = alts[i].text.split_whitespace().next().unwrap_or("(empty)");
+        assert!(
+            n.name.starts_with(&format!("the door · {first}")),
+            "a kept sibling is named by how it begins: {} for {:?}",
+            n.name,
+            alts[i].text
+        );
+    }
     assert!(
         nodes.iter().all(|n| n.parent == nodes[0].parent),
         "the alternatives are siblings"

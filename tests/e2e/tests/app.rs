@@ -207,7 +207,11 @@ fn the_real_app_end_to_end() {
             .into_iter()
             .find(|n| n.name.starts_with("draft "))
             .expect("a draft node");
-        assert_eq!(draft.parent, Some(asked.id), "the draft continues the node it grew from");
+        assert_eq!(
+            draft.parent,
+            Some(asked.id),
+            "the draft continues the node it grew from"
+        );
         Ok(())
     })();
     if result.is_err() {

@@ -16,6 +16,7 @@ describe("StatusBar", () => {
     const app = await readyApp();
     renderWithApp(StatusBar, {}, app);
     expect(screen.getByTestId("status-model")).toHaveTextContent("TinyLlama-1.1B-Chat");
+    expect(screen.getByTestId("status-quant")).toHaveTextContent("Q4_K_M");
     expect(screen.getByTestId("status-device")).toHaveTextContent("Metal");
     expect(screen.getByTestId("status-context")).toHaveTextContent("1,234 / 2,048");
     expect(screen.getByTestId("status-unfrozen")).toBeInTheDocument();
