@@ -129,5 +129,8 @@ fn listings_carry_each_nodes_notes() {
     let listed = again.tree(NodeOrder::Name).unwrap();
     assert_eq!(listed[0].node.notes, "met at the harbour");
     let found = again.search("harbour", NodeOrder::Name).unwrap();
-    assert_eq!(found[0].node.notes, "met at the harbour", "search finds notes and returns them");
+    assert_eq!(
+        found[0].node.notes, "met at the harbour",
+        "search finds notes and returns them"
+    );
 }
