@@ -24,7 +24,8 @@ pub enum EngineError {
     Truncated { path: PathBuf, detail: String },
     #[error("{path}: unsupported architecture `{arch}` (Freeze-Attn runs Llama-architecture models)")]
     UnsupportedArchitecture { path: PathBuf, arch: String },
-    #[error("{path}: unsupported tensor type {dtype} (supported: F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K)")]
+    /// The supported types are listed from the one table of weight formats.
+    #[error("{path}: unsupported tensor type {dtype} (supported: {supported})", supported = crate::model::cpu::supported_names())]
     UnsupportedTensorType { path: PathBuf, dtype: String },
     #[error("{path}: missing or invalid metadata `{key}`: {detail}")]
     BadMetadata { path: PathBuf, key: String, detail: String },
@@ -78,5 +79,23 @@ impl EngineError {
             path: path.into(),
             source,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unsupported_type_names_the_supported_ones() {
+        let e = EngineError::UnsupportedTensorType {
+            path: "m.gguf".into(),
+            dtype: "Q8K (tensor `output.weight`)".into(),
+        };
+        assert_eq!(
+            e.to_string(),
+            "m.gguf: unsupported tensor type Q8K (tensor `output.weight`) (supported: F32, F16, BF16, Q4_0, \
+             Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K)"
+        );
     }
 }

@@ -14,51 +14,55 @@ use std::fs::File;
 use std::io::{BufReader, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
-/// ggml's type numbers, for naming types candle cannot load.
+/// ggml's name for each type number, for naming the types candle cannot load. This is the
+/// container's catalogue, not what the engine supports: that is the table of weight formats
+/// with the CPU kernels ([`crate::model::cpu`]), whose names are spelled as here.
+const GGML_TYPE_NAMES: [&str; 40] = [
+    "F32",
+    "F16",
+    "Q4_0",
+    "Q4_1",
+    "Q4_2",
+    "Q4_3",
+    "Q5_0",
+    "Q5_1",
+    "Q8_0",
+    "Q8_1",
+    "Q2_K",
+    "Q3_K",
+    "Q4_K",
+    "Q5_K",
+    "Q6_K",
+    "Q8_K",
+    "IQ2_XXS",
+    "IQ2_XS",
+    "IQ3_XXS",
+    "IQ1_S",
+    "IQ4_NL",
+    "IQ3_S",
+    "IQ2_S",
+    "IQ4_XS",
+    "I8",
+    "I16",
+    "I32",
+    "I64",
+    "F64",
+    "IQ1_M",
+    "BF16",
+    "Q4_0_4_4",
+    "Q4_0_4_8",
+    "Q4_0_8_8",
+    "TQ1_0",
+    "TQ2_0",
+    "IQ4_NL_4_4",
+    "IQ4_NL_4_8",
+    "IQ4_NL_8_8",
+    "MXFP4",
+];
+
+/// ggml's name for type number `n` (`#n` past the catalogue).
 fn ggml_type_name(n: u32) -> String {
-    const NAMES: [&str; 40] = [
-        "F32",
-        "F16",
-        "Q4_0",
-        "Q4_1",
-        "Q4_2",
-        "Q4_3",
-        "Q5_0",
-        "Q5_1",
-        "Q8_0",
-        "Q8_1",
-        "Q2_K",
-        "Q3_K",
-        "Q4_K",
-        "Q5_K",
-        "Q6_K",
-        "Q8_K",
-        "IQ2_XXS",
-        "IQ2_XS",
-        "IQ3_XXS",
-        "IQ1_S",
-        "IQ4_NL",
-        "IQ3_S",
-        "IQ2_S",
-        "IQ4_XS",
-        "I8",
-        "I16",
-        "I32",
-        "I64",
-        "F64",
-        "IQ1_M",
-        "BF16",
-        "Q4_0_4_4",
-        "Q4_0_4_8",
-        "Q4_0_8_8",
-        "TQ1_0",
-        "TQ2_0",
-        "IQ4_NL_4_4",
-        "IQ4_NL_4_8",
-        "IQ4_NL_8_8",
-        "MXFP4",
-    ];
-    NAMES
+    GGML_TYPE_NAMES
         .get(n as usize)
         .map(|s| s.to_string())
         .unwrap_or_else(|| format!("#{n}"))
@@ -308,5 +312,18 @@ fn classify_read_error(path: &Path, e: candle_core::Error) -> EngineError {
         } else {
             msg
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn supported_formats_are_named_as_ggml_names_them() {
+        for name in crate::model::cpu::supported_names().split(", ") {
+            assert!(GGML_TYPE_NAMES.contains(&name), "{name} is not a ggml type name");
+        }
+        assert_eq!((ggml_type_name(12), ggml_type_name(40)), ("Q4_K".into(), "#40".into()));
     }
 }

@@ -1,12 +1,12 @@
 //! Loading Llama-architecture weights from a GGUF file (read through [`crate::gguf`]).
 
+use super::cpu::is_supported;
 use super::{Block, Linear, Model};
 use crate::config::{ModelConfig, RopeConfig, RopeScaling, RopeStyle};
 use crate::error::{EngineError, Result};
 use crate::fingerprint::WeightDigest;
 use crate::gguf::GgufFile;
 use crate::loader::LoadProgress;
-use candle_core::quantized::GgmlDType;
 use candle_core::{DType, Device, Tensor};
 use std::fs::File;
 use std::sync::Arc;
@@ -86,11 +86,13 @@ pub fn read_config(g: &GgufFile) -> Result<ModelConfig> {
     })
 }
 
+/// Refuses a weight matrix whose type is not a supported weight format (the one list, kept
+/// with the CPU kernels' table of formats; it holds on every device).
 fn check_weight_type(g: &GgufFile, name: &str) -> Result<()> {
     match g.tensor_dtype(name) {
-        Some(GgmlDType::Q8_1) | Some(GgmlDType::Q8K) => Err(EngineError::UnsupportedTensorType {
+        Some(dtype) if !is_supported(dtype) => Err(EngineError::UnsupportedTensorType {
             path: g.path.clone(),
-            dtype: format!("{:?} (tensor `{name}`)", g.tensor_dtype(name).unwrap()),
+            dtype: format!("{dtype:?} (tensor `{name}`)"),
         }),
         _ => Ok(()),
     }

@@ -8,7 +8,8 @@
 //! rows share the call, which is what makes prefill, chunked prefill and decoding agree bit for
 //! bit.
 
-use super::dequant::{decoder, RowDecoder};
+use super::dequant::decoder;
+use super::formats::RowDecoder;
 use super::gemm::{self, LANES};
 use super::gemv::{self, Gemv};
 use super::isa::{isa, Isa};

@@ -11,9 +11,12 @@
 
 pub mod attention;
 mod dequant;
+mod formats;
 mod gemm;
 mod gemv;
 pub mod isa;
 pub mod matmul;
 mod pool;
 pub mod qdot;
+
+pub(crate) use formats::{is_supported, supported_names};

@@ -7,13 +7,15 @@
 //! Signed weights use the sign trick: `|w|` as unsigned bytes times `x · sign(w)` is `w · x`,
 //! and `|w| · |x| ≤ 128 · 127` keeps `maddubs`' 16-bit pair sums from saturating.
 //!
-//! The helpers below are `#[inline(always)]` into `run_bw` or `run_vnni`, whose
+//! The helpers below, and the formats' integer decoders they call
+//! ([`crate::model::cpu::formats`]), are `#[inline(always)]` into `run_bw` or `run_vnni`, whose
 //! `#[target_feature]`s enable AVX-512 F/BW/DQ/VL, AVX2, FMA and F16C (and VNNI); each one's
 //! `# Safety` therefore asks for those features, which the CPU has because [`block`] is only
 //! called for `Isa::Avx512` (and with `vnni` only when VNNI was detected; see
 //! `crate::model::cpu::isa`).
 
-use super::{f16_ptr as f16, q4k_scales, Call, QFormat, Q4K, Q4_0, Q6K, Q8_0};
+use super::{Call, QFormat, Q4K, Q4_0, Q6K, Q8_0};
+use crate::model::cpu::formats::{f16_ptr as f16, q4_0, q4k, q6k, q8_0};
 use crate::model::cpu::gemm::avx512::hsum;
 use std::arch::x86_64::*;
 
@@ -41,79 +43,6 @@ unsafe fn dot4<const VNNI: bool>(u: __m512i, s: __m512i) -> __m512i {
         } else {
             _mm512_madd_epi16(_mm512_maddubs_epi16(u, s), _mm512_set1_epi16(1))
         }
-    }
-}
-
-/// Pair `p` of Q4_K block `b`: the 64 unsigned 4-bit values.
-///
-/// # Safety
-/// The 144 bytes of the block are readable, `p < 4`; the CPU has AVX-512 F/BW and AVX2.
-#[inline(always)]
-unsafe fn q4k_pair(b: *const u8, p: usize) -> __m512i {
-    // SAFETY: reads bytes `16 + 32·p` + 0..32, at most 144 for `p < 4` (the contract), with the
-    // contract's features.
-    unsafe {
-        let v = _mm512_broadcast_i64x4(_mm256_loadu_si256(b.add(16 + 32 * p) as *const __m256i));
-        let shifts = _mm512_inserti64x4::<1>(_mm512_setzero_si512(), _mm256_set1_epi16(4));
-        _mm512_and_si512(_mm512_srlv_epi16(v, shifts), _mm512_set1_epi8(0x0F))
-    }
-}
-
-/// Pair `p` of Q6_K block `b`: the 64 unsigned 6-bit values (the offset of 32 apart).
-///
-/// # Safety
-/// The 210 bytes of the block are readable, `p < 4`; the CPU has AVX-512 F/BW and AVX2.
-#[inline(always)]
-unsafe fn q6k_pair(b: *const u8, p: usize) -> __m512i {
-    // SAFETY: for `p < 4` (the contract), reads 64 bytes of `ql` ending by byte 128 and 32 of
-    // `qh` ending by byte 192 of the 210-byte block, with the contract's features.
-    unsafe {
-        let half = p / 2;
-        let t = 2 * (p % 2);
-        let ql = _mm512_loadu_si512(b.add(64 * half) as *const __m512i);
-        let ql = _mm512_and_si512(
-            _mm512_srl_epi16(ql, _mm_cvtsi32_si128(4 * (p % 2) as i32)),
-            _mm512_set1_epi8(0x0F),
-        );
-        let qh = _mm512_broadcast_i64x4(_mm256_loadu_si256(b.add(128 + 32 * half) as *const __m256i));
-        let shifts = _mm512_inserti64x4::<1>(_mm512_set1_epi16(2 * t as i16), _mm256_set1_epi16(2 * t as i16 + 2));
-        let qh = _mm512_and_si512(_mm512_srlv_epi16(qh, shifts), _mm512_set1_epi8(3));
-        _mm512_or_si512(ql, _mm512_slli_epi16::<4>(qh))
-    }
-}
-
-/// Pair of Q8_0 blocks at `b`: 64 signed values.
-///
-/// # Safety
-/// The two blocks (68 bytes) are readable; the CPU has AVX-512 F and AVX.
-#[inline(always)]
-unsafe fn q8_0_pair(b: *const u8) -> __m512i {
-    // SAFETY: reads bytes 2..34 and 36..68, the values of the two 34-byte blocks (the contract),
-    // with the contract's features.
-    unsafe {
-        let lo = _mm256_loadu_si256(b.add(2) as *const __m256i);
-        let hi = _mm256_loadu_si256(b.add(36) as *const __m256i);
-        _mm512_inserti64x4::<1>(_mm512_castsi256_si512(lo), hi)
-    }
-}
-
-/// Pair of Q4_0 blocks at `b`: 64 signed values `q − 8`.
-///
-/// # Safety
-/// The two blocks (36 bytes) are readable; the CPU has AVX-512 F/BW and AVX2.
-#[inline(always)]
-unsafe fn q4_0_pair(b: *const u8) -> __m512i {
-    // SAFETY: reads bytes 2..18 and 20..36, the nibbles of the two 18-byte blocks (the
-    // contract), with the contract's features.
-    unsafe {
-        let a = _mm_loadu_si128(b.add(2) as *const __m128i);
-        let c = _mm_loadu_si128(b.add(20) as *const __m128i);
-        let v = _mm512_inserti64x4::<1>(_mm512_castsi256_si512(_mm256_set_m128i(a, a)), _mm256_set_m128i(c, c));
-        // 16-bit shift counts: 4 in the second and fourth 128-bit lanes (the high nibbles).
-        const H: i64 = 0x0004_0004_0004_0004;
-        let shifts = _mm512_set_epi64(H, H, 0, 0, H, H, 0, 0);
-        let v = _mm512_and_si512(_mm512_srlv_epi16(v, shifts), _mm512_set1_epi8(0x0F));
-        _mm512_sub_epi8(v, _mm512_set1_epi8(8))
     }
 }
 
@@ -153,7 +82,7 @@ unsafe fn tile<const F: u8, const VNNI: bool, const M: usize, const NR: usize>(c
         let mut off = [[_mm512_setzero_ps(); 2]; M];
         let xv = |r: usize, c: usize| _mm512_loadu_si512(qs.add(r * k + c) as *const __m512i);
         if F == Q4_0 || F == Q8_0 {
-            let bytes = if F == Q4_0 { 18 } else { 34 };
+            let bytes = if F == Q4_0 { q4_0::BYTES } else { q8_0::BYTES };
             for p in 0..k / 64 {
                 if prefetch {
                     // The same place in the next NR rows: decoding streams the weights from
@@ -169,8 +98,13 @@ unsafe fn tile<const F: u8, const VNNI: bool, const M: usize, const NR: usize>(c
                 let mut dw = [_mm512_setzero_ps(); NR];
                 for i in 0..NR {
                     let b = w.add(i * row_bytes + 2 * p * bytes);
-                    let v = if F == Q4_0 { q4_0_pair(b) } else { q8_0_pair(b) };
+                    let v = if F == Q4_0 {
+                        q4_0::pair_avx512(b)
+                    } else {
+                        q8_0::pair_avx512(b)
+                    };
                     (wa[i], ws[i]) = (_mm512_abs_epi8(v), v);
+                    // `d` leads each block (Q4_0 and Q8_0 alike).
                     dw[i] = halves(f16(b), f16(b.add(bytes)));
                 }
                 for r in 0..M {
@@ -183,7 +117,7 @@ unsafe fn tile<const F: u8, const VNNI: bool, const M: usize, const NR: usize>(c
                 }
             }
         } else {
-            let bytes = if F == Q4K { 144 } else { 210 };
+            let bytes = if F == Q4K { q4k::BYTES } else { q6k::BYTES };
             for blk in 0..k / 256 {
                 if prefetch {
                     for i in 0..NR {
@@ -204,16 +138,16 @@ unsafe fn tile<const F: u8, const VNNI: bool, const M: usize, const NR: usize>(c
                 for i in 0..NR {
                     let b = w.add(i * row_bytes + blk * bytes);
                     let (c16, d, e) = if F == Q4K {
-                        let u = q4k_scales(b.add(4));
+                        let u = q4k::scales_mins(b.add(q4k::SCALES));
                         let v = _mm_loadu_si128(u.as_ptr() as *const __m128i);
                         sc[i] = _mm512_castsi256_si512(_mm256_cvtepu8_epi16(v));
                         let m = _mm_cvtepu8_epi16(_mm_srli_si128::<8>(v));
                         let c = _mm256_set_m128i(_mm_unpackhi_epi16(m, m), _mm_unpacklo_epi16(m, m));
-                        (c, f16(b), f16(b.add(2)))
+                        (c, f16(b.add(q4k::D)), f16(b.add(q4k::DMIN)))
                     } else {
-                        let v = _mm256_cvtepi8_epi16(_mm_loadu_si128(b.add(192) as *const __m128i));
+                        let v = _mm256_cvtepi8_epi16(_mm_loadu_si128(b.add(q6k::SCALES) as *const __m128i));
                         sc[i] = _mm512_castsi256_si512(v);
-                        let d = f16(b.add(208));
+                        let d = f16(b.add(q6k::D));
                         (_mm256_slli_epi16::<5>(v), d, d)
                     };
                     dv[i] = _mm512_set1_ps(d);
@@ -241,7 +175,11 @@ unsafe fn tile<const F: u8, const VNNI: bool, const M: usize, const NR: usize>(c
                     let mut s16 = [_mm512_setzero_si512(); NR];
                     for i in 0..NR {
                         let b = w.add(i * row_bytes + blk * bytes);
-                        wv[i] = if F == Q4K { q4k_pair(b, p) } else { q6k_pair(b, p) };
+                        wv[i] = if F == Q4K {
+                            q4k::pair_avx512(b, p)
+                        } else {
+                            q6k::pair_avx512(b, p)
+                        };
                         s16[i] = _mm512_permutexvar_epi16(idx, sc[i]);
                     }
                     for r in 0..M {

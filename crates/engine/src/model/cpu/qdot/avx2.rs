@@ -6,66 +6,15 @@
 //! Signed weights use `_mm256_sign_epi8`: `|w|` as unsigned bytes times `x · sign(w)` is `w · x`,
 //! and `|w| · |x| ≤ 128 · 127` keeps `maddubs`' 16-bit pair sums from saturating.
 //!
-//! The helpers below are `#[inline(always)]` into [`run`], whose `#[target_feature]` enables
+//! The helpers below, and the formats' integer decoders they call
+//! ([`crate::model::cpu::formats`]), are `#[inline(always)]` into [`run`], whose `#[target_feature]` enables
 //! AVX2, FMA and F16C; each one's `# Safety` therefore asks for those features, which the CPU
 //! has because [`block`] is only called for `Isa::Avx2` or above (see `crate::model::cpu::isa`).
 
-use super::{f16_ptr as f16, q4k_scales, Call, QFormat, Q4K, Q4_0, Q6K, Q8_0};
+use super::{Call, QFormat, Q4K, Q4_0, Q6K, Q8_0};
+use crate::model::cpu::formats::{f16_ptr as f16, q4_0, q4k, q6k, q8_0};
 use crate::model::cpu::gemm::avx2::hsum;
 use std::arch::x86_64::*;
-
-/// Q4_0 block at `b`: 32 signed values `q − 8`.
-///
-/// # Safety
-/// The 18 bytes of the block are readable; the CPU has AVX2.
-#[inline(always)]
-unsafe fn q4_0_block(b: *const u8) -> __m256i {
-    // SAFETY: reads bytes 2..18 of the block (the contract), with AVX2 (the contract).
-    unsafe {
-        let q = _mm_loadu_si128(b.add(2) as *const __m128i);
-        let v = _mm256_set_m128i(_mm_srli_epi16::<4>(q), q);
-        _mm256_sub_epi8(_mm256_and_si256(v, _mm256_set1_epi8(0x0F)), _mm256_set1_epi8(8))
-    }
-}
-
-/// Sub-block `s` of a Q4_K block `b`: 32 unsigned 4-bit values.
-///
-/// # Safety
-/// The 144 bytes of the block are readable, `s < 8`; the CPU has AVX2.
-#[inline(always)]
-unsafe fn q4k_sub(b: *const u8, s: usize) -> __m256i {
-    // SAFETY: reads bytes `16 + 32·(s/2)` + 0..32, at most 144 for `s < 8` (the contract), with
-    // AVX2 (the contract).
-    unsafe {
-        let q = _mm256_loadu_si256(b.add(16 + 32 * (s / 2)) as *const __m256i);
-        let q = _mm256_srl_epi16(q, _mm_cvtsi32_si128(4 * (s % 2) as i32));
-        _mm256_and_si256(q, _mm256_set1_epi8(0x0F))
-    }
-}
-
-/// Sub-block `s` of a Q6_K block `b`: 32 unsigned 6-bit values.
-///
-/// # Safety
-/// The 210 bytes of the block are readable, `s < 8`; the CPU has AVX2.
-#[inline(always)]
-unsafe fn q6k_sub(b: *const u8, s: usize) -> __m256i {
-    // SAFETY: for `s < 8` (the contract), reads 32 bytes of `ql` ending by byte 128 and 32 of
-    // `qh` ending by byte 192 of the 210-byte block, with AVX2 (the contract).
-    unsafe {
-        let (half, t) = (s / 4, s % 4);
-        let ql = _mm256_loadu_si256(b.add(64 * half + 32 * (t & 1)) as *const __m256i);
-        let ql = _mm256_and_si256(
-            _mm256_srl_epi16(ql, _mm_cvtsi32_si128(4 * (t / 2) as i32)),
-            _mm256_set1_epi8(0x0F),
-        );
-        let qh = _mm256_loadu_si256(b.add(128 + 32 * half) as *const __m256i);
-        let qh = _mm256_and_si256(
-            _mm256_srl_epi16(qh, _mm_cvtsi32_si128(2 * t as i32)),
-            _mm256_set1_epi8(3),
-        );
-        _mm256_or_si256(ql, _mm256_slli_epi16::<4>(qh))
-    }
-}
 
 /// The 8 `i32` lanes of `v` summed (exact).
 ///
@@ -105,7 +54,7 @@ unsafe fn tile<const F: u8, const M: usize, const NR: usize>(c: Call) {
         let mut acc = [[[_mm256_setzero_ps(); 2]; NR]; M];
         let mut off = [[0f32; NR]; M];
         if F == Q4_0 || F == Q8_0 {
-            let bytes = if F == Q4_0 { 18 } else { 34 };
+            let bytes = if F == Q4_0 { q4_0::BYTES } else { q8_0::BYTES };
             for b in 0..k / 32 {
                 let mut wv = [_mm256_setzero_si256(); NR];
                 let mut wa = [_mm256_setzero_si256(); NR];
@@ -113,11 +62,12 @@ unsafe fn tile<const F: u8, const M: usize, const NR: usize>(c: Call) {
                 for i in 0..NR {
                     let p = w.add(i * row_bytes + b * bytes);
                     wv[i] = if F == Q4_0 {
-                        q4_0_block(p)
+                        q4_0::block_avx2(p)
                     } else {
-                        _mm256_loadu_si256(p.add(2) as *const __m256i)
+                        q8_0::block_avx2(p)
                     };
                     wa[i] = _mm256_abs_epi8(wv[i]);
+                    // `d` leads the block (Q4_0 and Q8_0 alike).
                     dw[i] = _mm256_set1_ps(f16(p));
                 }
                 for r in 0..M {
@@ -132,7 +82,7 @@ unsafe fn tile<const F: u8, const M: usize, const NR: usize>(c: Call) {
                 }
             }
         } else {
-            let bytes = if F == Q4K { 144 } else { 210 };
+            let bytes = if F == Q4K { q4k::BYTES } else { q6k::BYTES };
             for blk in 0..k / 256 {
                 let mut isum = [[[_mm256_setzero_si256(); 2]; NR]; M];
                 // Per weight row: each sub-block's scales as 16-bit lanes, and the offsets'
@@ -143,7 +93,7 @@ unsafe fn tile<const F: u8, const M: usize, const NR: usize>(c: Call) {
                 for i in 0..NR {
                     let b = w.add(i * row_bytes + blk * bytes);
                     if F == Q4K {
-                        let u = q4k_scales(b.add(4));
+                        let u = q4k::scales_mins(b.add(q4k::SCALES));
                         let v = _mm_loadu_si128(u.as_ptr() as *const __m128i);
                         let m = _mm_cvtepu8_epi16(_mm_srli_si128::<8>(v));
                         c16[i] = _mm256_set_m128i(_mm_unpackhi_epi16(m, m), _mm_unpacklo_epi16(m, m));
@@ -151,18 +101,18 @@ unsafe fn tile<const F: u8, const M: usize, const NR: usize>(c: Call) {
                         for s in 0..8 {
                             sc[i][s] = _mm256_set1_epi16(*bytes.add(s) as i16);
                         }
-                        de[i] = (f16(b), f16(b.add(2)));
+                        de[i] = (f16(b.add(q4k::D)), f16(b.add(q4k::DMIN)));
                     } else {
-                        let v = _mm256_cvtepi8_epi16(_mm_loadu_si128(b.add(192) as *const __m128i));
+                        let v = _mm256_cvtepi8_epi16(_mm_loadu_si128(b.add(q6k::SCALES) as *const __m128i));
                         c16[i] = _mm256_slli_epi16::<5>(v);
-                        let sp = b.add(192) as *const i8;
+                        let sp = b.add(q6k::SCALES) as *const i8;
                         for s in 0..8 {
                             sc[i][s] = _mm256_set_m128i(
                                 _mm_set1_epi16(*sp.add(2 * s + 1) as i16),
                                 _mm_set1_epi16(*sp.add(2 * s) as i16),
                             );
                         }
-                        let d = f16(b.add(208));
+                        let d = f16(b.add(q6k::D));
                         de[i] = (d, d);
                     }
                 }
@@ -170,7 +120,11 @@ unsafe fn tile<const F: u8, const M: usize, const NR: usize>(c: Call) {
                     let mut wv = [_mm256_setzero_si256(); NR];
                     for i in 0..NR {
                         let b = w.add(i * row_bytes + blk * bytes);
-                        wv[i] = if F == Q4K { q4k_sub(b, s) } else { q6k_sub(b, s) };
+                        wv[i] = if F == Q4K {
+                            q4k::sub_avx2(b, s)
+                        } else {
+                            q6k::sub_avx2(b, s)
+                        };
                     }
                     for r in 0..M {
                         let xb = xv(r, 256 * blk + 32 * s);

@@ -1,0 +1,197 @@
+//! The weight formats the CPU kernels read: each format's block code in one file (or one per
+//! family where the code is shared), and [`FORMATS`], the one table of what serves each format.
+//!
+//! A format's file holds its block layout (sizes and byte offsets), its scale unpacking, its
+//! portable decoder to f32 (the definition: the operations of candle and ggml in their order),
+//! the same decoder for AVX2 and as AVX-512 sub-blocks ([`Block`]), and, for the formats with an
+//! integer path (Q4_0, Q8_0, Q4_K, Q6_K), its weight integers and the scales that path needs.
+//! The kernels hold the loops and tiles and take these pieces: `dequant` (whole rows, for the
+//! prefill panels), `gemv` (fused decoding), `qdot` (the integer path). So the decoding and the
+//! prefill kernels decode a format with the same code, which is what keeps them bit for bit
+//! equal.
+//!
+//! The format files depend on nothing above them; this file names, for each format, the kernel
+//! instances that serve it, and the list of supported types that the GGUF loader's refusal and
+//! [`crate::error::EngineError::UnsupportedTensorType`]'s text are derived from.
+
+use super::gemv::Gemv;
+use super::qdot::QFormat;
+use candle_core::quantized::k_quants::{BlockQ2K, BlockQ3K, BlockQ5K, BlockQ5_1};
+use candle_core::quantized::GgmlDType;
+
+/// `Some(e)` on x86-64, where the SIMD paths exist; `None` (and `e` not compiled) elsewhere.
+#[cfg(target_arch = "x86_64")]
+macro_rules! x86 {
+    ($e:expr) => {
+        Some($e)
+    };
+}
+#[cfg(not(target_arch = "x86_64"))]
+macro_rules! x86 {
+    ($e:expr) => {
+        None
+    };
+}
+
+/// A format's portable decoder compiled for AVX2, as `pub fn $name` (a [`RowDecoder`]). The
+/// compiler vectorizes it; Rust never contracts `a * b + c` into a fused multiply-add, so the
+/// values are the portable decoder's.
+#[cfg(target_arch = "x86_64")]
+macro_rules! avx2_instance {
+    ($name:ident, $portable:path) => {
+        pub fn $name(bytes: &[u8], out: &mut [f32]) {
+            #[target_feature(enable = "avx2,fma,f16c")]
+            fn inner(bytes: &[u8], out: &mut [f32]) {
+                $portable(bytes, out)
+            }
+            // SAFETY: `decoder` hands this function out only for `Isa::Avx2` or above, which the
+            // crate only holds when the CPU has AVX2, FMA and F16C (see `isa`); `inner` itself is
+            // safe code.
+            unsafe { inner(bytes, out) }
+        }
+    };
+}
+
+mod candle;
+mod dense;
+pub mod q4_0;
+mod q4_1;
+pub mod q4k;
+mod q5_0;
+pub mod q6k;
+pub mod q8_0;
+#[cfg(target_arch = "x86_64")]
+mod x86;
+
+#[cfg(target_arch = "x86_64")]
+pub use x86::{f16_ptr, Block};
+
+/// Decodes `out.len()` consecutive values starting at block-aligned byte offset `bytes`.
+pub type RowDecoder = fn(bytes: &[u8], out: &mut [f32]);
+
+/// One supported weight format and the kernels that serve it.
+#[derive(Debug)]
+pub struct Format {
+    pub dtype: GgmlDType,
+    /// ggml's name for the type, as errors list it.
+    pub name: &'static str,
+    /// The portable decoder: the definition every other path of the format reproduces.
+    pub decode: RowDecoder,
+    /// The decoder compiled for AVX2, where the format has one.
+    pub decode_avx2: Option<RowDecoder>,
+    /// Whole rows decoded with the format's [`Block`] (AVX-512), so that prefill panels see
+    /// the values the fused decoding kernel computes.
+    pub decode_avx512: Option<RowDecoder>,
+    /// The fused decoding kernel over the format's [`Block`] (AVX-512).
+    pub gemv_avx512: Option<Gemv>,
+    /// The integer path, for the formats that have one (see `qdot`).
+    pub int8: Option<QFormat>,
+}
+
+/// One [`Format`]: its type and name, its portable decoder, and optionally its AVX2 decoder, its
+/// [`Block`] (for the AVX-512 row decoder and the fused decoding kernel) and its integer format.
+macro_rules! entry {
+    ($dtype:ident, $name:literal, $decode:expr $(, avx2: $avx2:expr)? $(, avx512: $block:ty)? $(, int8: $q:ident)?) => {
+        Format {
+            dtype: GgmlDType::$dtype,
+            name: $name,
+            decode: $decode,
+            decode_avx2: entry!(@opt $(x86!($avx2))?),
+            decode_avx512: entry!(@opt $(x86!(super::dequant::avx512_row::<$block>))?),
+            gemv_avx512: entry!(@opt $(x86!(super::gemv::avx512::gemv::<$block>))?),
+            int8: entry!(@opt $(Some(QFormat::$q))?),
+        }
+    };
+    (@opt) => { None };
+    (@opt $e:expr) => { $e };
+}
+
+/// Every supported weight format, in the order errors list them. Q8_1 and Q8_K are absent:
+/// ggml quantizes activations to them (the other side of its dot products); they are not
+/// weight formats, and a file holding weights in them is refused.
+pub static FORMATS: [Format; 13] = [
+    entry!(F32, "F32", dense::f32s),
+    entry!(F16, "F16", dense::f16s, avx2: dense::f16_avx2, avx512: dense::F16),
+    entry!(BF16, "BF16", dense::bf16s, avx512: dense::Bf16),
+    entry!(Q4_0, "Q4_0", q4_0::decode, avx2: q4_0::decode_avx2, avx512: q4_0::Q4_0, int8: Q4_0),
+    entry!(Q4_1, "Q4_1", q4_1::decode, avx2: q4_1::decode_avx2, avx512: q4_1::Q4_1),
+    entry!(Q5_0, "Q5_0", q5_0::decode, avx2: q5_0::decode_avx2, avx512: q5_0::Q5_0),
+    entry!(Q5_1, "Q5_1", candle::blocks::<BlockQ5_1>),
+    entry!(Q8_0, "Q8_0", q8_0::decode, avx2: q8_0::decode_avx2, avx512: q8_0::Q8_0, int8: Q8_0),
+    entry!(Q2K, "Q2_K", candle::blocks::<BlockQ2K>),
+    entry!(Q3K, "Q3_K", candle::blocks::<BlockQ3K>),
+    entry!(Q4K, "Q4_K", q4k::decode, avx2: q4k::decode_avx2, avx512: q4k::Q4K, int8: Q4K),
+    entry!(Q5K, "Q5_K", candle::blocks::<BlockQ5K>),
+    entry!(Q6K, "Q6_K", q6k::decode, avx2: q6k::decode_avx2, avx512: q6k::Q6K, int8: Q6K),
+];
+
+/// The format of `dtype`, or `None` for types that are not weight formats.
+pub fn of(dtype: GgmlDType) -> Option<&'static Format> {
+    FORMATS.iter().find(|f| f.dtype == dtype)
+}
+
+/// Whether weights of type `dtype` can be loaded (the GGUF loader refuses the others).
+pub fn is_supported(dtype: GgmlDType) -> bool {
+    of(dtype).is_some()
+}
+
+/// The supported types' names, comma-separated, for error messages.
+pub fn supported_names() -> String {
+    FORMATS.iter().map(|f| f.name).collect::<Vec<_>>().join(", ")
+}
+
+/// What the integer path needs of a K-quant block besides its weight integers, per 16-value
+/// group `j` of its 256 values (see `qdot`'s definition).
+#[derive(Debug)]
+pub struct KScales {
+    /// The integer scale of group `j`'s values.
+    pub sc: [i32; 16],
+    /// The offset coefficient `c_j` (met with the inputs' 16-value sums).
+    pub c: [i32; 16],
+    /// The scale of the integer lanes.
+    pub d: f32,
+    /// The scale `e` of the offsets.
+    pub e: f32,
+}
+
+/// The f16 at byte `i` of `b`, as f32 (exact).
+#[inline(always)]
+pub fn half_at(b: &[u8], i: usize) -> f32 {
+    half::f16::from_le_bytes([b[i], b[i + 1]]).to_f32()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_type_is_listed_once_and_only_activation_types_are_refused() {
+        for (i, f) in FORMATS.iter().enumerate() {
+            assert!(
+                FORMATS[..i].iter().all(|g| g.dtype != f.dtype),
+                "{:?} must have one entry",
+                f.dtype
+            );
+        }
+        assert!(!is_supported(GgmlDType::Q8_1) && !is_supported(GgmlDType::Q8K));
+        assert_eq!(
+            supported_names(),
+            "F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K",
+            "the list errors show"
+        );
+    }
+
+    #[test]
+    fn block_layouts_are_candles() {
+        for (dtype, bytes, values) in [
+            (GgmlDType::Q4_0, q4_0::BYTES, q4_0::VALUES),
+            (GgmlDType::Q4_1, q4_1::BYTES, q4_1::VALUES),
+            (GgmlDType::Q5_0, q5_0::BYTES, q5_0::VALUES),
+            (GgmlDType::Q8_0, q8_0::BYTES, q8_0::VALUES),
+            (GgmlDType::Q4K, q4k::BYTES, q4k::VALUES),
+            (GgmlDType::Q6K, q6k::BYTES, q6k::VALUES),
+        ] {
+            assert_eq!((dtype.type_size(), dtype.block_size()), (bytes, values), "{dtype:?}");
+        }
+    }
+}

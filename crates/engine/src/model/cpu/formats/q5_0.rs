@@ -1,0 +1,74 @@
+//! Q5_0: blocks of 32 values, each `(q − 16) · d` with a 5-bit `q` and one f16 scale `d`.
+//!
+//! Layout (22 bytes): `d` at 0, `qh` (the fifth bit of value `j` in bit `j`, little-endian) at
+//! 2, then 16 bytes whose low nibbles are values 0–15 and whose high nibbles are values 16–31.
+
+// Index loops mirror the arithmetic they define; iterator chains would hide the order.
+#![allow(clippy::needless_range_loop)]
+
+use super::half_at;
+
+/// Bytes of a block.
+pub const BYTES: usize = 22;
+/// Values of a block.
+pub const VALUES: usize = 32;
+/// Byte offset of the f16 scale `d`.
+pub const D: usize = 0;
+/// Byte offset of the 32 fifth bits `qh`.
+pub const QH: usize = 2;
+/// Byte offset of the 16 bytes of nibbles.
+pub const QS: usize = 6;
+
+/// `(q - 16) · d` with the fifth bit of value `j` in bit `j` of `qh`.
+#[inline(always)]
+pub fn decode(bytes: &[u8], out: &mut [f32]) {
+    for (blk, ys) in bytes.chunks_exact(BYTES).zip(out.chunks_exact_mut(VALUES)) {
+        let d = half_at(blk, D);
+        let qh = u32::from_le_bytes([blk[QH], blk[QH + 1], blk[QH + 2], blk[QH + 3]]);
+        let qs = &blk[QS..BYTES];
+        let (lo, hi) = ys.split_at_mut(16);
+        for j in 0..16 {
+            let x0 = ((qs[j] & 0x0F) | ((((qh >> j) << 4) & 0x10) as u8)) as i32 - 16;
+            let x1 = ((qs[j] >> 4) | (((qh >> (j + 12)) & 0x10) as u8)) as i32 - 16;
+            lo[j] = x0 as f32 * d;
+            hi[j] = x1 as f32 * d;
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+avx2_instance!(decode_avx2, decode);
+
+#[cfg(target_arch = "x86_64")]
+pub use x86::Q5_0;
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use super::super::x86::{halves, Block};
+    use super::{BYTES, D, QH, QS};
+    use std::arch::x86_64::*;
+
+    pub struct Q5_0;
+    impl Block for Q5_0 {
+        const BYTES: usize = BYTES;
+        #[inline(always)]
+        unsafe fn decode(p: *const u8, _s: usize) -> (__m512, __m512) {
+            // SAFETY: reads bytes 0..4 (`d`), 2..6 (`qh`) and 6..22 (the nibbles) of the 22-byte
+            // block, all readable by the contract, with the contract's CPU features.
+            unsafe {
+                let d = _mm512_broadcastss_ps(halves(p.add(D)));
+                let qh = (p.add(QH) as *const u32).read_unaligned();
+                let v = _mm512_cvtepu8_epi32(_mm_loadu_si128(p.add(QS) as *const __m128i));
+                let sixteen = _mm512_set1_epi32(16);
+                let lo = _mm512_and_si512(v, _mm512_set1_epi32(0xF));
+                let lo = _mm512_mask_sub_epi32(lo, !(qh as u16), lo, sixteen);
+                let hi = _mm512_srli_epi32::<4>(v);
+                let hi = _mm512_mask_sub_epi32(hi, !((qh >> 16) as u16), hi, sixteen);
+                (
+                    _mm512_mul_ps(_mm512_cvtepi32_ps(lo), d),
+                    _mm512_mul_ps(_mm512_cvtepi32_ps(hi), d),
+                )
+            }
+        }
+    }
+}

@@ -1,0 +1,131 @@
+//! Every path of the integer dot products against the definition ([`super::dot`]).
+
+use super::*;
+use crate::model::cpu::isa::available;
+use candle_core::quantized::QTensor;
+use candle_core::{Device, Tensor};
+
+fn weights(n: usize, k: usize, dtype: GgmlDType) -> QTensor {
+    let v: Vec<f32> = (0..n * k)
+        .map(|i| ((i * 7919 % 1013) as f32 / 1013.0 - 0.5) * 0.2 + if i % 97 == 0 { 0.3 } else { 0.0 })
+        .collect();
+    QTensor::quantize(&Tensor::from_vec(v, (n, k), &Device::Cpu).unwrap(), dtype).unwrap()
+}
+
+fn inputs(m: usize, k: usize) -> Vec<f32> {
+    (0..m * k)
+        .map(|i| (((i * 31) % 97) as f32 / 97.0 - 0.5) * if i % 61 == 0 { 9.0 } else { 1.0 })
+        .collect()
+}
+
+const FORMATS: [(QFormat, GgmlDType); 4] = [
+    (QFormat::Q4_0, GgmlDType::Q4_0),
+    (QFormat::Q8_0, GgmlDType::Q8_0),
+    (QFormat::Q4K, GgmlDType::Q4K),
+    (QFormat::Q6K, GgmlDType::Q6K),
+];
+
+#[test]
+fn the_definition_is_close_to_the_dequantized_product() {
+    for (f, dt) in FORMATS {
+        let (n, k, m) = (5, 512, 3);
+        let w = weights(n, k, dt);
+        let wd = w.dequantize(&Device::Cpu).unwrap().to_vec2::<f32>().unwrap();
+        let data = w.data().unwrap();
+        let x = inputs(m, k);
+        let q = QuantRows::new(&x, m, k, f.input_block(), Isa::Portable);
+        let row_bytes = data.len() / n;
+        for r in 0..m {
+            for i in 0..n {
+                let want: f32 = (0..k).map(|j| x[r * k + j] * wd[i][j]).sum();
+                let scale: f32 = (0..k).map(|j| (x[r * k + j] * wd[i][j]).abs()).sum();
+                let got = dot(f, &data[i * row_bytes..][..row_bytes], &q, r);
+                assert!(
+                    (got - want).abs() <= 0.02 * scale,
+                    "{f:?} [{r},{i}]: {got} vs {want} (scale {scale})"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn zero_rows_quantize_to_zero_and_extremes_to_127() {
+    let mut x = vec![0f32; 64];
+    x[40] = -3.0;
+    x[41] = 1.5;
+    let q = QuantRows::new(&x, 1, 64, 32, Isa::Portable);
+    assert_eq!(q.d[0], 0.0);
+    assert!(q.qs[..32].iter().all(|&v| v == 0));
+    assert_eq!((q.qs[40], q.qs[41]), (-127, 64), "1.5 · 127/3 = 63.5 rounds to even");
+    assert_eq!(q.bsum[2], -63);
+}
+
+#[test]
+fn every_path_quantizes_inputs_alike() {
+    for (m, k, qb) in [(3, 256, 32), (70, 512, 256), (1, 64, 32)] {
+        let mut x = inputs(m, k);
+        x[5] = 0.5 / 127.0 * 3.0; // ties and exact values
+        x[k - 1] = -x.iter().fold(0f32, |a, v| a.max(v.abs()));
+        let want = QuantRows::new(&x, m, k, qb, Isa::Portable);
+        for isa in available() {
+            let got = QuantRows::new(&x, m, k, qb, isa);
+            assert_eq!(got.qs, want.qs, "{isa:?} values");
+            assert_eq!(got.bsum, want.bsum, "{isa:?} sums");
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&got.d), bits(&want.d), "{isa:?} scales");
+        }
+    }
+}
+
+#[test]
+fn every_path_equals_the_definition_bit_for_bit() {
+    for (f, dt) in FORMATS {
+        for (n, k, m) in [(13, 256, 9), (7, 2048, 5), (9, 512, 1)] {
+            let w = weights(n, k, dt);
+            let data = w.data().unwrap();
+            let row_bytes = data.len() / n;
+            let q = QuantRows::new(&inputs(m, k), m, k, f.input_block(), Isa::Portable);
+            for isa in available() {
+                for (r0, mm) in [(0, m), (m - 1, 1)] {
+                    let mut out = vec![f32::NAN; mm * n];
+                    // SAFETY: out holds mm × n values.
+                    unsafe { block(f, isa, &data, row_bytes, n, &q, r0, mm, out.as_mut_ptr(), n) };
+                    #[cfg(target_arch = "x86_64")]
+                    if isa == Isa::Avx512 {
+                        // Without VNNI too (the machine may have it).
+                        let mut bw = vec![f32::NAN; mm * n];
+                        let call = Call {
+                            w: data.as_ptr(),
+                            row_bytes,
+                            rows: n,
+                            x: &q,
+                            r0,
+                            m: mm,
+                            out: bw.as_mut_ptr(),
+                            ldo: n,
+                        };
+                        // SAFETY: as above.
+                        unsafe { avx512::block(f, false, call) };
+                        assert_eq!(
+                            bw.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                            out.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                            "{f:?}: AVX-512 without VNNI must equal the path with it"
+                        );
+                    }
+                    for r in 0..mm {
+                        for i in 0..n {
+                            let want = dot(f, &data[i * row_bytes..][..row_bytes], &q, r0 + r);
+                            assert_eq!(
+                                out[r * n + i].to_bits(),
+                                want.to_bits(),
+                                "{f:?} {isa:?} n={n} k={k} row {} weight {i}",
+                                r0 + r
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
