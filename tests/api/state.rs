@@ -239,6 +239,14 @@ fn the_transcript_travels_with_the_state() {
     let p = dir.path().join("t.state");
     save_state(m, &live, &p, StoredDType::F16, None, Some(&t)).unwrap();
     assert_eq!(load_state(m, &p).unwrap().transcript, Some(t));
+    // The transcript decides what the model is told next: a changed letter in it is refused
+    // like changed K/V ("BANANA" becoming "CANANA").
+    edit_header(&p, |h| {
+        let t = h["transcript"].as_str().unwrap().replace("Once", "Ponce");
+        h.insert("transcript".into(), t.into());
+    });
+    let e = load_state(m, &p).unwrap_err();
+    assert_eq!(e.code(), "state_checksum", "{e}");
 }
 
 /// Every refusal: each bad file is built and the error checked; nothing loads into garbage.
@@ -283,9 +291,9 @@ fn bad_state_files_are_refused_with_clear_errors() {
             && e.contains(m.fingerprint().as_str()),
         "{e}"
     );
-    let e = with_fields("version.state", &[("format_version", "3")]);
+    let e = with_fields("version.state", &[("format_version", "4")]);
     assert!(
-        e.starts_with("[state_version]") && e.contains("version 3 is not supported"),
+        e.starts_with("[state_version]") && e.contains("version 4 is not supported"),
         "{e}"
     );
     let e = with_fields("v1-with-u16-tokens.state", &[("format_version", "1")]);

@@ -8,9 +8,10 @@ use std::fmt;
 use std::str::FromStr;
 
 pub const FORMAT_NAME: &str = "freeze-attn/segment";
-/// The version this build writes. Version 2 stores the token ids as U16 when they all fit
-/// (U32 otherwise); version 1 always stored U32. Both are read.
-pub const FORMAT_VERSION: u32 = 2;
+/// The version this build writes. Version 3's checksum covers the transcript too; version 2
+/// stores the token ids as U16 when they all fit (U32 otherwise); version 1 always stored U32.
+/// All three are read.
+pub const FORMAT_VERSION: u32 = 3;
 /// The oldest version this build still reads.
 pub const OLDEST_READABLE_VERSION: u32 = 1;
 
@@ -201,8 +202,18 @@ impl SegmentHeader {
         Ok(h)
     }
 
-    /// The segment's identity: blake3 over everything that defines its content (not the
-    /// transcript, which is a note about it).
+    /// Feeds what the checksum covers besides the tensor data: from version 3 on, the
+    /// transcript (it decides what the model is told when a chat continues, so a changed
+    /// transcript must fail the checksum like a changed K/V). Versions 1 and 2 did not cover it.
+    pub fn hash_transcript(version: u32, transcript: Option<&str>, hasher: &mut blake3::Hasher) {
+        if let (true, Some(t)) = (version >= 3, transcript) {
+            hasher.update(b"\0transcript\0");
+            hasher.update(t.as_bytes());
+        }
+    }
+
+    /// The segment's identity: blake3 over everything that defines its content (the
+    /// transcript only through the checksum, from version 3 on).
     pub fn id(&self) -> SegmentId {
         let mut h = blake3::Hasher::new();
         h.update(b"freeze-attn segment id v1\0");

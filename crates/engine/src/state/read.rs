@@ -172,6 +172,7 @@ impl Segment {
             }
             hasher.update_rayon(view.data());
         }
+        SegmentHeader::hash_transcript(header.format_version, header.transcript.as_deref(), &mut hasher);
         let sum = hasher.finalize().to_hex().to_string();
         if sum != header.checksum {
             return Err(StateError::Checksum {

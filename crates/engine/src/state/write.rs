@@ -187,6 +187,7 @@ pub fn write_segment(
     for (_, raw) in &tensors {
         hasher.update_rayon(&raw.data);
     }
+    SegmentHeader::hash_transcript(FORMAT_VERSION, transcript, &mut hasher);
     let header = SegmentHeader {
         format_version: FORMAT_VERSION,
         model_fingerprint: fingerprint.clone(),
