@@ -60,5 +60,9 @@ pub fn open_model_with_progress(
 ) -> Result<LoadedModel> {
     let path = resolve_model(spec)?;
     let device = device.open()?;
+    // Hashing every weight byte is seconds for a large model: remembered per file version.
+    freeze_attn_engine::fingerprint::set_digest_cache(
+        crate::paths::data_dir().join("cache").join("weight-digests.json"),
+    );
     Ok(freeze_attn_engine::load_model_with_progress(&path, &device, progress)?)
 }

@@ -122,7 +122,7 @@ fn load_gguf(path: &Path, device: &Device, bytes: u64, progress: &mut dyn FnMut(
     let tokenizer = tokenizer::gguf::from_gguf(&g)?;
     let template_src = g.meta_str("tokenizer.chat_template").ok().map(str::to_string);
     let weight_type = gguf::weight_type(&g);
-    let digest = gguf::weight_digest(&g)?;
+    let digest = crate::fingerprint::cached_digest(&[path.to_path_buf()], || gguf::weight_digest(&g))?;
     let model = gguf::load_model(&mut g, config, device, progress)?;
     check_vocab(path, &tokenizer, &model, true)?;
     let template = template_for(template_src.clone(), &tokenizer)?;
@@ -169,7 +169,18 @@ fn load_hf(dir: &Path, device: &Device, progress: &mut dyn FnMut(LoadProgress)) 
         .map(|m| m.len())
         .sum();
     let weight_type = torch_dtype.clone().unwrap_or_else(|| "float32".into());
-    let (model, digest) = hf::load_model(dir, config, torch_dtype.as_deref(), device, progress)?;
+    // The digest is computed while the weights are mapped anyway, unless it is remembered.
+    let files = hf::weight_files(dir)?;
+    let known = crate::fingerprint::remembered_digest(&files);
+    let (model, computed) = hf::load_model(dir, config, torch_dtype.as_deref(), device, progress, known.is_none())?;
+    let digest = match (known, computed) {
+        (Some(d), _) => d,
+        (None, Some(d)) => {
+            crate::fingerprint::remember_digest(&files, d);
+            d
+        }
+        (None, None) => return Err(EngineError::Invalid("the weight digest was not computed".into())),
+    };
     check_vocab(&dir.join("tokenizer.json"), &tokenizer, &model, false)?;
     let template = template_for(template_src.clone(), &tokenizer)?;
     finish(

@@ -37,10 +37,11 @@ fn the_real_app_end_to_end() {
     let driver = Driver::start(4444).unwrap();
     let s = Session::new(&driver, &app).unwrap();
     let result = (|| -> freeze_attn_e2e::Result<()> {
-        // The model loads (the status bar names it).
+        // The model loads (the status bar names it as its file does, with its weight type).
         s.until("the model to load", 180, || {
-            Ok(s.text(&tid("status-model"))?.contains("Smollm2"))
+            Ok(s.text(&tid("status-model"))? == "SmolLM2-135M-Instruct")
         })?;
+        assert_eq!(s.text(&tid("status-quant"))?, "Q4_1");
         s.screenshot(&shots.join("01-start.png"))?;
 
         // Chat, then freeze it as a personality.

@@ -58,12 +58,16 @@ pub fn read_config(g: &GgufFile) -> Result<ModelConfig> {
             ))
         }
     };
-    let name = g.meta_str("general.name").map(str::to_string).unwrap_or_else(|_| {
-        g.path
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_default()
-    });
+    let stem = g
+        .path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let name = display_name(
+        &stem,
+        g.meta_str("general.name").ok(),
+        g.meta_str("general.basename").ok(),
+    );
     Ok(ModelConfig {
         architecture: arch,
         name,
@@ -207,4 +211,95 @@ pub fn weight_type(g: &GgufFile) -> String {
         .max_by_key(|(_, n)| *n)
         .map(|(t, _)| t)
         .unwrap_or_else(|| "unknown".into())
+}
+
+/// The name people know a model by. The file name usually is that name (it is what they
+/// downloaded: `Llama-3.2-1B-Instruct-Q4_K_M.gguf`), while `general.name` is often a conversion
+/// artifact (`Smollm2 135M 8k Lc100K Mix1 Ep2`). So: the file name without its quant suffix when
+/// it contains the model's `general.basename` (or when there is no `general.name`), else
+/// `general.name`. The weight type is shown beside the name, not in it.
+fn display_name(stem: &str, general_name: Option<&str>, basename: Option<&str>) -> String {
+    let from_file = strip_quant_suffix(stem);
+    let squash = |s: &str| -> String {
+        s.chars()
+            .filter(|c| c.is_alphanumeric())
+            .flat_map(char::to_lowercase)
+            .collect()
+    };
+    let names_model = basename.is_some_and(|b| !squash(b).is_empty() && squash(from_file).contains(&squash(b)));
+    match general_name.map(str::trim).filter(|n| !n.is_empty()) {
+        Some(n) if !names_model || from_file.is_empty() => n.to_string(),
+        _ if !from_file.is_empty() => from_file.to_string(),
+        _ => stem.to_string(),
+    }
+}
+
+/// `stem` without a trailing weight type (`-Q4_K_M`, `.Q4_1`, `-f16`, `.IQ3_XS`, `-bf16`).
+fn strip_quant_suffix(stem: &str) -> &str {
+    // `_` also separates parts of a quant name (`Q4_K_M`): the longest tail is tried first.
+    let mut cut = None;
+    for (j, c) in stem.char_indices().filter(|(_, c)| matches!(c, '.' | '-' | '_')) {
+        if is_quant_name(&stem[j + c.len_utf8()..]) {
+            cut = Some(j);
+            break;
+        }
+    }
+    match cut {
+        Some(j) if j > 0 => &stem[..j],
+        _ => stem,
+    }
+}
+
+fn is_quant_name(s: &str) -> bool {
+    let u = s.to_ascii_uppercase();
+    if matches!(u.as_str(), "F16" | "F32" | "BF16" | "FP16" | "FP32") {
+        return true;
+    }
+    let rest = u.strip_prefix("IQ").or_else(|| u.strip_prefix('Q'));
+    rest.is_some_and(|r| {
+        r.chars().next().is_some_and(|c| c.is_ascii_digit()) && r.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+    })
+}
+
+#[cfg(test)]
+mod name_tests {
+    use super::display_name;
+
+    #[test]
+    fn the_file_name_wins_when_it_names_the_model() {
+        assert_eq!(
+            display_name(
+                "SmolLM2-135M-Instruct.Q4_1",
+                Some("Smollm2 135M 8k Lc100K Mix1 Ep2"),
+                Some("smollm2")
+            ),
+            "SmolLM2-135M-Instruct"
+        );
+        assert_eq!(
+            display_name(
+                "Llama-3.2-1B-Instruct-Q4_K_M",
+                Some("Llama 3.2 1B Instruct"),
+                Some("Llama-3.2")
+            ),
+            "Llama-3.2-1B-Instruct"
+        );
+        assert_eq!(
+            display_name("Meta-Llama-3.1-8B-Instruct-IQ3_XS", None, None),
+            "Meta-Llama-3.1-8B-Instruct"
+        );
+        assert_eq!(
+            display_name("llama-3.2-1b.F16", Some("Llama 3.2 1b"), Some("llama-3.2")),
+            "llama-3.2-1b"
+        );
+    }
+
+    #[test]
+    fn general_name_wins_over_a_file_name_that_says_nothing() {
+        assert_eq!(
+            display_name("model", Some("Llama 3.2 1B Instruct"), Some("Llama-3.2")),
+            "Llama 3.2 1B Instruct"
+        );
+        assert_eq!(display_name("ggml-model-q4_0", Some("Mistral 7B"), None), "Mistral 7B");
+        assert_eq!(display_name("ggml-model-q4_0", None, None), "ggml-model");
+    }
 }

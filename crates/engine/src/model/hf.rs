@@ -308,14 +308,15 @@ fn advise(data: &[u8], advice: i32) {
 
 /// Loads the weights; activations run in f32 on the CPU (over the matrices as stored) and in the
 /// checkpoint's half type on GPUs.
-/// Also returns the weight digest for the model fingerprint.
+/// Also returns the weight digest for the model fingerprint, when `with_digest`.
 pub fn load_model(
     dir: &Path,
     config: ModelConfig,
     torch_dtype: Option<&str>,
     device: &Device,
     progress: &mut dyn FnMut(LoadProgress),
-) -> Result<(Model, [u8; 32])> {
+    with_digest: bool,
+) -> Result<(Model, Option<[u8; 32]>)> {
     let files = weight_files(dir)?;
     // SAFETY: read-only mappings of weight files the project never writes (they are the user's
     // model directory; the default model is fetched to a temporary name and renamed). Only an
@@ -339,7 +340,9 @@ pub fn load_model(
     names.sort_by(|a, b| a.0.cmp(&b.0));
     let mut total_bytes = 0u64;
     for (name, view) in &names {
-        digest.tensor_bytes(name, &format!("{:?}", view.dtype()), view.shape(), view.data());
+        if with_digest {
+            digest.tensor_bytes(name, &format!("{:?}", view.dtype()), view.shape(), view.data());
+        }
         total_bytes += view.data().len() as u64;
     }
     drop(names);
@@ -385,6 +388,6 @@ pub fn load_model(
     report(&w);
     Ok((
         Model::assemble(config, device.clone(), dtype, embed, blocks, norm, output),
-        digest.finish(),
+        with_digest.then(|| digest.finish()),
     ))
 }

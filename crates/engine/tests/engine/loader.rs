@@ -159,3 +159,24 @@ fn load_progress_rises_to_every_tensor_byte() {
         .all(|w| w[0].done_bytes <= w[1].done_bytes && w[1].total_bytes == total));
     assert_eq!(seen.last().unwrap().done_bytes, total, "every tensor is read once");
 }
+
+/// One changed weight byte anywhere gives another fingerprint, so a state of the original
+/// model is refused by the changed one (the old digest sampled 16 windows per tensor).
+#[test]
+fn one_changed_weight_byte_changes_the_fingerprint() {
+    let original = default_model_path();
+    let dir = tempfile::tempdir().unwrap();
+    let changed = dir.path().join("changed.gguf");
+    let mut bytes = std::fs::read(&original).unwrap();
+    // Deep inside the tensor data (the header is a few hundred kilobytes at most), and off any
+    // 4 KiB boundary the old windows started at.
+    let at = bytes.len() / 2 + 1_234;
+    bytes[at] ^= 0x01;
+    std::fs::write(&changed, &bytes).unwrap();
+    let a = smollm();
+    let b = load_model(&changed, &Device::Cpu).unwrap();
+    assert_ne!(
+        a.info.fingerprint, b.info.fingerprint,
+        "a weight changed at byte {at} must change the fingerprint"
+    );
+}
