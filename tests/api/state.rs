@@ -335,6 +335,15 @@ fn bad_state_files_are_refused_with_clear_errors() {
         e.contains("tensor `tokens` is U16 [40], expected U16 [4000000000]"),
         "{e}"
     );
+    // A header may claim any number of layers; nothing is allocated from that claim before it
+    // is checked against the tensors the file holds (2^40 layers made a list of 2^41 names).
+    for (name, layers) in [("huge.state", "10000000"), ("overflow.state", "1099511627776")] {
+        let e = with_fields(name, &[("kv_shape", &format!("{layers},3,64"))]);
+        assert!(
+            e.starts_with("[state_corrupted]") && e.contains("it holds 61 tensors"),
+            "{name}: {e}"
+        );
+    }
     let e = with_fields("q8-odd-head.state", &[("stored_dtype", "q8"), ("kv_shape", "30,3,48")]);
     assert!(
         e.starts_with("[state_corrupted]") && e.contains("divisible by 32, this one says 48"),

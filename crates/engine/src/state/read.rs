@@ -147,17 +147,21 @@ impl Segment {
             detail,
         };
         let st = SafeTensors::deserialize(&mmap).map_err(|e| layout(format!("truncated or corrupted ({e})")))?;
-        let names = tensor_names(header.n_layer, header.stored_dtype);
-        if st.len() != names.len() {
+        // The count the header implies, checked against the tensors the file really holds
+        // before any list is built from it: a header claiming 2^40 layers must cost nothing.
+        let per_layer: usize = if header.stored_dtype == StoredDType::Q8 { 4 } else { 2 };
+        let implied = header.n_layer.checked_mul(per_layer).and_then(|n| n.checked_add(1));
+        if implied != Some(st.len()) {
             return Err(layout(format!(
                 "it holds {} tensors, a {}-layer {} segment has {}",
                 st.len(),
                 header.n_layer,
                 header.stored_dtype,
-                names.len()
+                implied.map_or_else(|| "more than can exist".to_string(), |n| n.to_string())
             ))
             .into());
         }
+        let names = tensor_names(header.n_layer, header.stored_dtype);
         let mut hasher = blake3::Hasher::new();
         for t in &names {
             let view = st.tensor(t).map_err(|_| layout(format!("tensor `{t}` is missing")))?;
