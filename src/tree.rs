@@ -272,7 +272,7 @@ pub fn recover(lib: &Library) -> Result<RecoverReport> {
     let tips: std::collections::HashSet<SegmentId> = lib
         .tree(NodeOrder::Name)?
         .into_iter()
-        .filter_map(|e| lib.node(e.node.id).ok().and_then(|n| n.tip))
+        .filter_map(|e| e.node.tip)
         .collect();
     for s in adopted
         .iter()

@@ -101,15 +101,7 @@ impl Library {
             if reuse(conn, &meta, &dest)? {
                 return Ok(());
             }
-            if let Some(parent) = &meta.parent {
-                let parent_meta =
-                    segments::select(conn, parent)?.ok_or_else(|| LibraryError::SegmentNotFound(parent.clone()))?;
-                meta.check_extends(&parent_meta)
-                    .map_err(|reason| LibraryError::InvalidSegment {
-                        hash: meta.hash.clone(),
-                        reason,
-                    })?;
-            }
+            check_parent(conn, &meta)?;
             segments::insert(conn, &meta, now_ms())
         })?;
         Ok(meta)
@@ -188,9 +180,8 @@ pub(crate) fn reuse(conn: &Connection, meta: &SegmentMeta, dest: &Path) -> Resul
     Ok(true)
 }
 
-/// Renames the synced `temp` to `dest` and catalogues `meta` (or refreshes an existing row whose
-/// file had gone missing). Must run in a write transaction.
-pub(crate) fn store(conn: &Connection, meta: &SegmentMeta, temp: TempFile, dest: &Path) -> Result<()> {
+/// A segment's parent, if any, is catalogued and `meta` continues it. Must run in a transaction.
+fn check_parent(conn: &Connection, meta: &SegmentMeta) -> Result<()> {
     if let Some(parent) = &meta.parent {
         let parent_meta =
             segments::select(conn, parent)?.ok_or_else(|| LibraryError::SegmentNotFound(parent.clone()))?;
@@ -200,6 +191,13 @@ pub(crate) fn store(conn: &Connection, meta: &SegmentMeta, temp: TempFile, dest:
                 reason,
             })?;
     }
+    Ok(())
+}
+
+/// Renames the synced `temp` to `dest` and catalogues `meta` (or refreshes an existing row whose
+/// file had gone missing). Must run in a write transaction.
+pub(crate) fn store(conn: &Connection, meta: &SegmentMeta, temp: TempFile, dest: &Path) -> Result<()> {
+    check_parent(conn, meta)?;
     let existing = segments::select(conn, &meta.hash)?;
     if let Some(field) = existing.as_ref().and_then(|e| e.first_difference(meta)) {
         return Err(LibraryError::SegmentConflict {
