@@ -145,7 +145,7 @@ pub fn resolve(lib: &Library, spec: &str) -> Result<NodeId> {
 }
 
 pub fn parse_kind(s: &str) -> Result<NodeKind> {
-    NodeKind::ALL
+    NodeKind::USER
         .into_iter()
         .find(|k| k.as_str() == s)
         .ok_or_else(|| Error::Invalid(format!("unknown kind `{s}` (personality, story, document or chat)")))

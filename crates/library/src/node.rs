@@ -31,14 +31,25 @@ pub enum NodeKind {
     Story,
     Document,
     Chat,
+    /// A state a server kept of a recent request: hidden from listings by default, evicted
+    /// least recently used; never a user's named state.
+    Cache,
 }
 
 impl NodeKind {
-    pub const ALL: [NodeKind; 4] = [
+    /// The kinds a person makes (every kind but [`NodeKind::Cache`]).
+    pub const USER: [NodeKind; 4] = [
         NodeKind::Personality,
         NodeKind::Story,
         NodeKind::Document,
         NodeKind::Chat,
+    ];
+    pub const ALL: [NodeKind; 5] = [
+        NodeKind::Personality,
+        NodeKind::Story,
+        NodeKind::Document,
+        NodeKind::Chat,
+        NodeKind::Cache,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -47,6 +58,7 @@ impl NodeKind {
             NodeKind::Story => "story",
             NodeKind::Document => "document",
             NodeKind::Chat => "chat",
+            NodeKind::Cache => "cache",
         }
     }
 }

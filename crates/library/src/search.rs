@@ -36,8 +36,9 @@ impl Library {
         self.read(|conn| {
             let tags = node_tags::all(conn)?;
             let sql = format!(
-                "SELECT {}, n.name_key, n.transcript FROM nodes n",
-                nodes::SUMMARY_COLUMNS
+                "SELECT {}, n.name_key, n.transcript FROM nodes n WHERE {}",
+                nodes::SUMMARY_COLUMNS,
+                nodes::NOT_CACHE
             );
             let mut stmt = conn.prepare_cached(&sql)?;
             let mut rows = stmt.query([])?;

@@ -60,8 +60,9 @@ impl Library {
                 nodes::parent_of(conn, p)?;
             }
             let sql = format!(
-                "SELECT {} FROM nodes n WHERE n.parent_id IS ?1 ORDER BY {}",
+                "SELECT {} FROM nodes n WHERE n.parent_id IS ?1 AND {} ORDER BY {}",
                 nodes::SUMMARY_COLUMNS,
+                nodes::NOT_CACHE,
                 order.sql()
             );
             let mut stmt = conn.prepare(&sql)?;
@@ -72,11 +73,18 @@ impl Library {
     }
 
     /// The whole tree, depth first: each node followed by its subtree, siblings in `order`.
+    /// Cache nodes (a server's recent requests) are left out.
     pub fn tree(&self, order: NodeOrder) -> Result<Vec<TreeEntry>> {
+        self.tree_of(order, false)
+    }
+
+    /// [`Library::tree`], cache nodes included when `with_cache`.
+    pub fn tree_of(&self, order: NodeOrder, with_cache: bool) -> Result<Vec<TreeEntry>> {
         self.read(|conn| {
             let sql = format!(
-                "SELECT {} FROM nodes n ORDER BY {}",
+                "SELECT {} FROM nodes n WHERE {} ORDER BY {}",
                 nodes::SUMMARY_COLUMNS,
+                if with_cache { "1" } else { nodes::NOT_CACHE },
                 order.sql()
             );
             let mut stmt = conn.prepare(&sql)?;

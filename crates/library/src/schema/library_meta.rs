@@ -21,6 +21,7 @@ pub(crate) const CREATE: Migration = Migration {
               (SELECT min(t) FROM (SELECT min(touched_at) AS t FROM segments
                                    UNION ALL SELECT min(created_at) FROM nodes)),
               CAST(unixepoch('subsec') * 1000 AS INTEGER)));",
+    rewrites_schema: false,
 };
 
 /// When this catalogue began (ms since the epoch).

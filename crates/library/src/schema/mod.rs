@@ -10,6 +10,7 @@ pub(crate) mod library_meta;
 pub(crate) mod models;
 pub(crate) mod node_tags;
 pub(crate) mod nodes;
+pub(crate) mod prefix_blocks;
 pub(crate) mod segments;
 
 use crate::error::{LibraryError, Result};
@@ -21,6 +22,10 @@ pub(crate) struct Migration {
     /// The `user_version` after this step; consecutive from 1.
     pub version: i64,
     pub sql: &'static str,
+    /// The step edits `sqlite_schema` directly (SQLite's documented way to widen a CHECK
+    /// constraint without copying the table): the schema cookie is bumped after it, so every
+    /// connection re-reads the schema.
+    pub rewrites_schema: bool,
 }
 
 /// Every migration in order. Append only: a released step is never edited.
@@ -30,10 +35,12 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
     nodes::CREATE,
     node_tags::CREATE,
     library_meta::CREATE,
+    nodes::ALLOW_CACHE_KIND,
+    prefix_blocks::CREATE,
 ];
 
 /// The schema version this build writes and the newest it can open.
-pub const SCHEMA_VERSION: i64 = 5;
+pub const SCHEMA_VERSION: i64 = 7;
 
 /// Reads `PRAGMA user_version`.
 pub(crate) fn user_version(conn: &Connection) -> Result<i64> {
@@ -65,7 +72,15 @@ pub(crate) fn apply(conn: &mut Connection, migrations: &[Migration]) -> Result<(
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let found = refuse_newer(&tx, supported)?;
     for step in migrations.iter().filter(|m| m.version > found) {
-        tx.execute_batch(step.sql)?;
+        if step.rewrites_schema {
+            let cookie: i64 = tx.query_row("PRAGMA schema_version", [], |r| r.get(0))?;
+            tx.pragma_update(None, "writable_schema", true)?;
+            tx.execute_batch(step.sql)?;
+            tx.pragma_update(None, "schema_version", cookie + 1)?;
+            tx.pragma_update(None, "writable_schema", false)?;
+        } else {
+            tx.execute_batch(step.sql)?;
+        }
     }
     tx.pragma_update(None, "user_version", supported)?;
     tx.commit()?;
@@ -90,7 +105,7 @@ mod tests {
         migrate(&mut conn).unwrap();
         migrate(&mut conn).unwrap();
         assert_eq!(user_version(&conn).unwrap(), SCHEMA_VERSION);
-        for table in ["models", "segments", "nodes", "node_tags", "library_meta"] {
+        for table in ["models", "segments", "nodes", "node_tags", "library_meta", "prefix_blocks"] {
             let n: i64 = conn
                 .query_row("SELECT count(*) FROM sqlite_schema WHERE name = ?1", [table], |r| {
                     r.get(0)
@@ -107,10 +122,12 @@ mod tests {
             Migration {
                 version: 1,
                 sql: "CREATE TABLE first (x INTEGER);",
+                rewrites_schema: false,
             },
             Migration {
                 version: 2,
                 sql: "THIS IS NOT SQL;",
+                rewrites_schema: false,
             },
         ];
         assert!(apply(&mut conn, &broken).is_err());
@@ -136,5 +153,31 @@ mod tests {
             .query_row("SELECT count(*) FROM sqlite_schema", [], |r| r.get(0))
             .unwrap();
         assert_eq!(tables, 0);
+    }
+
+    #[test]
+    fn version_6_allows_cache_nodes_and_keeps_every_row_and_tag() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.pragma_update(None, "foreign_keys", true).unwrap();
+        apply(&mut conn, &MIGRATIONS[..5]).unwrap();
+        conn.execute_batch(
+            "INSERT INTO nodes (name, name_key, kind, model_fingerprint, token_count, transcript, created_at, updated_at)
+             VALUES ('a', 'a', 'chat', 'm', 0, '{}', 1, 1);
+             INSERT INTO node_tags (node_id, tag) VALUES (1, 'kept');",
+        )
+        .unwrap();
+        let insert_cache = "INSERT INTO nodes (name, name_key, kind, model_fingerprint, token_count, transcript, created_at, updated_at)
+                            VALUES ('c', 'c', 'cache', 'm', 0, '{}', 1, 1)";
+        assert!(conn.execute(insert_cache, []).is_err(), "version 5 refuses the cache kind");
+        migrate(&mut conn).unwrap();
+        conn.execute(insert_cache, []).unwrap();
+        assert!(
+            conn.execute("UPDATE nodes SET kind = 'folder' WHERE id = 1", []).is_err(),
+            "other kinds are still refused"
+        );
+        let tags: i64 = conn.query_row("SELECT count(*) FROM node_tags", [], |r| r.get(0)).unwrap();
+        assert_eq!(tags, 1);
+        let check: String = conn.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
+        assert_eq!(check, "ok");
     }
 }

@@ -17,6 +17,7 @@ pub(crate) const CREATE: Migration = Migration {
               display_name TEXT NOT NULL,
               path         TEXT NOT NULL
           ) STRICT;",
+    rewrites_schema: false,
 };
 
 fn from_row(row: &Row<'_>) -> rusqlite::Result<ModelRecord> {

@@ -14,6 +14,7 @@ pub(crate) const CREATE: Migration = Migration {
               PRIMARY KEY (node_id, tag)
           ) STRICT, WITHOUT ROWID;
           CREATE INDEX node_tags_tag ON node_tags (tag);",
+    rewrites_schema: false,
 };
 
 /// Adds a tag; returns whether it was new.

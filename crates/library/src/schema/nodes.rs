@@ -34,7 +34,23 @@ pub(crate) const CREATE: Migration = Migration {
           CREATE INDEX nodes_parent ON nodes (parent_id);
           CREATE INDEX nodes_tip ON nodes (tip);
           CREATE UNIQUE INDEX nodes_sibling_name ON nodes (ifnull(parent_id, 0), name_key);",
+    rewrites_schema: false,
 };
+
+/// Version 6: the `cache` kind, for the states a server keeps of recent requests (hidden from
+/// listings, evicted least recently used). Widening the kind CHECK by editing the stored
+/// `CREATE TABLE` text is SQLite's documented procedure for a constraint change that every
+/// existing row already satisfies; copying the table instead would cascade-delete the tags.
+pub(crate) const ALLOW_CACHE_KIND: Migration = Migration {
+    version: 6,
+    sql: "UPDATE sqlite_schema
+          SET sql = replace(sql, '''chat''))', '''chat'', ''cache''))')
+          WHERE type = 'table' AND name = 'nodes';",
+    rewrites_schema: true,
+};
+
+/// Listings leave out cache nodes unless asked (`n` is the nodes alias).
+pub(crate) const NOT_CACHE: &str = "n.kind <> 'cache'";
 
 /// Columns of a [`NodeSummary`] (tags and bytes are filled in afterwards), aliased `n`.
 pub(crate) const SUMMARY_COLUMNS: &str =

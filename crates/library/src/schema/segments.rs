@@ -27,6 +27,7 @@ pub(crate) const CREATE: Migration = Migration {
               CHECK ((parent IS NULL) = (start = 0))
           ) STRICT;
           CREATE INDEX segments_parent ON segments (parent);",
+    rewrites_schema: false,
 };
 
 const COLUMNS: &str = "hash, parent, start, token_count, dtype, bytes, model_fingerprint";
