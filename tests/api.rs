@@ -3,6 +3,8 @@
 #[path = "api/support.rs"]
 mod support;
 
+#[path = "api/complete.rs"]
+mod complete;
 #[path = "api/host.rs"]
 mod host;
 #[path = "api/session.rs"]

@@ -6,6 +6,7 @@
 //! Recently thawed states stay in memory (bounded, [`warm`]), so switching back is instant.
 
 mod chat;
+pub mod complete;
 mod document;
 pub mod host;
 mod story;
@@ -37,6 +38,9 @@ pub struct Session {
     warm: Warm,
     pub(crate) alternatives: Vec<story::Pending>,
     pub(crate) answer: Option<Live>,
+    /// Most bytes of segment files that cache nodes (a server's recent requests) may use alone;
+    /// `None`: cache nodes are never evicted.
+    pub cache_quota: Option<u64>,
 }
 
 /// Memory kept for recently used states.
@@ -56,6 +60,7 @@ impl Session {
             warm: Warm::new(WARM_BYTES),
             alternatives: Vec::new(),
             answer: None,
+            cache_quota: None,
         })
     }
 
@@ -88,7 +93,7 @@ impl Session {
     /// A new, empty live state: a chat (with an optional system prompt) or a story.
     pub fn start_live(&mut self, kind: NodeKind, system: Option<&str>) -> LiveState {
         let transcript = match kind {
-            NodeKind::Chat | NodeKind::Personality => Transcript::Chat {
+            NodeKind::Chat | NodeKind::Personality | NodeKind::Cache => Transcript::Chat {
                 messages: system
                     .filter(|s| !s.is_empty())
                     .map(Message::system)

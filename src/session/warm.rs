@@ -33,6 +33,17 @@ impl Warm {
         }
     }
 
+    /// The entry sharing the longest token prefix with `tokens` (most recent among equals), and
+    /// that length; `None` when none shares a token.
+    pub fn longest_prefix(&self, tokens: &[u32]) -> Option<(NodeId, usize)> {
+        let lcp = |a: &[u32]| a.iter().zip(tokens).take_while(|(x, y)| x == y).count();
+        self.entries
+            .iter()
+            .map(|(id, l)| (*id, lcp(l.state.tokens())))
+            .filter(|&(_, n)| n > 0)
+            .max_by_key(|&(_, n)| n)
+    }
+
     pub fn remove(&mut self, id: NodeId) {
         self.entries.retain(|(e, _)| *e != id);
     }

@@ -1,0 +1,447 @@
+//! Completions as an OpenAI-style server asks for them: a whole conversation (or text) arrives
+//! with every request, and the longest token prefix it shares with any state the session knows
+//! (warm in memory, or any node of the library for this model, found through the prefix index)
+//! is thawed instead of processed. What a request leaves behind is kept as a cache node (hidden,
+//! evicted least recently used under a byte quota) or, when asked, frozen as a named node.
+//!
+//! Exactness: the prompt's tokens are always the canonical encoding of the whole request (never
+//! "whatever the cached state holds"), so a request processes the same tokens with and without
+//! reuse; only where processing starts differs. The live state of the session (the app's) is
+//! never touched.
+
+use super::Session;
+use crate::error::{Error, Result};
+use crate::freeze::{freeze, Base, FreezeRequest};
+use crate::live::Live;
+use crate::transcript::Transcript;
+use freeze_attn_engine::chat::sync;
+use freeze_attn_engine::{generate, CancelToken, EngineError, Event, FinishReason, GenerateParams, Message};
+use freeze_attn_library::{DeleteMode, NodeId, NodeKind};
+use serde::Serialize;
+use std::time::Instant;
+
+/// Most alternatives one request may ask for.
+pub const MAX_CHOICES: usize = 16;
+
+/// What is completed: a conversation (rendered with the model's chat template) or raw text.
+#[derive(Debug, Clone)]
+pub enum CompletionInput {
+    Chat(Vec<Message>),
+    Text(String),
+}
+
+/// One request.
+#[derive(Debug, Clone)]
+pub struct CompletionRequest {
+    pub input: CompletionInput,
+    /// `None`: generate until the context is full or the model stops.
+    pub max_tokens: Option<usize>,
+    pub params: GenerateParams,
+    /// Alternatives from the one prompt state (seeds `seed`, `seed + 1`, …).
+    pub n: usize,
+    /// A node (id or name) the input is appended after.
+    pub state: Option<String>,
+    /// Save the result (the first alternative) as a node with this name: a child of `state`,
+    /// or top-level.
+    pub freeze: Option<String>,
+    /// Keep the result as a cache node, for reuse by later requests.
+    pub cache: bool,
+}
+
+/// One generated alternative.
+#[derive(Debug, Clone, Serialize)]
+pub struct Choice {
+    pub index: usize,
+    pub text: String,
+    pub tokens: usize,
+    pub finish: FinishReason,
+}
+
+/// The outcome of a request.
+#[derive(Debug, Clone, Serialize)]
+pub struct Completion {
+    pub choices: Vec<Choice>,
+    /// Tokens of the whole prompt (a `state`'s tokens included).
+    pub prompt_tokens: usize,
+    /// Prompt tokens resumed from a saved state rather than processed.
+    pub cached_tokens: usize,
+    /// The node the request resumed from, if any.
+    pub resumed_from: Option<NodeId>,
+    /// The node frozen on request (`freeze`).
+    pub frozen: Option<NodeId>,
+    /// The cache node kept of this request.
+    pub cached_as: Option<NodeId>,
+    pub prefill_ms: f64,
+}
+
+impl Session {
+    /// Completes a request, reusing the longest saved prefix. `on_text(index, text)` streams
+    /// each alternative's text; `cancel` stops generation (what was generated is returned).
+    #[tracing::instrument(level = "info", name = "session.complete", skip_all, fields(prompt_tokens, cached_tokens, n = req.n))]
+    pub fn complete(
+        &mut self,
+        req: &CompletionRequest,
+        cancel: &CancelToken,
+        on_text: &mut dyn FnMut(usize, &str),
+    ) -> Result<Completion> {
+        if req.n == 0 || req.n > MAX_CHOICES {
+            return Err(Error::Invalid(format!("n must be 1 to {MAX_CHOICES}, not {}", req.n)));
+        }
+        req.params.validate()?;
+        if cancel.is_cancelled() {
+            return Err(Error::Engine(EngineError::Cancelled));
+        }
+        let started = Instant::now();
+        let base = match &req.state {
+            Some(spec) => {
+                let id = crate::tree::resolve(&self.library, spec)?;
+                Some((id, self.warm_state(id)?))
+            }
+            None => None,
+        };
+        let base_node = base.as_ref().map(|(id, l)| (*id, l.kind));
+        if let Some(name) = &req.freeze {
+            self.check_free_name(base_node.map(|b| b.0), name)?;
+        }
+        let (prompt, transcript) = self.request_tokens(&req.input, base.as_ref().map(|b| &b.1))?;
+        if prompt.is_empty() {
+            return Err(Error::Invalid("the prompt is empty".into()));
+        }
+        let context = self.model.model.config().context_length;
+        let room = context.saturating_sub(prompt.len());
+        let max_tokens = match req.max_tokens {
+            Some(m) if m > room => {
+                return Err(Error::Engine(EngineError::ContextOverflow {
+                    needed: prompt.len() + m,
+                    context,
+                }))
+            }
+            Some(m) => m,
+            None if room == 0 => {
+                return Err(Error::Engine(EngineError::ContextOverflow {
+                    needed: prompt.len() + 1,
+                    context,
+                }))
+            }
+            None => room,
+        };
+        let mut params = req.params.clone();
+        params.max_tokens = max_tokens;
+
+        // Resume from the longest shared prefix (at least one token is left to process, for
+        // its logits).
+        let (mut live, resumed_from) = self.longest_saved_prefix(&prompt, base)?;
+        let keep = live.state.tokens().iter().zip(&prompt).take_while(|(a, b)| a == b).count();
+        let keep = keep.min(prompt.len() - 1);
+        live.truncate(keep);
+        let rest = &prompt[keep..];
+        tracing::Span::current()
+            .record("prompt_tokens", prompt.len())
+            .record("cached_tokens", keep);
+
+        let mut states = Vec::with_capacity(req.n);
+        let mut choices = Vec::with_capacity(req.n);
+        let prefill_ms;
+        if req.n == 1 {
+            let g = generate(&self.model.model, &self.model.tokenizer, &mut live.state, rest, &params, cancel, &mut |e| {
+                if let Event::Text(t) = e {
+                    on_text(0, t)
+                }
+            })?;
+            prefill_ms = g.prefill.as_secs_f64() * 1000.0;
+            choices.push(Choice {
+                index: 0,
+                text: g.text,
+                tokens: g.tokens.len(),
+                finish: g.finish,
+            });
+            states.push(live);
+        } else {
+            // The prompt once; every alternative forks from the state before its last token.
+            let t0 = Instant::now();
+            let (head, last) = rest.split_at(rest.len() - 1);
+            if !head.is_empty() {
+                self.model.model.prefill(head, &mut live.state, params.chunk, &mut |_| !cancel.is_cancelled())?;
+            }
+            prefill_ms = t0.elapsed().as_secs_f64() * 1000.0;
+            for i in 0..req.n {
+                let mut p = params.clone();
+                p.sampling.seed = params.sampling.seed.wrapping_add(i as u64);
+                let mut alt = live.fork();
+                let g = generate(&self.model.model, &self.model.tokenizer, &mut alt.state, last, &p, cancel, &mut |e| {
+                    if let Event::Text(t) = e {
+                        on_text(i, t)
+                    }
+                })?;
+                choices.push(Choice {
+                    index: i,
+                    text: g.text,
+                    tokens: g.tokens.len(),
+                    finish: g.finish,
+                });
+                states.push(alt);
+            }
+        }
+
+        let mut first = states.swap_remove(0);
+        first.transcript = finish_transcript(transcript, &choices[0].text);
+        let mut out = Completion {
+            choices,
+            prompt_tokens: prompt.len(),
+            cached_tokens: keep,
+            resumed_from,
+            frozen: None,
+            cached_as: None,
+            prefill_ms,
+        };
+        if let Some(r) = resumed_from {
+            self.library.touch_node(r)?;
+        }
+        if let Some(name) = &req.freeze {
+            // The kind of the node it continues, else what the transcript is.
+            let kind = match (base_node, &first.transcript) {
+                (Some((_, k)), _) if k != NodeKind::Cache => k,
+                (_, Transcript::Chat { .. }) => NodeKind::Chat,
+                (_, Transcript::Text { .. }) => NodeKind::Story,
+            };
+            let id = self.keep_state(&mut first, name, kind, base_node.map(|b| b.0))?;
+            out.frozen = Some(id);
+        } else if req.cache && !matches!(out.choices[0].finish, FinishReason::Cancelled) {
+            let name = format!("cache {}", cache_stamp());
+            match self.keep_state(&mut first, &name, NodeKind::Cache, None) {
+                Ok(id) => {
+                    out.cached_as = Some(id);
+                    self.evict_cache(id)?;
+                }
+                // A cache entry is an optimisation: failing to write one (a full disk) must not
+                // fail the request that already has its answer.
+                Err(e) => tracing::warn!(error = %e, "could not keep the request's state as a cache node"),
+            }
+        }
+        tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "complete");
+        Ok(out)
+    }
+
+    /// Node `id` from memory when it is warm, else thawed from disk (and then kept warm).
+    fn warm_state(&mut self, id: NodeId) -> Result<Live> {
+        if let Some(w) = self.warm.get(id) {
+            return Ok(w.fork());
+        }
+        let live = crate::thaw::thaw(&self.library, &self.model, id)?;
+        self.warm.put(id, live.fork());
+        Ok(live)
+    }
+
+    /// The request's whole prompt as tokens, and the transcript it extends.
+    fn request_tokens(&self, input: &CompletionInput, base: Option<&Live>) -> Result<(Vec<u32>, Transcript)> {
+        let tok = &self.model.tokenizer;
+        let base_tokens: &[u32] = base.map(|b| b.state.tokens()).unwrap_or(&[]);
+        let base_transcript = base.map(|b| b.transcript.clone());
+        let bos_text = || {
+            if tok.add_bos() {
+                tok.bos().and_then(|b| tok.token_text(b)).unwrap_or_default()
+            } else {
+                String::new()
+            }
+        };
+        let appended = |text: &str| -> Result<Vec<u32>> {
+            let mut all = base_tokens.to_vec();
+            all.extend(tok.encode(text)?);
+            Ok(all)
+        };
+        Ok(match (input, base_transcript) {
+            (CompletionInput::Chat(messages), None | Some(Transcript::Chat { .. })) => {
+                let mut all = match base.map(|b| &b.transcript) {
+                    Some(Transcript::Chat { messages }) => messages.clone(),
+                    _ => Vec::new(),
+                };
+                all.extend(messages.iter().cloned());
+                let target = self.model.template()?.render(&all, true)?;
+                let plan = sync(tok, base_tokens, &target)?;
+                let mut tokens = base_tokens[..plan.keep].to_vec();
+                tokens.extend(plan.append);
+                (tokens, Transcript::Chat { messages: all })
+            }
+            // Questions to a text (a document): the turn follows the text, without a second BOS.
+            (CompletionInput::Chat(messages), Some(Transcript::Text { text })) => {
+                let turn = self.model.template()?.render(messages, true)?;
+                let bos = bos_text();
+                let turn = match turn.strip_prefix(bos.as_str()) {
+                    Some(rest) if !bos.is_empty() && !base_tokens.is_empty() => rest.to_string(),
+                    _ => turn,
+                };
+                (appended(&turn)?, Transcript::Text { text: format!("{text}{turn}") })
+            }
+            (CompletionInput::Text(prompt), None | Some(Transcript::Text { .. })) => {
+                let before = match base.map(|b| &b.transcript) {
+                    Some(Transcript::Text { text }) => text.clone(),
+                    _ => String::new(),
+                };
+                let full = format!("{before}{prompt}");
+                let plan = sync(tok, base_tokens, &format!("{}{full}", bos_text()))?;
+                let mut tokens = base_tokens[..plan.keep].to_vec();
+                tokens.extend(plan.append);
+                (tokens, Transcript::Text { text: full })
+            }
+            // Raw text after a conversation: appended as it is.
+            (CompletionInput::Text(prompt), Some(Transcript::Chat { messages })) => {
+                let mut messages = messages;
+                messages.push(Message::new("raw", prompt.clone()));
+                (appended(prompt)?, Transcript::Chat { messages })
+            }
+        })
+    }
+
+    /// The state sharing the longest prefix with `prompt`: the `state` the request names, a warm
+    /// state, or any indexed node of this model (nodes not indexed yet are indexed first).
+    fn longest_saved_prefix(&mut self, prompt: &[u32], base: Option<(NodeId, Live)>) -> Result<(Live, Option<NodeId>)> {
+        let lcp = |l: &Live| l.state.tokens().iter().zip(prompt).take_while(|(a, b)| a == b).count();
+        let mut best: Option<(usize, NodeId, Option<Live>)> = base.map(|(id, l)| (lcp(&l), id, Some(l)));
+        let better = |best: &Option<(usize, NodeId, Option<Live>)>, n: usize| best.as_ref().is_none_or(|b| n > b.0);
+        if let Some((id, n)) = self.warm.longest_prefix(prompt) {
+            if better(&best, n) {
+                best = Some((n, id, None));
+            }
+        }
+        self.index_new_nodes()?;
+        if let Some(hit) = self.library.longest_prefix(self.model.fingerprint(), prompt)? {
+            if better(&best, hit.tokens) {
+                // The index counts whole blocks; the thawed state may share more (or, after a
+                // hash collision, less: its tokens decide).
+                match self.warm_state(hit.node) {
+                    Ok(l) => {
+                        let n = lcp(&l);
+                        if better(&best, n) {
+                            best = Some((n, hit.node, Some(l)));
+                        }
+                    }
+                    // A damaged node is skipped, not fatal: the request is processed without it.
+                    Err(e) => tracing::warn!(node = %hit.node, error = %e, "skipping a prefix match that does not thaw"),
+                }
+            }
+        }
+        Ok(match best {
+            Some((n, id, l)) if n > 0 => {
+                let live = match l {
+                    Some(l) => l,
+                    None => self.warm_state(id)?,
+                };
+                (live, Some(id))
+            }
+            _ => (Live::empty(&self.model, NodeKind::Cache, Transcript::default()), None),
+        })
+    }
+
+    /// Adds the nodes of this model that the prefix index does not know yet (made before it
+    /// existed, forked, imported, or made by another process).
+    fn index_new_nodes(&mut self) -> Result<()> {
+        let fp = self.model.fingerprint().clone();
+        for (id, _) in self.library.unindexed_nodes(&fp)? {
+            let node = match self.library.node(id) {
+                Ok(n) => n,
+                Err(_) => continue, // deleted meanwhile
+            };
+            match crate::thaw::node_tokens(&self.library, &node) {
+                Ok(tokens) => self.library.index_prefix(id, &fp, &tokens)?,
+                // Indexed as empty, so a damaged node is not re-read by every request; `states
+                // verify` reports it.
+                Err(e) => {
+                    tracing::warn!(node = %id, error = %e, "a node's tokens could not be read; not indexed");
+                    self.library.index_prefix(id, &fp, &[])?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Freezes `live` as a node and makes it known to the index and the warm states.
+    fn keep_state(&mut self, live: &mut Live, name: &str, kind: NodeKind, parent: Option<NodeId>) -> Result<NodeId> {
+        let req = FreezeRequest {
+            name,
+            kind,
+            parent,
+            transcript: &live.transcript,
+            base: live.base.as_ref().map(|b| (b, live.shared)),
+            dtype: self.dtype,
+        };
+        let id = freeze(&self.library, &self.model, &live.state, &req)?;
+        self.library.index_prefix(id, self.model.fingerprint(), live.state.tokens())?;
+        let node = self.library.node(id)?;
+        live.kind = kind;
+        live.shared = live.state.len();
+        live.base = Some(Base {
+            node: id,
+            tip: node.tip,
+            token_count: node.token_count as usize,
+        });
+        self.warm.put(id, live.fork());
+        Ok(id)
+    }
+
+    /// Evicts cache nodes, least recently used first, until they use at most the session's cache
+    /// quota; `keep` (the one just made) goes last. Files are reclaimed by a gc afterwards.
+    fn evict_cache(&mut self, keep: NodeId) -> Result<()> {
+        let Some(quota) = self.cache_quota else { return Ok(()) };
+        if self.library.cache_bytes()? <= quota {
+            return Ok(());
+        }
+        let mut evicted = 0;
+        for entry in self.library.cache_entries(self.model.fingerprint())? {
+            if entry.node == keep {
+                continue;
+            }
+            self.library.delete_node(entry.node, DeleteMode::Subtree)?;
+            self.warm.remove(entry.node);
+            evicted += 1;
+            if self.library.cache_bytes()? <= quota {
+                break;
+            }
+        }
+        if evicted > 0 {
+            match self.library.gc() {
+                Ok(r) => tracing::info!(evicted, bytes_freed = r.bytes_freed, "evicted cache nodes"),
+                Err(e) => tracing::warn!(error = %e, "cache eviction: gc did not run"),
+            }
+        }
+        Ok(())
+    }
+
+    fn check_free_name(&self, parent: Option<NodeId>, name: &str) -> Result<()> {
+        let taken = self
+            .library
+            .children(parent, freeze_attn_library::NodeOrder::Name)?
+            .iter()
+            .any(|s| s.name.to_lowercase() == name.trim().to_lowercase());
+        if taken {
+            return Err(Error::Library(freeze_attn_library::LibraryError::NameTaken {
+                name: name.to_string(),
+                parent,
+            }));
+        }
+        Ok(())
+    }
+}
+
+/// The transcript after the first alternative's text.
+fn finish_transcript(t: Transcript, text: &str) -> Transcript {
+    match t {
+        Transcript::Chat { mut messages } => {
+            messages.push(Message::assistant(text));
+            Transcript::Chat { messages }
+        }
+        Transcript::Text { text: before } => Transcript::Text {
+            text: format!("{before}{text}"),
+        },
+    }
+}
+
+/// A name for a cache node that no other can have: time and a process-wide counter.
+fn cache_stamp() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0);
+    format!("{ms}-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed))
+}
