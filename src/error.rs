@@ -49,6 +49,17 @@ impl Error {
                 freeze_attn_library::LibraryError::NameTaken { .. } => "name_taken",
                 freeze_attn_library::LibraryError::NewerDatabase { .. } => "newer_database",
                 freeze_attn_library::LibraryError::Unhealthy { .. } => "library_unhealthy",
+                freeze_attn_library::LibraryError::InvalidName { .. } => "invalid_name",
+                freeze_attn_library::LibraryError::InvalidTag { .. } => "invalid_tag",
+                freeze_attn_library::LibraryError::InvalidKind(_) => "invalid",
+                freeze_attn_library::LibraryError::ModelMismatch { .. } => "state_model_mismatch",
+                freeze_attn_library::LibraryError::BundleBadMagic { .. }
+                | freeze_attn_library::LibraryError::BundleVersion { .. }
+                | freeze_attn_library::LibraryError::BundleTruncated { .. }
+                | freeze_attn_library::LibraryError::BundleTrailingData { .. }
+                | freeze_attn_library::LibraryError::BundleTooLarge { .. }
+                | freeze_attn_library::LibraryError::BundleChecksum { .. }
+                | freeze_attn_library::LibraryError::BundleManifest { .. } => "bad_bundle",
                 _ => "library",
             },
             Error::Io { .. } => "io",

@@ -21,6 +21,7 @@ pub mod logging;
 pub mod model;
 pub mod paths;
 pub mod prefix;
+pub mod server;
 pub mod session;
 pub mod state;
 pub mod thaw;

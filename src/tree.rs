@@ -72,10 +72,15 @@ pub fn view(lib: &Library, s: &NodeSummary, depth: usize, model: Option<&LoadedM
     }
 }
 
-/// Every node, depth first, pinned first.
+/// Every node, depth first, pinned first (cache nodes left out).
 pub fn list_tree(lib: &Library, model: Option<&LoadedModel>) -> Result<Vec<NodeView>> {
+    list_tree_of(lib, model, false)
+}
+
+/// [`list_tree`], with a server's cache nodes when `with_cache`.
+pub fn list_tree_of(lib: &Library, model: Option<&LoadedModel>, with_cache: bool) -> Result<Vec<NodeView>> {
     Ok(lib
-        .tree(NodeOrder::Name)?
+        .tree_of(NodeOrder::Name, with_cache)?
         .iter()
         .map(|e| view(lib, &e.node, e.depth, model))
         .collect())
@@ -102,11 +107,7 @@ pub struct NodeDetail {
 
 pub fn show(lib: &Library, id: NodeId, model: Option<&LoadedModel>) -> Result<NodeDetail> {
     let n = lib.node(id)?;
-    let summary = lib
-        .children(n.parent, NodeOrder::Name)?
-        .into_iter()
-        .find(|s| s.id == id)
-        .ok_or(Error::Library(freeze_attn_library::LibraryError::NodeNotFound(id)))?;
+    let summary = lib.summary(id)?;
     let mut v = view(lib, &summary, 0, model);
     v.notes = n.notes.clone();
     let segments = match &n.tip {

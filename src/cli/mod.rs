@@ -5,6 +5,7 @@ mod chat;
 mod common;
 mod generate;
 mod prefix;
+mod serve;
 mod states;
 
 use clap::{Parser, Subcommand};
@@ -34,6 +35,8 @@ enum Command {
     States(states::StatesArgs),
     /// An interactive chat in the terminal that can /freeze and /fork its state.
     Chat(chat::ChatArgs),
+    /// An OpenAI-compatible HTTP server whose prompt cache is the state tree (docs/api.md).
+    Serve(serve::ServeArgs),
     /// Download the default model (SmolLM2-135M-Instruct, Q4_1 GGUF) if missing and print its path.
     FetchModel,
 }
@@ -46,6 +49,7 @@ pub fn run() -> i32 {
         Command::Prefix(a) => prefix::run(a),
         Command::States(a) => states::run(a),
         Command::Chat(a) => chat::run(a),
+        Command::Serve(a) => serve::run(a),
         Command::Bench(a) => bench::run(a),
         Command::BenchResume(a) => bench::run_resume(a),
         Command::FetchModel => freeze_attn::default_model::default_model_path()

@@ -131,7 +131,13 @@ impl Session {
         // Resume from the longest shared prefix (at least one token is left to process, for
         // its logits).
         let (mut live, resumed_from) = self.longest_saved_prefix(&prompt, base)?;
-        let keep = live.state.tokens().iter().zip(&prompt).take_while(|(a, b)| a == b).count();
+        let keep = live
+            .state
+            .tokens()
+            .iter()
+            .zip(&prompt)
+            .take_while(|(a, b)| a == b)
+            .count();
         let keep = keep.min(prompt.len() - 1);
         live.truncate(keep);
         let rest = &prompt[keep..];
@@ -143,11 +149,19 @@ impl Session {
         let mut choices = Vec::with_capacity(req.n);
         let prefill_ms;
         if req.n == 1 {
-            let g = generate(&self.model.model, &self.model.tokenizer, &mut live.state, rest, &params, cancel, &mut |e| {
-                if let Event::Text(t) = e {
-                    on_text(0, t)
-                }
-            })?;
+            let g = generate(
+                &self.model.model,
+                &self.model.tokenizer,
+                &mut live.state,
+                rest,
+                &params,
+                cancel,
+                &mut |e| {
+                    if let Event::Text(t) = e {
+                        on_text(0, t)
+                    }
+                },
+            )?;
             prefill_ms = g.prefill.as_secs_f64() * 1000.0;
             choices.push(Choice {
                 index: 0,
@@ -161,18 +175,28 @@ impl Session {
             let t0 = Instant::now();
             let (head, last) = rest.split_at(rest.len() - 1);
             if !head.is_empty() {
-                self.model.model.prefill(head, &mut live.state, params.chunk, &mut |_| !cancel.is_cancelled())?;
+                self.model
+                    .model
+                    .prefill(head, &mut live.state, params.chunk, &mut |_| !cancel.is_cancelled())?;
             }
             prefill_ms = t0.elapsed().as_secs_f64() * 1000.0;
             for i in 0..req.n {
                 let mut p = params.clone();
                 p.sampling.seed = params.sampling.seed.wrapping_add(i as u64);
                 let mut alt = live.fork();
-                let g = generate(&self.model.model, &self.model.tokenizer, &mut alt.state, last, &p, cancel, &mut |e| {
-                    if let Event::Text(t) = e {
-                        on_text(i, t)
-                    }
-                })?;
+                let g = generate(
+                    &self.model.model,
+                    &self.model.tokenizer,
+                    &mut alt.state,
+                    last,
+                    &p,
+                    cancel,
+                    &mut |e| {
+                        if let Event::Text(t) = e {
+                            on_text(i, t)
+                        }
+                    },
+                )?;
                 choices.push(Choice {
                     index: i,
                     text: g.text,
@@ -270,7 +294,12 @@ impl Session {
                     Some(rest) if !bos.is_empty() && !base_tokens.is_empty() => rest.to_string(),
                     _ => turn,
                 };
-                (appended(&turn)?, Transcript::Text { text: format!("{text}{turn}") })
+                (
+                    appended(&turn)?,
+                    Transcript::Text {
+                        text: format!("{text}{turn}"),
+                    },
+                )
             }
             (CompletionInput::Text(prompt), None | Some(Transcript::Text { .. })) => {
                 let before = match base.map(|b| &b.transcript) {
@@ -316,7 +345,9 @@ impl Session {
                         }
                     }
                     // A damaged node is skipped, not fatal: the request is processed without it.
-                    Err(e) => tracing::warn!(node = %hit.node, error = %e, "skipping a prefix match that does not thaw"),
+                    Err(e) => {
+                        tracing::warn!(node = %hit.node, error = %e, "skipping a prefix match that does not thaw")
+                    }
                 }
             }
         }
@@ -365,7 +396,8 @@ impl Session {
             dtype: self.dtype,
         };
         let id = freeze(&self.library, &self.model, &live.state, &req)?;
-        self.library.index_prefix(id, self.model.fingerprint(), live.state.tokens())?;
+        self.library
+            .index_prefix(id, self.model.fingerprint(), live.state.tokens())?;
         let node = self.library.node(id)?;
         live.kind = kind;
         live.shared = live.state.len();
@@ -444,4 +476,58 @@ fn cache_stamp() -> String {
         .map(|d| d.as_millis())
         .unwrap_or(0);
     format!("{ms}-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed))
+}
+
+impl Session {
+    /// Processes a text or a priming conversation once and saves it as a node named `name`
+    /// (top-level, or under `parent`), reporting progress; the live state is not touched.
+    #[tracing::instrument(level = "info", name = "session.create_state", skip_all, fields(tokens))]
+    pub fn create_state(
+        &mut self,
+        name: &str,
+        input: &crate::prefix::PrefixInput,
+        parent: Option<NodeId>,
+        cancel: &CancelToken,
+        on_progress: &mut dyn FnMut(freeze_attn_engine::PrefillProgress),
+    ) -> Result<NodeId> {
+        use crate::prefix::PrefixInput;
+        self.check_free_name(parent, name)?;
+        let (tokens, transcript, kind) = match input {
+            PrefixInput::Text(t) => (
+                self.model.tokenizer.encode_prompt(t)?,
+                Transcript::Text { text: t.clone() },
+                NodeKind::Document,
+            ),
+            PrefixInput::Chat(m) => {
+                let text = self.model.template()?.render(m, false)?;
+                (
+                    self.model.tokenizer.encode(&text)?,
+                    Transcript::Chat { messages: m.clone() },
+                    NodeKind::Personality,
+                )
+            }
+        };
+        if tokens.is_empty() {
+            return Err(Error::Invalid("the text is empty".into()));
+        }
+        let context = self.model.model.config().context_length;
+        if tokens.len() >= context {
+            return Err(Error::Engine(EngineError::ContextOverflow {
+                needed: tokens.len(),
+                context,
+            }));
+        }
+        tracing::Span::current().record("tokens", tokens.len());
+        let mut live = Live::empty(&self.model, kind, transcript);
+        self.model
+            .model
+            .prefill(&tokens, &mut live.state, self.params.chunk, &mut |p| {
+                on_progress(p);
+                !cancel.is_cancelled()
+            })?;
+        if cancel.is_cancelled() || live.state.len() < tokens.len() {
+            return Err(Error::Engine(EngineError::Cancelled));
+        }
+        self.keep_state(&mut live, name, kind, parent)
+    }
 }

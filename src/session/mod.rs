@@ -24,7 +24,7 @@ use crate::transcript::Transcript;
 use crate::tree::{view, NodeView};
 use freeze_attn_engine::state::StoredDType;
 use freeze_attn_engine::{CancelToken, GenerateParams, KvState, LoadedModel, Message};
-use freeze_attn_library::{Library, NodeId, NodeKind, NodeOrder};
+use freeze_attn_library::{Library, NodeId, NodeKind};
 use std::time::Instant;
 use warm::Warm;
 
@@ -181,12 +181,7 @@ impl Session {
 
     pub fn node_view(&self, id: NodeId) -> Result<NodeView> {
         let node = self.library.node(id)?;
-        let s = self
-            .library
-            .children(node.parent, NodeOrder::Name)?
-            .into_iter()
-            .find(|s| s.id == id)
-            .ok_or(Error::Library(freeze_attn_library::LibraryError::NodeNotFound(id)))?;
+        let s = self.library.summary(id)?;
         let mut v = view(&self.library, &s, 0, Some(&self.model));
         v.notes = node.notes;
         Ok(v)

@@ -52,21 +52,31 @@ fn reuse_gives_the_same_greedy_text_as_processing_everything_and_survives_a_rest
     let mut fresh = session(fresh_dir.path());
     let plain = run(&mut fresh, &chat(&turn2, false));
     assert_eq!(plain.cached_tokens, 0);
-    assert_eq!(reused.prompt_tokens, plain.prompt_tokens, "the same prompt tokens either way");
+    assert_eq!(
+        reused.prompt_tokens, plain.prompt_tokens,
+        "the same prompt tokens either way"
+    );
     assert!(
         reused.cached_tokens >= first.prompt_tokens - 1,
         "the whole first prompt is reused: {} of {}",
         reused.cached_tokens,
         first.prompt_tokens
     );
-    assert_eq!(reused.choices[0].text, plain.choices[0].text, "reuse must not change greedy output");
+    assert_eq!(
+        reused.choices[0].text, plain.choices[0].text,
+        "reuse must not change greedy output"
+    );
     assert!(!plain.choices[0].text.trim().is_empty());
 
     // A new process (nothing warm) finds the cache node through the index.
     drop(a);
     let mut b = session(cached.path());
     let after = run(&mut b, &chat(&turn2, false));
-    assert!(after.cached_tokens >= reused.cached_tokens, "{} cached after a restart", after.cached_tokens);
+    assert!(
+        after.cached_tokens >= reused.cached_tokens,
+        "{} cached after a restart",
+        after.cached_tokens
+    );
     assert_eq!(after.choices[0].text, plain.choices[0].text);
     // Cache nodes stay out of the user's tree.
     let lib = Library::open(cached.path()).unwrap();
@@ -90,12 +100,18 @@ fn state_and_freeze_continue_a_named_node_and_save_the_result_under_it() {
     let out = run(&mut s, &next);
     let node = s.library.node(teacher).unwrap();
     assert_eq!(out.resumed_from, Some(teacher));
-    assert!(out.cached_tokens as u64 >= node.token_count - 1, "the named state is resumed, not reprocessed");
+    assert!(
+        out.cached_tokens as u64 >= node.token_count - 1,
+        "the named state is resumed, not reprocessed"
+    );
     let child = s.library.node(out.frozen.unwrap()).unwrap();
     assert_eq!(child.parent, Some(teacher));
     assert_eq!(child.kind, NodeKind::Chat);
     let text: String = child.transcript.clone();
-    assert!(text.contains("Why is it so big?") && text.contains("largest planet"), "{text}");
+    assert!(
+        text.contains("Why is it so big?") && text.contains("largest planet"),
+        "{text}"
+    );
 
     // A name already used under the same parent is refused before anything is generated.
     let err = s.complete(&next, &CancelToken::new(), &mut |_, _| {}).unwrap_err();
@@ -120,7 +136,11 @@ fn alternatives_share_the_prompt_and_differ_by_seed() {
         assert_eq!(streamed[c.index], c.text, "streamed text equals the returned text");
     }
     let distinct: std::collections::HashSet<&str> = out.choices.iter().map(|c| c.text.as_str()).collect();
-    assert!(distinct.len() > 1, "different seeds give different samples: {:?}", out.choices);
+    assert!(
+        distinct.len() > 1,
+        "different seeds give different samples: {:?}",
+        out.choices
+    );
     // Alternative 0 equals a single request with the same seed.
     let mut one = req.clone();
     one.n = 1;
@@ -136,13 +156,17 @@ fn cache_nodes_are_evicted_least_recently_used_under_the_quota_and_named_nodes_n
     run(&mut s, &named);
     s.cache_quota = Some(1); // any cache node is over quota: only the newest survives
     for q in ["One?", "Two?", "Three?"] {
-        let out = run(&mut s, &chat(&[Message::user(&format!("Count: {q} {q} {q}"))], true));
+        let out = run(&mut s, &chat(&[Message::user(format!("Count: {q} {q} {q}"))], true));
         assert!(out.cached_as.is_some());
     }
     let fp = s.model.fingerprint().clone();
     let left = s.library.cache_entries(&fp).unwrap();
     assert_eq!(left.len(), 1, "only the newest cache node is kept: {left:?}");
-    assert_eq!(s.library.tree(NodeOrder::Name).unwrap().len(), 1, "the named node stays");
+    assert_eq!(
+        s.library.tree(NodeOrder::Name).unwrap().len(),
+        1,
+        "the named node stays"
+    );
     assert!(s.library.verify(|_, _| Ok(())).unwrap().is_ok());
 }
 
@@ -156,5 +180,10 @@ fn a_prompt_past_the_context_is_refused_before_any_work() {
     assert_eq!(err.code(), "context_overflow");
     req.max_tokens = Some(4);
     req.n = 17;
-    assert_eq!(s.complete(&req, &CancelToken::new(), &mut |_, _| {}).unwrap_err().code(), "invalid");
+    assert_eq!(
+        s.complete(&req, &CancelToken::new(), &mut |_, _| {})
+            .unwrap_err()
+            .code(),
+        "invalid"
+    );
 }

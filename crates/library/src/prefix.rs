@@ -123,7 +123,9 @@ impl Library {
     pub fn cache_bytes(&self) -> Result<u64> {
         self.read(|conn| {
             let mut stmt = conn.prepare_cached("SELECT tip, kind FROM nodes WHERE tip IS NOT NULL")?;
-            let rows = stmt.query_map([], |r| Ok((r.get::<_, crate::ids::SegmentId>(0)?, r.get::<_, NodeKind>(1)?)))?;
+            let rows = stmt.query_map([], |r| {
+                Ok((r.get::<_, crate::ids::SegmentId>(0)?, r.get::<_, NodeKind>(1)?))
+            })?;
             let (mut cache, mut kept) = (Vec::new(), Vec::new());
             for row in rows {
                 let (tip, kind) = row?;
@@ -155,7 +157,10 @@ mod tests {
         let (ha, hb) = (block_hashes(&fp("m1"), &a), block_hashes(&fp("m1"), &b));
         assert_eq!(ha.len(), 1 + 100 / PREFIX_BLOCK);
         assert_eq!(ha[0], hb[0]);
-        assert!(ha[1..].iter().zip(&hb[1..]).all(|(x, y)| x != y), "a change in block 0 changes every later hash");
+        assert!(
+            ha[1..].iter().zip(&hb[1..]).all(|(x, y)| x != y),
+            "a change in block 0 changes every later hash"
+        );
         assert_ne!(block_hashes(&fp("m2"), &a)[1], ha[1], "another model never matches");
     }
 
@@ -168,7 +173,9 @@ mod tests {
         let long: Vec<u32> = (0..200).collect();
         let a = lib.create_node(&NewNode::new("a", NodeKind::Chat, m.clone())).unwrap();
         let b = lib.create_node(&NewNode::new("b", NodeKind::Cache, m.clone())).unwrap();
-        let other = lib.create_node(&NewNode::new("c", NodeKind::Chat, fp("model-b"))).unwrap();
+        let other = lib
+            .create_node(&NewNode::new("c", NodeKind::Chat, fp("model-b")))
+            .unwrap();
         assert_eq!(lib.unindexed_nodes(&m).unwrap().len(), 2);
         lib.index_prefix(a, &m, &short).unwrap();
         lib.index_prefix(b, &m, &long).unwrap();
@@ -188,7 +195,10 @@ mod tests {
 
         // Deleting a node drops its rows.
         lib.delete_node(b, crate::DeleteMode::Subtree).unwrap();
-        assert_eq!(lib.longest_prefix(&m, &query).unwrap().unwrap(), PrefixMatch { node: a, tokens: 64 });
+        assert_eq!(
+            lib.longest_prefix(&m, &query).unwrap().unwrap(),
+            PrefixMatch { node: a, tokens: 64 }
+        );
     }
 
     #[test]
@@ -196,9 +206,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let lib = Library::open(dir.path()).unwrap();
         let m = fp("model-a");
-        let named = lib.create_node(&NewNode::new("named", NodeKind::Chat, m.clone())).unwrap();
-        let c1 = lib.create_node(&NewNode::new("c1", NodeKind::Cache, m.clone())).unwrap();
-        let c2 = lib.create_node(&NewNode::new("c2", NodeKind::Cache, m.clone())).unwrap();
+        let named = lib
+            .create_node(&NewNode::new("named", NodeKind::Chat, m.clone()))
+            .unwrap();
+        let c1 = lib
+            .create_node(&NewNode::new("c1", NodeKind::Cache, m.clone()))
+            .unwrap();
+        let c2 = lib
+            .create_node(&NewNode::new("c2", NodeKind::Cache, m.clone()))
+            .unwrap();
         let ids = |t: Vec<crate::TreeEntry>| t.into_iter().map(|e| e.node.id).collect::<Vec<_>>();
         assert_eq!(ids(lib.tree(crate::NodeOrder::Name).unwrap()), vec![named]);
         assert_eq!(lib.tree_of(crate::NodeOrder::Name, true).unwrap().len(), 3);

@@ -72,6 +72,19 @@ impl Library {
         })
     }
 
+    /// One node as listings show it (cache nodes too).
+    pub fn summary(&self, id: NodeId) -> Result<NodeSummary> {
+        self.read(|conn| {
+            let sql = format!("SELECT {} FROM nodes n WHERE n.id = ?1", nodes::SUMMARY_COLUMNS);
+            let mut stmt = conn.prepare_cached(&sql)?;
+            let rows = stmt.query_map([id], nodes::summary_from_row)?;
+            let list = rows.collect::<rusqlite::Result<Vec<_>>>()?;
+            finish_summaries(conn, list)?
+                .pop()
+                .ok_or(crate::error::LibraryError::NodeNotFound(id))
+        })
+    }
+
     /// The whole tree, depth first: each node followed by its subtree, siblings in `order`.
     /// Cache nodes (a server's recent requests) are left out.
     pub fn tree(&self, order: NodeOrder) -> Result<Vec<TreeEntry>> {

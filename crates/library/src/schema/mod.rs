@@ -105,7 +105,14 @@ mod tests {
         migrate(&mut conn).unwrap();
         migrate(&mut conn).unwrap();
         assert_eq!(user_version(&conn).unwrap(), SCHEMA_VERSION);
-        for table in ["models", "segments", "nodes", "node_tags", "library_meta", "prefix_blocks"] {
+        for table in [
+            "models",
+            "segments",
+            "nodes",
+            "node_tags",
+            "library_meta",
+            "prefix_blocks",
+        ] {
             let n: i64 = conn
                 .query_row("SELECT count(*) FROM sqlite_schema WHERE name = ?1", [table], |r| {
                     r.get(0)
@@ -168,14 +175,20 @@ mod tests {
         .unwrap();
         let insert_cache = "INSERT INTO nodes (name, name_key, kind, model_fingerprint, token_count, transcript, created_at, updated_at)
                             VALUES ('c', 'c', 'cache', 'm', 0, '{}', 1, 1)";
-        assert!(conn.execute(insert_cache, []).is_err(), "version 5 refuses the cache kind");
+        assert!(
+            conn.execute(insert_cache, []).is_err(),
+            "version 5 refuses the cache kind"
+        );
         migrate(&mut conn).unwrap();
         conn.execute(insert_cache, []).unwrap();
         assert!(
-            conn.execute("UPDATE nodes SET kind = 'folder' WHERE id = 1", []).is_err(),
+            conn.execute("UPDATE nodes SET kind = 'folder' WHERE id = 1", [])
+                .is_err(),
             "other kinds are still refused"
         );
-        let tags: i64 = conn.query_row("SELECT count(*) FROM node_tags", [], |r| r.get(0)).unwrap();
+        let tags: i64 = conn
+            .query_row("SELECT count(*) FROM node_tags", [], |r| r.get(0))
+            .unwrap();
         assert_eq!(tags, 1);
         let check: String = conn.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
         assert_eq!(check, "ok");

@@ -1,0 +1,571 @@
+//! The OpenAI endpoints: `/v1/chat/completions`, `/v1/completions` (streaming or not),
+//! `/v1/models`, `/health`. Request fields OpenAI defines and this server has no use for are
+//! ignored, as OpenAI-compatible servers do; the extensions are `state` (continue a node) and
+//! `freeze` (save the result as a node), plus llama.cpp's `top_k`, `min_p`, `repeat_penalty`.
+
+use super::{parse_json, read_body, ApiError, AppState};
+use crate::session::complete::{Completion, CompletionInput, CompletionRequest, MAX_CHOICES};
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use freeze_attn_engine::{CancelToken, FinishReason, GenerateParams, Message};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::convert::Infallible;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// `stop`: one string or a list.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum Stop {
+    One(String),
+    Many(Vec<String>),
+}
+
+#[derive(Debug, Deserialize)]
+struct StreamOptions {
+    #[serde(default)]
+    include_usage: bool,
+}
+
+/// What both endpoints accept besides their input.
+#[derive(Debug, Deserialize)]
+struct Common {
+    model: Option<String>,
+    max_tokens: Option<u64>,
+    max_completion_tokens: Option<u64>,
+    temperature: Option<f32>,
+    top_p: Option<f32>,
+    top_k: Option<usize>,
+    min_p: Option<f32>,
+    repeat_penalty: Option<f32>,
+    seed: Option<u64>,
+    stop: Option<Stop>,
+    n: Option<u64>,
+    #[serde(default)]
+    stream: bool,
+    stream_options: Option<StreamOptions>,
+    /// Extension: continue this node (id or name).
+    state: Option<String>,
+    /// Extension: save the result as a node with this name.
+    freeze: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct ChatBody {
+    messages: Vec<ChatMessage>,
+    #[serde(flatten)]
+    common: Common,
+}
+
+#[derive(Debug, Deserialize)]
+struct ChatMessage {
+    role: String,
+    #[serde(default)]
+    content: Option<Content>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum Content {
+    Text(String),
+    Parts(Vec<Part>),
+}
+
+#[derive(Debug, Deserialize)]
+struct Part {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    text: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct TextBody {
+    prompt: Prompt,
+    #[serde(flatten)]
+    common: Common,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum Prompt {
+    One(String),
+    Many(Vec<String>),
+}
+
+pub(super) async fn health(State(s): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let status = s.host.status().await?;
+    Ok(Json(
+        json!({ "status": "ok", "model": status.model.name, "busy": status.busy }),
+    ))
+}
+
+pub(super) async fn models(State(s): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let status = s.host.status().await?;
+    Ok(Json(json!({
+        "object": "list",
+        "data": [{
+            "id": status.model.name,
+            "object": "model",
+            "created": 0,
+            "owned_by": "freeze-attn",
+            "context_length": status.model.context_length,
+            "fingerprint": status.model.fingerprint,
+        }],
+    })))
+}
+
+pub(super) async fn chat_completions(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let bytes = read_body(body, &headers, s.options.max_body).await?;
+    let body: ChatBody = parse_json(&bytes)?;
+    let messages = body.messages.into_iter().map(message).collect::<Result<Vec<_>, _>>()?;
+    if messages.is_empty() && body.common.state.is_none() {
+        return Err(ApiError::bad_request("invalid_request", "messages must not be empty").param("messages"));
+    }
+    respond(s, CompletionInput::Chat(messages), body.common, Kind::Chat).await
+}
+
+pub(super) async fn completions(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let bytes = read_body(body, &headers, s.options.max_body).await?;
+    let body: TextBody = parse_json(&bytes)?;
+    let prompt = match body.prompt {
+        Prompt::One(p) => p,
+        Prompt::Many(mut v) if v.len() == 1 => v.remove(0),
+        Prompt::Many(_) => {
+            return Err(ApiError::bad_request(
+                "invalid_request",
+                "send one prompt per request (a list of prompts is not supported)",
+            )
+            .param("prompt"))
+        }
+    };
+    respond(s, CompletionInput::Text(prompt), body.common, Kind::Text).await
+}
+
+fn message(m: ChatMessage) -> Result<Message, ApiError> {
+    let role = match m.role.as_str() {
+        "system" | "developer" => "system",
+        "user" => "user",
+        "assistant" => "assistant",
+        other => {
+            return Err(ApiError::bad_request(
+                "invalid_request",
+                format!("unsupported message role `{other}` (system, developer, user or assistant)"),
+            )
+            .param("messages"))
+        }
+    };
+    let content = match m.content {
+        None => String::new(),
+        Some(Content::Text(t)) => t,
+        Some(Content::Parts(parts)) => {
+            let mut out = String::new();
+            for p in parts {
+                match (p.kind.as_str(), p.text) {
+                    ("text", Some(t)) => out.push_str(&t),
+                    (kind, _) => {
+                        return Err(ApiError::bad_request(
+                            "invalid_request",
+                            format!("unsupported content part `{kind}`: this model reads text only"),
+                        )
+                        .param("messages"))
+                    }
+                }
+            }
+            out
+        }
+    };
+    Ok(Message::new(role, content))
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Kind {
+    Chat,
+    Text,
+}
+
+/// Checks what can be checked before queueing, builds the request, runs it.
+async fn respond(s: AppState, input: CompletionInput, c: Common, kind: Kind) -> Result<Response, ApiError> {
+    let status = s.host.status().await?;
+    let model_id = status.model.name.clone();
+    if let Some(m) = c.model.as_deref().filter(|m| !m.is_empty()) {
+        let known =
+            m == model_id || s.options.model_alias.as_deref() == Some(m) || m == status.model.fingerprint.as_str();
+        if !known {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "model_not_found",
+                format!("the model `{m}` is not served here; this server runs `{model_id}` (GET /v1/models)"),
+            )
+            .param("model"));
+        }
+    }
+    let mut params: GenerateParams = status.params.clone();
+    let out_of = |what: &'static str, msg: String| ApiError::bad_request("invalid_request", msg).param(what);
+    if let Some(t) = c.temperature {
+        if !(0.0..=2.0).contains(&t) {
+            return Err(out_of("temperature", format!("temperature must be 0 to 2, not {t}")));
+        }
+        params.sampling.temperature = t;
+    }
+    if let Some(p) = c.top_p {
+        if !(p > 0.0 && p <= 1.0) {
+            return Err(out_of("top_p", format!("top_p must be above 0 and at most 1, not {p}")));
+        }
+        params.sampling.top_p = p;
+    }
+    if let Some(k) = c.top_k {
+        params.sampling.top_k = k;
+    }
+    if let Some(p) = c.min_p {
+        params.sampling.min_p = p;
+    }
+    if let Some(r) = c.repeat_penalty {
+        params.sampling.repeat_penalty = r;
+    }
+    if let Some(seed) = c.seed {
+        params.sampling.seed = seed;
+    }
+    params.stop_strings = match c.stop {
+        None => Vec::new(),
+        Some(Stop::One(s)) => vec![s],
+        Some(Stop::Many(v)) => v,
+    };
+    if params.stop_strings.len() > 16 || params.stop_strings.iter().any(|s| s.is_empty() || s.len() > 1024) {
+        return Err(out_of(
+            "stop",
+            "stop takes at most 16 non-empty strings of up to 1,024 bytes".into(),
+        ));
+    }
+    params.validate().map_err(|e| ApiError::from(crate::Error::Engine(e)))?;
+    let max_tokens = match c.max_completion_tokens.or(c.max_tokens) {
+        Some(0) => return Err(out_of("max_tokens", "max_tokens must be at least 1".into())),
+        Some(m) => Some(usize::try_from(m).unwrap_or(usize::MAX)),
+        None => None,
+    };
+    let n = c.n.unwrap_or(1);
+    if n == 0 || n > MAX_CHOICES as u64 {
+        return Err(out_of("n", format!("n must be 1 to {MAX_CHOICES}, not {n}")));
+    }
+    for (what, name) in [("state", &c.state), ("freeze", &c.freeze)] {
+        if let Some(name) = name {
+            check_name(what, name)?;
+        }
+    }
+    let req = CompletionRequest {
+        input,
+        max_tokens,
+        params,
+        n: n as usize,
+        state: c.state,
+        freeze: c.freeze,
+        cache: true,
+    };
+    let meta = Meta {
+        id: format!(
+            "{}-{}",
+            if kind == Kind::Chat { "chatcmpl" } else { "cmpl" },
+            request_id()
+        ),
+        created: SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0),
+        model: model_id,
+        kind,
+    };
+    if c.stream {
+        let usage = c.stream_options.is_some_and(|o| o.include_usage);
+        stream(s, req, meta, usage).await
+    } else {
+        let cancel = CancelToken::new();
+        let guard = CancelOnDrop(cancel.clone());
+        let out = s
+            .host
+            .run(move |session| session.complete(&req, &cancel, &mut |_, _| {}))
+            .await;
+        std::mem::forget(guard);
+        Ok(Json(meta.whole(&out?)).into_response())
+    }
+}
+
+/// A name given to `state` or `freeze`: text, not a path.
+fn check_name(what: &'static str, name: &str) -> Result<(), ApiError> {
+    let bad = name.trim().is_empty()
+        || name.len() > 800
+        || name.chars().any(|c| c.is_control() || c == '\\')
+        || name.starts_with('/')
+        || name.split('/').any(|p| p == ".." || p == ".")
+        || (what == "freeze" && name.contains('/'));
+    if bad {
+        return Err(ApiError::bad_request(
+            "invalid_name",
+            format!("`{what}` must be a node id or name (no path parts, control characters or backslashes): {name:?}"),
+        )
+        .param(what));
+    }
+    Ok(())
+}
+
+/// Cancels the generation if the request's future is dropped (the client went away).
+struct CancelOnDrop(CancelToken);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.cancel();
+    }
+}
+
+struct Meta {
+    id: String,
+    created: u64,
+    model: String,
+    kind: Kind,
+}
+
+fn finish_reason(f: FinishReason) -> &'static str {
+    match f {
+        FinishReason::Length | FinishReason::ContextFull => "length",
+        _ => "stop",
+    }
+}
+
+impl Meta {
+    fn object(&self, chunk: bool) -> &'static str {
+        match (self.kind, chunk) {
+            (Kind::Chat, false) => "chat.completion",
+            (Kind::Chat, true) => "chat.completion.chunk",
+            (Kind::Text, _) => "text_completion",
+        }
+    }
+
+    fn usage(&self, c: &Completion) -> Value {
+        let completion: usize = c.choices.iter().map(|c| c.tokens).sum();
+        json!({
+            "prompt_tokens": c.prompt_tokens,
+            "completion_tokens": completion,
+            "total_tokens": c.prompt_tokens + completion,
+            "prompt_tokens_details": { "cached_tokens": c.cached_tokens },
+        })
+    }
+
+    fn whole(&self, c: &Completion) -> Value {
+        let choices: Vec<Value> = c
+            .choices
+            .iter()
+            .map(|ch| match self.kind {
+                Kind::Chat => json!({
+                    "index": ch.index,
+                    "message": { "role": "assistant", "content": ch.text },
+                    "finish_reason": finish_reason(ch.finish),
+                    "logprobs": null,
+                }),
+                Kind::Text => json!({
+                    "index": ch.index,
+                    "text": ch.text,
+                    "finish_reason": finish_reason(ch.finish),
+                    "logprobs": null,
+                }),
+            })
+            .collect();
+        let mut v = json!({
+            "id": self.id,
+            "object": self.object(false),
+            "created": self.created,
+            "model": self.model,
+            "choices": choices,
+            "usage": self.usage(c),
+        });
+        extensions(&mut v, c);
+        v
+    }
+
+    fn chunk(&self, index: usize, text: Option<&str>, finish: Option<&str>, first: bool) -> Value {
+        let choice = match self.kind {
+            Kind::Chat => {
+                let mut delta = json!({});
+                if first {
+                    delta["role"] = json!("assistant");
+                }
+                if let Some(t) = text {
+                    delta["content"] = json!(t);
+                }
+                json!({ "index": index, "delta": delta, "finish_reason": finish, "logprobs": null })
+            }
+            Kind::Text => {
+                json!({ "index": index, "text": text.unwrap_or(""), "finish_reason": finish, "logprobs": null })
+            }
+        };
+        json!({
+            "id": self.id,
+            "object": self.object(true),
+            "created": self.created,
+            "model": self.model,
+            "choices": [choice],
+        })
+    }
+}
+
+/// The extension fields: which node the request resumed from, and the frozen node.
+fn extensions(v: &mut Value, c: &Completion) {
+    v["resumed_from"] = json!(c.resumed_from.map(|n| n.0));
+    if let Some(f) = c.frozen {
+        v["frozen"] = json!(f.0);
+    }
+}
+
+enum Msg {
+    Text(usize, String),
+    Done(Result<Completion, ApiError>),
+}
+
+/// Streams the completion as server-sent events. The response starts when the first text (or
+/// the outcome) is known, so an error found before any text (an unknown state, a prompt past
+/// the context) is still a plain 4xx. A client that goes away cancels the generation.
+async fn stream(s: AppState, req: CompletionRequest, meta: Meta, include_usage: bool) -> Result<Response, ApiError> {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Msg>();
+    let cancel = CancelToken::new();
+    let host = s.host.clone();
+    let job_tx = tx.clone();
+    let job_cancel = cancel.clone();
+    tokio::spawn(async move {
+        let out = host
+            .run(move |session| {
+                if job_tx.is_closed() {
+                    job_cancel.cancel(); // gone while queued
+                }
+                let c = job_cancel.clone();
+                session.complete(&req, &job_cancel, &mut |i, t| {
+                    if job_tx.send(Msg::Text(i, t.to_string())).is_err() {
+                        c.cancel();
+                    }
+                })
+            })
+            .await;
+        let _ = tx.send(Msg::Done(out.map_err(ApiError::from)));
+    });
+    let guard = CancelOnDrop(cancel);
+    let first = rx.recv().await;
+    let first = match first {
+        Some(Msg::Done(Err(e))) => return Err(e),
+        Some(m) => m,
+        None => {
+            return Err(ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "engine_stopped",
+                "the engine stopped",
+            ))
+        }
+    };
+    let state = StreamState {
+        rx,
+        meta,
+        include_usage,
+        started: Vec::new(),
+        pending: vec![first],
+        finished: false,
+        _guard: guard,
+    };
+    let events = futures_util::stream::unfold(state, |mut st| async move {
+        let out = st.next_events().await?;
+        Some((futures_util::stream::iter(out.into_iter().map(Ok::<_, Infallible>)), st))
+    });
+    use futures_util::StreamExt;
+    Ok(Sse::new(events.flatten())
+        .keep_alive(KeepAlive::default())
+        .into_response())
+}
+
+struct StreamState {
+    rx: tokio::sync::mpsc::UnboundedReceiver<Msg>,
+    meta: Meta,
+    include_usage: bool,
+    started: Vec<usize>,
+    pending: Vec<Msg>,
+    finished: bool,
+    _guard: CancelOnDrop,
+}
+
+impl StreamState {
+    /// The events for the next message; `None` after `[DONE]`.
+    async fn next_events(&mut self) -> Option<Vec<SseEvent>> {
+        if self.finished {
+            return None;
+        }
+        let msg = match self.pending.pop() {
+            Some(m) => m,
+            None => self.rx.recv().await.unwrap_or(Msg::Done(Err(ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "engine_stopped",
+                "the engine stopped",
+            )))),
+        };
+        let data = |v: Value| SseEvent::default().data(v.to_string());
+        Some(match msg {
+            Msg::Text(i, t) => {
+                let first = !self.started.contains(&i);
+                if first {
+                    self.started.push(i);
+                }
+                vec![data(self.meta.chunk(i, Some(&t), None, first))]
+            }
+            Msg::Done(Ok(c)) => {
+                self.finished = true;
+                let mut out: Vec<SseEvent> = c
+                    .choices
+                    .iter()
+                    .map(|ch| {
+                        let first = !self.started.contains(&ch.index);
+                        let mut v = self.meta.chunk(ch.index, None, Some(finish_reason(ch.finish)), first);
+                        extensions(&mut v, &c);
+                        data(v)
+                    })
+                    .collect();
+                if self.include_usage {
+                    out.push(data(json!({
+                        "id": self.meta.id,
+                        "object": self.meta.object(true),
+                        "created": self.meta.created,
+                        "model": self.meta.model,
+                        "choices": [],
+                        "usage": self.meta.usage(&c),
+                    })));
+                }
+                out.push(SseEvent::default().data("[DONE]"));
+                out
+            }
+            Msg::Done(Err(e)) => {
+                self.finished = true;
+                let body = json!({ "error": { "message": e.message, "type": "server_error", "code": e.code } });
+                vec![data(body), SseEvent::default().data("[DONE]")]
+            }
+        })
+    }
+}
+
+/// A request id unique within this process and unlikely to repeat across restarts.
+pub(super) fn unique() -> String {
+    request_id()
+}
+
+fn request_id() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let t = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!("{:x}{:04x}", t, NEXT.fetch_add(1, Ordering::Relaxed) & 0xffff)
+}

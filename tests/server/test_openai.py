@@ -1,0 +1,392 @@
+"""The OpenAI-compatible server (`freeze-attn serve`) driven by the real `openai` client from
+PyPI, over loopback, on the real default model and a real library in a scratch folder.
+
+Run by scripts/test: `python tests/server/test_openai.py` with FREEZE_ATTN_BIN pointing at the
+built binary. Each test starts its own server process(es); the load test prints its latencies.
+"""
+
+import json
+import os
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import unittest
+import urllib.error
+import urllib.request
+
+import openai
+
+BIN = os.environ.get("FREEZE_ATTN_BIN", "target/debug/freeze-attn")
+
+
+def models_dir():
+    if os.environ.get("FREEZE_ATTN_MODELS"):
+        return os.environ["FREEZE_ATTN_MODELS"]
+    path = subprocess.run([BIN, "fetch-model"], check=True, capture_output=True, text=True).stdout.strip()
+    return os.path.dirname(path)
+
+
+MODELS = models_dir()
+
+
+class Server:
+    """A `freeze-attn serve` process on a free loopback port, with its own library."""
+
+    def __init__(self, home, *args, token=None):
+        env = dict(os.environ, FREEZE_ATTN_HOME=home, FREEZE_ATTN_MODELS=MODELS, RUST_LOG="warn")
+        env.pop("FREEZE_ATTN_TOKEN", None)
+        cmd = [BIN, "serve", "--port", "0", *args]
+        if token:
+            cmd += ["--token", token]
+        self.proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        line = self.proc.stdout.readline()
+        if not line.startswith("listening on "):
+            self.proc.kill()
+            raise RuntimeError(f"server did not start: {line!r} {self.proc.stderr.read()}")
+        self.url = line.split()[2]
+        self.token = token or "unused"
+        self.client = openai.OpenAI(base_url=self.url + "/v1", api_key=self.token, max_retries=0, timeout=120)
+        self.model = self.client.models.list().data[0].id
+
+    def raw(self, method, path, body=None, headers=None, data=None):
+        """(status, parsed JSON body) of a plain HTTP request."""
+        if data is None and body is not None:
+            data = body if isinstance(body, bytes) else json.dumps(body).encode()
+        req = urllib.request.Request(self.url + path, data=data, method=method)
+        req.add_header("Content-Type", "application/json")
+        for k, v in (headers or {}).items():
+            req.add_header(k, v)
+        try:
+            with urllib.request.urlopen(req, timeout=120) as r:
+                raw = r.read()
+                return r.status, (json.loads(raw) if r.headers.get("content-type", "").startswith("application/json") else raw)
+        except urllib.error.HTTPError as e:
+            return e.code, json.loads(e.read())
+
+    def stop(self):
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc.stdout.close()
+        self.proc.stderr.close()
+
+
+SYSTEM = ("You are a patient tutor of astronomy. You answer in one or two short sentences, "
+          "with plain words, and you never make up facts. ") * 4
+TURNS = ["What is the largest planet in the solar system?", "And the smallest?", "Which one has rings?"]
+
+
+def conversation(server, upto, greedy_tokens=24):
+    """Messages for turn `upto` (0-based): the system prompt, then each earlier turn with the
+    server's own greedy answer, then the new question."""
+    messages = [{"role": "system", "content": SYSTEM}]
+    for q in TURNS[:upto]:
+        messages.append({"role": "user", "content": q})
+        r = server.client.chat.completions.create(model=server.model, messages=messages, max_tokens=greedy_tokens, temperature=0)
+        messages.append({"role": "assistant", "content": r.choices[0].message.content})
+    messages.append({"role": "user", "content": TURNS[upto]})
+    return messages
+
+
+class OpenAIClient(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.home = tempfile.TemporaryDirectory()
+        cls.server = Server(cls.home.name)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.server.stop()
+        cls.home.cleanup()
+
+    def test_chat_completion_reports_usage_and_says_something(self):
+        s = self.server
+        r = s.client.chat.completions.create(model=s.model, messages=[{"role": "system", "content": "You are a helpful assistant."},
+                                                                      {"role": "user", "content": "What is the capital of France?"}],
+                                             max_tokens=20, temperature=0)
+        text = r.choices[0].message.content
+        self.assertIn("Paris", text, "the default model knows this")
+        self.assertEqual(r.object, "chat.completion")
+        self.assertEqual(r.choices[0].message.role, "assistant")
+        self.assertGreater(r.usage.prompt_tokens, 5)
+        self.assertEqual(r.usage.total_tokens, r.usage.prompt_tokens + r.usage.completion_tokens)
+        self.assertIsNotNone(r.usage.prompt_tokens_details)
+
+    def test_streaming_gives_the_same_text_as_a_whole_response(self):
+        s = self.server
+        messages = [{"role": "user", "content": "Name three colours of the rainbow."}]
+        whole = s.client.chat.completions.create(model=s.model, messages=messages, max_tokens=24, temperature=0)
+        chunks = list(s.client.chat.completions.create(model=s.model, messages=messages, max_tokens=24, temperature=0,
+                                                        stream=True, stream_options={"include_usage": True}))
+        text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+        self.assertEqual(text, whole.choices[0].message.content)
+        self.assertEqual([c.choices[0].finish_reason for c in chunks if c.choices][-1], whole.choices[0].finish_reason)
+        usage = chunks[-1].usage
+        self.assertIsNotNone(usage, "include_usage adds a last chunk with usage")
+        self.assertGreaterEqual(usage.prompt_tokens_details.cached_tokens, usage.prompt_tokens - 1,
+                                "the same prompt again resumes from the first request's state")
+
+    def test_text_completion_streams_and_stops_at_a_stop_string(self):
+        s = self.server
+        r = s.client.completions.create(model=s.model, prompt="1, 2, 3, 4,", max_tokens=30, temperature=0, stop=["8"])
+        self.assertEqual(r.object, "text_completion")
+        self.assertNotIn("8", r.choices[0].text)
+        self.assertEqual(r.choices[0].finish_reason, "stop")
+        streamed = "".join(c.choices[0].text for c in s.client.completions.create(
+            model=s.model, prompt="1, 2, 3, 4,", max_tokens=30, temperature=0, stop=["8"], stream=True) if c.choices)
+        self.assertEqual(streamed, r.choices[0].text)
+
+    def test_three_alternatives_from_one_state(self):
+        s = self.server
+        r = s.client.chat.completions.create(model=s.model, messages=[{"role": "user", "content": "Invent a name for a cat."}],
+                                             max_tokens=16, temperature=1.0, n=3, seed=7)
+        self.assertEqual([c.index for c in r.choices], [0, 1, 2])
+        texts = {c.message.content for c in r.choices}
+        self.assertGreater(len(texts), 1, f"seeds 7, 8, 9 sample differently: {texts}")
+        again = s.client.chat.completions.create(model=s.model, messages=[{"role": "user", "content": "Invent a name for a cat."}],
+                                                 max_tokens=16, temperature=1.0, n=3, seed=7)
+        self.assertEqual([c.message.content for c in again.choices], [c.message.content for c in r.choices], "a seed repeats")
+
+    def test_state_and_freeze_round_trip(self):
+        s = self.server
+        first = s.client.chat.completions.create(
+            model=s.model, messages=[{"role": "system", "content": "You are a pirate. You always talk like a pirate."},
+                                     {"role": "user", "content": "Who are you?"}],
+            max_tokens=24, temperature=0, extra_body={"freeze": "pirate"})
+        pirate = first.model_extra["frozen"]
+        self.assertIsInstance(pirate, int)
+        status, node = s.raw("GET", "/v1/states/pirate")
+        self.assertEqual((status, node["id"], node["kind"]), (200, pirate, "chat"))
+        r = s.client.chat.completions.create(model=s.model, messages=[{"role": "user", "content": "Where is your ship?"}],
+                                             max_tokens=24, temperature=0, extra_body={"state": "pirate", "freeze": "ship"})
+        self.assertEqual(r.model_extra["resumed_from"], pirate)
+        self.assertGreaterEqual(r.usage.prompt_tokens_details.cached_tokens, node["token_count"] - 1)
+        status, child = s.raw("GET", f"/v1/states/{r.model_extra['frozen']}")
+        self.assertEqual((status, child["parent"]), (200, pirate))
+        messages = [m["content"] for m in child["transcript"]["messages"]]
+        self.assertIn("Where is your ship?", messages)
+        self.assertIn(r.choices[0].message.content, messages)
+        status, tree = s.raw("GET", "/v1/states")
+        names = {n["name"] for n in tree["data"]}
+        self.assertEqual(names, {"pirate", "ship"}, "cache nodes are hidden from the tree")
+        status, everything = s.raw("GET", "/v1/states?all=true")
+        self.assertTrue(any(n["kind"] == "cache" for n in everything["data"]))
+
+    def test_states_endpoints_fork_rename_tag_export_import_delete(self):
+        s = self.server
+        status, made = s.raw("POST", "/v1/states", {"name": "doc", "text": "The tower is 330 metres tall and was finished in 1889."})
+        self.assertEqual(status, 201, made)
+        self.assertGreater(made["token_count"], 5)
+        status, forked = s.raw("POST", "/v1/states/doc/fork", {"name": "doc copy"})
+        self.assertEqual((status, forked["parent"]), (201, made["id"]))
+        self.assertEqual(s.raw("PATCH", f"/v1/states/{forked['id']}", {"name": "renamed"})[1]["name"], "renamed")
+        self.assertEqual(s.raw("POST", "/v1/states/renamed/tags", {"tag": "facts"})[1]["tags"], ["facts"])
+        status, bundle = s.raw("GET", "/v1/states/doc/export")
+        self.assertEqual(status, 200)
+        self.assertGreater(len(bundle), 1000)
+        status, imported = s.raw("POST", "/v1/states/import?name=doc%20again", data=bundle)
+        self.assertEqual((status, imported["name"], imported["token_count"]), (201, "doc again", made["token_count"]))
+        status, d = s.raw("DELETE", "/v1/states/doc?mode=subtree")
+        self.assertEqual((status, len(d["deleted"])), (200, 2))
+        self.assertEqual(s.raw("GET", "/v1/states/renamed")[0], 404)
+        # A damaged bundle is refused whole, and nothing is added.
+        broken = bytearray(bundle)
+        broken[len(broken) // 2] ^= 0xFF
+        status, err = s.raw("POST", "/v1/states/import?name=broken", data=bytes(broken))
+        self.assertEqual(status, 400, err)
+        self.assertNotIn("broken", {n["name"] for n in s.raw("GET", "/v1/states")[1]["data"]})
+        # Create with progress as server-sent events.
+        status, raw = s.raw("POST", "/v1/states", {"name": "primed", "messages": [{"role": "system", "content": "Be brief."}], "stream": True})
+        events = [json.loads(l[5:]) for l in raw.decode().splitlines() if l.startswith("data:")]
+        self.assertTrue(any("done" in e for e in events), events)
+        self.assertEqual(events[-1]["node"]["name"], "primed")
+
+
+class BadInput(unittest.TestCase):
+    """Each bad request gets a 4xx with an OpenAI-shaped error body, and the server stays up."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.home = tempfile.TemporaryDirectory()
+        cls.server = Server(cls.home.name, "--max-body-mb", "1", token="s3cret-token")
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.server.stop()
+        cls.home.cleanup()
+
+    def expect(self, status, code, method, path, body=None, headers=None, data=None):
+        auth = {"Authorization": "Bearer s3cret-token"}
+        auth.update(headers or {})
+        got, err = self.server.raw(method, path, body, auth, data)
+        self.assertEqual(got, status, err)
+        self.assertEqual(set(err["error"]), {"message", "type", "param", "code"})
+        self.assertEqual(err["error"]["code"], code, err)
+        self.assertNotIn("\n", err["error"]["message"])
+        self.assertEqual(self.server.raw("GET", "/health", headers=auth)[0], 200, "the server stays up")
+        return err["error"]
+
+    def test_malformed_json(self):
+        self.expect(400, "invalid_json", "POST", "/v1/chat/completions", data=b'{"messages": [')
+        self.expect(400, "invalid_json", "POST", "/v1/chat/completions", data=b'{"messages": 5}')
+
+    def test_unknown_model(self):
+        with self.assertRaises(openai.NotFoundError):
+            self.server.client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hi"}])
+        self.expect(404, "model_not_found", "POST", "/v1/chat/completions", {"model": "nope", "messages": [{"role": "user", "content": "hi"}]})
+
+    def test_unknown_state_and_path_like_names(self):
+        self.expect(404, "node_not_found", "POST", "/v1/chat/completions", {"messages": [{"role": "user", "content": "hi"}], "state": "no such node"})
+        for name in ["../../etc/passwd", "/etc/passwd", "..\\x", "a\x00b"]:
+            self.expect(400, "invalid_name", "POST", "/v1/chat/completions", {"messages": [{"role": "user", "content": "hi"}], "state": name})
+        self.expect(400, "invalid_name", "POST", "/v1/chat/completions", {"messages": [{"role": "user", "content": "hi"}], "freeze": "a/b"})
+
+    def test_a_state_of_another_model(self):
+        db = sqlite3.connect(os.path.join(self.home.name, "library", "library.sqlite3"))
+        db.execute("INSERT INTO models (fingerprint, display_name, path) VALUES ('0123456789abcdef', 'Other-Model', '/x')")
+        db.execute("""INSERT INTO nodes (name, name_key, kind, model_fingerprint, token_count, transcript, created_at, updated_at)
+                      VALUES ('foreign', 'foreign', 'chat', '0123456789abcdef', 0, '{"kind":"chat","messages":[]}', 1, 1)""")
+        db.commit()
+        db.close()
+        err = self.expect(400, "state_model_mismatch", "POST", "/v1/chat/completions",
+                          {"messages": [{"role": "user", "content": "hi"}], "state": "foreign"})
+        self.assertIn("Other-Model", err["message"])
+
+    def test_oversized_body(self):
+        big = json.dumps({"messages": [{"role": "user", "content": "x" * (2 << 20)}]}).encode()
+        self.expect(413, "request_too_large", "POST", "/v1/chat/completions", data=big)
+
+    def test_wrong_or_missing_token(self):
+        for headers in [{"Authorization": "Bearer wrong"}, {"Authorization": "s3cret-token"}]:
+            got, err = self.server.raw("GET", "/v1/models", headers=headers)
+            self.assertEqual((got, err["error"]["code"]), (401, "invalid_api_key"))
+        got, err = self.server.raw("GET", "/health")
+        self.assertEqual(got, 401)
+        bad = openai.OpenAI(base_url=self.server.url + "/v1", api_key="wrong", max_retries=0)
+        with self.assertRaises(openai.AuthenticationError):
+            bad.models.list()
+
+    def test_max_tokens_past_the_context(self):
+        self.expect(400, "context_length_exceeded", "POST", "/v1/chat/completions",
+                    {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 10_000_000})
+        self.expect(400, "invalid_request", "POST", "/v1/chat/completions",
+                    {"messages": [{"role": "user", "content": "hi"}], "temperature": 7})
+        self.expect(400, "invalid_request", "POST", "/v1/chat/completions", {"messages": [{"role": "user", "content": "hi"}], "n": 0})
+        self.expect(404, "not_found", "GET", "/v1/nothing")
+
+    def test_non_loopback_without_token_is_refused(self):
+        env = dict(os.environ, FREEZE_ATTN_MODELS=MODELS)
+        env.pop("FREEZE_ATTN_TOKEN", None)
+        r = subprocess.run([BIN, "serve", "--host", "0.0.0.0", "--port", "0"], env=env, capture_output=True, text=True, timeout=60)
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("without --token", r.stderr)
+        self.assertEqual(len(r.stderr.strip().splitlines()), 1, r.stderr)
+
+
+class Disconnect(unittest.TestCase):
+    def test_a_client_that_goes_away_cancels_its_generation(self):
+        with tempfile.TemporaryDirectory() as home:
+            s = Server(home)
+            try:
+                stream = s.client.completions.create(model=s.model, prompt="1, 2, 3, 4, 5, 6,", max_tokens=6000,
+                                                     temperature=0, stream=True)
+                for i, _ in enumerate(stream):
+                    if i == 3:
+                        break
+                stream.close()
+                t0 = time.monotonic()
+                while s.raw("GET", "/health")[1]["busy"] and time.monotonic() - t0 < 30:
+                    time.sleep(0.05)
+                self.assertFalse(s.raw("GET", "/health")[1]["busy"], "the engine stops generating for a client that left")
+                # A cancelled request leaves no cache node behind.
+                self.assertEqual([n for n in s.raw("GET", "/v1/states?all=true")[1]["data"]], [])
+                r = s.client.completions.create(model=s.model, prompt="Hello", max_tokens=4, temperature=0)
+                self.assertTrue(r.choices[0].text)
+            finally:
+                s.stop()
+
+
+class Restart(unittest.TestCase):
+    def test_reuse_survives_a_restart_with_the_same_greedy_text(self):
+        with tempfile.TemporaryDirectory() as home, tempfile.TemporaryDirectory() as empty:
+            a = Server(home)
+            try:
+                messages = conversation(a, 2)
+            finally:
+                a.stop()
+            b = Server(home)
+            try:
+                shared = b.client.chat.completions.create(model=b.model, messages=messages[:-2] + [messages[-1]], max_tokens=1, temperature=0)
+                r = b.client.chat.completions.create(model=b.model, messages=messages, max_tokens=24, temperature=0)
+            finally:
+                b.stop()
+            c = Server(empty)
+            try:
+                plain = c.client.chat.completions.create(model=c.model, messages=messages, max_tokens=24, temperature=0)
+            finally:
+                c.stop()
+            self.assertEqual(plain.usage.prompt_tokens_details.cached_tokens, 0)
+            self.assertEqual(r.usage.prompt_tokens, plain.usage.prompt_tokens)
+            self.assertGreater(r.usage.prompt_tokens_details.cached_tokens, plain.usage.prompt_tokens * 0.8,
+                               "the new process resumes the conversation from the library")
+            self.assertEqual(r.choices[0].message.content, plain.choices[0].message.content, "reuse must not change greedy output")
+            del shared
+
+
+class Load(unittest.TestCase):
+    CLIENTS, REQUESTS = 8, 20
+
+    def test_concurrent_clients_are_all_answered(self):
+        with tempfile.TemporaryDirectory() as home:
+            s = Server(home)
+            latencies, ttfts, errors = [], [], []
+            lock = threading.Lock()
+
+            def client(i):
+                c = openai.OpenAI(base_url=s.url + "/v1", api_key="x", max_retries=0, timeout=600)
+                messages = [{"role": "system", "content": f"You are assistant number {i}."}]
+                for j in range(self.REQUESTS):
+                    messages.append({"role": "user", "content": f"Say the number {j}."})
+                    t0 = time.perf_counter()
+                    first = None
+                    text = ""
+                    try:
+                        for ch in c.chat.completions.create(model=s.model, messages=messages, max_tokens=8, temperature=0, stream=True):
+                            if ch.choices and ch.choices[0].delta.content:
+                                first = first or time.perf_counter()
+                                text += ch.choices[0].delta.content
+                    except Exception as e:  # noqa: BLE001 - every failure is counted
+                        with lock:
+                            errors.append(repr(e))
+                        continue
+                    done = time.perf_counter()
+                    messages.append({"role": "assistant", "content": text})
+                    with lock:
+                        latencies.append(done - t0)
+                        ttfts.append((first or done) - t0)
+
+            threads = [threading.Thread(target=client, args=(i,)) for i in range(self.CLIENTS)]
+            t0 = time.perf_counter()
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            wall = time.perf_counter() - t0
+            s.stop()
+            self.assertEqual(errors, [])
+            self.assertEqual(len(latencies), self.CLIENTS * self.REQUESTS, "every request answered")
+            q = lambda xs, p: statistics.quantiles(xs, n=100)[p - 1]
+            print(f"\nload: {self.CLIENTS} clients x {self.REQUESTS} requests in {wall:.1f} s; "
+                  f"latency p50 {q(latencies, 50) * 1000:.0f} ms p95 {q(latencies, 95) * 1000:.0f} ms; "
+                  f"time to first token p50 {q(ttfts, 50) * 1000:.0f} ms p95 {q(ttfts, 95) * 1000:.0f} ms", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
