@@ -1,7 +1,7 @@
 //! Tauri commands: each parses its arguments, calls the `freeze_attn` API on the engine thread
 //! and converts the result. No logic lives here.
 
-use crate::dto::{AltEvent, ApiError, DeleteMode, DeleteReport, GenEvent};
+use crate::dto::{AltEvent, ApiError, DeleteMode, DeleteReport, GenEvent, ServingStatus};
 use freeze_attn::engine::{DeviceChoice, Event, GenerateParams, ModelInfo};
 use freeze_attn::fork::ForkPoint;
 use freeze_attn::session::{Alternative, LiveState, Reply, ThawReport};
@@ -12,7 +12,7 @@ use tauri::ipc::Channel;
 use tauri::State;
 
 type Res<T> = Result<T, ApiError>;
-type AppState = SessionHost;
+type AppState = std::sync::Arc<SessionHost>;
 
 fn gen_events(ch: Channel<GenEvent>) -> impl FnMut(Event<'_>) {
     move |e| {
@@ -348,4 +348,44 @@ pub async fn import_bundle(
 #[specta::specta]
 pub async fn set_params(state: State<'_, AppState>, params: GenerateParams) -> Res<GenerateParams> {
     Ok(state.set_params(params).await?)
+}
+
+/// The app's background server, when the user turned it on.
+#[derive(Default)]
+pub struct ServingSlot(tokio::sync::Mutex<Option<freeze_attn::server::Serving>>);
+
+/// Serves the app's own library and model on `127.0.0.1:port` (OpenAI-compatible, the same
+/// engine thread: requests from other tools queue with the app's own work), or stops serving.
+#[tauri::command]
+#[specta::specta]
+pub async fn set_serving(
+    state: State<'_, AppState>,
+    slot: State<'_, ServingSlot>,
+    enabled: bool,
+    port: u16,
+) -> Res<ServingStatus> {
+    let mut current = slot.0.lock().await;
+    if let Some(s) = current.take() {
+        s.stop().await;
+    }
+    if enabled {
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        let serving =
+            freeze_attn::server::Serving::start(state.inner().clone(), freeze_attn::server::ServeOptions::new(addr))
+                .await?;
+        *current = Some(serving);
+    }
+    Ok(serving_status(&current))
+}
+
+#[tauri::command]
+#[specta::specta]
+pub async fn serving(slot: State<'_, ServingSlot>) -> Res<ServingStatus> {
+    Ok(serving_status(&*slot.0.lock().await))
+}
+
+fn serving_status(s: &Option<freeze_attn::server::Serving>) -> ServingStatus {
+    ServingStatus {
+        url: s.as_ref().map(|s| format!("http://{}/v1", s.addr)),
+    }
 }

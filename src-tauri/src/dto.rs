@@ -57,3 +57,10 @@ pub struct DeleteReport {
     pub reparented: u32,
     pub freed_bytes: u64,
 }
+
+/// Whether the app serves its library over the OpenAI-compatible HTTP API (loopback only).
+#[derive(Debug, Clone, Serialize, Type)]
+pub struct ServingStatus {
+    /// `http://127.0.0.1:PORT/v1` while serving.
+    pub url: Option<String>,
+}

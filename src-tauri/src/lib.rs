@@ -43,6 +43,8 @@ pub fn builder() -> Builder<tauri::Wry> {
             export_node,
             import_bundle,
             set_params,
+            set_serving,
+            serving,
         ])
         .dangerously_cast_bigints_to_number()
         .disable_serde_phases()
@@ -91,7 +93,8 @@ pub fn run() {
     let builder = builder();
     tauri::Builder::default()
         .plugin(tauri_plugin_dialog::init())
-        .manage(host())
+        .manage(std::sync::Arc::new(host()))
+        .manage(commands::ServingSlot::default())
         .invoke_handler(builder.invoke_handler())
         .setup(move |app| {
             builder.mount_events(app);

@@ -195,3 +195,56 @@ pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result
         ApiError::bad_request("invalid_json", format!("{what}: {e}"))
     })
 }
+
+/// A server running in the background of another front end (the app serves its own library
+/// while it is open). Dropping it, or [`Serving::stop`], shuts the server down.
+pub struct Serving {
+    pub addr: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Serving {
+    /// Binds `options.addr` and serves `host` on the current tokio runtime.
+    pub async fn start(host: Arc<SessionHost>, options: ServeOptions) -> crate::Result<Serving> {
+        options.check()?;
+        let listener = tokio::net::TcpListener::bind(options.addr)
+            .await
+            .map_err(|e| crate::Error::Invalid(format!("cannot listen on {}: {e}", options.addr)))?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| crate::Error::Invalid(format!("cannot listen on {}: {e}", options.addr)))?;
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let app = router(host, options);
+        let task = tokio::spawn(async move {
+            let shutdown = async {
+                let _ = rx.await;
+            };
+            if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown).await {
+                tracing::warn!(error = %e, "the background server stopped");
+            }
+        });
+        tracing::info!(%addr, "serving the library");
+        Ok(Serving {
+            addr,
+            stop: Some(tx),
+            task,
+        })
+    }
+
+    /// Stops accepting requests and waits for the server to finish the ones it has.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        let _ = (&mut self.task).await;
+    }
+}
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+    }
+}

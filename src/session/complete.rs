@@ -219,7 +219,11 @@ impl Session {
             prefill_ms,
         };
         if let Some(r) = resumed_from {
-            self.library.touch_node(r)?;
+            // Another process may have evicted or deleted it meanwhile: the state was in memory.
+            if let Err(e) = self.library.touch_node(r) {
+                tracing::debug!(node = %r, error = %e, "the resumed node is gone");
+                self.warm.remove(r);
+            }
         }
         if let Some(name) = &req.freeze {
             // The kind of the node it continues, else what the transcript is.
@@ -387,7 +391,7 @@ impl Session {
 
     /// Freezes `live` as a node and makes it known to the index and the warm states.
     fn keep_state(&mut self, live: &mut Live, name: &str, kind: NodeKind, parent: Option<NodeId>) -> Result<NodeId> {
-        let req = FreezeRequest {
+        let mut req = FreezeRequest {
             name,
             kind,
             parent,
@@ -395,7 +399,18 @@ impl Session {
             base: live.base.as_ref().map(|b| (b, live.shared)),
             dtype: self.dtype,
         };
-        let id = freeze(&self.library, &self.model, &live.state, &req)?;
+        let id = match freeze(&self.library, &self.model, &live.state, &req) {
+            Ok(id) => id,
+            // The base's segments can be gone: another process (the app, a second server) may
+            // have deleted or evicted the node this state was thawed from and collected its
+            // files. The state is whole in memory, so it is written without them.
+            Err(e) if req.base.is_some() && !matches!(e.code(), "name_taken" | "invalid_name" | "disk_full") => {
+                tracing::info!(error = %e, "freezing without the base's segments");
+                req.base = None;
+                freeze(&self.library, &self.model, &live.state, &req)?
+            }
+            Err(e) => return Err(e),
+        };
         self.library
             .index_prefix(id, self.model.fingerprint(), live.state.tokens())?;
         let node = self.library.node(id)?;

@@ -260,8 +260,39 @@ class BadInput(unittest.TestCase):
         self.assertIn("Other-Model", err["message"])
 
     def test_oversized_body(self):
-        big = json.dumps({"messages": [{"role": "user", "content": "x" * (2 << 20)}]}).encode()
-        self.expect(413, "request_too_large", "POST", "/v1/chat/completions", data=big)
+        import http.client
+        from urllib.parse import urlparse
+
+        def post_big(chunked):
+            # The server answers as soon as it knows the body is too big; the client sends only
+            # the start of it, so it can read that answer without racing its own upload.
+            u = urlparse(self.server.url)
+            conn = http.client.HTTPConnection(u.hostname, u.port, timeout=60)
+            conn.putrequest("POST", "/v1/chat/completions")
+            conn.putheader("Authorization", "Bearer s3cret-token")
+            conn.putheader("Content-Type", "application/json")
+            piece = b"x" * (256 << 10)
+            if chunked:
+                conn.putheader("Transfer-Encoding", "chunked")
+                conn.endheaders()
+                try:
+                    for _ in range(6):  # 1.5 MiB, over the 1 MiB limit
+                        conn.send(b"%x\r\n%s\r\n" % (len(piece), piece))
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+            else:
+                conn.putheader("Content-Length", str(2 << 20))
+                conn.endheaders()
+                conn.send(piece)
+            r = conn.getresponse()
+            body = json.loads(r.read())
+            conn.close()
+            return r.status, body
+
+        for chunked in (False, True):
+            status, body = post_big(chunked)
+            self.assertEqual((status, body["error"]["code"]), (413, "request_too_large"), body)
+        self.assertEqual(self.server.raw("GET", "/health", headers={"Authorization": "Bearer s3cret-token"})[0], 200)
 
     def test_wrong_or_missing_token(self):
         for headers in [{"Authorization": "Bearer wrong"}, {"Authorization": "s3cret-token"}]:
@@ -311,6 +342,88 @@ class Disconnect(unittest.TestCase):
                 self.assertTrue(r.choices[0].text)
             finally:
                 s.stop()
+
+
+class TwoProcesses(unittest.TestCase):
+    """Two servers (the app serving its library is the same code on the same host type) and the
+    CLI on one library at once: freezes, creates, forks, renames, deletes, cache eviction and gc
+    interleave; nothing is lost and the library verifies."""
+
+    def test_two_servers_and_the_cli_on_one_library_lose_nothing(self):
+        with tempfile.TemporaryDirectory() as home:
+            a = Server(home, "--cache-gb", "0.000001")
+            b = Server(home, "--cache-gb", "0.000001")
+            errors, made = [], []
+            lock = threading.Lock()
+
+            def guard(fn):
+                def run():
+                    try:
+                        fn()
+                    except Exception as e:  # noqa: BLE001 - every failure is counted
+                        with lock:
+                            errors.append(repr(e))
+                return run
+
+            def freezer(server, tag):
+                for i in range(6):
+                    name = f"{tag}-{i}"
+                    msgs = [{"role": "user", "content": f"Tell me fact number {i} about {tag}."}]
+                    extra = {"freeze": name}
+                    if i > 0:
+                        extra["state"] = f"{tag}-{i - 1}"
+                    server.client.chat.completions.create(model=server.model, messages=msgs, max_tokens=6, temperature=0, extra_body=extra)
+                    with lock:
+                        made.append(name)
+
+            def churn(server, tag):
+                for i in range(8):
+                    server.client.chat.completions.create(model=server.model, messages=[{"role": "user", "content": f"{tag} {i}"}], max_tokens=4)
+
+            def tree_edits(server):
+                for i in range(4):
+                    st, node = server.raw("POST", "/v1/states", {"name": f"doc-{i}", "text": f"Document {i}: the sky is blue."})
+                    assert st == 201, node
+                    st, child = server.raw("POST", f"/v1/states/doc-{i}/fork", {"name": f"fork-{i}"})
+                    assert st == 201, child
+                    st, _ = server.raw("PATCH", f"/v1/states/fork-{i}", {"name": f"renamed-{i}"})
+                    assert st == 200
+                    with lock:
+                        made.extend([f"doc-{i}", f"renamed-{i}"])
+                    st, temp = server.raw("POST", "/v1/states", {"name": f"temp-{i}", "text": "to be deleted"})
+                    assert st == 201, temp
+                    st, _ = server.raw("DELETE", f"/v1/states/temp-{i}")
+                    assert st == 200
+
+            def cli():
+                env = dict(os.environ, FREEZE_ATTN_HOME=home, FREEZE_ATTN_MODELS=MODELS)
+                for _ in range(4):
+                    for cmd in (["states", "gc"], ["states", "list"]):
+                        r = subprocess.run([BIN, *cmd], env=env, capture_output=True, text=True, timeout=120)
+                        assert r.returncode == 0, r.stderr
+
+            threads = [threading.Thread(target=guard(f)) for f in (
+                lambda: freezer(a, "alpha"), lambda: freezer(b, "beta"), lambda: churn(a, "x"), lambda: churn(b, "y"),
+                lambda: tree_edits(b), cli)]
+            try:
+                for t in threads:
+                    t.start()
+                for t in threads:
+                    t.join()
+                self.assertEqual(errors, [])
+                names = {n["name"] for n in a.raw("GET", "/v1/states")[1]["data"]}
+                self.assertEqual(set(made) - names, set(), "every frozen node is there")
+                self.assertFalse(any(n.startswith("temp-") for n in names))
+                for name in made:
+                    r = a.client.chat.completions.create(model=a.model, messages=[{"role": "user", "content": "ok?"}], max_tokens=2,
+                                                         extra_body={"state": name})
+                    self.assertGreaterEqual(r.usage.prompt_tokens_details.cached_tokens, 1, name)
+            finally:
+                a.stop()
+                b.stop()
+            env = dict(os.environ, FREEZE_ATTN_HOME=home, FREEZE_ATTN_MODELS=MODELS)
+            r = subprocess.run([BIN, "states", "verify"], env=env, capture_output=True, text=True, timeout=300)
+            self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
 
 
 class Restart(unittest.TestCase):

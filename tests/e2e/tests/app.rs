@@ -213,6 +213,41 @@ fn the_real_app_end_to_end() {
             Some(asked.id),
             "the draft continues the node it grew from"
         );
+
+        // Other tools share the app's library: serve it over the OpenAI API on loopback; a real
+        // HTTP client's request resumes from Ada's state instead of processing it again.
+        s.click(&tid("inspector-model"))?;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map_err(|e| e.to_string())?
+            .port();
+        s.type_into(&tid("serve-port"), &port.to_string())?;
+        s.click(&tid("serve-toggle"))?;
+        s.wait(&tid("serve-url"), 30)?;
+        let url = s.text(&tid("serve-url"))?;
+        assert_eq!(url, format!("http://127.0.0.1:{port}/v1"));
+        s.screenshot(&shots.join("08-serve.png"))?;
+        let answer: serde_json::Value = ureq::post(&format!("{url}/chat/completions"))
+            .send_json(serde_json::json!({
+                "messages": [{ "role": "user", "content": "What is my name?" }],
+                "state": "Ada",
+                "max_tokens": 16,
+                "temperature": 0,
+            }))
+            .map_err(|e| e.to_string())?
+            .into_json()
+            .map_err(|e| e.to_string())?;
+        assert_eq!(answer["resumed_from"], serde_json::json!(ada.id.0), "{answer}");
+        let cached = answer["usage"]["prompt_tokens_details"]["cached_tokens"]
+            .as_u64()
+            .unwrap_or(0);
+        assert!(cached + 1 >= ada.token_count, "Ada's state is resumed: {answer}");
+        s.click(&tid("serve-toggle"))?;
+        s.until("serving to stop", 30, || Ok(!s.exists(&tid("serve-url"))?))?;
+        assert!(
+            ureq::get(&format!("{url}/models")).call().is_err(),
+            "the port is closed once serving is off"
+        );
         Ok(())
     })();
     if result.is_err() {

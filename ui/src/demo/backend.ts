@@ -204,6 +204,8 @@ const handlers: Record<string, (a: any) => unknown> = {
   export_node: () => 4_200_000,
   import_bundle: () => fail("state_model_mismatch", "This bundle was made with Llama-2-7B-Chat; the open model is TinyLlama-1.1B-Chat-v1.0."),
   set_params: ({ params: s }) => (params = s),
+  set_serving: ({ enabled, port }) => ({ url: enabled ? `http://127.0.0.1:${port}/v1` : null }),
+  serving: () => ({ url: null }),
 };
 
 function edit(id: NodeId, patch: Partial<NodeView>) {

@@ -124,6 +124,8 @@ export const api = {
   importBundle: (path: string, parent: NodeId | null, name: string | null) =>
     unwrap(() => commands.importBundle(path, parent, name)),
   setParams: (params: GenerateParams) => unwrap(() => commands.setParams(params)),
+  setServing: (enabled: boolean, port: number) => unwrap(() => commands.setServing(enabled, port)),
+  serving: () => unwrap(() => commands.serving()),
 };
 
 export type Api = typeof api;

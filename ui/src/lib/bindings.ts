@@ -35,6 +35,12 @@ export const commands = {
 	exportNode: (node: number, path: string) => typedError<number, ApiError>(__TAURI_INVOKE("export_node", { node, path })),
 	importBundle: (path: string, parent: number | null, name: string | null) => typedError<NodeView, ApiError>(__TAURI_INVOKE("import_bundle", { path, parent, name })),
 	setParams: (params: GenerateParams) => typedError<GenerateParams, ApiError>(__TAURI_INVOKE("set_params", { params })),
+	/**
+	 *  Serves the app's own library and model on `127.0.0.1:port` (OpenAI-compatible, the same
+	 *  engine thread: requests from other tools queue with the app's own work), or stops serving.
+	 */
+	setServing: (enabled: boolean, port: number) => typedError<ServingStatus, ApiError>(__TAURI_INVOKE("set_serving", { enabled, port })),
+	serving: () => typedError<ServingStatus, ApiError>(__TAURI_INVOKE("serving")),
 };
 
 /* Types */
@@ -148,7 +154,12 @@ export type ModelInfo = {
 };
 
 /**  What a node holds; stored as lower-case text. */
-export type NodeKind = "personality" | "story" | "document" | "chat";
+export type NodeKind = "personality" | "story" | "document" | "chat" | 
+/**
+ *  A state a server kept of a recent request: hidden from listings by default, evicted
+ *  least recently used; never a user's named state.
+ */
+"cache";
 
 /**  A node as the CLI and the app show it. */
 export type NodeView = {
@@ -199,6 +210,12 @@ export type SamplingParams = {
 	/**  How many recent tokens the penalty looks at. */
 	repeat_last_n: number,
 	seed: number,
+};
+
+/**  Whether the app serves its library over the OpenAI-compatible HTTP API (loopback only). */
+export type ServingStatus = {
+	/**  `http://127.0.0.1:PORT/v1` while serving. */
+	url: string | null,
 };
 
 export type ThawReport = {

@@ -34,6 +34,8 @@ export class Session {
   model = $state<ModelInfo | null>(null);
   live = $state<LiveState | null>(null);
   params = $state<GenerateParams | null>(null);
+  /** The OpenAI-compatible address this app serves its library at, or null. */
+  serving = $state<string | null>(null);
   /** A generation or document run is in flight; Stop applies to it. */
   busy = $state(false);
   /** What is running, in words ("Generating…"), shown in the status bar. */
@@ -184,6 +186,15 @@ export class Session {
       this.notices.info("Sampling settings saved.");
     }
     return saved;
+  }
+
+  /** Serves (or stops serving) this library to other tools over the OpenAI API on loopback. */
+  async setServing(enabled: boolean, port: number): Promise<string | null | undefined> {
+    const status = await this.#call(() => api.setServing(enabled, port));
+    if (!status) return undefined;
+    this.serving = status.url;
+    if (status.url) this.notices.info(`Other tools can now use this library at ${status.url}`);
+    return status.url;
   }
 
   /** Takes in a finished reply: the new live state and a word on how it ended. */

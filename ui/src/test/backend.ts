@@ -33,6 +33,7 @@ export function fakeBackend(handlers: Record<string, Handler> = {}): FakeBackend
     list_tree: () => [],
     search: () => [],
     stop: () => null,
+    serving: () => ({ url: null }),
     ...handlers,
   };
   const backend: FakeBackend = {

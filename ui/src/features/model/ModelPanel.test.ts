@@ -63,4 +63,32 @@ describe("ModelPanel", () => {
     await user.type(screen.getByTestId("sampling-top_p"), "1.5");
     expect(screen.getByTestId("sampling-save")).toBeDisabled();
   });
+
+  it("serves the library on the chosen port and shows the address, then stops", async () => {
+    const user = userEvent.setup();
+    const backend = fakeBackend({
+      set_serving: ({ enabled, port }) => ({ url: enabled ? `http://127.0.0.1:${port}/v1` : null }),
+    });
+    const app = await readyApp();
+    renderWithApp(ModelPanel, {}, app);
+    await user.clear(screen.getByTestId("serve-port"));
+    await user.type(screen.getByTestId("serve-port"), "9011");
+    await user.click(screen.getByTestId("serve-toggle"));
+    await waitFor(() => expect(screen.getByTestId("serve-url")).toHaveTextContent("http://127.0.0.1:9011/v1"));
+    expect(backend.argsOf("set_serving")).toEqual([{ enabled: true, port: 9011 }]);
+    expect(screen.getByTestId("serve-port")).toBeDisabled();
+    await user.click(screen.getByTestId("serve-toggle"));
+    await waitFor(() => expect(screen.queryByTestId("serve-url")).toBeNull());
+    expect(backend.argsOf("set_serving")[1]).toEqual({ enabled: false, port: 9011 });
+  });
+
+  it("says why serving could not start", async () => {
+    const user = userEvent.setup();
+    fakeBackend({ set_serving: () => rejectWith("invalid", "cannot listen on 127.0.0.1:8765: Address already in use") });
+    const app = await readyApp();
+    renderWithApp(ModelPanel, {}, app);
+    await user.click(screen.getByTestId("serve-toggle"));
+    await waitFor(() => expect(app.notices.items[0]?.message).toMatch(/Address already in use/));
+    expect(screen.getByTestId("serve-toggle")).not.toBeChecked();
+  });
 });
