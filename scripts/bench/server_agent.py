@@ -31,6 +31,11 @@ import urllib.request
 import openai
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+WARMUP = [
+    "In one sentence: what is the engine crate for?",
+    "In one sentence: what is the library crate for?",
+    "In one sentence: what does verify check?",
+]
 QUESTIONS = [
     "In one sentence: what is a node?",
     "In one sentence: what does freeze do?",
@@ -115,16 +120,14 @@ class Theirs:
     def mark(self):
         return len(self.log)
 
-    def processed_since(self, mark, prompt_tokens):
-        lines = self.log[mark:]
-        for l in lines:
-            m = re.search(r"remaining (\d+) prompt tokens to eval", l)
+    def processed_since(self, mark):
+        """Prompt tokens evaluated by the last completion, from llama.cpp's own timing line
+        ("prompt eval time = … / N tokens"); 0 when it printed none (nothing was evaluated)."""
+        for l in self.log[mark:]:
+            m = re.search(r"prompt eval time\s*=\s*[\d.]+ ms /\s*(\d+) tokens", l)
             if m:
                 return int(m.group(1))
-        for l in lines:
-            if "full prompt already cached" in l:
-                return 0
-        return prompt_tokens  # the context was reset: the whole prompt was evaluated
+        return 0
 
     def stop(self):
         self.proc.terminate()
@@ -133,9 +136,15 @@ class Theirs:
 
 def run(server, args, system):
     server.start()
-    messages = [{"role": "system", "content": system}]
     turns = []
     try:
+        # An earlier session of the same agent (same system prompt, other questions), in the
+        # same server process: not measured.
+        for q in WARMUP[: args.warmup]:
+            client = openai.OpenAI(base_url=server.url, api_key="x", max_retries=0, timeout=600)
+            client.chat.completions.create(model=client.models.list().data[0].id, max_tokens=args.max_tokens, temperature=0,
+                                           messages=[{"role": "system", "content": system}, {"role": "user", "content": q}])
+        messages = [{"role": "system", "content": system}]
         for i, q in enumerate(QUESTIONS[: args.turns]):
             if i == args.restart_after:
                 server.stop()
@@ -160,7 +169,7 @@ def run(server, args, system):
                 processed, prompt = server.processed(usage), usage.prompt_tokens
             else:
                 prompt = usage.prompt_tokens if usage else None
-                processed = server.processed_since(mark, prompt)
+                processed = server.processed_since(mark)
             turns.append({"turn": i + 1, "prompt_tokens": prompt, "processed": processed,
                           "ttft_ms": round(((first or done) - t0) * 1000, 1), "total_ms": round((done - t0) * 1000, 1)})
             print(f"  {server.name} turn {i + 1}: {turns[-1]}", file=sys.stderr)
@@ -175,6 +184,7 @@ def main():
     p.add_argument("--model", required=True)
     p.add_argument("--ref-python", default="/opt/refvenv/bin/python")
     p.add_argument("--turns", type=int, default=10)
+    p.add_argument("--warmup", type=int, default=0, help="turns of an earlier session with the same system prompt, unmeasured")
     p.add_argument("--restart-after", type=int, default=5)
     p.add_argument("--max-tokens", type=int, default=32)
     p.add_argument("--system-chars", type=int, default=8600)
@@ -189,7 +199,8 @@ def main():
     print("| turn | prompt tokens | processed: ours | processed: llama-cpp-python | TTFT ours (ms) | TTFT llama-cpp-python (ms) |")
     print("|---|---|---|---|---|---|")
     for a, b in zip(ours, theirs):
-        print(f"| {a['turn']} | {a['prompt_tokens']} | {a['processed']} | {b['processed']} | {a['ttft_ms']:.0f} | {b['ttft_ms']:.0f} |")
+        print(f"| {a['turn']}{' (after restart)' if a['turn'] == args.restart_after + 1 else ''} | {a['prompt_tokens']} | "
+              f"{a['processed']} | {b['processed']} | {a['ttft_ms']:.0f} | {b['ttft_ms']:.0f} |")
     po, pt = sum(t["processed"] for t in ours), sum(t["processed"] for t in theirs)
     r = args.restart_after
     print(f"\nprocessed over {len(ours)} turns: ours {po}, llama-cpp-python {pt} ({po / pt:.3f}x)")

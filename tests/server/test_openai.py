@@ -312,6 +312,29 @@ class BadInput(unittest.TestCase):
         self.expect(400, "invalid_request", "POST", "/v1/chat/completions", {"messages": [{"role": "user", "content": "hi"}], "n": 0})
         self.expect(404, "not_found", "GET", "/v1/nothing")
 
+    def test_no_cors_headers_unless_an_origin_is_given(self):
+        import http.client
+        from urllib.parse import urlparse
+
+        def preflight(server):
+            u = urlparse(server.url)
+            conn = http.client.HTTPConnection(u.hostname, u.port, timeout=30)
+            conn.request("OPTIONS", "/v1/chat/completions", headers={
+                "Origin": "http://example.test", "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": "authorization, content-type"})
+            r = conn.getresponse()
+            r.read()
+            conn.close()
+            return r.getheader("Access-Control-Allow-Origin")
+
+        self.assertIsNone(preflight(self.server), "no CORS without --cors")
+        with tempfile.TemporaryDirectory() as home:
+            s = Server(home, "--cors", "http://example.test")
+            try:
+                self.assertEqual(preflight(s), "http://example.test")
+            finally:
+                s.stop()
+
     def test_non_loopback_without_token_is_refused(self):
         env = dict(os.environ, FREEZE_ATTN_MODELS=MODELS)
         env.pop("FREEZE_ATTN_TOKEN", None)
