@@ -6,7 +6,7 @@ use crate::error::{Error, Result};
 use crate::freeze::register_model;
 use freeze_attn_engine::state::Segment;
 use freeze_attn_engine::{EngineError, LoadedModel};
-use freeze_attn_library::{read_bundle, Library, NodeId};
+use freeze_attn_library::{read_bundle, Library, NodeId, NodeKind};
 use std::path::Path;
 
 /// Writes node `id` and everything it needs to `path`; returns the bytes written.
@@ -34,7 +34,15 @@ pub fn import_bundle(
             .map(|d| d.as_nanos())
             .unwrap_or(0)
     ));
-    let bundle = read_bundle(path, &scratch)?;
+    let mut bundle = read_bundle(path, &scratch)?;
+    // An exported cache node (a server's kept request) becomes a node people see: importing it
+    // is a person's choice, and cache nodes are evicted without asking.
+    if bundle.node.kind == NodeKind::Cache {
+        bundle.node.kind = match crate::transcript::Transcript::from_json(&bundle.node.transcript) {
+            Some(crate::transcript::Transcript::Text { .. }) => NodeKind::Story,
+            _ => NodeKind::Chat,
+        };
+    }
     let check = || -> Result<()> {
         if &bundle.node.model_fingerprint != model.fingerprint() {
             let theirs = bundle.node.model_name.clone().unwrap_or_else(|| "another model".into());

@@ -25,6 +25,9 @@ pub enum StatesCommand {
         /// Only nodes whose name, tags, notes or transcript contain this.
         #[arg(long)]
         search: Option<String>,
+        /// Include the cache nodes `serve` keeps of recent requests (hidden otherwise).
+        #[arg(long)]
+        all: bool,
         #[arg(long)]
         json: bool,
     },
@@ -168,11 +171,12 @@ pub fn run(a: StatesArgs) -> anyhow::Result<()> {
             kind,
             tag,
             search,
+            all,
             json,
         } => {
             let mut nodes = match &search {
                 Some(q) => tree::search(&lib, q, None)?,
-                None => tree::list_tree(&lib, None)?,
+                None => tree::list_tree_of(&lib, None, all)?,
             };
             nodes.retain(|n| {
                 kind.as_ref().is_none_or(|k| n.kind.as_str() == k)

@@ -290,13 +290,14 @@ async fn respond(s: AppState, input: CompletionInput, c: Common, kind: Kind) -> 
         let usage = c.stream_options.is_some_and(|o| o.include_usage);
         stream(s, req, meta, usage).await
     } else {
+        // The token is this request's own: cancelling it after the job ended changes nothing,
+        // so the guard may simply drop at the end.
         let cancel = CancelToken::new();
-        let guard = CancelOnDrop(cancel.clone());
+        let _guard = CancelOnDrop(cancel.clone());
         let out = s
             .host
             .run(move |session| session.complete(&req, &cancel, &mut |_, _| {}))
             .await;
-        std::mem::forget(guard);
         Ok(Json(meta.whole(&out?)).into_response())
     }
 }

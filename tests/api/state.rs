@@ -391,3 +391,57 @@ fn bad_state_files_are_refused_with_clear_errors() {
     assert_eq!(e.code(), "state_missing_parent");
     assert!(e.to_string().contains("missing parent segment"), "{e}");
 }
+
+#[test]
+fn a_state_file_truncated_while_it_loads_is_refused_and_never_kills_the_process() {
+    // Another process shrinking the file under a reader: with a memory mapping, touching the
+    // lost pages raises SIGBUS and kills the whole process; read whole, the load comes back
+    // short and is refused with an error.
+    let m = model();
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = sample_tokens(m, 1500).unwrap();
+    let mut live = m.model.new_state();
+    m.model.prefill(&prefix, &mut live, 512, &mut |_| true).unwrap();
+    let path = dir.path().join("big.state");
+    save_state(m, &live, &path, StoredDType::F16, None, None).unwrap();
+    let whole = std::fs::read(&path).unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let truncator = {
+        let (path, stop) = (path.clone(), stop.clone());
+        std::thread::spawn(move || {
+            use std::io::{Seek, Write};
+            let mut f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                // Shrink the same inode in place, then restore it.
+                f.set_len(4096).unwrap();
+                std::thread::yield_now();
+                f.set_len(0).unwrap();
+                f.seek(std::io::SeekFrom::Start(0)).unwrap();
+                f.write_all(&whole).unwrap();
+            }
+        })
+    };
+    let (mut loaded, mut refused) = (0, 0);
+    let t0 = std::time::Instant::now();
+    while t0.elapsed() < std::time::Duration::from_secs(3) {
+        match load_state(m, &path) {
+            Ok(s) => {
+                assert_eq!(
+                    s.state.tokens(),
+                    prefix.as_slice(),
+                    "a load that succeeds is the whole state"
+                );
+                loaded += 1;
+            }
+            Err(e) => {
+                let line = e.to_string();
+                assert!(!line.contains('\n'), "one line: {line}");
+                refused += 1;
+            }
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    truncator.join().unwrap();
+    assert!(loaded + refused > 10, "{loaded} loads, {refused} refusals");
+    assert!(refused > 0, "some loads met a truncated file");
+}

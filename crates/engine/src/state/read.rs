@@ -21,7 +21,9 @@ pub struct Segment {
     pub id: SegmentId,
     pub tokens: Vec<u32>,
     pub file_bytes: u64,
-    mmap: memmap2::Mmap,
+    /// The whole file, read once (not mapped: a mapped file that another process truncates
+    /// kills the reader with SIGBUS; a read just comes back short and is refused).
+    bytes: Vec<u8>,
 }
 
 impl std::fmt::Debug for Segment {
@@ -131,22 +133,13 @@ impl Segment {
         }
         let file = std::fs::File::open(path).map_err(|e| EngineError::io(path, e))?;
         let file_bytes = file.metadata().map_err(|e| EngineError::io(path, e))?.len();
-        // SAFETY: a read-only mapping of a file nothing in the project writes again: a segment
-        // is written under a temporary name and renamed into place (`write_atomically`), and an
-        // import replaces a file by unlinking and creating a new one, which leaves this mapping
-        // on the old inode intact. Only an outside process rewriting the file in place could
-        // change the bytes under us, which no mapping can guard against; every value is checked
-        // below (layout and a checksum over all of it) before use.
-        // `populate` maps every page up front (MAP_POPULATE on Linux): one call instead of a page
-        // fault per 4 KiB, since the checksum reads the whole file anyway.
-        let mmap =
-            unsafe { memmap2::MmapOptions::new().populate().map(&file) }.map_err(|e| EngineError::io(path, e))?;
-        let header = parse_header(&mmap, &name)?;
+        let bytes = read_exactly(file, file_bytes, path)?;
+        let header = parse_header(&bytes, &name)?;
         let layout = |detail: String| StateError::Layout {
             file: name.clone(),
             detail,
         };
-        let st = SafeTensors::deserialize(&mmap).map_err(|e| layout(format!("truncated or corrupted ({e})")))?;
+        let st = SafeTensors::deserialize(&bytes).map_err(|e| layout(format!("truncated or corrupted ({e})")))?;
         // The count the header implies, checked against the tensors the file really holds
         // before any list is built from it: a header claiming 2^40 layers must cost nothing.
         let per_layer: usize = if header.stored_dtype == StoredDType::Q8 { 4 } else { 2 };
@@ -209,7 +202,7 @@ impl Segment {
             id,
             tokens,
             file_bytes,
-            mmap,
+            bytes,
         })
     }
 
@@ -229,7 +222,7 @@ impl Segment {
     }
 
     fn tensors(&self) -> Result<SafeTensors<'_>> {
-        SafeTensors::deserialize(&self.mmap).map_err(|e| {
+        SafeTensors::deserialize(&self.bytes).map_err(|e| {
             StateError::Layout {
                 file: self.path.display().to_string(),
                 detail: format!("truncated or corrupted ({e})"),
@@ -237,6 +230,36 @@ impl Segment {
             .into()
         })
     }
+}
+
+/// Reads a file of `len` bytes (its size when opened) whole. A file that shrinks or grows while
+/// it is read is refused as truncated or changed, never trusted.
+fn read_exactly(file: std::fs::File, len: u64, path: &Path) -> Result<Vec<u8>> {
+    use std::io::Read;
+    let name = path.display().to_string();
+    let cap = usize::try_from(len).map_err(|_| StateError::NotAStateFile {
+        file: name.clone(),
+        detail: format!("{len} bytes do not fit in memory"),
+    })?;
+    let mut bytes = Vec::new();
+    bytes.try_reserve_exact(cap).map_err(|_| {
+        EngineError::io(
+            path,
+            std::io::Error::new(std::io::ErrorKind::OutOfMemory, format!("cannot hold {len} bytes")),
+        )
+    })?;
+    // One byte more than expected tells a file that grew from one that did not.
+    file.take(len.saturating_add(1))
+        .read_to_end(&mut bytes)
+        .map_err(|e| EngineError::io(path, e))?;
+    if bytes.len() as u64 != len {
+        return Err(StateError::Layout {
+            file: name,
+            detail: format!("it changed size while it was read ({len} bytes, then {})", bytes.len()),
+        }
+        .into());
+    }
+    Ok(bytes)
 }
 
 /// Loads the first `upto` tokens of a chain (root first) into a new state for `model`.

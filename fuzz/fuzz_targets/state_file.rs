@@ -1,0 +1,29 @@
+//! A state (segment) file from untrusted bytes: the header parser alone, then the whole
+//! `Segment::open` (layout, counts, dtypes, shapes, checksum), as `--state FILE` and imports run
+//! it. Any outcome but a panic, a hang or an allocation past libFuzzer's limit is fine.
+#![no_main]
+
+use freeze_attn_engine::state::{parse_header, Segment};
+use libfuzzer_sys::fuzz_target;
+use std::io::Write;
+
+fuzz_target!(|data: &[u8]| {
+    let _ = parse_header(data, "fuzz.state");
+    let mut f = tempfile::NamedTempFile::new_in(scratch()).expect("temp file");
+    f.write_all(data).expect("write");
+    if let Ok(seg) = Segment::open(f.path()) {
+        // A file that passed every check must describe itself consistently.
+        assert!(seg.tokens.len() <= seg.header.token_count.max(seg.tokens.len()));
+        let _ = seg.end();
+    }
+});
+
+/// Memory-backed scratch when there is one (the fuzzer writes a file per input).
+fn scratch() -> std::path::PathBuf {
+    let shm = std::path::Path::new("/dev/shm");
+    if shm.is_dir() {
+        shm.to_path_buf()
+    } else {
+        std::env::temp_dir()
+    }
+}
