@@ -445,3 +445,22 @@ fn a_state_file_truncated_while_it_loads_is_refused_and_never_kills_the_process(
     assert!(loaded + refused > 10, "{loaded} loads, {refused} refusals");
     assert!(refused > 0, "some loads met a truncated file");
 }
+
+#[test]
+fn saving_a_state_removes_what_a_killed_save_of_the_same_file_left() {
+    let m = model();
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("x.state");
+    let dead = dir.path().join(format!(".x.state.{}.partial", u32::MAX - 7));
+    let unrelated = dir.path().join(format!(".y.state.{}.partial", u32::MAX - 7));
+    std::fs::write(&dead, b"half a segment").unwrap();
+    std::fs::write(&unrelated, b"half a segment").unwrap();
+    let mut live = m.model.new_state();
+    m.model
+        .prefill(&sample_tokens(m, 4).unwrap(), &mut live, 512, &mut |_| true)
+        .unwrap();
+    save_state(m, &live, &target, StoredDType::F16, None, None).unwrap();
+    assert!(target.is_file());
+    assert!(!dead.exists(), "the leftover of a killed save of x.state is removed");
+    assert!(unrelated.exists(), "another file's leftover is left alone");
+}

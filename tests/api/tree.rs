@@ -117,3 +117,86 @@ fn a_bundle_manifest_is_checked_against_its_segments() {
         "the control imports"
     );
 }
+
+#[test]
+fn a_bundle_whose_segment_claims_ten_million_layers_is_refused_at_once() {
+    // The segment's own header lies (its manifest entry is made to match, checksums and all):
+    // the count must be checked against what the file holds before anything is allocated.
+    let dir = tempfile::tempdir().unwrap();
+    let m = model();
+    let mut s = Session::new(
+        freeze_attn::open_model("default", freeze_attn::engine::DeviceChoice::Cpu).unwrap(),
+        Library::open(dir.path().join("a")).unwrap(),
+    )
+    .unwrap();
+    s.start_live(NodeKind::Story, None);
+    s.continue_text("Waves", &greedy(2), &mut |_| {}).unwrap();
+    let n = s.freeze("waves", NodeKind::Story).unwrap();
+    let file = dir.path().join("waves.bundle");
+    freeze_attn::export::export_node(&s.library, NodeId(n.id), &file).unwrap();
+    let good = std::fs::read(&file).unwrap();
+    let len = u64::from_le_bytes(good[12..20].try_into().unwrap()) as usize;
+    let segment = dir.path().join("seg");
+    std::fs::write(&segment, &good[52 + len..]).unwrap();
+    crate::support::edit_header(&segment, |meta| {
+        meta.insert("kv_shape".into(), "10000000,3,64".into());
+    });
+    let hostile = std::fs::read(&segment).unwrap();
+    let mut forged = with_manifest(&good, |v| {
+        v["segments"][0]["bytes"] = (hostile.len() as u64).into();
+        v["segments"][0]["blake3"] = blake3::hash(&hostile).to_hex().to_string().into();
+    });
+    let mlen = u64::from_le_bytes(forged[12..20].try_into().unwrap()) as usize;
+    forged.truncate(52 + mlen);
+    forged.extend_from_slice(&hostile);
+    let path = dir.path().join("hostile.bundle");
+    std::fs::write(&path, &forged).unwrap();
+    let other = Library::open(dir.path().join("b")).unwrap();
+    let t0 = std::time::Instant::now();
+    let e = freeze_attn::export::import_bundle(&other, m, &path, None, None).unwrap_err();
+    assert_eq!(e.code(), "state_corrupted", "{e}");
+    assert!(e.to_string().contains("10000000-layer"), "{e}");
+    assert!(
+        t0.elapsed() < std::time::Duration::from_secs(10),
+        "refused without working through the claimed layers (was 36 s): {:?}",
+        t0.elapsed()
+    );
+    assert!(
+        tree::list_tree(&other, None).unwrap().is_empty(),
+        "nothing was imported"
+    );
+}
+
+#[test]
+fn an_exported_cache_node_imports_as_a_visible_node() {
+    use freeze_attn::engine::{CancelToken, Message};
+    use freeze_attn::session::complete::{CompletionInput, CompletionRequest};
+    let dir = tempfile::tempdir().unwrap();
+    let m = model();
+    let mut s = Session::new(
+        freeze_attn::open_model("default", freeze_attn::engine::DeviceChoice::Cpu).unwrap(),
+        Library::open(dir.path().join("a")).unwrap(),
+    )
+    .unwrap();
+    let req = CompletionRequest {
+        input: CompletionInput::Chat(vec![Message::user("Hello there.")]),
+        max_tokens: Some(3),
+        params: greedy(3),
+        n: 1,
+        state: None,
+        freeze: None,
+        cache: true,
+    };
+    let cached = s
+        .complete(&req, &CancelToken::new(), &mut |_, _| {})
+        .unwrap()
+        .cached_as
+        .unwrap();
+    let file = dir.path().join("cache.bundle");
+    freeze_attn::export::export_node(&s.library, cached, &file).unwrap();
+    let other = Library::open(dir.path().join("b")).unwrap();
+    let id = freeze_attn::export::import_bundle(&other, m, &file, None, Some("kept")).unwrap();
+    let listed = tree::list_tree(&other, None).unwrap();
+    assert_eq!(listed.len(), 1, "an imported state is shown");
+    assert_eq!((listed[0].id, listed[0].kind), (id.0, NodeKind::Chat));
+}

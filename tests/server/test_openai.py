@@ -369,8 +369,8 @@ class Disconnect(unittest.TestCase):
 
 class TwoProcesses(unittest.TestCase):
     """Two servers (the app serving its library is the same code on the same host type) and the
-    CLI on one library at once: freezes, creates, forks, renames, deletes, cache eviction and gc
-    interleave; nothing is lost and the library verifies."""
+    CLI on one library at once: freezes, creates, forks, renames, exports and imports, deletes,
+    cache eviction and gc interleave; nothing is lost and the library verifies."""
 
     def test_two_servers_and_the_cli_on_one_library_lose_nothing(self):
         with tempfile.TemporaryDirectory() as home:
@@ -403,7 +403,7 @@ class TwoProcesses(unittest.TestCase):
                 for i in range(8):
                     server.client.chat.completions.create(model=server.model, messages=[{"role": "user", "content": f"{tag} {i}"}], max_tokens=4)
 
-            def tree_edits(server):
+            def tree_edits(server, importer):
                 for i in range(4):
                     st, node = server.raw("POST", "/v1/states", {"name": f"doc-{i}", "text": f"Document {i}: the sky is blue."})
                     assert st == 201, node
@@ -413,6 +413,12 @@ class TwoProcesses(unittest.TestCase):
                     assert st == 200
                     with lock:
                         made.extend([f"doc-{i}", f"renamed-{i}"])
+                    st, bundle = server.raw("GET", f"/v1/states/doc-{i}/export")
+                    assert st == 200
+                    st, imported = importer.raw("POST", f"/v1/states/import?name=imported-{i}", data=bundle)
+                    assert st == 201, imported
+                    with lock:
+                        made.append(f"imported-{i}")
                     st, temp = server.raw("POST", "/v1/states", {"name": f"temp-{i}", "text": "to be deleted"})
                     assert st == 201, temp
                     st, _ = server.raw("DELETE", f"/v1/states/temp-{i}")
@@ -427,7 +433,7 @@ class TwoProcesses(unittest.TestCase):
 
             threads = [threading.Thread(target=guard(f)) for f in (
                 lambda: freezer(a, "alpha"), lambda: freezer(b, "beta"), lambda: churn(a, "x"), lambda: churn(b, "y"),
-                lambda: tree_edits(b), cli)]
+                lambda: tree_edits(b, a), cli)]
             try:
                 for t in threads:
                     t.start()

@@ -40,12 +40,23 @@ pub struct TempFile {
 impl TempFile {
     /// Creates an empty file with a fresh name in `dir`.
     pub(crate) fn create_in(dir: &Path) -> Result<(TempFile, File)> {
+        Self::create_named_in(dir, "")
+    }
+
+    /// [`TempFile::create_in`] with `.{stem}.` leading the name, so files left by a killed
+    /// writer can be told apart later (see [`sweep_stale_temps`]).
+    fn create_named_in(dir: &Path, stem: &str) -> Result<(TempFile, File)> {
+        let stem = if stem.is_empty() {
+            String::new()
+        } else {
+            format!("{stem}.")
+        };
         loop {
             let nanos = SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.subsec_nanos());
             let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-            let path = dir.join(format!(".{}-{n}-{nanos}{TEMP_SUFFIX}", std::process::id()));
+            let path = dir.join(format!(".{stem}{}-{n}-{nanos}{TEMP_SUFFIX}", std::process::id()));
             match OpenOptions::new().write(true).create_new(true).open(&path) {
                 Ok(file) => return Ok((TempFile { path, armed: true }, file)),
                 Err(e) if e.kind() == ErrorKind::AlreadyExists => continue,
@@ -117,11 +128,54 @@ pub(crate) fn write_atomically(dest: &Path, write: impl FnOnce(&mut File) -> Res
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    let (temp, mut file) = TempFile::create_in(&dir)?;
+    // The temporary file lies outside any store, where no gc looks: it is named after its
+    // target, and the next write of that target removes what a killed writer left.
+    let stem = dest
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    sweep_stale_temps(&dir, &stem);
+    let (temp, mut file) = TempFile::create_named_in(&dir, &stem)?;
     write(&mut file)?;
     file.sync_all().map_err(LibraryError::io("sync", temp.path()))?;
     drop(file);
     temp.persist(dest)
+}
+
+/// Removes `.{stem}.{pid}-….part` files in `dir` whose writer process is gone (another
+/// process's file that is still being written is left alone). Best effort: a file that cannot
+/// be removed stays.
+fn sweep_stale_temps(dir: &Path, stem: &str) {
+    if stem.is_empty() {
+        return;
+    }
+    let prefix = format!(".{stem}.");
+    let Ok(entries) = fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(rest) = name.strip_prefix(&prefix).and_then(|r| r.strip_suffix(TEMP_SUFFIX)) else {
+            continue;
+        };
+        let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<u32>().ok()) else {
+            continue;
+        };
+        if pid != std::process::id() && !process_alive(pid, &entry.path()) {
+            let _ = fs::remove_file(entry.path());
+        }
+    }
+}
+
+/// Whether process `pid` may still be writing `path`: on Linux, whether it exists; elsewhere,
+/// whether the file changed in the last hour.
+fn process_alive(pid: u32, path: &Path) -> bool {
+    if cfg!(target_os = "linux") {
+        return Path::new("/proc").join(pid.to_string()).exists();
+    }
+    fs::metadata(path)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.elapsed().ok())
+        .is_none_or(|age| age < std::time::Duration::from_secs(3600))
 }
 
 #[cfg(test)]
@@ -169,5 +223,38 @@ mod tests {
         assert!(failed.is_err());
         assert_eq!(fs::read(&dest).unwrap(), b"new", "a failed write leaves the old file");
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1, "and no temp file");
+    }
+
+    #[test]
+    fn a_write_removes_what_a_killed_writer_of_the_same_target_left() {
+        let dir = tempfile::tempdir().unwrap();
+        let dead = dir
+            .path()
+            .join(format!(".out.bundle.{}-0-0{TEMP_SUFFIX}", u32::MAX - 7));
+        let live = dir.path().join(format!(".out.bundle.1-0-0{TEMP_SUFFIX}"));
+        let other = dir
+            .path()
+            .join(format!(".other.bundle.{}-0-0{TEMP_SUFFIX}", u32::MAX - 7));
+        for p in [&dead, &live, &other] {
+            fs::write(p, b"partial").unwrap();
+        }
+        write_atomically(&dir.path().join("out.bundle"), |f| {
+            use std::io::Write;
+            f.write_all(b"done")
+                .map_err(LibraryError::io("write", Path::new("out")))
+        })
+        .unwrap();
+        assert_eq!(fs::read(dir.path().join("out.bundle")).unwrap(), b"done");
+        assert!(!dead.exists(), "a dead writer's file is removed");
+        assert!(other.exists(), "another target's file is not this write's business");
+        if cfg!(target_os = "linux") {
+            assert!(live.exists(), "a file whose writer (pid 1) lives is kept");
+        }
+        let left: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
+        assert_eq!(left.len(), 3, "{left:?}");
     }
 }

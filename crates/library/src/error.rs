@@ -10,7 +10,9 @@ pub type Result<T, E = LibraryError> = std::result::Result<T, E>;
 /// user-facing codes without parsing messages.
 #[derive(Debug, thiserror::Error)]
 pub enum LibraryError {
-    #[error("library database: {0}")]
+    /// SQLite's message can quote whole schema statements (a damaged schema): shown on one
+    /// line, at most 300 characters.
+    #[error("library database: {}", one_line(&.0.to_string(), 300))]
     Database(#[from] rusqlite::Error),
 
     #[error("{action} {path}: {source}")]
@@ -142,4 +144,29 @@ pub(crate) fn to_sql_int(what: &'static str, value: u64) -> Result<i64> {
 /// Reads an unsigned count back; the schema's CHECK constraints keep stored values non-negative.
 pub(crate) fn from_sql_int(value: i64) -> u64 {
     value.max(0) as u64
+}
+
+/// `text` on one line (runs of whitespace, line breaks included, become one space), cut to
+/// `max` characters with an ellipsis.
+fn one_line(text: &str, max: usize) -> String {
+    let line = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    match line.char_indices().nth(max) {
+        Some((cut, _)) => format!("{}…", &line[..cut]),
+        None => line,
+    }
+}
+
+#[cfg(test)]
+mod one_line_tests {
+    #[test]
+    fn a_quoted_schema_becomes_one_short_line() {
+        let schema = "CREATE TABLE nodes (\n  id INTEGER,\n".repeat(40);
+        let e = super::LibraryError::Database(rusqlite::Error::InvalidQuery);
+        assert!(!e.to_string().contains('\n'));
+        let line = super::one_line(&format!("malformed database schema (nodes) - {schema}"), 300);
+        assert!(
+            !line.contains('\n') && line.chars().count() == 301 && line.ends_with('…'),
+            "{line}"
+        );
+    }
 }

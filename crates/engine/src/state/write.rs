@@ -224,6 +224,40 @@ fn io_err(path: &Path, e: std::io::Error) -> EngineError {
     }
 }
 
+/// Removes `.{name}.{pid}.partial` files that a killed writer of the same target left beside
+/// it (outside a library no gc looks there): on Linux those whose process is gone, elsewhere
+/// those untouched for an hour. Best effort.
+fn sweep_stale_partials(dir: &Path, name: &str) {
+    if name.is_empty() {
+        return;
+    }
+    let prefix = format!(".{name}.");
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        let file = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = file
+            .strip_prefix(&prefix)
+            .and_then(|r| r.strip_suffix(".partial"))
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let gone = if cfg!(target_os = "linux") {
+            !Path::new("/proc").join(pid.to_string()).exists()
+        } else {
+            entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age > std::time::Duration::from_secs(3600))
+        };
+        if pid != std::process::id() && gone {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
 fn write_atomically<'a>(
     path: &Path,
     tensors: impl Iterator<Item = (&'a str, &'a Raw)>,
@@ -233,13 +267,12 @@ fn write_atomically<'a>(
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    let tmp = dir.join(format!(
-        ".{}.{}.partial",
-        path.file_name()
-            .map(|f| f.to_string_lossy().into_owned())
-            .unwrap_or_default(),
-        std::process::id()
-    ));
+    let name = path
+        .file_name()
+        .map(|f| f.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    sweep_stale_partials(dir, &name);
+    let tmp = dir.join(format!(".{name}.{}.partial", std::process::id()));
     let result = (|| -> Result<u64> {
         let buf = safetensors::tensor::serialize(tensors, Some(header.to_metadata()))
             .map_err(|e| EngineError::Invalid(format!("cannot encode the segment: {e}")))?;
