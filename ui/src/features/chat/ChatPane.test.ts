@@ -5,6 +5,7 @@ import type { GenEvent } from "../../lib/api";
 import { deferred, emit, fakeBackend, rejectWith } from "../../test/backend";
 import { hostStatus, live, reply } from "../../test/fixtures";
 import { readyApp, renderWithApp } from "../../test/render";
+import { settings } from "../../lib/settings.svelte";
 import ChatPane from "./ChatPane.svelte";
 
 const primed = live({
@@ -121,5 +122,27 @@ describe("ChatPane", () => {
     const app = await readyApp();
     renderWithApp(ChatPane, {}, app);
     expect(screen.getByTestId("chat-empty")).toHaveTextContent("Prime the model by chatting");
+  });
+
+  it("sends with Enter once the user chose so, and Shift+Enter starts a new line", async () => {
+    const user = userEvent.setup();
+    settings.setEnterSends(false);
+    const backend = fakeBackend({ chat_send: () => reply({ text: "Hello.", tokens: 2, live: primed }) });
+    const app = await readyApp();
+    renderWithApp(ChatPane, {}, app);
+    const input = screen.getByTestId("composer-input") as HTMLTextAreaElement;
+    await user.type(input, "first line{Enter}");
+    expect(backend.argsOf("chat_send")).toHaveLength(0);
+    expect(input.value).toBe("first line\n");
+    await user.click(screen.getByTestId("composer-enter-sends"));
+    expect(settings.enterSends).toBe(true);
+    expect(globalThis.localStorage.getItem("freeze-attn.enter-sends")).toBe("1");
+    expect(screen.getByTestId("composer-hint")).toHaveTextContent("Shift+Enter new line");
+    await user.type(input, "second line{Shift>}{Enter}{/Shift}third");
+    expect(backend.argsOf("chat_send")).toHaveLength(0);
+    await user.keyboard("{Enter}");
+    await waitFor(() => expect(backend.argsOf("chat_send")).toHaveLength(1));
+    expect(backend.argsOf("chat_send")[0].message).toBe("first line\nsecond line\nthird");
+    settings.setEnterSends(false);
   });
 });
