@@ -237,11 +237,15 @@ fn the_real_app_end_to_end() {
             .map_err(|e| e.to_string())?
             .into_json()
             .map_err(|e| e.to_string())?;
-        assert_eq!(answer["resumed_from"], serde_json::json!(ada.id.0), "{answer}");
+        // Resumed from Ada, or from a branch of Ada that shares even more of the prompt (the
+        // next turn's opening tokens): either way, none of Ada's tokens are processed again.
+        assert!(answer["resumed_from"].is_i64(), "{answer}");
         let cached = answer["usage"]["prompt_tokens_details"]["cached_tokens"]
             .as_u64()
             .unwrap_or(0);
         assert!(cached + 1 >= ada.token_count, "Ada's state is resumed: {answer}");
+        let text = answer["choices"][0]["message"]["content"].as_str().unwrap_or("");
+        assert!(!text.trim().is_empty(), "the model answered: {answer}");
         s.click(&tid("serve-toggle"))?;
         s.until("serving to stop", 30, || Ok(!s.exists(&tid("serve-url"))?))?;
         assert!(
