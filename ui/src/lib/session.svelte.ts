@@ -16,6 +16,7 @@ import {
   type GenerateParams,
 } from "./api";
 import { formatMillis, formatTokens } from "./format";
+import type { GenProgress } from "./stream";
 import type { Library } from "./library.svelte";
 import type { Notices } from "./notices.svelte";
 
@@ -40,6 +41,8 @@ export class Session {
   busy = $state(false);
   /** What is running, in words ("Generating…"), shown in the status bar. */
   activity = $state("");
+  /** The generation running now (chat or story), for the context meter; null otherwise. */
+  growing = $state<GenProgress | null>(null);
   /** The last thing that happened worth reporting (a thaw, a finished reply). */
   report = $state("");
   view = $state<View>("chat");
@@ -90,6 +93,7 @@ export class Session {
   async run<T>(activity: string, call: () => Promise<T>): Promise<T | null> {
     this.busy = true;
     this.activity = activity;
+    this.growing = null;
     try {
       return await call();
     } catch (e) {
@@ -98,6 +102,7 @@ export class Session {
     } finally {
       this.busy = false;
       this.activity = "";
+      this.growing = null;
     }
   }
 

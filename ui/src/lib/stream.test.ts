@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { altColumns, applyAltEvent, applyGenEvent, emptyGen, settleAlternatives } from "./stream";
+import { altColumns, applyAltEvent, applyGenEvent, emptyGen, genTokens, settleAlternatives } from "./stream";
 
 describe("GenEvent accumulation", () => {
   it("keeps progress and appends text in arrival order", () => {
@@ -8,7 +8,8 @@ describe("GenEvent accumulation", () => {
     s = applyGenEvent(s, { kind: "progress", done: 40, total: 40 });
     s = applyGenEvent(s, { kind: "text", text: "Hel" });
     s = applyGenEvent(s, { kind: "text", text: "lo" });
-    expect(s).toEqual({ text: "Hello", done: 40, total: 40 });
+    expect(s).toEqual({ text: "Hello", done: 40, total: 40, pieces: 2 });
+    expect(genTokens(s)).toBe(42);
   });
 
   it("does not mutate the previous state", () => {

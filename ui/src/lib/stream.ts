@@ -2,18 +2,24 @@
 // and the ordering rules are tested here.
 import type { AltEvent, Alternative, GenEvent } from "./bindings";
 
-/** What a generation has produced so far: prompt progress first, then text. */
-export type GenProgress = { text: string; done: number; total: number };
+/** What a generation has produced so far: prompt progress first, then text (`pieces`: how many
+ * pieces of text arrived, about one per generated token). */
+export type GenProgress = { text: string; done: number; total: number; pieces: number };
 
-export const emptyGen = (): GenProgress => ({ text: "", done: 0, total: 0 });
+export const emptyGen = (): GenProgress => ({ text: "", done: 0, total: 0, pieces: 0 });
 
 export function applyGenEvent(state: GenProgress, event: GenEvent): GenProgress {
   switch (event.kind) {
     case "text":
-      return { ...state, text: state.text + event.text };
+      return { ...state, text: state.text + event.text, pieces: state.pieces + 1 };
     case "progress":
       return { ...state, done: event.done, total: event.total };
   }
+}
+
+/** About how many tokens a running generation has added to the state so far. */
+export function genTokens(g: GenProgress): number {
+  return g.done + g.pieces;
 }
 
 /** One column of the story alternatives view. */

@@ -1,8 +1,10 @@
 import { screen, waitFor } from "@testing-library/svelte";
 import userEvent from "@testing-library/user-event";
 import { describe, expect, it } from "vitest";
-import { fakeBackend } from "../../test/backend";
-import { hostStatus, live, model, node, thawReport } from "../../test/fixtures";
+import { api, type GenEvent } from "../../lib/api";
+import { applyGenEvent, emptyGen } from "../../lib/stream";
+import { deferred, emit, fakeBackend } from "../../test/backend";
+import { hostStatus, live, model, node, reply, thawReport } from "../../test/fixtures";
 import { readyApp, renderWithApp } from "../../test/render";
 import HelpPopover from "./HelpPopover.svelte";
 import StatusBar from "./StatusBar.svelte";
@@ -20,6 +22,30 @@ describe("StatusBar", () => {
     expect(screen.getByTestId("status-device")).toHaveTextContent("Metal");
     expect(screen.getByTestId("status-context")).toHaveTextContent("1,234 / 2,048");
     expect(screen.getByTestId("status-unfrozen")).toBeInTheDocument();
+  });
+
+  it("fills the context meter while the first reply is generated", async () => {
+    const gate = deferred();
+    fakeBackend({
+      status: () => hostStatus({ live: live({ token_count: 0, dirty: false }) }),
+      chat_send: async (args) => {
+        emit<GenEvent>(args, { kind: "progress", done: 30, total: 30 });
+        emit<GenEvent>(args, { kind: "text", text: "Hel" }, { kind: "text", text: "lo" });
+        await gate.promise;
+        return reply({ text: "Hello", tokens: 2, live: live({ token_count: 32, dirty: true }) });
+      },
+    });
+    const app = await readyApp();
+    renderWithApp(StatusBar, {}, app);
+    expect(screen.getByTestId("status-context")).toHaveTextContent("0 / 2,048");
+    const done = app.session.run("Generating…", () =>
+      api.chatSend("Hi", app.session.params!, (e) => (app.session.growing = applyGenEvent(app.session.growing ?? emptyGen(), e))),
+    );
+    await waitFor(() => expect(screen.getByTestId("status-context")).toHaveTextContent("≈ 32 / 2,048"));
+    gate.resolve();
+    const r = await done;
+    app.session.settle(r!);
+    await waitFor(() => expect(screen.getByTestId("status-context")).toHaveTextContent(/^32 \/ 2,048$/));
   });
 
   it("reports a thaw with its time and reuse", async () => {
