@@ -43,6 +43,8 @@ export class Session {
   activity = $state("");
   /** The generation running now (chat or story), for the context meter; null otherwise. */
   growing = $state<GenProgress | null>(null);
+  /** How fast each reply of the live chat was generated this session, by message index. */
+  speeds = $state<Record<number, string>>({});
   /** The last thing that happened worth reporting (a thaw, a finished reply). */
   report = $state("");
   view = $state<View>("chat");
@@ -126,6 +128,7 @@ export class Session {
     const report = await this.#call(() => api.thaw(id));
     if (!report) return false;
     this.live = report.live;
+    this.speeds = {};
     this.report = thawSummary(report, node?.name ?? `node ${id}`);
     if (this.view !== "graph") this.view = viewFor(report.live.kind);
     return true;
@@ -135,6 +138,7 @@ export class Session {
     const live = await this.#call(() => api.startLive(kind, system));
     if (!live) return false;
     this.live = live;
+    this.speeds = {};
     this.view = viewFor(kind);
     this.report = kind === "story" ? "new story" : "new chat";
     return true;
@@ -154,6 +158,7 @@ export class Session {
     const report = await this.#call(() => api.fork(node, at, name));
     if (!report) return false;
     this.live = report.live;
+    this.speeds = {};
     this.report = thawSummary(report, name, "forked");
     await this.library.refresh();
     this.library.selected = report.node;
@@ -169,6 +174,7 @@ export class Session {
     const live = await this.#call(() => api.continueFromAnswer());
     if (!live) return false;
     this.live = live;
+    this.speeds = {};
     this.view = viewFor(live.kind);
     this.report = "continuing from the answer";
     return true;
@@ -205,6 +211,12 @@ export class Session {
   /** Takes in a finished reply: the new live state and a word on how it ended. */
   settle(reply: Reply): void {
     this.live = reply.live;
+    const t = reply.live.transcript;
+    if (t.mode === "chat" && t.messages.length > 0 && reply.tokens > 0) {
+      const secs = (reply.decode_ms ?? 0) / 1000;
+      const rate = secs > 0 ? ` · ${(reply.tokens / secs).toFixed(1)} tok/s` : "";
+      this.speeds = { ...this.speeds, [t.messages.length - 1]: `${formatTokens(reply.tokens)}${rate}` };
+    }
     const timing = `${formatTokens(reply.tokens)} in ${formatMillis((reply.prefill_ms ?? 0) + (reply.decode_ms ?? 0))}`;
     switch (reply.finish) {
       case "cancelled":

@@ -145,4 +145,26 @@ describe("ChatPane", () => {
     expect(backend.argsOf("chat_send")[0].message).toBe("first line\nsecond line\nthird");
     settings.setEnterSends(false);
   });
+
+  it("shows how fast each reply of this session was generated", async () => {
+    const user = userEvent.setup();
+    const after = live({
+      node: 7,
+      dirty: true,
+      transcript: {
+        mode: "chat",
+        messages: [
+          { role: "user", content: "Hi" },
+          { role: "assistant", content: "Hello there." },
+        ],
+      },
+    });
+    fakeBackend({ chat_send: () => reply({ text: "Hello there.", tokens: 6, decode_ms: 50, live: after }) });
+    const app = await readyApp();
+    renderWithApp(ChatPane, {}, app);
+    await user.type(screen.getByTestId("composer-input"), "Hi");
+    await user.click(screen.getByTestId("composer-send"));
+    expect(await screen.findByTestId("message-speed-1")).toHaveTextContent("6 tokens · 120.0 tok/s");
+    expect(screen.queryByTestId("message-speed-0")).toBeNull();
+  });
 });
