@@ -15,6 +15,30 @@ pub fn export_node(lib: &Library, id: NodeId, path: &Path) -> Result<u64> {
     Ok(lib.export_node(id, path)?)
 }
 
+/// Node `id`'s conversation or text as Markdown (see [`crate::Transcript::to_markdown`]).
+pub fn node_markdown(lib: &Library, id: NodeId) -> Result<String> {
+    let node = lib.node(id)?;
+    let transcript = crate::transcript::Transcript::from_json(&node.transcript).unwrap_or_default();
+    Ok(transcript.to_markdown(&node.name))
+}
+
+/// Writes node `id` as Markdown to `path` (a temporary file beside it, renamed at the end);
+/// returns the bytes written.
+pub fn export_markdown(lib: &Library, id: NodeId, path: &Path) -> Result<u64> {
+    let text = node_markdown(lib, id)?;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let temp = path.with_file_name(format!(".{name}.{}.part", std::process::id()));
+    let written = std::fs::write(&temp, &text).and_then(|()| std::fs::rename(&temp, path));
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&temp);
+        return Err(Error::io(path, e));
+    }
+    Ok(text.len() as u64)
+}
+
 /// Imports a bundle as a new node under `parent` (named `name`, or the bundle's name).
 #[tracing::instrument(level = "info", name = "import", skip_all, fields(path = %path.display(), node))]
 pub fn import_bundle(

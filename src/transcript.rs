@@ -28,11 +28,72 @@ impl Transcript {
         })
     }
 
+    /// The conversation or text as Markdown, to read or share: `title` as the heading, then each
+    /// message under its speaker (the system prompt as a quote), or the text as it is.
+    pub fn to_markdown(&self, title: &str) -> String {
+        let mut out = format!("# {}\n\n", title.trim());
+        match self {
+            Transcript::Text { text } => {
+                out.push_str(text.trim_end());
+                out.push('\n');
+            }
+            Transcript::Chat { messages } => {
+                for m in messages {
+                    let body = m.content.trim_end();
+                    match m.role.as_str() {
+                        "system" => {
+                            out.push_str("**System prompt**\n\n");
+                            for line in body.lines() {
+                                out.push_str(if line.is_empty() { ">" } else { "> " });
+                                out.push_str(line);
+                                out.push('\n');
+                            }
+                        }
+                        role => {
+                            let who = match role {
+                                "user" => "You",
+                                "assistant" => "Model",
+                                other => other,
+                            };
+                            out.push_str(&format!("**{who}**\n\n{body}\n"));
+                        }
+                    }
+                    out.push('\n');
+                }
+            }
+        }
+        out
+    }
+
     pub fn to_json(&self) -> String {
         serde_json::to_string(self).unwrap_or_default()
     }
 
     pub fn from_json(s: &str) -> Option<Self> {
         serde_json::from_str(s).ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn markdown_names_each_speaker_and_quotes_the_system_prompt() {
+        let t = Transcript::Chat {
+            messages: vec![
+                Message::system("Be brief.\nAlways."),
+                Message::user("Hi"),
+                Message::assistant("Hello.\n\nHow can I help?"),
+            ],
+        };
+        assert_eq!(
+            t.to_markdown("Ada"),
+            "# Ada\n\n**System prompt**\n\n> Be brief.\n> Always.\n\n**You**\n\nHi\n\n**Model**\n\nHello.\n\nHow can I help?\n\n"
+        );
+        let story = Transcript::Text {
+            text: "Once upon a time.  ".into(),
+        };
+        assert_eq!(story.to_markdown(" The door "), "# The door\n\nOnce upon a time.\n");
     }
 }

@@ -392,3 +392,43 @@ fn a_fifo_given_as_an_input_is_refused_without_hanging() {
         assert!(err.contains("not a regular file"), "{args:?}: {err}");
     }
 }
+
+#[test]
+fn a_node_exports_as_markdown_to_stdout_or_a_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    let lib = freeze_attn_library::Library::open(home.join("library")).unwrap();
+    let transcript = r#"{"mode":"chat","messages":[{"role":"system","content":"Be kind."},{"role":"user","content":"Hi"},{"role":"assistant","content":"Hello!"}]}"#;
+    let mut node = freeze_attn_library::NewNode::new("Ada", freeze_attn_library::NodeKind::Chat, "m");
+    node.transcript = transcript.into();
+    lib.create_node(&node).unwrap();
+    drop(lib);
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_freeze-attn"))
+            .args(args)
+            .env("FREEZE_ATTN_HOME", &home)
+            .output()
+            .unwrap()
+    };
+    let o = run(&["states", "markdown", "Ada"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let expected = "# Ada\n\n**System prompt**\n\n> Be kind.\n\n**You**\n\nHi\n\n**Model**\n\nHello!\n\n";
+    assert_eq!(String::from_utf8_lossy(&o.stdout), expected);
+    let file = dir.path().join("ada.md");
+    let o = run(&["states", "markdown", "Ada", "--out", file.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), expected);
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".part"))
+        .collect();
+    assert!(leftovers.is_empty(), "no temporary file is left");
+    let o = run(&["states", "markdown", "Ada", "--out", "/nonexistent-dir/ada.md"]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("/nonexistent-dir/ada.md") && err.lines().count() == 1,
+        "{err}"
+    );
+}

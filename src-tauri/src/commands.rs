@@ -321,6 +321,16 @@ pub async fn export_node(state: State<'_, AppState>, node: i64, path: String) ->
         .map_err(ApiError::from)
 }
 
+/// The node's conversation or text as a Markdown file; returns the bytes written.
+#[tauri::command]
+#[specta::specta]
+pub async fn export_markdown(state: State<'_, AppState>, node: i64, path: String) -> Res<u64> {
+    state
+        .run(move |s| freeze_attn::export::export_markdown(&s.library, NodeId(node), &PathBuf::from(path)))
+        .await
+        .map_err(ApiError::from)
+}
+
 #[tauri::command]
 #[specta::specta]
 pub async fn import_bundle(

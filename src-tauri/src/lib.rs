@@ -41,6 +41,7 @@ pub fn builder() -> Builder<tauri::Wry> {
             preview_delete,
             delete_node,
             export_node,
+            export_markdown,
             import_bundle,
             set_params,
             set_serving,

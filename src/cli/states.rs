@@ -98,6 +98,12 @@ pub enum StatesCommand {
         node: String,
         out: PathBuf,
     },
+    /// A node's conversation or text as Markdown, to read or share (to stdout, or --out FILE).
+    Markdown {
+        node: String,
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Import a bundle as a new node (checked completely before anything is written).
     Import {
         file: PathBuf,
@@ -280,6 +286,16 @@ pub fn run(a: StatesArgs) -> anyhow::Result<()> {
         StatesCommand::Export { node, out } => {
             let n = freeze_attn::export::export_node(&lib, tree::resolve(&lib, &node)?, &out)?;
             println!("wrote {} to {}", human(n), out.display());
+        }
+        StatesCommand::Markdown { node, out } => {
+            let id = tree::resolve(&lib, &node)?;
+            match out {
+                Some(path) => {
+                    let n = freeze_attn::export::export_markdown(&lib, id, &path)?;
+                    println!("wrote {} to {}", human(n), path.display());
+                }
+                None => print!("{}", freeze_attn::export::node_markdown(&lib, id)?),
+            }
         }
         StatesCommand::Import {
             file,

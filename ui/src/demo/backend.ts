@@ -202,6 +202,7 @@ const handlers: Record<string, (a: any) => unknown> = {
   preview_delete: ({ node, mode }) => deletion(node, mode, false),
   delete_node: ({ node, mode }) => deletion(node, mode, true),
   export_node: () => 4_200_000,
+  export_markdown: () => 2_100,
   import_bundle: () => fail("state_model_mismatch", "This bundle was made with Llama-2-7B-Chat; the open model is TinyLlama-1.1B-Chat-v1.0."),
   set_params: ({ params: s }) => (params = s),
   set_serving: ({ enabled, port }) => ({ url: enabled ? `http://127.0.0.1:${port}/v1` : null }),

@@ -121,6 +121,7 @@ export const api = {
     unwrap(() => commands.previewDelete(node, mode)),
   deleteNode: (node: NodeId, mode: DeleteMode) => unwrap(() => commands.deleteNode(node, mode)),
   exportNode: (node: NodeId, path: string) => unwrap(() => commands.exportNode(node, path)),
+  exportMarkdown: (node: NodeId, path: string) => unwrap(() => commands.exportMarkdown(node, path)),
   importBundle: (path: string, parent: NodeId | null, name: string | null) =>
     unwrap(() => commands.importBundle(path, parent, name)),
   setParams: (params: GenerateParams) => unwrap(() => commands.setParams(params)),

@@ -33,6 +33,8 @@ export const commands = {
 	previewDelete: (node: number, mode: DeleteMode) => typedError<DeleteReport, ApiError>(__TAURI_INVOKE("preview_delete", { node, mode })),
 	deleteNode: (node: number, mode: DeleteMode) => typedError<DeleteReport, ApiError>(__TAURI_INVOKE("delete_node", { node, mode })),
 	exportNode: (node: number, path: string) => typedError<number, ApiError>(__TAURI_INVOKE("export_node", { node, path })),
+	/**  The node's conversation or text as a Markdown file; returns the bytes written. */
+	exportMarkdown: (node: number, path: string) => typedError<number, ApiError>(__TAURI_INVOKE("export_markdown", { node, path })),
 	importBundle: (path: string, parent: number | null, name: string | null) => typedError<NodeView, ApiError>(__TAURI_INVOKE("import_bundle", { path, parent, name })),
 	setParams: (params: GenerateParams) => typedError<GenerateParams, ApiError>(__TAURI_INVOKE("set_params", { params })),
 	/**

@@ -82,6 +82,25 @@ describe("ExportDialog", () => {
   });
 });
 
+describe("ExportDialog as Markdown", () => {
+  it("switches the file to .md and writes the transcript as Markdown", async () => {
+    const user = userEvent.setup();
+    downloads.dir = "/home/ada/Downloads";
+    const backend = fakeBackend({ list_tree: () => nodes, export_markdown: () => 2_100 });
+    const app = await readyApp();
+    const onclose = vi.fn();
+    renderWithApp(ExportDialog, { node: 2, onclose }, app);
+    await waitFor(() => expect(screen.getByTestId("export-path")).toHaveValue("/home/ada/Downloads/Lesson.bundle"));
+    await user.click(screen.getByTestId("export-format-markdown"));
+    expect(screen.getByTestId("export-path")).toHaveValue("/home/ada/Downloads/Lesson.md");
+    await user.click(screen.getByTestId("export-submit"));
+    expect(backend.argsOf("export_markdown")).toEqual([{ node: 2, path: "/home/ada/Downloads/Lesson.md" }]);
+    expect(backend.argsOf("export_node")).toEqual([]);
+    await waitFor(() => expect(onclose).toHaveBeenCalled());
+    expect(app.notices.items[0].message).toBe("Exported Lesson as Markdown · 2.1 KB written.");
+  });
+});
+
 describe("ExportDialog defaults", () => {
   it("suggests the node's name in the Downloads folder", async () => {
     downloads.dir = "/home/ada/Downloads";
