@@ -5,6 +5,10 @@
 
 use freeze_attn_library::read_bundle;
 use libfuzzer_sys::fuzz_target;
+
+#[path = "scratch.rs"]
+mod scratch;
+use scratch::scratch;
 use std::io::Write;
 
 fuzz_target!(|data: &[u8]| {
@@ -13,12 +17,3 @@ fuzz_target!(|data: &[u8]| {
     std::fs::File::create(&path).and_then(|mut f| f.write_all(data)).expect("write");
     let _ = read_bundle(&path, &dir.path().join("scratch"));
 });
-
-fn scratch() -> std::path::PathBuf {
-    let shm = std::path::Path::new("/dev/shm");
-    if shm.is_dir() {
-        shm.to_path_buf()
-    } else {
-        std::env::temp_dir()
-    }
-}

@@ -7,6 +7,10 @@ use freeze_attn_engine::gguf::GgufFile;
 use freeze_attn_engine::tokenizer::gguf::from_gguf;
 use freeze_attn_engine::{ChatTemplate, Message};
 use libfuzzer_sys::fuzz_target;
+
+#[path = "scratch.rs"]
+mod scratch;
+use scratch::scratch;
 use std::io::Write;
 
 fuzz_target!(|data: &[u8]| {
@@ -25,12 +29,3 @@ fuzz_target!(|data: &[u8]| {
         }
     }
 });
-
-fn scratch() -> std::path::PathBuf {
-    let shm = std::path::Path::new("/dev/shm");
-    if shm.is_dir() {
-        shm.to_path_buf()
-    } else {
-        std::env::temp_dir()
-    }
-}

@@ -5,6 +5,10 @@
 
 use freeze_attn_engine::state::{parse_header, Segment};
 use libfuzzer_sys::fuzz_target;
+
+#[path = "scratch.rs"]
+mod scratch;
+use scratch::scratch;
 use std::io::Write;
 
 fuzz_target!(|data: &[u8]| {
@@ -17,13 +21,3 @@ fuzz_target!(|data: &[u8]| {
         let _ = seg.end();
     }
 });
-
-/// Memory-backed scratch when there is one (the fuzzer writes a file per input).
-fn scratch() -> std::path::PathBuf {
-    let shm = std::path::Path::new("/dev/shm");
-    if shm.is_dir() {
-        shm.to_path_buf()
-    } else {
-        std::env::temp_dir()
-    }
-}

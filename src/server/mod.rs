@@ -101,6 +101,15 @@ pub fn router(host: Arc<SessionHost>, options: ServeOptions) -> Router {
     app
 }
 
+/// Checks the options and binds their address; answers the address bound (port 0 picks one).
+async fn bind(options: &ServeOptions) -> crate::Result<(tokio::net::TcpListener, SocketAddr)> {
+    options.check()?;
+    let cannot = |e: std::io::Error| crate::Error::Invalid(format!("cannot listen on {}: {e}", options.addr));
+    let listener = tokio::net::TcpListener::bind(options.addr).await.map_err(cannot)?;
+    let addr = listener.local_addr().map_err(cannot)?;
+    Ok((listener, addr))
+}
+
 /// Binds and serves until `shutdown` resolves; `on_ready` gets the bound address (port 0
 /// picks a free port).
 pub async fn serve(
@@ -109,13 +118,7 @@ pub async fn serve(
     on_ready: impl FnOnce(SocketAddr),
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> crate::Result<()> {
-    options.check()?;
-    let listener = tokio::net::TcpListener::bind(options.addr)
-        .await
-        .map_err(|e| crate::Error::Invalid(format!("cannot listen on {}: {e}", options.addr)))?;
-    let addr = listener
-        .local_addr()
-        .map_err(|e| crate::Error::Invalid(format!("cannot listen on {}: {e}", options.addr)))?;
+    let (listener, addr) = bind(&options).await?;
     on_ready(addr);
     axum::serve(listener, router(host, options))
         .with_graceful_shutdown(shutdown)
@@ -167,21 +170,28 @@ pub(crate) async fn read_body(
     headers: &axum::http::HeaderMap,
     limit: usize,
 ) -> Result<axum::body::Bytes, ApiError> {
-    let too_large = || {
-        ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "request_too_large",
-            format!("the request body is over the limit of {limit} bytes"),
-        )
-    };
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit as u64) {
+    let too_large = || too_large("request body", limit as u64);
+    if declared_length(headers).is_some_and(|n| n > limit as u64) {
         return Err(too_large());
     }
     axum::body::to_bytes(body, limit).await.map_err(|_| too_large())
+}
+
+/// The body length the request declares, if it declares one.
+pub(crate) fn declared_length(headers: &axum::http::HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+}
+
+/// The 413 for a `what` over `limit` bytes.
+pub(crate) fn too_large(what: &str, limit: u64) -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "request_too_large",
+        format!("the {what} is over the limit of {limit} bytes"),
+    )
 }
 
 /// Parses a JSON body into `T`, with an OpenAI-shaped 400 naming what is wrong.
@@ -207,13 +217,7 @@ pub struct Serving {
 impl Serving {
     /// Binds `options.addr` and serves `host` on the current tokio runtime.
     pub async fn start(host: Arc<SessionHost>, options: ServeOptions) -> crate::Result<Serving> {
-        options.check()?;
-        let listener = tokio::net::TcpListener::bind(options.addr)
-            .await
-            .map_err(|e| crate::Error::Invalid(format!("cannot listen on {}: {e}", options.addr)))?;
-        let addr = listener
-            .local_addr()
-            .map_err(|e| crate::Error::Invalid(format!("cannot listen on {}: {e}", options.addr)))?;
+        let (listener, addr) = bind(&options).await?;
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let app = router(host, options);
         let task = tokio::spawn(async move {

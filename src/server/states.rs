@@ -209,20 +209,33 @@ async fn edit(
 ) -> Result<Json<Value>, ApiError> {
     let bytes = read_body(body, &headers, s.options.max_body).await?;
     let b: EditBody = parse_json(&bytes)?;
+    edit_node(&s, node, move |lib, id| {
+        if let Some(name) = &b.name {
+            crate::tree::rename(lib, id, name)?;
+        }
+        if let Some(notes) = &b.notes {
+            crate::tree::annotate(lib, id, notes)?;
+        }
+        if let Some(p) = b.pinned {
+            crate::tree::pin(lib, id, p)?;
+        }
+        Ok(())
+    })
+    .await
+}
+
+/// Applies `change` to the node named `node` on the engine thread; answers with the node as it
+/// now is.
+async fn edit_node(
+    s: &AppState,
+    node: String,
+    change: impl FnOnce(&freeze_attn_library::Library, freeze_attn_library::NodeId) -> crate::Result<()> + Send + 'static,
+) -> Result<Json<Value>, ApiError> {
     let v = s
         .host
         .run(move |session| {
-            let lib = &session.library;
-            let id = crate::tree::resolve(lib, &node)?;
-            if let Some(name) = &b.name {
-                crate::tree::rename(lib, id, name)?;
-            }
-            if let Some(notes) = &b.notes {
-                crate::tree::annotate(lib, id, notes)?;
-            }
-            if let Some(p) = b.pinned {
-                crate::tree::pin(lib, id, p)?;
-            }
+            let id = crate::tree::resolve(&session.library, &node)?;
+            change(&session.library, id)?;
             session.node_view(id)
         })
         .await?;
@@ -242,30 +255,14 @@ async fn add_tag(
 ) -> Result<Json<Value>, ApiError> {
     let bytes = read_body(body, &headers, s.options.max_body).await?;
     let b: TagBody = parse_json(&bytes)?;
-    let v = s
-        .host
-        .run(move |session| {
-            let id = crate::tree::resolve(&session.library, &node)?;
-            crate::tree::tag(&session.library, id, &b.tag)?;
-            session.node_view(id)
-        })
-        .await?;
-    Ok(Json(serde_json::to_value(v).unwrap_or_default()))
+    edit_node(&s, node, move |lib, id| crate::tree::tag(lib, id, &b.tag).map(drop)).await
 }
 
 async fn remove_tag(
     State(s): State<AppState>,
     Path((node, tag)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
-    let v = s
-        .host
-        .run(move |session| {
-            let id = crate::tree::resolve(&session.library, &node)?;
-            crate::tree::untag(&session.library, id, &tag)?;
-            session.node_view(id)
-        })
-        .await?;
-    Ok(Json(serde_json::to_value(v).unwrap_or_default()))
+    edit_node(&s, node, move |lib, id| crate::tree::untag(lib, id, &tag).map(drop)).await
 }
 
 #[derive(Deserialize)]
@@ -376,18 +373,8 @@ async fn import(
     body: Body,
 ) -> Result<Response, ApiError> {
     let limit = s.options.max_bundle;
-    let too_large = || {
-        ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "request_too_large",
-            format!("the bundle is over the limit of {limit} bytes"),
-        )
-    };
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit) {
+    let too_large = || super::too_large("bundle", limit);
+    if super::declared_length(&headers).is_some_and(|n| n > limit) {
         return Err(too_large());
     }
     let dir = s.host.run(|session| Ok(session.library.import_scratch_dir())).await?;
