@@ -154,4 +154,18 @@ describe("App", () => {
     expect(backend.argsOf("start_live")).toEqual([{ kind: "chat", system: "You are a pirate." }]);
     expect(await screen.findByTestId("message-0")).toHaveTextContent("You are a pirate.");
   });
+
+  it("opens the inspector as a drawer from the top bar (the narrow layout's only way to it)", async () => {
+    const user = userEvent.setup();
+    fakeBackend();
+    render(App);
+    const toggle = await screen.findByTestId("inspector-toggle");
+    expect(toggle).toHaveAttribute("aria-expanded", "false");
+    expect(screen.getByTestId("inspector-panel")).not.toHaveClass("open");
+    await user.click(toggle);
+    expect(toggle).toHaveAttribute("aria-expanded", "true");
+    expect(screen.getByTestId("inspector-panel")).toHaveClass("open");
+    await user.click(toggle);
+    expect(screen.getByTestId("inspector-panel")).not.toHaveClass("open");
+  });
 });

@@ -15,6 +15,8 @@ export type Inspector = "node" | "model";
 export class Ui {
   dialog = $state<Dialog | null>(null);
   inspector = $state<Inspector>("node");
+  /** In the narrow layout (1,100 px wide or less) the inspector is a drawer, open or not. */
+  drawer = $state(false);
   helpOpen = $state(false);
 
   open(dialog: Dialog): void {
