@@ -41,30 +41,16 @@ pub struct FreezeRequest<'a> {
 #[tracing::instrument(level = "info", name = "freeze", skip_all, fields(name = req.name, tokens = state.len(), node))]
 pub fn freeze(lib: &Library, model: &LoadedModel, state: &KvState, req: &FreezeRequest<'_>) -> Result<NodeId> {
     register_model(lib, model)?;
-    let (tip, start) = reusable_prefix(lib, req.base)?;
-    let tip = if state.len() > start {
-        let temp = lib.temp_segment()?;
-        let info = write_segment(
-            state,
-            start,
-            state.len(),
-            tip.clone(),
-            model.fingerprint(),
-            req.dtype,
-            None,
-            temp.path(),
-        )?;
-        let new = NewSegment {
-            hash: info.id.clone(),
-            parent: tip.clone(),
-            start: start as u64,
-            token_count: (state.len() - start) as u64,
-            dtype: req.dtype.to_string(),
-            model_fingerprint: model.fingerprint().clone(),
-        };
-        Some(lib.put_temp_segment(&new, temp)?.hash)
-    } else {
-        tip
+    let tip = match store_tokens(lib, model, state, req, req.base) {
+        Ok(tip) => tip,
+        // The base's segments can be gone: another process (the app, a server, the CLI) may
+        // have deleted the node this state was thawed from and collected its files. The state
+        // is whole in memory, so it is written without them.
+        Err(e) if req.base.is_some() && !matches!(e.code(), "disk_full" | "io") => {
+            tracing::info!(error = %e, "freezing without the base's segments");
+            store_tokens(lib, model, state, req, None)?
+        }
+        Err(e) => return Err(e),
     };
     let mut node = NewNode::new(req.name, req.kind, model.fingerprint().clone());
     node.parent = req.parent;
@@ -74,6 +60,41 @@ pub fn freeze(lib: &Library, model: &LoadedModel, state: &KvState, req: &FreezeR
     let id = lib.create_node(&node)?;
     tracing::Span::current().record("node", id.0);
     Ok(id)
+}
+
+/// Writes the tokens of `state` that `base` does not hold on disk as one new segment; returns
+/// the tip of the state's chain.
+fn store_tokens(
+    lib: &Library,
+    model: &LoadedModel,
+    state: &KvState,
+    req: &FreezeRequest<'_>,
+    base: Option<(&Base, usize)>,
+) -> Result<Option<SegmentId>> {
+    let (tip, start) = reusable_prefix(lib, base)?;
+    if state.len() <= start {
+        return Ok(tip);
+    }
+    let temp = lib.temp_segment()?;
+    let info = write_segment(
+        state,
+        start,
+        state.len(),
+        tip.clone(),
+        model.fingerprint(),
+        req.dtype,
+        None,
+        temp.path(),
+    )?;
+    let new = NewSegment {
+        hash: info.id.clone(),
+        parent: tip,
+        start: start as u64,
+        token_count: (state.len() - start) as u64,
+        dtype: req.dtype.to_string(),
+        model_fingerprint: model.fingerprint().clone(),
+    };
+    Ok(Some(lib.put_temp_segment(&new, temp)?.hash))
 }
 
 /// The deepest segment of the base chain that lies wholly inside the shared prefix, and its end.

@@ -5,13 +5,13 @@
 
 use super::{parse_json, read_body, ApiError, AppState};
 use crate::session::complete::{Completion, CompletionInput, CompletionRequest, MAX_CHOICES};
+use crate::{CancelToken, FinishReason, GenerateParams, Message};
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use freeze_attn_engine::{CancelToken, FinishReason, GenerateParams, Message};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::convert::Infallible;

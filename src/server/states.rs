@@ -5,6 +5,7 @@
 use super::{parse_json, read_body, ApiError, AppState};
 use crate::fork::ForkPoint;
 use crate::prefix::PrefixInput;
+use crate::{CancelToken, DeleteMode, Message};
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
@@ -12,8 +13,6 @@ use axum::response::sse::{Event as SseEvent, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use freeze_attn_engine::{CancelToken, Message};
-use freeze_attn_library::DeleteMode;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::convert::Infallible;
@@ -52,7 +51,7 @@ async fn show(State(s): State<AppState>, Path(node): Path<String>) -> Result<Jso
             crate::tree::show(&session.library, id, Some(&session.model))
         })
         .await?;
-    Ok(Json(serde_json::to_value(detail).unwrap_or_default()))
+    Ok(Json(json!(detail)))
 }
 
 #[derive(Deserialize)]
@@ -229,7 +228,7 @@ async fn edit(
 async fn edit_node(
     s: &AppState,
     node: String,
-    change: impl FnOnce(&freeze_attn_library::Library, freeze_attn_library::NodeId) -> crate::Result<()> + Send + 'static,
+    change: impl FnOnce(&crate::Library, crate::NodeId) -> crate::Result<()> + Send + 'static,
 ) -> Result<Json<Value>, ApiError> {
     let v = s
         .host
@@ -239,7 +238,7 @@ async fn edit_node(
             session.node_view(id)
         })
         .await?;
-    Ok(Json(serde_json::to_value(v).unwrap_or_default()))
+    Ok(Json(json!(v)))
 }
 
 #[derive(Deserialize)]
@@ -297,7 +296,7 @@ async fn remove(
             Ok(d)
         })
         .await?;
-    Ok(Json(serde_json::to_value(d).unwrap_or_default()))
+    Ok(Json(json!(d)))
 }
 
 /// The node as a bundle file, streamed from a temporary file in the library's scratch folder

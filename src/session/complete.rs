@@ -101,7 +101,7 @@ impl Session {
         };
         let base_node = base.as_ref().map(|(id, l)| (*id, l.kind));
         if let Some(name) = &req.freeze {
-            self.check_free_name(base_node.map(|b| b.0), name)?;
+            self.library.check_name_free(base_node.map(|b| b.0), name)?;
         }
         let (prompt, transcript) = self.request_tokens(&req.input, base.as_ref().map(|b| &b.1))?;
         if prompt.is_empty() {
@@ -316,11 +316,11 @@ impl Session {
                 tokens.extend(plan.append);
                 (tokens, Transcript::Text { text: full })
             }
-            // Raw text after a conversation: appended as it is.
-            (CompletionInput::Text(prompt), Some(Transcript::Chat { messages })) => {
-                let mut messages = messages;
-                messages.push(Message::new("raw", prompt.clone()));
-                (appended(prompt)?, Transcript::Chat { messages })
+            // A conversation goes on with messages: raw text has no place in its transcript.
+            (CompletionInput::Text(_), Some(Transcript::Chat { .. })) => {
+                return Err(Error::Invalid(
+                    "this state is a conversation: continue it with chat messages (/v1/chat/completions)".into(),
+                ))
             }
         })
     }
@@ -391,7 +391,7 @@ impl Session {
 
     /// Freezes `live` as a node and makes it known to the index and the warm states.
     fn keep_state(&mut self, live: &mut Live, name: &str, kind: NodeKind, parent: Option<NodeId>) -> Result<NodeId> {
-        let mut req = FreezeRequest {
+        let req = FreezeRequest {
             name,
             kind,
             parent,
@@ -399,18 +399,7 @@ impl Session {
             base: live.base.as_ref().map(|b| (b, live.shared)),
             dtype: self.dtype,
         };
-        let id = match freeze(&self.library, &self.model, &live.state, &req) {
-            Ok(id) => id,
-            // The base's segments can be gone: another process (the app, a second server) may
-            // have deleted or evicted the node this state was thawed from and collected its
-            // files. The state is whole in memory, so it is written without them.
-            Err(e) if req.base.is_some() && !matches!(e.code(), "name_taken" | "invalid_name" | "disk_full") => {
-                tracing::info!(error = %e, "freezing without the base's segments");
-                req.base = None;
-                freeze(&self.library, &self.model, &live.state, &req)?
-            }
-            Err(e) => return Err(e),
-        };
+        let id = freeze(&self.library, &self.model, &live.state, &req)?;
         self.library
             .index_prefix(id, self.model.fingerprint(), live.state.tokens())?;
         let node = self.library.node(id)?;
@@ -429,7 +418,9 @@ impl Session {
     /// quota; `keep` (the one just made) goes last. Files are reclaimed by a gc afterwards.
     fn evict_cache(&mut self, keep: NodeId) -> Result<()> {
         let Some(quota) = self.cache_quota else { return Ok(()) };
-        if self.library.cache_bytes()? <= quota {
+        // Every request makes a cache node: the sum of all segment sizes (one query) bounds the
+        // cache's share, so the forest is walked only when that could pass the quota.
+        if self.library.total_segment_bytes()? <= quota || self.library.cache_bytes()? <= quota {
             return Ok(());
         }
         let mut evicted = 0;
@@ -449,21 +440,6 @@ impl Session {
                 Ok(r) => tracing::info!(evicted, bytes_freed = r.bytes_freed, "evicted cache nodes"),
                 Err(e) => tracing::warn!(error = %e, "cache eviction: gc did not run"),
             }
-        }
-        Ok(())
-    }
-
-    fn check_free_name(&self, parent: Option<NodeId>, name: &str) -> Result<()> {
-        let taken = self
-            .library
-            .children(parent, freeze_attn_library::NodeOrder::Name)?
-            .iter()
-            .any(|s| s.name.to_lowercase() == name.trim().to_lowercase());
-        if taken {
-            return Err(Error::Library(freeze_attn_library::LibraryError::NameTaken {
-                name: name.to_string(),
-                parent,
-            }));
         }
         Ok(())
     }
@@ -506,7 +482,7 @@ impl Session {
         on_progress: &mut dyn FnMut(freeze_attn_engine::PrefillProgress),
     ) -> Result<NodeId> {
         use crate::prefix::PrefixInput;
-        self.check_free_name(parent, name)?;
+        self.library.check_name_free(parent, name)?;
         let (tokens, transcript, kind) = match input {
             PrefixInput::Text(t) => (
                 self.model.tokenizer.encode_prompt(t)?,

@@ -187,3 +187,28 @@ fn a_prompt_past_the_context_is_refused_before_any_work() {
         "invalid"
     );
 }
+
+#[test]
+fn raw_text_after_a_conversation_is_refused_and_a_bad_freeze_name_before_any_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = session(dir.path());
+    let mut req = chat(&conversation(), false);
+    req.freeze = Some("talk".into());
+    run(&mut s, &req);
+    let text = CompletionRequest {
+        input: CompletionInput::Text("and then".into()),
+        state: Some("talk".into()),
+        freeze: None,
+        ..chat(&[], false)
+    };
+    let err = s.complete(&text, &CancelToken::new(), &mut |_, _| {}).unwrap_err();
+    assert_eq!(err.code(), "invalid", "{err}");
+    let mut bad = chat(&conversation(), false);
+    bad.freeze = Some("   ".into());
+    let mut streamed = false;
+    let err = s
+        .complete(&bad, &CancelToken::new(), &mut |_, _| streamed = true)
+        .unwrap_err();
+    assert_eq!(err.code(), "invalid_name", "{err}");
+    assert!(!streamed, "nothing is generated for a request that cannot be saved");
+}

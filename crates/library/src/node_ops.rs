@@ -32,6 +32,22 @@ impl Library {
 
     /// Renames a node; the new name must be free among its siblings (case-insensitively, the
     /// node's own current name excepted, so changing only the case works).
+    /// Checks that `name` is a valid node name and free among the children of `parent` (the
+    /// top level for `None`), as creating the node would: `InvalidName` or `NameTaken` if not.
+    pub fn check_name_free(&self, parent: Option<NodeId>, name: &str) -> Result<()> {
+        let name = clean_name(name)?;
+        let key = name_key(&name);
+        self.read(|conn| {
+            if let Some(p) = parent {
+                nodes::parent_of(conn, p)?;
+            }
+            if nodes::name_taken(conn, parent, &key, None)? {
+                return Err(LibraryError::NameTaken { name, parent });
+            }
+            Ok(())
+        })
+    }
+
     pub fn rename_node(&self, id: NodeId, name: &str) -> Result<()> {
         let name = clean_name(name)?;
         let key = name_key(&name);

@@ -119,6 +119,14 @@ impl Library {
         })
     }
 
+    /// Bytes of every catalogued segment file (an upper bound of [`Library::cache_bytes`]).
+    pub fn total_segment_bytes(&self) -> Result<u64> {
+        self.read(|conn| {
+            let total: i64 = conn.query_row("SELECT coalesce(sum(bytes), 0) FROM segments", [], |r| r.get(0))?;
+            Ok(crate::error::from_sql_int(total))
+        })
+    }
+
     /// Bytes of segment files that only cache nodes use (what evicting every cache node frees).
     pub fn cache_bytes(&self) -> Result<u64> {
         self.read(|conn| {
