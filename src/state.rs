@@ -114,9 +114,10 @@ fn refuse_overwriting_chain(path: &Path, chain: &[SegmentId]) -> Result<()> {
     Ok(())
 }
 
-/// Opens the segment at `path` and, by hash, its ancestors from the same folder.
+/// Opens the segment at `path` and, by hash, its ancestors from the same folder, for
+/// [`load_chain`] (which checks each segment's checksum as it reads its K/V).
 pub fn resolve_chain(path: &Path) -> Result<Vec<Segment>> {
-    let tip = Segment::open(path)?;
+    let tip = Segment::open_for_load(path)?;
     let mut chain = vec![tip];
     let dir = path
         .parent()
@@ -125,7 +126,7 @@ pub fn resolve_chain(path: &Path) -> Result<Vec<Segment>> {
     while let Some(parent) = chain.last().and_then(|s| s.header.parent.clone()) {
         let found = find_segment(dir, &parent)?;
         match found {
-            Some(p) => chain.push(Segment::open(&p)?),
+            Some(p) => chain.push(Segment::open_for_load(&p)?),
             None => {
                 return Err(EngineError::from(StateError::MissingParent {
                     file: chain.last().map(|s| s.path.display().to_string()).unwrap_or_default(),

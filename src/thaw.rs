@@ -23,12 +23,26 @@ pub fn check_compatible(lib: &Library, model: &LoadedModel, node: &Node) -> Resu
     Ok(())
 }
 
-/// The segments of a node's chain, opened and verified, root first.
+/// The segments of a node's chain, opened and verified (checksums included), root first.
 pub fn open_chain(lib: &Library, node: &Node) -> Result<Vec<Segment>> {
+    chain_with(lib, node, Segment::open)
+}
+
+/// The segments of a node's chain opened for [`load_chain`], which checks their checksums
+/// while it reads their K/V (so a thaw reads each byte once).
+fn chain_for_load(lib: &Library, node: &Node) -> Result<Vec<Segment>> {
+    chain_with(lib, node, Segment::open_for_load)
+}
+
+fn chain_with(
+    lib: &Library,
+    node: &Node,
+    open: fn(&std::path::Path) -> freeze_attn_engine::Result<Segment>,
+) -> Result<Vec<Segment>> {
     let Some(tip) = &node.tip else { return Ok(Vec::new()) };
     lib.chain(tip)?
         .iter()
-        .map(|m| Ok(Segment::open(&lib.segment_path(&m.hash))?))
+        .map(|m| Ok(open(&lib.segment_path(&m.hash))?))
         .collect()
 }
 
@@ -37,7 +51,7 @@ pub fn open_chain(lib: &Library, node: &Node) -> Result<Vec<Segment>> {
 pub fn thaw(lib: &Library, model: &LoadedModel, id: NodeId) -> Result<Live> {
     let node = lib.node(id)?;
     check_compatible(lib, model, &node)?;
-    let chain = open_chain(lib, &node)?;
+    let chain = chain_for_load(lib, &node)?;
     let n = node.token_count as usize;
     let state = if n == 0 {
         model.model.new_state()

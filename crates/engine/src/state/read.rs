@@ -11,19 +11,30 @@ use candle_core::{DType, Tensor};
 use half::f16;
 use rayon::prelude::*;
 use safetensors::tensor::Dtype;
-use safetensors::SafeTensors;
+use safetensors::tensor::Metadata;
+use std::fs::File;
+use std::mem::MaybeUninit;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 
-/// An opened, fully validated segment file (memory-mapped).
+/// An opened segment file whose header, tensor layout and token ids have been checked.
+///
+/// The K/V bytes are not kept: [`Segment::open`] streams them once through the checksum, and
+/// [`load_chain`] reads them again straight into the state's buffers, checksumming as it goes,
+/// so a thaw touches every byte once and never holds a second copy of the file. The file is
+/// read with positioned reads, never mapped: a mapped file that another process truncates kills
+/// the reader with SIGBUS, while a read just comes back short and is refused.
 pub struct Segment {
     pub path: PathBuf,
     pub header: SegmentHeader,
     pub id: SegmentId,
     pub tokens: Vec<u32>,
     pub file_bytes: u64,
-    /// The whole file, read once (not mapped: a mapped file that another process truncates
-    /// kills the reader with SIGBUS; a read just comes back short and is refused).
-    bytes: Vec<u8>,
+    /// Where each tensor of [`tensor_names`] lies in the file, in that (the checksum's) order:
+    /// absolute byte ranges, checked against the header's dtypes and shapes.
+    spans: Vec<Range<u64>>,
+    /// The `tokens` tensor as stored (it is the first thing the checksum covers).
+    token_bytes: Vec<u8>,
 }
 
 impl std::fmt::Debug for Segment {
@@ -69,6 +80,13 @@ pub const MAX_HEADER_BYTES: u64 = 64 << 20;
 /// length field and the header; the tensor data may follow or not). The one header parser:
 /// opening a segment and looking up a parent by hash both use it.
 pub fn parse_header(bytes: &[u8], file: &str) -> Result<SegmentHeader, StateError> {
+    let (_, meta) = parse_metadata(bytes, file)?;
+    SegmentHeader::from_metadata(meta.metadata().as_ref(), file)
+}
+
+/// The safetensors metadata (tensor table and string map) at the start of `bytes`, and the
+/// length of the header it was read from.
+fn parse_metadata(bytes: &[u8], file: &str) -> Result<(u64, Metadata), StateError> {
     let not_state = |detail: String| StateError::NotAStateFile {
         file: file.to_string(),
         detail,
@@ -82,72 +100,131 @@ pub fn parse_header(bytes: &[u8], file: &str) -> Result<SegmentHeader, StateErro
             "its header length field ({n} bytes) exceeds the file or the {MAX_HEADER_BYTES}-byte limit"
         )));
     }
-    let meta: safetensors::tensor::Metadata = serde_json::from_slice(&bytes[8..8 + n as usize])
+    // Deserializing validates the table: offsets contiguous from 0, each range the size its
+    // dtype and shape imply (checked arithmetic).
+    let meta: Metadata = serde_json::from_slice(&bytes[8..8 + n as usize])
         .map_err(|e| not_state(format!("its header is not safetensors metadata ({e})")))?;
-    SegmentHeader::from_metadata(meta.metadata().as_ref(), file)
+    Ok((n, meta))
 }
 
-/// Reads only the header of the segment at `path`, without mapping or hashing the K/V.
-pub fn read_header(path: &Path) -> Result<SegmentHeader> {
+/// Reads the length field and the header of the open file `f` (`file_len` bytes long).
+fn read_header_bytes(f: &mut File, file_len: u64, name: &str) -> Result<Vec<u8>, StateError> {
     use std::io::Read;
-    let file = path.display().to_string();
-    let mut f = std::fs::File::open(path).map_err(|e| EngineError::io(path, e))?;
-    let meta = f.metadata().map_err(|e| EngineError::io(path, e))?;
     let not_state = |detail: String| StateError::NotAStateFile {
-        file: file.clone(),
+        file: name.to_string(),
         detail,
     };
-    if !meta.is_file() {
-        return Err(not_state("it is not a regular file".into()).into());
-    }
     let mut len = [0u8; 8];
     f.read_exact(&mut len)
         .map_err(|_| not_state("it is shorter than a header".into()))?;
     let n = u64::from_le_bytes(len);
-    if n > MAX_HEADER_BYTES || n > meta.len().saturating_sub(8) {
+    if n > MAX_HEADER_BYTES || n > file_len.saturating_sub(8) {
         return Err(not_state(format!(
-            "its header length {n} exceeds the file ({} bytes) or the limit",
-            meta.len()
-        ))
-        .into());
+            "its header length {n} exceeds the file ({file_len} bytes) or the limit"
+        )));
     }
     let mut buf = len.to_vec();
     buf.resize(8 + n as usize, 0);
-    f.read_exact(&mut buf[8..]).map_err(|e| EngineError::io(path, e))?;
-    Ok(parse_header(&buf, &file)?)
+    f.read_exact(&mut buf[8..])
+        .map_err(|_| not_state("it is shorter than its header".into()))?;
+    Ok(buf)
+}
+
+/// Opens `path` for reading if it is a regular file (checked before opening: opening a FIFO
+/// for reading blocks until a writer appears), with its length.
+fn open_regular(path: &Path) -> Result<(File, u64)> {
+    if !std::fs::metadata(path).map_err(|e| EngineError::io(path, e))?.is_file() {
+        return Err(StateError::NotAStateFile {
+            file: path.display().to_string(),
+            detail: "it is not a regular file".into(),
+        }
+        .into());
+    }
+    let file = File::open(path).map_err(|e| EngineError::io(path, e))?;
+    let len = file.metadata().map_err(|e| EngineError::io(path, e))?.len();
+    Ok((file, len))
+}
+
+/// Reads only the header of the segment at `path`, without reading or hashing the K/V.
+pub fn read_header(path: &Path) -> Result<SegmentHeader> {
+    let name = path.display().to_string();
+    let (mut f, len) = open_regular(path)?;
+    let buf = read_header_bytes(&mut f, len, &name)?;
+    Ok(parse_header(&buf, &name)?)
+}
+
+/// Fills `buf` from `offset` of `file`. A file cut short since it was opened ends the read
+/// early, which is an error here, never a crash.
+fn read_at(file: &File, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileExt;
+        file.read_exact_at(buf, offset)
+    }
+    #[cfg(windows)]
+    {
+        use std::os::windows::fs::FileExt;
+        let mut done = 0;
+        while done < buf.len() {
+            match file.seek_read(&mut buf[done..], offset + done as u64) {
+                Ok(0) => return Err(std::io::ErrorKind::UnexpectedEof.into()),
+                Ok(n) => done += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
 }
 
 impl Segment {
-    /// Opens and checks a segment file: header fields, tensor names, dtypes and shapes, sizes,
-    /// and the content checksum. Nothing is trusted before it is checked.
+    /// Opens and checks a segment file completely: header fields, tensor names, dtypes and
+    /// shapes, sizes, and the content checksum (the K/V is streamed through the hash in
+    /// bounded memory). Nothing is trusted before it is checked.
     #[tracing::instrument(level = "debug", name = "engine.open_segment", skip_all, fields(path = %path.display()))]
     pub fn open(path: &Path) -> Result<Self> {
+        let (seg, file) = Self::open_layout(path)?;
+        seg.verify(&file)?;
+        Ok(seg)
+    }
+
+    /// Opens a segment to be loaded by [`load_chain`]: everything [`Segment::open`] checks
+    /// except the content checksum, which `load_chain` computes while it reads the K/V into
+    /// the state (and refuses the state on a mismatch), so that a thaw reads each byte once.
+    #[tracing::instrument(level = "debug", name = "engine.open_segment_for_load", skip_all, fields(path = %path.display()))]
+    pub fn open_for_load(path: &Path) -> Result<Self> {
+        Ok(Self::open_layout(path)?.0)
+    }
+
+    /// Everything but the checksum: the header, the tensor table against it, the file's size
+    /// against the table, and the token ids.
+    fn open_layout(path: &Path) -> Result<(Self, File)> {
         let name = path.display().to_string();
-        // Checked before opening: opening a FIFO for reading blocks until a writer appears.
-        if !std::fs::metadata(path).map_err(|e| EngineError::io(path, e))?.is_file() {
-            return Err(StateError::NotAStateFile {
-                file: name,
-                detail: "it is not a regular file".into(),
-            }
-            .into());
-        }
-        let file = std::fs::File::open(path).map_err(|e| EngineError::io(path, e))?;
-        let file_bytes = file.metadata().map_err(|e| EngineError::io(path, e))?.len();
-        let bytes = read_exactly(file, file_bytes, path)?;
-        let header = parse_header(&bytes, &name)?;
+        let (mut file, file_bytes) = open_regular(path)?;
+        let head = read_header_bytes(&mut file, file_bytes, &name)?;
+        let (n, meta) = parse_metadata(&head, &name)?;
+        let header = SegmentHeader::from_metadata(meta.metadata().as_ref(), &name)?;
         let layout = |detail: String| StateError::Layout {
             file: name.clone(),
             detail,
         };
-        let st = SafeTensors::deserialize(&bytes).map_err(|e| layout(format!("truncated or corrupted ({e})")))?;
+        let data_start = 8 + n;
+        if data_start.checked_add(meta.data_len() as u64) != Some(file_bytes) {
+            return Err(layout(format!(
+                "truncated or corrupted (the header describes {} bytes of tensors, the file holds {})",
+                meta.data_len(),
+                file_bytes - data_start
+            ))
+            .into());
+        }
         // The count the header implies, checked against the tensors the file really holds
         // before any list is built from it: a header claiming 2^40 layers must cost nothing.
         let per_layer: usize = if header.stored_dtype == StoredDType::Q8 { 4 } else { 2 };
         let implied = header.n_layer.checked_mul(per_layer).and_then(|n| n.checked_add(1));
-        if implied != Some(st.len()) {
+        let count = meta.tensors().len();
+        if implied != Some(count) {
             return Err(layout(format!(
-                "it holds {} tensors, a {}-layer {} segment has {}",
-                st.len(),
+                "it holds {count} tensors, a {}-layer {} segment has {}",
                 header.n_layer,
                 header.stored_dtype,
                 implied.map_or_else(|| "more than can exist".to_string(), |n| n.to_string())
@@ -155,55 +232,102 @@ impl Segment {
             .into());
         }
         let names = tensor_names(header.n_layer, header.stored_dtype);
-        let mut hasher = blake3::Hasher::new();
+        let mut spans = Vec::with_capacity(names.len());
         for t in &names {
-            let view = st.tensor(t).map_err(|_| layout(format!("tensor `{t}` is missing")))?;
-            let (dt, shape) = expected(t, &header, view.dtype());
-            if view.dtype() != dt || view.shape() != shape.as_slice() {
+            let info = meta.info(t).ok_or_else(|| layout(format!("tensor `{t}` is missing")))?;
+            let (dt, shape) = expected(t, &header, info.dtype);
+            if info.dtype != dt || info.shape != shape {
                 return Err(layout(format!(
                     "tensor `{t}` is {:?} {:?}, expected {dt:?} {shape:?}",
-                    view.dtype(),
-                    view.shape()
+                    info.dtype, info.shape
                 ))
                 .into());
             }
-            hasher.update_rayon(view.data());
+            let (s, e) = info.data_offsets;
+            spans.push(data_start + s as u64..data_start + e as u64);
         }
-        SegmentHeader::hash_transcript(header.format_version, header.transcript.as_deref(), &mut hasher);
+        let token_span = spans[0].clone();
+        let mut token_bytes = vec![0u8; (token_span.end - token_span.start) as usize];
+        read_at(&file, &mut token_bytes, token_span.start).map_err(|e| changed(&name, e))?;
+        let tokens = match meta.info("tokens").map(|i| i.dtype) {
+            Some(Dtype::U16) => token_bytes
+                .chunks_exact(2)
+                .map(|c| u32::from(u16::from_le_bytes([c[0], c[1]])))
+                .collect(),
+            _ => token_bytes
+                .chunks_exact(4)
+                .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect(),
+        };
+        let id = header.id();
+        Ok((
+            Self {
+                path: path.to_path_buf(),
+                header,
+                id,
+                tokens,
+                file_bytes,
+                spans,
+                token_bytes,
+            },
+            file,
+        ))
+    }
+
+    /// Streams every tensor of `file` (this segment, open) through the checksum in the
+    /// checksum's order, a bounded buffer at a time, and compares it with the header's.
+    fn verify(&self, file: &File) -> Result<()> {
+        const CHUNK: u64 = 8 << 20;
+        let name = self.path.display().to_string();
+        let mut hasher = blake3::Hasher::new();
+        hasher.update(&self.token_bytes);
+        let mut buf = vec![0u8; CHUNK.min(self.file_bytes) as usize];
+        for span in &self.spans[1..] {
+            let mut at = span.start;
+            while at < span.end {
+                let piece = &mut buf[..(span.end - at).min(CHUNK) as usize];
+                read_at(file, piece, at).map_err(|e| changed(&name, e))?;
+                hasher.update_rayon(piece);
+                at += piece.len() as u64;
+            }
+        }
+        self.check_sum(hasher)
+    }
+
+    /// Finishes a hash of the tensors (in [`tensor_names`] order) with the transcript and
+    /// compares it with the header's checksum.
+    fn check_sum(&self, mut hasher: blake3::Hasher) -> Result<()> {
+        SegmentHeader::hash_transcript(
+            self.header.format_version,
+            self.header.transcript.as_deref(),
+            &mut hasher,
+        );
         let sum = hasher.finalize().to_hex().to_string();
-        if sum != header.checksum {
+        if sum != self.header.checksum {
             return Err(StateError::Checksum {
-                file: name,
+                file: self.path.display().to_string(),
                 content: sum[..16].to_string(),
-                header: header.checksum[..16].to_string(),
+                header: self.header.checksum[..16].to_string(),
             }
             .into());
         }
-        let tokens = st
-            .tensor("tokens")
-            .map(|v| match v.dtype() {
-                Dtype::U16 => v
-                    .data()
-                    .chunks_exact(2)
-                    .map(|c| u32::from(u16::from_le_bytes([c[0], c[1]])))
-                    .collect(),
-                _ => v
-                    .data()
-                    .chunks_exact(4)
-                    .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                    .collect(),
-            })
-            .map_err(|e| layout(format!("tokens: {e}")))?;
-        let id = header.id();
-        drop(st);
-        Ok(Self {
-            path: path.to_path_buf(),
-            header,
-            id,
-            tokens,
-            file_bytes,
-            bytes,
-        })
+        Ok(())
+    }
+
+    /// Opens the file again for loading; it must still have the size it had when opened.
+    fn reopen(&self) -> Result<File> {
+        let (file, len) = open_regular(&self.path)?;
+        if len != self.file_bytes {
+            return Err(StateError::Layout {
+                file: self.path.display().to_string(),
+                detail: format!(
+                    "it changed size since it was opened ({} bytes, now {len})",
+                    self.file_bytes
+                ),
+            }
+            .into());
+        }
+        Ok(file)
     }
 
     pub fn end(&self) -> usize {
@@ -220,46 +344,18 @@ impl Segment {
         }
         Ok(())
     }
-
-    fn tensors(&self) -> Result<SafeTensors<'_>> {
-        SafeTensors::deserialize(&self.bytes).map_err(|e| {
-            StateError::Layout {
-                file: self.path.display().to_string(),
-                detail: format!("truncated or corrupted ({e})"),
-            }
-            .into()
-        })
-    }
 }
 
-/// Reads a file of `len` bytes (its size when opened) whole. A file that shrinks or grows while
-/// it is read is refused as truncated or changed, never trusted.
-fn read_exactly(file: std::fs::File, len: u64, path: &Path) -> Result<Vec<u8>> {
-    use std::io::Read;
-    let name = path.display().to_string();
-    let cap = usize::try_from(len).map_err(|_| StateError::NotAStateFile {
-        file: name.clone(),
-        detail: format!("{len} bytes do not fit in memory"),
-    })?;
-    let mut bytes = Vec::new();
-    bytes.try_reserve_exact(cap).map_err(|_| {
-        EngineError::io(
-            path,
-            std::io::Error::new(std::io::ErrorKind::OutOfMemory, format!("cannot hold {len} bytes")),
-        )
-    })?;
-    // One byte more than expected tells a file that grew from one that did not.
-    file.take(len.saturating_add(1))
-        .read_to_end(&mut bytes)
-        .map_err(|e| EngineError::io(path, e))?;
-    if bytes.len() as u64 != len {
-        return Err(StateError::Layout {
-            file: name,
-            detail: format!("it changed size while it was read ({len} bytes, then {})", bytes.len()),
+/// A read that came back short or failed: the file was cut or changed under us.
+fn changed(file: &str, e: std::io::Error) -> EngineError {
+    if e.kind() == std::io::ErrorKind::UnexpectedEof {
+        return StateError::Layout {
+            file: file.to_string(),
+            detail: "it was cut short while it was read".into(),
         }
-        .into());
+        .into();
     }
-    Ok(bytes)
+    EngineError::io(Path::new(file), e)
 }
 
 /// Loads the first `upto` tokens of a chain (root first) into a new state for `model`.
@@ -352,15 +448,27 @@ fn validate(chain: &[Segment], upto: usize, geo: &KvGeometry, fingerprint: &Mode
     Ok(())
 }
 
-/// Zeroed f16 K and V buffers of `cap` positions for every layer (`n_kv_head × cap × head_dim`
-/// each); pages past the loaded tokens are never touched (see [`zeroed`]).
+/// Empty f16 K and V buffers with room for `cap` positions for every layer
+/// (`n_kv_head × cap × head_dim` each). Nothing is written here: [`fill`] writes every value
+/// once (the loaded tokens from the files, zeros after them) and only then sets the lengths, so
+/// no page is zeroed and then overwritten.
 fn allocate(geo: &KvGeometry, cap: usize) -> Vec<(Vec<f16>, Vec<f16>)> {
     let n = geo.n_kv_head * cap * geo.head_dim;
-    (0..geo.n_layer).map(|_| (zeroed(n), zeroed(n))).collect()
+    (0..geo.n_layer)
+        .map(|_| (Vec::with_capacity(n), Vec::with_capacity(n)))
+        .collect()
 }
 
-/// Converts the stored K/V of the chain's first `upto` tokens into `bufs` (from [`allocate`],
-/// `cap` positions a head) and returns those tokens. The chain must have passed [`validate`].
+/// Reads the stored K/V of the chain's first `upto` tokens into `bufs` (from [`allocate`],
+/// `cap` positions a head), checksumming every segment it reads from, and returns those tokens.
+/// The chain must have passed [`validate`]; a segment whose content does not match its
+/// checksum fails the whole load.
+///
+/// Two threads work as a pipeline: this one reads each tensor in the checksum's order and
+/// converts it into the state, the other hashes what was read, in order, while it is still in
+/// the processor's cache. An f16 segment loaded whole (the default, and every thaw that is not
+/// a rewind) is read straight into the state's buffers and hashed there: each byte crosses
+/// memory once, with no scratch copy.
 fn fill(
     chain: &[Segment],
     upto: usize,
@@ -368,53 +476,237 @@ fn fill(
     cap: usize,
     bufs: &mut [(Vec<f16>, Vec<f16>)],
 ) -> Result<Vec<u32>> {
-    let (h, d) = (geo.n_kv_head, geo.head_dim);
     let mut tokens = Vec::with_capacity(upto);
-    for s in chain {
-        let start = s.header.start;
-        if start >= upto {
-            break;
-        }
-        let n = s.header.token_count;
-        let take = n.min(upto - start);
-        tokens.extend_from_slice(&s.tokens[..take]);
-        let st = s.tensors()?;
-        // Layers in parallel: a real-size state is hundreds of megabytes, and one core copies
-        // (and faults in) well below what the page cache delivers.
-        bufs.par_iter_mut()
-            .enumerate()
-            .try_for_each(|(l, (kb, vb))| -> Result<()> {
-                for (kv, buf) in [("k", &mut *kb), ("v", &mut *vb)] {
-                    let name = format!("layers.{l}.{kv}");
-                    let missing = |e: safetensors::SafeTensorError| -> EngineError {
-                        StateError::Layout {
-                            file: s.path.display().to_string(),
-                            detail: e.to_string(),
-                        }
-                        .into()
-                    };
-                    let data = st.tensor(&name).map_err(missing)?;
-                    let scales = match s.header.stored_dtype {
-                        StoredDType::Q8 => Some(st.tensor(&format!("{name}_scale")).map_err(missing)?),
-                        _ => None,
-                    };
-                    // A head's rows are contiguous on both sides: convert them in one run.
-                    let (vals, bytes) = (take * d, bytes_per_value(s.header.stored_dtype));
-                    for head in 0..h {
-                        let row = head * n;
-                        let dst = &mut buf[(head * cap + start) * d..][..vals];
-                        populate(dst);
-                        let src = &data.data()[row * d * bytes..][..vals * bytes];
-                        let scales = scales
-                            .as_ref()
-                            .map(|v| &v.data()[row * d / q8::BLOCK * 2..][..vals / q8::BLOCK * 2]);
-                        convert::to_f16(s.header.stored_dtype, src, scales, dst);
+    let used: Vec<&Segment> = chain.iter().take_while(|s| s.header.start < upto).collect();
+    for s in &used {
+        tokens.extend_from_slice(&s.tokens[..s.header.token_count.min(upto - s.header.start)]);
+    }
+    let len = geo.n_kv_head * cap * geo.head_dim;
+    if bufs.iter().any(|(k, v)| k.capacity() < len || v.capacity() < len) {
+        return Err(EngineError::Invalid("load buffers smaller than the state".into()));
+    }
+    let (to_hash, hashed) = std::sync::mpsc::sync_channel::<Hash<'_>>(64);
+    let (to_reuse, reusable) = std::sync::mpsc::channel::<Vec<u8>>();
+    std::thread::scope(|scope| {
+        let hasher = scope.spawn(move || -> Result<()> {
+            let mut h = blake3::Hasher::new();
+            for msg in hashed {
+                match msg {
+                    Hash::Borrowed(b) => {
+                        h.update(b);
+                    }
+                    Hash::Owned(b) => {
+                        h.update(&b);
+                        // The reader may have stopped; a buffer nobody takes back is freed.
+                        let _ = to_reuse.send(b);
+                    }
+                    Hash::End(s) => {
+                        s.check_sum(std::mem::replace(&mut h, blake3::Hasher::new()))?;
                     }
                 }
-                Ok(())
-            })?;
+            }
+            Ok(())
+        });
+        let read = read_chain(&used, upto, geo, cap, bufs, &to_hash, &reusable);
+        // Closing the channel ends the hasher once it has caught up.
+        drop(to_hash);
+        let hashed = hasher
+            .join()
+            .unwrap_or_else(|_| Err(EngineError::Invalid("the checksum thread failed".into())));
+        // A failed checksum first: the reader then fails only because the hasher stopped. A
+        // read that failed on its own (a file cut short) leaves the hasher without a verdict.
+        hashed.and(read)
+    })?;
+    for (k, v) in bufs.iter_mut() {
+        // SAFETY: `read_chain` returned Ok, so it wrote all `len` values of every buffer (each
+        // head's positions 0..upto from the files, the rest zeros), and the capacity is at
+        // least `len` (checked above).
+        unsafe {
+            k.set_len(len);
+            v.set_len(len);
+        }
     }
     Ok(tokens)
+}
+
+/// What the reader hands the hashing thread, in the checksum's order: bytes read into the
+/// state, a scratch buffer (given back for reuse once hashed), or the end of a segment.
+enum Hash<'a> {
+    Borrowed(&'a [u8]),
+    Owned(Vec<u8>),
+    End(&'a Segment),
+}
+
+/// The reading side of [`fill`]: every tensor of the `used` segments in the checksum's order,
+/// written into the spare capacity of `bufs`, then zeros after the loaded positions. On Ok,
+/// every value of every head (`cap` positions) has been written once.
+fn read_chain<'a>(
+    used: &[&'a Segment],
+    upto: usize,
+    geo: &KvGeometry,
+    cap: usize,
+    bufs: &'a mut [(Vec<f16>, Vec<f16>)],
+    to_hash: &std::sync::mpsc::SyncSender<Hash<'a>>,
+    reusable: &std::sync::mpsc::Receiver<Vec<u8>>,
+) -> Result<()> {
+    // The hashing thread only stops early on a mismatch, which it reports itself.
+    let send = |m: Hash<'a>| {
+        to_hash
+            .send(m)
+            .map_err(|_| EngineError::Invalid("checksum stopped".into()))
+    };
+    let (h, d) = (geo.n_kv_head, geo.head_dim);
+    // The state's buffers, head by head: (layer, k or v) → the `h` rows of `cap` positions,
+    // each slice starting at the first position not loaded yet.
+    let mut heads: Vec<Vec<&'a mut [MaybeUninit<f16>]>> = bufs
+        .iter_mut()
+        .flat_map(|(k, v)| [k, v])
+        .map(|b| b.spare_capacity_mut().chunks_mut(cap * d).take(h).collect())
+        .collect();
+    let mut scratch_count = 0;
+    let mut scratch = |len: usize| -> Vec<u8> {
+        // Three buffers in flight at most: the one being filled, the one being hashed, one
+        // waiting; a fourth request waits for the hasher to give one back.
+        let mut b = reusable
+            .try_recv()
+            .ok()
+            .or_else(|| (scratch_count >= 3).then(|| reusable.recv().ok()).flatten());
+        if b.is_none() {
+            scratch_count += 1;
+        }
+        let mut b = b.take().unwrap_or_default();
+        if b.len() < len {
+            b = vec![0u8; len];
+            populate_bytes(&mut b);
+        }
+        b.truncate(len);
+        b
+    };
+    for s in used {
+        let name = s.path.display().to_string();
+        let file = s.reopen()?;
+        let n = s.header.token_count;
+        let take = n.min(upto - s.header.start);
+        let dt = s.header.stored_dtype;
+        send(Hash::Borrowed(&s.token_bytes))?;
+        let per_kv = if dt == StoredDType::Q8 { 2 } else { 1 };
+        if s.spans.len() != 1 + heads.len() * per_kv {
+            return Err(EngineError::Invalid(format!("{name}: not one K and one V a layer")));
+        }
+        for (tensor, span) in heads.iter_mut().zip(s.spans[1..].chunks_exact(per_kv)) {
+            if dt == StoredDType::F16 && take == n && cfg!(target_endian = "little") {
+                // Straight into the state, head by head. Each head's slice is split at the end
+                // of this segment: the part handed to the hasher is never written again.
+                let row = n * d * 2;
+                let read: Vec<std::io::Result<&'a [f16]>> = tensor
+                    .par_iter_mut()
+                    .enumerate()
+                    .map(|(head, buf)| {
+                        let (dst, after) = std::mem::take(buf).split_at_mut(n * d);
+                        *buf = after;
+                        populate(dst);
+                        read_into(&file, dst, span[0].start + (head * row) as u64)
+                    })
+                    .collect();
+                for dst in read {
+                    send(Hash::Borrowed(as_bytes(dst.map_err(|e| changed(&name, e))?)))?;
+                }
+                continue;
+            }
+            let mut data = scratch((span[0].end - span[0].start) as usize);
+            read_at(&file, &mut data, span[0].start).map_err(|e| changed(&name, e))?;
+            let scales = match span.get(1) {
+                Some(sc) => {
+                    let mut b = scratch((sc.end - sc.start) as usize);
+                    read_at(&file, &mut b, sc.start).map_err(|e| changed(&name, e))?;
+                    Some(b)
+                }
+                None => None,
+            };
+            let (vals, bytes) = (take * d, bytes_per_value(dt));
+            tensor.par_iter_mut().enumerate().for_each(|(head, buf)| {
+                let row = head * n;
+                let (dst, after) = std::mem::take(buf).split_at_mut(vals);
+                *buf = after;
+                populate(dst);
+                let dst = zero(dst);
+                let src = &data[row * d * bytes..][..vals * bytes];
+                let scales = scales
+                    .as_ref()
+                    .map(|v| &v[row * d / q8::BLOCK * 2..][..vals / q8::BLOCK * 2]);
+                convert::to_f16(dt, src, scales, dst);
+            });
+            send(Hash::Owned(data))?;
+            if let Some(b) = scales {
+                send(Hash::Owned(b))?;
+            }
+        }
+        send(Hash::End(s))?;
+    }
+    // Zeros after the loaded positions: never read before they are written, but initialised.
+    for buf in heads.iter_mut().flatten() {
+        zero(std::mem::take(buf));
+    }
+    Ok(())
+}
+
+/// Reads `dst.len()` f16 values from `offset` of `file` into `dst` and returns them, initialised.
+fn read_into<'a>(file: &File, dst: &'a mut [MaybeUninit<f16>], offset: u64) -> std::io::Result<&'a [f16]> {
+    let bytes = std::mem::size_of_val(dst);
+    let ptr = dst.as_mut_ptr() as *mut u8;
+    #[cfg(unix)]
+    {
+        use std::os::fd::AsRawFd;
+        let mut done = 0usize;
+        while done < bytes {
+            let at = libc::off_t::try_from(offset + done as u64)
+                .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
+            // SAFETY: `ptr + done .. ptr + bytes` lies inside `dst`, which we hold mutably;
+            // pread writes at most `bytes - done` bytes there. No reference to uninitialised
+            // memory is formed.
+            let r = unsafe { libc::pread(file.as_raw_fd(), ptr.add(done) as *mut libc::c_void, bytes - done, at) };
+            match r {
+                0 => return Err(std::io::ErrorKind::UnexpectedEof.into()),
+                r if r > 0 => done += r as usize,
+                _ => {
+                    let e = std::io::Error::last_os_error();
+                    if e.kind() != std::io::ErrorKind::Interrupted {
+                        return Err(e);
+                    }
+                }
+            }
+        }
+        // SAFETY: the loop wrote all `bytes` bytes of `dst`; any bits are a valid f16.
+        Ok(unsafe { std::slice::from_raw_parts(dst.as_ptr() as *const f16, dst.len()) })
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (bytes, ptr);
+        let dst = zero(dst);
+        read_at(file, as_bytes_mut(dst), offset)?;
+        Ok(dst)
+    }
+}
+
+/// Writes zeros over `dst` and returns it, initialised.
+fn zero(dst: &mut [MaybeUninit<f16>]) -> &mut [f16] {
+    // SAFETY: zero bytes are the f16 value 0; after the write every element is initialised,
+    // and the returned slice covers exactly `dst`.
+    unsafe {
+        std::ptr::write_bytes(dst.as_mut_ptr(), 0, dst.len());
+        std::slice::from_raw_parts_mut(dst.as_mut_ptr() as *mut f16, dst.len())
+    }
+}
+
+fn as_bytes(v: &[f16]) -> &[u8] {
+    // SAFETY: f16 is two plain bytes with no padding; the view covers exactly `v`.
+    unsafe { std::slice::from_raw_parts(v.as_ptr() as *const u8, std::mem::size_of_val(v)) }
+}
+
+#[cfg(not(unix))]
+fn as_bytes_mut(v: &mut [f16]) -> &mut [u8] {
+    // SAFETY: as `as_bytes`; every bit pattern is a valid f16, so any bytes written are fine.
+    unsafe { std::slice::from_raw_parts_mut(v.as_mut_ptr() as *mut u8, std::mem::size_of_val(v)) }
 }
 
 /// Stored bytes per K/V value (q8: the signed bytes; the scales are a separate tensor).
@@ -430,7 +722,14 @@ fn bytes_per_value(dt: StoredDType) -> usize {
 /// on an older kernel, the writes fault them in one by one as before). Freshly allocated
 /// buffers are zero pages not yet mapped, and a page fault per 4 KiB was the largest cost of
 /// loading a state.
-fn populate(buf: &mut [f16]) {
+fn populate(buf: &mut [MaybeUninit<f16>]) {
+    // SAFETY: the bytes of `buf` as bytes; they are only used for their addresses below.
+    let bytes =
+        unsafe { std::slice::from_raw_parts_mut(buf.as_mut_ptr() as *mut MaybeUninit<u8>, std::mem::size_of_val(buf)) };
+    populate_bytes(bytes)
+}
+
+fn populate_bytes<T>(buf: &mut [T]) {
     #[cfg(target_os = "linux")]
     {
         const MADV_POPULATE_WRITE: libc::c_int = 23;
@@ -452,14 +751,6 @@ fn populate(buf: &mut [f16]) {
     }
     #[cfg(not(target_os = "linux"))]
     let _ = buf;
-}
-
-/// `n` zero f16 values from zeroed memory (calloc): pages past the loaded tokens are never touched.
-fn zeroed(n: usize) -> Vec<f16> {
-    let mut v = std::mem::ManuallyDrop::new(vec![0u16; n]);
-    // SAFETY: f16 has the size, alignment and (for 0) bit pattern of u16; the allocation is
-    // handed over whole, with its length and capacity.
-    unsafe { Vec::from_raw_parts(v.as_mut_ptr() as *mut f16, v.len(), v.capacity()) }
 }
 
 #[cfg(test)]
@@ -484,6 +775,147 @@ mod tests {
         let path = dir.join("root.safetensors");
         write_segment(&state, 0, 3, None, fingerprint, StoredDType::F16, None, &path).unwrap();
         Segment::open(&path).unwrap()
+    }
+
+    /// A root segment of `n` tokens (2 layers, 2 heads of 32) with distinct K/V values, stored
+    /// as `dt`, written to `dir/name`; the state it was written from is returned too.
+    fn distinct(dir: &Path, fp: &ModelFingerprint, dt: StoredDType, n: usize, name: &str) -> (PathBuf, KvState) {
+        let dev = Device::Cpu;
+        let geo = KvGeometry {
+            n_layer: 2,
+            n_kv_head: 2,
+            ..GEO
+        };
+        let buffers = (0..2)
+            .map(|l| {
+                let vals = |kv: f32| {
+                    let v: Vec<f32> = (0..2 * 64 * 32)
+                        .map(|i| ((i as f32 * 0.37 + l as f32 * 11.0 + kv).sin()) * 3.0)
+                        .collect();
+                    Tensor::from_vec(v, (2, 64, 32), &dev)
+                        .unwrap()
+                        .to_dtype(DType::F16)
+                        .unwrap()
+                };
+                (vals(0.0), vals(5.0))
+            })
+            .collect();
+        let state = KvState::from_buffers(geo, &dev, (1..=n as u32).collect(), buffers).unwrap();
+        let path = dir.join(name);
+        write_segment(&state, 0, n, None, fp, dt, Some("a transcript"), &path).unwrap();
+        (path, state)
+    }
+
+    fn model_free_load(chain: &[Segment], upto: usize) -> Result<Vec<f16>> {
+        let geo = KvGeometry {
+            n_layer: 2,
+            n_kv_head: 2,
+            ..GEO
+        };
+        let mut bufs = allocate(&geo, 64);
+        fill(chain, upto, &geo, 64, &mut bufs)?;
+        Ok(bufs.into_iter().flat_map(|(k, v)| k.into_iter().chain(v)).collect())
+    }
+
+    #[test]
+    fn loading_checks_the_checksum_on_every_path_and_fills_the_same_values_as_the_stored_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let fp = ModelFingerprint::new("test-model");
+        for dt in [StoredDType::F16, StoredDType::Bf16, StoredDType::F32, StoredDType::Q8] {
+            let (path, _) = distinct(dir.path(), &fp, dt, 40, &format!("{dt}.state"));
+            // Whole (f16: read straight into the state) and a prefix (through the scratch buffer).
+            for upto in [40, 17] {
+                let loaded = model_free_load(&[Segment::open_for_load(&path).unwrap()], upto).unwrap();
+                // The reference: the same file checked whole and converted value by value.
+                let seg = Segment::open(&path).unwrap();
+                let bytes = std::fs::read(&path).unwrap();
+                let per_kv = if dt == StoredDType::Q8 { 2 } else { 1 };
+                let mut want = Vec::new();
+                for (i, span) in seg.spans[1..].chunks_exact(per_kv).enumerate() {
+                    let data = &bytes[span[0].start as usize..span[0].end as usize];
+                    let scales = span.get(1).map(|s| &bytes[s.start as usize..s.end as usize]);
+                    let mut buf = vec![f16::ZERO; 2 * 64 * 32];
+                    for head in 0..2 {
+                        let (row, b) = (head * 40, bytes_per_value(dt));
+                        let dst = &mut buf[head * 64 * 32..][..upto * 32];
+                        let scales = scales.map(|v| &v[row * 32 / q8::BLOCK * 2..][..upto * 32 / q8::BLOCK * 2]);
+                        convert::to_f16(dt, &data[row * 32 * b..][..upto * 32 * b], scales, dst);
+                    }
+                    assert!(buf.iter().any(|x| x.to_f32() != 0.0), "{dt}: tensor {i} holds values");
+                    want.extend(buf);
+                }
+                assert!(
+                    loaded.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits()),
+                    "{dt}, {upto} tokens: the loaded values are the stored ones"
+                );
+            }
+            // One flipped bit in the last tensor, past the 17 tokens a prefix load uses: the
+            // segment is damaged, so every load of it is refused, as opening it is.
+            let mut bytes = std::fs::read(&path).unwrap();
+            let n = bytes.len();
+            bytes[n - 3] ^= 0x10;
+            let bad = dir.path().join(format!("bad-{dt}.state"));
+            std::fs::write(&bad, bytes).unwrap();
+            for upto in [40, 17] {
+                let e = model_free_load(&[Segment::open_for_load(&bad).unwrap()], upto).unwrap_err();
+                assert!(e.to_string().contains("checksum mismatch"), "{dt}, {upto}: {e}");
+            }
+            let e = Segment::open(&bad).unwrap_err();
+            assert!(e.to_string().contains("checksum mismatch"), "{dt}: {e}");
+        }
+    }
+
+    #[test]
+    fn a_damaged_first_segment_of_a_chain_is_named_by_its_checksum() {
+        let dir = tempfile::tempdir().unwrap();
+        let fp = ModelFingerprint::new("test-model");
+        let (root_path, state) = distinct(dir.path(), &fp, StoredDType::F16, 40, "whole.state");
+        let root = dir.path().join("root.state");
+        let info = write_segment(&state, 0, 20, None, &fp, StoredDType::F16, None, &root).unwrap();
+        let child = dir.path().join("child.state");
+        write_segment(&state, 20, 40, Some(info.id), &fp, StoredDType::F16, None, &child).unwrap();
+        let chain = || {
+            [
+                Segment::open_for_load(&root).unwrap(),
+                Segment::open_for_load(&child).unwrap(),
+            ]
+        };
+        // Two segments load the same values as the one whole segment.
+        let whole = model_free_load(&[Segment::open_for_load(&root_path).unwrap()], 40).unwrap();
+        let two = model_free_load(&chain(), 40).unwrap();
+        assert!(whole.iter().zip(&two).all(|(a, b)| a.to_bits() == b.to_bits()));
+        let mut bytes = std::fs::read(&root).unwrap();
+        let n = bytes.len();
+        bytes[n - 5] ^= 0x01;
+        std::fs::write(&root, bytes).unwrap();
+        let e = model_free_load(&chain(), 40).unwrap_err().to_string();
+        assert!(
+            e.contains("checksum mismatch") && e.contains("root.state"),
+            "the damaged segment is named, not a stopped reader: {e}"
+        );
+    }
+
+    #[test]
+    fn a_segment_that_changes_between_opening_and_loading_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let fp = ModelFingerprint::new("test-model");
+        let (path, _) = distinct(dir.path(), &fp, StoredDType::F16, 40, "a.state");
+        let seg = Segment::open_for_load(&path).unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        std::fs::write(&path, &bytes[..bytes.len() - 64]).unwrap();
+        let e = model_free_load(&[seg], 40).unwrap_err();
+        assert!(e.to_string().contains("changed size since it was opened"), "{e}");
+        // Same size, other content: the checksum read during the load catches it.
+        let seg = {
+            std::fs::write(&path, &bytes).unwrap();
+            Segment::open_for_load(&path).unwrap()
+        };
+        let mut other = bytes.clone();
+        let n = other.len();
+        other[n / 2 + 7] ^= 1;
+        std::fs::write(&path, other).unwrap();
+        let e = model_free_load(&[seg], 40).unwrap_err();
+        assert!(e.to_string().contains("checksum mismatch"), "{e}");
     }
 
     #[test]
