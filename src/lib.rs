@@ -19,6 +19,7 @@ pub mod input;
 pub mod live;
 pub mod logging;
 pub mod model;
+pub mod models;
 pub mod paths;
 pub mod prefix;
 pub mod server;

@@ -4,10 +4,14 @@ use crate::error::Result;
 use freeze_attn_engine::{DeviceChoice, LoadedModel};
 use std::path::PathBuf;
 
-/// `default` → the default model (fetched on first use); anything else is a path.
+/// `default` → the default model (fetched on first use); an installed Hugging Face model by
+/// `OWNER/NAME[:QUANT|:FILE]` (see [`crate::models`]); anything else is a path.
 pub fn resolve_model(spec: &str) -> Result<PathBuf> {
     if spec == "default" {
         return Ok(crate::default_model::default_model_path()?);
+    }
+    if let Some(path) = crate::models::resolve(spec)? {
+        return Ok(path);
     }
     Ok(PathBuf::from(spec))
 }

@@ -6,7 +6,8 @@ use std::io::Write;
 
 #[derive(Args, Debug, Clone)]
 pub struct ModelArgs {
-    /// A GGUF file, a Hugging Face model folder, or `default`.
+    /// A GGUF file, a Hugging Face model folder, an installed model (OWNER/NAME:QUANT, see
+    /// `models list`), or `default`.
     #[arg(long, default_value = "default")]
     pub model: String,
     /// auto, cpu, cuda[:N] or metal[:N].

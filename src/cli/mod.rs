@@ -4,6 +4,7 @@ mod bench;
 mod chat;
 mod common;
 mod generate;
+mod models;
 mod prefix;
 mod serve;
 mod states;
@@ -37,6 +38,8 @@ enum Command {
     Chat(chat::ChatArgs),
     /// An OpenAI-compatible HTTP server whose prompt cache is the state tree (docs/api.md).
     Serve(serve::ServeArgs),
+    /// Models from the Hugging Face Hub: pull, list, info, rm.
+    Models(models::ModelsArgs),
     /// Download the default model (SmolLM2-135M-Instruct, Q4_1 GGUF) if missing and print its path.
     FetchModel,
 }
@@ -50,6 +53,7 @@ pub fn run() -> i32 {
         Command::States(a) => states::run(a),
         Command::Chat(a) => chat::run(a),
         Command::Serve(a) => serve::run(a),
+        Command::Models(a) => models::run(a),
         Command::Bench(a) => bench::run(a),
         Command::BenchResume(a) => bench::run_resume(a),
         Command::FetchModel => freeze_attn::default_model::default_model_path()

@@ -51,6 +51,21 @@ impl Library {
         self.read(models::select_all)
     }
 
+    /// How many nodes (cache nodes aside) were made with the model of this fingerprint.
+    pub fn count_nodes_of_model(&self, fingerprint: &ModelFingerprint) -> Result<usize> {
+        self.read(|conn| {
+            let n: i64 = conn.query_row(
+                &format!(
+                    "SELECT count(*) FROM nodes n WHERE n.model_fingerprint = ?1 AND {}",
+                    crate::schema::nodes::NOT_CACHE
+                ),
+                [fingerprint],
+                |r| r.get(0),
+            )?;
+            Ok(n as usize)
+        })
+    }
+
     /// Forgets a model; its nodes stay (they become unloadable). Returns whether it was known.
     pub fn remove_model(&self, fingerprint: &ModelFingerprint) -> Result<bool> {
         self.write(|conn| models::delete(conn, fingerprint))
@@ -67,6 +82,20 @@ mod tests {
         assert!(validate_fingerprint(&"".into()).is_err());
         assert!(validate_fingerprint(&"a\nb".into()).is_err());
         assert!(validate_fingerprint(&"x".repeat(MAX_FINGERPRINT_LEN + 1).into()).is_err());
+    }
+
+    #[test]
+    fn nodes_are_counted_by_model_without_cache_nodes() {
+        use crate::node::{NewNode, NodeKind};
+        let dir = tempfile::tempdir().unwrap();
+        let lib = Library::open(dir.path()).unwrap();
+        let fp: ModelFingerprint = "fp1".into();
+        assert_eq!(lib.count_nodes_of_model(&fp).unwrap(), 0);
+        lib.create_node(&NewNode::new("a", NodeKind::Chat, "fp1")).unwrap();
+        lib.create_node(&NewNode::new("b", NodeKind::Story, "fp1")).unwrap();
+        lib.create_node(&NewNode::new("c", NodeKind::Cache, "fp1")).unwrap();
+        lib.create_node(&NewNode::new("d", NodeKind::Chat, "fp2")).unwrap();
+        assert_eq!(lib.count_nodes_of_model(&fp).unwrap(), 2);
     }
 
     #[test]

@@ -234,6 +234,12 @@ fn display_name(stem: &str, general_name: Option<&str>, basename: Option<&str>) 
     }
 }
 
+/// The weight type a file name ends with (`Q4_K_M` of `Llama-3.2-1B-Instruct-Q4_K_M`), if any.
+pub fn quant_suffix(stem: &str) -> Option<&str> {
+    let rest = &stem[strip_quant_suffix(stem).len()..];
+    rest.get(1..).filter(|q| !q.is_empty())
+}
+
 /// `stem` without a trailing weight type (`-Q4_K_M`, `.Q4_1`, `-f16`, `.IQ3_XS`, `-bf16`).
 fn strip_quant_suffix(stem: &str) -> &str {
     // `_` also separates parts of a quant name (`Q4_K_M`): the longest tail is tried first.
@@ -263,7 +269,15 @@ fn is_quant_name(s: &str) -> bool {
 
 #[cfg(test)]
 mod name_tests {
-    use super::display_name;
+    use super::{display_name, quant_suffix};
+
+    #[test]
+    fn the_weight_type_at_the_end_of_a_file_name() {
+        assert_eq!(quant_suffix("Llama-3.2-1B-Instruct-Q4_K_M"), Some("Q4_K_M"));
+        assert_eq!(quant_suffix("SmolLM2-135M-Instruct.Q4_1"), Some("Q4_1"));
+        assert_eq!(quant_suffix("model-bf16"), Some("bf16"));
+        assert_eq!(quant_suffix("Llama-3.2-1B-Instruct"), None);
+    }
 
     #[test]
     fn the_file_name_wins_when_it_names_the_model() {

@@ -1,0 +1,146 @@
+//! `freeze-attn models`: pull, list, info and rm models from the Hugging Face Hub.
+
+use clap::{Args, Subcommand};
+use freeze_attn::models::{self, InstalledModel, PullCancel, PullProgress};
+use std::io::{IsTerminal, Write};
+use std::time::Instant;
+
+#[derive(Args, Debug)]
+pub struct ModelsArgs {
+    #[command(subcommand)]
+    command: ModelsCommand,
+}
+
+#[derive(Subcommand, Debug)]
+enum ModelsCommand {
+    /// Download a model: OWNER/NAME:QUANT (e.g. bartowski/Llama-3.2-1B-Instruct-GGUF:Q4_K_M),
+    /// OWNER/NAME:FILE, or OWNER/NAME (its only GGUF, or its safetensors model). An interrupted
+    /// download resumes. HF_TOKEN for gated models, HF_ENDPOINT for another hub.
+    Pull {
+        name: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The installed models: name, size, weight type, architecture, context, states.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// One installed model in detail (files, SHA-256, revision, path).
+    Info {
+        name: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove an installed model's files (its saved states stay in the library).
+    Rm { name: String },
+}
+
+pub fn run(a: ModelsArgs) -> anyhow::Result<()> {
+    match a.command {
+        ModelsCommand::Pull { name, json } => {
+            let m = pull_with_progress(&name)?;
+            if json {
+                println!("{}", serde_json::to_string(&m)?);
+            } else {
+                println!("{}  {}  {}", m.name, size(m.bytes), m.path.display());
+            }
+        }
+        ModelsCommand::List { json } => {
+            let all = models::list()?;
+            if json {
+                println!("{}", serde_json::to_string(&all)?);
+            } else if all.is_empty() {
+                println!("no models installed: `freeze-attn models pull OWNER/NAME:QUANT`");
+            } else {
+                for m in &all {
+                    println!("{}", line(m));
+                }
+            }
+        }
+        ModelsCommand::Info { name, json } => {
+            let m = models::info(&name)?;
+            if json {
+                println!("{}", serde_json::to_string(&m)?);
+            } else {
+                println!("{}", line(&m));
+                println!("  path      {}", m.path.display());
+                println!("  revision  {}", m.revision);
+                for (file, sha) in &m.sha256 {
+                    println!(
+                        "  file      {file}  sha256 {}",
+                        sha.as_deref().unwrap_or("(none from the hub)")
+                    );
+                }
+            }
+        }
+        ModelsCommand::Rm { name } => {
+            let m = models::remove(&name)?;
+            let states = match m.states {
+                0 => String::new(),
+                n => format!("; its {n} saved state(s) stay in the library and thaw again once it is pulled again"),
+            };
+            println!("removed {} ({}){states}", m.name, size(m.bytes));
+        }
+    }
+    Ok(())
+}
+
+fn line(m: &InstalledModel) -> String {
+    format!(
+        "{:<56} {:>9}  {:<8} {:<8} ctx {:<7} {} states",
+        m.name,
+        size(m.bytes),
+        m.weight_type.as_deref().unwrap_or("?"),
+        m.architecture.as_deref().unwrap_or("?"),
+        m.context_length.map_or("?".into(), |c| c.to_string()),
+        m.states
+    )
+}
+
+fn size(b: u64) -> String {
+    match b {
+        b if b >= 1 << 30 => format!("{:.2} GB", b as f64 / 1e9),
+        b if b >= 1 << 20 => format!("{:.1} MB", b as f64 / 1e6),
+        b => format!("{:.1} kB", b as f64 / 1e3),
+    }
+}
+
+/// Pulls with a progress line on a terminal: bytes, rate and time left. Ctrl-C stops it; the
+/// same command resumes.
+fn pull_with_progress(name: &str) -> anyhow::Result<InstalledModel> {
+    let cancel = PullCancel::default();
+    let tty = std::io::stderr().is_terminal();
+    let start = Instant::now();
+    let mut shown = false;
+    let mut report = |p: PullProgress| {
+        if !tty || p.total_bytes == 0 {
+            return;
+        }
+        let new = p.done_bytes.saturating_sub(p.resumed_bytes) as f64;
+        let secs = start.elapsed().as_secs_f64().max(0.001);
+        let rate = new / secs;
+        let left = if rate > 0.0 {
+            let s = (p.total_bytes.saturating_sub(p.done_bytes)) as f64 / rate;
+            format!("{}m{:02}s left", (s / 60.0) as u64, (s % 60.0) as u64)
+        } else {
+            "…".into()
+        };
+        shown = true;
+        let mut err = std::io::stderr().lock();
+        let _ = write!(
+            err,
+            "\rdownloading {name}: {} / {} ({}%), {}/s, {left}   ",
+            size(p.done_bytes),
+            size(p.total_bytes),
+            p.done_bytes * 100 / p.total_bytes.max(1),
+            size(rate as u64)
+        );
+        let _ = err.flush();
+    };
+    let r = models::pull(name, &mut report, &cancel);
+    if shown {
+        eprintln!();
+    }
+    Ok(r?)
+}

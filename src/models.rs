@@ -1,0 +1,649 @@
+//! Models from the Hugging Face Hub: [`pull`] (download, checked against the hub's SHA-256,
+//! resumable, cancellable), [`list`], [`info`], [`remove`], and the names people use for them:
+//! `REPO` (its only GGUF, or its safetensors model), `REPO:QUANT` (`…-GGUF:Q4_K_M`) and
+//! `REPO:FILE`.
+//!
+//! Downloads go through the hub's own client (`hf-hub`) into a staging folder inside the models
+//! folder (`.downloads`, the hub's cache layout, where an interrupted download is resumed from);
+//! a file is moved to `hub/OWNER/NAME/FILE` only once its SHA-256 matches the hub's, so the
+//! installed models are never half-written. `HF_ENDPOINT` and `HF_TOKEN` are honoured.
+
+use crate::error::{Error, Result};
+use crate::paths::models_dir;
+use hf_hub::api::tokio::{ApiBuilder, ApiError, Progress};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+/// A model named by its Hugging Face repository, optionally with a file or a weight type.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HubName {
+    /// `OWNER/NAME`.
+    pub repo: String,
+    /// What follows the `:`: a file of the repository or a weight type (`Q4_K_M`).
+    pub selector: Option<String>,
+}
+
+impl HubName {
+    /// Parses `OWNER/NAME[:FILE|:QUANT]`; `None` for anything else (a path, `default`).
+    pub fn parse(s: &str) -> Option<Self> {
+        let (repo, selector) = match s.split_once(':') {
+            Some((r, sel)) => (r, Some(sel)),
+            None => (s, None),
+        };
+        let (owner, name) = repo.split_once('/')?;
+        let part_ok = |p: &str| {
+            !p.is_empty()
+                && p.len() <= 96
+                && !p.starts_with('.')
+                && p.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        };
+        if !part_ok(owner) || !part_ok(name) {
+            return None;
+        }
+        if let Some(sel) = selector {
+            // A file inside the repository: relative, no `..`, no backslashes.
+            let bad = sel.is_empty()
+                || sel.starts_with('/')
+                || sel.contains('\\')
+                || sel.split('/').any(|c| c.is_empty() || c == "." || c == "..")
+                || sel.chars().any(char::is_control);
+            if bad {
+                return None;
+            }
+        }
+        Some(Self {
+            repo: repo.to_string(),
+            selector: selector.map(str::to_string),
+        })
+    }
+
+    fn folder(&self) -> PathBuf {
+        hub_dir().join(&self.repo)
+    }
+}
+
+impl std::fmt::Display for HubName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.selector {
+            Some(s) => write!(f, "{}:{s}", self.repo),
+            None => f.write_str(&self.repo),
+        }
+    }
+}
+
+/// Where installed hub models live: `MODELS/hub/OWNER/NAME/…`.
+pub fn hub_dir() -> PathBuf {
+    models_dir().join("hub")
+}
+
+/// The hub client's staging cache (partial downloads).
+fn staging_dir() -> PathBuf {
+    models_dir().join(".downloads")
+}
+
+/// What `manifest.json` in a repository's folder records of each installed file.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct InstalledFile {
+    pub file: String,
+    pub bytes: u64,
+    /// The hub's SHA-256 of the file, checked after the download (files the hub keeps outside
+    /// its large-file storage, such as `config.json`, have none).
+    pub sha256: Option<String>,
+    /// The commit of the repository it came from.
+    pub revision: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct Manifest {
+    repo: String,
+    files: Vec<InstalledFile>,
+}
+
+const MANIFEST: &str = "manifest.json";
+
+fn read_manifest(folder: &Path) -> Manifest {
+    std::fs::read(folder.join(MANIFEST))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default()
+}
+
+fn write_manifest(folder: &Path, m: &Manifest) -> Result<()> {
+    let tmp = folder.join(format!(".{MANIFEST}.{}.partial", std::process::id()));
+    let bytes = serde_json::to_vec_pretty(m).map_err(|e| Error::Invalid(e.to_string()))?;
+    std::fs::write(&tmp, bytes).map_err(|e| Error::io(&tmp, e))?;
+    std::fs::rename(&tmp, folder.join(MANIFEST)).map_err(|e| Error::io(folder, e))
+}
+
+/// One installed model: a GGUF file, or a safetensors folder.
+#[derive(Debug, Clone, Serialize)]
+pub struct InstalledModel {
+    /// The name to give `--model`: `REPO:QUANT` when the file name ends in one, else
+    /// `REPO:FILE` (GGUF) or `REPO` (a safetensors folder).
+    pub name: String,
+    pub repo: String,
+    /// The GGUF file, or empty for a safetensors folder.
+    pub file: String,
+    /// What to load: the GGUF file or the folder.
+    pub path: PathBuf,
+    pub bytes: u64,
+    pub format: &'static str,
+    pub weight_type: Option<String>,
+    pub architecture: Option<String>,
+    pub context_length: Option<u64>,
+    pub revision: String,
+    /// SHA-256 of each file, as the hub gave it and the download was checked against.
+    pub sha256: Vec<(String, Option<String>)>,
+    /// Nodes in the state library made with this model (0 when it was never loaded).
+    pub states: usize,
+}
+
+/// What a download has done so far.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct PullProgress {
+    pub done_bytes: u64,
+    pub total_bytes: u64,
+    /// Bytes that were already there from an interrupted download.
+    pub resumed_bytes: u64,
+}
+
+/// Stops a [`pull`] from another thread; what was downloaded stays for the next pull.
+#[derive(Debug, Clone, Default)]
+pub struct PullCancel(Arc<AtomicBool>);
+
+impl PullCancel {
+    pub fn cancel(&self) {
+        self.0.store(true, Ordering::SeqCst)
+    }
+    fn is_cancelled(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// Byte counters the hub client updates (it wants a `Clone + Send` progress).
+#[derive(Clone, Default)]
+struct Counters {
+    done: Arc<AtomicU64>,
+    total: Arc<AtomicU64>,
+    first: Arc<AtomicBool>,
+    resumed: Arc<AtomicU64>,
+}
+
+impl Progress for Counters {
+    async fn init(&mut self, size: usize, _filename: &str) {
+        self.total.fetch_add(size as u64, Ordering::SeqCst);
+        self.first.store(true, Ordering::SeqCst);
+    }
+    async fn update(&mut self, size: usize) {
+        // The first update after a resume reports what the part file already held.
+        if self.first.swap(false, Ordering::SeqCst) {
+            self.resumed.fetch_add(size as u64, Ordering::SeqCst);
+        }
+        self.done.fetch_add(size as u64, Ordering::SeqCst);
+    }
+    async fn finish(&mut self) {}
+}
+
+/// Downloads the model `name` (`REPO`, `REPO:QUANT` or `REPO:FILE`) into the models folder and
+/// returns it installed. Blocks; `progress` is called a few times a second; `cancel` stops it
+/// (the partial download is kept and the next pull resumes it).
+pub fn pull(name: &str, progress: &mut dyn FnMut(PullProgress), cancel: &PullCancel) -> Result<InstalledModel> {
+    let hub = HubName::parse(name).ok_or_else(|| {
+        Error::Invalid(format!(
+            "`{name}` is not a Hugging Face model name: use OWNER/NAME, OWNER/NAME:QUANT or OWNER/NAME:FILE"
+        ))
+    })?;
+    // A runtime of its own: cancelling drops it, which also stops the client's download tasks
+    // (dropping the download future alone would leave them running).
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Invalid(format!("cannot start the download runtime: {e}")))?;
+    let result = rt.block_on(pull_async(&hub, progress, cancel));
+    rt.shutdown_background();
+    let installed = result?;
+    installed_model(&hub.repo, &installed)
+}
+
+fn token() -> Option<String> {
+    std::env::var("HF_TOKEN").ok().filter(|t| !t.trim().is_empty())
+}
+
+async fn pull_async(hub: &HubName, progress: &mut dyn FnMut(PullProgress), cancel: &PullCancel) -> Result<String> {
+    let staging = staging_dir();
+    std::fs::create_dir_all(&staging).map_err(|e| Error::io(&staging, e))?;
+    let mut builder = ApiBuilder::from_env()
+        .with_cache_dir(staging.clone())
+        .with_progress(false)
+        .with_user_agent("freeze-attn", env!("CARGO_PKG_VERSION"));
+    if let Some(t) = token() {
+        builder = builder.with_token(Some(t));
+    }
+    let api = builder.build().map_err(|e| hub_error(hub, "", e))?;
+    let repo = api.model(hub.repo.clone());
+    let info = repo.info().await.map_err(|e| hub_error(hub, "", e))?;
+    let files: Vec<String> = info.siblings.iter().map(|s| s.rfilename.clone()).collect();
+    let (wanted, key) = choose_files(hub, &files)?;
+    let counters = Counters::default();
+    let folder = hub.folder();
+    std::fs::create_dir_all(&folder).map_err(|e| Error::io(&folder, e))?;
+    for file in &wanted {
+        let task = repo.download_with_progress(file, counters.clone());
+        tokio::pin!(task);
+        let pointer = loop {
+            tokio::select! {
+                r = &mut task => break r.map_err(|e| hub_error(hub, file, e))?,
+                _ = tokio::time::sleep(std::time::Duration::from_millis(150)) => {
+                    if cancel.is_cancelled() {
+                        return Err(Error::Unavailable {
+                            code: "cancelled",
+                            message: format!("the download of {hub} was cancelled; pull it again to resume"),
+                        });
+                    }
+                    progress(PullProgress {
+                        done_bytes: counters.done.load(Ordering::SeqCst),
+                        total_bytes: counters.total.load(Ordering::SeqCst),
+                        resumed_bytes: counters.resumed.load(Ordering::SeqCst),
+                    });
+                }
+            }
+        };
+        let entry = install(hub, file, &pointer, &info.sha, &folder).await?;
+        let mut m = read_manifest(&folder);
+        m.repo = hub.repo.clone();
+        m.files.retain(|f| f.file != entry.file);
+        m.files.push(entry);
+        write_manifest(&folder, &m)?;
+    }
+    progress(PullProgress {
+        done_bytes: counters.done.load(Ordering::SeqCst),
+        total_bytes: counters.done.load(Ordering::SeqCst),
+        resumed_bytes: counters.resumed.load(Ordering::SeqCst),
+    });
+    Ok(key)
+}
+
+/// The files to download for `hub` among the repository's `files`, and the installed model's
+/// file (empty for a safetensors folder).
+fn choose_files(hub: &HubName, files: &[String]) -> Result<(Vec<String>, String)> {
+    let ggufs: Vec<&String> = files
+        .iter()
+        .filter(|f| f.to_ascii_lowercase().ends_with(".gguf"))
+        .collect();
+    let quants = || -> String {
+        let mut q: Vec<String> = ggufs
+            .iter()
+            .map(|f| {
+                let stem = f.rsplit('/').next().unwrap_or(f).trim_end_matches(".gguf");
+                freeze_attn_engine::model::gguf::quant_suffix(stem)
+                    .map(str::to_string)
+                    .unwrap_or_else(|| f.to_string())
+            })
+            .collect();
+        q.sort();
+        q.dedup();
+        q.join(", ")
+    };
+    match &hub.selector {
+        Some(sel) if files.iter().any(|f| f == sel) => Ok((vec![sel.clone()], sel.clone())),
+        Some(sel) => {
+            let want = sel.to_ascii_uppercase();
+            let hits: Vec<&String> = ggufs
+                .iter()
+                .copied()
+                .filter(|f| {
+                    let stem = f.rsplit('/').next().unwrap_or(f);
+                    let stem = &stem[..stem.len() - 5];
+                    freeze_attn_engine::model::gguf::quant_suffix(stem).is_some_and(|q| q.to_ascii_uppercase() == want)
+                })
+                .collect();
+            match hits.as_slice() {
+                [one] => Ok((vec![(*one).clone()], (*one).clone())),
+                [] if ggufs.is_empty() => Err(Error::Invalid(format!(
+                    "{}: no file `{sel}` in the repository, and it has no GGUF files",
+                    hub.repo
+                ))),
+                [] => Err(Error::Invalid(format!(
+                    "{}: no file or weight type `{sel}`; its GGUF weight types: {}",
+                    hub.repo,
+                    quants()
+                ))),
+                many => Err(Error::Invalid(format!(
+                    "{}: {} files match `{sel}` ({}): name one as {}:FILE",
+                    hub.repo,
+                    many.len(),
+                    many.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", "),
+                    hub.repo
+                ))),
+            }
+        }
+        None if ggufs.len() == 1 => Ok((vec![ggufs[0].clone()], ggufs[0].clone())),
+        None if ggufs.len() > 1 => Err(Error::Invalid(format!(
+            "{} has {} GGUF files: choose a weight type, e.g. {}:{} (available: {})",
+            hub.repo,
+            ggufs.len(),
+            hub.repo,
+            quants().split(", ").next().unwrap_or("Q4_K_M"),
+            quants()
+        ))),
+        None => {
+            let has = |n: &str| files.iter().any(|f| f == n);
+            let weights: Vec<String> = files
+                .iter()
+                .filter(|f| {
+                    !f.contains('/') && (f.ends_with(".safetensors") || f.as_str() == "model.safetensors.index.json")
+                })
+                .cloned()
+                .collect();
+            if !has("config.json") || weights.is_empty() {
+                return Err(Error::Invalid(format!(
+                    "{} has neither a GGUF file nor a safetensors model (config.json and *.safetensors)",
+                    hub.repo
+                )));
+            }
+            let mut wanted: Vec<String> = [
+                "config.json",
+                "tokenizer.json",
+                "tokenizer_config.json",
+                "generation_config.json",
+            ]
+            .into_iter()
+            .filter(|n| has(n))
+            .map(str::to_string)
+            .collect();
+            wanted.extend(weights);
+            Ok((wanted, String::new()))
+        }
+    }
+}
+
+/// Checks the downloaded blob behind `pointer` against the hub's SHA-256 (the blob's name in
+/// the hub's cache layout is the ETag the hub sent, which for a large file is its SHA-256) and
+/// moves it to `folder/file`. A mismatch removes the download and installs nothing.
+async fn install(hub: &HubName, file: &str, pointer: &Path, revision: &str, folder: &Path) -> Result<InstalledFile> {
+    let blob = std::fs::canonicalize(pointer).map_err(|e| Error::io(pointer, e))?;
+    let etag = blob
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let expected = (etag.len() == 64 && etag.chars().all(|c| c.is_ascii_hexdigit())).then(|| etag.to_ascii_lowercase());
+    let bytes = std::fs::metadata(&blob).map_err(|e| Error::io(&blob, e))?.len();
+    if let Some(want) = &expected {
+        let b = blob.clone();
+        let found = tokio::task::spawn_blocking(move || sha256_file(&b))
+            .await
+            .map_err(|e| Error::Invalid(e.to_string()))??;
+        if &found != want {
+            let _ = std::fs::remove_file(&blob);
+            let _ = std::fs::remove_file(pointer);
+            return Err(Error::Invalid(format!(
+                "{}/{file}: the download's SHA-256 is {found}, the Hub's is {want}: it was corrupted on the way and was removed; nothing was installed",
+                hub.repo
+            )));
+        }
+    }
+    let dest = folder.join(file);
+    if let Some(parent) = dest.parent() {
+        std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+    }
+    std::fs::rename(&blob, &dest).map_err(|e| Error::io(&dest, e))?;
+    let _ = std::fs::remove_file(pointer);
+    Ok(InstalledFile {
+        file: file.to_string(),
+        bytes,
+        sha256: expected,
+        revision: revision.to_string(),
+    })
+}
+
+fn sha256_file(path: &Path) -> Result<String> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf).map_err(|e| Error::io(path, e))?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// One line for a hub failure, naming the repository (and the file) and what to do.
+fn hub_error(hub: &HubName, file: &str, e: ApiError) -> Error {
+    let what = if file.is_empty() {
+        hub.repo.clone()
+    } else {
+        format!("{}/{file}", hub.repo)
+    };
+    let status = match &e {
+        ApiError::RequestError(r) => r.status().map(|s| s.as_u16()),
+        ApiError::TooManyRetries(inner) => match inner.as_ref() {
+            ApiError::RequestError(r) => r.status().map(|s| s.as_u16()),
+            _ => None,
+        },
+        _ => None,
+    };
+    let message = match status {
+        Some(401) if token().is_none() => format!(
+            "{what}: the Hub requires a token for this model (gated or private): accept its licence on the Hub and set HF_TOKEN to an access token of that account"
+        ),
+        Some(401) | Some(403) => format!(
+            "{what}: the Hub refused the token in HF_TOKEN (gated model: accept its licence on the Hub with that account, or check the token)"
+        ),
+        Some(404) => format!("{what}: not found on the Hub (check the name; a private model also needs HF_TOKEN)"),
+        Some(s) => format!("{what}: the Hub answered HTTP {s}"),
+        None => match &e {
+            ApiError::IoError(io) if io.raw_os_error() == Some(28) => format!(
+                "{what}: the disk is full ({}); nothing was installed, the partial download is kept to resume",
+                staging_dir().display()
+            ),
+            _ => format!("{what}: download failed: {e}"),
+        },
+    };
+    Error::Unavailable {
+        code: match status {
+            Some(401) | Some(403) => "hub_auth",
+            Some(404) => "hub_not_found",
+            _ => "hub",
+        },
+        message,
+    }
+}
+
+/// The installed model `key` (a GGUF file of `repo`, or "" for its safetensors folder).
+fn installed_model(repo: &str, key: &str) -> Result<InstalledModel> {
+    let folder = hub_dir().join(repo);
+    let m = read_manifest(&folder);
+    let files: Vec<&InstalledFile> = m
+        .files
+        .iter()
+        .filter(|f| {
+            if key.is_empty() {
+                !f.file.to_ascii_lowercase().ends_with(".gguf")
+            } else {
+                f.file == key
+            }
+        })
+        .collect();
+    if files.is_empty() {
+        return Err(Error::Invalid(format!("{repo}: `{key}` is not installed")));
+    }
+    let path = if key.is_empty() {
+        folder.clone()
+    } else {
+        folder.join(key)
+    };
+    let (format, weight_type, architecture, context_length) = describe(&path);
+    let name = if key.is_empty() {
+        repo.to_string()
+    } else {
+        let stem = key.rsplit('/').next().unwrap_or(key).trim_end_matches(".gguf");
+        match freeze_attn_engine::model::gguf::quant_suffix(stem) {
+            Some(q) => format!("{repo}:{q}"),
+            None => format!("{repo}:{key}"),
+        }
+    };
+    Ok(InstalledModel {
+        name,
+        repo: repo.to_string(),
+        file: key.to_string(),
+        states: states_of(&path),
+        path,
+        bytes: files.iter().map(|f| f.bytes).sum(),
+        format,
+        weight_type,
+        architecture,
+        context_length,
+        revision: files.first().map(|f| f.revision.clone()).unwrap_or_default(),
+        sha256: files.iter().map(|f| (f.file.clone(), f.sha256.clone())).collect(),
+    })
+}
+
+/// Format, weight type, architecture and context length, read from the file's metadata only.
+fn describe(path: &Path) -> (&'static str, Option<String>, Option<String>, Option<u64>) {
+    if path.is_dir() {
+        let cfg: Option<serde_json::Value> = std::fs::read(path.join("config.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok());
+        let get = |k: &str| cfg.as_ref().and_then(|c| c.get(k)).cloned();
+        return (
+            "safetensors",
+            get("torch_dtype").and_then(|v| v.as_str().map(str::to_string)),
+            get("model_type").and_then(|v| v.as_str().map(str::to_string)),
+            get("max_position_embeddings").and_then(|v| v.as_u64()),
+        );
+    }
+    match freeze_attn_engine::gguf::GgufFile::open(path) {
+        Ok(g) => {
+            let arch = g.meta_str("general.architecture").ok().map(str::to_string);
+            let ctx = arch
+                .as_ref()
+                .and_then(|a| g.meta_usize(&format!("{a}.context_length")).ok())
+                .map(|n| n as u64);
+            let wt = Some(freeze_attn_engine::model::gguf::weight_type(&g));
+            ("gguf", wt, arch, ctx)
+        }
+        Err(_) => ("gguf", None, None, None),
+    }
+}
+
+/// How many library nodes were made with the model at `path` (through the models the library
+/// registered when they were loaded).
+fn states_of(path: &Path) -> usize {
+    let Ok(lib) = crate::tree::open_library() else { return 0 };
+    let Ok(models) = lib.models() else { return 0 };
+    let canon = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+    let here = canon(path);
+    models
+        .iter()
+        .filter(|m| canon(&m.path) == here)
+        .map(|m| lib.count_nodes_of_model(&m.fingerprint).unwrap_or(0))
+        .sum()
+}
+
+/// Every installed hub model, by name.
+pub fn list() -> Result<Vec<InstalledModel>> {
+    let mut out = Vec::new();
+    let root = hub_dir();
+    let Ok(owners) = std::fs::read_dir(&root) else {
+        return Ok(out);
+    };
+    for owner in owners.flatten() {
+        let Ok(names) = std::fs::read_dir(owner.path()) else {
+            continue;
+        };
+        for name in names.flatten() {
+            let repo = format!(
+                "{}/{}",
+                owner.file_name().to_string_lossy(),
+                name.file_name().to_string_lossy()
+            );
+            let m = read_manifest(&name.path());
+            let mut keys: Vec<String> = m
+                .files
+                .iter()
+                .filter(|f| f.file.to_ascii_lowercase().ends_with(".gguf"))
+                .map(|f| f.file.clone())
+                .collect();
+            if m.files.iter().any(|f| f.file.ends_with(".safetensors")) {
+                keys.push(String::new());
+            }
+            for k in keys {
+                if let Ok(im) = installed_model(&repo, &k) {
+                    out.push(im);
+                }
+            }
+        }
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(out)
+}
+
+/// The installed model that `name` (`REPO`, `REPO:QUANT` or `REPO:FILE`) designates.
+pub fn info(name: &str) -> Result<InstalledModel> {
+    let hub =
+        HubName::parse(name).ok_or_else(|| Error::Invalid(format!("`{name}` is not OWNER/NAME[:QUANT|:FILE]")))?;
+    let all: Vec<InstalledModel> = list()?.into_iter().filter(|m| m.repo == hub.repo).collect();
+    let hits: Vec<&InstalledModel> = all
+        .iter()
+        .filter(|m| match &hub.selector {
+            None => true,
+            Some(sel) => m.file == *sel || m.name.eq_ignore_ascii_case(&format!("{}:{sel}", hub.repo)),
+        })
+        .collect();
+    match hits.as_slice() {
+        [one] => Ok((*one).clone()),
+        [] => Err(Error::Unavailable {
+            code: "model_not_installed",
+            message: format!("{name} is not installed: run `freeze-attn models pull {name}`"),
+        }),
+        many => Err(Error::Invalid(format!(
+            "{name} names {} installed models ({}): add :QUANT or :FILE",
+            many.len(),
+            many.iter().map(|m| m.name.as_str()).collect::<Vec<_>>().join(", ")
+        ))),
+    }
+}
+
+/// Removes an installed model's files (and its repository's folder once empty). States made
+/// with it stay in the library; they thaw again if the model is pulled again.
+pub fn remove(name: &str) -> Result<InstalledModel> {
+    let m = info(name)?;
+    let folder = hub_dir().join(&m.repo);
+    let mut manifest = read_manifest(&folder);
+    for (file, _) in &m.sha256 {
+        let p = folder.join(file);
+        if let Err(e) = std::fs::remove_file(&p) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                return Err(Error::io(&p, e));
+            }
+        }
+        manifest.files.retain(|f| &f.file != file);
+    }
+    if manifest.files.is_empty() {
+        std::fs::remove_dir_all(&folder).map_err(|e| Error::io(&folder, e))?;
+        if let Some(owner) = folder.parent() {
+            let _ = std::fs::remove_dir(owner);
+        }
+    } else {
+        write_manifest(&folder, &manifest)?;
+    }
+    Ok(m)
+}
+
+/// The path `--model NAME` loads when `NAME` is an installed hub model; `None` when `spec` is
+/// not a hub name or is an existing path.
+pub fn resolve(spec: &str) -> Result<Option<PathBuf>> {
+    if Path::new(spec).exists() || HubName::parse(spec).is_none() {
+        return Ok(None);
+    }
+    Ok(Some(info(spec)?.path))
+}
