@@ -198,9 +198,10 @@ pub fn pull(name: &str, progress: &mut dyn FnMut(PullProgress), cancel: &PullCan
         ))
     })?;
     // A runtime of its own: cancelling drops it, which also stops the client's download tasks
-    // (dropping the download future alone would leave them running).
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+    // (dropping the download future alone would leave them running). One thread: the client's
+    // chunk tasks then run in file order, so an interrupted download always keeps every chunk
+    // before the one that failed (the client resumes from the first missing byte).
+    let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| Error::Invalid(format!("cannot start the download runtime: {e}")))?;
@@ -646,4 +647,133 @@ pub fn resolve(spec: &str) -> Result<Option<PathBuf>> {
         return Ok(None);
     }
     Ok(Some(info(spec)?.path))
+}
+
+/// The recommended models shipped in `assets/models.json`.
+const CATALOGUE: &str = include_str!("../assets/models.json");
+
+#[derive(Debug, Clone, Deserialize)]
+struct CatalogueFile {
+    quant: String,
+    file: String,
+    approx_gb: f64,
+    #[serde(default)]
+    recommended: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+struct Shape {
+    n_layer: u64,
+    n_kv_head: u64,
+    head_dim: u64,
+    context_length: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+struct CatalogueModel {
+    name: String,
+    repo: String,
+    licence: String,
+    shape: Shape,
+    files: Vec<CatalogueFile>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+struct Catalogue {
+    models: Vec<CatalogueModel>,
+}
+
+/// One downloadable file of the catalogue, with whether it fits this machine.
+#[derive(Debug, Clone, Serialize)]
+pub struct CatalogueEntry {
+    /// The model, e.g. `Llama 3.2 1B Instruct`.
+    pub model: String,
+    /// What to give `models pull` and `--model`: `REPO:QUANT`.
+    pub name: String,
+    pub repo: String,
+    pub file: String,
+    pub quant: String,
+    pub licence: String,
+    pub recommended: bool,
+    /// The download's size (approximate: the publisher's rounded figure).
+    pub approx_bytes: u64,
+    /// The context length the estimate is for (at most the model's).
+    pub context: u64,
+    /// K/V of `context` tokens at f16.
+    pub kv_bytes: u64,
+    /// Weights + K/V + a working margin: what running it at `context` needs in memory.
+    pub needs_bytes: u64,
+    /// This machine's memory, if known.
+    pub memory_bytes: Option<u64>,
+    /// `needs_bytes` fits in the memory (None when the memory is unknown).
+    pub fits: Option<bool>,
+    pub installed: bool,
+}
+
+/// Working memory beyond weights and K/V: activations, the tokenizer, the app itself.
+const MARGIN_BYTES: u64 = 512 << 20;
+
+/// The catalogue, each file with its memory estimate at `context` tokens (capped at the
+/// model's context length) against this machine's memory.
+pub fn catalogue(context: u64) -> Result<Vec<CatalogueEntry>> {
+    let cat: Catalogue =
+        serde_json::from_str(CATALOGUE).map_err(|e| Error::Invalid(format!("assets/models.json: {e}")))?;
+    let installed = list().unwrap_or_default();
+    let memory = total_memory();
+    let mut out = Vec::new();
+    for m in cat.models {
+        for f in m.files {
+            let ctx = context.min(m.shape.context_length);
+            let kv = m.shape.n_layer * 2 * m.shape.n_kv_head * m.shape.head_dim * 2 * ctx;
+            let approx = (f.approx_gb * 1e9) as u64;
+            let needs = approx + kv + MARGIN_BYTES;
+            out.push(CatalogueEntry {
+                model: m.name.clone(),
+                name: format!("{}:{}", m.repo, f.quant),
+                installed: installed.iter().any(|i| i.repo == m.repo && i.file == f.file),
+                repo: m.repo.clone(),
+                file: f.file,
+                quant: f.quant,
+                licence: m.licence.clone(),
+                recommended: f.recommended,
+                approx_bytes: approx,
+                context: ctx,
+                kv_bytes: kv,
+                needs_bytes: needs,
+                memory_bytes: memory,
+                fits: memory.map(|mem| needs <= mem),
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// This machine's physical memory (Linux: /proc/meminfo; macOS: `sysctl hw.memsize`).
+/// `FREEZE_ATTN_MEMORY_BYTES` overrides it (to plan for another machine, and for tests).
+pub fn total_memory() -> Option<u64> {
+    if let Some(v) = std::env::var("FREEZE_ATTN_MEMORY_BYTES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        return Some(v);
+    }
+    if cfg!(target_os = "linux") {
+        let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+        let kb: u64 = info
+            .lines()
+            .find(|l| l.starts_with("MemTotal:"))?
+            .split_whitespace()
+            .nth(1)?
+            .parse()
+            .ok()?;
+        return Some(kb * 1024);
+    }
+    if cfg!(target_os = "macos") {
+        let out = std::process::Command::new("sysctl")
+            .args(["-n", "hw.memsize"])
+            .output()
+            .ok()?;
+        return String::from_utf8_lossy(&out.stdout).trim().parse().ok();
+    }
+    None
 }

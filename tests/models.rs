@@ -303,6 +303,16 @@ fn standard_hub() -> (Arc<Hub>, Vec<u8>) {
             ],
         },
     );
+    repos.insert(
+        "bartowski/Llama-3.2-1B-Instruct-GGUF".to_string(),
+        HubRepo {
+            gated: false,
+            files: vec![(
+                "Llama-3.2-1B-Instruct-Q4_K_M.gguf".to_string(),
+                file(b"GGUF, but only in name".to_vec(), true),
+            )],
+        },
+    );
     (start_hub(repos), model)
 }
 
@@ -473,9 +483,9 @@ fn pull_by_quant_list_use_and_remove() {
 fn an_interrupted_download_resumes_and_a_corrupted_one_is_refused() {
     let (hub, model) = standard_hub();
     let env = Env::new(hub.clone());
-    // The connection drops in the middle of the chunk at 20 MB: the pull fails, nothing is
-    // installed, the part (with its first two chunks) stays.
-    hub.cut_at.store(20_000_000, Ordering::SeqCst);
+    // The connection drops in the middle of the chunk at 40 MB: the pull fails, nothing is
+    // installed, the part (with the chunks finished before) stays.
+    hub.cut_at.store(40_000_000, Ordering::SeqCst);
     env.fails(
         &["models", "pull", "test/SmolLM2-GGUF:Q4_1"],
         None,
@@ -570,6 +580,63 @@ fn gated_missing_and_folder_repositories() {
     assert_eq!(files, ["config.json", "tokenizer.json", "model.safetensors"], "{m}");
     let list = env.ok_json(&["models", "list", "--json"]);
     assert_eq!(list.as_array().unwrap().len(), 2, "{list}");
+}
+
+#[test]
+fn the_catalogue_estimates_memory_and_knows_what_is_installed() {
+    let (hub, _) = standard_hub();
+    let env = Env::new(hub);
+    let cat = |mem: &str| -> serde_json::Value {
+        let o = env
+            .command(&["models", "catalogue", "--context", "8192", "--json"], None)
+            .env("FREEZE_ATTN_MEMORY_BYTES", mem)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        serde_json::from_slice(&o.stdout).unwrap()
+    };
+    let entry = |v: &serde_json::Value, name: &str| -> serde_json::Value {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("{name} in {v}"))
+    };
+    let v = cat("4000000000");
+    for name in [
+        "bartowski/Llama-3.2-1B-Instruct-GGUF:Q4_K_M",
+        "bartowski/Llama-3.2-3B-Instruct-GGUF:Q4_K_M",
+        "bartowski/Meta-Llama-3.1-8B-Instruct-GGUF:Q4_K_M",
+    ] {
+        assert_eq!(entry(&v, name)["recommended"], true, "{name}");
+    }
+    let one = entry(&v, "bartowski/Llama-3.2-1B-Instruct-GGUF:Q4_K_M");
+    // 16 layers x K and V x 8 KV heads x 64 x 2 bytes x 8,192 tokens.
+    assert_eq!(one["kv_bytes"], 16u64 * 2 * 8 * 64 * 2 * 8192);
+    assert_eq!(one["fits"], true);
+    assert_eq!(one["installed"], false);
+    let eight = entry(&v, "bartowski/Meta-Llama-3.1-8B-Instruct-GGUF:Q4_K_M");
+    assert_eq!(eight["kv_bytes"], 32u64 * 2 * 8 * 128 * 2 * 8192);
+    assert_eq!(
+        eight["fits"], false,
+        "4.9 GB of weights and 1 GB of K/V do not fit in 4 GB: {eight}"
+    );
+    assert_eq!(
+        entry(&cat("64000000000"), "bartowski/Meta-Llama-3.1-8B-Instruct-GGUF:Q4_K_M")["fits"],
+        true
+    );
+    // A catalogue name pulls like any other and then shows as installed.
+    env.ok_json(&[
+        "models",
+        "pull",
+        "bartowski/Llama-3.2-1B-Instruct-GGUF:Q4_K_M",
+        "--json",
+    ]);
+    assert_eq!(
+        entry(&cat("4000000000"), "bartowski/Llama-3.2-1B-Instruct-GGUF:Q4_K_M")["installed"],
+        true
+    );
 }
 
 #[cfg(unix)]

@@ -34,6 +34,15 @@ enum ModelsCommand {
     },
     /// Remove an installed model's files (its saved states stay in the library).
     Rm { name: String },
+    /// Recommended models (Llama 3.2 1B/3B, Llama 3.1 8B), with whether each fits this
+    /// machine's memory at a context length.
+    Catalogue {
+        /// The context length to plan for (tokens of K/V kept in memory).
+        #[arg(long, default_value_t = 8192)]
+        context: u64,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 pub fn run(a: ModelsArgs) -> anyhow::Result<()> {
@@ -74,6 +83,37 @@ pub fn run(a: ModelsArgs) -> anyhow::Result<()> {
                 }
             }
         }
+        ModelsCommand::Catalogue { context, json } => {
+            let all = models::catalogue(context)?;
+            if json {
+                println!("{}", serde_json::to_string(&all)?);
+            } else {
+                for e in &all {
+                    let fit = match e.fits {
+                        Some(true) => format!(
+                            "fits: needs {} of {}",
+                            size(e.needs_bytes),
+                            size(e.memory_bytes.unwrap_or(0))
+                        ),
+                        Some(false) => format!(
+                            "too large: needs {} of {}",
+                            size(e.needs_bytes),
+                            size(e.memory_bytes.unwrap_or(0))
+                        ),
+                        None => format!("needs {}", size(e.needs_bytes)),
+                    };
+                    println!(
+                        "{:<52} ~{:>8}  {}{}{}",
+                        e.name,
+                        size(e.approx_bytes),
+                        fit,
+                        if e.recommended { "  recommended" } else { "" },
+                        if e.installed { "  installed" } else { "" }
+                    );
+                }
+                println!("(at {context} tokens of context; `freeze-attn models pull NAME` downloads one)");
+            }
+        }
         ModelsCommand::Rm { name } => {
             let m = models::remove(&name)?;
             let states = match m.states {
@@ -99,10 +139,10 @@ fn line(m: &InstalledModel) -> String {
 }
 
 fn size(b: u64) -> String {
-    match b {
-        b if b >= 1 << 30 => format!("{:.2} GB", b as f64 / 1e9),
-        b if b >= 1 << 20 => format!("{:.1} MB", b as f64 / 1e6),
-        b => format!("{:.1} kB", b as f64 / 1e3),
+    match b as f64 {
+        x if x >= 1e9 => format!("{:.2} GB", x / 1e9),
+        x if x >= 1e6 => format!("{:.1} MB", x / 1e6),
+        x => format!("{:.1} kB", x / 1e3),
     }
 }
 
