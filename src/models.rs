@@ -121,6 +121,7 @@ fn write_manifest(folder: &Path, m: &Manifest) -> Result<()> {
 
 /// One installed model: a GGUF file, or a safetensors folder.
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 pub struct InstalledModel {
     /// The name to give `--model`: `REPO:QUANT` when the file name ends in one, else
     /// `REPO:FILE` (GGUF) or `REPO` (a safetensors folder).
@@ -131,19 +132,29 @@ pub struct InstalledModel {
     /// What to load: the GGUF file or the folder.
     pub path: PathBuf,
     pub bytes: u64,
-    pub format: &'static str,
+    /// `gguf` or `safetensors`.
+    pub format: String,
     pub weight_type: Option<String>,
     pub architecture: Option<String>,
     pub context_length: Option<u64>,
     pub revision: String,
-    /// SHA-256 of each file, as the hub gave it and the download was checked against.
-    pub sha256: Vec<(String, Option<String>)>,
+    /// Each file with its SHA-256, as the hub gave it and the download was checked against.
+    pub sha256: Vec<FileDigest>,
     /// Nodes in the state library made with this model (0 when it was never loaded).
     pub states: usize,
 }
 
+/// A file of an installed model and its SHA-256 (none for small files the hub keeps in git).
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
+pub struct FileDigest {
+    pub file: String,
+    pub sha256: Option<String>,
+}
+
 /// What a download has done so far.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 pub struct PullProgress {
     pub done_bytes: u64,
     pub total_bytes: u64,
@@ -483,6 +494,7 @@ fn installed_model(repo: &str, key: &str) -> Result<InstalledModel> {
         folder.join(key)
     };
     let (format, weight_type, architecture, context_length) = describe(&path);
+    let format = format.to_string();
     let name = if key.is_empty() {
         repo.to_string()
     } else {
@@ -504,7 +516,13 @@ fn installed_model(repo: &str, key: &str) -> Result<InstalledModel> {
         architecture,
         context_length,
         revision: files.first().map(|f| f.revision.clone()).unwrap_or_default(),
-        sha256: files.iter().map(|f| (f.file.clone(), f.sha256.clone())).collect(),
+        sha256: files
+            .iter()
+            .map(|f| FileDigest {
+                file: f.file.clone(),
+                sha256: f.sha256.clone(),
+            })
+            .collect(),
     })
 }
 
@@ -620,7 +638,7 @@ pub fn remove(name: &str) -> Result<InstalledModel> {
     let m = info(name)?;
     let folder = hub_dir().join(&m.repo);
     let mut manifest = read_manifest(&folder);
-    for (file, _) in &m.sha256 {
+    for FileDigest { file, .. } in &m.sha256 {
         let p = folder.join(file);
         if let Err(e) = std::fs::remove_file(&p) {
             if e.kind() != std::io::ErrorKind::NotFound {
@@ -685,6 +703,7 @@ struct Catalogue {
 
 /// One downloadable file of the catalogue, with whether it fits this machine.
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 pub struct CatalogueEntry {
     /// The model, e.g. `Llama 3.2 1B Instruct`.
     pub model: String,

@@ -399,3 +399,71 @@ fn serving_status(s: &Option<freeze_attn::server::Serving>) -> ServingStatus {
         url: s.as_ref().map(|s| format!("http://{}/v1", s.addr)),
     }
 }
+
+/// The download in progress, if any (one at a time), so that `cancel_pull` can stop it.
+#[derive(Default)]
+pub struct PullSlot(std::sync::Mutex<Option<freeze_attn::models::PullCancel>>);
+
+/// The models installed from the Hugging Face Hub.
+#[tauri::command]
+#[specta::specta]
+pub async fn installed_models() -> Res<Vec<freeze_attn::models::InstalledModel>> {
+    Ok(blocking(freeze_attn::models::list).await?)
+}
+
+/// The recommended models, each with its memory estimate at `context` tokens.
+#[tauri::command]
+#[specta::specta]
+pub async fn model_catalogue(context: u32) -> Res<Vec<freeze_attn::models::CatalogueEntry>> {
+    Ok(blocking(move || freeze_attn::models::catalogue(u64::from(context))).await?)
+}
+
+/// Downloads `name` (`OWNER/NAME:QUANT`, `OWNER/NAME:FILE` or `OWNER/NAME`), reporting progress
+/// a few times a second; `cancel_pull` stops it and a later pull resumes it.
+#[tauri::command]
+#[specta::specta]
+pub async fn pull_model(
+    slot: State<'_, PullSlot>,
+    name: String,
+    on_progress: Channel<freeze_attn::models::PullProgress>,
+) -> Res<freeze_attn::models::InstalledModel> {
+    let cancel = freeze_attn::models::PullCancel::default();
+    {
+        let mut current = slot.0.lock().unwrap_or_else(|e| e.into_inner());
+        if current.is_some() {
+            return Err(freeze_attn::Error::Invalid("another download is in progress".into()).into());
+        }
+        *current = Some(cancel.clone());
+    }
+    let result = blocking(move || {
+        freeze_attn::models::pull(
+            &name,
+            &mut |p| {
+                let _ = on_progress.send(p);
+            },
+            &cancel,
+        )
+    })
+    .await;
+    *slot.0.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    Ok(result?)
+}
+
+/// Stops the download in progress (what was downloaded is kept for the next pull).
+#[tauri::command]
+#[specta::specta]
+pub async fn cancel_pull(slot: State<'_, PullSlot>) -> Res<()> {
+    if let Some(c) = slot.0.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+        c.cancel();
+    }
+    Ok(())
+}
+
+/// Runs `f` on tokio's blocking pool (downloads and file scans must not hold an async worker).
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> freeze_attn::Result<T> + Send + 'static,
+) -> freeze_attn::Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| freeze_attn::Error::Invalid(format!("the task failed: {e}")))?
+}

@@ -46,6 +46,10 @@ pub fn builder() -> Builder<tauri::Wry> {
             set_params,
             set_serving,
             serving,
+            installed_models,
+            model_catalogue,
+            pull_model,
+            cancel_pull,
         ])
         .dangerously_cast_bigints_to_number()
         .disable_serde_phases()
@@ -96,6 +100,7 @@ pub fn run() {
         .plugin(tauri_plugin_dialog::init())
         .manage(std::sync::Arc::new(host()))
         .manage(commands::ServingSlot::default())
+        .manage(commands::PullSlot::default())
         .invoke_handler(builder.invoke_handler())
         .setup(move |app| {
             builder.mount_events(app);

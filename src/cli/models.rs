@@ -75,10 +75,11 @@ pub fn run(a: ModelsArgs) -> anyhow::Result<()> {
                 println!("{}", line(&m));
                 println!("  path      {}", m.path.display());
                 println!("  revision  {}", m.revision);
-                for (file, sha) in &m.sha256 {
+                for f in &m.sha256 {
                     println!(
-                        "  file      {file}  sha256 {}",
-                        sha.as_deref().unwrap_or("(none from the hub)")
+                        "  file      {}  sha256 {}",
+                        f.file,
+                        f.sha256.as_deref().unwrap_or("(none from the hub)")
                     );
                 }
             }

@@ -34,6 +34,35 @@ fn the_real_app_end_to_end() {
     let lib_dir = home.join("library");
     let shots = repo_root().join("docs/screenshots");
     std::fs::create_dir_all(&shots).unwrap();
+    // A stand-in for the Hugging Face Hub (the real one is out of reach here) serving the default
+    // model's file under another name, slowly enough to watch the progress bar; the app finds it
+    // through HF_ENDPOINT, which it inherits from tauri-driver.
+    let models_dir = std::env::var("FREEZE_ATTN_MODELS")
+        .map(PathBuf::from)
+        .expect("FREEZE_ATTN_MODELS: the models folder (scripts/e2e sets it)");
+    let default_file = models_dir.join("SmolLM2-135M-Instruct.Q4_1.gguf");
+    let hub_repo = models_dir.join("hub").join("e2e-test");
+    let staging = models_dir.join(".downloads").join("models--e2e-test--SmolLM2-GGUF");
+    let _ = std::fs::remove_dir_all(&hub_repo);
+    let _ = std::fs::remove_dir_all(&staging);
+    let hub = freeze_attn_testhub::start_hub(
+        [(
+            "e2e-test/SmolLM2-GGUF".to_string(),
+            freeze_attn_testhub::HubRepo {
+                gated: false,
+                files: vec![(
+                    "SmolLM2-135M-Instruct-Q4_1.gguf".to_string(),
+                    freeze_attn_testhub::file(std::fs::read(&default_file).unwrap(), true),
+                )],
+            },
+        )]
+        .into_iter()
+        .collect(),
+    );
+    hub.slow_ms.store(40, std::sync::atomic::Ordering::SeqCst);
+    std::env::set_var("HF_ENDPOINT", hub.endpoint());
+    std::env::set_var("HF_HOME", home.join("hf"));
+    std::env::remove_var("HF_TOKEN");
     let driver = Driver::start(4444).unwrap();
     let s = Session::new(&driver, &app).unwrap();
     let result = (|| -> freeze_attn_e2e::Result<()> {
@@ -252,8 +281,43 @@ fn the_real_app_end_to_end() {
             ureq::get(&format!("{url}/models")).call().is_err(),
             "the port is closed once serving is off"
         );
+
+        // A model from the Hub: downloaded through the Models section with a moving progress
+        // bar, loaded with one click, and the default model opened again after it.
+        s.wait(&tid("models-section"), 30)?;
+        s.type_into(&tid("pull-name"), "e2e-test/SmolLM2-GGUF:Q4_1")?;
+        s.click(&tid("pull-start"))?;
+        let bar = |s: &Session| -> freeze_attn_e2e::Result<f64> {
+            Ok(s.run_js_args(
+                "const b = document.querySelector('[data-testid=\"pull-bar\"]'); return b ? b.value : -1;",
+                serde_json::json!([]),
+            )?
+            .as_f64()
+            .unwrap_or(-1.0))
+        };
+        s.until("the download's progress bar to move", 120, || Ok(bar(&s)? > 0.0))?;
+        let first = bar(&s)?;
+        assert!(s.text(&tid("pull-bytes"))?.contains("MB of"), "bytes shown");
+        s.screenshot(&shots.join("09-models.png"))?;
+        s.until("the progress bar to advance", 120, || {
+            Ok(bar(&s)? > first || !s.exists(&tid("pull-bar"))?)
+        })?;
+        s.until("the download to finish", 600, || s.exists(&tid("model-load")))?;
+        assert!(s.text(&tid("installed-model"))?.contains("e2e-test/SmolLM2-GGUF:Q4_1"));
+        s.click(&tid("model-load"))?;
+        s.until("the downloaded model to load", 180, || s.exists(&tid("model-loaded")))?;
+        assert!(
+            s.text(&tid("model-file"))?.contains("hub/e2e-test/SmolLM2-GGUF/"),
+            "the loaded model is the download"
+        );
+        s.type_into(&tid("model-path"), default_file.to_str().unwrap())?;
+        s.click(&tid("model-open"))?;
+        s.until("the default model again", 180, || s.exists(&tid("model-load")))?;
+        assert_eq!(s.text(&tid("model-file"))?, default_file.display().to_string());
         Ok(())
     })();
+    let _ = std::fs::remove_dir_all(&hub_repo);
+    let _ = std::fs::remove_dir_all(&staging);
     if result.is_err() {
         let _ = s.screenshot(&std::env::temp_dir().join("freeze-attn-e2e-failure.png"));
     }

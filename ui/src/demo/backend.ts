@@ -207,6 +207,10 @@ const handlers: Record<string, (a: any) => unknown> = {
   set_params: ({ params: s }) => (params = s),
   set_serving: ({ enabled, port }) => ({ url: enabled ? `http://127.0.0.1:${port}/v1` : null }),
   serving: () => ({ url: null }),
+  installed_models: () => [],
+  model_catalogue: () => [],
+  pull_model: ({ name }) => fail("hub", `${name}: the demo has no Hugging Face Hub.`),
+  cancel_pull: () => null,
 };
 
 function edit(id: NodeId, patch: Partial<NodeView>) {

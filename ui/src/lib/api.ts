@@ -10,6 +10,7 @@ import {
   type GenEvent,
   type NodeKind,
   type GenerateParams,
+  type PullProgress,
 } from "./bindings";
 
 export type * from "./bindings";
@@ -127,6 +128,11 @@ export const api = {
   setParams: (params: GenerateParams) => unwrap(() => commands.setParams(params)),
   setServing: (enabled: boolean, port: number) => unwrap(() => commands.setServing(enabled, port)),
   serving: () => unwrap(() => commands.serving()),
+  installedModels: () => unwrap(() => commands.installedModels()),
+  modelCatalogue: (context: number) => unwrap(() => commands.modelCatalogue(context)),
+  pullModel: (name: string, onProgress: (p: PullProgress) => void) =>
+    unwrap(() => commands.pullModel(name, channel(onProgress))),
+  cancelPull: () => unwrap(() => commands.cancelPull()),
 };
 
 export type Api = typeof api;

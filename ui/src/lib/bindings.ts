@@ -43,6 +43,17 @@ export const commands = {
 	 */
 	setServing: (enabled: boolean, port: number) => typedError<ServingStatus, ApiError>(__TAURI_INVOKE("set_serving", { enabled, port })),
 	serving: () => typedError<ServingStatus, ApiError>(__TAURI_INVOKE("serving")),
+	/**  The models installed from the Hugging Face Hub. */
+	installedModels: () => typedError<InstalledModel[], ApiError>(__TAURI_INVOKE("installed_models")),
+	/**  The recommended models, each with its memory estimate at `context` tokens. */
+	modelCatalogue: (context: number) => typedError<CatalogueEntry[], ApiError>(__TAURI_INVOKE("model_catalogue", { context })),
+	/**
+	 *  Downloads `name` (`OWNER/NAME:QUANT`, `OWNER/NAME:FILE` or `OWNER/NAME`), reporting progress
+	 *  a few times a second; `cancel_pull` stops it and a later pull resumes it.
+	 */
+	pullModel: (name: string, onProgress: Channel<PullProgress>) => typedError<InstalledModel, ApiError>(__TAURI_INVOKE("pull_model", { name, onProgress })),
+	/**  Stops the download in progress (what was downloaded is kept for the next pull). */
+	cancelPull: () => typedError<null, ApiError>(__TAURI_INVOKE("cancel_pull")),
 };
 
 /* Types */
@@ -64,12 +75,44 @@ export type ApiError = {
 	message: string,
 };
 
+/**  One downloadable file of the catalogue, with whether it fits this machine. */
+export type CatalogueEntry = {
+	/**  The model, e.g. `Llama 3.2 1B Instruct`. */
+	model: string,
+	/**  What to give `models pull` and `--model`: `REPO:QUANT`. */
+	name: string,
+	repo: string,
+	file: string,
+	quant: string,
+	licence: string,
+	recommended: boolean,
+	/**  The download's size (approximate: the publisher's rounded figure). */
+	approx_bytes: number,
+	/**  The context length the estimate is for (at most the model's). */
+	context: number,
+	/**  K/V of `context` tokens at f16. */
+	kv_bytes: number,
+	/**  Weights + K/V + a working margin: what running it at `context` needs in memory. */
+	needs_bytes: number,
+	/**  This machine's memory, if known. */
+	memory_bytes: number | null,
+	/**  `needs_bytes` fits in the memory (None when the memory is unknown). */
+	fits: boolean | null,
+	installed: boolean,
+};
+
 export type DeleteMode = "reparent" | "subtree";
 
 export type DeleteReport = {
 	deleted: number,
 	reparented: number,
 	freed_bytes: number,
+};
+
+/**  A file of an installed model and its SHA-256 (none for small files the hub keeps in git). */
+export type FileDigest = {
+	file: string,
+	sha256: string | null,
 };
 
 export type FinishReason = 
@@ -113,6 +156,31 @@ export type HostStatus = {
 	params: GenerateParams,
 	/**  A job is running on the engine thread. */
 	busy: boolean,
+};
+
+/**  One installed model: a GGUF file, or a safetensors folder. */
+export type InstalledModel = {
+	/**
+	 *  The name to give `--model`: `REPO:QUANT` when the file name ends in one, else
+	 *  `REPO:FILE` (GGUF) or `REPO` (a safetensors folder).
+	 */
+	name: string,
+	repo: string,
+	/**  The GGUF file, or empty for a safetensors folder. */
+	file: string,
+	/**  What to load: the GGUF file or the folder. */
+	path: string,
+	bytes: number,
+	/**  `gguf` or `safetensors`. */
+	format: string,
+	weight_type: string | null,
+	architecture: string | null,
+	context_length: number | null,
+	revision: string,
+	/**  Each file with its SHA-256, as the hub gave it and the download was checked against. */
+	sha256: FileDigest[],
+	/**  Nodes in the state library made with this model (0 when it was never loaded). */
+	states: number,
 };
 
 export type LiveState = {
@@ -181,6 +249,14 @@ export type NodeView = {
 	created_at: number,
 	updated_at: number,
 	depth: number,
+};
+
+/**  What a download has done so far. */
+export type PullProgress = {
+	done_bytes: number,
+	total_bytes: number,
+	/**  Bytes that were already there from an interrupted download. */
+	resumed_bytes: number,
 };
 
 export type Reply = {

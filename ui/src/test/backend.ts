@@ -34,6 +34,8 @@ export function fakeBackend(handlers: Record<string, Handler> = {}): FakeBackend
     search: () => [],
     stop: () => null,
     serving: () => ({ url: null }),
+    installed_models: () => [],
+    model_catalogue: () => [],
     ...handlers,
   };
   const backend: FakeBackend = {
