@@ -285,6 +285,10 @@ fn the_real_app_end_to_end() {
         // A model from the Hub: downloaded through the Models section with a moving progress
         // bar, loaded with one click, and the default model opened again after it.
         s.wait(&tid("models-section"), 30)?;
+        // The notice about serving sits over the bottom of the panel: dismissed, as a person would.
+        while s.exists(&tid("toast-dismiss"))? {
+            s.click(&tid("toast-dismiss"))?;
+        }
         s.type_into(&tid("pull-name"), "e2e-test/SmolLM2-GGUF:Q4_1")?;
         s.click(&tid("pull-start"))?;
         let bar = |s: &Session| -> freeze_attn_e2e::Result<f64> {
