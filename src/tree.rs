@@ -37,6 +37,9 @@ pub struct NodeView {
     pub own_bytes: u64,
     pub model_name: String,
     pub model_fingerprint: ModelFingerprint,
+    /// Where its model was loaded from, when this library has seen it loaded (so that a node of
+    /// another model can open its model in one click).
+    pub model_path: Option<String>,
     /// Whether the loaded model can thaw it.
     pub compatible: bool,
     pub created_at: i64,
@@ -44,15 +47,19 @@ pub struct NodeView {
     pub depth: usize,
 }
 
-fn model_name(lib: &Library, fingerprint: &ModelFingerprint) -> String {
-    lib.model(fingerprint)
-        .ok()
-        .flatten()
-        .map(|m| m.display_name)
-        .unwrap_or_else(|| format!("model {}", fingerprint.short(12)))
+/// The model's display name and, if it is still there, its path.
+fn model_of(lib: &Library, fingerprint: &ModelFingerprint) -> (String, Option<String>) {
+    match lib.model(fingerprint).ok().flatten() {
+        Some(m) => (
+            m.display_name,
+            m.path.exists().then(|| m.path.to_string_lossy().into_owned()),
+        ),
+        None => (format!("model {}", fingerprint.short(12)), None),
+    }
 }
 
 pub fn view(lib: &Library, s: &NodeSummary, depth: usize, model: Option<&LoadedModel>) -> NodeView {
+    let (model_name, model_path) = model_of(lib, &s.model_fingerprint);
     NodeView {
         id: s.id.0,
         parent: s.parent.map(|p| p.0),
@@ -63,8 +70,9 @@ pub fn view(lib: &Library, s: &NodeSummary, depth: usize, model: Option<&LoadedM
         pinned: s.pinned,
         token_count: s.token_count,
         own_bytes: s.own_bytes,
-        model_name: model_name(lib, &s.model_fingerprint),
+        model_name,
         model_fingerprint: s.model_fingerprint.clone(),
+        model_path,
         compatible: model.is_none_or(|m| m.fingerprint() == &s.model_fingerprint),
         created_at: s.created_at,
         updated_at: s.updated_at,

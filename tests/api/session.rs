@@ -246,7 +246,33 @@ fn a_node_of_another_model_is_shown_but_refused() {
     let other = NewNode::new("alien", NodeKind::Chat, "f".repeat(32));
     let id = s.library.create_node(&other).unwrap();
     let tree = freeze_attn::tree::list_tree(&s.library, Some(&s.model)).unwrap();
-    assert!(!tree.iter().find(|n| n.id == id.0).unwrap().compatible);
+    let alien = tree.iter().find(|n| n.id == id.0).unwrap();
+    assert!(!alien.compatible);
+    assert_eq!(
+        alien.model_path, None,
+        "a model this library never loaded has no path to offer"
+    );
+    // Once the library has seen that model loaded from a file, the node offers the file.
+    let file = dir.path().join("other-model.gguf");
+    std::fs::write(&file, b"weights").unwrap();
+    s.library
+        .put_model(&freeze_attn_library::ModelRecord {
+            fingerprint: "f".repeat(32).into(),
+            display_name: "Other".into(),
+            path: file.clone(),
+        })
+        .unwrap();
+    let tree = freeze_attn::tree::list_tree(&s.library, Some(&s.model)).unwrap();
+    let alien = tree.iter().find(|n| n.id == id.0).unwrap();
+    assert_eq!(alien.model_path.as_deref(), file.to_str());
+    assert_eq!(alien.model_name, "Other");
+    std::fs::remove_file(&file).unwrap();
+    let tree = freeze_attn::tree::list_tree(&s.library, Some(&s.model)).unwrap();
+    assert_eq!(
+        tree.iter().find(|n| n.id == id.0).unwrap().model_path,
+        None,
+        "a file gone is not offered"
+    );
     let e = s.thaw(id).unwrap_err();
     assert_eq!(e.code(), "state_model_mismatch");
     assert!(

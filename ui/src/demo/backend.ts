@@ -46,7 +46,7 @@ const now = Math.floor(Date.now() / 1000);
 function mk(id: NodeId, parent: NodeId | null, name: string, kind: NodeKind, tokens: number, extra: Partial<NodeView> = {}): NodeView {
   return {
     id, parent, name, kind, notes: "", tags: [], pinned: false, token_count: tokens, own_bytes: tokens * 2 * 22 * 256 * 2 * 2,
-    model_name: model.name, model_fingerprint: model.fingerprint, compatible: true, created_at: now - 86400 + id * 60, updated_at: now, depth: 0, ...extra,
+    model_name: model.name, model_fingerprint: model.fingerprint, model_path: model.path, compatible: true, created_at: now - 86400 + id * 60, updated_at: now, depth: 0, ...extra,
   };
 }
 
@@ -60,7 +60,7 @@ let nodes: NodeView[] = [
   mk(7, 5, "The lighthouse · letter", "story", 166),
   mk(8, 6, "Storm · rescue", "story", 98),
   mk(9, null, "Attention Is All You Need", "document", 11840, { tags: ["papers"] }),
-  mk(10, null, "Pirate captain", "personality", 260, { compatible: false, model_name: "Llama-2-7B-Chat" }),
+  mk(10, null, "Pirate captain", "personality", 260, { compatible: false, model_name: "Llama-2-7B-Chat", model_path: "/models/llama-2-7b-chat.Q4_K_M.gguf" }),
 ];
 
 const transcripts = new Map<NodeId, LiveState["transcript"]>([

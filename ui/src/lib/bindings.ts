@@ -244,6 +244,11 @@ export type NodeView = {
 	own_bytes: number,
 	model_name: string,
 	model_fingerprint: ModelFingerprint,
+	/**
+	 *  Where its model was loaded from, when this library has seen it loaded (so that a node of
+	 *  another model can open its model in one click).
+	 */
+	model_path: string | null,
 	/**  Whether the loaded model can thaw it. */
 	compatible: boolean,
 	created_at: number,

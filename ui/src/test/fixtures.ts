@@ -22,6 +22,7 @@ export function node(over: Partial<NodeView> = {}): NodeView {
     token_count: 1234,
     own_bytes: 2_400_000,
     model_name: "TinyLlama-1.1B-Chat",
+    model_path: "/models/tinyllama.gguf",
     model_fingerprint: "3f2a9c0d11e4b7a8c2d5e6f7a8b9c0d1",
     compatible: true,
     created_at: 1_700_000_000 + id,

@@ -2,14 +2,22 @@ import { screen, waitFor, within } from "@testing-library/svelte";
 import userEvent from "@testing-library/user-event";
 import { describe, expect, it } from "vitest";
 import { fakeBackend } from "../../test/backend";
-import { node, thawReport } from "../../test/fixtures";
+import { model, node, thawReport } from "../../test/fixtures";
 import { readyApp, renderWithApp } from "../../test/render";
 import LibraryPane from "./LibraryPane.svelte";
 
 const tree = [
   node({ id: 1, name: "Tutor", kind: "personality", token_count: 1234, own_bytes: 2_400_000 }),
   node({ id: 2, parent: 1, name: "Algebra lesson", kind: "chat", depth: 1, tags: ["math"] }),
-  node({ id: 3, parent: null, name: "Old model story", kind: "story", compatible: false, model_name: "Llama-2-7B" }),
+  node({
+    id: 3,
+    parent: null,
+    name: "Old model story",
+    kind: "story",
+    compatible: false,
+    model_name: "Llama-2-7B",
+    model_path: "/models/llama-2-7b.gguf",
+  }),
 ];
 
 async function setup(handlers = {}) {
@@ -55,6 +63,17 @@ describe("LibraryPane", () => {
     await user.click(screen.getByTestId("tree-node-3"));
     expect(backend.argsOf("thaw")).toEqual([]);
     expect(app.notices.items[0].message).toMatch(/Open Llama-2-7B to thaw it/);
+  });
+
+  it("loads the model of a greyed node from its menu", async () => {
+    const user = userEvent.setup();
+    const { backend } = await setup({ open_model: () => model({ name: "Llama-2-7B", path: "/models/llama-2-7b.gguf" }) });
+    await user.click(screen.getByTestId("tree-menu-3"));
+    await user.click(screen.getByTestId("node-menu-load-model"));
+    expect(backend.argsOf("open_model")).toEqual([{ path: "/models/llama-2-7b.gguf" }]);
+    // A node of the open model offers no such action.
+    await user.click(screen.getByTestId("tree-menu-1"));
+    expect(screen.queryByTestId("node-menu-load-model")).not.toBeInTheDocument();
   });
 
   it("filters by text through search, and by kind and tag locally", async () => {
