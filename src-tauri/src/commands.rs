@@ -55,8 +55,20 @@ pub async fn status(state: State<'_, AppState>) -> Res<HostStatus> {
 
 #[tauri::command]
 #[specta::specta]
-pub async fn open_model(state: State<'_, AppState>, path: String) -> Res<ModelInfo> {
-    Ok(state.open_model(path, DeviceChoice::Auto).await?)
+pub async fn open_model(
+    state: State<'_, AppState>,
+    path: String,
+    on_progress: Channel<freeze_attn::engine::LoadProgress>,
+) -> Res<ModelInfo> {
+    // A few updates a second at most: a progress bar, not a stream of every tensor.
+    let mut last = std::time::Instant::now() - std::time::Duration::from_secs(1);
+    let report = move |p: freeze_attn::engine::LoadProgress| {
+        if last.elapsed() >= std::time::Duration::from_millis(100) || p.done_bytes == p.total_bytes {
+            last = std::time::Instant::now();
+            let _ = on_progress.send(p);
+        }
+    };
+    Ok(state.open_model_with_progress(path, DeviceChoice::Auto, report).await?)
 }
 
 #[tauri::command]

@@ -164,13 +164,24 @@ impl SessionHost {
 
     /// Loads another model (a path, a folder or `default`); the live state starts empty.
     pub async fn open_model(&self, spec: String, device: DeviceChoice) -> Result<ModelInfo> {
+        self.open_model_with_progress(spec, device, |_| {}).await
+    }
+
+    /// [`SessionHost::open_model`], reporting the bytes of weights read as they load (a
+    /// multi-gigabyte model takes seconds: the app shows a progress bar).
+    pub async fn open_model_with_progress(
+        &self,
+        spec: String,
+        device: DeviceChoice,
+        mut progress: impl FnMut(freeze_attn_engine::LoadProgress) + Send + 'static,
+    ) -> Result<ModelInfo> {
         let cancel = self.cancel.clone();
         self.busy.store(true, Ordering::SeqCst);
         let out = self
             .worker
             .call(move |slot| {
                 let r = (|| {
-                    let model = crate::open_model(&spec, device)?;
+                    let model = crate::open_model_with_progress(&spec, device, &mut progress)?;
                     let info = model.info.clone();
                     match &mut slot.session {
                         Some(s) => s.set_model(model)?,

@@ -112,6 +112,34 @@ fn a_model_that_fails_to_open_is_reported_by_every_call() {
 }
 
 #[test]
+fn opening_a_model_reports_the_bytes_of_weights_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = host(dir.path());
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let s2 = seen.clone();
+    let path = freeze_attn::resolve_model("default").unwrap();
+    let info = block_on(
+        h.open_model_with_progress(path.to_string_lossy().into_owned(), DeviceChoice::Cpu, move |p| {
+            s2.lock().unwrap().push(p)
+        }),
+    )
+    .unwrap();
+    let seen = seen.lock().unwrap();
+    assert!(seen.len() > 10, "progress along the way: {} reports", seen.len());
+    assert!(
+        seen.windows(2).all(|w| w[0].done_bytes <= w[1].done_bytes),
+        "it only grows"
+    );
+    let last = seen.last().unwrap();
+    assert_eq!(last.done_bytes, last.total_bytes, "it ends complete");
+    assert!(
+        last.total_bytes > info.bytes / 2 && last.total_bytes <= info.bytes,
+        "{last:?} of {}",
+        info.bytes
+    );
+}
+
+#[test]
 fn nodes_resolve_by_id_or_unique_name() {
     let dir = tempfile::tempdir().unwrap();
     let h = host(dir.path());

@@ -79,7 +79,8 @@ fn check_vocab(path: &Path, tokenizer: &Tokenizer, model: &Model, exact: bool) -
 }
 
 /// How far loading a model's weights has come: bytes of tensor data read, of all.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 pub struct LoadProgress {
     pub done_bytes: u64,
     pub total_bytes: u64,

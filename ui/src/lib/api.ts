@@ -10,6 +10,7 @@ import {
   type GenEvent,
   type NodeKind,
   type GenerateParams,
+  type LoadProgress,
   type PullProgress,
 } from "./bindings";
 
@@ -88,7 +89,8 @@ type OnAlt = (event: AltEvent) => void;
 
 export const api = {
   status: () => unwrap(() => commands.status()),
-  openModel: (path: string) => unwrap(() => commands.openModel(path)),
+  openModel: (path: string, onProgress: (p: LoadProgress) => void = () => {}) =>
+    unwrap(() => commands.openModel(path, channel(onProgress))),
   listTree: () => unwrap(() => commands.listTree()),
   search: (query: string) => unwrap(() => commands.search(query)),
   startLive: (kind: NodeKind, system: string | null) =>

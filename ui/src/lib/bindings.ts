@@ -7,7 +7,7 @@ import { invoke as __TAURI_INVOKE, Channel } from "@tauri-apps/api/core";
 /** Commands */
 export const commands = {
 	status: () => typedError<HostStatus, ApiError>(__TAURI_INVOKE("status")),
-	openModel: (path: string) => typedError<ModelInfo, ApiError>(__TAURI_INVOKE("open_model", { path })),
+	openModel: (path: string, onProgress: Channel<LoadProgress>) => typedError<ModelInfo, ApiError>(__TAURI_INVOKE("open_model", { path, onProgress })),
 	listTree: () => typedError<NodeView[], ApiError>(__TAURI_INVOKE("list_tree")),
 	search: (query: string) => typedError<NodeView[], ApiError>(__TAURI_INVOKE("search", { query })),
 	startLive: (kind: NodeKind, system: string | null) => typedError<LiveState, ApiError>(__TAURI_INVOKE("start_live", { kind, system })),
@@ -191,6 +191,12 @@ export type LiveState = {
 	token_count: number,
 	context_length: number,
 	transcript: Transcript,
+};
+
+/**  How far loading a model's weights has come: bytes of tensor data read, of all. */
+export type LoadProgress = {
+	done_bytes: number,
+	total_bytes: number,
 };
 
 /**  One turn of a conversation. */

@@ -181,7 +181,12 @@ export class Session {
   }
 
   async openModel(path: string): Promise<ModelInfo | null> {
-    const model = await this.run("Opening model…", () => api.openModel(path));
+    const model = await this.run("Opening model…", () =>
+      api.openModel(path, (p) => {
+        // Bytes of weights read: a multi-gigabyte model is seconds of loading, not a silent wait.
+        if (p.total_bytes > 0) this.activity = `Opening model… ${loadLabel(p.done_bytes, p.total_bytes)}`;
+      }),
+    );
     if (!model) return null;
     this.model = model;
     this.report = `opened ${model.name} on ${model.device}`;
@@ -236,4 +241,10 @@ export class Session {
         this.report = `generated ${timing}`;
     }
   }
+}
+
+/** `1.2 of 4.9 GB (24%)`. */
+export function loadLabel(done: number, total: number): string {
+  const gb = (b: number) => (b / 1e9).toFixed(1);
+  return `${gb(done)} of ${gb(total)} GB (${Math.floor((done * 100) / total)}%)`;
 }

@@ -70,7 +70,7 @@ describe("LibraryPane", () => {
     const { backend } = await setup({ open_model: () => model({ name: "Llama-2-7B", path: "/models/llama-2-7b.gguf" }) });
     await user.click(screen.getByTestId("tree-menu-3"));
     await user.click(screen.getByTestId("node-menu-load-model"));
-    expect(backend.argsOf("open_model")).toEqual([{ path: "/models/llama-2-7b.gguf" }]);
+    expect(backend.argsOf("open_model").map((a) => a.path)).toEqual(["/models/llama-2-7b.gguf"]);
     // A node of the open model offers no such action.
     await user.click(screen.getByTestId("tree-menu-1"));
     expect(screen.queryByTestId("node-menu-load-model")).not.toBeInTheDocument();

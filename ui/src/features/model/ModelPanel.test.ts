@@ -1,7 +1,9 @@
 import { screen, waitFor } from "@testing-library/svelte";
 import userEvent from "@testing-library/user-event";
 import { describe, expect, it } from "vitest";
-import { fakeBackend, rejectWith } from "../../test/backend";
+import type { Channel } from "@tauri-apps/api/core";
+import type { LoadProgress } from "../../lib/api";
+import { deferred, fakeBackend, rejectWith } from "../../test/backend";
 import { model, params } from "../../test/fixtures";
 import { readyApp, renderWithApp } from "../../test/render";
 import ModelPanel from "./ModelPanel.svelte";
@@ -25,9 +27,28 @@ describe("ModelPanel", () => {
     renderWithApp(ModelPanel, {}, app);
     await user.type(screen.getByTestId("model-path"), "/models/llama32");
     await user.click(screen.getByTestId("model-open"));
-    expect(backend.argsOf("open_model")).toEqual([{ path: "/models/llama32" }]);
+    expect(backend.argsOf("open_model").map((a) => a.path)).toEqual(["/models/llama32"]);
     await waitFor(() => expect(backend.argsOf("list_tree")).toHaveLength(2));
     expect(app.session.report).toBe("opened Llama-3.2-1B on CUDA");
+  });
+
+  it("shows the bytes of weights read while a model opens", async () => {
+    const user = userEvent.setup();
+    const done = deferred();
+    fakeBackend({
+      open_model: async (a) => {
+        const ch = a.onProgress as Channel<LoadProgress>;
+        ch.onmessage({ done_bytes: 1_200_000_000, total_bytes: 4_900_000_000 });
+        await done.promise;
+        return model();
+      },
+    });
+    const app = await readyApp();
+    renderWithApp(ModelPanel, {}, app);
+    await user.type(screen.getByTestId("model-path"), "/models/big.gguf{Enter}");
+    await waitFor(() => expect(app.session.activity).toBe("Opening model… 1.2 of 4.9 GB (24%)"));
+    done.resolve();
+    await waitFor(() => expect(app.session.activity).toBe(""));
   });
 
   it("shows why a model did not open", async () => {
