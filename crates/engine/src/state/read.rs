@@ -302,7 +302,12 @@ impl Segment {
             self.header.transcript.as_deref(),
             &mut hasher,
         );
-        let sum = hasher.finalize().to_hex().to_string();
+        self.check_digest(hasher.finalize())
+    }
+
+    /// Compares a finished checksum with the header's.
+    fn check_digest(&self, digest: blake3::Hash) -> Result<()> {
+        let sum = digest.to_hex().to_string();
         if sum != self.header.checksum {
             return Err(StateError::Checksum {
                 file: self.path.display().to_string(),
@@ -588,31 +593,17 @@ fn read_chain<'a>(
         let n = s.header.token_count;
         let take = n.min(upto - s.header.start);
         let dt = s.header.stored_dtype;
-        send(Hash::Borrowed(&s.token_bytes))?;
         let per_kv = if dt == StoredDType::Q8 { 2 } else { 1 };
         if s.spans.len() != 1 + heads.len() * per_kv {
             return Err(EngineError::Invalid(format!("{name}: not one K and one V a layer")));
         }
+        if dt == StoredDType::F16 && take == n && cfg!(target_endian = "little") {
+            // Loaded whole: read and checksummed in parallel, straight into the state.
+            read_whole_f16(s, &file, &mut heads, n * d)?;
+            continue;
+        }
+        send(Hash::Borrowed(&s.token_bytes))?;
         for (tensor, span) in heads.iter_mut().zip(s.spans[1..].chunks_exact(per_kv)) {
-            if dt == StoredDType::F16 && take == n && cfg!(target_endian = "little") {
-                // Straight into the state, head by head. Each head's slice is split at the end
-                // of this segment: the part handed to the hasher is never written again.
-                let row = n * d * 2;
-                let read: Vec<std::io::Result<&'a [f16]>> = tensor
-                    .par_iter_mut()
-                    .enumerate()
-                    .map(|(head, buf)| {
-                        let (dst, after) = std::mem::take(buf).split_at_mut(n * d);
-                        *buf = after;
-                        populate(dst);
-                        read_into(&file, dst, span[0].start + (head * row) as u64)
-                    })
-                    .collect();
-                for dst in read {
-                    send(Hash::Borrowed(as_bytes(dst.map_err(|e| changed(&name, e))?)))?;
-                }
-                continue;
-            }
             let mut data = scratch((span[0].end - span[0].start) as usize);
             read_at(&file, &mut data, span[0].start).map_err(|e| changed(&name, e))?;
             let scales = match span.get(1) {
@@ -650,21 +641,163 @@ fn read_chain<'a>(
     Ok(())
 }
 
-/// Reads `dst.len()` f16 values from `offset` of `file` into `dst` and returns them, initialised.
-fn read_into<'a>(file: &File, dst: &'a mut [MaybeUninit<f16>], offset: u64) -> std::io::Result<&'a [f16]> {
-    let bytes = std::mem::size_of_val(dst);
-    let ptr = dst.as_mut_ptr() as *mut u8;
+/// Bytes of the checksummed stream one worker reads and hashes at a time: a power of two of
+/// blake3 chunks, so that each piece is a subtree of the hash (see `blake3::hazmat`), small
+/// enough to still be in cache when it is hashed right after it is read.
+const SUBTREE: u64 = 1 << 20;
+
+/// One part of the checksummed stream: bytes already in memory, or bytes of the file to read
+/// into the state's buffer first.
+enum Part<'a> {
+    Mem(&'a [u8]),
+    File { at: u64, dst: &'a mut [MaybeUninit<u8>] },
+}
+
+impl Part<'_> {
+    fn len(&self) -> usize {
+        match self {
+            Part::Mem(b) => b.len(),
+            Part::File { dst, .. } => dst.len(),
+        }
+    }
+}
+
+/// Loads every K/V value of the f16 segment `s` (`rows` values a head) into the state's
+/// buffers `heads` (each advanced past them) and checks the segment's checksum, with every core:
+/// the checksummed stream (token ids, each tensor head by head, the transcript) is cut into
+/// [`SUBTREE`]-byte subtrees, each read and hashed by one worker while it is in cache, and the
+/// subtrees' chaining values are merged as blake3's tree does. Same result as hashing the stream
+/// in one pass (the file's checksum), at the speed of all cores.
+fn read_whole_f16(s: &Segment, file: &File, heads: &mut [Vec<&mut [MaybeUninit<f16>]>], rows: usize) -> Result<()> {
+    let name = s.path.display().to_string();
+    let mut marker = Vec::new();
+    if let (true, Some(t)) = (s.header.format_version >= 3, s.header.transcript.as_deref()) {
+        marker.extend_from_slice(b"\0transcript\0");
+        marker.extend_from_slice(t.as_bytes());
+    }
+    // The stream in checksum order, with the K/V parts pointing into the state's buffers.
+    let mut parts: Vec<Part<'_>> = vec![Part::Mem(&s.token_bytes)];
+    for (tensor, span) in heads.iter_mut().zip(&s.spans[1..]) {
+        for (head, buf) in tensor.iter_mut().enumerate() {
+            let (dst, after) = std::mem::take(buf).split_at_mut(rows);
+            *buf = after;
+            // SAFETY: the same memory as bytes; still uninitialised, only written through `pread`.
+            let dst = unsafe {
+                std::slice::from_raw_parts_mut(dst.as_mut_ptr() as *mut MaybeUninit<u8>, std::mem::size_of_val(dst))
+            };
+            parts.push(Part::File {
+                at: span.start + (head * dst.len()) as u64,
+                dst,
+            });
+        }
+    }
+    parts.push(Part::Mem(&marker));
+    // Cut the parts at subtree boundaries: each subtree owns its pieces, disjoint.
+    let total: u64 = parts.iter().map(|p| p.len() as u64).sum();
+    let mut leaves: Vec<Vec<Part<'_>>> = (0..total.div_ceil(SUBTREE).max(1)).map(|_| Vec::new()).collect();
+    let mut offset = 0u64;
+    for mut part in parts {
+        while part.len() > 0 {
+            let leaf = (offset / SUBTREE) as usize;
+            let room = (SUBTREE - offset % SUBTREE) as usize;
+            let take = room.min(part.len());
+            let (head, rest) = match part {
+                Part::Mem(b) => (Part::Mem(&b[..take]), Part::Mem(&b[take..])),
+                Part::File { at, dst } => {
+                    let (a, b) = dst.split_at_mut(take);
+                    (
+                        Part::File { at, dst: a },
+                        Part::File {
+                            at: at + take as u64,
+                            dst: b,
+                        },
+                    )
+                }
+            };
+            leaves[leaf].push(head);
+            offset += take as u64;
+            part = rest;
+        }
+    }
+    let single = leaves.len() == 1;
+    let cvs: Vec<std::io::Result<blake3::hazmat::ChainingValue>> = leaves
+        .into_par_iter()
+        .enumerate()
+        .map(|(i, leaf)| {
+            use blake3::hazmat::HasherExt;
+            let mut h = blake3::Hasher::new();
+            if i > 0 {
+                h.set_input_offset(i as u64 * SUBTREE);
+            }
+            for part in leaf {
+                match part {
+                    Part::Mem(b) => {
+                        h.update(b);
+                    }
+                    Part::File { at, dst } => {
+                        // Faulted in here, by the worker, not all up front by one thread.
+                        populate_bytes(dst);
+                        h.update(read_bytes_into(file, dst, at)?);
+                    }
+                }
+            }
+            // A stream of one subtree is the root itself: its hash, not a chaining value.
+            Ok(if single {
+                *h.finalize().as_bytes()
+            } else {
+                h.finalize_non_root()
+            })
+        })
+        .collect();
+    let cvs = cvs
+        .into_iter()
+        .collect::<std::io::Result<Vec<_>>>()
+        .map_err(|e| changed(&name, e))?;
+    let digest = if single {
+        blake3::Hash::from(cvs[0])
+    } else {
+        let left = blake3::hazmat::left_subtree_len(total);
+        let split = (left / SUBTREE) as usize;
+        blake3::hazmat::merge_subtrees_root(
+            &merge_subtrees(&cvs[..split], left),
+            &merge_subtrees(&cvs[split..], total - left),
+            blake3::hazmat::Mode::Hash,
+        )
+    };
+    s.check_digest(digest)
+}
+
+/// The chaining value of a subtree of `len` bytes whose [`SUBTREE`]-byte leaves have the
+/// chaining values `cvs` (not the root: see [`read_whole_f16`]).
+fn merge_subtrees(cvs: &[blake3::hazmat::ChainingValue], len: u64) -> blake3::hazmat::ChainingValue {
+    if len <= SUBTREE {
+        return cvs[0];
+    }
+    let left = blake3::hazmat::left_subtree_len(len);
+    let split = (left / SUBTREE) as usize;
+    blake3::hazmat::merge_subtrees_non_root(
+        &merge_subtrees(&cvs[..split], left),
+        &merge_subtrees(&cvs[split..], len - left),
+        blake3::hazmat::Mode::Hash,
+    )
+}
+
+/// Reads `dst.len()` bytes from `offset` of `file` into `dst` and returns them, initialised. A
+/// file cut short ends the read with `UnexpectedEof`.
+fn read_bytes_into<'a>(file: &File, dst: &'a mut [MaybeUninit<u8>], offset: u64) -> std::io::Result<&'a [u8]> {
+    let len = dst.len();
     #[cfg(unix)]
     {
         use std::os::fd::AsRawFd;
+        let ptr = dst.as_mut_ptr() as *mut u8;
         let mut done = 0usize;
-        while done < bytes {
+        while done < len {
             let at = libc::off_t::try_from(offset + done as u64)
                 .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
-            // SAFETY: `ptr + done .. ptr + bytes` lies inside `dst`, which we hold mutably;
-            // pread writes at most `bytes - done` bytes there. No reference to uninitialised
-            // memory is formed.
-            let r = unsafe { libc::pread(file.as_raw_fd(), ptr.add(done) as *mut libc::c_void, bytes - done, at) };
+            // SAFETY: `ptr + done .. ptr + len` lies inside `dst`, which we hold mutably; pread
+            // writes at most `len - done` bytes there. No reference to uninitialised memory is
+            // formed.
+            let r = unsafe { libc::pread(file.as_raw_fd(), ptr.add(done) as *mut libc::c_void, len - done, at) };
             match r {
                 0 => return Err(std::io::ErrorKind::UnexpectedEof.into()),
                 r if r > 0 => done += r as usize,
@@ -676,16 +809,19 @@ fn read_into<'a>(file: &File, dst: &'a mut [MaybeUninit<f16>], offset: u64) -> s
                 }
             }
         }
-        // SAFETY: the loop wrote all `bytes` bytes of `dst`; any bits are a valid f16.
-        Ok(unsafe { std::slice::from_raw_parts(dst.as_ptr() as *const f16, dst.len()) })
     }
     #[cfg(not(unix))]
     {
-        let _ = (bytes, ptr);
-        let dst = zero(dst);
-        read_at(file, as_bytes_mut(dst), offset)?;
-        Ok(dst)
+        // SAFETY: zero bytes written over the whole slice first, so the reference formed next
+        // covers initialised memory.
+        let init = unsafe {
+            std::ptr::write_bytes(dst.as_mut_ptr(), 0, len);
+            std::slice::from_raw_parts_mut(dst.as_mut_ptr() as *mut u8, len)
+        };
+        read_at(file, init, offset)?;
     }
+    // SAFETY: all `len` bytes of `dst` were written above.
+    Ok(unsafe { std::slice::from_raw_parts(dst.as_ptr() as *const u8, len) })
 }
 
 /// Writes zeros over `dst` and returns it, initialised.
@@ -696,17 +832,6 @@ fn zero(dst: &mut [MaybeUninit<f16>]) -> &mut [f16] {
         std::ptr::write_bytes(dst.as_mut_ptr(), 0, dst.len());
         std::slice::from_raw_parts_mut(dst.as_mut_ptr() as *mut f16, dst.len())
     }
-}
-
-fn as_bytes(v: &[f16]) -> &[u8] {
-    // SAFETY: f16 is two plain bytes with no padding; the view covers exactly `v`.
-    unsafe { std::slice::from_raw_parts(v.as_ptr() as *const u8, std::mem::size_of_val(v)) }
-}
-
-#[cfg(not(unix))]
-fn as_bytes_mut(v: &mut [f16]) -> &mut [u8] {
-    // SAFETY: as `as_bytes`; every bit pattern is a valid f16, so any bytes written are fine.
-    unsafe { std::slice::from_raw_parts_mut(v.as_mut_ptr() as *mut u8, std::mem::size_of_val(v)) }
 }
 
 /// Stored bytes per K/V value (q8: the signed bytes; the scales are a separate tensor).
@@ -893,6 +1018,74 @@ mod tests {
             e.contains("checksum mismatch") && e.contains("root.state"),
             "the damaged segment is named, not a stopped reader: {e}"
         );
+    }
+
+    #[test]
+    fn a_large_segment_is_checksummed_in_parallel_subtrees_exactly() {
+        // Streams of one subtree, of several (not a power of two), with and without a
+        // transcript: the parallel tree hash must equal the file's one-pass checksum.
+        let dir = tempfile::tempdir().unwrap();
+        let fp = ModelFingerprint::new("test-model");
+        let dev = Device::Cpu;
+        for (n, transcript) in [
+            (100, None),
+            (5000, Some("a transcript")),
+            (10000, None),
+            (4096, Some("")),
+        ] {
+            let cap = n + 64;
+            let geo = KvGeometry {
+                n_layer: 2,
+                n_kv_head: 2,
+                head_dim: 32,
+                dtype: DType::F16,
+                max_len: 8192,
+            };
+            let buffers = (0..2)
+                .map(|l| {
+                    let vals = |kv: f32| {
+                        let v: Vec<f32> = (0..2 * cap * 32)
+                            .map(|i| ((i as f32 * 0.011 + l as f32 * 7.0 + kv).sin()) * 2.0)
+                            .collect();
+                        Tensor::from_vec(v, (2, cap, 32), &dev)
+                            .unwrap()
+                            .to_dtype(DType::F16)
+                            .unwrap()
+                    };
+                    (vals(0.0), vals(3.0))
+                })
+                .collect();
+            let state = KvState::from_buffers(geo, &dev, (0..n as u32).collect(), buffers).unwrap();
+            let path = dir.path().join(format!("big-{n}.state"));
+            write_segment(&state, 0, n, None, &fp, StoredDType::F16, transcript, &path).unwrap();
+            Segment::open(&path).expect("the one-pass checksum agrees with the writer");
+            let mut bufs = allocate(&geo, cap);
+            fill(&[Segment::open_for_load(&path).unwrap()], n, &geo, cap, &mut bufs)
+                .unwrap_or_else(|e| panic!("{n} tokens, transcript {transcript:?}: {e}"));
+            for (l, (k, v)) in bufs.iter().enumerate() {
+                let (sk, sv) = state.layer_view(l, 0, n).unwrap();
+                for (got, want) in [(k, sk), (v, sv)] {
+                    let want = want.flatten_all().unwrap().to_vec1::<f16>().unwrap();
+                    for head in 0..2 {
+                        assert!(
+                            got[head * cap * 32..][..n * 32]
+                                .iter()
+                                .zip(&want[head * n * 32..][..n * 32])
+                                .all(|(a, b)| a.to_bits() == b.to_bits()),
+                            "{n} tokens: layer {l} head {head} loaded exactly"
+                        );
+                    }
+                }
+            }
+            // One flipped bit anywhere refuses the whole load.
+            let mut bytes = std::fs::read(&path).unwrap();
+            let at = bytes.len() * 2 / 3;
+            bytes[at] ^= 0x04;
+            std::fs::write(&path, bytes).unwrap();
+            let mut bufs = allocate(&geo, cap);
+            let e = fill(&[Segment::open_for_load(&path).unwrap()], n, &geo, cap, &mut bufs).unwrap_err();
+            assert!(e.to_string().contains("checksum mismatch"), "{n}: {e}");
+        }
     }
 
     #[test]
