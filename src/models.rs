@@ -245,6 +245,16 @@ async fn pull_async(hub: &HubName, progress: &mut dyn FnMut(PullProgress), cance
     let folder = hub.folder();
     std::fs::create_dir_all(&folder).map_err(|e| Error::io(&folder, e))?;
     for file in &wanted {
+        // Already installed from this revision, whole: nothing to download.
+        let have = read_manifest(&folder);
+        let current = have.files.iter().any(|f| {
+            &f.file == file
+                && f.revision == info.sha
+                && std::fs::metadata(folder.join(file)).is_ok_and(|m| m.len() == f.bytes)
+        });
+        if current {
+            continue;
+        }
         let task = repo.download_with_progress(file, counters.clone());
         tokio::pin!(task);
         let pointer = loop {

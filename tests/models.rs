@@ -200,6 +200,15 @@ fn pull_by_quant_list_use_and_remove() {
         env.partial_files()
     );
 
+    // Pulling it again downloads nothing: it is installed from the hub's current revision.
+    env.hub.range_starts.lock().unwrap().clear();
+    let again = env.ok_json(&["models", "pull", "test/SmolLM2-GGUF:Q4_1", "--json"]);
+    assert_eq!(again["path"], m["path"]);
+    assert!(
+        env.hub.range_starts.lock().unwrap().is_empty(),
+        "no file requested again"
+    );
+
     let list = env.ok_json(&["models", "list", "--json"]);
     assert_eq!(list.as_array().unwrap().len(), 1, "{list}");
     assert_eq!(list[0]["name"], "test/SmolLM2-GGUF:Q4_1");
