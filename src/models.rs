@@ -12,7 +12,6 @@ use crate::error::{Error, Result};
 use crate::paths::models_dir;
 use hf_hub::api::tokio::{ApiBuilder, ApiError, Progress};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -44,16 +43,8 @@ impl HubName {
         if !part_ok(owner) || !part_ok(name) {
             return None;
         }
-        if let Some(sel) = selector {
-            // A file inside the repository: relative, no `..`, no backslashes.
-            let bad = sel.is_empty()
-                || sel.starts_with('/')
-                || sel.contains('\\')
-                || sel.split('/').any(|c| c.is_empty() || c == "." || c == "..")
-                || sel.chars().any(char::is_control);
-            if bad {
-                return None;
-            }
+        if selector.is_some_and(|sel| !is_repo_file(sel)) {
+            return None;
         }
         Some(Self {
             repo: repo.to_string(),
@@ -73,6 +64,18 @@ impl std::fmt::Display for HubName {
             None => f.write_str(&self.repo),
         }
     }
+}
+
+/// A file name inside a repository that is safe to join to a folder: relative, no `.` or `..`
+/// parts, no backslashes or control characters. Names from the command line, from the hub's
+/// file list and from a manifest on disk all pass through here before any path is built.
+fn is_repo_file(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 1024
+        && !name.starts_with('/')
+        && !name.contains('\\')
+        && !name.split('/').any(|c| c.is_empty() || c == "." || c == "..")
+        && !name.chars().any(char::is_control)
 }
 
 /// Where installed hub models live: `MODELS/hub/OWNER/NAME/…`.
@@ -105,11 +108,14 @@ struct Manifest {
 
 const MANIFEST: &str = "manifest.json";
 
+/// The folder's manifest; entries whose file name could point outside the folder are dropped.
 fn read_manifest(folder: &Path) -> Manifest {
-    std::fs::read(folder.join(MANIFEST))
+    let mut m: Manifest = std::fs::read(folder.join(MANIFEST))
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok())
-        .unwrap_or_default()
+        .unwrap_or_default();
+    m.files.retain(|f| is_repo_file(&f.file));
+    m
 }
 
 fn write_manifest(folder: &Path, m: &Manifest) -> Result<()> {
@@ -219,7 +225,7 @@ pub fn pull(name: &str, progress: &mut dyn FnMut(PullProgress), cancel: &PullCan
     let result = rt.block_on(pull_async(&hub, progress, cancel));
     rt.shutdown_background();
     let installed = result?;
-    installed_model(&hub.repo, &installed)
+    installed_model(&hub.repo, &installed, &StateCounts::read())
 }
 
 fn token() -> Option<String> {
@@ -239,7 +245,13 @@ async fn pull_async(hub: &HubName, progress: &mut dyn FnMut(PullProgress), cance
     let api = builder.build().map_err(|e| hub_error(hub, "", e))?;
     let repo = api.model(hub.repo.clone());
     let info = repo.info().await.map_err(|e| hub_error(hub, "", e))?;
-    let files: Vec<String> = info.siblings.iter().map(|s| s.rfilename.clone()).collect();
+    // The hub's file list is untrusted: only names that stay inside the repository's folder.
+    let files: Vec<String> = info
+        .siblings
+        .iter()
+        .map(|s| s.rfilename.clone())
+        .filter(|f| is_repo_file(f))
+        .collect();
     let (wanted, key) = choose_files(hub, &files)?;
     let counters = Counters::default();
     let folder = hub.folder();
@@ -397,9 +409,10 @@ async fn install(hub: &HubName, file: &str, pointer: &Path, revision: &str, fold
     let bytes = std::fs::metadata(&blob).map_err(|e| Error::io(&blob, e))?.len();
     if let Some(want) = &expected {
         let b = blob.clone();
-        let found = tokio::task::spawn_blocking(move || sha256_file(&b))
-            .await
-            .map_err(|e| Error::Invalid(e.to_string()))??;
+        let found =
+            tokio::task::spawn_blocking(move || crate::default_model::sha256_file(&b).map_err(|e| Error::io(&b, e)))
+                .await
+                .map_err(|e| Error::Invalid(e.to_string()))??;
         if &found != want {
             let _ = std::fs::remove_file(&blob);
             let _ = std::fs::remove_file(pointer);
@@ -421,21 +434,6 @@ async fn install(hub: &HubName, file: &str, pointer: &Path, revision: &str, fold
         sha256: expected,
         revision: revision.to_string(),
     })
-}
-
-fn sha256_file(path: &Path) -> Result<String> {
-    use std::io::Read;
-    let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f.read(&mut buf).map_err(|e| Error::io(path, e))?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
 }
 
 /// One line for a hub failure, naming the repository (and the file) and what to do.
@@ -481,7 +479,7 @@ fn hub_error(hub: &HubName, file: &str, e: ApiError) -> Error {
 }
 
 /// The installed model `key` (a GGUF file of `repo`, or "" for its safetensors folder).
-fn installed_model(repo: &str, key: &str) -> Result<InstalledModel> {
+fn installed_model(repo: &str, key: &str, counts: &StateCounts) -> Result<InstalledModel> {
     let folder = hub_dir().join(repo);
     let m = read_manifest(&folder);
     let files: Vec<&InstalledFile> = m
@@ -518,7 +516,7 @@ fn installed_model(repo: &str, key: &str) -> Result<InstalledModel> {
         name,
         repo: repo.to_string(),
         file: key.to_string(),
-        states: states_of(&path),
+        states: counts.of(&path),
         path,
         bytes: files.iter().map(|f| f.bytes).sum(),
         format,
@@ -564,18 +562,37 @@ fn describe(path: &Path) -> (&'static str, Option<String>, Option<String>, Optio
     }
 }
 
-/// How many library nodes were made with the model at `path` (through the models the library
-/// registered when they were loaded).
-fn states_of(path: &Path) -> usize {
-    let Ok(lib) = crate::tree::open_library() else { return 0 };
-    let Ok(models) = lib.models() else { return 0 };
-    let canon = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
-    let here = canon(path);
-    models
-        .iter()
-        .filter(|m| canon(&m.path) == here)
-        .map(|m| lib.count_nodes_of_model(&m.fingerprint).unwrap_or(0))
-        .sum()
+/// How many library nodes were made with the model loaded from each file (through the models
+/// the library registered when they were loaded), read once for a whole listing.
+struct StateCounts(Vec<(PathBuf, usize)>);
+
+impl StateCounts {
+    fn read() -> Self {
+        let Ok(lib) = crate::tree::open_library() else {
+            return Self(Vec::new());
+        };
+        let models = lib.models().unwrap_or_default();
+        Self(
+            models
+                .iter()
+                .map(|m| {
+                    (
+                        canonical(&m.path),
+                        lib.count_nodes_of_model(&m.fingerprint).unwrap_or(0),
+                    )
+                })
+                .collect(),
+        )
+    }
+
+    fn of(&self, path: &Path) -> usize {
+        let here = canonical(path);
+        self.0.iter().filter(|(p, _)| *p == here).map(|(_, n)| n).sum()
+    }
+}
+
+fn canonical(p: &Path) -> PathBuf {
+    std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf())
 }
 
 /// Every installed hub model, by name.
@@ -585,6 +602,7 @@ pub fn list() -> Result<Vec<InstalledModel>> {
     let Ok(owners) = std::fs::read_dir(&root) else {
         return Ok(out);
     };
+    let counts = StateCounts::read();
     for owner in owners.flatten() {
         let Ok(names) = std::fs::read_dir(owner.path()) else {
             continue;
@@ -606,7 +624,7 @@ pub fn list() -> Result<Vec<InstalledModel>> {
                 keys.push(String::new());
             }
             for k in keys {
-                if let Ok(im) = installed_model(&repo, &k) {
+                if let Ok(im) = installed_model(&repo, &k, &counts) {
                     out.push(im);
                 }
             }
@@ -747,7 +765,6 @@ const MARGIN_BYTES: u64 = 512 << 20;
 pub fn catalogue(context: u64) -> Result<Vec<CatalogueEntry>> {
     let cat: Catalogue =
         serde_json::from_str(CATALOGUE).map_err(|e| Error::Invalid(format!("assets/models.json: {e}")))?;
-    let installed = list().unwrap_or_default();
     let memory = total_memory();
     let mut out = Vec::new();
     for m in cat.models {
@@ -759,7 +776,11 @@ pub fn catalogue(context: u64) -> Result<Vec<CatalogueEntry>> {
             out.push(CatalogueEntry {
                 model: m.name.clone(),
                 name: format!("{}:{}", m.repo, f.quant),
-                installed: installed.iter().any(|i| i.repo == m.repo && i.file == f.file),
+                // From the manifest alone: no model file is opened to fill in a catalogue.
+                installed: HubName::parse(&m.repo).is_some_and(|h| {
+                    read_manifest(&h.folder()).files.iter().any(|i| i.file == f.file)
+                        && h.folder().join(&f.file).is_file()
+                }),
                 repo: m.repo.clone(),
                 file: f.file,
                 quant: f.quant,

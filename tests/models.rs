@@ -356,6 +356,46 @@ fn gated_missing_and_folder_repositories() {
 }
 
 #[test]
+fn file_names_from_the_hub_or_a_manifest_never_leave_the_models_folder() {
+    let small: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+    let mut repos = HashMap::new();
+    repos.insert(
+        "test/Evil".to_string(),
+        HubRepo {
+            gated: false,
+            files: vec![
+                ("../../escape-Q4_0.gguf".to_string(), file(small.clone(), true)),
+                ("fine-Q4_0.gguf".to_string(), file(small, true)),
+            ],
+        },
+    );
+    let env = Env::new(start_hub(repos));
+    // The hub lists two GGUF files; the one named outside the repository is not one of them.
+    let m = env.ok_json(&["models", "pull", "test/Evil", "--json"]);
+    assert_eq!(m["file"], "fine-Q4_0.gguf", "{m}");
+    let mut all = Vec::new();
+    walk(env.models.path(), &mut all);
+    assert!(
+        !all.iter().any(|p| p.to_string_lossy().contains("escape")),
+        "nothing written for the escaping name"
+    );
+    // A manifest edited to name a file outside the folder: rm leaves that file alone.
+    let folder = env.models.path().join("hub/test/Evil");
+    // Where `hub/test/Evil/../../victim-Q4_0.gguf` points.
+    let victim = env.models.path().join("hub/victim-Q4_0.gguf");
+    std::fs::write(&victim, b"keep me").unwrap();
+    let manifest = std::fs::read_to_string(folder.join("manifest.json")).unwrap();
+    std::fs::write(
+        folder.join("manifest.json"),
+        manifest.replace("fine-Q4_0.gguf", "../../victim-Q4_0.gguf"),
+    )
+    .unwrap();
+    let o = env.run(&["models", "rm", "test/Evil"], None);
+    assert!(!o.status.success(), "nothing valid left to remove");
+    assert_eq!(std::fs::read(&victim).unwrap(), b"keep me");
+}
+
+#[test]
 fn the_catalogue_estimates_memory_and_knows_what_is_installed() {
     let (hub, _) = standard_hub();
     let env = Env::new(hub);

@@ -1,5 +1,6 @@
 //! `freeze-attn models`: pull, list, info and rm models from the Hugging Face Hub.
 
+use super::common::human_bytes;
 use clap::{Args, Subcommand};
 use freeze_attn::models::{self, InstalledModel, PullCancel, PullProgress};
 use std::io::{IsTerminal, Write};
@@ -52,7 +53,7 @@ pub fn run(a: ModelsArgs) -> anyhow::Result<()> {
             if json {
                 println!("{}", serde_json::to_string(&m)?);
             } else {
-                println!("{}  {}  {}", m.name, size(m.bytes), m.path.display());
+                println!("{}  {}  {}", m.name, human_bytes(m.bytes), m.path.display());
             }
         }
         ModelsCommand::List { json } => {
@@ -93,20 +94,20 @@ pub fn run(a: ModelsArgs) -> anyhow::Result<()> {
                     let fit = match e.fits {
                         Some(true) => format!(
                             "fits: needs {} of {}",
-                            size(e.needs_bytes),
-                            size(e.memory_bytes.unwrap_or(0))
+                            human_bytes(e.needs_bytes),
+                            human_bytes(e.memory_bytes.unwrap_or(0))
                         ),
                         Some(false) => format!(
                             "too large: needs {} of {}",
-                            size(e.needs_bytes),
-                            size(e.memory_bytes.unwrap_or(0))
+                            human_bytes(e.needs_bytes),
+                            human_bytes(e.memory_bytes.unwrap_or(0))
                         ),
-                        None => format!("needs {}", size(e.needs_bytes)),
+                        None => format!("needs {}", human_bytes(e.needs_bytes)),
                     };
                     println!(
                         "{:<52} ~{:>8}  {}{}{}",
                         e.name,
-                        size(e.approx_bytes),
+                        human_bytes(e.approx_bytes),
                         fit,
                         if e.recommended { "  recommended" } else { "" },
                         if e.installed { "  installed" } else { "" }
@@ -121,7 +122,7 @@ pub fn run(a: ModelsArgs) -> anyhow::Result<()> {
                 0 => String::new(),
                 n => format!("; its {n} saved state(s) stay in the library and thaw again once it is pulled again"),
             };
-            println!("removed {} ({}){states}", m.name, size(m.bytes));
+            println!("removed {} ({}){states}", m.name, human_bytes(m.bytes));
         }
     }
     Ok(())
@@ -131,20 +132,12 @@ fn line(m: &InstalledModel) -> String {
     format!(
         "{:<56} {:>9}  {:<8} {:<8} ctx {:<7} {} states",
         m.name,
-        size(m.bytes),
+        human_bytes(m.bytes),
         m.weight_type.as_deref().unwrap_or("?"),
         m.architecture.as_deref().unwrap_or("?"),
         m.context_length.map_or("?".into(), |c| c.to_string()),
         m.states
     )
-}
-
-fn size(b: u64) -> String {
-    match b as f64 {
-        x if x >= 1e9 => format!("{:.2} GB", x / 1e9),
-        x if x >= 1e6 => format!("{:.1} MB", x / 1e6),
-        x => format!("{:.1} kB", x / 1e3),
-    }
 }
 
 /// Pulls with a progress line on a terminal: bytes, rate and time left. Ctrl-C stops it; the
@@ -172,10 +165,10 @@ fn pull_with_progress(name: &str) -> anyhow::Result<InstalledModel> {
         let _ = write!(
             err,
             "\rdownloading {name}: {} / {} ({}%), {}/s, {left}   ",
-            size(p.done_bytes),
-            size(p.total_bytes),
+            human_bytes(p.done_bytes),
+            human_bytes(p.total_bytes),
             p.done_bytes * 100 / p.total_bytes.max(1),
-            size(rate as u64)
+            human_bytes(rate as u64)
         );
         let _ = err.flush();
     };

@@ -1,6 +1,6 @@
 //! `freeze-attn states …`: the library of saved states from the terminal.
 
-use super::common::ModelArgs;
+use super::common::{human_bytes, ModelArgs};
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
 use freeze_attn::fork::ForkPoint;
@@ -134,19 +134,6 @@ pub enum StatesCommand {
     },
 }
 
-fn human(bytes: u64) -> String {
-    let b = bytes as f64;
-    if b >= 1e9 {
-        format!("{:.1} GB", b / 1e9)
-    } else if b >= 1e6 {
-        format!("{:.1} MB", b / 1e6)
-    } else if b >= 1e3 {
-        format!("{:.0} kB", b / 1e3)
-    } else {
-        format!("{bytes} B")
-    }
-}
-
 fn line(v: &NodeView, indent: bool) -> String {
     format!(
         "{:>5}  {}{}{} [{}] {} tokens, {}{}{}",
@@ -156,7 +143,7 @@ fn line(v: &NodeView, indent: bool) -> String {
         v.name,
         v.kind,
         v.token_count,
-        human(v.own_bytes),
+        human_bytes(v.own_bytes),
         if v.tags.is_empty() {
             String::new()
         } else {
@@ -211,7 +198,7 @@ pub fn run(a: StatesArgs) -> anyhow::Result<()> {
                 if !d.view.notes.is_empty() {
                     println!("notes: {}", d.view.notes);
                 }
-                println!("{} segment(s), subtree {}", d.segments, human(d.subtree_bytes));
+                println!("{} segment(s), subtree {}", d.segments, human_bytes(d.subtree_bytes));
                 match d.transcript {
                     Some(freeze_attn::Transcript::Chat { messages }) => {
                         for (i, m) in messages.iter().enumerate() {
@@ -280,19 +267,19 @@ pub fn run(a: StatesArgs) -> anyhow::Result<()> {
                 "deleted {} node(s), moved {} up, freed {}",
                 d.deleted.len(),
                 d.reparented.len(),
-                human(d.freed_bytes)
+                human_bytes(d.freed_bytes)
             );
         }
         StatesCommand::Export { node, out } => {
             let n = freeze_attn::export::export_node(&lib, tree::resolve(&lib, &node)?, &out)?;
-            println!("wrote {} to {}", human(n), out.display());
+            println!("wrote {} to {}", human_bytes(n), out.display());
         }
         StatesCommand::Markdown { node, out } => {
             let id = tree::resolve(&lib, &node)?;
             match out {
                 Some(path) => {
                     let n = freeze_attn::export::export_markdown(&lib, id, &path)?;
-                    println!("wrote {} to {}", human(n), path.display());
+                    println!("wrote {} to {}", human_bytes(n), path.display());
                 }
                 None => print!("{}", freeze_attn::export::node_markdown(&lib, id)?),
             }
@@ -323,7 +310,7 @@ pub fn run(a: StatesArgs) -> anyhow::Result<()> {
                 r.orphan_files_deleted,
                 r.temp_files_deleted,
                 r.scratch_deleted,
-                human(r.bytes_freed)
+                human_bytes(r.bytes_freed)
             );
         }
         StatesCommand::Recover { json } => {

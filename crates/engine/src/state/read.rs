@@ -469,11 +469,10 @@ fn allocate(geo: &KvGeometry, cap: usize) -> Vec<(Vec<f16>, Vec<f16>)> {
 /// The chain must have passed [`validate`]; a segment whose content does not match its
 /// checksum fails the whole load.
 ///
-/// Two threads work as a pipeline: this one reads each tensor in the checksum's order and
-/// converts it into the state, the other hashes what was read, in order, while it is still in
-/// the processor's cache. An f16 segment loaded whole (the default, and every thaw that is not
-/// a rewind) is read straight into the state's buffers and hashed there: each byte crosses
-/// memory once, with no scratch copy.
+/// An f16 segment loaded whole (the default, and every thaw that is not a rewind) is read
+/// straight into the state and checksummed by every core ([`read_whole_f16`]). Other stored
+/// dtypes, and a segment cut by `upto`, go through a scratch buffer: this thread reads and
+/// converts each tensor in the checksum's order while a second thread hashes what was read.
 fn fill(
     chain: &[Segment],
     upto: usize,
@@ -572,14 +571,14 @@ fn read_chain<'a>(
     let mut scratch = |len: usize| -> Vec<u8> {
         // Three buffers in flight at most: the one being filled, the one being hashed, one
         // waiting; a fourth request waits for the hasher to give one back.
-        let mut b = reusable
+        let reused = reusable
             .try_recv()
             .ok()
             .or_else(|| (scratch_count >= 3).then(|| reusable.recv().ok()).flatten());
-        if b.is_none() {
+        let mut b = reused.unwrap_or_else(|| {
             scratch_count += 1;
-        }
-        let mut b = b.take().unwrap_or_default();
+            Vec::new()
+        });
         if b.len() < len {
             b = vec![0u8; len];
             populate_bytes(&mut b);
