@@ -44,6 +44,17 @@ pub fn peak_memory() -> Option<u64> {
     Some(kb * 1024)
 }
 
+/// Waits for the device to finish the work queued so far: a GPU runs it asynchronously, so a
+/// timer read without it would stop before the work did. A no-op on the CPU.
+fn sync(model: &LoadedModel) -> Result<()> {
+    model
+        .model
+        .device()
+        .synchronize()
+        .map_err(freeze_attn_engine::EngineError::from)?;
+    Ok(())
+}
+
 fn max_abs_diff(a: &Tensor, b: &Tensor) -> freeze_attn_engine::Result<f32> {
     Ok((a - b)?
         .abs()?
@@ -76,6 +87,8 @@ pub struct SpeedReport {
     pub model: String,
     pub weight_type: String,
     pub device: String,
+    /// The kernels that ran (`avx512`, `avx2`, `portable`, `generic`, `cuda`, `metal`).
+    pub kernels: String,
     pub threads: usize,
     pub prompt_tokens: usize,
     pub gen_tokens: usize,
@@ -97,12 +110,14 @@ pub fn bench(model: &LoadedModel, prompt_tokens: usize, gen_tokens: usize) -> Re
     let mut state = model.model.new_state();
     let t0 = Instant::now();
     let logits = model.model.prefill(&prompt, &mut state, DEFAULT_CHUNK, &mut |_| true)?;
+    sync(model)?;
     let prefill = t0.elapsed();
     let (_, d1) = decode(model, &mut state, logits, gen_tokens)?;
     Ok(SpeedReport {
         model: model.info.name.clone(),
         weight_type: model.info.weight_type.clone(),
         device: model.info.device.clone(),
+        kernels: model.info.kernels.name().into(),
         threads: rayon_threads(),
         prompt_tokens: prompt.len(),
         gen_tokens,
@@ -186,6 +201,7 @@ pub fn run_generation_test(
     let t0 = Instant::now();
     let mut state = model.model.new_state();
     let logits = model.model.prefill(&full, &mut state, DEFAULT_CHUNK, &mut |_| true)?;
+    sync(model)?;
     let first_uncached = t0.elapsed();
     let uncached_logits = logits.clone();
     let (uncached, _) = decode(model, &mut state, logits, gen_tokens)?;
@@ -196,6 +212,7 @@ pub fn run_generation_test(
     let mut state = model.model.new_state();
     let t1 = Instant::now();
     model.model.prefill(&prefix, &mut state, DEFAULT_CHUNK, &mut |_| true)?;
+    sync(model)?;
     let prefill = t1.elapsed();
     std::fs::create_dir_all(scratch).map_err(|e| Error::io(scratch, e))?;
     let path = scratch.join(format!("bench-{}-{prefix_tokens}.state", std::process::id()));
@@ -210,6 +227,7 @@ pub fn run_generation_test(
     let load = loaded.load_time;
     let mut state = loaded.state;
     let logits = model.model.prefill(&prompt, &mut state, DEFAULT_CHUNK, &mut |_| true)?;
+    sync(model)?;
     let first_cached = t3.elapsed();
     let largest_logit_diff = max_abs_diff(&uncached_logits, &logits)?;
     let (cached, _) = decode(model, &mut state, logits, gen_tokens)?;

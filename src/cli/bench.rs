@@ -29,7 +29,10 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
         v["load_ms"] = json!(ms(load));
         println!("{}", serde_json::to_string(&v)?);
     } else {
-        println!("model            {} ({}, {})", r.model, r.weight_type, r.device);
+        println!(
+            "model            {} ({}, {}, {} kernels)",
+            r.model, r.weight_type, r.device, r.kernels
+        );
         println!("load             {:.0} ms", ms(load));
         println!(
             "prefill          {} tokens in {:.0} ms = {:.1} tok/s",

@@ -132,6 +132,8 @@ pub fn run(a: GenerateArgs) -> anyhow::Result<()> {
         }
         let mut v = json!({
             "model": model.info.name,
+            "device": model.info.device,
+            "kernels": model.info.kernels,
             "prompt_tokens": prompt_tokens,
             "tokens": g.tokens,
             "text": g.text,

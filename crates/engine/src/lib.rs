@@ -22,6 +22,7 @@ pub mod error;
 pub mod fingerprint;
 pub mod generate;
 pub mod gguf;
+pub mod kernels;
 pub mod kv;
 pub mod loader;
 pub mod model;
@@ -37,8 +38,11 @@ pub use device::DeviceChoice;
 pub use error::{EngineError, Result};
 pub use fingerprint::ModelFingerprint;
 pub use generate::{generate, CancelToken, Event, FinishReason, GenerateParams, Generation};
+pub use kernels::{KernelChoice, Kernels};
 pub use kv::{KvGeometry, KvState};
-pub use loader::{load_model, load_model_with_progress, LoadProgress, LoadedModel, ModelFormat, ModelInfo};
+pub use loader::{
+    load_model, load_model_with, load_model_with_progress, LoadProgress, LoadedModel, ModelFormat, ModelInfo,
+};
 pub use model::{Model, PrefillProgress, DEFAULT_CHUNK, PREFILL_HEADROOM};
 pub use sampling::{Sampler, SamplingParams};
 pub use template::{ChatTemplate, Message};

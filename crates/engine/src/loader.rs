@@ -5,6 +5,7 @@ use crate::device::device_name;
 use crate::error::{EngineError, Result};
 use crate::fingerprint::{fingerprint, ModelFingerprint};
 use crate::gguf::GgufFile;
+use crate::kernels::{KernelChoice, Kernels};
 use crate::model::{gguf, hf, Model};
 use crate::template::ChatTemplate;
 use crate::tokenizer::{self, Tokenizer};
@@ -32,6 +33,9 @@ pub struct ModelInfo {
     pub weight_type: String,
     pub bytes: u64,
     pub device: String,
+    /// The kernels it runs: ours on the CPU (`avx512`, `avx2`, `portable`) or candle's ops
+    /// (`generic` on the CPU, `cuda`, `metal`).
+    pub kernels: Kernels,
     pub context_length: usize,
     pub n_layer: usize,
     pub vocab_size: usize,
@@ -91,16 +95,28 @@ pub fn load_model(path: &Path, device: &Device) -> Result<LoadedModel> {
     load_model_with_progress(path, device, &mut |_| {})
 }
 
-/// [`load_model`], reporting progress after each layer (a multi-gigabyte model takes seconds).
-#[tracing::instrument(level = "info", name = "load_model", skip_all, fields(path = %path.display()))]
+/// [`load_model`], reporting progress after each layer (a multi-gigabyte model takes seconds),
+/// with the kernels `FREEZE_ATTN_KERNELS` asks for.
 pub fn load_model_with_progress(
     path: &Path,
     device: &Device,
     progress: &mut dyn FnMut(LoadProgress),
 ) -> Result<LoadedModel> {
+    load_model_with(path, device, KernelChoice::from_env()?, progress)
+}
+
+/// [`load_model_with_progress`] with the kernels chosen by the caller.
+#[tracing::instrument(level = "info", name = "load_model", skip_all, fields(path = %path.display()))]
+pub fn load_model_with(
+    path: &Path,
+    device: &Device,
+    choice: KernelChoice,
+    progress: &mut dyn FnMut(LoadProgress),
+) -> Result<LoadedModel> {
+    let kernels = Kernels::select(choice, device);
     let meta = std::fs::metadata(path).map_err(|e| EngineError::io(path, e))?;
     if meta.is_dir() {
-        return load_hf(path, device, progress);
+        return load_hf(path, device, kernels, progress);
     }
     let mut magic = [0u8; 4];
     let mut f = std::fs::File::open(path).map_err(|e| EngineError::io(path, e))?;
@@ -114,17 +130,23 @@ pub fn load_model_with_progress(
             },
         });
     }
-    load_gguf(path, device, meta.len(), progress)
+    load_gguf(path, device, kernels, meta.len(), progress)
 }
 
-fn load_gguf(path: &Path, device: &Device, bytes: u64, progress: &mut dyn FnMut(LoadProgress)) -> Result<LoadedModel> {
+fn load_gguf(
+    path: &Path,
+    device: &Device,
+    kernels: Kernels,
+    bytes: u64,
+    progress: &mut dyn FnMut(LoadProgress),
+) -> Result<LoadedModel> {
     let mut g = GgufFile::open(path)?;
     let config = gguf::read_config(&g)?;
     let tokenizer = tokenizer::gguf::from_gguf(&g)?;
     let template_src = g.meta_str("tokenizer.chat_template").ok().map(str::to_string);
     let weight_type = gguf::weight_type(&g);
     let digest = crate::fingerprint::cached_digest(&[path.to_path_buf()], || gguf::weight_digest(&g))?;
-    let model = gguf::load_model(&mut g, config, device, progress)?;
+    let model = gguf::load_model(&mut g, config, device, kernels, progress)?;
     check_vocab(path, &tokenizer, &model, true)?;
     let template = template_for(template_src.clone(), &tokenizer)?;
     finish(
@@ -141,7 +163,12 @@ fn load_gguf(path: &Path, device: &Device, bytes: u64, progress: &mut dyn FnMut(
     )
 }
 
-fn load_hf(dir: &Path, device: &Device, progress: &mut dyn FnMut(LoadProgress)) -> Result<LoadedModel> {
+fn load_hf(
+    dir: &Path,
+    device: &Device,
+    kernels: Kernels,
+    progress: &mut dyn FnMut(LoadProgress),
+) -> Result<LoadedModel> {
     if !dir.join("config.json").exists() {
         return Err(EngineError::NotAModel {
             path: dir.into(),
@@ -173,7 +200,15 @@ fn load_hf(dir: &Path, device: &Device, progress: &mut dyn FnMut(LoadProgress)) 
     // The digest is computed while the weights are mapped anyway, unless it is remembered.
     let files = hf::weight_files(dir)?;
     let known = crate::fingerprint::remembered_digest(&files);
-    let (model, computed) = hf::load_model(dir, config, torch_dtype.as_deref(), device, progress, known.is_none())?;
+    let (model, computed) = hf::load_model(
+        dir,
+        config,
+        torch_dtype.as_deref(),
+        device,
+        kernels,
+        progress,
+        known.is_none(),
+    )?;
     let digest = match (known, computed) {
         (Some(d), _) => d,
         (None, Some(d)) => {
@@ -226,6 +261,7 @@ fn finish(
         weight_type,
         bytes,
         device: device_name(device),
+        kernels: model.kernels(),
         context_length: c.context_length,
         n_layer: c.n_layer,
         vocab_size: c.vocab_size,

@@ -9,6 +9,8 @@ mod support;
 mod chat;
 #[path = "engine/generate.rs"]
 mod generate;
+#[path = "engine/generic.rs"]
+mod generic;
 #[path = "engine/hf.rs"]
 mod hf;
 #[path = "engine/kv.rs"]

@@ -16,16 +16,38 @@ pub fn causal_mask(past: usize, len: usize, device: &Device) -> candle_core::Res
 }
 
 /// `q`: `(n_head, L, d)`; `k`, `v`: `(n_kv, T, d)` views of the cache; `mask`: `(L, T)`.
-/// Returns `(n_head, L, d)`. On the CPU with an f16 cache this is [`super::cpu::attention`];
-/// elsewhere (CUDA, Metal) candle's batched matmuls.
-pub fn attend(q: &Tensor, k: &Tensor, v: &Tensor, mask: Option<&Tensor>, n_kv: usize) -> candle_core::Result<Tensor> {
-    if let Some(out) = super::cpu::attention::attend(q, k, v)? {
-        return Ok(out);
+/// Returns `(n_head, L, d)`. With our kernels (`ours`: on the CPU, with an f16 cache) this is
+/// [`super::cpu::attention`]; elsewhere (CUDA, Metal, the generic path) candle's batched matmuls.
+pub fn attend(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    mask: Option<&Tensor>,
+    n_kv: usize,
+    ours: bool,
+) -> candle_core::Result<Tensor> {
+    if ours {
+        if let Some(out) = super::cpu::attention::attend(q, k, v)? {
+            return Ok(out);
+        }
     }
     attend_generic(q, k, v, mask, n_kv)
 }
 
-/// The device-generic path: batched matmuls over the cache views.
+/// Most bytes of f32 scores the generic path holds at once. A long prompt's query rows are
+/// taken in blocks under it, so a 16k-token prompt against a 16k-token cache never builds its
+/// whole `(heads × prompt × context)` score matrix (an 8B model: 32 GiB at once, 64 MiB per
+/// block). Each query row is computed from the same inputs with the same ops whichever block it
+/// falls in.
+const SCORE_BUDGET: usize = 64 << 20;
+
+/// Query positions per block for `n_head` heads against `t` keys (at least one).
+fn rows_per_block(n_head: usize, t: usize) -> usize {
+    (SCORE_BUDGET / (4 * n_head * t).max(1)).max(1)
+}
+
+/// The device-generic path: batched matmuls over the cache views, query rows in blocks under
+/// [`SCORE_BUDGET`].
 pub fn attend_generic(
     q: &Tensor,
     k: &Tensor,
@@ -33,6 +55,32 @@ pub fn attend_generic(
     mask: Option<&Tensor>,
     n_kv: usize,
 ) -> candle_core::Result<Tensor> {
+    attend_blocks(q, k, v, mask, n_kv, rows_per_block(q.dim(0)?, k.dim(1)?))
+}
+
+fn attend_blocks(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    mask: Option<&Tensor>,
+    n_kv: usize,
+    rows: usize,
+) -> candle_core::Result<Tensor> {
+    let l = q.dim(1)?;
+    if l <= rows {
+        return attend_rows(q, k, v, mask, n_kv);
+    }
+    let mut out = Vec::with_capacity(l.div_ceil(rows));
+    for start in (0..l).step_by(rows) {
+        let n = rows.min(l - start);
+        let m = mask.map(|m| m.narrow(0, start, n)).transpose()?;
+        out.push(attend_rows(&q.narrow(1, start, n)?, k, v, m.as_ref(), n_kv)?);
+    }
+    Tensor::cat(&out, 1)
+}
+
+/// One block of query rows `q` `(n_head, L, d)` against the whole view, with its rows of the mask.
+fn attend_rows(q: &Tensor, k: &Tensor, v: &Tensor, mask: Option<&Tensor>, n_kv: usize) -> candle_core::Result<Tensor> {
     let (n_head, l, d) = q.dims3()?;
     let t = k.dim(1)?;
     let group = n_head / n_kv;
@@ -49,4 +97,78 @@ pub fn attend_generic(
     };
     let probs = candle_nn::ops::softmax_last_dim(&scores)?.to_dtype(kv_dtype)?;
     probs.matmul(v)?.reshape((n_head, l, d))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Deterministic values in about ±1.
+    fn values(n: usize, seed: u32) -> Vec<f32> {
+        let mut x = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
+        (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                (x % 2001) as f32 / 1000.0 - 1.0
+            })
+            .collect()
+    }
+
+    #[test]
+    fn query_rows_in_blocks_give_the_whole_result() -> candle_core::Result<()> {
+        let dev = Device::Cpu;
+        let (n_head, n_kv, d, past, l) = (8, 2, 16, 20, 37);
+        let t = past + l;
+        let q = Tensor::from_vec(values(n_head * l * d, 1), (n_head, l, d), &dev)?;
+        let k = Tensor::from_vec(values(n_kv * t * d, 2), (n_kv, t, d), &dev)?.to_dtype(DType::F16)?;
+        let v = Tensor::from_vec(values(n_kv * t * d, 3), (n_kv, t, d), &dev)?.to_dtype(DType::F16)?;
+        let mask = causal_mask(past, l, &dev)?;
+        let whole = attend_blocks(&q, &k, &v, Some(&mask), n_kv, l)?;
+        assert_eq!(whole.dims(), &[n_head, l, d]);
+        let whole = whole.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+        for rows in [1, 5, 16, 36] {
+            let blocked = attend_blocks(&q, &k, &v, Some(&mask), n_kv, rows)?;
+            let blocked = blocked.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+            let worst = whole
+                .iter()
+                .zip(&blocked)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0f32, f32::max);
+            assert_eq!(worst, 0.0, "{rows} rows per block differ by {worst}");
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn the_generic_path_agrees_with_our_kernel() -> candle_core::Result<()> {
+        let dev = Device::Cpu;
+        let (n_head, n_kv, d, past, l) = (6, 2, 64, 9, 23);
+        let t = past + l;
+        let q = Tensor::from_vec(values(n_head * l * d, 4), (n_head, l, d), &dev)?;
+        let k = Tensor::from_vec(values(n_kv * t * d, 5), (n_kv, t, d), &dev)?.to_dtype(DType::F16)?;
+        let v = Tensor::from_vec(values(n_kv * t * d, 6), (n_kv, t, d), &dev)?.to_dtype(DType::F16)?;
+        let ours = attend(&q, &k, &v, None, n_kv, true)?.flatten_all()?.to_vec1::<f32>()?;
+        let mask = causal_mask(past, l, &dev)?;
+        let generic = attend(&q, &k, &v, Some(&mask), n_kv, false)?;
+        let generic = generic.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+        let worst = ours
+            .iter()
+            .zip(&generic)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        // The generic path rounds scores and probabilities to the cache's f16 for its matmuls.
+        assert!(worst < 2e-3, "largest difference {worst}");
+        Ok(())
+    }
+
+    #[test]
+    fn a_long_prompt_never_holds_all_its_scores() {
+        // Llama 3.1 8B: 32 query heads; 16,384-token prompt against a 16,384-token cache.
+        let rows = rows_per_block(32, 16_384);
+        assert_eq!(rows, 32);
+        assert!(4 * 32 * rows * 16_384 <= SCORE_BUDGET);
+        assert_eq!(rows_per_block(32, 1 << 40), 1);
+    }
 }

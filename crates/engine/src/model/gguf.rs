@@ -6,6 +6,7 @@ use crate::config::{ModelConfig, RopeConfig, RopeScaling, RopeStyle};
 use crate::error::{EngineError, Result};
 use crate::fingerprint::WeightDigest;
 use crate::gguf::GgufFile;
+use crate::kernels::Kernels;
 use crate::loader::LoadProgress;
 use candle_core::{DType, Device, Tensor};
 use std::fs::File;
@@ -102,11 +103,11 @@ fn check_weight_type(g: &GgufFile, name: &str) -> Result<()> {
     }
 }
 
-fn linear(g: &mut GgufFile, name: &str, shape: (usize, usize), device: &Device) -> Result<Linear> {
+fn linear(g: &mut GgufFile, name: &str, shape: (usize, usize), device: &Device, kernels: Kernels) -> Result<Linear> {
     check_weight_type(g, name)?;
     let t = g.tensor(name, device)?;
     check_shape(g, name, t.shape().dims(), &[shape.0, shape.1])?;
-    Ok(Linear::from_qtensor(Arc::new(t))?)
+    Ok(Linear::from_qtensor(Arc::new(t), kernels.is_ours())?)
 }
 
 fn vector(g: &mut GgufFile, name: &str, len: usize, device: &Device) -> Result<Tensor> {
@@ -133,6 +134,7 @@ pub fn load_model(
     g: &mut GgufFile,
     mut config: ModelConfig,
     device: &Device,
+    kernels: Kernels,
     progress: &mut dyn FnMut(LoadProgress),
 ) -> Result<Model> {
     config.validate().map_err(|d| g.bad_metadata("llama.*", d))?;
@@ -141,7 +143,7 @@ pub fn load_model(
         let f = vector(g, "rope_freqs.weight", c.rope.dim / 2, &Device::Cpu)?;
         config.rope.scaling = RopeScaling::FreqFactors(f.to_vec1::<f32>()?);
     }
-    let embed = linear(g, "token_embd.weight", (c.vocab_size, c.n_embd), device)?;
+    let embed = linear(g, "token_embd.weight", (c.vocab_size, c.n_embd), device, kernels)?;
     let q_dim = c.n_head * c.head_dim;
     let kv_dim = c.n_kv_head * c.head_dim;
     let mut blocks = Vec::with_capacity(c.n_layer);
@@ -155,14 +157,20 @@ pub fn load_model(
         }
         blocks.push(Block {
             attn_norm: vector(g, &format!("{p}.attn_norm.weight"), c.n_embd, device)?,
-            wq: linear(g, &format!("{p}.attn_q.weight"), (q_dim, c.n_embd), device)?,
-            wk: linear(g, &format!("{p}.attn_k.weight"), (kv_dim, c.n_embd), device)?,
-            wv: linear(g, &format!("{p}.attn_v.weight"), (kv_dim, c.n_embd), device)?,
-            wo: linear(g, &format!("{p}.attn_output.weight"), (c.n_embd, q_dim), device)?,
+            wq: linear(g, &format!("{p}.attn_q.weight"), (q_dim, c.n_embd), device, kernels)?,
+            wk: linear(g, &format!("{p}.attn_k.weight"), (kv_dim, c.n_embd), device, kernels)?,
+            wv: linear(g, &format!("{p}.attn_v.weight"), (kv_dim, c.n_embd), device, kernels)?,
+            wo: linear(
+                g,
+                &format!("{p}.attn_output.weight"),
+                (c.n_embd, q_dim),
+                device,
+                kernels,
+            )?,
             ffn_norm: vector(g, &format!("{p}.ffn_norm.weight"), c.n_embd, device)?,
-            w_gate: linear(g, &format!("{p}.ffn_gate.weight"), (c.n_ff, c.n_embd), device)?,
-            w_up: linear(g, &format!("{p}.ffn_up.weight"), (c.n_ff, c.n_embd), device)?,
-            w_down: linear(g, &format!("{p}.ffn_down.weight"), (c.n_embd, c.n_ff), device)?,
+            w_gate: linear(g, &format!("{p}.ffn_gate.weight"), (c.n_ff, c.n_embd), device, kernels)?,
+            w_up: linear(g, &format!("{p}.ffn_up.weight"), (c.n_ff, c.n_embd), device, kernels)?,
+            w_down: linear(g, &format!("{p}.ffn_down.weight"), (c.n_embd, c.n_ff), device, kernels)?,
         });
         progress(g.progress());
     }
@@ -170,12 +178,13 @@ pub fn load_model(
     let output = if c.tied_embeddings {
         embed.clone()
     } else {
-        linear(g, "output.weight", (c.vocab_size, c.n_embd), device)?
+        linear(g, "output.weight", (c.vocab_size, c.n_embd), device, kernels)?
     };
     progress(g.progress());
     Ok(Model::assemble(
         config,
         device.clone(),
+        kernels,
         DType::F32,
         embed,
         blocks,

@@ -4,6 +4,7 @@ use super::{Block, Linear, Model};
 use crate::config::{ModelConfig, RopeConfig, RopeScaling, RopeStyle};
 use crate::error::{EngineError, Result};
 use crate::fingerprint::WeightDigest;
+use crate::kernels::Kernels;
 use crate::loader::LoadProgress;
 use candle_core::quantized::{GgmlDType, QStorage, QTensor};
 use candle_core::safetensors::MmapedSafetensors;
@@ -192,6 +193,7 @@ struct Weights<'a> {
     st: MmapedSafetensors,
     dir: &'a Path,
     device: &'a Device,
+    kernels: Kernels,
     dtype: DType,
     /// Bytes of tensor data taken so far (for load progress).
     read: std::cell::Cell<u64>,
@@ -230,12 +232,12 @@ impl Weights<'_> {
         Ok(self.st.load(name, self.device)?.to_dtype(self.dtype)?)
     }
 
-    /// A weight matrix. On the CPU it stays in the checkpoint's type (bf16, f16 or f32, as
-    /// blocks of one value for our kernels): converting bf16 to f32 doubled the memory of a
-    /// folder (an 8B model would have needed 32 GB). Elsewhere it is a tensor of the
-    /// activations' type for candle's matmuls.
+    /// A weight matrix. For our CPU kernels it stays in the checkpoint's type (bf16, f16 or
+    /// f32, as blocks of one value): converting bf16 to f32 doubled the memory of a folder (an
+    /// 8B model would have needed 32 GB). For candle's ops (a GPU, or the generic path) it is a
+    /// tensor of the activations' type.
     fn linear(&self, name: &str, rows: usize, cols: usize) -> Result<Linear> {
-        if !self.device.is_cpu() {
+        if !self.kernels.is_ours() {
             return Ok(Linear::from_tensor(self.get(name, &[rows, cols])?)?);
         }
         let view = self.view(name, &[rows, cols])?;
@@ -259,7 +261,7 @@ impl Weights<'_> {
         };
         release_pages(data);
         let t = QTensor::new(storage, (rows, cols))?;
-        Ok(Linear::from_qtensor(Arc::new(t))?)
+        Ok(Linear::from_qtensor(Arc::new(t), true)?)
     }
 }
 
@@ -314,6 +316,7 @@ pub fn load_model(
     config: ModelConfig,
     torch_dtype: Option<&str>,
     device: &Device,
+    kernels: Kernels,
     progress: &mut dyn FnMut(LoadProgress),
     with_digest: bool,
 ) -> Result<(Model, Option<[u8; 32]>)> {
@@ -350,6 +353,7 @@ pub fn load_model(
         st,
         dir,
         device,
+        kernels,
         dtype,
         read: Default::default(),
     };
@@ -387,7 +391,7 @@ pub fn load_model(
     };
     report(&w);
     Ok((
-        Model::assemble(config, device.clone(), dtype, embed, blocks, norm, output),
+        Model::assemble(config, device.clone(), kernels, dtype, embed, blocks, norm, output),
         with_digest.then(|| digest.finish()),
     ))
 }

@@ -16,9 +16,11 @@ pub struct Linear {
 }
 
 impl Linear {
-    pub fn from_qtensor(t: Arc<QTensor>) -> candle_core::Result<Self> {
+    /// A matrix as stored in a GGUF file; with `ours`, served by our CPU kernels where they
+    /// take its format (on the CPU), else by candle's matmuls.
+    pub fn from_qtensor(t: Arc<QTensor>, ours: bool) -> candle_core::Result<Self> {
         let (out_features, in_features) = t.shape().dims2()?;
-        let cpu = CpuMatrix::new(t.clone());
+        let cpu = if ours { CpuMatrix::new(t.clone()) } else { None };
         // candle turns f32/f16/bf16 matrices into f32 tensors; with our kernel the matrix stays
         // as stored (one copy, half the memory of f32 for bf16/f16).
         let inner = if cpu.is_some() {

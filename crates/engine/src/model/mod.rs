@@ -17,6 +17,7 @@ pub use linear::Linear;
 
 use crate::config::ModelConfig;
 use crate::error::{EngineError, Result};
+use crate::kernels::Kernels;
 use crate::kv::{KvGeometry, KvState};
 use candle_core::{DType, Device, Tensor, D};
 use rope::Rope;
@@ -45,6 +46,8 @@ pub(crate) struct Block {
 pub struct Model {
     config: ModelConfig,
     device: Device,
+    /// Our CPU kernels, or candle's ops (GPUs, and the generic path on the CPU).
+    kernels: Kernels,
     /// Dtype of activations between layers (f32 on CPU and for quantized weights).
     act_dtype: DType,
     /// Dtype of the live K/V cache.
@@ -67,6 +70,7 @@ impl Model {
     pub(crate) fn assemble(
         config: ModelConfig,
         device: Device,
+        kernels: Kernels,
         act_dtype: DType,
         embed: Linear,
         blocks: Vec<Block>,
@@ -77,6 +81,7 @@ impl Model {
         Self {
             config,
             device,
+            kernels,
             act_dtype,
             kv_dtype: DType::F16,
             embed,
@@ -92,6 +97,9 @@ impl Model {
     }
     pub fn device(&self) -> &Device {
         &self.device
+    }
+    pub fn kernels(&self) -> Kernels {
+        self.kernels
     }
     pub fn kv_dtype(&self) -> DType {
         self.kv_dtype
@@ -142,7 +150,9 @@ impl Model {
         let ids = Tensor::new(tokens, &self.device)?;
         let mut x = self.embed.embedding(&ids)?.to_dtype(self.act_dtype)?;
         let (cos, sin) = self.rope.tables(pos, l, self.act_dtype, &self.device)?;
-        let mask = if l > 1 && !self.device.is_cpu() {
+        // Our attention kernel masks by position; candle's ops take the mask as a tensor.
+        let ours = self.kernels.is_ours();
+        let mask = if l > 1 && !ours {
             Some(attention::causal_mask(pos, l, &self.device)?)
         } else {
             None
@@ -167,7 +177,7 @@ impl Model {
             let k = self.rope.apply(&k, &cos, &sin)?.squeeze(0)?;
             state.write(i, &k, &v)?;
             let (kk, vv) = state.layer_view_upto(i, pos + l)?;
-            let y = attention::attend(&q, &kk, &vv, mask.as_ref(), c.n_kv_head)?;
+            let y = attention::attend(&q, &kk, &vv, mask.as_ref(), c.n_kv_head, ours)?;
             let y = y
                 .to_dtype(self.act_dtype)?
                 .transpose(0, 1)?

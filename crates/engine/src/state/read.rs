@@ -373,9 +373,11 @@ pub fn load_chain(chain: &[Segment], upto: usize, model: &Model, fingerprint: &M
     validate(chain, upto, &geo, fingerprint)?;
     let cap = (upto + 256).div_ceil(256).saturating_mul(256).min(geo.max_len);
     let mut bufs = allocate(&geo, cap);
-    let tokens = fill(chain, upto, &geo, cap, &mut bufs)?;
+    let tokens = tracing::debug_span!("engine.fill").in_scope(|| fill(chain, upto, &geo, cap, &mut bufs))?;
     let (h, d) = (geo.n_kv_head, geo.head_dim);
     let device = model.device();
+    // On the CPU the buffers become the state's tensors as they are; a GPU copies them over.
+    let _upload = tracing::debug_span!("engine.to_device").entered();
     let buffers = bufs
         .into_iter()
         .map(|(k, v)| {

@@ -6,7 +6,7 @@ use super::{q8, SegmentId};
 use crate::error::{EngineError, Result};
 use crate::fingerprint::ModelFingerprint;
 use crate::kv::KvState;
-use candle_core::DType;
+use candle_core::{DType, Device, Tensor};
 use half::{bf16, f16};
 use safetensors::tensor::{Dtype, View};
 use std::borrow::Cow;
@@ -25,7 +25,51 @@ pub struct SegmentInfo {
 pub(super) struct Raw {
     pub dtype: Dtype,
     pub shape: Vec<usize>,
-    pub data: Vec<u8>,
+    pub data: Data,
+}
+
+/// A tensor's values as they are written: bytes, or 16/32-bit floats kept in the vector they
+/// were copied into (their little-endian bytes are the stored bytes, so on a little-endian
+/// machine they are written as they lie, without a second copy).
+pub(super) enum Data {
+    Bytes(Vec<u8>),
+    F16(Vec<f16>),
+    Bf16(Vec<bf16>),
+    F32(Vec<f32>),
+}
+
+impl Data {
+    fn bytes(&self) -> Cow<'_, [u8]> {
+        match self {
+            Self::Bytes(b) => Cow::Borrowed(b),
+            Self::F16(v) => le_bytes(v, |x| x.to_le_bytes()),
+            Self::Bf16(v) => le_bytes(v, |x| x.to_le_bytes()),
+            Self::F32(v) => le_bytes(v, f32::to_le_bytes),
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Self::Bytes(b) => b.len(),
+            Self::F16(v) => v.len() * 2,
+            Self::Bf16(v) => v.len() * 2,
+            Self::F32(v) => v.len() * 4,
+        }
+    }
+}
+
+/// The little-endian bytes of `v`: the values' own memory on a little-endian machine, a
+/// converted copy elsewhere.
+fn le_bytes<T: Copy, const N: usize>(v: &[T], f: impl Fn(T) -> [u8; N]) -> Cow<'_, [u8]> {
+    if cfg!(target_endian = "little") {
+        debug_assert_eq!(std::mem::size_of::<T>(), N);
+        // SAFETY: `T` is one of f16, bf16, f32: plain values of exactly N bytes with no padding
+        // and no invalid bit patterns, so their memory is `v.len() * N` initialised bytes; the
+        // slice borrows `v` and lives no longer than it.
+        Cow::Borrowed(unsafe { std::slice::from_raw_parts(v.as_ptr() as *const u8, std::mem::size_of_val(v)) })
+    } else {
+        Cow::Owned(bytes_of(v, f))
+    }
 }
 
 impl View for &Raw {
@@ -36,7 +80,7 @@ impl View for &Raw {
         &self.shape
     }
     fn data(&self) -> Cow<'_, [u8]> {
-        Cow::Borrowed(&self.data)
+        self.data.bytes()
     }
     fn data_len(&self) -> usize {
         self.data.len()
@@ -101,18 +145,21 @@ pub fn write_segment(
             true => Raw {
                 dtype: Dtype::U16,
                 shape: vec![n],
-                data: bytes_of(ids, |t| (t as u16).to_le_bytes()),
+                data: Data::Bytes(bytes_of(ids, |t| (t as u16).to_le_bytes())),
             },
             false => Raw {
                 dtype: Dtype::U32,
                 shape: vec![n],
-                data: bytes_of(ids, u32::to_le_bytes),
+                data: Data::Bytes(bytes_of(ids, u32::to_le_bytes)),
             },
         },
     ));
+    let mut host = on_host(state, start, end)?.into_iter();
     for l in 0..g.n_layer {
-        let (k, v) = state.layer_view(l, start, end)?;
-        for (name, t) in [("k", k), ("v", v)] {
+        for name in ["k", "v"] {
+            let t = host
+                .next()
+                .ok_or_else(|| EngineError::Invalid("a K/V view is missing".into()))?;
             let shape = vec![g.n_kv_head, n, g.head_dim];
             let key = format!("layers.{l}.{name}");
             match dtype {
@@ -123,7 +170,7 @@ pub fn write_segment(
                         Raw {
                             dtype: Dtype::F16,
                             shape,
-                            data: bytes_of(&vals, f16::to_le_bytes),
+                            data: Data::F16(vals),
                         },
                     ));
                 }
@@ -134,7 +181,7 @@ pub fn write_segment(
                         Raw {
                             dtype: Dtype::BF16,
                             shape,
-                            data: bytes_of(&vals, bf16::to_le_bytes),
+                            data: Data::Bf16(vals),
                         },
                     ));
                 }
@@ -145,7 +192,7 @@ pub fn write_segment(
                         Raw {
                             dtype: Dtype::F32,
                             shape,
-                            data: bytes_of(&vals, f32::to_le_bytes),
+                            data: Data::F32(vals),
                         },
                     ));
                 }
@@ -168,7 +215,7 @@ pub fn write_segment(
                         Raw {
                             dtype: Dtype::I8,
                             shape,
-                            data: q.iter().map(|x| *x as u8).collect(),
+                            data: Data::Bytes(q.iter().map(|x| *x as u8).collect()),
                         },
                     ));
                     tensors.push((
@@ -176,7 +223,7 @@ pub fn write_segment(
                         Raw {
                             dtype: Dtype::F16,
                             shape: scale_shape,
-                            data: bytes_of(&s, f16::to_le_bytes),
+                            data: Data::F16(s),
                         },
                     ));
                 }
@@ -185,7 +232,7 @@ pub fn write_segment(
     }
     let mut hasher = blake3::Hasher::new();
     for (_, raw) in &tensors {
-        hasher.update_rayon(&raw.data);
+        hasher.update_rayon(&raw.data.bytes());
     }
     SegmentHeader::hash_transcript(FORMAT_VERSION, transcript, &mut hasher);
     let header = SegmentHeader {
@@ -209,6 +256,51 @@ pub fn write_segment(
         path: path.to_path_buf(),
         bytes,
     })
+}
+
+/// Bytes a GPU gathers into one transfer to the host when a state is frozen.
+const TRANSFER_BYTES: usize = 256 << 20;
+
+/// The K/V of positions `start..end`, in file order (layer 0 K, layer 0 V, layer 1 K, …), as
+/// tensors in host memory. On the CPU these are views of the state. On a GPU the views are
+/// gathered on the device and copied to the host in transfers of up to [`TRANSFER_BYTES`]: a
+/// 32-layer state is read with a few synchronisations instead of one per tensor.
+fn on_host(state: &KvState, start: usize, end: usize) -> Result<Vec<Tensor>> {
+    let g = state.geometry();
+    let mut views = Vec::with_capacity(2 * g.n_layer);
+    for l in 0..g.n_layer {
+        let (k, v) = state.layer_view(l, start, end)?;
+        views.push(k);
+        views.push(v);
+    }
+    if state.device().is_cpu() {
+        return Ok(views);
+    }
+    let shape = (g.n_kv_head, end - start, g.head_dim);
+    let per = shape.0 * shape.1 * shape.2;
+    gather(
+        &views,
+        shape,
+        (TRANSFER_BYTES / (per * g.dtype.size_in_bytes()).max(1)).max(1),
+    )
+}
+
+/// `views` (all of `shape`) copied to the host `batch` at a time, each batch gathered on its
+/// device first.
+fn gather(views: &[Tensor], shape: (usize, usize, usize), batch: usize) -> Result<Vec<Tensor>> {
+    let per = shape.0 * shape.1 * shape.2;
+    let mut host = Vec::with_capacity(views.len());
+    for group in views.chunks(batch) {
+        let flat = group
+            .iter()
+            .map(|t| t.flatten_all())
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        let all = Tensor::cat(&flat, 0)?.to_device(&Device::Cpu)?;
+        for i in 0..group.len() {
+            host.push(all.narrow(0, i * per, per)?.reshape(shape)?);
+        }
+    }
+    Ok(host)
 }
 
 fn io_err(path: &Path, e: std::io::Error) -> EngineError {
@@ -290,4 +382,32 @@ fn write_atomically<'a>(
         let _ = std::fs::remove_file(&tmp);
     }
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn views_gathered_in_batches_come_back_whole_and_in_order() -> Result<()> {
+        let shape = (2, 3, 4);
+        let buf = Tensor::arange(0f32, 5.0 * 2.0 * 8.0 * 4.0, &Device::Cpu)?.reshape((5, 2, 8, 4))?;
+        // Five narrowed views of a larger buffer, as a state's layers are.
+        let views: Vec<Tensor> = (0..5)
+            .map(|i| buf.get(i)?.narrow(1, 2, 3))
+            .collect::<candle_core::Result<_>>()?;
+        for batch in [1, 2, 3, 5, 9] {
+            let host = gather(&views, shape, batch)?;
+            assert_eq!(host.len(), views.len());
+            for (a, b) in views.iter().zip(&host) {
+                assert_eq!(b.dims3()?, shape);
+                assert_eq!(
+                    a.flatten_all()?.to_vec1::<f32>()?,
+                    b.flatten_all()?.to_vec1::<f32>()?,
+                    "batch {batch}"
+                );
+            }
+        }
+        Ok(())
+    }
 }

@@ -35,7 +35,7 @@ fn specs(c: &serde_json::Value) -> Vec<(String, Vec<usize>, f32, f32)> {
 }
 
 /// Writes the tiny model as an HF folder with two shards and an index.
-fn write_tiny(dir: &Path, config: &serde_json::Value) {
+pub(crate) fn write_tiny(dir: &Path, config: &serde_json::Value) {
     let mut shards: [HashMap<String, Tensor>; 2] = [HashMap::new(), HashMap::new()];
     let mut map = serde_json::Map::new();
     for (k, (name, shape, scale, offset)) in specs(config).into_iter().enumerate() {

@@ -22,8 +22,13 @@ fn teacher_forced_top1_matches_llama_cpp() {
 }
 
 fn teacher_forced(reference: &str, min_rate: f64) {
+    teacher_forced_with(smollm(), reference, min_rate);
+}
+
+/// Top-1 agreement of `m` with a reference over its teacher-forced sequences: at least
+/// `min_rate`, every disagreement a near-tie for the reference, log-probs within 0.5 nats.
+pub(crate) fn teacher_forced_with(m: &freeze_attn_engine::LoadedModel, reference: &str, min_rate: f64) {
     let fx = fixture(reference);
-    let m = smollm();
     let (mut same, mut total, mut worst) = (0usize, 0usize, 0f32);
     for case in fx["teacher_forced"].as_array().unwrap() {
         let tokens = ids(&case["ids"]);
