@@ -154,6 +154,7 @@ pub fn write_segment(
             },
         },
     ));
+    let copy = tracing::debug_span!("engine.copy_out").entered();
     let mut host = on_host(state, start, end)?.into_iter();
     for l in 0..g.n_layer {
         for name in ["k", "v"] {
@@ -230,6 +231,8 @@ pub fn write_segment(
             }
         }
     }
+    drop(copy);
+    let hash = tracing::debug_span!("engine.checksum").entered();
     let mut hasher = blake3::Hasher::new();
     for (_, raw) in &tensors {
         hasher.update_rayon(&raw.data.bytes());
@@ -248,14 +251,65 @@ pub fn write_segment(
         checksum: hasher.finalize().to_hex().to_string(),
         transcript: transcript.map(str::to_string),
     };
+    drop(hash);
     let id = header.id();
-    let bytes = write_atomically(path, tensors.iter().map(|(k, v)| (k.as_str(), v)), &header)?;
+    let bytes = write_atomically(path, &tensors, &header)?;
     Ok(SegmentInfo {
         id,
         header,
         path: path.to_path_buf(),
         bytes,
     })
+}
+
+/// A tensor's type, shape and size without its values, for encoding the header alone.
+struct Described<'a>(&'a Raw);
+
+impl View for Described<'_> {
+    fn dtype(&self) -> Dtype {
+        self.0.dtype
+    }
+    fn shape(&self) -> &[usize] {
+        &self.0.shape
+    }
+    fn data(&self) -> Cow<'_, [u8]> {
+        Cow::Borrowed(&[])
+    }
+    fn data_len(&self) -> usize {
+        self.0.data.len()
+    }
+}
+
+/// The safetensors header of a segment (length prefix and JSON, as safetensors encodes it) and
+/// the tensors in the order their bytes follow it. The values are then written from where they
+/// lie instead of through one buffer of the whole file (which doubled the memory a freeze
+/// needed). The order is read back from the header's own offsets, and they must tile the data
+/// exactly, so a change in how the safetensors crate lays files out cannot misplace a tensor.
+fn encode_header<'a>(tensors: &'a [(String, Raw)], header: &SegmentHeader) -> Result<(Vec<u8>, Vec<&'a Raw>)> {
+    let bad = |detail: String| EngineError::Invalid(format!("cannot encode the segment: {detail}"));
+    let head = safetensors::tensor::serialize(
+        tensors.iter().map(|(k, v)| (k.as_str(), Described(v))),
+        Some(header.to_metadata()),
+    )
+    .map_err(|e| bad(e.to_string()))?;
+    let json: serde_json::Value = serde_json::from_slice(&head[8..]).map_err(|e| bad(e.to_string()))?;
+    let mut placed = Vec::with_capacity(tensors.len());
+    for (name, raw) in tensors {
+        let offsets = json[name.as_str()]["data_offsets"]
+            .as_array()
+            .and_then(|o| Some((o.first()?.as_u64()?, o.get(1)?.as_u64()?)))
+            .ok_or_else(|| bad(format!("no offsets for {name}")))?;
+        placed.push((offsets, raw));
+    }
+    placed.sort_by_key(|&(o, _)| o);
+    let mut at = 0u64;
+    for &((start, end), raw) in &placed {
+        if start != at || end.checked_sub(start) != Some(raw.data.len() as u64) {
+            return Err(bad(format!("tensor data at {start}..{end} does not follow {at}")));
+        }
+        at = end;
+    }
+    Ok((head, placed.into_iter().map(|(_, raw)| raw).collect()))
 }
 
 /// Bytes a GPU gathers into one transfer to the host when a state is frozen.
@@ -350,11 +404,7 @@ fn sweep_stale_partials(dir: &Path, name: &str) {
     }
 }
 
-fn write_atomically<'a>(
-    path: &Path,
-    tensors: impl Iterator<Item = (&'a str, &'a Raw)>,
-    header: &SegmentHeader,
-) -> Result<u64> {
+fn write_atomically(path: &Path, tensors: &[(String, Raw)], header: &SegmentHeader) -> Result<u64> {
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -366,17 +416,26 @@ fn write_atomically<'a>(
     sweep_stale_partials(dir, &name);
     let tmp = dir.join(format!(".{name}.{}.partial", std::process::id()));
     let result = (|| -> Result<u64> {
-        let buf = safetensors::tensor::serialize(tensors, Some(header.to_metadata()))
-            .map_err(|e| EngineError::Invalid(format!("cannot encode the segment: {e}")))?;
+        let (head, order) = encode_header(tensors, header)?;
         let mut f = std::fs::File::create(&tmp).map_err(|e| io_err(&tmp, e))?;
-        f.write_all(&buf).map_err(|e| io_err(&tmp, e))?;
-        f.sync_all().map_err(|e| io_err(&tmp, e))?;
+        let mut written = head.len() as u64;
+        tracing::debug_span!("engine.write").in_scope(|| {
+            f.write_all(&head)?;
+            for raw in order {
+                let bytes = raw.data.bytes();
+                f.write_all(&bytes)?;
+                written += bytes.len() as u64;
+            }
+            Ok::<_, std::io::Error>(())
+        })
+        .map_err(|e| io_err(&tmp, e))?;
+        tracing::debug_span!("engine.fsync").in_scope(|| f.sync_all().map_err(|e| io_err(&tmp, e)))?;
         drop(f);
         std::fs::rename(&tmp, path).map_err(|e| io_err(path, e))?;
         if let Ok(d) = std::fs::File::open(dir) {
             let _ = d.sync_all();
         }
-        Ok(buf.len() as u64)
+        Ok(written)
     })();
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);
