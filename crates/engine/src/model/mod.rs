@@ -67,6 +67,7 @@ pub struct PrefillProgress {
 }
 
 impl Model {
+    #[allow(clippy::too_many_arguments)] // the model's parts, each named, in one place
     pub(crate) fn assemble(
         config: ModelConfig,
         device: Device,
