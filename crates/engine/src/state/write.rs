@@ -419,16 +419,17 @@ fn write_atomically(path: &Path, tensors: &[(String, Raw)], header: &SegmentHead
         let (head, order) = encode_header(tensors, header)?;
         let mut f = std::fs::File::create(&tmp).map_err(|e| io_err(&tmp, e))?;
         let mut written = head.len() as u64;
-        tracing::debug_span!("engine.write").in_scope(|| {
-            f.write_all(&head)?;
-            for raw in order {
-                let bytes = raw.data.bytes();
-                f.write_all(&bytes)?;
-                written += bytes.len() as u64;
-            }
-            Ok::<_, std::io::Error>(())
-        })
-        .map_err(|e| io_err(&tmp, e))?;
+        tracing::debug_span!("engine.write")
+            .in_scope(|| {
+                f.write_all(&head)?;
+                for raw in order {
+                    let bytes = raw.data.bytes();
+                    f.write_all(&bytes)?;
+                    written += bytes.len() as u64;
+                }
+                Ok::<_, std::io::Error>(())
+            })
+            .map_err(|e| io_err(&tmp, e))?;
         tracing::debug_span!("engine.fsync").in_scope(|| f.sync_all().map_err(|e| io_err(&tmp, e)))?;
         drop(f);
         std::fs::rename(&tmp, path).map_err(|e| io_err(path, e))?;
