@@ -12,6 +12,7 @@ mod error;
 mod format;
 mod q8;
 mod read;
+mod upload;
 mod write;
 
 pub use error::StateError;

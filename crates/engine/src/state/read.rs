@@ -7,7 +7,7 @@ use crate::error::{EngineError, Result};
 use crate::fingerprint::ModelFingerprint;
 use crate::kv::{KvGeometry, KvState};
 use crate::model::Model;
-use candle_core::{DType, Tensor};
+use candle_core::DType;
 use half::f16;
 use rayon::prelude::*;
 use safetensors::tensor::Dtype;
@@ -377,15 +377,8 @@ pub fn load_chain(chain: &[Segment], upto: usize, model: &Model, fingerprint: &M
     let (h, d) = (geo.n_kv_head, geo.head_dim);
     let device = model.device();
     // On the CPU the buffers become the state's tensors as they are; a GPU copies them over.
-    let _upload = tracing::debug_span!("engine.to_device").entered();
-    let buffers = bufs
-        .into_iter()
-        .map(|(k, v)| {
-            let k = Tensor::from_vec(k, (h, cap, d), device)?.to_dtype(geo.dtype)?;
-            let v = Tensor::from_vec(v, (h, cap, d), device)?.to_dtype(geo.dtype)?;
-            Ok((k, v))
-        })
-        .collect::<Result<Vec<_>>>()?;
+    let buffers = tracing::debug_span!("engine.to_device")
+        .in_scope(|| super::upload::to_device(bufs, (h, cap, d), geo.dtype, device))?;
     KvState::from_buffers(geo, device, tokens, buffers)
 }
 
@@ -882,6 +875,7 @@ fn populate_bytes<T>(buf: &mut [T]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use candle_core::Tensor;
     use crate::state::write_segment;
     use candle_core::Device;
 
