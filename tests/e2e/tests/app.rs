@@ -141,6 +141,33 @@ fn the_real_app_end_to_end() {
         })?;
         s.screenshot(&shots.join("03-library.png"))?;
 
+        // Regenerate the last reply: a branch that ends before it, answered again; the old reply
+        // stays in "Ada asked", and the tree shows both.
+        let count = nodes(&lib_dir).len();
+        s.click(&tid("regenerate-3"))?;
+        s.until("the regenerated reply", 300, || {
+            Ok(nodes(&lib_dir).len() == count + 1
+                && s.exists(&tid("message-3"))?
+                && !s.exists(&tid("message-streaming"))?
+                && s.enabled(&tid("continue-3"))?)
+        })?;
+        let regen = nodes(&lib_dir)
+            .into_iter()
+            .find(|n| n.name == "Ada asked · regenerated")
+            .expect("a branch named after the regenerated node");
+        assert!(
+            regen.token_count < asked.token_count && regen.token_count > ada.token_count,
+            "the branch holds the conversation up to the question: {} tokens",
+            regen.token_count
+        );
+        assert!(!s.text(&tid("message-3"))?.trim().is_empty(), "a new reply");
+        let kept = nodes(&lib_dir).into_iter().find(|n| n.id == asked.id).unwrap();
+        assert_eq!(kept.token_count, asked.token_count, "the regenerated node is unchanged");
+        s.click(&tid("freeze-open"))?;
+        s.type_into(&tid("freeze-name"), "Ada asked again")?;
+        s.click(&tid("freeze-submit"))?;
+        s.until("the new reply frozen", 60, || Ok(nodes(&lib_dir).len() == count + 2))?;
+
         // Story mode: three alternatives side by side, one kept.
         s.click(&tid("view-story"))?;
         if s.exists(&tid("story-new"))? {

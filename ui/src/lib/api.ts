@@ -98,6 +98,8 @@ export const api = {
   thaw: (node: NodeId) => unwrap(() => commands.thaw(node)),
   chatSend: (message: string, params: GenerateParams, onEvent: OnGen) =>
     unwrap(() => commands.chatSend(message, params, channel(onEvent))),
+  continueReply: (params: GenerateParams, onEvent: OnGen) =>
+    unwrap(() => commands.continueReply(params, channel(onEvent))),
   continueText: (text: string, params: GenerateParams, onEvent: OnGen) =>
     unwrap(() => commands.continueText(text, params, channel(onEvent))),
   storyAlternatives: (n: number, params: GenerateParams, onEvent: OnAlt) =>

@@ -3,21 +3,22 @@ import userEvent from "@testing-library/user-event";
 import { describe, expect, it } from "vitest";
 import type { GenEvent } from "../../lib/api";
 import { deferred, emit, fakeBackend, rejectWith } from "../../test/backend";
-import { hostStatus, live, reply } from "../../test/fixtures";
+import { hostStatus, live, node, reply, thawReport } from "../../test/fixtures";
 import { readyApp, renderWithApp } from "../../test/render";
 import { settings } from "../../lib/settings.svelte";
 import ChatPane from "./ChatPane.svelte";
 
+const primedMessages = [
+  { role: "system", content: "You are terse." },
+  { role: "user", content: "Hi" },
+  { role: "assistant", content: "Hello." },
+];
 const primed = live({
   node: 7,
   token_count: 40,
   transcript: {
     mode: "chat",
-    messages: [
-      { role: "system", content: "You are terse." },
-      { role: "user", content: "Hi" },
-      { role: "assistant", content: "Hello." },
-    ],
+    messages: primedMessages,
   },
 });
 
@@ -108,6 +109,102 @@ describe("ChatPane", () => {
     expect(screen.getByTestId("message-0")).toHaveAttribute("data-role", "system");
     await user.click(screen.getByTestId("fork-here-1"));
     expect(app.ui.dialog).toEqual({ kind: "fork", node: 7, at: { message: 1, char_offset: null } });
+  });
+
+  it("regenerates a reply in a new branch: a fork before it, then a new answer", async () => {
+    const user = userEvent.setup();
+    const branch = live({
+      node: 9,
+      token_count: 30,
+      transcript: { mode: "chat", messages: primedMessages.slice(0, 2) },
+    });
+    const answered = live({
+      node: 9,
+      dirty: true,
+      transcript: { mode: "chat", messages: [...primedMessages.slice(0, 2), { role: "assistant", content: "Hi there." }] },
+    });
+    const backend = fakeBackend({
+      status: () => hostStatus({ live: primed }),
+      list_tree: () => [node({ id: 7, name: "terse" })],
+      fork: () => thawReport({ node: 9, live: branch }),
+      continue_reply: (args) => {
+        emit<GenEvent>(args, { kind: "text", text: "Hi there." });
+        return reply({ text: "Hi there.", tokens: 3, live: answered });
+      },
+    });
+    const app = await readyApp();
+    renderWithApp(ChatPane, {}, app);
+    await user.click(screen.getByTestId("regenerate-2"));
+    await waitFor(() => expect(backend.argsOf("continue_reply")).toHaveLength(1));
+    expect(backend.argsOf("fork")[0]).toMatchObject({ node: 7, at: { message: 1, char_offset: null }, name: "terse · regenerated" });
+    // A fresh seed: the saved one would repeat the reply it replaces.
+    const [{ params: used }] = backend.argsOf("continue_reply") as [{ params: { seed: number } }];
+    expect(used.seed).not.toBe(hostStatus().params.seed);
+    expect(await screen.findByTestId("message-2")).toHaveTextContent("Hi there.");
+    expect(app.session.live?.node).toBe(9);
+  });
+
+  it("edits a message into a new branch and answers the new text", async () => {
+    const user = userEvent.setup();
+    const branch = live({ node: 9, transcript: { mode: "chat", messages: primedMessages.slice(0, 1) } });
+    const backend = fakeBackend({
+      status: () => hostStatus({ live: primed }),
+      fork: () => thawReport({ node: 9, live: branch }),
+      chat_send: () => reply({ text: "Bonjour.", tokens: 2, live: branch }),
+    });
+    const app = await readyApp();
+    renderWithApp(ChatPane, {}, app);
+    await user.click(screen.getByTestId("edit-1"));
+    const input = screen.getByTestId("edit-input-1");
+    expect(input).toHaveValue("Hi");
+    await user.clear(input);
+    await user.type(input, "Salut");
+    await user.click(screen.getByTestId("edit-save-1"));
+    await waitFor(() => expect(backend.argsOf("chat_send")).toHaveLength(1));
+    expect(backend.argsOf("fork")[0]).toMatchObject({ node: 7, at: { message: 0, char_offset: null } });
+    expect(backend.argsOf("chat_send")[0].message).toBe("Salut");
+  });
+
+  it("deletes a message by branching before it, and generates nothing", async () => {
+    const user = userEvent.setup();
+    const backend = fakeBackend({
+      status: () => hostStatus({ live: primed }),
+      fork: () => thawReport({ node: 9, live: live({ node: 9 }) }),
+    });
+    const app = await readyApp();
+    renderWithApp(ChatPane, {}, app);
+    await user.click(screen.getByTestId("delete-2"));
+    await waitFor(() => expect(backend.argsOf("fork")).toHaveLength(1));
+    expect(backend.argsOf("fork")[0]).toMatchObject({ at: { message: 1, char_offset: null } });
+    expect(backend.argsOf("continue_reply")).toHaveLength(0);
+    expect(backend.argsOf("chat_send")).toHaveLength(0);
+  });
+
+  it("continues the last reply, and copies a message's text", async () => {
+    const user = userEvent.setup();
+    const backend = fakeBackend({
+      status: () => hostStatus({ live: { ...primed, dirty: true } }),
+      continue_reply: () => reply({ text: "Hello. Again.", tokens: 2, live: primed }),
+    });
+    const app = await readyApp();
+    renderWithApp(ChatPane, {}, app);
+    expect(screen.queryByTestId("continue-1")).toBeNull();
+    await user.click(screen.getByTestId("continue-2"));
+    await waitFor(() => expect(backend.argsOf("continue_reply")).toHaveLength(1));
+    await user.click(screen.getByTestId("copy-2"));
+    expect(await navigator.clipboard.readText()).toBe("Hello.");
+  });
+
+  it("asks for a freeze before a message of unsaved turns can branch", async () => {
+    fakeBackend({ status: () => hostStatus({ live: { ...primed, dirty: true } }) });
+    const app = await readyApp();
+    renderWithApp(ChatPane, {}, app);
+    for (const id of ["regenerate-2", "edit-1", "delete-1"]) {
+      expect(screen.getByTestId(id)).toBeDisabled();
+      expect(screen.getByTestId(id)).toHaveAttribute("title", expect.stringContaining("Freeze first"));
+    }
+    expect(screen.getByTestId("copy-1")).toBeEnabled();
+    expect(screen.getByTestId("continue-2")).toBeEnabled();
   });
 
   it("cannot fork before the chat was frozen once", async () => {
