@@ -190,6 +190,34 @@ impl Session {
             .unwrap_or(false))
     }
 
+    /// Moves the mouse over an element, as a user pointing at it (shows what appears on hover).
+    pub fn hover(&self, css: &str) -> Result<()> {
+        let e = self.wait(css, 30)?;
+        let origin = json!({ "element-6066-11e4-a52e-4f735466cecf": e });
+        let pointer = json!({
+            "type": "pointer",
+            "id": "mouse",
+            "parameters": { "pointerType": "mouse" },
+            "actions": [{ "type": "pointerMove", "duration": 0, "origin": origin, "x": 0, "y": 0 }],
+        });
+        call(
+            "POST",
+            &format!("{}/actions", self.base),
+            Some(json!({ "actions": [pointer] })),
+        )?;
+        Ok(())
+    }
+
+    /// Resizes the window (the screenshots are taken at the sizes people use: 1280×800, 1024×700).
+    pub fn resize(&self, width: u32, height: u32) -> Result<()> {
+        call(
+            "POST",
+            &format!("{}/window/rect", self.base),
+            Some(json!({ "width": width, "height": height })),
+        )?;
+        Ok(())
+    }
+
     pub fn run_js_args(&self, script: &str, args: Value) -> Result<Value> {
         call(
             "POST",

@@ -163,6 +163,11 @@ fn the_real_app_end_to_end() {
         assert!(!s.text(&tid("message-3"))?.trim().is_empty(), "a new reply");
         let kept = nodes(&lib_dir).into_iter().find(|n| n.id == asked.id).unwrap();
         assert_eq!(kept.token_count, asked.token_count, "the regenerated node is unchanged");
+        // The message actions, as a user pointing at the reply sees them, at the smaller size.
+        s.resize(1024, 700)?;
+        s.hover(&tid("message-3"))?;
+        s.screenshot(&shots.join("10-message-actions-1024.png"))?;
+        s.resize(1280, 800)?;
         s.click(&tid("freeze-open"))?;
         s.type_into(&tid("freeze-name"), "Ada asked again")?;
         s.click(&tid("freeze-submit"))?;
