@@ -875,9 +875,9 @@ fn populate_bytes<T>(buf: &mut [T]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use candle_core::Tensor;
     use crate::state::write_segment;
     use candle_core::Device;
+    use candle_core::Tensor;
 
     const GEO: KvGeometry = KvGeometry {
         n_layer: 1,

@@ -67,7 +67,12 @@ mod pinned {
         let ctx = stream.context();
         // SAFETY: page-locked host memory of `n` f16 values each, fully written below before
         // any copy reads it (every buffer has exactly `n` values).
-        let mut staging = unsafe { [ctx.alloc_pinned::<f16>(n).map_err(err)?, ctx.alloc_pinned::<f16>(n).map_err(err)?] };
+        let mut staging = unsafe {
+            [
+                ctx.alloc_pinned::<f16>(n).map_err(err)?,
+                ctx.alloc_pinned::<f16>(n).map_err(err)?,
+            ]
+        };
         let mut turn = 0;
         let mut one = |host: &[f16]| -> candle_core::Result<Tensor> {
             let pinned = &mut staging[turn % 2];
@@ -81,7 +86,12 @@ mod pinned {
             let mut out = unsafe { stream.alloc::<f16>(n) }.map_err(err)?;
             stream.memcpy_htod(&*pinned, &mut out).map_err(err)?;
             let storage = CudaStorage::wrap_cuda_slice(out, dev.clone());
-            Ok(Tensor::from_storage(Storage::Cuda(storage), shape, BackpropOp::none(), false))
+            Ok(Tensor::from_storage(
+                Storage::Cuda(storage),
+                shape,
+                BackpropOp::none(),
+                false,
+            ))
         };
         let mut tensors = Vec::with_capacity(bufs.len());
         for (k, v) in bufs {
