@@ -21,6 +21,7 @@ const model: ModelInfo = {
   weight_type: "Q4_K_M",
   bytes: 668_788_096,
   device: "CPU",
+  kernels: "avx2",
   context_length: 2048,
   n_layer: 22,
   vocab_size: 32000,

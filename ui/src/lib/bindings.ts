@@ -183,6 +183,21 @@ export type InstalledModel = {
 	states: number,
 };
 
+/**  The kernels a loaded model runs. */
+export type Kernels = 
+/**  Our CPU kernels with AVX-512. */
+"avx512" | 
+/**  Our CPU kernels with AVX2. */
+"avx2" | 
+/**  Our CPU kernels in plain Rust. */
+"portable" | 
+/**  candle's ops on the CPU (the code the GPUs run). */
+"generic" | 
+/**  candle's ops on CUDA. */
+"cuda" | 
+/**  candle's ops on Metal. */
+"metal";
+
 export type LiveState = {
 	node: number | null,
 	kind: NodeKind,
@@ -222,6 +237,11 @@ export type ModelInfo = {
 	weight_type: string,
 	bytes: number,
 	device: string,
+	/**
+	 *  The kernels it runs: ours on the CPU (`avx512`, `avx2`, `portable`) or candle's ops
+	 *  (`generic` on the CPU, `cuda`, `metal`).
+	 */
+	kernels: Kernels,
 	context_length: number,
 	n_layer: number,
 	vocab_size: number,

@@ -40,6 +40,7 @@ export function model(over: Partial<ModelInfo> = {}): ModelInfo {
     weight_type: "Q4_K_M",
     bytes: 668_788_096,
     device: "CPU",
+    kernels: "avx512",
     n_layer: 22,
     vocab_size: 32000,
     context_length: 2048,

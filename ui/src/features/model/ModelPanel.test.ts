@@ -14,7 +14,7 @@ describe("ModelPanel", () => {
     const app = await readyApp();
     renderWithApp(ModelPanel, {}, app);
     expect(screen.getByTestId("model-name")).toHaveTextContent("TinyLlama-1.1B-Chat");
-    expect(screen.getByTestId("model-device")).toHaveTextContent("CPU");
+    expect(screen.getByTestId("model-device")).toHaveTextContent("CPU · avx512 kernels");
     expect(screen.getByTestId("model-panel")).toHaveTextContent("GGUF · Q4_K_M");
     expect(screen.getByTestId("model-panel")).toHaveTextContent("2,048 tokens");
   });
