@@ -79,6 +79,34 @@ fn generate_json_contract() {
     assert_eq!(chat["prompt_tokens"][0], 1);
 }
 
+/// `FREEZE_ATTN_KERNELS=generic` runs the GPU's code path (candle's ops) on the CPU, and the
+/// JSON says which kernels ran; a value that is not a choice is one clear error line.
+#[test]
+fn the_generic_kernels_are_chosen_and_reported() {
+    let run = |kernels: &str| {
+        Command::new(env!("CARGO_BIN_EXE_freeze-attn"))
+            .env("FREEZE_ATTN_KERNELS", kernels)
+            .args(["generate", "--prompt", "The capital of France is", "--max-tokens", "6"])
+            .args(["--temperature", "0", "--json"])
+            .output()
+            .expect("run freeze-attn")
+    };
+    let ours = json(&run("auto"));
+    let generic = json(&run("generic"));
+    assert_eq!(generic["kernels"], "generic", "{generic}");
+    assert_ne!(ours["kernels"], "generic", "{ours}");
+    assert_eq!(ours["device"], "cpu");
+    assert!(generic["text"].as_str().unwrap().contains("Paris"), "{generic}");
+    let bad = run("fast");
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(!bad.status.success() && !err.contains("panicked"), "{err}");
+    let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("freeze-attn: error:")).collect();
+    assert!(
+        lines.len() == 1 && lines[0].contains("FREEZE_ATTN_KERNELS") && lines[0].contains("generic"),
+        "{err}"
+    );
+}
+
 #[test]
 fn prefix_then_generate_in_another_process_equals_one_run() {
     let dir = tempfile::tempdir().unwrap();
