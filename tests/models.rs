@@ -306,6 +306,27 @@ fn an_interrupted_download_resumes_and_a_corrupted_one_is_refused() {
     env.ok_json(&["models", "pull", "test/SmolLM2-GGUF:Q8_0", "--json"]);
 }
 
+/// A disk that fills up: the download's partial file is `/dev/full`, which the kernel answers
+/// with ENOSPC on every write, as a full disk does. The pull names the full disk in one line,
+/// nothing is installed in the models folder, and the model is not listed.
+#[test]
+fn a_full_disk_is_named_and_nothing_is_installed() {
+    let (hub, model) = standard_hub();
+    let env = Env::new(hub);
+    let blobs = env.models.path().join(".downloads/models--test--SmolLM2-GGUF/blobs");
+    std::fs::create_dir_all(&blobs).unwrap();
+    let part = blobs.join(format!("{}.sync.part", sha256_hex(&model)));
+    std::os::unix::fs::symlink("/dev/full", &part).unwrap();
+    env.fails(
+        &["models", "pull", "test/SmolLM2-GGUF:Q4_1"],
+        None,
+        &["disk is full", "nothing was installed"],
+    );
+    assert!(env.installed_files().is_empty(), "{:?}", env.installed_files());
+    let listed = env.ok_json(&["models", "list", "--json"]);
+    assert_eq!(listed.as_array().map(Vec::len), Some(0), "{listed}");
+}
+
 #[test]
 fn gated_missing_and_folder_repositories() {
     let (hub, _) = standard_hub();
