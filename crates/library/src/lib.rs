@@ -57,6 +57,7 @@ pub use library::{Library, DATABASE_FILE, SEGMENTS_DIR};
 pub use model::ModelRecord;
 pub use node::{NewNode, Node, NodeKind, NodeSummary, MAX_NAME_CHARS, MAX_TAG_CHARS};
 pub use prefix::{block_hashes, CacheEntry, PrefixMatch, PREFIX_BLOCK};
+pub use schema::node_questions::{Question, MAX_PER_NODE as MAX_QUESTIONS};
 pub use schema::SCHEMA_VERSION;
 pub use search::SearchHit;
 pub use segment::{NewSegment, SegmentMeta};

@@ -7,6 +7,7 @@ use crate::ids::{NodeId, SegmentId};
 use crate::library::Library;
 use crate::model::validate_fingerprint;
 use crate::node::{check_transcript, clean_name, clean_tag, name_key, NewNode, Node};
+use crate::schema::node_questions::{self, Question};
 use crate::schema::{node_tags, nodes};
 use crate::segment_store::resolve_chain;
 use freeze_attn_ids::ModelFingerprint;
@@ -66,6 +67,22 @@ impl Library {
     /// Replaces a node's notes (free text).
     pub fn set_notes(&self, id: NodeId, notes: &str) -> Result<()> {
         self.write(|conn| nodes::update(conn, id, "notes = ?3", &[&notes], now_ms()))
+    }
+
+    /// Records a question asked of node `id` and its answer (the node's state is not changed).
+    pub fn add_question(&self, id: NodeId, question: &Question) -> Result<()> {
+        self.write(|conn| {
+            nodes::parent_of(conn, id)?;
+            node_questions::insert(conn, id, question)
+        })
+    }
+
+    /// The questions asked of node `id`, oldest first (at most [`crate::MAX_QUESTIONS`]).
+    pub fn questions(&self, id: NodeId) -> Result<Vec<Question>> {
+        self.read(|conn| {
+            nodes::parent_of(conn, id)?;
+            node_questions::for_node(conn, id)
+        })
     }
 
     /// Pins or unpins a node (pinned nodes list first among their siblings).

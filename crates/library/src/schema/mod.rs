@@ -8,6 +8,7 @@
 
 pub(crate) mod library_meta;
 pub(crate) mod models;
+pub(crate) mod node_questions;
 pub(crate) mod node_tags;
 pub(crate) mod nodes;
 pub(crate) mod prefix_blocks;
@@ -37,10 +38,11 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
     library_meta::CREATE,
     nodes::ALLOW_CACHE_KIND,
     prefix_blocks::CREATE,
+    node_questions::CREATE,
 ];
 
 /// The schema version this build writes and the newest it can open.
-pub const SCHEMA_VERSION: i64 = 7;
+pub const SCHEMA_VERSION: i64 = 8;
 
 /// Reads `PRAGMA user_version`.
 pub(crate) fn user_version(conn: &Connection) -> Result<i64> {
@@ -112,6 +114,7 @@ mod tests {
             "node_tags",
             "library_meta",
             "prefix_blocks",
+            "node_questions",
         ] {
             let n: i64 = conn
                 .query_row("SELECT count(*) FROM sqlite_schema WHERE name = ?1", [table], |r| {

@@ -211,3 +211,37 @@ fn move_refuses_cycles_and_taken_names() {
     f.lib.move_node(b, None).unwrap();
     assert_eq!(f.lib.node(b).unwrap().parent, None);
 }
+
+/// Questions asked of a document come back oldest first, after the library is opened again;
+/// at most MAX_QUESTIONS are kept (the oldest go first); they go with their node.
+#[test]
+fn questions_asked_of_a_node_are_kept_in_order_and_bounded() {
+    use freeze_attn_library::{DeleteMode, Library, Question, MAX_QUESTIONS};
+    let f = fixture();
+    let doc = node(&f.lib, None, "Doc", None, 0);
+    let other = node(&f.lib, None, "Other", None, 0);
+    let q = |i: usize| Question {
+        asked_at_ms: 1_000 + i as i64,
+        question: format!("Question {i}?"),
+        answer: format!("Answer {i}."),
+        tokens: i as u64,
+        finish: "stop_token".into(),
+    };
+    f.lib.add_question(doc, &q(0)).unwrap();
+    f.lib.add_question(doc, &q(1)).unwrap();
+    f.lib.add_question(other, &q(7)).unwrap();
+    let again = Library::open(f.lib.root()).unwrap();
+    assert_eq!(again.questions(doc).unwrap(), vec![q(0), q(1)]);
+    assert_eq!(again.questions(other).unwrap(), vec![q(7)]);
+    for i in 2..MAX_QUESTIONS + 5 {
+        f.lib.add_question(doc, &q(i)).unwrap();
+    }
+    let kept = f.lib.questions(doc).unwrap();
+    assert_eq!(kept.len(), MAX_QUESTIONS);
+    assert_eq!(kept.first(), Some(&q(5)), "the oldest went first");
+    assert_eq!(kept.last(), Some(&q(MAX_QUESTIONS + 4)));
+    assert!(matches!(f.lib.add_question(NodeId(999_999), &q(0)), Err(LibraryError::NodeNotFound(_))));
+    f.lib.delete_node(doc, DeleteMode::Subtree).unwrap();
+    assert!(f.lib.questions(doc).is_err(), "a deleted node has no questions");
+    assert_eq!(f.lib.questions(other).unwrap().len(), 1);
+}
