@@ -4,7 +4,7 @@
 use crate::dto::{AltEvent, ApiError, DeleteMode, DeleteReport, GenEvent, ServingStatus};
 use freeze_attn::engine::{DeviceChoice, Event, GenerateParams, ModelInfo};
 use freeze_attn::fork::ForkPoint;
-use freeze_attn::session::{Alternative, LiveState, Reply, ThawReport};
+use freeze_attn::session::{Alternative, LiveState, QuestionView, Reply, ThawReport};
 use freeze_attn::tree::{self, NodeView};
 use freeze_attn::{HostStatus, Library, NodeId, NodeKind, SessionHost};
 use std::path::PathBuf;
@@ -229,6 +229,16 @@ pub async fn ask(
 ) -> Res<Reply> {
     state
         .run(move |s| s.ask(NodeId(node), &question, &params, &mut gen_events(on_event)))
+        .await
+        .map_err(ApiError::from)
+}
+
+/// The questions asked of a document node and their answers, oldest first.
+#[tauri::command]
+#[specta::specta]
+pub async fn document_questions(state: State<'_, AppState>, node: i64) -> Res<Vec<QuestionView>> {
+    state
+        .run(move |s| s.questions(NodeId(node)))
         .await
         .map_err(ApiError::from)
 }

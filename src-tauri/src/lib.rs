@@ -30,6 +30,7 @@ pub fn builder() -> Builder<tauri::Wry> {
             fork,
             process_document,
             ask,
+            document_questions,
             continue_from_answer,
             stop,
             rename_node,

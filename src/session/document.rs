@@ -104,7 +104,33 @@ impl Session {
         };
         let live_view = self.live();
         self.answer = Some(answered);
+        let finish = serde_json::to_value(g.finish)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default();
+        self.library.add_question(
+            id,
+            &freeze_attn_library::Question {
+                asked_at_ms: std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis() as i64),
+                question: question.to_string(),
+                answer: g.text.clone(),
+                tokens: g.tokens.len() as u64,
+                finish,
+            },
+        )?;
         Ok(Reply::new(&g, prompt.len(), live_view))
+    }
+
+    /// The questions asked of node `id` and their answers, oldest first.
+    pub fn questions(&self, id: NodeId) -> Result<Vec<super::QuestionView>> {
+        Ok(self
+            .library
+            .questions(id)?
+            .into_iter()
+            .map(super::QuestionView::of)
+            .collect())
     }
 
     /// Makes the last answer (document + question + answer) the live state.

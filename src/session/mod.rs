@@ -13,7 +13,7 @@ mod story;
 mod views;
 mod warm;
 
-pub use views::{Alternative, LiveState, Reply, ThawReport};
+pub use views::{Alternative, LiveState, QuestionView, Reply, ThawReport};
 
 use crate::error::{Error, Result};
 use crate::fork::ForkPoint;

@@ -77,3 +77,28 @@ pub struct Alternative {
     pub text: String,
     pub tokens: usize,
 }
+
+/// A question asked of a document node and the answer it got (kept in the library, so the
+/// history survives thawing the document again and restarting the app).
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
+pub struct QuestionView {
+    /// Milliseconds since the Unix epoch.
+    pub asked_at_ms: f64,
+    pub question: String,
+    pub answer: String,
+    pub tokens: usize,
+    pub finish: FinishReason,
+}
+
+impl QuestionView {
+    pub(crate) fn of(q: freeze_attn_library::Question) -> Self {
+        Self {
+            asked_at_ms: q.asked_at_ms as f64,
+            finish: serde_json::from_value(serde_json::Value::String(q.finish)).unwrap_or(FinishReason::StopToken),
+            question: q.question,
+            answer: q.answer,
+            tokens: q.tokens as usize,
+        }
+    }
+}

@@ -200,6 +200,17 @@ fn a_document_answers_questions_and_stays_untouched() {
     );
     let live = s.continue_from_answer().unwrap();
     assert!(live.dirty && live.token_count > node.token_count as usize);
+    // The question and its answer are kept with the document, across a restart.
+    drop(s);
+    let s = session(dir.path());
+    let history = s.questions(NodeId(node.id)).unwrap();
+    assert_eq!(history.len(), 1);
+    assert_eq!(history[0].question, "Who invented the movable-type printing press?");
+    assert_eq!(
+        (history[0].answer.as_str(), history[0].tokens),
+        (a.text.as_str(), a.tokens)
+    );
+    assert_eq!(history[0].finish, a.finish);
 }
 
 #[test]

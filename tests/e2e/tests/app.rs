@@ -275,6 +275,14 @@ fn the_real_app_end_to_end() {
             "the draft continues the node it grew from"
         );
 
+        // The document's question, asked before other nodes were thawed, is shown again when
+        // the document is opened again (kept in the library, not only in the window).
+        s.click(&tid(&format!("tree-node-{}", docnode.id)))?;
+        s.until("the document thawed with its questions", 60, || {
+            Ok(s.exists(&tid("qa-0"))? && s.text(&tid("qa-0"))?.contains("Gutenberg"))
+        })?;
+        s.click(&tid("view-chat"))?;
+
         // Other tools share the app's library: serve it over the OpenAI API on loopback; a real
         // HTTP client's request resumes from Ada's state instead of processing it again.
         s.click(&tid("inspector-model"))?;

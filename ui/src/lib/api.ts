@@ -113,6 +113,7 @@ export const api = {
     unwrap(() => commands.processDocument(path, name, channel(onEvent))),
   ask: (node: NodeId, question: string, params: GenerateParams, onEvent: OnGen) =>
     unwrap(() => commands.ask(node, question, params, channel(onEvent))),
+  documentQuestions: (node: NodeId) => unwrap(() => commands.documentQuestions(node)),
   continueFromAnswer: () => unwrap(() => commands.continueFromAnswer()),
   stop: () => unwrap(() => commands.stop()),
   renameNode: (node: NodeId, name: string) => unwrap(() => commands.renameNode(node, name)),

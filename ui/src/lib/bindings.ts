@@ -21,6 +21,8 @@ export const commands = {
 	fork: (node: number, at: ForkPoint | null, name: string) => typedError<ThawReport, ApiError>(__TAURI_INVOKE("fork", { node, at, name })),
 	processDocument: (path: string, name: string, onEvent: Channel<GenEvent>) => typedError<NodeView, ApiError>(__TAURI_INVOKE("process_document", { path, name, onEvent })),
 	ask: (node: number, question: string, params: GenerateParams, onEvent: Channel<GenEvent>) => typedError<Reply, ApiError>(__TAURI_INVOKE("ask", { node, question, params, onEvent })),
+	/**  The questions asked of a document node and their answers, oldest first. */
+	documentQuestions: (node: number) => typedError<QuestionView[], ApiError>(__TAURI_INVOKE("document_questions", { node })),
 	continueFromAnswer: () => typedError<LiveState, ApiError>(__TAURI_INVOKE("continue_from_answer")),
 	/**  Stops a running generation or document processing. */
 	stop: () => typedError<null, ApiError>(__TAURI_INVOKE("stop")),
@@ -288,6 +290,19 @@ export type PullProgress = {
 	total_bytes: number,
 	/**  Bytes that were already there from an interrupted download. */
 	resumed_bytes: number,
+};
+
+/**
+ *  A question asked of a document node and the answer it got (kept in the library, so the
+ *  history survives thawing the document again and restarting the app).
+ */
+export type QuestionView = {
+	/**  Milliseconds since the Unix epoch. */
+	asked_at_ms: number | null,
+	question: string,
+	answer: string,
+	tokens: number,
+	finish: FinishReason,
 };
 
 export type Reply = {

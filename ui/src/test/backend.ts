@@ -36,6 +36,7 @@ export function fakeBackend(handlers: Record<string, Handler> = {}): FakeBackend
     serving: () => ({ url: null }),
     installed_models: () => [],
     model_catalogue: () => [],
+    document_questions: () => [],
     ...handlers,
   };
   const backend: FakeBackend = {

@@ -77,4 +77,31 @@ describe("DocumentPane", () => {
     expect(backend.argsOf("continue_from_answer")).toHaveLength(1);
     expect(app.session.live?.dirty).toBe(true);
   });
+
+  it("shows the questions asked of a document before, when it is opened again", async () => {
+    const user = userEvent.setup();
+    const notes = node({ id: 21, name: "notes", kind: "document", token_count: 900 });
+    const history: Record<number, unknown[]> = {
+      20: [
+        { asked_at_ms: 1, question: "Who wrote it?", answer: "Three authors.", tokens: 3, finish: "stop_token" },
+        { asked_at_ms: 2, question: "When?", answer: "In 1998.", tokens: 4, finish: "stop_token" },
+      ],
+      21: [],
+    };
+    const backend = fakeBackend({
+      list_tree: () => [paper, notes],
+      document_questions: (args) => history[args.node as number] ?? [],
+    });
+    const app = await readyApp();
+    app.session.live = live({ node: 20, kind: "document" });
+    renderWithApp(DocumentPane, {}, app);
+    await waitFor(() => expect(screen.getByTestId("qa-1")).toHaveTextContent("When? In 1998."));
+    expect(screen.getByTestId("qa-0")).toHaveTextContent("Who wrote it? Three authors.");
+    // Another document: its own (empty) history; back again: the first one's.
+    await user.selectOptions(screen.getByTestId("doc-select"), "21");
+    await waitFor(() => expect(screen.queryByTestId("qa-0")).toBeNull());
+    await user.selectOptions(screen.getByTestId("doc-select"), "20");
+    await waitFor(() => expect(screen.getByTestId("qa-1")).toHaveTextContent("In 1998."));
+    expect(backend.argsOf("document_questions").map((a) => a.node)).toEqual([20, 21, 20]);
+  });
 });
