@@ -240,7 +240,10 @@ fn questions_asked_of_a_node_are_kept_in_order_and_bounded() {
     assert_eq!(kept.len(), MAX_QUESTIONS);
     assert_eq!(kept.first(), Some(&q(5)), "the oldest went first");
     assert_eq!(kept.last(), Some(&q(MAX_QUESTIONS + 4)));
-    assert!(matches!(f.lib.add_question(NodeId(999_999), &q(0)), Err(LibraryError::NodeNotFound(_))));
+    assert!(matches!(
+        f.lib.add_question(NodeId(999_999), &q(0)),
+        Err(LibraryError::NodeNotFound(_))
+    ));
     f.lib.delete_node(doc, DeleteMode::Subtree).unwrap();
     assert!(f.lib.questions(doc).is_err(), "a deleted node has no questions");
     assert_eq!(f.lib.questions(other).unwrap().len(), 1);
