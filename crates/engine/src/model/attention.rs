@@ -116,26 +116,41 @@ mod tests {
             .collect()
     }
 
+    /// Queries `(n_head, l, d)` f32 and an f16 cache `(n_kv, past + l, d)` of test values.
+    fn inputs(
+        n_head: usize,
+        n_kv: usize,
+        d: usize,
+        past: usize,
+        l: usize,
+        seed: u32,
+    ) -> candle_core::Result<[Tensor; 3]> {
+        let (dev, t) = (Device::Cpu, past + l);
+        let q = Tensor::from_vec(values(n_head * l * d, seed), (n_head, l, d), &dev)?;
+        let k = Tensor::from_vec(values(n_kv * t * d, seed + 1), (n_kv, t, d), &dev)?.to_dtype(DType::F16)?;
+        let v = Tensor::from_vec(values(n_kv * t * d, seed + 2), (n_kv, t, d), &dev)?.to_dtype(DType::F16)?;
+        Ok([q, k, v])
+    }
+
+    fn largest_diff(a: &Tensor, b: &Tensor) -> candle_core::Result<f32> {
+        let flat = |t: &Tensor| t.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>();
+        Ok(flat(a)?
+            .iter()
+            .zip(&flat(b)?)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0f32, f32::max))
+    }
+
     #[test]
     fn query_rows_in_blocks_give_the_whole_result() -> candle_core::Result<()> {
-        let dev = Device::Cpu;
         let (n_head, n_kv, d, past, l) = (8, 2, 16, 20, 37);
-        let t = past + l;
-        let q = Tensor::from_vec(values(n_head * l * d, 1), (n_head, l, d), &dev)?;
-        let k = Tensor::from_vec(values(n_kv * t * d, 2), (n_kv, t, d), &dev)?.to_dtype(DType::F16)?;
-        let v = Tensor::from_vec(values(n_kv * t * d, 3), (n_kv, t, d), &dev)?.to_dtype(DType::F16)?;
-        let mask = causal_mask(past, l, &dev)?;
+        let [q, k, v] = inputs(n_head, n_kv, d, past, l, 1)?;
+        let mask = causal_mask(past, l, &Device::Cpu)?;
         let whole = attend_blocks(&q, &k, &v, Some(&mask), n_kv, l)?;
         assert_eq!(whole.dims(), &[n_head, l, d]);
-        let whole = whole.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
         for rows in [1, 5, 16, 36] {
             let blocked = attend_blocks(&q, &k, &v, Some(&mask), n_kv, rows)?;
-            let blocked = blocked.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
-            let worst = whole
-                .iter()
-                .zip(&blocked)
-                .map(|(a, b)| (a - b).abs())
-                .fold(0f32, f32::max);
+            let worst = largest_diff(&whole, &blocked)?;
             assert_eq!(worst, 0.0, "{rows} rows per block differ by {worst}");
         }
         Ok(())
@@ -143,21 +158,12 @@ mod tests {
 
     #[test]
     fn the_generic_path_agrees_with_our_kernel() -> candle_core::Result<()> {
-        let dev = Device::Cpu;
         let (n_head, n_kv, d, past, l) = (6, 2, 64, 9, 23);
-        let t = past + l;
-        let q = Tensor::from_vec(values(n_head * l * d, 4), (n_head, l, d), &dev)?;
-        let k = Tensor::from_vec(values(n_kv * t * d, 5), (n_kv, t, d), &dev)?.to_dtype(DType::F16)?;
-        let v = Tensor::from_vec(values(n_kv * t * d, 6), (n_kv, t, d), &dev)?.to_dtype(DType::F16)?;
-        let ours = attend(&q, &k, &v, None, n_kv, true)?.flatten_all()?.to_vec1::<f32>()?;
-        let mask = causal_mask(past, l, &dev)?;
+        let [q, k, v] = inputs(n_head, n_kv, d, past, l, 4)?;
+        let ours = attend(&q, &k, &v, None, n_kv, true)?;
+        let mask = causal_mask(past, l, &Device::Cpu)?;
         let generic = attend(&q, &k, &v, Some(&mask), n_kv, false)?;
-        let generic = generic.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
-        let worst = ours
-            .iter()
-            .zip(&generic)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0f32, f32::max);
+        let worst = largest_diff(&ours, &generic)?;
         // The generic path rounds scores and probabilities to the cache's f16 for its matmuls.
         assert!(worst < 2e-3, "largest difference {worst}");
         Ok(())
