@@ -281,7 +281,12 @@ fn the_real_app_end_to_end() {
         s.until("the document thawed with its questions", 60, || {
             Ok(s.exists(&tid("qa-0"))? && s.text(&tid("qa-0"))?.contains("Gutenberg"))
         })?;
-        s.click(&tid("view-chat"))?;
+        s.click(&tid(&format!("tree-node-{}", ada.id)))?;
+        s.until("Ada thawed again", 60, || {
+            Ok(s.text(&tid("status-report"))
+                .unwrap_or_default()
+                .contains(&format!("{}", ada.token_count)))
+        })?;
 
         // Other tools share the app's library: serve it over the OpenAI API on loopback; a real
         // HTTP client's request resumes from Ada's state instead of processing it again.
@@ -325,7 +330,7 @@ fn the_real_app_end_to_end() {
         // A model from the Hub: downloaded through the Models section with a moving progress
         // bar, loaded with one click, and the default model opened again after it.
         s.wait(&tid("models-section"), 30)?;
-        // The notice about serving sits over the bottom of the panel: dismissed, as a person would.
+        // The notice about serving sits over the top of the panel: dismissed, as a person would.
         while s.exists(&tid("toast-dismiss"))? {
             s.click(&tid("toast-dismiss"))?;
         }
