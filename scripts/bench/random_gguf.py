@@ -61,6 +61,8 @@ def read_header(f):
         if t == 9:
             (it,) = rd("I")
             (n,) = rd("Q")
+            if n > 1 << 24:
+                raise SystemExit(f"an array of {n} items in the header: not a model's metadata")
             if it in scalar:
                 size = struct.calcsize(scalar[it])
                 f.seek(n * size, 1)
@@ -74,6 +76,8 @@ def read_header(f):
     if version < 2:
         raise SystemExit(f"GGUF version {version} is too old")
     n_tensors, n_kv = rd("QQ")
+    if n_tensors > 1 << 16 or n_kv > 1 << 16:
+        raise SystemExit(f"{n_tensors} tensors and {n_kv} metadata entries: not a model's header")
     alignment = 32
     for _ in range(n_kv):
         key = string()
@@ -128,6 +132,13 @@ def f16(x):
 def random_blocks(kind, n_blocks, rng):
     """`n_blocks` blocks of format `kind`, random values, mean 0, standard deviation ~STD."""
     name, bb, _ = TYPES[kind]
+    if name in ("F16", "BF16", "F32"):
+        v = rng.standard_normal(n_blocks, dtype=np.float32) * STD
+        if name == "F16":
+            return v.astype(np.float16).view(np.uint8)
+        if name == "BF16":
+            return (v.view(np.uint32) >> 16).astype(np.uint16).view(np.uint8)
+        return v.view(np.uint8)
     b = np.frombuffer(rng.bytes(n_blocks * bb), dtype=np.uint8).reshape(n_blocks, bb).copy()
     if name == "Q4_K":
         # w = d*sc*q - dmin*m, q uniform in 0..15 (sd 4.61); sc = m = 8 in every sub-block
@@ -147,15 +158,6 @@ def random_blocks(kind, n_blocks, rng):
         b[:, 0:2] = f16(STD / 73.3)
     elif name == "Q4_0":
         b[:, 0:2] = f16(STD / 4.61)
-    elif name in ("F16", "BF16", "F32"):
-        n = b.size // (bb)
-        v = rng.standard_normal(n, dtype=np.float32) * STD
-        if name == "F16":
-            b = v.astype(np.float16).view(np.uint8)
-        elif name == "BF16":
-            b = (v.view(np.uint32) >> 16).astype(np.uint16).view(np.uint8)
-        else:
-            b = v.view(np.uint8)
     else:
         raise SystemExit(f"random {name} blocks are not written by this script")
     return b.reshape(-1)

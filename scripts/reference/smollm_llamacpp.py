@@ -5,7 +5,8 @@ Writes tests/fixtures/smollm2_llamacpp.json with:
   - tokenization of a varied string set (special tokens parsed, no BOS), as llama.cpp does it;
   - teacher-forced top-1 tokens, their log-probs and the top-1/top-2 gap at every position of
     several prompts;
-  - greedy 32-token continuations, with the top-1/top-2 gap at each step.
+  - greedy 32-token continuations of each prompt (its text kept with it), with the top-1/top-2
+    gap at each step.
 
 Run:  python3 -m pip install llama-cpp-python==0.3.36
       python3 scripts/reference/smollm_llamacpp.py PATH/TO/SmolLM2-135M-Instruct.Q4_1.gguf
@@ -115,7 +116,9 @@ def main(model_path):
                 break
             llm.eval([t])
         text = llm.detokenize(gen).decode("utf-8", errors="replace")
-        out["greedy"].append({"name": p["name"], "ids": ids, "tokens": gen, "gap": gen_gaps, "text": text})
+        out["greedy"].append(
+            {"name": p["name"], "prompt": p["text"], "ids": ids, "tokens": gen, "gap": gen_gaps, "text": text}
+        )
 
     dest = ROOT / "tests" / "fixtures" / "smollm2_llamacpp.json"
     dest.write_text(json.dumps(out, indent=1, ensure_ascii=False) + "\n")

@@ -108,18 +108,20 @@ impl Session {
             .ok()
             .and_then(|v| v.as_str().map(str::to_string))
             .unwrap_or_default();
-        self.library.add_question(
-            id,
-            &freeze_attn_library::Question {
-                asked_at_ms: std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| d.as_millis() as i64),
-                question: question.to_string(),
-                answer: g.text.clone(),
-                tokens: g.tokens.len() as u64,
-                finish,
-            },
-        )?;
+        let asked = freeze_attn_library::Question {
+            asked_at_ms: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as i64),
+            question: question.to_string(),
+            answer: g.text.clone(),
+            tokens: g.tokens.len() as u64,
+            finish,
+        };
+        // The answer is the user's either way: a history that cannot be written (a locked or
+        // full library) is reported in the log, not by throwing the answer away.
+        if let Err(e) = self.library.add_question(id, &asked) {
+            tracing::warn!("the question was answered but not kept in the document's history: {e}");
+        }
         Ok(Reply::new(&g, prompt.len(), live_view))
     }
 

@@ -17,7 +17,8 @@ pub fn causal_mask(past: usize, len: usize, device: &Device) -> candle_core::Res
 
 /// `q`: `(n_head, L, d)`; `k`, `v`: `(n_kv, T, d)` views of the cache; `mask`: `(L, T)`.
 /// Returns `(n_head, L, d)`. With our kernels (`ours`: on the CPU, with an f16 cache) this is
-/// [`super::cpu::attention`]; elsewhere (CUDA, Metal, the generic path) candle's batched matmuls.
+/// [`super::cpu::attention`], which masks by position and needs no mask; elsewhere (CUDA, Metal,
+/// the generic path) candle's batched matmuls, query rows in blocks under [`SCORE_BUDGET`].
 pub fn attend(
     q: &Tensor,
     k: &Tensor,
@@ -31,7 +32,20 @@ pub fn attend(
             return Ok(out);
         }
     }
-    attend_generic(q, k, v, mask, n_kv)
+    let (l, t) = (q.dim(1)?, k.dim(1)?);
+    // A caller that expected our kernel passed no mask: the causal mask is still required.
+    let built;
+    let mask = match mask {
+        None if l > 1 => {
+            let past = t
+                .checked_sub(l)
+                .ok_or_else(|| candle_core::Error::Msg(format!("{l} queries against {t} keys")))?;
+            built = causal_mask(past, l, q.device())?;
+            Some(&built)
+        }
+        m => m,
+    };
+    attend_blocks(q, k, v, mask, n_kv, rows_per_block(q.dim(0)?, t))
 }
 
 /// Most bytes of f32 scores the generic path holds at once. A long prompt's query rows are
@@ -46,18 +60,8 @@ fn rows_per_block(n_head: usize, t: usize) -> usize {
     (SCORE_BUDGET / (4 * n_head * t).max(1)).max(1)
 }
 
-/// The device-generic path: batched matmuls over the cache views, query rows in blocks under
-/// [`SCORE_BUDGET`].
-pub fn attend_generic(
-    q: &Tensor,
-    k: &Tensor,
-    v: &Tensor,
-    mask: Option<&Tensor>,
-    n_kv: usize,
-) -> candle_core::Result<Tensor> {
-    attend_blocks(q, k, v, mask, n_kv, rows_per_block(q.dim(0)?, k.dim(1)?))
-}
-
+/// The device-generic path: batched matmuls over the cache views, `rows` query positions at a
+/// time.
 fn attend_blocks(
     q: &Tensor,
     k: &Tensor,
@@ -166,6 +170,19 @@ mod tests {
         let worst = largest_diff(&ours, &generic)?;
         // The generic path rounds scores and probabilities to the cache's f16 for its matmuls.
         assert!(worst < 2e-3, "largest difference {worst}");
+        Ok(())
+    }
+
+    /// Our kernel declines an f32 cache; the fallback must still be causal without a mask.
+    #[test]
+    fn the_fallback_from_our_kernel_is_still_causal() -> candle_core::Result<()> {
+        let (n_head, n_kv, d, past, l) = (4, 2, 16, 5, 9);
+        let [q, k, v] = inputs(n_head, n_kv, d, past, l, 7)?;
+        let (k, v) = (k.to_dtype(DType::F32)?, v.to_dtype(DType::F32)?);
+        let mask = causal_mask(past, l, &Device::Cpu)?;
+        let masked = attend(&q, &k, &v, Some(&mask), n_kv, false)?;
+        let unmasked = attend(&q, &k, &v, None, n_kv, true)?;
+        assert_eq!(largest_diff(&masked, &unmasked)?, 0.0);
         Ok(())
     }
 
