@@ -107,7 +107,14 @@ pub fn import_bundle(
     };
     let result = check().and_then(|()| {
         register_model(lib, model)?;
-        let id = lib.commit_import(&bundle, parent, name)?;
+        let parent_transcript = match parent {
+            Some(p) => crate::transcript::Transcript::from_json(&lib.node(p)?.transcript),
+            None => None,
+        };
+        let preview = crate::transcript::Transcript::from_json(&bundle.node.transcript)
+            .map(|t| t.preview(parent_transcript.as_ref()))
+            .unwrap_or_default();
+        let id = lib.commit_import(&bundle, parent, name, &preview)?;
         tracing::Span::current().record("node", id.0);
         Ok(id)
     });

@@ -6,7 +6,7 @@ use crate::error::Result;
 use crate::transcript::Transcript;
 use freeze_attn_engine::state::{write_segment, StoredDType};
 use freeze_attn_engine::{KvState, LoadedModel};
-use freeze_attn_library::{Library, ModelRecord, NewNode, NewSegment, NodeId, NodeKind, SegmentId};
+use freeze_attn_library::{BranchFill, Library, ModelRecord, NewNode, NewSegment, NodeId, NodeKind, SegmentId};
 
 /// Where a live state came from: the node it was thawed from.
 #[derive(Debug, Clone)]
@@ -40,26 +40,68 @@ pub struct FreezeRequest<'a> {
 /// Saves `state` as a new node; returns its id.
 #[tracing::instrument(level = "info", name = "freeze", skip_all, fields(name = req.name, tokens = state.len(), node))]
 pub fn freeze(lib: &Library, model: &LoadedModel, state: &KvState, req: &FreezeRequest<'_>) -> Result<NodeId> {
-    register_model(lib, model)?;
-    let tip = match store_tokens(lib, model, state, req, req.base) {
-        Ok(tip) => tip,
-        // The base's segments can be gone: another process (the app, a server, the CLI) may
-        // have deleted the node this state was thawed from and collected its files. The state
-        // is whole in memory, so it is written without them.
-        Err(e) if req.base.is_some() && !matches!(e.code(), "disk_full" | "io") => {
-            tracing::info!(error = %e, "freezing without the base's segments");
-            store_tokens(lib, model, state, req, None)?
-        }
-        Err(e) => return Err(e),
-    };
+    let tip = store(lib, model, state, req)?;
     let mut node = NewNode::new(req.name, req.kind, model.fingerprint().clone());
     node.parent = req.parent;
     node.tip = tip;
     node.token_count = state.len() as u64;
     node.transcript = req.transcript.to_json();
+    node.preview = preview(lib, req.transcript, req.parent)?;
     let id = lib.create_node(&node)?;
     tracing::Span::current().record("node", id.0);
     Ok(id)
+}
+
+/// Saves `state` into `branch`, an empty branch (a whole-node fork nothing was added to) that
+/// the state was thawed from, instead of as a child of it: the fork then holds what was said
+/// after forking, under the name given now. `req.parent` is ignored (the branch keeps its place).
+#[tracing::instrument(level = "info", name = "freeze_into_branch", skip_all, fields(name = req.name, tokens = state.len(), node = %branch))]
+pub fn freeze_into_branch(
+    lib: &Library,
+    model: &LoadedModel,
+    state: &KvState,
+    req: &FreezeRequest<'_>,
+    branch: NodeId,
+) -> Result<()> {
+    let tip = store(lib, model, state, req)?;
+    let parent = lib.node(branch)?.parent;
+    lib.fill_branch(
+        branch,
+        &BranchFill {
+            name: req.name.to_string(),
+            kind: req.kind,
+            tip,
+            token_count: state.len() as u64,
+            transcript: req.transcript.to_json(),
+            preview: preview(lib, req.transcript, parent)?,
+        },
+    )?;
+    Ok(())
+}
+
+/// The node's line for listings, next to its parent's transcript.
+fn preview(lib: &Library, transcript: &Transcript, parent: Option<NodeId>) -> Result<String> {
+    let parent = match parent {
+        Some(p) => Transcript::from_json(&lib.node(p)?.transcript),
+        None => None,
+    };
+    Ok(transcript.preview(parent.as_ref()))
+}
+
+/// Registers the model and writes what `state` adds to its base; returns the state's tip.
+fn store(lib: &Library, model: &LoadedModel, state: &KvState, req: &FreezeRequest<'_>) -> Result<Option<SegmentId>> {
+    register_model(lib, model)?;
+    match store_tokens(lib, model, state, req, req.base) {
+        Ok(tip) => Ok(tip),
+        // The base's segments can be gone: another process (the app, a server, the CLI) may
+        // have deleted the node this state was thawed from and collected its files. The state
+        // is whole in memory, so it is written without them.
+        Err(e) if req.base.is_some() && !matches!(e.code(), "disk_full" | "io") => {
+            tracing::info!(error = %e, "freezing without the base's segments");
+            store_tokens(lib, model, state, req, None)
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// Writes the tokens of `state` that `base` does not hold on disk as one new segment; returns

@@ -4,6 +4,9 @@
 use freeze_attn_engine::{LoadedModel, Message};
 use serde::{Deserialize, Serialize};
 
+/// Characters of a transcript a preview is made from (the library keeps a line of 160).
+pub const PREVIEW_SOURCE_CHARS: usize = 400;
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "mode", rename_all = "snake_case")]
 #[cfg_attr(feature = "specta", derive(specta::Type))]
@@ -65,6 +68,32 @@ impl Transcript {
         out
     }
 
+    /// A line of what a node with this transcript holds, for listings and the map: a chat's
+    /// last message that says something; a text's part after `parent`'s text when it continues
+    /// it (a story's alternative reads as its own words), else its beginning. Not cut to one
+    /// line here (the library does that); at most [`PREVIEW_SOURCE_CHARS`] characters taken.
+    pub fn preview(&self, parent: Option<&Transcript>) -> String {
+        let line = match self {
+            Transcript::Chat { messages } => messages
+                .iter()
+                .rev()
+                .map(|m| m.content.trim())
+                .find(|c| !c.is_empty())
+                .unwrap_or_default(),
+            Transcript::Text { text } => match parent {
+                Some(Transcript::Text { text: before })
+                    if text.len() > before.len()
+                        && text.starts_with(before.as_str())
+                        && !text[before.len()..].trim().is_empty() =>
+                {
+                    text[before.len()..].trim_start()
+                }
+                _ => text.trim_start(),
+            },
+        };
+        line.chars().take(PREVIEW_SOURCE_CHARS).collect()
+    }
+
     pub fn to_json(&self) -> String {
         serde_json::to_string(self).unwrap_or_default()
     }
@@ -95,5 +124,22 @@ mod tests {
             text: "Once upon a time.  ".into(),
         };
         assert_eq!(story.to_markdown(" The door "), "# The door\n\nOnce upon a time.\n");
+    }
+
+    #[test]
+    fn a_preview_is_the_last_words_said_or_the_text_a_node_added() {
+        let chat = Transcript::Chat {
+            messages: vec![Message::user("Hi"), Message::assistant("Ahoy!"), Message::user("  ")],
+        };
+        assert_eq!(chat.preview(None), "Ahoy!", "the last message that says something");
+        let story = |t: &str| Transcript::Text { text: t.into() };
+        let parent = story("Once upon a time");
+        assert_eq!(story("Once upon a time, a fox").preview(Some(&parent)), ", a fox");
+        assert_eq!(story("Once upon a time").preview(Some(&parent)), "Once upon a time");
+        assert_eq!(story("Another tale").preview(Some(&parent)), "Another tale");
+        assert_eq!(story("  A document").preview(Some(&chat)), "A document");
+        let long = story(&"é".repeat(1000)).preview(None);
+        assert_eq!(long.chars().count(), PREVIEW_SOURCE_CHARS);
+        assert_eq!(Transcript::default().preview(None), "");
     }
 }

@@ -31,6 +31,9 @@ pub struct NodeView {
     pub name: String,
     pub kind: NodeKind,
     pub notes: String,
+    /// What the node holds, in a line: a chat's last message, or the text it added after its
+    /// parent's (else its first words).
+    pub preview: String,
     pub tags: Vec<String>,
     pub pinned: bool,
     pub token_count: u64,
@@ -66,6 +69,7 @@ pub fn view(lib: &Library, s: &NodeSummary, depth: usize, model: Option<&LoadedM
         name: s.name.clone(),
         kind: s.kind,
         notes: s.notes.clone(),
+        preview: s.preview.clone(),
         tags: s.tags.clone(),
         pinned: s.pinned,
         token_count: s.token_count,
@@ -296,6 +300,7 @@ pub fn recover(lib: &Library) -> Result<RecoverReport> {
         let mut node = freeze_attn_library::NewNode::new(name, kind, s.header.model_fingerprint.clone())
             .with_state(s.id.clone(), s.end() as u64);
         node.transcript = transcript.clone().unwrap_or_default().to_json();
+        node.preview = transcript.as_ref().map(|t| t.preview(None)).unwrap_or_default();
         node.notes = if transcript.is_some() {
             "Recovered from its segment files (`states recover`).".into()
         } else {

@@ -136,25 +136,49 @@ impl Session {
     }
 
     /// Saves the live state as a node (a child of the node it came from); the live state then
-    /// continues from the new node.
+    /// continues from the new node. A state thawed from an empty branch (a whole-node fork with
+    /// nothing added yet) that has grown is saved into that branch instead, under `name`: a fork
+    /// and what was said after it are one node, not a 0-byte copy with a child.
     #[tracing::instrument(level = "info", name = "session.freeze", skip(self))]
     pub fn freeze(&mut self, name: &str, kind: NodeKind) -> Result<NodeView> {
-        let parent = self.live.base.as_ref().map(|b| b.node);
-        let id = self.freeze_live(name, kind, parent)?;
+        let id = match self.empty_branch_base()? {
+            Some(branch) => {
+                let req = self.freeze_request(name, kind, None);
+                crate::freeze::freeze_into_branch(&self.library, &self.model, &self.live.state, &req, branch)?;
+                self.warm.remove(branch);
+                branch
+            }
+            None => {
+                let parent = self.live.base.as_ref().map(|b| b.node);
+                self.freeze_live(name, kind, parent)?
+            }
+        };
         self.rebase(id)?;
         self.node_view(id)
     }
 
+    /// The node the live state was thawed from, when it is an empty branch that the live state
+    /// continues (nothing of it rewound) and has grown past.
+    pub fn empty_branch_base(&self) -> Result<Option<NodeId>> {
+        let Some(base) = &self.live.base else { return Ok(None) };
+        let grown = self.live.shared == base.token_count && self.live.state.len() > base.token_count;
+        Ok((grown && self.library.is_empty_branch(base.node)?).then_some(base.node))
+    }
+
     pub(crate) fn freeze_live(&mut self, name: &str, kind: NodeKind, parent: Option<NodeId>) -> Result<NodeId> {
-        let req = FreezeRequest {
+        let req = self.freeze_request(name, kind, parent);
+        freeze(&self.library, &self.model, &self.live.state, &req)
+    }
+
+    fn freeze_request<'a>(&'a self, name: &'a str, kind: NodeKind, parent: Option<NodeId>) -> FreezeRequest<'a> {
+        FreezeRequest {
             name,
             kind,
             parent,
             transcript: &self.live.transcript,
             base: self.live.base.as_ref().map(|b| (b, self.live.shared)),
             dtype: self.dtype,
-        };
-        freeze(&self.library, &self.model, &self.live.state, &req)
+        }
     }
 
     /// After a freeze, the live state is node `id`'s state.

@@ -160,6 +160,15 @@ fn story_alternatives_become_sibling_nodes() {
     );
     let tree = freeze_attn::tree::list_tree(&s.library, Some(&s.model)).unwrap();
     assert_eq!(tree.len(), 4, "the beginning and three alternatives");
+    for (n, i) in nodes.iter().zip([1, 0, 2]) {
+        let own = alts[i].text.split_whitespace().collect::<Vec<_>>().join(" ");
+        let shown = tree.iter().find(|t| t.id == n.id).unwrap();
+        assert!(
+            !own.is_empty() && own.starts_with(&shown.preview),
+            "an alternative's preview is its own words, not the story's start: {:?} for {own:?}",
+            shown.preview
+        );
+    }
 }
 
 #[test]
@@ -211,6 +220,48 @@ fn a_document_answers_questions_and_stays_untouched() {
         (a.text.as_str(), a.tokens)
     );
     assert_eq!(history[0].finish, a.finish);
+}
+
+#[test]
+fn freezing_after_forking_a_whole_node_fills_the_fork_instead_of_adding_a_grandchild() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = greedy(12);
+    let mut s = session(dir.path());
+    s.start_live(NodeKind::Chat, Some("You are a pirate."));
+    s.chat_send("Ahoy! Who are you?", &p, &mut |_| {}).unwrap();
+    let chat = s.freeze("pirate", NodeKind::Chat).unwrap();
+    assert!(!chat.preview.is_empty(), "a chat's preview is its last reply");
+    let fork = s.fork(NodeId(chat.id), None, "pirate, second try").unwrap();
+    let fork_id = NodeId(fork.node);
+    assert!(s.library.is_empty_branch(fork_id).unwrap());
+    assert_eq!(s.empty_branch_base().unwrap(), None, "nothing added yet");
+    let reply = s.chat_send("Where is the treasure?", &p, &mut |_| {}).unwrap();
+    assert_eq!(s.empty_branch_base().unwrap(), Some(fork_id));
+    let filled = s.freeze("treasure question", NodeKind::Chat).unwrap();
+    assert_eq!(filled.id, fork_id.0, "the fork itself holds the new turn");
+    assert_eq!(filled.parent, Some(chat.id));
+    assert_eq!(filled.name, "treasure question");
+    assert!(filled.own_bytes > 0 && filled.token_count > chat.token_count);
+    let said = reply.text.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(
+        !filled.preview.is_empty() && said.starts_with(&filled.preview),
+        "the preview is the new reply: {:?} vs {said:?}",
+        filled.preview
+    );
+    let children: Vec<_> = freeze_attn::tree::list_tree(&s.library, None)
+        .unwrap()
+        .into_iter()
+        .filter(|n| n.parent == Some(fork_id.0))
+        .collect();
+    assert!(children.is_empty(), "no grandchild: {children:?}");
+    // The filled fork thaws in another session and continues exactly like this one.
+    let next = s.chat_send("And the map?", &p, &mut |_| {}).unwrap();
+    let mut b = session(dir.path());
+    b.thaw(fork_id).unwrap();
+    assert_eq!(b.chat_send("And the map?", &p, &mut |_| {}).unwrap().text, next.text);
+    // Freezing on from a filled fork makes a child again.
+    let child = s.freeze("map question", NodeKind::Chat).unwrap();
+    assert_eq!(child.parent, Some(fork_id.0));
 }
 
 #[test]

@@ -53,6 +53,9 @@ pub enum LibraryError {
     #[error("cannot move node {node} under {new_parent}: it is the node itself or one of its descendants")]
     MoveCycle { node: NodeId, new_parent: NodeId },
 
+    #[error("node {node} is not an empty branch to fill: {reason}")]
+    NotAnEmptyBranch { node: NodeId, reason: &'static str },
+
     #[error(transparent)]
     InvalidSegmentId(#[from] freeze_attn_ids::InvalidSegmentId),
 

@@ -55,7 +55,7 @@ pub use gc::{GcOptions, GcReport};
 pub use ids::{NodeId, SegmentId};
 pub use library::{Library, DATABASE_FILE, SEGMENTS_DIR};
 pub use model::ModelRecord;
-pub use node::{NewNode, Node, NodeKind, NodeSummary, MAX_NAME_CHARS, MAX_TAG_CHARS};
+pub use node::{BranchFill, NewNode, Node, NodeKind, NodeSummary, MAX_NAME_CHARS, MAX_TAG_CHARS};
 pub use prefix::{block_hashes, CacheEntry, PrefixMatch, PREFIX_BLOCK};
 pub use schema::node_questions::{Question, MAX_PER_NODE as MAX_QUESTIONS};
 pub use schema::SCHEMA_VERSION;

@@ -124,6 +124,8 @@ pub struct NodeSummary {
     pub tags: Vec<String>,
     /// The user's notes (listings show them; they are short text).
     pub notes: String,
+    /// A line of what the node holds (see [`NewNode::preview`]).
+    pub preview: String,
     pub model_fingerprint: ModelFingerprint,
     pub tip: Option<SegmentId>,
     pub token_count: u64,
@@ -144,9 +146,23 @@ pub struct NewNode {
     pub tip: Option<SegmentId>,
     pub token_count: u64,
     pub transcript: String,
+    /// A line of what the node holds, written by the caller that knows the transcript's format
+    /// (cut to `MAX_PREVIEW_CHARS` characters here).
+    pub preview: String,
     pub notes: String,
     pub tags: Vec<String>,
     pub pinned: bool,
+}
+
+/// The state and transcript that fill an empty branch (see [`crate::Library::fill_branch`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BranchFill {
+    pub name: String,
+    pub kind: NodeKind,
+    pub tip: Option<SegmentId>,
+    pub token_count: u64,
+    pub transcript: String,
+    pub preview: String,
 }
 
 impl NewNode {
@@ -160,6 +176,7 @@ impl NewNode {
             tip: None,
             token_count: 0,
             transcript: "[]".to_owned(),
+            preview: String::new(),
             notes: String::new(),
             tags: Vec::new(),
             pinned: false,

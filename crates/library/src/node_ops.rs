@@ -6,7 +6,7 @@ use crate::error::{LibraryError, Result};
 use crate::ids::{NodeId, SegmentId};
 use crate::library::Library;
 use crate::model::validate_fingerprint;
-use crate::node::{check_transcript, clean_name, clean_tag, name_key, NewNode, Node};
+use crate::node::{check_transcript, clean_name, clean_tag, name_key, BranchFill, NewNode, Node};
 use crate::schema::node_questions::{self, Question};
 use crate::schema::{node_tags, nodes};
 use crate::segment_store::resolve_chain;
@@ -20,6 +20,69 @@ impl Library {
     /// token), so passing a parent's tip with a shorter count records a rewind without a copy.
     pub fn create_node(&self, new: &NewNode) -> Result<NodeId> {
         self.write(|conn| insert_node(conn, new))
+    }
+
+    /// Whether `id` is an empty branch: a node with no children whose state is its parent's
+    /// whole state (a fork of a whole node that nothing has been added to yet).
+    pub fn is_empty_branch(&self, id: NodeId) -> Result<bool> {
+        self.read(|conn| Ok(empty_branch_problem(conn, id)?.is_none()))
+    }
+
+    /// Gives an empty branch (see [`Library::is_empty_branch`]) its first state: what was
+    /// frozen after forking a whole node belongs in that fork, not in a child of it (which read
+    /// as a 0-byte copy with a grandchild). The new state must continue the branch's (checked
+    /// as for a new node: catalogued chain, same model, count within the chain); the name must
+    /// be free among its siblings. Refused with `NotAnEmptyBranch` once the node has children
+    /// or a state of its own.
+    pub fn fill_branch(&self, id: NodeId, fill: &BranchFill) -> Result<()> {
+        let name = clean_name(&fill.name)?;
+        let key = name_key(&name);
+        check_transcript(&fill.transcript)?;
+        self.write(|conn| {
+            if let Some(reason) = empty_branch_problem(conn, id)? {
+                return Err(LibraryError::NotAnEmptyBranch { node: id, reason });
+            }
+            let node = nodes::select(conn, id)?.ok_or(LibraryError::NodeNotFound(id))?;
+            if fill.token_count < node.token_count {
+                return Err(LibraryError::NotAnEmptyBranch {
+                    node: id,
+                    reason: "the new state is shorter than the branch's",
+                });
+            }
+            if nodes::name_taken(conn, node.parent, &key, Some(id))? {
+                return Err(LibraryError::NameTaken {
+                    name: name.clone(),
+                    parent: node.parent,
+                });
+            }
+            let tip = canonical_tip(conn, fill.tip.as_ref(), fill.token_count, &node.model_fingerprint)?;
+            // The branch's state (its parent's) must be a prefix of the new one: the node stays
+            // a continuation of its parent, as the tree says.
+            if let (Some(old), Some(new)) = (&node.tip, &tip) {
+                if !resolve_chain(conn, new)?.iter().any(|s| &s.hash == old) {
+                    return Err(LibraryError::NotAnEmptyBranch {
+                        node: id,
+                        reason: "the new state does not continue the branch's",
+                    });
+                }
+            }
+            let count = crate::error::to_sql_int("token_count", fill.token_count)?;
+            nodes::update(
+                conn,
+                id,
+                "name = ?3, name_key = ?4, tip = ?5, token_count = ?6, transcript = ?7, preview = ?8, kind = ?9",
+                &[
+                    &name,
+                    &key,
+                    &tip,
+                    &count,
+                    &fill.transcript,
+                    &clean_preview(&fill.preview),
+                    &fill.kind,
+                ],
+                now_ms(),
+            )
+        })
     }
 
     /// The node with its tags, notes and transcript.
@@ -142,6 +205,22 @@ impl Library {
     }
 }
 
+/// Why `id` is not an empty branch, or `None` if it is.
+fn empty_branch_problem(conn: &Connection, id: NodeId) -> Result<Option<&'static str>> {
+    let node = nodes::select(conn, id)?.ok_or(LibraryError::NodeNotFound(id))?;
+    let Some(parent) = node.parent else {
+        return Ok(Some("it has no parent"));
+    };
+    if !nodes::children(conn, id)?.is_empty() {
+        return Ok(Some("it has children"));
+    }
+    let parent = nodes::select(conn, parent)?.ok_or(LibraryError::NodeNotFound(parent))?;
+    if parent.token_count != node.token_count || parent.tip != node.tip {
+        return Ok(Some("its state is not its parent's"));
+    }
+    Ok(None)
+}
+
 /// Validates and inserts a node with its tags; the caller holds a write transaction.
 pub(crate) fn insert_node(conn: &Connection, new: &NewNode) -> Result<NodeId> {
     let name = clean_name(&new.name)?;
@@ -172,6 +251,7 @@ pub(crate) fn insert_node(conn: &Connection, new: &NewNode) -> Result<NodeId> {
             tip: tip.as_ref(),
             token_count: new.token_count,
             transcript: &new.transcript,
+            preview: &clean_preview(&new.preview),
             now: now_ms(),
         },
     )?;
@@ -179,6 +259,28 @@ pub(crate) fn insert_node(conn: &Connection, new: &NewNode) -> Result<NodeId> {
         node_tags::insert(conn, id, tag)?;
     }
     Ok(id)
+}
+
+/// One line of at most [`nodes::MAX_PREVIEW_CHARS`] characters: runs of whitespace (newlines
+/// included) become one space, control characters are dropped.
+pub(crate) fn clean_preview(preview: &str) -> String {
+    let mut out = String::new();
+    let mut n = 0;
+    'words: for word in preview.split_whitespace() {
+        if n > 0 {
+            out.push(' ');
+            n += 1;
+        }
+        for c in word.chars().filter(|c| !c.is_control()) {
+            if n == nodes::MAX_PREVIEW_CHARS {
+                break 'words;
+            }
+            out.push(c);
+            n += 1;
+        }
+    }
+    out.truncate(out.trim_end().len());
+    out
 }
 
 /// Checks a state against the catalogue and returns the segment holding its last token.

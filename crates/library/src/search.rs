@@ -42,18 +42,20 @@ impl Library {
             );
             let mut stmt = conn.prepare_cached(&sql)?;
             let mut rows = stmt.query([])?;
+            let (name, notes) = (2, 10);
+            let (name_key, transcript) = (nodes::SUMMARY_COLUMN_COUNT, nodes::SUMMARY_COLUMN_COUNT + 1);
             let mut hits: Vec<(NodeSummary, String, [bool; 4])> = Vec::new();
             while let Some(row) = rows.next()? {
                 let id = row.get(0)?;
                 let in_tags = tags.get(&id).is_some_and(|t| t.iter().any(|tag| matcher.matches(tag)));
                 let flags = [
-                    matcher.matches(text_column(row, 2)?),
+                    matcher.matches(text_column(row, name)?),
                     in_tags,
-                    matcher.matches(text_column(row, 10)?),
-                    matcher.matches(text_column(row, 12)?),
+                    matcher.matches(text_column(row, notes)?),
+                    matcher.matches(text_column(row, transcript)?),
                 ];
                 if flags.contains(&true) {
-                    hits.push((nodes::summary_from_row(row)?, row.get(11)?, flags));
+                    hits.push((nodes::summary_from_row(row)?, row.get(name_key)?, flags));
                 }
             }
             hits.sort_by(|a, b| order.compare((&a.0, &a.1), (&b.0, &b.1)));

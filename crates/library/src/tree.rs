@@ -227,6 +227,7 @@ mod tests {
             pinned: false,
             tags: Vec::new(),
             notes: String::new(),
+            preview: String::new(),
             model_fingerprint: "m".into(),
             tip: None,
             token_count: 0,

@@ -46,22 +46,22 @@ const now = Math.floor(Date.now() / 1000);
 
 function mk(id: NodeId, parent: NodeId | null, name: string, kind: NodeKind, tokens: number, extra: Partial<NodeView> = {}): NodeView {
   return {
-    id, parent, name, kind, notes: "", tags: [], pinned: false, token_count: tokens, own_bytes: tokens * 2 * 22 * 256 * 2 * 2,
+    id, parent, name, kind, notes: "", preview: "", tags: [], pinned: false, token_count: tokens, own_bytes: tokens * 2 * 22 * 256 * 2 * 2,
     model_name: model.name, model_fingerprint: model.fingerprint, model_path: model.path, compatible: true, created_at: now - 86400 + id * 60, updated_at: now, depth: 0, ...extra,
   };
 }
 
 let nodes: NodeView[] = [
-  mk(1, null, "Socratic tutor", "personality", 412, { pinned: true, tags: ["teaching"], notes: "Answers with questions first." }),
-  mk(2, 1, "Fractions lesson", "chat", 236, { tags: ["math"] }),
-  mk(3, 2, "Fractions · harder", "chat", 180),
-  mk(4, 1, "Geometry lesson", "chat", 305, { tags: ["math"] }),
-  mk(5, null, "The lighthouse", "story", 520, { tags: ["fiction"] }),
-  mk(6, 5, "The lighthouse · storm", "story", 140),
-  mk(7, 5, "The lighthouse · letter", "story", 166),
-  mk(8, 6, "Storm · rescue", "story", 98),
-  mk(9, null, "Attention Is All You Need", "document", 11840, { tags: ["papers"] }),
-  mk(10, null, "Pirate captain", "personality", 260, { compatible: false, model_name: "Llama-2-7B-Chat", model_path: "/models/llama-2-7b-chat.Q4_K_M.gguf" }),
+  mk(1, null, "Socratic tutor", "personality", 412, { preview: "You are a Socratic tutor. Answer with a guiding question before explaining.", pinned: true, tags: ["teaching"], notes: "Answers with questions first." }),
+  mk(2, 1, "Fractions lesson", "chat", 236, { preview: "What happens to each piece when you cut a cake into more pieces?", tags: ["math"] }),
+  mk(3, 2, "Fractions · harder", "chat", 180, { preview: "So which is bigger, 3/4 or 5/7? Try giving both the same denominator." }),
+  mk(4, 1, "Geometry lesson", "chat", 305, { preview: "What do you notice about the angles of any triangle you draw?", tags: ["math"] }),
+  mk(5, null, "The lighthouse", "story", 520, { preview: "The keeper had not spoken to anyone in eleven days when the lamp went dark.", tags: ["fiction"] }),
+  mk(6, 5, "The lighthouse · storm", "story", 140, { preview: "By midnight the storm had torn the shutters from the lantern room." }),
+  mk(7, 5, "The lighthouse · letter", "story", 166, { preview: "Under the door lay a letter, dry, though the rain had not stopped for days." }),
+  mk(8, 6, "Storm · rescue", "story", 98, { preview: "A light answered from the water: someone was rowing towards the rocks." }),
+  mk(9, null, "Attention Is All You Need", "document", 11840, { preview: "The dominant sequence transduction models are based on complex recurrent or convolutional neural networks…", tags: ["papers"] }),
+  mk(10, null, "Pirate captain", "personality", 260, { preview: "Ye be speakin' to Captain Redbeard. State yer business.", compatible: false, model_name: "Llama-2-7B-Chat", model_path: "/models/llama-2-7b-chat.Q4_K_M.gguf" }),
 ];
 
 const transcripts = new Map<NodeId, LiveState["transcript"]>([

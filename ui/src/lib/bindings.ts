@@ -266,6 +266,11 @@ export type NodeView = {
 	name: string,
 	kind: NodeKind,
 	notes: string,
+	/**
+	 *  What the node holds, in a line: a chat's last message, or the text it added after its
+	 *  parent's (else its first words).
+	 */
+	preview: string,
 	tags: string[],
 	pinned: boolean,
 	token_count: number,

@@ -17,6 +17,7 @@ export function node(over: Partial<NodeView> = {}): NodeView {
     name: `node ${id}`,
     kind: "chat",
     notes: "",
+    preview: "",
     tags: [],
     pinned: false,
     token_count: 1234,

@@ -15,13 +15,15 @@ impl Library {
     /// Stores a bundle's segments (deduplicated against the store) and creates its node under
     /// `parent` (top level for `None`), named `name_override` or the bundle's name. A name
     /// already used among the new siblings is refused with `NameTaken` — nothing is replaced —
-    /// and the same bundle can be committed again with another name. One transaction: on any
+    /// and the same bundle can be committed again with another name; `preview` is the node's line
+    /// (see [`NewNode::preview`]: the caller knows the transcript's format). One transaction: on any
     /// error no row is written (files already renamed into the store are left to gc).
     pub fn commit_import(
         &self,
         bundle: &Bundle,
         parent: Option<NodeId>,
         name_override: Option<&str>,
+        preview: &str,
     ) -> Result<NodeId> {
         let name = clean_name(name_override.unwrap_or(&bundle.node.name))?;
         let key = name_key(&name);
@@ -57,6 +59,7 @@ impl Library {
             tip: bundle.node.tip.clone(),
             token_count: bundle.node.token_count,
             transcript: bundle.node.transcript.clone(),
+            preview: preview.to_owned(),
             notes: bundle.node.notes.clone(),
             tags: bundle.node.tags.clone(),
             pinned: false,

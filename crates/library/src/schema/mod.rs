@@ -39,10 +39,11 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
     nodes::ALLOW_CACHE_KIND,
     prefix_blocks::CREATE,
     node_questions::CREATE,
+    nodes::ADD_PREVIEW,
 ];
 
 /// The schema version this build writes and the newest it can open.
-pub const SCHEMA_VERSION: i64 = 8;
+pub const SCHEMA_VERSION: i64 = 9;
 
 /// Reads `PRAGMA user_version`.
 pub(crate) fn user_version(conn: &Connection) -> Result<i64> {
@@ -195,5 +196,44 @@ mod tests {
         assert_eq!(tags, 1);
         let check: String = conn.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
         assert_eq!(check, "ok");
+    }
+
+    #[test]
+    fn the_summary_column_count_matches_the_column_list() {
+        assert_eq!(nodes::SUMMARY_COLUMNS.split(',').count(), nodes::SUMMARY_COLUMN_COUNT);
+    }
+
+    #[test]
+    fn version_9_fills_previews_of_existing_nodes_from_their_transcripts() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        apply(&mut conn, &MIGRATIONS[..8]).unwrap();
+        let long = "word ".repeat(100);
+        let rows = [
+            r#"{"mode":"chat","messages":[{"role":"user","content":"Hi there"},{"role":"assistant","content":"Ahoy!\nWhat be\tyer name?"}]}"#.to_owned(),
+            format!(r#"{{"mode":"text","text":"{long}"}}"#),
+            r#"{"mode":"chat","messages":[]}"#.to_owned(),
+            "[]".to_owned(),
+            "not json at all".to_owned(),
+        ];
+        for (i, t) in rows.iter().enumerate() {
+            conn.execute(
+                "INSERT INTO nodes (name, name_key, kind, model_fingerprint, token_count, transcript, created_at, updated_at)
+                 VALUES (?1, ?1, 'chat', 'm', 0, ?2, 1, 1)",
+                (format!("n{i}"), t),
+            )
+            .unwrap();
+        }
+        migrate(&mut conn).unwrap();
+        let previews: Vec<String> = conn
+            .prepare("SELECT preview FROM nodes ORDER BY id")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap();
+        assert_eq!(previews[0], "Ahoy! What be yer name?", "the last message, on one line");
+        assert_eq!(previews[1].chars().count(), nodes::MAX_PREVIEW_CHARS);
+        assert!(previews[1].starts_with("word word"));
+        assert_eq!(previews[2..], ["", "", ""], "no message, no text or no JSON: empty");
     }
 }

@@ -49,12 +49,35 @@ pub(crate) const ALLOW_CACHE_KIND: Migration = Migration {
     rewrites_schema: true,
 };
 
+/// Version 9: `preview`, a line of what the node holds (a chat's last message, the text a story
+/// added after its parent's), so a map of a thousand nodes can show each one's text without
+/// reading every transcript. The API writes it with the node (it knows the transcript format);
+/// rows from before this step get the same line computed here from the stored JSON: the last
+/// message's content, or the text's first characters (the parent's text is not compared here).
+pub(crate) const ADD_PREVIEW: Migration = Migration {
+    version: 9,
+    sql: "ALTER TABLE nodes ADD COLUMN preview TEXT NOT NULL DEFAULT '';
+          UPDATE nodes SET preview = substr(trim(replace(replace(replace(
+                  coalesce(CASE WHEN json_valid(transcript) THEN
+                      coalesce(json_extract(transcript, '$.messages[#-1].content'),
+                               json_extract(transcript, '$.text')) END, ''),
+                  char(13), ' '), char(10), ' '), char(9), ' ')), 1, 160);",
+    rewrites_schema: false,
+};
+
+/// Longest preview kept, in characters.
+pub const MAX_PREVIEW_CHARS: usize = 160;
+
 /// Listings leave out cache nodes unless asked (`n` is the nodes alias).
 pub(crate) const NOT_CACHE: &str = "n.kind <> 'cache'";
 
 /// Columns of a [`NodeSummary`] (tags and bytes are filled in afterwards), aliased `n`.
 pub(crate) const SUMMARY_COLUMNS: &str =
-    "n.id, n.parent_id, n.name, n.kind, n.pinned, n.model_fingerprint, n.tip, n.token_count, n.created_at, n.updated_at, n.notes";
+    "n.id, n.parent_id, n.name, n.kind, n.pinned, n.model_fingerprint, n.tip, n.token_count, n.created_at, n.updated_at, n.notes, n.preview";
+
+/// How many columns [`SUMMARY_COLUMNS`] has: a query selecting more after them reads those from
+/// this index on.
+pub(crate) const SUMMARY_COLUMN_COUNT: usize = 12;
 
 /// Reads [`SUMMARY_COLUMNS`] starting at column 0.
 pub(crate) fn summary_from_row(row: &Row<'_>) -> rusqlite::Result<NodeSummary> {
@@ -70,6 +93,7 @@ pub(crate) fn summary_from_row(row: &Row<'_>) -> rusqlite::Result<NodeSummary> {
         created_at: row.get(8)?,
         updated_at: row.get(9)?,
         notes: row.get(10)?,
+        preview: row.get(11)?,
         tags: Vec::new(),
         own_bytes: 0,
     })
@@ -116,14 +140,15 @@ pub(crate) struct NodeRow<'a> {
     pub tip: Option<&'a SegmentId>,
     pub token_count: u64,
     pub transcript: &'a str,
+    pub preview: &'a str,
     pub now: i64,
 }
 
 pub(crate) fn insert(conn: &Connection, row: &NodeRow<'_>) -> Result<NodeId> {
     conn.execute(
         "INSERT INTO nodes (parent_id, name, name_key, kind, notes, pinned, model_fingerprint, tip,
-                            token_count, transcript, created_at, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11)",
+                            token_count, transcript, created_at, updated_at, preview)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11, ?12)",
         rusqlite::params![
             row.parent,
             row.name,
@@ -136,6 +161,7 @@ pub(crate) fn insert(conn: &Connection, row: &NodeRow<'_>) -> Result<NodeId> {
             to_sql_int("token_count", row.token_count)?,
             row.transcript,
             row.now,
+            row.preview,
         ],
     )?;
     Ok(NodeId(conn.last_insert_rowid()))

@@ -55,7 +55,7 @@ fn a_bundle_round_trips_into_another_library() {
     for seg in &bundle.segments {
         content_check(&seg.meta, &seg.path).expect("the engine would inspect these files now");
     }
-    let new_id = dst.lib.commit_import(&bundle, None, None).unwrap();
+    let new_id = dst.lib.commit_import(&bundle, None, None, "").unwrap();
     let (before, after) = (src.lib.node(id).unwrap(), dst.lib.node(new_id).unwrap());
     assert_eq!(
         (&after.name, after.kind, &after.notes, &after.tags),
@@ -87,7 +87,7 @@ fn importing_a_taken_name_is_refused_until_renamed_and_segments_are_deduplicated
     let (f, id, out) = exported();
     let files_before = files_in(f.lib.segments_dir());
     let bundle = read(&out, &f.dir.path().join("scratch")).unwrap();
-    let err = f.lib.commit_import(&bundle, None, None).unwrap_err();
+    let err = f.lib.commit_import(&bundle, None, None, "").unwrap_err();
     assert!(
         matches!(&err, LibraryError::NameTaken { name, parent: None } if name == "Pirate"),
         "{err:?}"
@@ -97,7 +97,10 @@ fn importing_a_taken_name_is_refused_until_renamed_and_segments_are_deduplicated
         1,
         "the existing node is not overwritten"
     );
-    let copy = f.lib.commit_import(&bundle, None, Some("Pirate (imported)")).unwrap();
+    let copy = f
+        .lib
+        .commit_import(&bundle, None, Some("Pirate (imported)"), "")
+        .unwrap();
     assert_ne!(copy, id);
     assert_eq!(f.lib.node(copy).unwrap().name, "Pirate (imported)");
     assert_eq!(
@@ -105,14 +108,14 @@ fn importing_a_taken_name_is_refused_until_renamed_and_segments_are_deduplicated
         files_before,
         "identical segments are stored once"
     );
-    let under = f.lib.commit_import(&bundle, Some(id), None).unwrap();
+    let under = f.lib.commit_import(&bundle, Some(id), None, "").unwrap();
     assert_eq!(
         f.lib.node(under).unwrap().parent,
         Some(id),
         "the same name is free under another parent"
     );
     assert!(matches!(
-        f.lib.commit_import(&bundle, Some(NodeId(999)), Some("x")),
+        f.lib.commit_import(&bundle, Some(NodeId(999)), Some("x"), ""),
         Err(LibraryError::NodeNotFound(_))
     ));
 }
@@ -129,7 +132,7 @@ fn a_node_without_state_round_trips() {
     let dst = fixture();
     let bundle = read(&out, &dst.dir.path().join("s")).unwrap();
     assert!(bundle.segments.is_empty());
-    let new_id = dst.lib.commit_import(&bundle, None, None).unwrap();
+    let new_id = dst.lib.commit_import(&bundle, None, None, "").unwrap();
     assert_eq!(dst.lib.node(new_id).unwrap().tip, None);
 }
 
@@ -141,7 +144,7 @@ fn refused(bytes: &[u8]) -> LibraryError {
     fs::write(&path, bytes).unwrap();
     let scratch = f.dir.path().join("scratch");
     let err = match read(&path, &scratch) {
-        Ok(bundle) => match f.lib.commit_import(&bundle, None, None) {
+        Ok(bundle) => match f.lib.commit_import(&bundle, None, None, "") {
             Ok(id) => panic!("a damaged bundle was imported as node {id}"),
             Err(e) => e,
         },
@@ -287,7 +290,7 @@ fn a_forged_bundle_with_consistent_sizes_imports() {
     let path = f.dir.path().join("ok.fzpack");
     fs::write(&path, forged(&manifest_for(&data, 500), &data, None)).unwrap();
     let bundle = read(&path, &f.dir.path().join("s")).unwrap();
-    f.lib.commit_import(&bundle, None, None).unwrap();
+    f.lib.commit_import(&bundle, None, None, "").unwrap();
 }
 
 #[test]
@@ -327,7 +330,7 @@ fn unpacking_again_into_the_same_scratch_folder_never_alters_stored_segments() {
     let dst = fixture();
     let scratch = dst.dir.path().join("scratch");
     let bundle = read(&out, &scratch).unwrap();
-    let id = dst.lib.commit_import(&bundle, None, None).unwrap();
+    let id = dst.lib.commit_import(&bundle, None, None, "").unwrap();
     let tip = dst.lib.node(id).unwrap().tip.unwrap();
     let stored = dst.lib.segment_path(&tip);
     let before = fs::read(&stored).unwrap();

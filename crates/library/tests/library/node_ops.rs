@@ -248,3 +248,69 @@ fn questions_asked_of_a_node_are_kept_in_order_and_bounded() {
     assert!(f.lib.questions(doc).is_err(), "a deleted node has no questions");
     assert_eq!(f.lib.questions(other).unwrap().len(), 1);
 }
+
+#[test]
+fn a_preview_is_kept_as_one_bounded_line() {
+    let f = fixture();
+    let mut new = NewNode::new("p", NodeKind::Chat, MODEL);
+    new.preview = format!("  Ahoy,\n\tmatey!\u{7}  {}", "long ".repeat(100));
+    let id = f.lib.create_node(&new).unwrap();
+    let preview = f.lib.summary(id).unwrap().preview;
+    assert!(preview.starts_with("Ahoy, matey! long long"), "{preview:?}");
+    assert_eq!(preview.chars().count(), 160);
+    assert!(!preview.ends_with(' ') && !preview.contains('\u{7}'));
+    let plain = f.lib.create_node(&NewNode::new("q", NodeKind::Chat, MODEL)).unwrap();
+    assert_eq!(f.lib.summary(plain).unwrap().preview, "");
+}
+
+#[test]
+fn an_empty_branch_is_filled_in_place_and_only_while_empty() {
+    let f = fixture();
+    let s1 = put(&f.lib, None, 10, 10, 1);
+    let s2 = put(&f.lib, Some(&s1), 5, 10, 2);
+    let other = put(&f.lib, None, 20, 10, 3);
+    let root = node(&f.lib, None, "chat", Some(&s1), 10);
+    let branch = node(&f.lib, Some(root), "chat (fork)", Some(&s1), 10);
+    let sibling = node(&f.lib, Some(root), "taken", Some(&s1), 10);
+    assert!(f.lib.is_empty_branch(branch).unwrap());
+    assert!(
+        !f.lib.is_empty_branch(root).unwrap(),
+        "a top-level node is not a branch"
+    );
+    let fill = |name: &str, tip: &freeze_attn_library::SegmentMeta, tokens: u64| freeze_attn_library::BranchFill {
+        name: name.into(),
+        kind: NodeKind::Personality,
+        tip: Some(tip.hash.clone()),
+        token_count: tokens,
+        transcript: "[]".into(),
+        preview: "the new words".into(),
+    };
+    let refused = |r: Result<(), LibraryError>| matches!(r, Err(LibraryError::NotAnEmptyBranch { .. }));
+    assert!(
+        refused(f.lib.fill_branch(branch, &fill("x", &other, 20))),
+        "not a continuation"
+    );
+    assert!(matches!(
+        f.lib.fill_branch(branch, &fill("Taken", &s2, 15)),
+        Err(LibraryError::NameTaken { .. })
+    ));
+    f.lib.fill_branch(branch, &fill("the pirate's reply", &s2, 15)).unwrap();
+    let n = f.lib.node(branch).unwrap();
+    assert_eq!(
+        (n.name.as_str(), n.token_count, n.parent),
+        ("the pirate's reply", 15, Some(root))
+    );
+    assert_eq!(n.tip, Some(s2.hash.clone()));
+    assert_eq!(n.kind, NodeKind::Personality);
+    assert_eq!(f.lib.summary(branch).unwrap().preview, "the new words");
+    assert!(!f.lib.is_empty_branch(branch).unwrap());
+    assert!(
+        refused(f.lib.fill_branch(branch, &fill("again", &s2, 15))),
+        "filled once"
+    );
+    node(&f.lib, Some(sibling), "child", Some(&s1), 10);
+    assert!(
+        refused(f.lib.fill_branch(sibling, &fill("y", &s2, 15))),
+        "it has children"
+    );
+}

@@ -53,4 +53,35 @@ describe("FreezeDialog", () => {
     await waitFor(() => expect(app.notices.items[0]?.message).toBe("Not enough disk space to freeze (needs 12 MB)."));
     expect(onclose).not.toHaveBeenCalled();
   });
+
+  it("fills an empty branch under its name instead of making a child of it", async () => {
+    const user = userEvent.setup();
+    const chat = node({ id: 1, name: "Pirate", token_count: 80, own_bytes: 4000 });
+    const branch = node({ id: 2, parent: 1, name: "Pirate (second try)", token_count: 80, own_bytes: 0 });
+    const backend = fakeBackend({
+      status: () => hostStatus({ live: live({ node: 2, dirty: true, token_count: 120 }) }),
+      list_tree: () => [chat, branch],
+      freeze: () => ({ ...branch, name: "Treasure", token_count: 120, own_bytes: 2000 }),
+    });
+    const app = await readyApp();
+    await app.library.refresh();
+    renderWithApp(FreezeDialog, { onclose: () => {} }, app);
+    expect(screen.getByText(/fill the branch/)).toHaveTextContent("Pirate (second try), forked from Pirate");
+    expect(screen.getByTestId("freeze-name")).toHaveValue("Pirate (second try)");
+    await user.clear(screen.getByTestId("freeze-name"));
+    await user.type(screen.getByTestId("freeze-name"), "Treasure{Enter}");
+    expect(backend.argsOf("freeze")).toEqual([{ name: "Treasure", kind: "chat" }]);
+  });
+
+  it("makes a child of a node that has a state of its own", async () => {
+    fakeBackend({
+      status: () => hostStatus({ live: live({ node: 1, dirty: true, token_count: 120 }) }),
+      list_tree: () => [node({ id: 1, name: "Pirate", token_count: 80, own_bytes: 4000 })],
+    });
+    const app = await readyApp();
+    await app.library.refresh();
+    renderWithApp(FreezeDialog, { onclose: () => {} }, app);
+    expect(screen.getByText(/become a node/)).toHaveTextContent("a child of Pirate");
+    expect(screen.getByTestId("freeze-name")).toHaveValue("");
+  });
 });

@@ -2,6 +2,7 @@ import { describe, expect, it } from "vitest";
 import { node } from "../../test/fixtures";
 import {
   allTags,
+  emptyBranches,
   filterNodes,
   moveTargets,
   noFilter,
@@ -77,5 +78,19 @@ describe("tree helpers", () => {
 
   it("never offers a node's own subtree as a new parent", () => {
     expect(moveTargets(nodes, 2).map((n) => n.id)).toEqual([5, 1, 3]);
+  });
+});
+
+describe("emptyBranches", () => {
+  it("finds whole-node forks with nothing of their own and no children", () => {
+    const list = [
+      node({ id: 1, parent: null, token_count: 80, own_bytes: 100 }),
+      node({ id: 2, parent: 1, token_count: 80, own_bytes: 0 }), // an empty fork
+      node({ id: 3, parent: 1, token_count: 80, own_bytes: 0 }), // a fork with a child
+      node({ id: 4, parent: 3, token_count: 90, own_bytes: 10 }),
+      node({ id: 5, parent: 1, token_count: 40, own_bytes: 0 }), // a cut: fewer tokens
+      node({ id: 6, parent: null, token_count: 0, own_bytes: 0 }), // a root
+    ];
+    expect([...emptyBranches(list)]).toEqual([2]);
   });
 });

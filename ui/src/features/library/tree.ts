@@ -17,6 +17,25 @@ export function childrenOf(nodes: NodeView[]): Map<NodeId | null, NodeView[]> {
   return map;
 }
 
+/**
+ * A whole-node fork nothing was added to yet: no children, and its state is its parent's (no bytes
+ * of its own). Freezing on it fills it in place instead of adding a child.
+ */
+export function emptyBranches(nodes: NodeView[]): Set<NodeId> {
+  const byId = new Map(nodes.map((n) => [n.id, n]));
+  const parents = new Set(nodes.map((n) => n.parent));
+  const out = new Set<NodeId>();
+  for (const n of nodes) {
+    const parent = n.parent === null ? undefined : byId.get(n.parent);
+    if (parent && n.own_bytes === 0 && parent.token_count === n.token_count && !parents.has(n.id)) out.add(n.id);
+  }
+  return out;
+}
+
+export function isEmptyBranch(nodes: NodeView[], id: NodeId): boolean {
+  return emptyBranches(nodes).has(id);
+}
+
 /** Pinned first, then oldest first, so branches keep their place as the tree grows. */
 export function siblingOrder(a: NodeView, b: NodeView): number {
   if (a.pinned !== b.pinned) return a.pinned ? -1 : 1;
