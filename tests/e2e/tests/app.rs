@@ -112,7 +112,8 @@ fn the_real_app_end_to_end() {
             "a fork shares its parent's state"
         );
 
-        // Continue the fork and freeze it, so the two nodes differ.
+        // Continue the fork and freeze it: the empty fork itself takes the new turn and the name
+        // given now (no child of a 0-byte copy), so the two nodes differ.
         s.type_into(&tid("composer-input"), "What do I love?")?;
         s.click(&tid("composer-send"))?;
         s.until("the second reply", 300, || {
@@ -121,10 +122,16 @@ fn the_real_app_end_to_end() {
                 && !s.exists(&tid("message-pending"))?)
         })?;
         s.click(&tid("freeze-open"))?;
+        assert!(s.text(&tid("freeze-dialog"))?.contains("fill the branch"));
         s.type_into(&tid("freeze-name"), "Ada asked")?;
         s.click(&tid("freeze-submit"))?;
-        s.until("the third node", 60, || Ok(nodes(&lib_dir).len() == 3))?;
+        s.until("the fork filled", 60, || {
+            Ok(nodes(&lib_dir).iter().any(|n| n.name == "Ada asked"))
+        })?;
+        assert_eq!(nodes(&lib_dir).len(), 2, "the fork was filled, not given a child");
         let asked = nodes(&lib_dir).into_iter().find(|n| n.name == "Ada asked").unwrap();
+        assert_eq!((asked.id, asked.parent), (fork.id, Some(ada.id)));
+        assert!(!asked.preview.is_empty(), "the node's preview is its last reply");
         assert!(asked.token_count > ada.token_count);
 
         // One-click switching: each thaw reuses the saved prefix fully; switching back is from memory.
