@@ -155,6 +155,28 @@ impl Session {
         }
     }
 
+    /// A key pressed on the element (focused first), as the DOM event a user's key press sends:
+    /// WebKitWebDriver types only into form fields, not into an SVG map. `key` is a
+    /// `KeyboardEvent.key` value (`ArrowLeft`, `Enter`, …).
+    pub fn press(&self, css: &str, key: &str) -> Result<()> {
+        self.wait(css, 30)?;
+        self.run_js_args(
+            "const e = document.querySelector(arguments[0]); e.focus(); \
+             e.dispatchEvent(new KeyboardEvent('keydown', { key: arguments[1], bubbles: true, cancelable: true }));",
+            json!([css, key]),
+        )?;
+        Ok(())
+    }
+
+    /// Whether the element's `class` attribute lists `class`.
+    pub fn has_class(&self, css: &str, class: &str) -> Result<bool> {
+        let v = self.run_js_args(
+            "const e = document.querySelector(arguments[0]); return !!e && e.classList.contains(arguments[1]);",
+            json!([css, class]),
+        )?;
+        Ok(v.as_bool().unwrap_or(false))
+    }
+
     pub fn type_into(&self, css: &str, text: &str) -> Result<()> {
         let e = self.wait(css, 30)?;
         call("POST", &format!("{}/element/{e}/clear", self.base), Some(json!({})))?;

@@ -249,9 +249,37 @@ fn the_real_app_end_to_end() {
         s.until("a thaw from the graph", 60, || {
             Ok(s.text(&tid("status-report"))
                 .unwrap_or_default()
-                .contains(&asked.token_count.to_string()))
+                .starts_with("thawed Ada asked in"))
+        })?;
+        // The map shows each node's text; the keyboard walks the tree (left: the parent) with the
+        // path from the root highlighted, and Enter thaws.
+        assert!(!s.text(&tid(&format!("graph-preview-{}", asked.id)))?.is_empty());
+        s.press(&tid("graph-svg"), "ArrowLeft")?;
+        s.until("the parent selected on the map", 10, || {
+            s.has_class(&tid(&format!("graph-node-{}", ada.id)), "selected")
+        })?;
+        assert!(s.has_class(&tid(&format!("graph-node-{}", ada.id)), "on-path")?);
+        assert!(!s.has_class(&tid(&format!("graph-node-{}", asked.id)), "on-path")?);
+        s.press(&tid("graph-svg"), "Enter")?;
+        s.until("Ada thawed from the keyboard", 60, || {
+            Ok(s.text(&tid("status-report"))
+                .unwrap_or_default()
+                .starts_with("thawed Ada in"))
+        })?;
+        // Right: back along the branch last walked, and Enter thaws it again (from memory).
+        s.press(&tid("graph-svg"), "ArrowRight")?;
+        s.until("the child selected on the map", 10, || {
+            s.has_class(&tid(&format!("graph-node-{}", asked.id)), "selected")
+        })?;
+        s.press(&tid("graph-svg"), "Enter")?;
+        s.until("the branch thawed again from the keyboard", 60, || {
+            let r = s.text(&tid("status-report")).unwrap_or_default();
+            Ok(r.starts_with("thawed Ada asked in") && r.contains("from memory"))
         })?;
         s.screenshot(&shots.join("06-graph.png"))?;
+        s.resize(1024, 700)?;
+        s.screenshot(&shots.join("06-graph-1024.png"))?;
+        s.resize(1280, 800)?;
 
         // Unfrozen turns are never lost silently: opening another node asks first, and "keep as
         // a draft" freezes them before the other node is thawed.
