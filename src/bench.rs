@@ -3,7 +3,7 @@
 
 use crate::error::{Error, Result};
 use crate::state::{load_state, save_state};
-use freeze_attn_engine::sampling::argmax;
+use freeze_attn_engine::sampling::{Sampler, SamplingParams};
 use freeze_attn_engine::state::StoredDType;
 use freeze_attn_engine::{KvState, LoadedModel, Tensor, DEFAULT_CHUNK};
 use serde::Serialize;
@@ -64,18 +64,14 @@ fn max_abs_diff(a: &Tensor, b: &Tensor) -> freeze_attn_engine::Result<f32> {
         .to_scalar::<f32>()?)
 }
 
-/// Greedy decoding of `n` tokens after `logits`; returns the tokens and the time.
+/// Greedy decoding of `n` tokens after `logits` (picked as generation picks them: on the
+/// logits' device); returns the tokens and the time.
 fn decode(model: &LoadedModel, state: &mut KvState, mut logits: Tensor, n: usize) -> Result<(Vec<u32>, Duration)> {
+    let mut greedy = Sampler::new(SamplingParams::greedy())?;
     let t0 = Instant::now();
     let mut out = Vec::with_capacity(n);
     for _ in 0..n {
-        let next = argmax(
-            &logits
-                .squeeze(0)
-                .map_err(freeze_attn_engine::EngineError::from)?
-                .to_vec1::<f32>()
-                .map_err(freeze_attn_engine::EngineError::from)?,
-        );
+        let next = greedy.sample_tensor(&logits, state.tokens())?;
         out.push(next);
         logits = model.model.forward(&[next], state, false)?;
     }

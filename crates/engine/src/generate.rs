@@ -163,8 +163,7 @@ pub fn generate(
         if tokens.len() >= params.max_tokens {
             break FinishReason::Length;
         }
-        let mut row = logits.squeeze(0)?.to_vec1::<f32>()?;
-        let next = sampler.sample(&mut row, state.tokens());
+        let next = sampler.sample_tensor(&logits, state.tokens())?;
         if tokenizer.is_stop(next) {
             break FinishReason::StopToken;
         }

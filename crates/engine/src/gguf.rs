@@ -264,6 +264,52 @@ impl GgufFile {
         Ok(t)
     }
 
+    /// The matrices `names` as one, their rows in order, when they share a format and a row
+    /// width (`None` otherwise, or if one is missing). Each tensor's bytes are read as they are
+    /// stored: block-quantized rows never share a block, so the rows of one follow the other's.
+    pub fn stacked_tensor(&mut self, names: &[String], device: &Device) -> Result<Option<QTensor>> {
+        let mut infos = Vec::with_capacity(names.len());
+        for name in names {
+            match self.content.tensor_infos.get(name.as_str()) {
+                Some(info) if info.shape.dims().len() == 2 => infos.push(info),
+                _ => return Ok(None),
+            }
+        }
+        let Some(first) = infos.first() else { return Ok(None) };
+        let (dtype, cols) = (first.ggml_dtype, first.shape.dims()[1]);
+        if infos.iter().any(|i| i.ggml_dtype != dtype || i.shape.dims()[1] != cols) {
+            return Ok(None);
+        }
+        let rows: usize = infos.iter().map(|i| i.shape.dims()[0]).sum();
+        let total: u64 = names.iter().map(|n| self.tensor_bytes(n)).sum();
+        let mut raw = Vec::new();
+        raw.try_reserve_exact(total as usize)
+            .map_err(|_| EngineError::Truncated {
+                path: self.path.clone(),
+                detail: format!("cannot allocate {total} bytes for tensors {names:?}"),
+            })?;
+        for (name, info) in names.iter().zip(&infos) {
+            let n = self.tensor_bytes(name);
+            let at = self.content.tensor_data_offset + info.offset;
+            let truncated = |e: std::io::Error| EngineError::Truncated {
+                path: self.path.clone(),
+                detail: format!("tensor `{name}`: {e}"),
+            };
+            self.reader.seek(SeekFrom::Start(at)).map_err(truncated)?;
+            let start = raw.len();
+            raw.resize(start + n as usize, 0);
+            std::io::Read::read_exact(&mut self.reader, &mut raw[start..]).map_err(truncated)?;
+            self.read_bytes += n;
+        }
+        let t = candle_core::quantized::ggml_file::qtensor_from_ggml(dtype, &raw, vec![rows, cols], device).map_err(
+            |e| EngineError::Truncated {
+                path: self.path.clone(),
+                detail: format!("tensors {names:?}: {e}"),
+            },
+        )?;
+        Ok(Some(t))
+    }
+
     /// Bytes of one tensor's data in the file (0 if absent).
     fn tensor_bytes(&self, name: &str) -> u64 {
         self.content.tensor_infos.get(name).map_or(0, |info| {

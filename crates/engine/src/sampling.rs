@@ -3,6 +3,7 @@
 //! stream is stable across platforms and releases (same seed, same output).
 
 use crate::error::{EngineError, Result};
+use candle_core::{Tensor, D};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
@@ -91,6 +92,20 @@ impl Sampler {
         &self.params
     }
 
+    /// Picks the next token from `logits` `(1, vocab)` or `(vocab)` f32, wherever they are: on a
+    /// GPU, greedy decoding without a repetition penalty takes the argmax there and copies one
+    /// id to the host instead of the whole row (128k values for Llama 3); everything else is
+    /// [`Sampler::sample`] on the row. (On ties a GPU's argmax may pick another of the equal
+    /// logits than the first.)
+    pub fn sample_tensor(&mut self, logits: &Tensor, history: &[u32]) -> Result<u32> {
+        let row = logits.flatten_all()?;
+        let p = &self.params;
+        if !row.device().is_cpu() && p.temperature <= 0.0 && p.repeat_penalty == 1.0 {
+            return Ok(row.argmax(D::Minus1)?.to_scalar::<u32>()?);
+        }
+        Ok(self.sample(&mut row.to_vec1::<f32>()?, history))
+    }
+
     /// Picks the next token from `logits` (one row, f32); `history` feeds the repetition penalty.
     pub fn sample(&mut self, logits: &mut [f32], history: &[u32]) -> u32 {
         let p = &self.params;
@@ -176,6 +191,23 @@ mod tests {
 
     fn logits() -> Vec<f32> {
         vec![1.0, 3.0, 2.0, 3.0, -1.0, 0.5]
+    }
+
+    #[test]
+    fn a_tensor_row_is_sampled_as_its_values_are() -> Result<()> {
+        let t = Tensor::from_vec(logits(), (1, 6), &candle_core::Device::Cpu)?;
+        let mut greedy = Sampler::new(SamplingParams::greedy())?;
+        assert_eq!(greedy.sample_tensor(&t, &[])?, 1, "the first of the tied best");
+        let params = SamplingParams {
+            temperature: 1.0,
+            seed: 3,
+            ..SamplingParams::default()
+        };
+        let (mut a, mut b) = (Sampler::new(params.clone())?, Sampler::new(params)?);
+        for _ in 0..20 {
+            assert_eq!(a.sample_tensor(&t, &[2])?, b.sample(&mut logits(), &[2]));
+        }
+        Ok(())
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Loading Llama-architecture weights from a GGUF file (read through [`crate::gguf`]).
 
 use super::cpu::is_supported;
-use super::{Block, Linear, Model};
+use super::{Block, Linear, Model, Stacked};
 use crate::config::{ModelConfig, RopeConfig, RopeScaling, RopeStyle};
 use crate::error::{EngineError, Result};
 use crate::fingerprint::WeightDigest;
@@ -110,6 +110,59 @@ fn linear(g: &mut GgufFile, name: &str, shape: (usize, usize), device: &Device, 
     Ok(Linear::from_qtensor(Arc::new(t), kernels.is_ours())?)
 }
 
+/// Matrices `(name, rows)` of `cols` columns applied to the same input: one stacked matrix for
+/// candle's ops when they share a format (see [`Stacked`]), else each on its own.
+fn stacked(
+    g: &mut GgufFile,
+    parts: &[(String, usize)],
+    cols: usize,
+    device: &Device,
+    kernels: Kernels,
+) -> Result<Stacked> {
+    for (name, rows) in parts {
+        check_weight_type(g, name)?;
+        match g.tensor_entry(name) {
+            Some(t) => check_shape(g, name, t.dims, &[*rows, cols])?,
+            None => {
+                return Err(EngineError::MissingTensor {
+                    path: g.path.clone(),
+                    name: name.clone(),
+                })
+            }
+        }
+    }
+    if kernels.is_ours() {
+        let each = parts
+            .iter()
+            .map(|(name, rows)| linear(g, name, (*rows, cols), device, kernels))
+            .collect::<Result<Vec<_>>>()?;
+        return Ok(Stacked::each(each));
+    }
+    // Runs of neighbours stored in one format become one matrix each.
+    let mut groups = Vec::new();
+    let mut start = 0;
+    while start < parts.len() {
+        let dtype = g.tensor_dtype(&parts[start].0);
+        let end = (start..parts.len())
+            .find(|&j| g.tensor_dtype(&parts[j].0) != dtype)
+            .unwrap_or(parts.len());
+        let run = &parts[start..end];
+        let widths: Vec<usize> = run.iter().map(|(_, r)| *r).collect();
+        let m = if let [(name, rows)] = run {
+            linear(g, name, (*rows, cols), device, kernels)?
+        } else {
+            let names: Vec<String> = run.iter().map(|(n, _)| n.clone()).collect();
+            let t = g
+                .stacked_tensor(&names, device)?
+                .ok_or_else(|| EngineError::Invalid(format!("tensors {names:?} cannot be stacked")))?;
+            Linear::from_qtensor(Arc::new(t), false)?
+        };
+        groups.push((m, widths));
+        start = end;
+    }
+    Ok(Stacked::new(groups)?)
+}
+
 fn vector(g: &mut GgufFile, name: &str, len: usize, device: &Device) -> Result<Tensor> {
     let t = g.tensor(name, device)?;
     check_shape(g, name, t.shape().dims(), &[len])?;
@@ -157,9 +210,17 @@ pub fn load_model(
         }
         blocks.push(Block {
             attn_norm: vector(g, &format!("{p}.attn_norm.weight"), c.n_embd, device)?,
-            wq: linear(g, &format!("{p}.attn_q.weight"), (q_dim, c.n_embd), device, kernels)?,
-            wk: linear(g, &format!("{p}.attn_k.weight"), (kv_dim, c.n_embd), device, kernels)?,
-            wv: linear(g, &format!("{p}.attn_v.weight"), (kv_dim, c.n_embd), device, kernels)?,
+            qkv: stacked(
+                g,
+                &[
+                    (format!("{p}.attn_q.weight"), q_dim),
+                    (format!("{p}.attn_k.weight"), kv_dim),
+                    (format!("{p}.attn_v.weight"), kv_dim),
+                ],
+                c.n_embd,
+                device,
+                kernels,
+            )?,
             wo: linear(
                 g,
                 &format!("{p}.attn_output.weight"),
@@ -168,8 +229,16 @@ pub fn load_model(
                 kernels,
             )?,
             ffn_norm: vector(g, &format!("{p}.ffn_norm.weight"), c.n_embd, device)?,
-            w_gate: linear(g, &format!("{p}.ffn_gate.weight"), (c.n_ff, c.n_embd), device, kernels)?,
-            w_up: linear(g, &format!("{p}.ffn_up.weight"), (c.n_ff, c.n_embd), device, kernels)?,
+            gate_up: stacked(
+                g,
+                &[
+                    (format!("{p}.ffn_gate.weight"), c.n_ff),
+                    (format!("{p}.ffn_up.weight"), c.n_ff),
+                ],
+                c.n_embd,
+                device,
+                kernels,
+            )?,
             w_down: linear(g, &format!("{p}.ffn_down.weight"), (c.n_embd, c.n_ff), device, kernels)?,
         });
         progress(g.progress());

@@ -1,6 +1,6 @@
 //! Loading a Hugging Face Llama folder: `config.json` + `*.safetensors` (single or sharded).
 
-use super::{Block, Linear, Model};
+use super::{Block, Linear, Model, Stacked};
 use crate::config::{ModelConfig, RopeConfig, RopeScaling, RopeStyle};
 use crate::error::{EngineError, Result};
 use crate::fingerprint::WeightDigest;
@@ -236,6 +236,24 @@ impl Weights<'_> {
     /// f32, as blocks of one value): converting bf16 to f32 doubled the memory of a folder (an
     /// 8B model would have needed 32 GB). For candle's ops (a GPU, or the generic path) it is a
     /// tensor of the activations' type.
+    /// Matrices `(name, rows)` of `cols` columns applied to the same input: stacked into one for
+    /// candle's ops (see [`Stacked`]), each on its own for our CPU kernels.
+    fn stacked(&self, parts: &[(String, usize)], cols: usize) -> Result<Stacked> {
+        if self.kernels.is_ours() {
+            let each = parts
+                .iter()
+                .map(|(name, rows)| self.linear(name, *rows, cols))
+                .collect::<Result<Vec<_>>>()?;
+            return Ok(Stacked::each(each));
+        }
+        let tensors = parts
+            .iter()
+            .map(|(name, rows)| self.get(name, &[*rows, cols]))
+            .collect::<Result<Vec<_>>>()?;
+        let one = Linear::from_tensor(Tensor::cat(&tensors, 0)?)?;
+        Ok(Stacked::new(vec![(one, parts.iter().map(|(_, r)| *r).collect())])?)
+    }
+
     fn linear(&self, name: &str, rows: usize, cols: usize) -> Result<Linear> {
         if !self.kernels.is_ours() {
             return Ok(Linear::from_tensor(self.get(name, &[rows, cols])?)?);
@@ -372,13 +390,23 @@ pub fn load_model(
         let p = format!("model.layers.{i}");
         blocks.push(Block {
             attn_norm: w.get(&format!("{p}.input_layernorm.weight"), &[c.n_embd])?,
-            wq: w.linear(&format!("{p}.self_attn.q_proj.weight"), q_dim, c.n_embd)?,
-            wk: w.linear(&format!("{p}.self_attn.k_proj.weight"), kv_dim, c.n_embd)?,
-            wv: w.linear(&format!("{p}.self_attn.v_proj.weight"), kv_dim, c.n_embd)?,
+            qkv: w.stacked(
+                &[
+                    (format!("{p}.self_attn.q_proj.weight"), q_dim),
+                    (format!("{p}.self_attn.k_proj.weight"), kv_dim),
+                    (format!("{p}.self_attn.v_proj.weight"), kv_dim),
+                ],
+                c.n_embd,
+            )?,
             wo: w.linear(&format!("{p}.self_attn.o_proj.weight"), c.n_embd, q_dim)?,
             ffn_norm: w.get(&format!("{p}.post_attention_layernorm.weight"), &[c.n_embd])?,
-            w_gate: w.linear(&format!("{p}.mlp.gate_proj.weight"), c.n_ff, c.n_embd)?,
-            w_up: w.linear(&format!("{p}.mlp.up_proj.weight"), c.n_ff, c.n_embd)?,
+            gate_up: w.stacked(
+                &[
+                    (format!("{p}.mlp.gate_proj.weight"), c.n_ff),
+                    (format!("{p}.mlp.up_proj.weight"), c.n_ff),
+                ],
+                c.n_embd,
+            )?,
             w_down: w.linear(&format!("{p}.mlp.down_proj.weight"), c.n_embd, c.n_ff)?,
         });
         report(&w);

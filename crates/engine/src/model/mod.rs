@@ -13,7 +13,7 @@ pub mod hf;
 mod linear;
 mod rope;
 
-pub use linear::Linear;
+pub use linear::{Linear, Stacked};
 
 use crate::config::ModelConfig;
 use crate::error::{EngineError, Result};
@@ -31,13 +31,12 @@ pub const PREFILL_HEADROOM: usize = 1024;
 #[derive(Debug)]
 pub(crate) struct Block {
     pub attn_norm: Tensor,
-    pub wq: Linear,
-    pub wk: Linear,
-    pub wv: Linear,
+    /// Q, K and V, in that order.
+    pub qkv: Stacked,
     pub wo: Linear,
     pub ffn_norm: Tensor,
-    pub w_gate: Linear,
-    pub w_up: Linear,
+    /// The gate and up projections, in that order.
+    pub gate_up: Stacked,
     pub w_down: Linear,
 }
 
@@ -102,6 +101,16 @@ impl Model {
     pub fn kernels(&self) -> Kernels {
         self.kernels
     }
+
+    /// Weight matrices the Q/K/V and gate/up projections of all layers run as: 5 a layer with
+    /// our CPU kernels, fewer where candle's ops run stacked matrices (see [`Stacked`]).
+    pub fn projection_matrices(&self) -> usize {
+        self.blocks
+            .iter()
+            .map(|b| b.qkv.matrices() + b.gate_up.matrices())
+            .sum()
+    }
+
     pub fn kv_dtype(&self) -> DType {
         self.kv_dtype
     }
@@ -160,20 +169,13 @@ impl Model {
         };
         for (i, b) in self.blocks.iter().enumerate() {
             let h = candle_nn::ops::rms_norm(&x, &b.attn_norm, c.rms_eps)?;
-            let q =
-                b.wq.forward(&h)?
-                    .reshape((1, l, c.n_head, c.head_dim))?
-                    .transpose(1, 2)?
-                    .contiguous()?;
-            let k =
-                b.wk.forward(&h)?
-                    .reshape((1, l, c.n_kv_head, c.head_dim))?
-                    .transpose(1, 2)?
-                    .contiguous()?;
-            let v =
-                b.wv.forward(&h)?
-                    .reshape((l, c.n_kv_head, c.head_dim))?
-                    .transpose(0, 1)?;
+            let [q, k, v] = parts(b.qkv.forward(&h)?)?;
+            let q = q.reshape((1, l, c.n_head, c.head_dim))?.transpose(1, 2)?.contiguous()?;
+            let k = k
+                .reshape((1, l, c.n_kv_head, c.head_dim))?
+                .transpose(1, 2)?
+                .contiguous()?;
+            let v = v.reshape((l, c.n_kv_head, c.head_dim))?.transpose(0, 1)?;
             let q = self.rope.apply(&q, &cos, &sin)?.squeeze(0)?;
             let k = self.rope.apply(&k, &cos, &sin)?.squeeze(0)?;
             state.write(i, &k, &v)?;
@@ -185,8 +187,8 @@ impl Model {
                 .reshape((l, c.n_head * c.head_dim))?;
             x = (x + b.wo.forward(&y)?)?;
             let h = candle_nn::ops::rms_norm(&x, &b.ffn_norm, c.rms_eps)?;
-            let g = candle_nn::ops::silu(&b.w_gate.forward(&h)?)?;
-            let ff = b.w_down.forward(&(g * b.w_up.forward(&h)?)?)?;
+            let [g, u] = parts(b.gate_up.forward(&h)?)?;
+            let ff = b.w_down.forward(&(candle_nn::ops::silu(&g)? * u)?)?;
             x = (x + ff)?;
         }
         state.commit(tokens);
@@ -253,4 +255,12 @@ impl KvState {
     pub(crate) fn layer_view_upto(&self, layer: usize, end: usize) -> Result<(Tensor, Tensor)> {
         self.raw_view(layer, end)
     }
+}
+
+/// The outputs of a [`Stacked`] projection as an array of its known number of parts.
+fn parts<const N: usize>(outputs: Vec<Tensor>) -> Result<[Tensor; N]> {
+    let n = outputs.len();
+    outputs
+        .try_into()
+        .map_err(|_| EngineError::Invalid(format!("a projection gave {n} outputs, expected {N}")))
 }

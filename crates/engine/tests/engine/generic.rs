@@ -59,6 +59,12 @@ fn the_model_says_which_kernels_it_runs() {
     assert_eq!(generic_smollm().info.kernels, Kernels::Generic);
     assert_eq!(generic_smollm().model.kernels(), Kernels::Generic);
     assert!(smollm().info.kernels.is_ours(), "{}", smollm().info.kernels);
+    // Candle's ops take each layer's Q/K/V and gate/up each as one stacked matrix where their
+    // formats allow; our kernels keep the five apart.
+    let layers = smollm().model.config().n_layer;
+    assert_eq!(smollm().model.projection_matrices(), 5 * layers);
+    let stacked = generic_smollm().model.projection_matrices();
+    assert!(stacked <= 3 * layers, "{stacked} matrices for {layers} layers");
     // Same model, same fingerprint: states are shared between the paths.
     assert_eq!(generic_smollm().fingerprint(), smollm().fingerprint());
 }
