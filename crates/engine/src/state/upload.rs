@@ -47,8 +47,24 @@ mod pinned {
     use half::f16;
     use rayon::prelude::*;
 
-    /// Values each core copies into the staging buffer at a time.
+    /// Values each core copies into the staging buffer at a time (1 MiB).
     const PIECE: usize = 1 << 19;
+
+    /// cudarc's pinned memory is write-combining: a core's stores to it wait in that core's
+    /// write-combining buffers until something drains them, and neither the worker's "done"
+    /// (a plain store) nor the copy to the GPU does. A store fence after each piece makes every
+    /// value visible before the DMA reads it. Without it, copying in 128 KiB pieces thawed an
+    /// 8B state whose continuation differed from the uninterrupted run (logits by up to 3.9, on
+    /// an H200, both times), where 1 MiB pieces were exact six times out of six: plausibly
+    /// because glibc's memcpy ends copies that large with non-temporal stores and a fence of
+    /// its own. The fence no longer depends on that. (Not yet run on a GPU with the fence.)
+    fn drain_write_combining() {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `sfence` has no operands and no effect but ordering this core's stores.
+        unsafe {
+            std::arch::x86_64::_mm_sfence()
+        };
+    }
 
     fn err(e: DriverError) -> candle_core::Error {
         candle_core::Error::Msg(format!("CUDA: {e}"))
@@ -79,9 +95,10 @@ mod pinned {
             turn += 1;
             // Waits until this buffer's previous copy to the GPU has finished.
             let dst = pinned.as_mut_slice().map_err(err)?;
-            dst.par_chunks_mut(PIECE)
-                .zip(host.par_chunks(PIECE))
-                .for_each(|(d, s)| d.copy_from_slice(s));
+            dst.par_chunks_mut(PIECE).zip(host.par_chunks(PIECE)).for_each(|(d, s)| {
+                d.copy_from_slice(s);
+                drain_write_combining();
+            });
             // SAFETY: the device buffer is written whole by the copy below before any use.
             let mut out = unsafe { stream.alloc::<f16>(n) }.map_err(err)?;
             stream.memcpy_htod(&*pinned, &mut out).map_err(err)?;
