@@ -754,6 +754,12 @@ pub struct CatalogueEntry {
     pub memory_bytes: Option<u64>,
     /// `needs_bytes` fits in the memory (None when the memory is unknown).
     pub fits: Option<bool>,
+    /// The GPU's memory, when this build runs on one (a CUDA build on a machine with an
+    /// NVIDIA GPU; see `freeze_attn_engine::device::gpu_memory`).
+    pub gpu_memory_bytes: Option<u64>,
+    /// `needs_bytes` fits in the GPU's memory, so that every layer runs there (None without a
+    /// GPU).
+    pub fits_gpu: Option<bool>,
     pub installed: bool,
 }
 
@@ -766,6 +772,7 @@ pub fn catalogue(context: u64) -> Result<Vec<CatalogueEntry>> {
     let cat: Catalogue =
         serde_json::from_str(CATALOGUE).map_err(|e| Error::Invalid(format!("assets/models.json: {e}")))?;
     let memory = total_memory();
+    let gpu = freeze_attn_engine::device::gpu_memory();
     let mut out = Vec::new();
     for m in cat.models {
         for f in m.files {
@@ -792,6 +799,8 @@ pub fn catalogue(context: u64) -> Result<Vec<CatalogueEntry>> {
                 needs_bytes: needs,
                 memory_bytes: memory,
                 fits: memory.map(|mem| needs <= mem),
+                gpu_memory_bytes: gpu,
+                fits_gpu: gpu.map(|mem| needs <= mem),
             });
         }
     }

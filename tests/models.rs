@@ -460,6 +460,31 @@ fn the_catalogue_estimates_memory_and_knows_what_is_installed() {
         entry(&cat("64000000000"), "bartowski/Meta-Llama-3.1-8B-Instruct-GGUF:Q4_K_M")["fits"],
         true
     );
+    // Without a GPU (this CPU build) there is no GPU estimate; with one, each file is held
+    // against its memory too (here an 8 GB card, as FREEZE_ATTN_GPU_MEMORY_BYTES plans for).
+    assert_eq!(eight["gpu_memory_bytes"], serde_json::Value::Null);
+    assert_eq!(eight["fits_gpu"], serde_json::Value::Null);
+    let o = env
+        .command(&["models", "catalogue", "--context", "8192", "--json"], None)
+        .env("FREEZE_ATTN_MEMORY_BYTES", "64000000000")
+        .env("FREEZE_ATTN_GPU_MEMORY_BYTES", "8000000000")
+        .output()
+        .unwrap();
+    let with_gpu: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let on_gpu = |name: &str| entry(&with_gpu, name)["fits_gpu"].clone();
+    assert_eq!(on_gpu("bartowski/Meta-Llama-3.1-8B-Instruct-GGUF:Q4_K_M"), true);
+    assert_eq!(
+        on_gpu("bartowski/Meta-Llama-3.1-8B-Instruct-GGUF:Q8_0"),
+        false,
+        "8.5 GB of weights"
+    );
+    let text = env
+        .command(&["models", "catalogue", "--context", "8192"], None)
+        .env("FREEZE_ATTN_GPU_MEMORY_BYTES", "8000000000")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(text.contains("too large for the GPU's 8.0 GB"), "{text}");
     // A catalogue name pulls like any other and then shows as installed.
     env.ok_json(&[
         "models",

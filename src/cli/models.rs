@@ -104,11 +104,17 @@ pub fn run(a: ModelsArgs) -> anyhow::Result<()> {
                         ),
                         None => format!("needs {}", human_bytes(e.needs_bytes)),
                     };
+                    let gpu = match (e.fits_gpu, e.gpu_memory_bytes) {
+                        (Some(true), Some(g)) => format!("; the GPU's {} too", human_bytes(g)),
+                        (Some(false), Some(g)) => format!("; too large for the GPU's {}", human_bytes(g)),
+                        _ => String::new(),
+                    };
                     println!(
-                        "{:<52} ~{:>8}  {}{}{}",
+                        "{:<52} ~{:>8}  {}{}{}{}",
                         e.name,
                         human_bytes(e.approx_bytes),
                         fit,
+                        gpu,
                         if e.recommended { "  recommended" } else { "" },
                         if e.installed { "  installed" } else { "" }
                     );

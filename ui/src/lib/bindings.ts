@@ -100,6 +100,16 @@ export type CatalogueEntry = {
 	memory_bytes: number | null,
 	/**  `needs_bytes` fits in the memory (None when the memory is unknown). */
 	fits: boolean | null,
+	/**
+	 *  The GPU's memory, when this build runs on one (a CUDA build on a machine with an
+	 *  NVIDIA GPU; see `freeze_attn_engine::device::gpu_memory`).
+	 */
+	gpu_memory_bytes: number | null,
+	/**
+	 *  `needs_bytes` fits in the GPU's memory, so that every layer runs there (None without a
+	 *  GPU).
+	 */
+	fits_gpu: boolean | null,
 	installed: boolean,
 };
 

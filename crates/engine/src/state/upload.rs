@@ -95,10 +95,12 @@ mod pinned {
             turn += 1;
             // Waits until this buffer's previous copy to the GPU has finished.
             let dst = pinned.as_mut_slice().map_err(err)?;
-            dst.par_chunks_mut(PIECE).zip(host.par_chunks(PIECE)).for_each(|(d, s)| {
-                d.copy_from_slice(s);
-                drain_write_combining();
-            });
+            dst.par_chunks_mut(PIECE)
+                .zip(host.par_chunks(PIECE))
+                .for_each(|(d, s)| {
+                    d.copy_from_slice(s);
+                    drain_write_combining();
+                });
             // SAFETY: the device buffer is written whole by the copy below before any use.
             let mut out = unsafe { stream.alloc::<f16>(n) }.map_err(err)?;
             stream.memcpy_htod(&*pinned, &mut out).map_err(err)?;

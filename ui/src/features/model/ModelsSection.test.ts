@@ -41,12 +41,29 @@ function entry(over: Partial<CatalogueEntry> = {}): CatalogueEntry {
     needs_bytes: 6_530_000_000,
     memory_bytes: 4_000_000_000,
     fits: false,
+    gpu_memory_bytes: null,
+    fits_gpu: null,
     installed: false,
     ...over,
   };
 }
 
 describe("ModelsSection", () => {
+  it("holds each catalogue model against the GPU's memory too, when there is a GPU", async () => {
+    fakeBackend({
+      model_catalogue: () => [
+        entry({ fits: true, fits_gpu: true, gpu_memory_bytes: 80e9 }),
+        entry({ name: "x/Big:Q8_0", fits: true, fits_gpu: false, gpu_memory_bytes: 8e9 }),
+      ],
+      installed_models: () => [],
+    });
+    const app = await readyApp();
+    renderWithApp(ModelsSection, {}, app);
+    await waitFor(() => expect(screen.getAllByTestId("catalogue-entry")).toHaveLength(2));
+    expect(screen.getAllByTestId("catalogue-entry")[0]).toHaveTextContent("fits this machine and its GPU");
+    expect(screen.getAllByTestId("catalogue-entry")[1]).toHaveTextContent("too large for the GPU (8 GB)");
+  });
+
   it("lists installed models and loads one with a click", async () => {
     const user = userEvent.setup();
     const m = installed();
