@@ -634,6 +634,64 @@ pub fn list() -> Result<Vec<InstalledModel>> {
     Ok(out)
 }
 
+/// A model this library has loaded from a path of the user's (not a Hub download), to load
+/// again with one click.
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
+pub struct OpenedModel {
+    /// Its display name (from its metadata).
+    pub name: String,
+    /// The GGUF file or safetensors folder it was loaded from.
+    pub path: PathBuf,
+    /// The file's size, or the folder's `.safetensors` files'.
+    pub bytes: u64,
+    /// Nodes in the library made with it.
+    pub states: usize,
+}
+
+/// The models `lib` has seen loaded from a path that is still there, other than installed Hub
+/// models (which [`list`] shows): files opened by path and the default model. One entry per
+/// path (when the file at a path has changed since, the model with the most states made with
+/// it); by name.
+pub fn opened(lib: &freeze_attn_library::Library) -> Result<Vec<OpenedModel>> {
+    let hub = canonical(&hub_dir());
+    let mut by_path: std::collections::HashMap<PathBuf, OpenedModel> = std::collections::HashMap::new();
+    for m in lib.models()? {
+        let path = canonical(&m.path);
+        if path.starts_with(&hub) {
+            continue;
+        }
+        let bytes = match std::fs::metadata(&path) {
+            Ok(md) if md.is_file() => md.len(),
+            Ok(md) if md.is_dir() => std::fs::read_dir(&path)
+                .map(|d| {
+                    d.flatten()
+                        .filter(|e| e.file_name().to_string_lossy().ends_with(".safetensors"))
+                        .filter_map(|e| e.metadata().ok())
+                        .map(|md| md.len())
+                        .sum()
+                })
+                .unwrap_or(0),
+            _ => continue,
+        };
+        let entry = OpenedModel {
+            name: m.display_name.clone(),
+            states: lib.count_nodes_of_model(&m.fingerprint)?,
+            path: m.path.clone(),
+            bytes,
+        };
+        match by_path.get(&path) {
+            Some(kept) if kept.states >= entry.states => {}
+            _ => {
+                by_path.insert(path, entry);
+            }
+        }
+    }
+    let mut out: Vec<OpenedModel> = by_path.into_values().collect();
+    out.sort_by(|a, b| a.name.cmp(&b.name).then(a.path.cmp(&b.path)));
+    Ok(out)
+}
+
 /// The installed model that `name` (`REPO`, `REPO:QUANT` or `REPO:FILE`) designates.
 pub fn info(name: &str) -> Result<InstalledModel> {
     let hub =

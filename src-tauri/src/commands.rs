@@ -433,6 +433,16 @@ pub async fn installed_models() -> Res<Vec<freeze_attn::models::InstalledModel>>
     Ok(blocking(freeze_attn::models::list).await?)
 }
 
+/// The models the library has loaded from the user's own paths (and the default model).
+#[tauri::command]
+#[specta::specta]
+pub async fn opened_models(state: State<'_, AppState>) -> Res<Vec<freeze_attn::models::OpenedModel>> {
+    state
+        .run(|s| freeze_attn::models::opened(&s.library))
+        .await
+        .map_err(ApiError::from)
+}
+
 /// The recommended models, each with its memory estimate at `context` tokens.
 #[tauri::command]
 #[specta::specta]

@@ -48,6 +48,7 @@ pub fn builder() -> Builder<tauri::Wry> {
             set_serving,
             serving,
             installed_models,
+            opened_models,
             model_catalogue,
             pull_model,
             cancel_pull,

@@ -265,6 +265,29 @@ fn freezing_after_forking_a_whole_node_fills_the_fork_instead_of_adding_a_grandc
 }
 
 #[test]
+fn models_opened_from_files_are_listed_to_load_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = session(dir.path());
+    s.start_live(NodeKind::Chat, None);
+    s.chat_send("Hi", &greedy(4), &mut |_| {}).unwrap();
+    s.freeze("hello", NodeKind::Chat).unwrap();
+    // A model loaded once from a file that has since gone is not offered.
+    s.library
+        .put_model(&freeze_attn_library::ModelRecord {
+            fingerprint: "ab".repeat(32).as_str().into(),
+            display_name: "Gone".into(),
+            path: dir.path().join("gone.gguf"),
+        })
+        .unwrap();
+    let opened = freeze_attn::models::opened(&s.library).unwrap();
+    assert_eq!(opened.len(), 1, "{opened:?}");
+    assert_eq!(opened[0].path, s.model.info.path);
+    assert_eq!(opened[0].name, s.model.info.name);
+    assert_eq!(opened[0].states, 1);
+    assert_eq!(opened[0].bytes, std::fs::metadata(&s.model.info.path).unwrap().len());
+}
+
+#[test]
 fn forks_share_their_base_on_disk() {
     let dir = tempfile::tempdir().unwrap();
     let mut s = session(dir.path());

@@ -394,6 +394,9 @@ fn the_real_app_end_to_end() {
             s.text(&tid("model-file"))?.contains("hub/e2e-test/SmolLM2-GGUF/"),
             "the loaded model is the download"
         );
+        // The default model, opened from its file at the start, is offered to load again.
+        assert!(s.text(&tid("opened-models"))?.contains("SmolLM2-135M-Instruct"));
+        assert!(s.exists(&tid("opened-load"))?);
         s.type_into(&tid("model-path"), default_file.to_str().unwrap())?;
         s.click(&tid("model-open"))?;
         s.until("the default model again", 180, || s.exists(&tid("model-load")))?;

@@ -209,6 +209,7 @@ const handlers: Record<string, (a: any) => unknown> = {
   set_serving: ({ enabled, port }) => ({ url: enabled ? `http://127.0.0.1:${port}/v1` : null }),
   serving: () => ({ url: null }),
   installed_models: () => [],
+  opened_models: () => [{ name: model.name, path: model.path, bytes: model.bytes, states: nodes.length }],
   model_catalogue: () => [],
   pull_model: ({ name }) => fail("hub", `${name}: the demo has no Hugging Face Hub.`),
   cancel_pull: () => null,

@@ -134,6 +134,7 @@ export const api = {
   setServing: (enabled: boolean, port: number) => unwrap(() => commands.setServing(enabled, port)),
   serving: () => unwrap(() => commands.serving()),
   installedModels: () => unwrap(() => commands.installedModels()),
+  openedModels: () => unwrap(() => commands.openedModels()),
   modelCatalogue: (context: number) => unwrap(() => commands.modelCatalogue(context)),
   pullModel: (name: string, onProgress: (p: PullProgress) => void) =>
     unwrap(() => commands.pullModel(name, channel(onProgress))),

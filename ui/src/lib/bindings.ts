@@ -47,6 +47,8 @@ export const commands = {
 	serving: () => typedError<ServingStatus, ApiError>(__TAURI_INVOKE("serving")),
 	/**  The models installed from the Hugging Face Hub. */
 	installedModels: () => typedError<InstalledModel[], ApiError>(__TAURI_INVOKE("installed_models")),
+	/**  The models the library has loaded from the user's own paths (and the default model). */
+	openedModels: () => typedError<OpenedModel[], ApiError>(__TAURI_INVOKE("opened_models")),
 	/**  The recommended models, each with its memory estimate at `context` tokens. */
 	modelCatalogue: (context: number) => typedError<CatalogueEntry[], ApiError>(__TAURI_INVOKE("model_catalogue", { context })),
 	/**
@@ -297,6 +299,21 @@ export type NodeView = {
 	created_at: number,
 	updated_at: number,
 	depth: number,
+};
+
+/**
+ *  A model this library has loaded from a path of the user's (not a Hub download), to load
+ *  again with one click.
+ */
+export type OpenedModel = {
+	/**  Its display name (from its metadata). */
+	name: string,
+	/**  The GGUF file or safetensors folder it was loaded from. */
+	path: string,
+	/**  The file's size, or the folder's `.safetensors` files'. */
+	bytes: number,
+	/**  Nodes in the library made with it. */
+	states: number,
 };
 
 /**  What a download has done so far. */

@@ -49,6 +49,27 @@ function entry(over: Partial<CatalogueEntry> = {}): CatalogueEntry {
 }
 
 describe("ModelsSection", () => {
+  it("lists models opened from files, and loads one again with a click", async () => {
+    const user = userEvent.setup();
+    const backend = fakeBackend({
+      installed_models: () => [],
+      model_catalogue: () => [],
+      opened_models: () => [
+        { name: "My Llama", path: "/models/my-llama.Q4_K_M.gguf", bytes: 808e6, states: 3 },
+        { name: "SmolLM2-135M-Instruct", path: "/data/SmolLM2-135M-Instruct.Q4_1.gguf", bytes: 97e6, states: 0 },
+      ],
+      open_model: () => ({ ...(backend.argsOf("open_model")[0] as object), name: "My Llama" }),
+    });
+    const app = await readyApp();
+    renderWithApp(ModelsSection, {}, app);
+    await waitFor(() => expect(screen.getAllByTestId("opened-model")).toHaveLength(2));
+    expect(screen.getAllByTestId("opened-model")[0]).toHaveTextContent("My Llama");
+    expect(screen.getAllByTestId("opened-model")[0]).toHaveTextContent("808 MB · 3 states · my-llama.Q4_K_M.gguf");
+    await user.click(screen.getAllByTestId("opened-load")[0]);
+    await waitFor(() => expect(backend.argsOf("open_model")).toHaveLength(1));
+    expect(backend.argsOf("open_model")[0]).toMatchObject({ path: "/models/my-llama.Q4_K_M.gguf" });
+  });
+
   it("holds each catalogue model against the GPU's memory too, when there is a GPU", async () => {
     fakeBackend({
       model_catalogue: () => [
