@@ -261,6 +261,18 @@ impl Session {
     }
 }
 
+/// The CSS selector of the element with this `data-testid`.
+pub fn tid(id: &str) -> String {
+    format!("[data-testid=\"{id}\"]")
+}
+
+/// A path the script running the test sets in the environment (`what` says which and who).
+pub fn env_path(name: &str, what: &str) -> PathBuf {
+    std::env::var(name)
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| panic!("{name}: {what}"))
+}
+
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../..")

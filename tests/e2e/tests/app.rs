@@ -5,9 +5,8 @@
 //!
 //! Run through `scripts/e2e` (builds the app, starts Xvfb; needs tauri-driver and WebKitWebDriver).
 
-use freeze_attn_e2e::{repo_root, Driver, Session};
+use freeze_attn_e2e::{env_path, repo_root, tid, Driver, Session};
 use freeze_attn_library::{Library, NodeKind, NodeOrder};
-use std::path::PathBuf;
 
 fn nodes(lib_dir: &std::path::Path) -> Vec<freeze_attn_library::NodeSummary> {
     Library::open(lib_dir)
@@ -19,27 +18,17 @@ fn nodes(lib_dir: &std::path::Path) -> Vec<freeze_attn_library::NodeSummary> {
         .collect()
 }
 
-fn tid(id: &str) -> String {
-    format!("[data-testid=\"{id}\"]")
-}
-
 #[test]
 fn the_real_app_end_to_end() {
-    let app = std::env::var("FREEZE_ATTN_APP")
-        .map(PathBuf::from)
-        .expect("FREEZE_ATTN_APP: the built app (scripts/e2e sets it)");
-    let home = std::env::var("FREEZE_ATTN_HOME")
-        .map(PathBuf::from)
-        .expect("FREEZE_ATTN_HOME: a scratch data folder (scripts/e2e sets it)");
+    let app = env_path("FREEZE_ATTN_APP", "the built app (scripts/e2e sets it)");
+    let home = env_path("FREEZE_ATTN_HOME", "a scratch data folder (scripts/e2e sets it)");
     let lib_dir = home.join("library");
     let shots = repo_root().join("docs/screenshots");
     std::fs::create_dir_all(&shots).unwrap();
     // A stand-in for the Hugging Face Hub (the real one is out of reach here) serving the default
     // model's file under another name, slowly enough to watch the progress bar; the app finds it
     // through HF_ENDPOINT, which it inherits from tauri-driver.
-    let models_dir = std::env::var("FREEZE_ATTN_MODELS")
-        .map(PathBuf::from)
-        .expect("FREEZE_ATTN_MODELS: the models folder (scripts/e2e sets it)");
+    let models_dir = env_path("FREEZE_ATTN_MODELS", "the models folder (scripts/e2e sets it)");
     let default_file = models_dir.join("SmolLM2-135M-Instruct.Q4_1.gguf");
     let hub_repo = models_dir.join("hub").join("e2e-test");
     let staging = models_dir.join(".downloads").join("models--e2e-test--SmolLM2-GGUF");

@@ -6,27 +6,18 @@
 //! Run through `scripts/deb-test` (installs the package, sets FREEZE_ATTN_APP to the installed
 //! binary and a scratch data folder); not by `scripts/e2e`.
 
-use freeze_attn_e2e::{repo_root, Driver, Session};
+use freeze_attn_e2e::{env_path, repo_root, tid, Driver, Session};
 use freeze_attn_library::{Library, NodeOrder};
-use std::path::PathBuf;
-
-fn tid(id: &str) -> String {
-    format!("[data-testid=\"{id}\"]")
-}
 
 #[test]
 fn the_installed_package_starts_chats_and_freezes() {
-    let app = std::env::var("FREEZE_ATTN_APP")
-        .map(PathBuf::from)
-        .expect("FREEZE_ATTN_APP: the installed app (scripts/deb-test sets it)");
+    let app = env_path("FREEZE_ATTN_APP", "the installed app (scripts/deb-test sets it)");
     assert!(
         app.starts_with("/usr"),
         "{} is not an installed binary: run this through scripts/deb-test",
         app.display()
     );
-    let home = std::env::var("FREEZE_ATTN_HOME")
-        .map(PathBuf::from)
-        .expect("FREEZE_ATTN_HOME: a scratch data folder (scripts/deb-test sets it)");
+    let home = env_path("FREEZE_ATTN_HOME", "a scratch data folder (scripts/deb-test sets it)");
     let shots = repo_root().join("docs/screenshots");
     std::fs::create_dir_all(&shots).unwrap();
     let driver = Driver::start(4444).unwrap();
