@@ -88,6 +88,26 @@ pub fn device_name(device: &Device) -> String {
     }
 }
 
+/// Memory of the first GPU this build runs on (CUDA: the device's total), or `None` in a build
+/// without GPU support, without a GPU, or on Metal (whose memory is the machine's, which the
+/// caller already counts). `FREEZE_ATTN_GPU_MEMORY_BYTES` overrides it, to plan for another
+/// machine (and for tests).
+pub fn gpu_memory() -> Option<u64> {
+    if let Some(v) = std::env::var("FREEZE_ATTN_GPU_MEMORY_BYTES")
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+    {
+        return Some(v);
+    }
+    #[cfg(feature = "cuda")]
+    if candle_core::utils::cuda_is_available() {
+        if let Ok((_, total)) = candle_core::cuda::cudarc::driver::CudaContext::new(0).and_then(|c| c.mem_get_info()) {
+            return Some(total as u64);
+        }
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -113,24 +133,4 @@ mod tests {
         let e = DeviceChoice::Cuda(0).open().unwrap_err().to_string();
         assert!(e.contains("--features cuda"), "{e}");
     }
-}
-
-/// Memory of the first GPU this build runs on (CUDA: the device's total), or `None` in a build
-/// without GPU support, without a GPU, or on Metal (whose memory is the machine's, which the
-/// caller already counts). `FREEZE_ATTN_GPU_MEMORY_BYTES` overrides it, to plan for another
-/// machine (and for tests).
-pub fn gpu_memory() -> Option<u64> {
-    if let Some(v) = std::env::var("FREEZE_ATTN_GPU_MEMORY_BYTES")
-        .ok()
-        .and_then(|v| v.trim().parse().ok())
-    {
-        return Some(v);
-    }
-    #[cfg(feature = "cuda")]
-    if candle_core::utils::cuda_is_available() {
-        if let Ok((_, total)) = candle_core::cuda::cudarc::driver::CudaContext::new(0).and_then(|c| c.mem_get_info()) {
-            return Some(total as u64);
-        }
-    }
-    None
 }
