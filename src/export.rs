@@ -107,13 +107,10 @@ pub fn import_bundle(
     };
     let result = check().and_then(|()| {
         register_model(lib, model)?;
-        let parent_transcript = match parent {
-            Some(p) => crate::transcript::Transcript::from_json(&lib.node(p)?.transcript),
-            None => None,
+        let preview = match crate::transcript::Transcript::from_json(&bundle.node.transcript) {
+            Some(t) => crate::freeze::preview(lib, &t, parent)?,
+            None => String::new(),
         };
-        let preview = crate::transcript::Transcript::from_json(&bundle.node.transcript)
-            .map(|t| t.preview(parent_transcript.as_ref()))
-            .unwrap_or_default();
         let id = lib.commit_import(&bundle, parent, name, &preview)?;
         tracing::Span::current().record("node", id.0);
         Ok(id)

@@ -146,12 +146,7 @@ pub fn fork(lib: &Library, model: &LoadedModel, id: NodeId, at: Option<ForkPoint
     new.tip = if token_count > 0 { node.tip.clone() } else { None };
     new.token_count = token_count;
     new.transcript = transcript.to_json();
-    let parent_transcript = match parent {
-        Some(p) if p == id => Transcript::from_json(&node.transcript),
-        Some(p) => Transcript::from_json(&lib.node(p)?.transcript),
-        None => None,
-    };
-    new.preview = transcript.preview(parent_transcript.as_ref());
+    new.preview = crate::freeze::preview(lib, &transcript, parent)?;
     let child = lib.create_node(&new)?;
     tracing::Span::current().record("child", child.0);
     Ok(child)

@@ -79,11 +79,13 @@ pub fn freeze_into_branch(
     Ok(())
 }
 
-/// The node's line for listings, next to its parent's transcript.
-fn preview(lib: &Library, transcript: &Transcript, parent: Option<NodeId>) -> Result<String> {
-    let parent = match parent {
-        Some(p) => Transcript::from_json(&lib.node(p)?.transcript),
-        None => None,
+/// The node's line for listings, next to its parent's transcript (freeze, fork and import all
+/// make it here). A chat's line never depends on its parent, so the parent is read only for a
+/// text, whose line is what it adds to its parent's.
+pub(crate) fn preview(lib: &Library, transcript: &Transcript, parent: Option<NodeId>) -> Result<String> {
+    let parent = match (transcript, parent) {
+        (Transcript::Text { .. }, Some(p)) => Transcript::from_json(&lib.node(p)?.transcript),
+        _ => None,
     };
     Ok(transcript.preview(parent.as_ref()))
 }

@@ -296,9 +296,18 @@ impl GgufFile {
                 detail: format!("tensor `{name}`: {e}"),
             };
             self.reader.seek(SeekFrom::Start(at)).map_err(truncated)?;
+            // Read into the reserved capacity (no zero-filling first); a short read is a
+            // truncated file.
             let start = raw.len();
-            raw.resize(start + n as usize, 0);
-            std::io::Read::read_exact(&mut self.reader, &mut raw[start..]).map_err(truncated)?;
+            let got = std::io::Read::read_to_end(&mut std::io::Read::take(&mut self.reader, n), &mut raw)
+                .map_err(truncated)?;
+            if got as u64 != n {
+                raw.truncate(start);
+                return Err(truncated(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    format!("{got} of its {n} bytes in the file"),
+                )));
+            }
             self.read_bytes += n;
         }
         let t = candle_core::quantized::ggml_file::qtensor_from_ggml(dtype, &raw, vec![rows, cols], device).map_err(

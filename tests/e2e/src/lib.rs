@@ -256,6 +256,30 @@ impl Session {
         std::fs::write(path, png).map_err(|e| e.to_string())
     }
 
+    /// Sends `text` from the composer and waits until the reply, the chat's message number
+    /// `reply`, has finished streaming; returns its text.
+    pub fn chat(&self, text: &str, reply: usize) -> Result<String> {
+        let reply = tid(&format!("message-{reply}"));
+        self.type_into(&tid("composer-input"), text)?;
+        self.click(&tid("composer-send"))?;
+        self.wait(&reply, 120)?;
+        self.until("the reply to finish", 300, || {
+            Ok(!self.exists(&tid("message-streaming"))? && !self.exists(&tid("message-pending"))?)
+        })?;
+        self.text(&reply)
+    }
+
+    /// Freezes the live state from the Freeze dialog under `name`, as `kind` (the suffix of a
+    /// `freeze-kind-*` test id) or the dialog's default.
+    pub fn freeze_as(&self, name: &str, kind: Option<&str>) -> Result<()> {
+        self.click(&tid("freeze-open"))?;
+        self.type_into(&tid("freeze-name"), name)?;
+        if let Some(kind) = kind {
+            self.click(&tid(&format!("freeze-kind-{kind}")))?;
+        }
+        self.click(&tid("freeze-submit"))
+    }
+
     pub fn close(&self) {
         let _ = call("DELETE", &self.base, None);
     }

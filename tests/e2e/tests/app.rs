@@ -63,22 +63,10 @@ fn the_real_app_end_to_end() {
         s.screenshot(&shots.join("01-start.png"))?;
 
         // Chat, then freeze it as a personality.
-        s.type_into(
-            &tid("composer-input"),
-            "Hi! My name is Ada and I love the sea. Please greet me.",
-        )?;
-        s.click(&tid("composer-send"))?;
-        s.wait(&tid("message-1"), 120)?;
-        s.until("the reply to finish", 300, || {
-            Ok(!s.exists(&tid("message-streaming"))? && !s.exists(&tid("message-pending"))?)
-        })?;
-        let reply = s.text(&tid("message-1"))?;
+        let reply = s.chat("Hi! My name is Ada and I love the sea. Please greet me.", 1)?;
         assert!(reply.len() > 5, "the model replied: {reply:?}");
         s.screenshot(&shots.join("02-chat.png"))?;
-        s.click(&tid("freeze-open"))?;
-        s.type_into(&tid("freeze-name"), "Ada")?;
-        s.click(&tid("freeze-kind-personality"))?;
-        s.click(&tid("freeze-submit"))?;
+        s.freeze_as("Ada", Some("personality"))?;
         s.until("the frozen node in the library", 60, || Ok(nodes(&lib_dir).len() == 1))?;
         let ada = nodes(&lib_dir)[0].clone();
         assert_eq!((ada.name.as_str(), ada.kind), ("Ada", NodeKind::Personality));
@@ -103,13 +91,7 @@ fn the_real_app_end_to_end() {
 
         // Continue the fork and freeze it: the empty fork itself takes the new turn and the name
         // given now (no child of a 0-byte copy), so the two nodes differ.
-        s.type_into(&tid("composer-input"), "What do I love?")?;
-        s.click(&tid("composer-send"))?;
-        s.until("the second reply", 300, || {
-            Ok(s.exists(&tid("message-3"))?
-                && !s.exists(&tid("message-streaming"))?
-                && !s.exists(&tid("message-pending"))?)
-        })?;
+        s.chat("What do I love?", 3)?;
         s.click(&tid("freeze-open"))?;
         assert!(s.text(&tid("freeze-dialog"))?.contains("fill the branch"));
         s.type_into(&tid("freeze-name"), "Ada asked")?;

@@ -26,17 +26,9 @@ fn the_installed_package_starts_chats_and_freezes() {
         s.until("the model to load", 180, || {
             Ok(s.text(&tid("status-model"))? == "SmolLM2-135M-Instruct")
         })?;
-        s.type_into(&tid("composer-input"), "Hello! What is the capital of France?")?;
-        s.click(&tid("composer-send"))?;
-        s.wait(&tid("message-1"), 120)?;
-        s.until("the reply to finish", 300, || {
-            Ok(!s.exists(&tid("message-streaming"))? && !s.exists(&tid("message-pending"))?)
-        })?;
-        let reply = s.text(&tid("message-1"))?;
+        let reply = s.chat("Hello! What is the capital of France?", 1)?;
         assert!(reply.len() > 5, "the installed app's model replied: {reply:?}");
-        s.click(&tid("freeze-open"))?;
-        s.type_into(&tid("freeze-name"), "Installed")?;
-        s.click(&tid("freeze-submit"))?;
+        s.freeze_as("Installed", None)?;
         let lib_dir = home.join("library");
         s.until("the frozen node in the library", 60, || {
             Ok(Library::open(&lib_dir)

@@ -17,28 +17,24 @@ export function clip(s: string, n: number): string {
 }
 
 /**
- * An empty branch (as the library calls it): a fork of a whole node that has not grown yet. It
- * stores nothing of its own and reuses its parent's segments, so "0 B" would mislead; freezing on
- * it fills it.
+ * The node's size, or "empty branch" for one (`library/tree.ts`'s `emptyBranches`, the tree's own
+ * definition): a fork of a whole node that has not grown stores nothing of its own and reuses its
+ * parent's segments, so "0 B" would mislead; freezing on it fills it.
  */
-export function sharesParent(node: NodeView, parent: NodeView | undefined): boolean {
-  return node.own_bytes === 0 && node.token_count > 0 && parent?.token_count === node.token_count;
-}
-
-export function sizeLabel(node: NodeView, parent: NodeView | undefined): string {
-  return sharesParent(node, parent) ? "empty branch" : formatBytes(node.own_bytes);
+export function sizeLabel(node: NodeView, emptyBranch: boolean): string {
+  return emptyBranch ? "empty branch" : formatBytes(node.own_bytes);
 }
 
 /** The box's third line: `1.2k tokens · 2.4 MB`. */
-export function metaLine(node: NodeView, parent: NodeView | undefined): string {
-  return `${formatCompact(node.token_count)} tokens · ${sizeLabel(node, parent)}`;
+export function metaLine(node: NodeView, emptyBranch: boolean): string {
+  return `${formatCompact(node.token_count)} tokens · ${sizeLabel(node, emptyBranch)}`;
 }
 
 /** The tooltip: everything the box shortens, in full. */
-export function tooltip(node: NodeView, parent: NodeView | undefined): string {
+export function tooltip(node: NodeView, emptyBranch: boolean): string {
   const preview = oneLine(node.preview);
   const model = node.compatible ? "" : `Made with ${node.model_name}`;
-  return [node.name, preview, `${formatTokens(node.token_count)} · ${sizeLabel(node, parent)}`, model]
+  return [node.name, preview, `${formatTokens(node.token_count)} · ${sizeLabel(node, emptyBranch)}`, model]
     .filter((line) => line !== "")
     .join("\n");
 }

@@ -156,19 +156,13 @@ function expectNoOverlap(l: GraphLayout, s = SPACING) {
   }
 }
 
-function timed<T>(f: () => T): [T, number] {
-  const t0 = performance.now();
-  const out = f();
-  return [out, performance.now() - t0];
-}
-
 describe("layout of a big library", () => {
-  it("lays out 1,000 nodes quickly, with no two boxes overlapping", () => {
+  // No time bounds here: speed is checked by benchmarks, not by timed unit tests.
+  it("lays out 1,000 nodes with no two boxes overlapping", () => {
     const many = forest(1000, 5);
-    const [l, ms] = timed(() => layoutForest(many));
+    const l = layoutForest(many);
     expect(l.placed).toHaveLength(1000);
     expect(l.edges).toHaveLength(995);
-    expect(ms, "layout of 1,000 nodes").toBeLessThan(200);
     // The brute-force check too, for the boxes as drawn.
     const boxes = l.placed.map((p) => [p.x, p.y - SPACING.nodeHeight / 2, p.node.id] as const);
     for (let i = 0; i < boxes.length; i++)
@@ -183,9 +177,8 @@ describe("layout of a big library", () => {
   it("lays out 5,000 nodes of deep chains and wide fans", () => {
     const mix = chainAndFan(1000, 3, 1000);
     expect(mix.length).toBe(4998);
-    const [l, ms] = timed(() => layoutForest(mix));
+    const l = layoutForest(mix);
     expect(l.placed).toHaveLength(mix.length);
-    expect(ms, "layout of 5,000 nodes").toBeLessThan(1000);
     expectNoOverlap(l);
   });
 
