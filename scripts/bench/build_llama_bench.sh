@@ -22,6 +22,9 @@ fi
 PY="${PYTHON:-/opt/refvenv/bin/python}"
 mkdir -p "$CACHE"
 cd "$CACHE"
+# cmake first: pip prepares the sdist's metadata below with scikit-build-core, which needs it.
+"$PY" -m pip install --quiet cmake ninja >&2
+PATH="$(dirname "$PY"):$PATH"
 if [[ ! -d src ]]; then
     # pip prepares an sdist's metadata before saving it: with the build backend installed
     # here and no build isolation that is quick and needs nothing else from the network.
@@ -33,8 +36,6 @@ if [[ ! -d src ]]; then
     mv llama_cpp_python-"$VERSION"/vendor/llama.cpp src
     rm -rf llama_cpp_python-"$VERSION" sdist.tar.gz
 fi
-"$PY" -m pip install --quiet cmake ninja >&2
-PATH="$(dirname "$PY"):$PATH"
 cmake -S src -B build -G Ninja -DCMAKE_BUILD_TYPE=Release \
     -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=OFF \
     -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON \

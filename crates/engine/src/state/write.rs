@@ -6,7 +6,7 @@ use super::{q8, SegmentId};
 use crate::error::{EngineError, Result};
 use crate::fingerprint::ModelFingerprint;
 use crate::kv::KvState;
-use candle_core::{DType, Device, Tensor};
+use candle_core::{CpuStorage, DType, Device, Storage, StridedBlocks, Tensor};
 use half::{bf16, f16};
 use safetensors::tensor::{Dtype, View};
 use std::borrow::Cow;
@@ -22,29 +22,33 @@ pub struct SegmentInfo {
     pub bytes: u64,
 }
 
-pub(super) struct Raw {
+pub(super) struct Raw<'a> {
     pub dtype: Dtype,
     pub shape: Vec<usize>,
-    pub data: Data,
+    pub data: Data<'a>,
 }
 
-/// A tensor's values as they are written: bytes, or 16/32-bit floats kept in the vector they
-/// were copied into (their little-endian bytes are the stored bytes, so on a little-endian
-/// machine they are written as they lie, without a second copy).
-pub(super) enum Data {
+/// A tensor's values as they are written: bytes, 16/32-bit floats kept in the vector they were
+/// copied into (their little-endian bytes are the stored bytes, so on a little-endian machine
+/// they are written as they lie, without a second copy), or the state's own memory, lent in
+/// runs of bytes (when the stored type is the state's: nothing is copied before the write).
+pub(super) enum Data<'a> {
     Bytes(Vec<u8>),
     F16(Vec<f16>),
     Bf16(Vec<bf16>),
     F32(Vec<f32>),
+    Lent(Vec<&'a [u8]>),
 }
 
-impl Data {
-    fn bytes(&self) -> Cow<'_, [u8]> {
+impl Data<'_> {
+    /// The bytes in order, as one or more runs.
+    fn runs(&self) -> Vec<Cow<'_, [u8]>> {
         match self {
-            Self::Bytes(b) => Cow::Borrowed(b),
-            Self::F16(v) => le_bytes(v, |x| x.to_le_bytes()),
-            Self::Bf16(v) => le_bytes(v, |x| x.to_le_bytes()),
-            Self::F32(v) => le_bytes(v, f32::to_le_bytes),
+            Self::Bytes(b) => vec![Cow::Borrowed(b)],
+            Self::F16(v) => vec![le_bytes(v, |x| x.to_le_bytes())],
+            Self::Bf16(v) => vec![le_bytes(v, |x| x.to_le_bytes())],
+            Self::F32(v) => vec![le_bytes(v, f32::to_le_bytes)],
+            Self::Lent(runs) => runs.iter().map(|r| Cow::Borrowed(*r)).collect(),
         }
     }
 
@@ -54,7 +58,40 @@ impl Data {
             Self::F16(v) => v.len() * 2,
             Self::Bf16(v) => v.len() * 2,
             Self::F32(v) => v.len() * 4,
+            Self::Lent(runs) => runs.iter().map(|r| r.len()).sum(),
         }
+    }
+}
+
+/// The bytes of `t` (a host tensor whose dtype is the stored one) in row-major order, borrowed
+/// from its storage in contiguous runs: a state's `(n_kv_head, positions, head_dim)` view is one
+/// run per head. None where that is not possible (another device, a big-endian machine, a
+/// layout that is not uniform runs); the caller copies instead.
+fn lend<'a>(storage: &'a Storage, t: &Tensor) -> Option<Vec<&'a [u8]>> {
+    fn bytes<T>(v: &[T]) -> &[u8] {
+        // SAFETY: `T` is f16, bf16 or f32 (below): plain values with no padding, so their
+        // memory is `size_of_val(v)` initialised bytes, borrowed for as long as `v`.
+        unsafe { std::slice::from_raw_parts(v.as_ptr() as *const u8, std::mem::size_of_val(v)) }
+    }
+    if cfg!(target_endian = "big") {
+        return None;
+    }
+    let (all, size) = match storage {
+        Storage::Cpu(CpuStorage::F16(v)) => (bytes(v), 2),
+        Storage::Cpu(CpuStorage::BF16(v)) => (bytes(v), 2),
+        Storage::Cpu(CpuStorage::F32(v)) => (bytes(v), 4),
+        _ => return None,
+    };
+    let run = |start: usize, len: usize| all.get(start * size..(start + len) * size);
+    match t.strided_blocks() {
+        StridedBlocks::SingleBlock { start_offset, len } => Some(vec![run(start_offset, len)?]),
+        StridedBlocks::UniformBlocks {
+            start_offset,
+            block_len,
+            count,
+            src_stride,
+        } => (0..count).map(|i| run(start_offset + i * src_stride, block_len)).collect(),
+        StridedBlocks::MultipleBlocks { .. } => None,
     }
 }
 
@@ -69,21 +106,6 @@ fn le_bytes<T: Copy, const N: usize>(v: &[T], f: impl Fn(T) -> [u8; N]) -> Cow<'
         Cow::Borrowed(unsafe { std::slice::from_raw_parts(v.as_ptr() as *const u8, std::mem::size_of_val(v)) })
     } else {
         Cow::Owned(bytes_of(v, f))
-    }
-}
-
-impl View for &Raw {
-    fn dtype(&self) -> Dtype {
-        self.dtype
-    }
-    fn shape(&self) -> &[usize] {
-        &self.shape
-    }
-    fn data(&self) -> Cow<'_, [u8]> {
-        self.data.bytes()
-    }
-    fn data_len(&self) -> usize {
-        self.data.len()
     }
 }
 
@@ -136,6 +158,10 @@ pub fn write_segment(
     }
     let g = *state.geometry();
     let n = end - start;
+    let host = tracing::debug_span!("engine.copy_out").in_scope(|| on_host(state, start, end))?;
+    // Read guards on the host tensors' storage, held while their bytes are lent to the write
+    // (declared before `tensors`, which borrows from them).
+    let storages: Vec<_> = host.iter().map(|t| t.storage_and_layout()).collect();
     let mut tensors: Vec<(String, Raw)> = Vec::new();
     let ids = &state.tokens()[start..end];
     tensors.push((
@@ -155,14 +181,35 @@ pub fn write_segment(
         },
     ));
     let copy = tracing::debug_span!("engine.copy_out").entered();
-    let mut host = on_host(state, start, end)?.into_iter();
+    let mut host = host.iter().zip(&storages);
     for l in 0..g.n_layer {
         for name in ["k", "v"] {
-            let t = host
+            let (t, (storage, _)) = host
                 .next()
                 .ok_or_else(|| EngineError::Invalid("a K/V view is missing".into()))?;
             let shape = vec![g.n_kv_head, n, g.head_dim];
             let key = format!("layers.{l}.{name}");
+            let stored = match dtype {
+                StoredDType::F16 => Some((DType::F16, Dtype::F16)),
+                StoredDType::Bf16 => Some((DType::BF16, Dtype::BF16)),
+                StoredDType::F32 => Some((DType::F32, Dtype::F32)),
+                StoredDType::Q8 => None,
+            };
+            if let Some((ours, theirs)) = stored.filter(|&(ours, _)| t.dtype() == ours) {
+                if let Some(runs) = lend(storage, t).filter(|r| {
+                    r.iter().map(|x| x.len()).sum::<usize>() == g.n_kv_head * n * g.head_dim * ours.size_in_bytes()
+                }) {
+                    tensors.push((
+                        key,
+                        Raw {
+                            dtype: theirs,
+                            shape,
+                            data: Data::Lent(runs),
+                        },
+                    ));
+                    continue;
+                }
+            }
             match dtype {
                 StoredDType::F16 => {
                     let vals = t.to_dtype(DType::F16)?.flatten_all()?.to_vec1::<f16>()?;
@@ -232,13 +279,7 @@ pub fn write_segment(
         }
     }
     drop(copy);
-    let hash = tracing::debug_span!("engine.checksum").entered();
-    let mut hasher = blake3::Hasher::new();
-    for (_, raw) in &tensors {
-        hasher.update_rayon(&raw.data.bytes());
-    }
-    SegmentHeader::hash_transcript(FORMAT_VERSION, transcript, &mut hasher);
-    let header = SegmentHeader {
+    let mut header = SegmentHeader {
         format_version: FORMAT_VERSION,
         model_fingerprint: fingerprint.clone(),
         parent,
@@ -248,24 +289,39 @@ pub fn write_segment(
         n_layer: g.n_layer,
         n_kv_head: g.n_kv_head,
         head_dim: g.head_dim,
-        checksum: hasher.finalize().to_hex().to_string(),
+        // Filled in by the write, which checksums the values while it writes them.
+        checksum: String::new(),
         transcript: transcript.map(str::to_string),
     };
-    drop(hash);
-    let id = header.id();
-    let bytes = write_atomically(path, &tensors, &header)?;
+    let bytes = write_atomically(path, &tensors, &mut header)?;
+    drop(tensors);
+    drop(storages);
     Ok(SegmentInfo {
-        id,
+        id: header.id(),
         header,
         path: path.to_path_buf(),
         bytes,
     })
 }
 
-/// A tensor's type, shape and size without its values, for encoding the header alone.
-struct Described<'a>(&'a Raw);
+/// The checksum of a segment's values: blake3 over every tensor's bytes in canonical order
+/// (`tensors`' order), then the transcript.
+fn checksum(tensors: &[(String, Raw<'_>)], transcript: Option<&str>) -> String {
+    let _span = tracing::debug_span!("engine.checksum").entered();
+    let mut hasher = blake3::Hasher::new();
+    for (_, raw) in tensors {
+        for run in raw.data.runs() {
+            hasher.update(&run);
+        }
+    }
+    SegmentHeader::hash_transcript(FORMAT_VERSION, transcript, &mut hasher);
+    hasher.finalize().to_hex().to_string()
+}
 
-impl View for Described<'_> {
+/// A tensor's type, shape and size without its values, for encoding the header alone.
+struct Described<'a, 'b>(&'a Raw<'b>);
+
+impl View for Described<'_, '_> {
     fn dtype(&self) -> Dtype {
         self.0.dtype
     }
@@ -285,7 +341,10 @@ impl View for Described<'_> {
 /// lie instead of through one buffer of the whole file (which doubled the memory a freeze
 /// needed). The order is read back from the header's own offsets, and they must tile the data
 /// exactly, so a change in how the safetensors crate lays files out cannot misplace a tensor.
-fn encode_header<'a>(tensors: &'a [(String, Raw)], header: &SegmentHeader) -> Result<(Vec<u8>, Vec<&'a Raw>)> {
+fn encode_header<'a, 'b>(
+    tensors: &'a [(String, Raw<'b>)],
+    header: &SegmentHeader,
+) -> Result<(Vec<u8>, Vec<&'a Raw<'b>>)> {
     let bad = |detail: String| EngineError::Invalid(format!("cannot encode the segment: {detail}"));
     let head = safetensors::tensor::serialize(
         tensors.iter().map(|(k, v)| (k.as_str(), Described(v))),
@@ -404,7 +463,11 @@ fn sweep_stale_partials(dir: &Path, name: &str) {
     }
 }
 
-fn write_atomically(path: &Path, tensors: &[(String, Raw)], header: &SegmentHeader) -> Result<u64> {
+/// Writes the segment to a temporary file beside `path`, fsyncs it and renames it into place.
+/// The values are checksummed by a second thread while this one writes them: the header, which
+/// holds the checksum, is written last at the start of the file, where a header of the same
+/// length (the checksum's 64 hex digits as zeros) kept its place. Sets `header.checksum`.
+fn write_atomically(path: &Path, tensors: &[(String, Raw<'_>)], header: &mut SegmentHeader) -> Result<u64> {
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -416,20 +479,38 @@ fn write_atomically(path: &Path, tensors: &[(String, Raw)], header: &SegmentHead
     sweep_stale_partials(dir, &name);
     let tmp = dir.join(format!(".{name}.{}.partial", std::process::id()));
     let result = (|| -> Result<u64> {
-        let (head, order) = encode_header(tensors, header)?;
-        let mut f = std::fs::File::create(&tmp).map_err(|e| io_err(&tmp, e))?;
-        let mut written = head.len() as u64;
-        tracing::debug_span!("engine.write")
-            .in_scope(|| {
-                f.write_all(&head)?;
-                for raw in order {
-                    let bytes = raw.data.bytes();
-                    f.write_all(&bytes)?;
-                    written += bytes.len() as u64;
+        header.checksum = "0".repeat(64);
+        let (placeholder, order) = encode_header(tensors, header)?;
+        let f = std::fs::File::create(&tmp).map_err(|e| io_err(&tmp, e))?;
+        let (sum, written) = std::thread::scope(|scope| {
+            let sum = scope.spawn(|| checksum(tensors, header.transcript.as_deref()));
+            let written = tracing::debug_span!("engine.write").in_scope(|| -> std::io::Result<u64> {
+                let mut out = std::io::BufWriter::with_capacity(1 << 20, &f);
+                out.write_all(&vec![0u8; placeholder.len()])?;
+                let mut written = placeholder.len() as u64;
+                for raw in &order {
+                    for run in raw.data.runs() {
+                        out.write_all(&run)?;
+                    }
+                    written += raw.data.len() as u64;
                 }
-                Ok::<_, std::io::Error>(())
-            })
-            .map_err(|e| io_err(&tmp, e))?;
+                out.flush()?;
+                Ok(written)
+            });
+            let sum = sum
+                .join()
+                .map_err(|_| EngineError::Invalid("the checksum thread failed".into()));
+            (sum, written)
+        });
+        let written = written.map_err(|e| io_err(&tmp, e))?;
+        header.checksum = sum?;
+        let (head, final_order) = encode_header(tensors, header)?;
+        if head.len() != placeholder.len() || final_order.iter().zip(&order).any(|(a, b)| !std::ptr::eq(*a, *b)) {
+            return Err(EngineError::Invalid(
+                "cannot encode the segment: its header changed length with the checksum".into(),
+            ));
+        }
+        write_at(&f, &head, 0).map_err(|e| io_err(&tmp, e))?;
         tracing::debug_span!("engine.fsync").in_scope(|| f.sync_all().map_err(|e| io_err(&tmp, e)))?;
         drop(f);
         std::fs::rename(&tmp, path).map_err(|e| io_err(path, e))?;
@@ -444,9 +525,129 @@ fn write_atomically(path: &Path, tensors: &[(String, Raw)], header: &SegmentHead
     result
 }
 
+fn write_at(f: &std::fs::File, buf: &[u8], offset: u64) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        std::os::unix::fs::FileExt::write_all_at(f, buf, offset)
+    }
+    #[cfg(windows)]
+    {
+        let (mut done, mut buf) = (0u64, buf);
+        while !buf.is_empty() {
+            let n = std::os::windows::fs::FileExt::seek_write(f, buf, offset + done)?;
+            if n == 0 {
+                return Err(std::io::ErrorKind::WriteZero.into());
+            }
+            (done, buf) = (done + n as u64, &buf[n..]);
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A 2-layer state of 2 heads of 32 with room for 64 positions and distinct values (all
+    /// exact in f16), its cache in `dtype`.
+    fn state(dtype: DType, n: usize) -> KvState {
+        let dev = Device::Cpu;
+        let geo = crate::kv::KvGeometry {
+            n_layer: 2,
+            n_kv_head: 2,
+            head_dim: 32,
+            dtype,
+            max_len: 64,
+        };
+        let buffers = (0..2)
+            .map(|l| {
+                let vals = |kv: f32| {
+                    let v: Vec<f32> = (0..2 * 64 * 32)
+                        .map(|i| f16::from_f32(((i as f32 * 0.37 + l as f32 * 11.0 + kv).sin()) * 3.0).to_f32())
+                        .collect();
+                    Tensor::from_vec(v, (2, 64, 32), &dev).unwrap().to_dtype(dtype).unwrap()
+                };
+                (vals(0.0), vals(5.0))
+            })
+            .collect();
+        KvState::from_buffers(geo, &dev, (1..=n as u32).map(|t| t * 70_001).collect(), buffers).unwrap()
+    }
+
+    #[test]
+    fn a_segment_is_the_safetensors_file_of_its_values_whether_written_from_the_state_or_a_copy() {
+        let dir = tempfile::tempdir().unwrap();
+        let fp = ModelFingerprint::new("test-model");
+        // f16 cache stored as f16: written from the state's own memory, one run per head. An
+        // f32 cache of the same values stored as f16: converted copies. Both a root and a
+        // segment that starts inside the state (its runs start mid-buffer).
+        let lent = state(DType::F16, 40);
+        let copied = state(DType::F32, 40);
+        let root = write_segment(&lent, 0, 10, None, &fp, StoredDType::F16, None, &dir.path().join("root")).unwrap();
+        for (start, parent) in [(0, None), (10, Some(root.id.clone()))] {
+            let write = |state: &KvState, name: &str| {
+                let path = dir.path().join(name);
+                let info = write_segment(state, start, 40, parent.clone(), &fp, StoredDType::F16, Some("hi"), &path)
+                    .unwrap();
+                (info, std::fs::read(&path).unwrap())
+            };
+            // The header's metadata is a map, written in no fixed order: headers are compared
+            // as JSON, the values byte for byte.
+            let split = |file: &[u8]| {
+                let n = 8 + u64::from_le_bytes(file[..8].try_into().unwrap()) as usize;
+                let json: serde_json::Value = serde_json::from_slice(&file[8..n]).unwrap();
+                (json, file[n..].to_vec())
+            };
+            // The f16 state's values are lent as they lie: one run per head.
+            let (k, _) = lent.layer_view(1, start, 40).unwrap();
+            let (storage, _) = k.storage_and_layout();
+            let runs = lend(&storage, &k).expect("an f16 view is lent");
+            assert_eq!(runs.iter().map(|r| r.len()).collect::<Vec<_>>(), [(40 - start) * 32 * 2; 2]);
+            drop(storage);
+            let (info, from_state) = write(&lent, &format!("lent-{start}"));
+            let (copy_info, from_copy) = write(&copied, &format!("copied-{start}"));
+            assert_eq!(split(&from_state), split(&from_copy), "segment from {start}");
+            assert_eq!(info.id, copy_info.id);
+            assert_eq!(info.bytes, from_state.len() as u64);
+
+            // The same file as the safetensors crate encodes it from the values, whole.
+            let n = 40 - start;
+            let mut values: Vec<(String, Vec<u8>, Dtype, Vec<usize>)> = vec![(
+                "tokens".into(),
+                bytes_of(&lent.tokens()[start..40], u32::to_le_bytes),
+                Dtype::U32,
+                vec![n],
+            )];
+            for l in 0..2 {
+                let (k, v) = lent.layer_view(l, start, 40).unwrap();
+                for (name, t) in [("k", k), ("v", v)] {
+                    let vals = t.flatten_all().unwrap().to_vec1::<f16>().unwrap();
+                    values.push((
+                        format!("layers.{l}.{name}"),
+                        bytes_of(&vals, |x| x.to_le_bytes()),
+                        Dtype::F16,
+                        vec![2, n, 32],
+                    ));
+                }
+            }
+            let views: Vec<_> = values
+                .iter()
+                .map(|(name, bytes, dt, shape)| {
+                    (name.as_str(), safetensors::tensor::TensorView::new(*dt, shape.clone(), bytes).unwrap())
+                })
+                .collect();
+            let reference = safetensors::tensor::serialize(views, Some(info.header.to_metadata())).unwrap();
+            assert_eq!(split(&from_state), split(&reference), "segment from {start}");
+
+            // The checksum covers the values and the transcript, as a reader checks it.
+            let mut h = blake3::Hasher::new();
+            for (_, bytes, _, _) in &values {
+                h.update(bytes);
+            }
+            SegmentHeader::hash_transcript(FORMAT_VERSION, Some("hi"), &mut h);
+            assert_eq!(info.header.checksum, h.finalize().to_hex().to_string());
+            super::super::Segment::open(&dir.path().join(format!("lent-{start}"))).unwrap();
+        }
+    }
 
     #[test]
     fn views_gathered_in_batches_come_back_whole_and_in_order() -> Result<()> {
