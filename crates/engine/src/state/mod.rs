@@ -8,6 +8,7 @@
 //! is allocated.
 
 mod convert;
+mod direct;
 mod error;
 mod format;
 mod q8;

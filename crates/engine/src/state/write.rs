@@ -1,6 +1,7 @@
 //! Writing one segment: the K/V of positions `start..end` of a state, crash-safely (temporary
 //! file, fsync, rename), so a reader never sees half a segment.
 
+use super::direct::{Direct, DIRECT};
 use super::format::{SegmentHeader, StoredDType, FORMAT_VERSION};
 use super::{q8, SegmentId};
 use crate::error::{EngineError, Result};
@@ -42,7 +43,7 @@ pub(super) enum Data<'a> {
 
 impl Data<'_> {
     /// The bytes in order, as one or more runs.
-    fn runs(&self) -> Vec<Cow<'_, [u8]>> {
+    pub(super) fn runs(&self) -> Vec<Cow<'_, [u8]>> {
         match self {
             Self::Bytes(b) => vec![Cow::Borrowed(b)],
             Self::F16(v) => vec![le_bytes(v, |x| x.to_le_bytes())],
@@ -52,7 +53,7 @@ impl Data<'_> {
         }
     }
 
-    fn len(&self) -> usize {
+    pub(super) fn len(&self) -> usize {
         match self {
             Self::Bytes(b) => b.len(),
             Self::F16(v) => v.len() * 2,
@@ -90,7 +91,9 @@ fn lend<'a>(storage: &'a Storage, t: &Tensor) -> Option<Vec<&'a [u8]>> {
             block_len,
             count,
             src_stride,
-        } => (0..count).map(|i| run(start_offset + i * src_stride, block_len)).collect(),
+        } => (0..count)
+            .map(|i| run(start_offset + i * src_stride, block_len))
+            .collect(),
         StridedBlocks::MultipleBlocks { .. } => None,
     }
 }
@@ -145,6 +148,23 @@ pub fn write_segment(
     transcript: Option<&str>,
     path: &Path,
 ) -> Result<SegmentInfo> {
+    write_segment_with(state, start, end, parent, fingerprint, dtype, transcript, path, DIRECT).map(|(info, _)| info)
+}
+
+/// [`write_segment`] with the choice of direct writes given; also says whether the file was
+/// written directly.
+#[allow(clippy::too_many_arguments)]
+fn write_segment_with(
+    state: &KvState,
+    start: usize,
+    end: usize,
+    parent: Option<SegmentId>,
+    fingerprint: &ModelFingerprint,
+    dtype: StoredDType,
+    transcript: Option<&str>,
+    path: &Path,
+    direct: Direct,
+) -> Result<(SegmentInfo, bool)> {
     if start >= end || end > state.len() {
         return Err(EngineError::Invalid(format!(
             "cannot save positions {start}..{end} of a state of {} tokens",
@@ -293,15 +313,18 @@ pub fn write_segment(
         checksum: String::new(),
         transcript: transcript.map(str::to_string),
     };
-    let bytes = write_atomically(path, &tensors, &mut header)?;
+    let (bytes, was_direct) = write_atomically(path, &tensors, &mut header, direct)?;
     drop(tensors);
     drop(storages);
-    Ok(SegmentInfo {
-        id: header.id(),
-        header,
-        path: path.to_path_buf(),
-        bytes,
-    })
+    Ok((
+        SegmentInfo {
+            id: header.id(),
+            header,
+            path: path.to_path_buf(),
+            bytes,
+        },
+        was_direct,
+    ))
 }
 
 /// The checksum of a segment's values: blake3 over every tensor's bytes in canonical order
@@ -463,11 +486,25 @@ fn sweep_stale_partials(dir: &Path, name: &str) {
     }
 }
 
+/// A segment's file with its values written, its header not yet.
+enum Written {
+    Direct(std::fs::File, super::direct::Pending),
+    Buffered(std::fs::File),
+}
+
 /// Writes the segment to a temporary file beside `path`, fsyncs it and renames it into place.
 /// The values are checksummed by a second thread while this one writes them: the header, which
 /// holds the checksum, is written last at the start of the file, where a header of the same
-/// length (the checksum's 64 hex digits as zeros) kept its place. Sets `header.checksum`.
-fn write_atomically(path: &Path, tensors: &[(String, Raw<'_>)], header: &mut SegmentHeader) -> Result<u64> {
+/// length (the checksum's 64 hex digits as zeros) kept its place. A segment of at least
+/// `direct.min` bytes is written around the page cache ([`super::direct`]) where the file system
+/// allows it. Sets `header.checksum`; returns the file's size and whether it was written
+/// directly.
+fn write_atomically(
+    path: &Path,
+    tensors: &[(String, Raw<'_>)],
+    header: &mut SegmentHeader,
+    direct: Direct,
+) -> Result<(u64, bool)> {
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -478,46 +515,79 @@ fn write_atomically(path: &Path, tensors: &[(String, Raw<'_>)], header: &mut Seg
         .unwrap_or_default();
     sweep_stale_partials(dir, &name);
     let tmp = dir.join(format!(".{name}.{}.partial", std::process::id()));
-    let result = (|| -> Result<u64> {
+    let result = (|| -> Result<(u64, bool)> {
         header.checksum = "0".repeat(64);
         let (placeholder, order) = encode_header(tensors, header)?;
-        let f = std::fs::File::create(&tmp).map_err(|e| io_err(&tmp, e))?;
-        let (sum, written) = std::thread::scope(|scope| {
-            let sum = scope.spawn(|| checksum(tensors, header.transcript.as_deref()));
-            let written = tracing::debug_span!("engine.write").in_scope(|| -> std::io::Result<u64> {
-                let mut out = std::io::BufWriter::with_capacity(1 << 20, &f);
-                out.write_all(&vec![0u8; placeholder.len()])?;
-                let mut written = placeholder.len() as u64;
-                for raw in &order {
-                    for run in raw.data.runs() {
-                        out.write_all(&run)?;
+        let total = placeholder.len() as u64 + order.iter().map(|r| r.data.len() as u64).sum::<u64>();
+        let transcript = header.transcript.clone();
+        let (f, was_direct) = std::thread::scope(|scope| -> Result<(std::fs::File, bool)> {
+            let sum = scope.spawn(|| checksum(tensors, transcript.as_deref()));
+            let write = tracing::debug_span!("engine.write", direct = tracing::field::Empty).entered();
+            let mut pending = None;
+            if total >= direct.min && placeholder.len() <= direct.chunk {
+                if let Some(f) = super::direct::open(&tmp) {
+                    match super::direct::write_data(&f, direct, placeholder.len(), &order) {
+                        Ok(p) => pending = Some((f, p)),
+                        Err(e) if super::direct::unsupported(&e) => {
+                            tracing::debug!(error = %e, "direct writes refused here: writing through the page cache");
+                        }
+                        Err(e) => return Err(io_err(&tmp, e)),
                     }
-                    written += raw.data.len() as u64;
                 }
-                out.flush()?;
-                Ok(written)
-            });
-            let sum = sum
+            }
+            write.record("direct", pending.is_some());
+            let written = match pending {
+                Some((f, p)) => Written::Direct(f, p),
+                None => {
+                    let f = std::fs::File::create(&tmp).map_err(|e| io_err(&tmp, e))?;
+                    (|| -> std::io::Result<()> {
+                        let mut out = std::io::BufWriter::with_capacity(1 << 20, &f);
+                        out.write_all(&vec![0u8; placeholder.len()])?;
+                        for raw in &order {
+                            for run in raw.data.runs() {
+                                out.write_all(&run)?;
+                            }
+                        }
+                        out.flush()
+                    })()
+                    .map_err(|e| io_err(&tmp, e))?;
+                    Written::Buffered(f)
+                }
+            };
+            drop(write);
+            header.checksum = sum
                 .join()
-                .map_err(|_| EngineError::Invalid("the checksum thread failed".into()));
-            (sum, written)
-        });
-        let written = written.map_err(|e| io_err(&tmp, e))?;
-        header.checksum = sum?;
-        let (head, final_order) = encode_header(tensors, header)?;
-        if head.len() != placeholder.len() || final_order.iter().zip(&order).any(|(a, b)| !std::ptr::eq(*a, *b)) {
-            return Err(EngineError::Invalid(
-                "cannot encode the segment: its header changed length with the checksum".into(),
-            ));
-        }
-        write_at(&f, &head, 0).map_err(|e| io_err(&tmp, e))?;
+                .map_err(|_| EngineError::Invalid("the checksum thread failed".into()))?;
+            let (head, final_order) = encode_header(tensors, header)?;
+            if head.len() != placeholder.len() || final_order.iter().zip(&order).any(|(a, b)| !std::ptr::eq(*a, *b)) {
+                return Err(EngineError::Invalid(
+                    "cannot encode the segment: its header changed length with the checksum".into(),
+                ));
+            }
+            match written {
+                Written::Direct(f, p) => {
+                    super::direct::finish(&f, p, &head).map_err(|e| io_err(&tmp, e))?;
+                    Ok((f, true))
+                }
+                Written::Buffered(f) => {
+                    write_at(&f, &head, 0).map_err(|e| io_err(&tmp, e))?;
+                    Ok((f, false))
+                }
+            }
+        })?;
         tracing::debug_span!("engine.fsync").in_scope(|| f.sync_all().map_err(|e| io_err(&tmp, e)))?;
-        drop(f);
         std::fs::rename(&tmp, path).map_err(|e| io_err(path, e))?;
         if let Ok(d) = std::fs::File::open(dir) {
             let _ = d.sync_all();
         }
-        Ok(written)
+        if was_direct {
+            // In the background, once the file is in place: the fadvise calls wait for the
+            // reads they start.
+            let _ = std::thread::Builder::new()
+                .name("segment-read-ahead".into())
+                .spawn(move || super::direct::read_ahead(&f));
+        }
+        Ok((total, was_direct))
     })();
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);
@@ -525,7 +595,7 @@ fn write_atomically(path: &Path, tensors: &[(String, Raw<'_>)], header: &mut Seg
     result
 }
 
-fn write_at(f: &std::fs::File, buf: &[u8], offset: u64) -> std::io::Result<()> {
+pub(super) fn write_at(f: &std::fs::File, buf: &[u8], offset: u64) -> std::io::Result<()> {
     #[cfg(unix)]
     {
         std::os::unix::fs::FileExt::write_all_at(f, buf, offset)
@@ -582,12 +652,31 @@ mod tests {
         // segment that starts inside the state (its runs start mid-buffer).
         let lent = state(DType::F16, 40);
         let copied = state(DType::F32, 40);
-        let root = write_segment(&lent, 0, 10, None, &fp, StoredDType::F16, None, &dir.path().join("root")).unwrap();
+        let root = write_segment(
+            &lent,
+            0,
+            10,
+            None,
+            &fp,
+            StoredDType::F16,
+            None,
+            &dir.path().join("root"),
+        )
+        .unwrap();
         for (start, parent) in [(0, None), (10, Some(root.id.clone()))] {
             let write = |state: &KvState, name: &str| {
                 let path = dir.path().join(name);
-                let info = write_segment(state, start, 40, parent.clone(), &fp, StoredDType::F16, Some("hi"), &path)
-                    .unwrap();
+                let info = write_segment(
+                    state,
+                    start,
+                    40,
+                    parent.clone(),
+                    &fp,
+                    StoredDType::F16,
+                    Some("hi"),
+                    &path,
+                )
+                .unwrap();
                 (info, std::fs::read(&path).unwrap())
             };
             // The header's metadata is a map, written in no fixed order: headers are compared
@@ -601,7 +690,10 @@ mod tests {
             let (k, _) = lent.layer_view(1, start, 40).unwrap();
             let (storage, _) = k.storage_and_layout();
             let runs = lend(&storage, &k).expect("an f16 view is lent");
-            assert_eq!(runs.iter().map(|r| r.len()).collect::<Vec<_>>(), [(40 - start) * 32 * 2; 2]);
+            assert_eq!(
+                runs.iter().map(|r| r.len()).collect::<Vec<_>>(),
+                [(40 - start) * 32 * 2; 2]
+            );
             drop(storage);
             let (info, from_state) = write(&lent, &format!("lent-{start}"));
             let (copy_info, from_copy) = write(&copied, &format!("copied-{start}"));
@@ -632,7 +724,10 @@ mod tests {
             let views: Vec<_> = values
                 .iter()
                 .map(|(name, bytes, dt, shape)| {
-                    (name.as_str(), safetensors::tensor::TensorView::new(*dt, shape.clone(), bytes).unwrap())
+                    (
+                        name.as_str(),
+                        safetensors::tensor::TensorView::new(*dt, shape.clone(), bytes).unwrap(),
+                    )
                 })
                 .collect();
             let reference = safetensors::tensor::serialize(views, Some(info.header.to_metadata())).unwrap();
@@ -646,6 +741,55 @@ mod tests {
             SegmentHeader::hash_transcript(FORMAT_VERSION, Some("hi"), &mut h);
             assert_eq!(info.header.checksum, h.finalize().to_hex().to_string());
             super::super::Segment::open(&dir.path().join(format!("lent-{start}"))).unwrap();
+        }
+    }
+
+    #[test]
+    fn a_segment_written_around_the_page_cache_is_the_same_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let fp = ModelFingerprint::new("test-model");
+        let state = state(DType::F16, 40);
+        // Whether this file system takes O_DIRECT at all (tmpfs does not: then the buffered
+        // fallback must still write the same file).
+        let supported = super::super::direct::open(&dir.path().join("probe")).is_some();
+        let buffered = Direct {
+            min: u64::MAX,
+            chunk: 8 << 20,
+        };
+        // Several buffers (the last one partial), one buffer holding everything, and a buffer
+        // size that ends exactly at a block.
+        for (i, chunk) in [8192, 1 << 20, 4096].into_iter().enumerate() {
+            for (start, parent) in [(0, None), (17, Some(SegmentId::parse(&"ab".repeat(32)).unwrap()))] {
+                let write = |name: &str, how: Direct| {
+                    let path = dir.path().join(format!("{name}-{i}-{start}"));
+                    let (info, direct) = write_segment_with(
+                        &state,
+                        start,
+                        40,
+                        parent.clone(),
+                        &fp,
+                        StoredDType::F16,
+                        Some("hi"),
+                        &path,
+                        how,
+                    )
+                    .unwrap();
+                    (info, direct, std::fs::read(&path).unwrap())
+                };
+                let (info, was_direct, file) = write("direct", Direct { min: 0, chunk });
+                let (plain_info, plain_direct, plain) = write("plain", buffered);
+                assert_eq!(was_direct, supported, "chunk {chunk}, from {start}");
+                assert!(!plain_direct);
+                assert_eq!(info.id, plain_info.id);
+                assert_eq!(info.bytes, file.len() as u64);
+                let n = 8 + u64::from_le_bytes(file[..8].try_into().unwrap()) as usize;
+                assert_eq!(file.len(), plain.len(), "cut to its length, not to whole blocks");
+                assert_eq!(file[n..], plain[n..], "chunk {chunk}, from {start}");
+                let json = |b: &[u8]| serde_json::from_slice::<serde_json::Value>(b).unwrap();
+                assert_eq!(json(&file[8..n]), json(&plain[8..n]));
+                // And it opens, its checksum verified.
+                super::super::Segment::open(&dir.path().join(format!("direct-{i}-{start}"))).unwrap();
+            }
         }
     }
 
