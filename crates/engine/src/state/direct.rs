@@ -111,17 +111,21 @@ impl Drop for Aligned {
 /// and is written by [`finish`]).
 pub(super) struct Pending {
     first: Aligned,
-    /// Bytes of the first buffer to write (whole blocks).
-    first_len: usize,
-    /// The file's length in whole blocks, before it is cut to `total`.
-    padded: u64,
+    /// The file's length (it is written in whole blocks, then cut to this).
     total: u64,
 }
 
 /// Writes the file's data, in `cfg.chunk`-byte aligned writes by a second thread: `head_len`
-/// bytes of room for the header, then every tensor of `order` in order. Everything but the
-/// first buffer reaches the file here; [`finish`] writes that one with the header.
-pub(super) fn write_data(f: &File, cfg: Direct, head_len: usize, order: &[&Raw<'_>]) -> io::Result<Pending> {
+/// bytes of room for the header, then every tensor of `order` in order (`total` bytes in all).
+/// Everything but the first buffer reaches the file here; [`finish`] writes that one with the
+/// header.
+pub(super) fn write_data(
+    f: &File,
+    cfg: Direct,
+    head_len: usize,
+    order: &[&Raw<'_>],
+    total: u64,
+) -> io::Result<Pending> {
     let chunk = cfg.chunk;
     if chunk == 0 || !chunk.is_multiple_of(BLOCK) || head_len > chunk {
         return Err(io::Error::new(
@@ -129,7 +133,6 @@ pub(super) fn write_data(f: &File, cfg: Direct, head_len: usize, order: &[&Raw<'
             "no room for the header in the first buffer",
         ));
     }
-    let total = head_len as u64 + order.iter().map(|r| r.data.len() as u64).sum::<u64>();
     let mut first = Aligned::new(chunk)?;
     std::thread::scope(|scope| {
         // One buffer being written while one is filled; a third lets the filler run ahead.
@@ -179,15 +182,11 @@ pub(super) fn write_data(f: &File, cfg: Direct, head_len: usize, order: &[&Raw<'
                 }
             }
         }
-        let mut first_len = chunk;
         if !stopped {
             // The last buffer, in whole blocks: zeros after the data (cut off by `finish`).
             let len = fill.next_multiple_of(BLOCK);
             match cur.take() {
-                None => {
-                    first.bytes()[fill..len].fill(0);
-                    first_len = len;
-                }
+                None => first.bytes()[fill..len].fill(0),
                 Some(mut b) if fill > 0 => {
                     b.bytes()[fill..len].fill(0);
                     stopped = to_write.send((b, at, len)).is_err();
@@ -203,12 +202,7 @@ pub(super) fn write_data(f: &File, cfg: Direct, head_len: usize, order: &[&Raw<'
         if stopped {
             return Err(io::Error::other("the writing thread stopped"));
         }
-        Ok(Pending {
-            first,
-            first_len,
-            padded: total.next_multiple_of(BLOCK as u64),
-            total,
-        })
+        Ok(Pending { first, total })
     })
 }
 
@@ -219,8 +213,11 @@ pub(super) fn finish(f: &File, mut p: Pending, head: &[u8]) -> io::Result<()> {
         .get_mut(..head.len())
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "the header outgrew its room"))?
         .copy_from_slice(head);
-    super::write::write_at(f, &p.first.bytes()[..p.first_len], 0)?;
-    if p.padded != p.total {
+    // The first buffer is whole, or it is the whole file (in whole blocks).
+    let padded = p.total.next_multiple_of(BLOCK as u64);
+    let first_len = p.first.len.min(padded as usize);
+    super::write::write_at(f, &p.first.bytes()[..first_len], 0)?;
+    if padded != p.total {
         f.set_len(p.total)?;
     }
     Ok(())

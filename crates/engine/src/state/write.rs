@@ -526,7 +526,7 @@ fn write_atomically(
             let mut pending = None;
             if total >= direct.min && placeholder.len() <= direct.chunk {
                 if let Some(f) = super::direct::open(&tmp) {
-                    match super::direct::write_data(&f, direct, placeholder.len(), &order) {
+                    match super::direct::write_data(&f, direct, placeholder.len(), &order, total) {
                         Ok(p) => pending = Some((f, p)),
                         Err(e) if super::direct::unsupported(&e) => {
                             tracing::debug!(error = %e, "direct writes refused here: writing through the page cache");
