@@ -183,14 +183,21 @@ impl CpuMatrix {
     fn matmul_int8(&self, f: QFormat, data: &[u8], x: &[f32], m: usize, out: &mut [f32]) {
         let (n, k) = (self.n, self.k);
         let xq = QuantRows::new(x, m, k, f.input_block(), self.isa);
-        let task_rows = task_rows(n, m);
+        // Repacked weights (see `qdot::repacks`) meet all the input rows in one call, the tasks'
+        // rows whole groups of 32 of them.
+        let repacks = qdot::repacks(self.isa, m);
+        let (task_rows, row_block) = if repacks {
+            (n.div_ceil(pool::threads() * 2).next_multiple_of(32).min(64), m)
+        } else {
+            (task_rows(n, m), INT8_ROW_BLOCK)
+        };
         let dst = OutPtr(out.as_mut_ptr());
         let run = |t: usize| {
             let r0 = t * task_rows;
             let rows = task_rows.min(n - r0);
             let w = &data[r0 * self.row_bytes..(r0 + rows) * self.row_bytes];
-            for b0 in (0..m).step_by(INT8_ROW_BLOCK) {
-                let mb = INT8_ROW_BLOCK.min(m - b0);
+            for b0 in (0..m).step_by(row_block) {
+                let mb = row_block.min(m - b0);
                 // SAFETY: this task alone writes columns `r0..r0+rows` of rows `b0..b0+mb` of the
                 // m × n output; `self.isa` is one the CPU runs (from `isa()`, or `available()`
                 // in tests).

@@ -9,23 +9,26 @@
 //! (ties to even; all zero when `amax = 0`), so `|qx| ≤ 127`. Each 16 values also keep
 //! `bsum = Σ qx` (for the K-quants' offsets).
 //!
-//! **Lanes.** Every 64 values (a *pair* of 32-value sub-blocks) give 16 integer lanes: lane `l`
-//! is `D[l] = Σ_{t<4} w[4l+t] · qx[4l+t]` over the pair's values in `k` order, with `w` the
-//! weight's integer (Q4_0: `q − 8`; Q8_0: `q`; Q4_K: `q`, its minimum apart; Q6_K: `q`, its
-//! offset of 32 apart). Lanes 0–7 are the pair's first sub-block, 8–15 its second. Integer sums
-//! are exact, so any SIMD grouping gives the same `D`.
+//! **Block totals.** Each weight block `b` (32 values for Q4_0/Q8_0, 256 for the K-quants)
+//! gives one integer `T_b`:
+//! - Q4_0: `Σ (q − 8) · qx`; Q8_0: `Σ q · qx`, over the block's 32 values.
+//! - K-quants: `Σ_j sc_j · Σ_{v in group j} w_v · qx_v` over the block's 16 groups of 16 values,
+//!   with `sc_j` the integer scale of group `j` (Q4_K: the 6-bit scale of its sub-block of 32;
+//!   Q6_K: its signed 8-bit scale) and `w` the weight's integer (Q4_K: `q`, its minimum apart;
+//!   Q6_K: `q`, its offset of 32 apart). Beside it, the offsets' integer
+//!   `C_b = Σ_{j<16} c_j · bsum_j` (Q4_K `c_j = m_{j/2}`, the sub-block's 6-bit min; Q6_K
+//!   `c_j = 32 · sc_j`).
 //!
-//! **Scales, in f32 lane by lane, in increasing `k`:**
-//! - Q4_0, Q8_0 (per 32-value block `b`): `acc[l] = fma(D[l] as f32, dw_b · dx_b, acc[l])`.
-//! - K-quants (per 256-value block): the integer `I[l] = Σ_pairs sc · D[l]` (Q4_K: the 6-bit
-//!   scale of the lane's sub-block; Q6_K: the signed 8-bit scale of the lane's 16 values), then
-//!   `acc[l] = fma(I[l] as f32, d · dx, acc[l])`. Beside the lanes, the offsets:
-//!   `off = fma(C as f32, e · dx, off)` with `C = Σ_{j<16} c_j · bsum_j` over the block's
-//!   16-value groups: Q4_K `c_j = m_{j/2}` (the sub-block's 6-bit min) and `e = dmin`; Q6_K
-//!   `c_j = 32 · sc_j` and `e = d`.
+//! These are exact integers (they fit an `i32`), so any grouping and order of the products gives
+//! the same `T_b`: a kernel may sum 4 products a lane (decoding, weights as stored) or one weight
+//! row a lane (prefill, weights repacked), and subtract `8 · Σ qx` from `Σ q · qx` instead of
+//! multiplying by `q − 8`.
 //!
-//! The result is [`super::gemm::reduce`]`(acc) − off`. Every lane integer fits in an `i32` and
-//! converts to f32 exactly (below 2²⁴); `C` may round in its conversion, the same on every path.
+//! **Scales, in f32, in increasing `b`, one chain per output:**
+//! `acc = fma(T_b as f32, s_b · dx_b, acc)`, with `s_b` the block's f16 scale (Q4_0, Q8_0) or its
+//! `d` (K-quants); for the K-quants also `off = fma(C_b as f32, e · dx_b, off)` with `e = dmin`
+//! (Q4_K) or `d` (Q6_K). The result is `acc − off` (`off = 0` for Q4_0/Q8_0). The conversions of
+//! `T_b` and `C_b` to f32 may round (above 2²⁴), the same on every path.
 //!
 //! Each format's weight integers, scales and layout come from [`super::formats`]; this module
 //! holds the definition ([`dot`]) and the dispatch, `avx2` and `avx512` the SIMD kernels, and
@@ -35,7 +38,6 @@
 #![allow(clippy::needless_range_loop)]
 
 use super::formats::{self, half_at, q4_0, q4k, q6k, q8_0};
-use super::gemm::{reduce, LANES};
 use super::isa::Isa;
 use candle_core::quantized::GgmlDType;
 
@@ -44,6 +46,8 @@ mod avx2;
 #[cfg(target_arch = "x86_64")]
 mod avx512;
 mod inputs;
+#[cfg(target_arch = "x86_64")]
+mod packed;
 #[cfg(test)]
 mod tests;
 
@@ -145,34 +149,29 @@ fn pair_values(f: QFormat, blk: &[u8], p: usize) -> [i32; 64] {
     }
 }
 
-/// The 16 lanes `D` of one pair.
-fn lanes(w: &[i32; 64], qx: &[i8]) -> [i32; 16] {
-    let mut d = [0i32; 16];
-    for l in 0..16 {
-        for t in 0..4 {
-            d[l] += w[4 * l + t] * qx[4 * l + t] as i32;
-        }
-    }
-    d
+/// `Σ w · qx` over `n` values (exact).
+fn total(w: &[i32], qx: &[i8], n: usize) -> i32 {
+    (0..n).map(|j| w[j] * qx[j] as i32).sum()
 }
 
 /// The reference dot product of input row `r` of `x` with the weight row `w` (the definition).
 pub fn dot(f: QFormat, w: &[u8], x: &QuantRows, r: usize) -> f32 {
     let k = x.k;
     let qs = &x.qs[r * k..][..k];
-    let mut acc = [0f32; LANES];
+    let mut acc = 0f32;
     let mut off = 0f32;
     match f {
         QFormat::Q4_0 | QFormat::Q8_0 => {
             let (bytes, _) = f.block();
             for p in 0..k / 64 {
                 let blk = &w[2 * p * bytes..];
-                let dl = lanes(&pair_values(f, blk, 0), &qs[64 * p..]);
-                for l in 0..16 {
-                    let b = 2 * p + l / 8;
+                let v = pair_values(f, blk, 0);
+                for h in 0..2 {
+                    let b = 2 * p + h;
+                    let t = total(&v[32 * h..], &qs[32 * b..], 32);
                     // `d` leads each block (Q4_0 and Q8_0 alike).
-                    let s = half_at(blk, bytes * (l / 8)) * x.d[r * k / 32 + b];
-                    acc[l] = (dl[l] as f32).mul_add(s, acc[l]);
+                    let s = half_at(blk, bytes * h) * x.d[r * k / 32 + b];
+                    acc = (t as f32).mul_add(s, acc);
                 }
             }
         }
@@ -185,25 +184,33 @@ pub fn dot(f: QFormat, w: &[u8], x: &QuantRows, r: usize) -> f32 {
                 } else {
                     q6k::int_scales(blk)
                 };
-                let mut isum = [0i32; 16];
+                let mut t = 0i32;
                 for p in 0..4 {
-                    let dl = lanes(&pair_values(f, blk, p), &qs[256 * b + 64 * p..]);
-                    for l in 0..16 {
-                        // Lane `l` of pair `p` holds values `64p + 4l..`, of 16-value group `4p + l/4`.
-                        isum[l] += s.sc[4 * p + l / 4] * dl[l];
+                    let v = pair_values(f, blk, p);
+                    for g in 0..4 {
+                        // Group `4p + g`: values `64p + 16g..` of the block.
+                        t += s.sc[4 * p + g] * total(&v[16 * g..], &qs[256 * b + 64 * p + 16 * g..], 16);
                     }
                 }
-                let dd = s.d * dx;
-                for l in 0..16 {
-                    acc[l] = (isum[l] as f32).mul_add(dd, acc[l]);
-                }
+                acc = (t as f32).mul_add(s.d * dx, acc);
                 let bs = &x.bsum[(r * k + 256 * b) / 16..][..16];
                 let c: i32 = (0..16).map(|j| s.c[j] * bs[j] as i32).sum();
                 off = (c as f32).mul_add(s.e * dx, off);
             }
         }
     }
-    reduce(&acc) - off
+    acc - off
+}
+
+/// Whether [`block`] repacks the weights for a call of `m` input rows on `isa` (it then takes
+/// its input rows in one call best: the repacking is paid once per call).
+pub fn repacks(isa: Isa, m: usize) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    if isa == Isa::Avx512 && m >= packed::MIN_M {
+        return std::arch::is_x86_feature_detected!("avx512vnni");
+    }
+    let _ = (isa, m);
+    false
 }
 
 /// `out[r·ldo + i] = dot(x[r], W[i])` for `r < m` and `i < rows`, `W` row `i` at
@@ -242,6 +249,12 @@ pub unsafe fn block(
         match isa {
             Isa::Avx512 => {
                 let vnni = std::arch::is_x86_feature_detected!("avx512vnni");
+                if vnni && m >= packed::MIN_M {
+                    // SAFETY: the CPU has AVX-512 (the contract on `isa`) and VNNI (just
+                    // detected); the bounds asserted above; `out` is the caller's.
+                    unsafe { packed::block(f, call) };
+                    return;
+                }
                 // SAFETY: the CPU has AVX-512 (the contract on `isa`) and VNNI when `vnni` (just
                 // detected); `w` holds `rows` rows and `x` rows `r0..r0 + m`, of whole blocks
                 // (asserted above); `out` is the caller's.

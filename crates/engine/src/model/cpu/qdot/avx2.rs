@@ -13,7 +13,6 @@
 
 use super::{Call, QFormat, Q4K, Q4_0, Q6K, Q8_0};
 use crate::model::cpu::formats::{f16_ptr as f16, q4_0, q4k, q6k, q8_0};
-use crate::model::cpu::gemm::avx2::hsum;
 use std::arch::x86_64::*;
 
 /// The 8 `i32` lanes of `v` summed (exact).
@@ -50,15 +49,15 @@ unsafe fn tile<const F: u8, const M: usize, const NR: usize>(c: Call) {
         let qs = x.qs.as_ptr().add(r0 * k) as *const u8;
         let xd = x.d.as_ptr().add(r0 * k / x.qb);
         let xv = |r: usize, c: usize| _mm256_loadu_si256(qs.add(r * k + c) as *const __m256i);
-        // Lanes 0–7 and 8–15 of each accumulator.
-        let mut acc = [[[_mm256_setzero_ps(); 2]; NR]; M];
+        // One chain per output (see the definition).
+        let mut acc = [[0f32; NR]; M];
         let mut off = [[0f32; NR]; M];
         if F == Q4_0 || F == Q8_0 {
             let bytes = if F == Q4_0 { q4_0::BYTES } else { q8_0::BYTES };
             for b in 0..k / 32 {
                 let mut wv = [_mm256_setzero_si256(); NR];
                 let mut wa = [_mm256_setzero_si256(); NR];
-                let mut dw = [_mm256_setzero_ps(); NR];
+                let mut dw = [0f32; NR];
                 for i in 0..NR {
                     let p = w.add(i * row_bytes + b * bytes);
                     wv[i] = if F == Q4_0 {
@@ -68,16 +67,15 @@ unsafe fn tile<const F: u8, const M: usize, const NR: usize>(c: Call) {
                     };
                     wa[i] = _mm256_abs_epi8(wv[i]);
                     // `d` leads the block (Q4_0 and Q8_0 alike).
-                    dw[i] = _mm256_set1_ps(f16(p));
+                    dw[i] = f16(p);
                 }
                 for r in 0..M {
                     let xb = xv(r, 32 * b);
-                    let dx = _mm256_set1_ps(*xd.add(r * k / 32 + b));
+                    let dx = *xd.add(r * k / 32 + b);
                     for i in 0..NR {
                         let p = _mm256_maddubs_epi16(wa[i], _mm256_sign_epi8(xb, wv[i]));
-                        let d = _mm256_cvtepi32_ps(_mm256_madd_epi16(p, _mm256_set1_epi16(1)));
-                        let a = &mut acc[r][i][b % 2];
-                        *a = _mm256_fmadd_ps(d, _mm256_mul_ps(dw[i], dx), *a);
+                        let t = hsum_i32(_mm256_madd_epi16(p, _mm256_set1_epi16(1)));
+                        acc[r][i] = (t as f32).mul_add(dw[i] * dx, acc[r][i]);
                     }
                 }
             }
@@ -139,17 +137,8 @@ unsafe fn tile<const F: u8, const M: usize, const NR: usize>(c: Call) {
                     let dx = *xd.add(r * k / 256 + blk);
                     let bs = _mm256_loadu_si256(x.bsum.as_ptr().add(((r0 + r) * k + 256 * blk) / 16) as *const __m256i);
                     for i in 0..NR {
-                        let dd = _mm256_set1_ps(de[i].0 * dx);
-                        for h in 0..2 {
-                            // Volatile: the accumulators live in memory (touched once a block),
-                            // leaving the 16 registers to the integer tile.
-                            let a = &raw mut acc[r][i][h];
-                            a.write_volatile(_mm256_fmadd_ps(
-                                _mm256_cvtepi32_ps(isum[r][i][h]),
-                                dd,
-                                a.read_volatile(),
-                            ));
-                        }
+                        let t = hsum_i32(_mm256_add_epi32(isum[r][i][0], isum[r][i][1]));
+                        acc[r][i] = (t as f32).mul_add(de[i].0 * dx, acc[r][i]);
                         let c = hsum_i32(_mm256_madd_epi16(c16[i], bs));
                         off[r][i] = (c as f32).mul_add(de[i].1 * dx, off[r][i]);
                     }
@@ -158,7 +147,7 @@ unsafe fn tile<const F: u8, const M: usize, const NR: usize>(c: Call) {
         }
         for r in 0..M {
             for i in 0..NR {
-                *out.add(r * ldo + i) = hsum(acc[r][i][0], acc[r][i][1]) - off[r][i];
+                *out.add(r * ldo + i) = acc[r][i] - off[r][i];
             }
         }
     }

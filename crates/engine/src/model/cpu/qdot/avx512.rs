@@ -16,7 +16,6 @@
 
 use super::{Call, QFormat, Q4K, Q4_0, Q6K, Q8_0};
 use crate::model::cpu::formats::{f16_ptr as f16, q4_0, q4k, q6k, q8_0};
-use crate::model::cpu::gemm::avx512::hsum;
 use std::arch::x86_64::*;
 
 /// `x · sign(w)` where `w < 0` (elsewhere `x`: a zero `w` contributes `|w| = 0` anyway).
@@ -46,14 +45,38 @@ unsafe fn dot4<const VNNI: bool>(u: __m512i, s: __m512i) -> __m512i {
     }
 }
 
-/// `[a ×8, b ×8]`.
+/// The integer vectors of up to 4 weight rows summed by halves: lane `i` of the first result is
+/// the sum of lanes 0–7 of `d[i]`, of the second the sum of lanes 8–15 (exact).
 ///
 /// # Safety
-/// The CPU has AVX-512 F (it touches no memory).
+/// The CPU has AVX-512 F and AVX2 (it touches no memory).
 #[inline(always)]
-unsafe fn halves(a: f32, b: f32) -> __m512 {
-    // SAFETY: register operations only, with AVX-512 F (the contract).
-    unsafe { _mm512_mask_blend_ps(0xFF00, _mm512_set1_ps(a), _mm512_set1_ps(b)) }
+unsafe fn half_sums(d: [__m512i; 4]) -> (__m128i, __m128i) {
+    // SAFETY: register operations only, with the contract's features.
+    unsafe {
+        // Per 128-bit lane: [d0 0+2, d1 0+2, d0 1+3, d1 1+3], then the four rows' lane sums.
+        let ab = _mm512_add_epi32(_mm512_unpacklo_epi32(d[0], d[1]), _mm512_unpackhi_epi32(d[0], d[1]));
+        let cd = _mm512_add_epi32(_mm512_unpacklo_epi32(d[2], d[3]), _mm512_unpackhi_epi32(d[2], d[3]));
+        let v = _mm512_add_epi32(_mm512_unpacklo_epi64(ab, cd), _mm512_unpackhi_epi64(ab, cd));
+        let (lo, hi) = (_mm512_castsi512_si256(v), _mm512_extracti64x4_epi64::<1>(v));
+        (
+            _mm_add_epi32(_mm256_castsi256_si128(lo), _mm256_extracti128_si256::<1>(lo)),
+            _mm_add_epi32(_mm256_castsi256_si128(hi), _mm256_extracti128_si256::<1>(hi)),
+        )
+    }
+}
+
+/// The f16 scales at `b + i·row_bytes` of up to 4 weight rows (`NR`) as f32 lanes (0 beyond).
+///
+/// # Safety
+/// Two bytes are readable at each of the `NR` addresses; the CPU has F16C.
+#[inline(always)]
+unsafe fn row_scales<const NR: usize>(b: *const u8, row_bytes: usize) -> __m128 {
+    // SAFETY: reads the `NR` scales of the contract.
+    unsafe {
+        let v: [f32; 4] = std::array::from_fn(|i| if i < NR { f16(b.add(i * row_bytes)) } else { 0.0 });
+        _mm_loadu_ps(v.as_ptr())
+    }
 }
 
 /// One tile: `M` input rows (from `c.r0`) × `NR` weight rows (from `c.w`); with `prefetch`,
@@ -77,7 +100,8 @@ unsafe fn tile<const F: u8, const VNNI: bool, const M: usize, const NR: usize>(c
         let k = x.k;
         let qs = x.qs.as_ptr().add(r0 * k) as *const u8;
         let xd = x.d.as_ptr().add(r0 * k / x.qb);
-        let mut acc = [[_mm512_setzero_ps(); NR]; M];
+        // Lane `i`: weight row `i`'s chain (see the definition).
+        let mut acc = [_mm_setzero_ps(); M];
         // The K-quants' offsets: rows 2h and 2h+1 in lanes 0–7 and 8–15 of `off[r][h]`.
         let mut off = [[_mm512_setzero_ps(); 2]; M];
         let xv = |r: usize, c: usize| _mm512_loadu_si512(qs.add(r * k + c) as *const __m512i);
@@ -95,7 +119,6 @@ unsafe fn tile<const F: u8, const VNNI: bool, const M: usize, const NR: usize>(c
                 }
                 let mut wa = [_mm512_setzero_si512(); NR];
                 let mut ws = [_mm512_setzero_si512(); NR];
-                let mut dw = [_mm512_setzero_ps(); NR];
                 for i in 0..NR {
                     let b = w.add(i * row_bytes + 2 * p * bytes);
                     let v = if F == Q4_0 {
@@ -104,16 +127,24 @@ unsafe fn tile<const F: u8, const VNNI: bool, const M: usize, const NR: usize>(c
                         q8_0::pair_avx512(b)
                     };
                     (wa[i], ws[i]) = (_mm512_abs_epi8(v), v);
-                    // `d` leads each block (Q4_0 and Q8_0 alike).
-                    dw[i] = halves(f16(b), f16(b.add(bytes)));
                 }
+                // `d` leads each block (Q4_0 and Q8_0 alike).
+                let b = w.add(2 * p * bytes);
+                let (dwa, dwb) = (
+                    row_scales::<NR>(b, row_bytes),
+                    row_scales::<NR>(b.add(bytes), row_bytes),
+                );
                 for r in 0..M {
                     let x = xv(r, 64 * p);
-                    let dx = halves(*xd.add(r * k / 32 + 2 * p), *xd.add(r * k / 32 + 2 * p + 1));
+                    let mut d = [_mm512_setzero_si512(); 4];
                     for i in 0..NR {
-                        let d = dot4::<VNNI>(wa[i], sign(x, ws[i]));
-                        acc[r][i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), _mm512_mul_ps(dw[i], dx), acc[r][i]);
+                        d[i] = dot4::<VNNI>(wa[i], sign(x, ws[i]));
                     }
+                    // The pair's two blocks, in order.
+                    let (ta, tb) = half_sums(d);
+                    let xb = xd.add(r * k / 32 + 2 * p);
+                    acc[r] = _mm_fmadd_ps(_mm_cvtepi32_ps(ta), _mm_mul_ps(dwa, _mm_set1_ps(*xb)), acc[r]);
+                    acc[r] = _mm_fmadd_ps(_mm_cvtepi32_ps(tb), _mm_mul_ps(dwb, _mm_set1_ps(*xb.add(1))), acc[r]);
                 }
             }
         } else {
@@ -132,7 +163,7 @@ unsafe fn tile<const F: u8, const VNNI: bool, const M: usize, const NR: usize>(c
                 // Per weight row: the scales as 16-bit values (for the lanes), `d`, and the 16
                 // offset coefficients `c_j`, two rows to a register; `e` likewise.
                 let mut sc = [_mm512_setzero_si512(); NR];
-                let mut dv = [_mm512_setzero_ps(); NR];
+                let mut dv = [0f32; 4];
                 let mut cpair = [_mm512_setzero_si512(); 2];
                 let mut epair = [_mm512_setzero_ps(); 2];
                 for i in 0..NR {
@@ -150,7 +181,7 @@ unsafe fn tile<const F: u8, const VNNI: bool, const M: usize, const NR: usize>(c
                         let d = f16(b.add(q6k::D));
                         (_mm256_slli_epi16::<5>(v), d, d)
                     };
-                    dv[i] = _mm512_set1_ps(d);
+                    dv[i] = d;
                     if i % 2 == 0 {
                         cpair[i / 2] = _mm512_castsi256_si512(c16);
                         epair[i / 2] = _mm512_set1_ps(e);
@@ -195,15 +226,21 @@ unsafe fn tile<const F: u8, const VNNI: bool, const M: usize, const NR: usize>(c
                         }
                     }
                 }
+                let dv = _mm_loadu_ps(dv.as_ptr());
                 for r in 0..M {
                     let dx = _mm512_set1_ps(*xd.add(r * k / 256 + blk));
-                    for i in 0..NR {
-                        let dd = _mm512_mul_ps(dv[i], dx);
-                        // Volatile: the accumulators live in memory (touched once a block), which
-                        // leaves the registers to the integer tile (the compiler spilled it).
-                        let a = &raw mut acc[r][i];
-                        a.write_volatile(_mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[r][i]), dd, a.read_volatile()));
-                    }
+                    let mut t4 = [_mm512_setzero_si512(); 4];
+                    t4[..NR].copy_from_slice(&isum[r]);
+                    let (a, b) = half_sums(t4);
+                    let dd = _mm_mul_ps(dv, _mm512_castps512_ps128(dx));
+                    // Volatile: the accumulators live in memory (touched once a block), which
+                    // leaves the registers to the integer tile (the compiler spilled it).
+                    let a_ = &raw mut acc[r];
+                    a_.write_volatile(_mm_fmadd_ps(
+                        _mm_cvtepi32_ps(_mm_add_epi32(a, b)),
+                        dd,
+                        a_.read_volatile(),
+                    ));
                     let bs = x.bsum.as_ptr().add(((r0 + r) * k + 256 * blk) / 16);
                     let bs = _mm512_broadcast_i64x4(_mm256_loadu_si256(bs as *const __m256i));
                     for h in 0..NR.div_ceil(2) {
@@ -220,6 +257,7 @@ unsafe fn tile<const F: u8, const VNNI: bool, const M: usize, const NR: usize>(c
             }
         }
         for r in 0..M {
+            let a: [f32; 4] = std::mem::transmute(acc[r]);
             for i in 0..NR {
                 let o = off[r][i / 2];
                 let o = if i % 2 == 0 {
@@ -227,7 +265,7 @@ unsafe fn tile<const F: u8, const VNNI: bool, const M: usize, const NR: usize>(c
                 } else {
                     _mm512_shuffle_f32x4::<0b11_10_11_10>(o, o)
                 };
-                *out.add(r * ldo + i) = hsum(acc[r][i]) - _mm512_cvtss_f32(o);
+                *out.add(r * ldo + i) = a[i] - _mm512_cvtss_f32(o);
             }
         }
     }

@@ -81,7 +81,16 @@ fn every_path_quantizes_inputs_alike() {
 #[test]
 fn every_path_equals_the_definition_bit_for_bit() {
     for (f, dt) in FORMATS {
-        for (n, k, m) in [(13, 256, 9), (7, 2048, 5), (9, 512, 1)] {
+        // Weight rows around the repacked groups of 32 and the tiles; input rows past 16 (the
+        // repacked path) and past its chunks of 64.
+        for (n, k, m) in [
+            (13, 256, 9),
+            (7, 2048, 5),
+            (9, 512, 1),
+            (45, 512, 21),
+            (70, 256, 67),
+            (32, 1024, 16),
+        ] {
             let w = weights(n, k, dt);
             let data = w.data().unwrap();
             let row_bytes = data.len() / n;
@@ -112,6 +121,29 @@ fn every_path_equals_the_definition_bit_for_bit() {
                             out.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
                             "{f:?}: AVX-512 without VNNI must equal the path with it"
                         );
+                        if std::arch::is_x86_feature_detected!("avx512vnni") {
+                            // The repacked path at every size, and the tiles' at sizes it takes.
+                            for packed in [true, false] {
+                                let mut got = vec![f32::NAN; mm * n];
+                                let call = Call {
+                                    out: got.as_mut_ptr(),
+                                    ..call
+                                };
+                                // SAFETY: as above; the CPU has VNNI (just detected).
+                                unsafe {
+                                    if packed {
+                                        super::packed::block(f, call)
+                                    } else {
+                                        avx512::block(f, true, call)
+                                    }
+                                };
+                                assert_eq!(
+                                    got.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                                    out.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                                    "{f:?} n={n} k={k} m={mm}: repacked {packed} must equal the chosen path"
+                                );
+                            }
+                        }
                     }
                     for r in 0..mm {
                         for i in 0..n {

@@ -1,0 +1,327 @@
+//! Prefill with AVX-512 VNNI: the weight rows of a call are repacked, 32 at a time, so that one
+//! register holds the same 4 values of 16 rows; each `vpdpbusd` then meets them with 4 bytes of
+//! one input row (broadcast), and one `i32` lane collects one weight row's products. A block's
+//! integer total ([`super`]'s `T_b`) is thus summed a row per lane, with the integer scales of
+//! the K-quants applied once per group of 16 or 32 values (`vpmulld`) instead of once per 64
+//! products, and the f32 steps of the definition run 16 outputs at a time.
+//!
+//! The weights are stored as unsigned bytes (`vpdpbusd` takes one unsigned operand): Q4_0 as
+//! `q` (so `T_b = Σ q · qx − 8 · Σ qx`), Q8_0 as `q + 128` (`T_b = Σ (q + 128) · qx − 128 · Σ qx`),
+//! Q4_K and Q6_K as their `q`: the same integers as the definition's, exact.
+//!
+//! Repacking costs one pass over the weights per call, against `m` input rows per weight:
+//! [`super::block`] takes this path only for calls of [`MIN_M`] input rows or more.
+//!
+//! The helpers are `#[inline(always)]` into [`run`], whose `#[target_feature]` enables AVX-512
+//! F/BW/DQ/VL/VNNI, AVX2, FMA and F16C; [`block`] is only called when the CPU has them.
+
+// Index loops mirror the layout they fill; iterator chains would hide it.
+#![allow(clippy::needless_range_loop)]
+
+use super::{Call, QFormat, Q4K, Q4_0, Q6K, Q8_0};
+use crate::model::cpu::formats::{f16_ptr as f16, q4_0, q4k, q6k, q8_0};
+use std::arch::x86_64::*;
+use std::cell::RefCell;
+
+/// Input rows from which a call is worth repacking its weights.
+pub const MIN_M: usize = 16;
+/// Weight rows per repacked group: two registers of 16 lanes.
+const GROUP: usize = 32;
+/// Input rows per tile (each holds 2 × 2 integer registers of the 32 weight rows).
+const MR: usize = 4;
+/// Input rows met by every group before the next input rows (they stay in L2).
+const CHUNK: usize = 64;
+
+/// A call's weight rows, repacked by groups of [`GROUP`].
+#[derive(Default)]
+struct Packed {
+    /// Per group, per 4 values of `k`: the group's 32 rows × 4 unsigned bytes.
+    w: Vec<u8>,
+    /// Per group, per 16- (Q6_K) or 32-value (Q4_K) scale group: the 32 rows' integer scales.
+    sc: Vec<i32>,
+    /// Per group, per block, per pair `t < 8` of 16-value groups: the 32 rows' offset
+    /// coefficients `(c_2t, c_2t+1)` as two 16-bit halves (the K-quants' `C_b`).
+    coef: Vec<i32>,
+    /// Per group, per block: the 32 rows' `d` (Q4_0/Q8_0: the block's scale).
+    d: Vec<f32>,
+    /// Per group, per block: the 32 rows' `e` (K-quants).
+    e: Vec<f32>,
+}
+
+thread_local! {
+    /// Each worker's repacked weights, reused across calls.
+    static PACKED: RefCell<Packed> = RefCell::new(Packed::default());
+}
+
+/// The format's shape: values per block, and per integer scale (0: none).
+const fn shape(f: u8) -> (usize, usize) {
+    match f {
+        Q4_0 | Q8_0 => (32, 0),
+        Q4K => (256, 32),
+        _ => (256, 16),
+    }
+}
+
+/// Repacks weight rows `0..rows` (at most [`GROUP`]) at `w` into group `g` of `p`, rows past
+/// `rows` as zeros.
+///
+/// # Safety
+/// The CPU has AVX-512 F/BW/DQ/VL, AVX2 and F16C; `rows` rows of `row_bytes` bytes (whole
+/// blocks of `F` covering `k`) are readable at `w`; `p`'s vectors hold group `g`.
+#[inline(always)]
+unsafe fn repack<const F: u8>(p: &mut Packed, g: usize, w: *const u8, row_bytes: usize, rows: usize, k: usize) {
+    let (bv, gv) = shape(F);
+    let nb = k / bv;
+    let ns = if gv == 0 { 0 } else { k / gv };
+    let pw = p.w[g * GROUP * k..][..GROUP * k].as_mut_ptr();
+    let sc = &mut p.sc[g * GROUP * ns..][..GROUP * ns];
+    let coef = &mut p.coef[g * GROUP * 8 * nb..][..GROUP * 8 * nb];
+    let d = &mut p.d[g * GROUP * nb..][..GROUP * nb];
+    let e = &mut p.e[g * GROUP * nb..][..GROUP * nb];
+    if rows < GROUP {
+        // SAFETY: the group's `GROUP · k` bytes (the contract).
+        unsafe { std::ptr::write_bytes(pw, 0, GROUP * k) };
+        sc.fill(0);
+        coef.fill(0);
+        d.fill(0.0);
+        e.fill(0.0);
+    }
+    // SAFETY: every read is inside row `i < rows` (pairs `pr < k / 64`, blocks `b < nb`), every
+    // scatter writes dword `(step · GROUP + i)` of the group for `step < k / 4` (inside its
+    // `GROUP · k` bytes); the features are the contract's.
+    unsafe {
+        // Dword `j` of a pair's 64 values goes to step `16·pair + j`, row `i`.
+        let index = _mm512_mullo_epi32(
+            _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+            _mm512_set1_epi32(GROUP as i32),
+        );
+        for i in 0..rows {
+            let row = w.add(i * row_bytes);
+            for pr in 0..k / 64 {
+                let v = match F {
+                    Q4_0 => _mm512_add_epi8(q4_0::pair_avx512(row.add(2 * pr * q4_0::BYTES)), _mm512_set1_epi8(8)),
+                    Q8_0 => _mm512_xor_si512(q8_0::pair_avx512(row.add(2 * pr * q8_0::BYTES)), _mm512_set1_epi8(-128)),
+                    Q4K => q4k::pair_avx512(row.add(pr / 4 * q4k::BYTES), pr % 4),
+                    _ => q6k::pair_avx512(row.add(pr / 4 * q6k::BYTES), pr % 4),
+                };
+                let at = pw.add((16 * pr * GROUP + i) * 4);
+                _mm512_i32scatter_epi32::<4>(at as *mut i32, index, v);
+            }
+            for b in 0..nb {
+                match F {
+                    Q4_0 => d[b * GROUP + i] = f16(row.add(b * q4_0::BYTES)),
+                    Q8_0 => d[b * GROUP + i] = f16(row.add(b * q8_0::BYTES)),
+                    _ => {
+                        let blk = std::slice::from_raw_parts(row.add(b * (row_bytes / nb)), row_bytes / nb);
+                        let s = if F == Q4K {
+                            q4k::int_scales(blk)
+                        } else {
+                            q6k::int_scales(blk)
+                        };
+                        // The definition's 16 groups, each scale group once (Q4_K: two groups a scale).
+                        let per = 16 / (256 / gv);
+                        for j in 0..256 / gv {
+                            sc[(b * (256 / gv) + j) * GROUP + i] = s.sc[j * per];
+                        }
+                        for t in 0..8 {
+                            let pair = (s.c[2 * t] as u16 as u32) | ((s.c[2 * t + 1] as u16 as u32) << 16);
+                            coef[(b * 8 + t) * GROUP + i] = pair as i32;
+                        }
+                        d[b * GROUP + i] = s.d;
+                        e[b * GROUP + i] = s.e;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// One tile: input rows `r0..r0 + M` × the 32 rows of group `g`, the outputs of its first
+/// `rows` weight rows written at `out[r·ldo + i]`.
+///
+/// # Safety
+/// The CPU has AVX-512 F/BW/DQ/VL/VNNI, AVX2, FMA and F16C; group `g` of `p` is repacked for
+/// `x.k`; input rows `r0..r0 + M` exist in `x`; `out` is writable at `r·ldo + i` for `r < M`,
+/// `i < rows <= GROUP`.
+#[inline(always)]
+unsafe fn tile<const F: u8, const M: usize>(
+    p: &Packed,
+    g: usize,
+    x: &super::QuantRows,
+    r0: usize,
+    out: *mut f32,
+    ldo: usize,
+    rows: usize,
+) {
+    let (bv, gv) = shape(F);
+    let k = x.k;
+    let nb = k / bv;
+    let ns = if gv == 0 { 0 } else { k / gv };
+    // SAFETY: the contract: every read of `p` is inside group `g` (steps `< k / 4`, scale groups
+    // `< ns`, blocks `< nb`), every input read inside rows `r0..r0 + M` (values, scales, 16-value
+    // sums), every store a written output (`rows` lanes masked); the features cover the rest.
+    unsafe {
+        let pw = p.w.as_ptr().add(g * GROUP * k);
+        let sc = p.sc.as_ptr().add(g * GROUP * ns);
+        let coef = p.coef.as_ptr().add(g * GROUP * 8 * nb);
+        let (pd, pe) = (p.d.as_ptr().add(g * GROUP * nb), p.e.as_ptr().add(g * GROUP * nb));
+        let qs = x.qs.as_ptr().add(r0 * k) as *const u8;
+        let xd = x.d.as_ptr().add(r0 * k / x.qb);
+        let bsum = x.bsum.as_ptr().add(r0 * k / 16);
+        let xb = |r: usize, step: usize| _mm512_set1_epi32((qs.add(r * k + 4 * step) as *const i32).read_unaligned());
+        let wv = |step: usize, h: usize| _mm512_loadu_si512(pw.add((step * GROUP + 16 * h) * 4) as *const __m512i);
+        let ld = |v: *const f32, h: usize| _mm512_loadu_ps(v.add(16 * h));
+        let mut acc = [[_mm512_setzero_ps(); 2]; M];
+        let mut off = [[_mm512_setzero_ps(); 2]; M];
+        for b in 0..nb {
+            let mut t = [[_mm512_setzero_si512(); 2]; M];
+            if gv == 0 {
+                // Q4_0/Q8_0: 8 steps of 4 values, then the offset `8 · Σ qx` or `128 · Σ qx`.
+                for q in 0..8 {
+                    let (w0, w1) = (wv(8 * b + q, 0), wv(8 * b + q, 1));
+                    for r in 0..M {
+                        let x = xb(r, 8 * b + q);
+                        t[r][0] = _mm512_dpbusd_epi32(t[r][0], w0, x);
+                        t[r][1] = _mm512_dpbusd_epi32(t[r][1], w1, x);
+                    }
+                }
+                let shift = if F == Q4_0 { 3 } else { 7 };
+                for r in 0..M {
+                    let bs = bsum.add(r * k / 16 + 2 * b);
+                    let o = _mm512_set1_epi32((*bs as i32 + *bs.add(1) as i32) << shift);
+                    let dx = _mm512_set1_ps(*xd.add(r * k / 32 + b));
+                    for h in 0..2 {
+                        let tb = _mm512_cvtepi32_ps(_mm512_sub_epi32(t[r][h], o));
+                        acc[r][h] = _mm512_fmadd_ps(tb, _mm512_mul_ps(ld(pd.add(b * GROUP), h), dx), acc[r][h]);
+                    }
+                }
+            } else {
+                let groups = 256 / gv;
+                for j in 0..groups {
+                    let mut u = [[_mm512_setzero_si512(); 2]; M];
+                    for q in 0..gv / 4 {
+                        let step = 64 * b + j * gv / 4 + q;
+                        let (w0, w1) = (wv(step, 0), wv(step, 1));
+                        for r in 0..M {
+                            let x = xb(r, step);
+                            u[r][0] = _mm512_dpbusd_epi32(u[r][0], w0, x);
+                            u[r][1] = _mm512_dpbusd_epi32(u[r][1], w1, x);
+                        }
+                    }
+                    let s = sc.add((b * groups + j) * GROUP);
+                    for h in 0..2 {
+                        let s = _mm512_loadu_si512(s.add(16 * h) as *const __m512i);
+                        for r in 0..M {
+                            t[r][h] = _mm512_add_epi32(t[r][h], _mm512_mullo_epi32(u[r][h], s));
+                        }
+                    }
+                }
+                for r in 0..M {
+                    let dx = _mm512_set1_ps(*xd.add(r * k / 256 + b));
+                    let bs = bsum.add(r * k / 16 + 16 * b) as *const i32;
+                    for h in 0..2 {
+                        let mut c = _mm512_setzero_si512();
+                        for tt in 0..8 {
+                            let cf = _mm512_loadu_si512(coef.add((b * 8 + tt) * GROUP + 16 * h) as *const __m512i);
+                            c = _mm512_dpwssd_epi32(c, cf, _mm512_set1_epi32(bs.add(tt).read_unaligned()));
+                        }
+                        // Volatile: the f32 chains live in memory (touched once a block), which
+                        // leaves the registers to the integer tile.
+                        let a = &raw mut acc[r][h];
+                        let tb = _mm512_cvtepi32_ps(t[r][h]);
+                        a.write_volatile(_mm512_fmadd_ps(
+                            tb,
+                            _mm512_mul_ps(ld(pd.add(b * GROUP), h), dx),
+                            a.read_volatile(),
+                        ));
+                        let o = &raw mut off[r][h];
+                        let cb = _mm512_cvtepi32_ps(c);
+                        o.write_volatile(_mm512_fmadd_ps(
+                            cb,
+                            _mm512_mul_ps(ld(pe.add(b * GROUP), h), dx),
+                            o.read_volatile(),
+                        ));
+                    }
+                }
+            }
+        }
+        for r in 0..M {
+            for h in 0..2 {
+                let lanes = rows.saturating_sub(16 * h).min(16);
+                let mask = ((1u32 << lanes) - 1) as u16;
+                _mm512_mask_storeu_ps(out.add(r * ldo + 16 * h), mask, _mm512_sub_ps(acc[r][h], off[r][h]));
+            }
+        }
+    }
+}
+
+/// Repacks the call's weight rows into this thread's buffer, then meets every group with every
+/// input row, [`CHUNK`] input rows at a time.
+///
+/// # Safety
+/// As [`block`].
+#[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,avx2,fma,f16c")]
+unsafe fn run<const F: u8>(c: Call) {
+    let (bv, gv) = shape(F);
+    let k = c.x.k;
+    let (nb, ns) = (k / bv, if gv == 0 { 0 } else { k / gv });
+    let groups = c.rows.div_ceil(GROUP);
+    PACKED.with(|p| {
+        let mut p = p.borrow_mut();
+        let p = &mut *p;
+        // Sized for this call (a buffer's old contents are overwritten or zeroed by `repack`).
+        p.w.resize(groups * GROUP * k, 0);
+        p.sc.resize(groups * GROUP * ns, 0);
+        p.coef.resize(groups * GROUP * 8 * nb, 0);
+        p.d.resize(groups * GROUP * nb, 0.0);
+        p.e.resize(groups * GROUP * nb, 0.0);
+        for g in 0..groups {
+            let rows = (c.rows - g * GROUP).min(GROUP);
+            // SAFETY: rows `g·GROUP..g·GROUP + rows` of the call are readable (the contract), and
+            // the buffers were just sized for `groups` groups; the features are this function's.
+            unsafe { repack::<F>(p, g, c.w.add(g * GROUP * c.row_bytes), c.row_bytes, rows, k) };
+        }
+        for r0 in (0..c.m).step_by(CHUNK) {
+            let chunk = CHUNK.min(c.m - r0);
+            for g in 0..groups {
+                let rows = (c.rows - g * GROUP).min(GROUP);
+                let mut r = 0;
+                while r < chunk {
+                    let mr = MR.min(chunk - r);
+                    // SAFETY: input rows `c.r0 + r0 + r..` + `mr` lie inside the call's, outputs
+                    // `(r0 + r + ·)·ldo + g·GROUP + i` for `i < rows` inside its outputs (the
+                    // contract); group `g` was just repacked; the features are this function's.
+                    unsafe {
+                        let out = c.out.add((r0 + r) * c.ldo + g * GROUP);
+                        let x0 = c.r0 + r0 + r;
+                        match mr {
+                            1 => tile::<F, 1>(p, g, c.x, x0, out, c.ldo, rows),
+                            2 => tile::<F, 2>(p, g, c.x, x0, out, c.ldo, rows),
+                            3 => tile::<F, 3>(p, g, c.x, x0, out, c.ldo, rows),
+                            _ => tile::<F, MR>(p, g, c.x, x0, out, c.ldo, rows),
+                        }
+                    }
+                    r += mr;
+                }
+            }
+        }
+    });
+}
+
+/// See [`super::block`].
+///
+/// # Safety
+/// The CPU has AVX-512 F/BW/DQ/VL/VNNI, AVX2, FMA and F16C; the call's `rows` weight rows (of
+/// whole `f` blocks covering `x.k`) are readable at `c.w`, its input rows `r0..r0 + m` exist,
+/// and `out` is writable at `r·ldo + i` for `r < m`, `i < rows`.
+pub(super) unsafe fn block(f: QFormat, c: Call) {
+    // SAFETY: the contract is `run`'s, with `F` the format `f` that the rows hold.
+    unsafe {
+        match f {
+            QFormat::Q4_0 => run::<Q4_0>(c),
+            QFormat::Q8_0 => run::<Q8_0>(c),
+            QFormat::Q4K => run::<Q4K>(c),
+            QFormat::Q6K => run::<Q6K>(c),
+        }
+    }
+}
