@@ -1,7 +1,8 @@
 //! AVX2 kernels of the integer dot products in [`super`]: 32 weight integers and 32 input bytes
-//! per instruction group (`maddubs` + `madd`), the 16 lanes of a pair as two 8-lane registers
-//! (lanes 0–7 the pair's first sub-block, 8–15 its second), in tiles of up to 2 input rows × 2
-//! weight rows (16 registers).
+//! per instruction group (`maddubs` + `madd`), a 32-value block or sub-block as one 8-lane
+//! register of 4 products each, in tiles of up to 2 input rows × 2 weight rows (16 registers);
+//! each block's lanes are summed into its integer total, and each output's f32 chain runs in a
+//! scalar.
 //!
 //! Signed weights use `_mm256_sign_epi8`: `|w|` as unsigned bytes times `x · sign(w)` is `w · x`,
 //! and `|w| · |x| ≤ 128 · 127` keeps `maddubs`' 16-bit pair sums from saturating.

@@ -1,8 +1,11 @@
-//! AVX-512 (BW) kernels of the integer dot products in [`super`]: 64 weight integers and 64
-//! input bytes per instruction group, `maddubs` + `madd` for the 16 lanes (with the K-quants'
-//! sub-block scales folded into the `madd`), in register tiles of input rows × weight rows.
-//! With VNNI, one `vpdpbusd` replaces `maddubs` + `madd` where no scale is folded in, and
-//! `vpdpwssd` the scaled `madd` + `add` of the K-quants.
+//! AVX-512 (BW) kernels of the integer dot products in [`super`], over the weights as stored:
+//! decoding, and prefill without VNNI (with it, prefill repacks: `super::packed`). 64 weight
+//! integers and 64 input bytes per instruction group, `maddubs` + `madd` into 16 lanes of 4
+//! products each (with the K-quants' sub-block scales folded into the `madd`), in register tiles
+//! of input rows × weight rows; the lanes of up to 4 weight rows are then summed together into
+//! their blocks' integer totals ([`half_sums`]), and those rows' f32 chains run side by side in
+//! one register. With VNNI, one `vpdpbusd` replaces `maddubs` + `madd` where no scale is folded
+//! in, and `vpdpwssd` the scaled `madd` + `add` of the K-quants.
 //!
 //! Signed weights use the sign trick: `|w|` as unsigned bytes times `x · sign(w)` is `w · x`,
 //! and `|w| · |x| ≤ 128 · 127` keeps `maddubs`' 16-bit pair sums from saturating.

@@ -29,8 +29,11 @@ pub const MIN_M: usize = 16;
 const GROUP: usize = 32;
 /// Input rows per tile (each holds 2 × 2 integer registers of the 32 weight rows).
 const MR: usize = 4;
-/// Input rows met by every group before the next input rows (they stay in L2).
-const CHUNK: usize = 64;
+/// Input rows met by every group before the next ones: as many as fit in 512 KiB (so that they
+/// and the call's repacked rows stay in L2), from 16 to 64, whole tiles.
+fn chunk(k: usize) -> usize {
+    ((512 << 10) / k).clamp(16, 64) / MR * MR
+}
 
 /// A call's weight rows, repacked by groups of [`GROUP`].
 #[derive(Default)]
@@ -256,7 +259,7 @@ unsafe fn tile<const F: u8, const M: usize>(
 }
 
 /// Repacks the call's weight rows into this thread's buffer, then meets every group with every
-/// input row, [`CHUNK`] input rows at a time.
+/// input row, [`chunk`] input rows at a time.
 ///
 /// # Safety
 /// As [`block`].
@@ -281,13 +284,14 @@ unsafe fn run<const F: u8>(c: Call) {
             // the buffers were just sized for `groups` groups; the features are this function's.
             unsafe { repack::<F>(p, g, c.w.add(g * GROUP * c.row_bytes), c.row_bytes, rows, k) };
         }
-        for r0 in (0..c.m).step_by(CHUNK) {
-            let chunk = CHUNK.min(c.m - r0);
+        let per = chunk(k);
+        for r0 in (0..c.m).step_by(per) {
+            let mc = per.min(c.m - r0);
             for g in 0..groups {
                 let rows = (c.rows - g * GROUP).min(GROUP);
                 let mut r = 0;
-                while r < chunk {
-                    let mr = MR.min(chunk - r);
+                while r < mc {
+                    let mr = MR.min(mc - r);
                     // SAFETY: input rows `c.r0 + r0 + r..` + `mr` lie inside the call's, outputs
                     // `(r0 + r + ·)·ldo + g·GROUP + i` for `i < rows` inside its outputs (the
                     // contract); group `g` was just repacked; the features are this function's.
