@@ -2,8 +2,9 @@
 //! register holds the same 4 values of 16 rows; each `vpdpbusd` then meets them with 4 bytes of
 //! one input row (broadcast), and one `i32` lane collects one weight row's products. A block's
 //! integer total ([`super`]'s `T_b`) is thus summed a row per lane, with the integer scales of
-//! the K-quants applied once per group of 16 or 32 values (`vpmulld`) instead of once per 64
-//! products, and the f32 steps of the definition run 16 outputs at a time.
+//! the K-quants applied once per 16 values of a row (Q4_K: one `vpdpwssd`, exact because such a
+//! sum fits 16 bits; Q6_K: `vpmulld`), and the f32 steps of the definition run 16 outputs at a
+//! time. The repacking transposes 16 rows × 16 runs of 4 values in registers.
 //!
 //! The weights are stored as unsigned bytes (`vpdpbusd` takes one unsigned operand): Q4_0 as
 //! `q` (so `T_b = Σ q · qx − 8 · Σ qx`), Q8_0 as `q + 128` (`T_b = Σ (q + 128) · qx − 128 · Σ qx`),
@@ -40,7 +41,8 @@ fn chunk(k: usize) -> usize {
 struct Packed {
     /// Per group, per 4 values of `k`: the group's 32 rows × 4 unsigned bytes.
     w: Vec<u8>,
-    /// Per group, per 16- (Q6_K) or 32-value (Q4_K) scale group: the 32 rows' integer scales.
+    /// Per group, per 16- (Q6_K) or 32-value (Q4_K) scale group: the 32 rows' integer scales
+    /// (Q4_K's below 64, so each lane's high 16 bits are zero, as `vpdpwssd` needs).
     sc: Vec<i32>,
     /// Per group, per block, per pair `t < 8` of 16-value groups: the 32 rows' offset
     /// coefficients `(c_2t, c_2t+1)` as two 16-bit halves (the K-quants' `C_b`).
@@ -62,6 +64,43 @@ const fn shape(f: u8) -> (usize, usize) {
         Q4_0 | Q8_0 => (32, 0),
         Q4K => (256, 32),
         _ => (256, 16),
+    }
+}
+
+/// The 16 × 16 transpose of 32-bit values: value `j` of input `i` becomes value `i` of output `j`.
+///
+/// # Safety
+/// The CPU has AVX-512 F (it touches no memory).
+#[inline(always)]
+unsafe fn transpose16(v: [__m512i; 16]) -> [__m512i; 16] {
+    // SAFETY: register operations only, with AVX-512 F (the contract).
+    unsafe {
+        // Within each 128-bit lane: pairs of rows interleaved, then columns of 4 rows, then the
+        // 4 × 4 lanes (lane L of output j = 4L + c gathers column c of lane L of every 4 rows).
+        let mut t = [_mm512_setzero_si512(); 16];
+        for i in 0..8 {
+            t[2 * i] = _mm512_unpacklo_epi32(v[2 * i], v[2 * i + 1]);
+            t[2 * i + 1] = _mm512_unpackhi_epi32(v[2 * i], v[2 * i + 1]);
+        }
+        let mut u = [_mm512_setzero_si512(); 16];
+        for i in 0..4 {
+            u[4 * i] = _mm512_unpacklo_epi64(t[4 * i], t[4 * i + 2]);
+            u[4 * i + 1] = _mm512_unpackhi_epi64(t[4 * i], t[4 * i + 2]);
+            u[4 * i + 2] = _mm512_unpacklo_epi64(t[4 * i + 1], t[4 * i + 3]);
+            u[4 * i + 3] = _mm512_unpackhi_epi64(t[4 * i + 1], t[4 * i + 3]);
+        }
+        let mut o = [_mm512_setzero_si512(); 16];
+        for c in 0..4 {
+            let x0 = _mm512_shuffle_i32x4::<0x88>(u[c], u[4 + c]);
+            let x1 = _mm512_shuffle_i32x4::<0xDD>(u[c], u[4 + c]);
+            let y0 = _mm512_shuffle_i32x4::<0x88>(u[8 + c], u[12 + c]);
+            let y1 = _mm512_shuffle_i32x4::<0xDD>(u[8 + c], u[12 + c]);
+            o[c] = _mm512_shuffle_i32x4::<0x88>(x0, y0);
+            o[4 + c] = _mm512_shuffle_i32x4::<0x88>(x1, y1);
+            o[8 + c] = _mm512_shuffle_i32x4::<0xDD>(x0, y0);
+            o[12 + c] = _mm512_shuffle_i32x4::<0xDD>(x1, y1);
+        }
+        o
     }
 }
 
@@ -89,49 +128,59 @@ unsafe fn repack<const F: u8>(p: &mut Packed, g: usize, w: *const u8, row_bytes:
         d.fill(0.0);
         e.fill(0.0);
     }
-    // SAFETY: every read is inside row `i < rows` (pairs `pr < k / 64`, blocks `b < nb`), every
-    // scatter writes dword `(step · GROUP + i)` of the group for `step < k / 4` (inside its
-    // `GROUP · k` bytes); the features are the contract's.
+    let bb = row_bytes / nb;
+    // SAFETY: every read is inside row `i < rows` (pairs `pr < k / 64`, blocks `b < nb` of `bb`
+    // bytes); every store writes the 64 bytes of rows `16h..16h + 16` at step `16·pr + j < k / 4`
+    // of the group (inside its `GROUP · k` bytes); the features are the contract's.
     unsafe {
-        // Dword `j` of a pair's 64 values goes to step `16·pair + j`, row `i`.
-        let index = _mm512_mullo_epi32(
-            _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
-            _mm512_set1_epi32(GROUP as i32),
-        );
-        for i in 0..rows {
-            let row = w.add(i * row_bytes);
+        for h in 0..rows.div_ceil(16) {
             for pr in 0..k / 64 {
-                let v = match F {
-                    Q4_0 => _mm512_add_epi8(q4_0::pair_avx512(row.add(2 * pr * q4_0::BYTES)), _mm512_set1_epi8(8)),
-                    Q8_0 => _mm512_xor_si512(q8_0::pair_avx512(row.add(2 * pr * q8_0::BYTES)), _mm512_set1_epi8(-128)),
-                    Q4K => q4k::pair_avx512(row.add(pr / 4 * q4k::BYTES), pr % 4),
-                    _ => q6k::pair_avx512(row.add(pr / 4 * q6k::BYTES), pr % 4),
-                };
-                let at = pw.add((16 * pr * GROUP + i) * 4);
-                _mm512_i32scatter_epi32::<4>(at as *mut i32, index, v);
+                // Each row's 64 values (16 runs of 4), then the same run of the 16 rows together.
+                let mut v = [_mm512_setzero_si512(); 16];
+                for i in 0..(rows - 16 * h).min(16) {
+                    let row = w.add((16 * h + i) * row_bytes);
+                    v[i] = match F {
+                        Q4_0 => _mm512_add_epi8(q4_0::pair_avx512(row.add(2 * pr * bb)), _mm512_set1_epi8(8)),
+                        Q8_0 => _mm512_xor_si512(q8_0::pair_avx512(row.add(2 * pr * bb)), _mm512_set1_epi8(-128)),
+                        Q4K => q4k::pair_avx512(row.add(pr / 4 * bb), pr % 4),
+                        _ => q6k::pair_avx512(row.add(pr / 4 * bb), pr % 4),
+                    };
+                }
+                let o = transpose16(v);
+                for j in 0..16 {
+                    _mm512_storeu_si512(pw.add(((16 * pr + j) * GROUP + 16 * h) * 4) as *mut __m512i, o[j]);
+                }
             }
+        }
+        for i in 0..rows {
             for b in 0..nb {
+                let blk = w.add(i * row_bytes + b * bb);
                 match F {
-                    Q4_0 => d[b * GROUP + i] = f16(row.add(b * q4_0::BYTES)),
-                    Q8_0 => d[b * GROUP + i] = f16(row.add(b * q8_0::BYTES)),
+                    // `d` leads each block (Q4_0 and Q8_0 alike).
+                    Q4_0 | Q8_0 => d[b * GROUP + i] = f16(blk),
+                    Q4K => {
+                        // Scales as bytes 0-7, minimums as bytes 8-15; `c_2t = c_2t+1 = m_t`.
+                        let u: [u8; 16] = std::mem::transmute(q4k::scales_mins(blk.add(q4k::SCALES)));
+                        for j in 0..8 {
+                            sc[(b * 8 + j) * GROUP + i] = u[j] as i32;
+                            let m = u[8 + j] as u32;
+                            coef[(b * 8 + j) * GROUP + i] = (m | m << 16) as i32;
+                        }
+                        d[b * GROUP + i] = f16(blk.add(q4k::D));
+                        e[b * GROUP + i] = f16(blk.add(q4k::DMIN));
+                    }
                     _ => {
-                        let blk = std::slice::from_raw_parts(row.add(b * (row_bytes / nb)), row_bytes / nb);
-                        let s = if F == Q4K {
-                            q4k::int_scales(blk)
-                        } else {
-                            q6k::int_scales(blk)
-                        };
-                        // The definition's 16 groups, each scale group once (Q4_K: two groups a scale).
-                        let per = 16 / (256 / gv);
-                        for j in 0..256 / gv {
-                            sc[(b * (256 / gv) + j) * GROUP + i] = s.sc[j * per];
+                        // Signed scales; `c_j = 32 · sc_j` (fits 16 bits).
+                        let s = |j: usize| *blk.add(q6k::SCALES + j) as i8 as i32;
+                        for j in 0..16 {
+                            sc[(b * 16 + j) * GROUP + i] = s(j);
                         }
                         for t in 0..8 {
-                            let pair = (s.c[2 * t] as u16 as u32) | ((s.c[2 * t + 1] as u16 as u32) << 16);
+                            let pair = (32 * s(2 * t)) as u16 as u32 | ((32 * s(2 * t + 1)) as u16 as u32) << 16;
                             coef[(b * 8 + t) * GROUP + i] = pair as i32;
                         }
-                        d[b * GROUP + i] = s.d;
-                        e[b * GROUP + i] = s.e;
+                        d[b * GROUP + i] = f16(blk.add(q6k::D));
+                        e[b * GROUP + i] = d[b * GROUP + i];
                     }
                 }
             }
@@ -199,11 +248,11 @@ unsafe fn tile<const F: u8, const M: usize>(
                     }
                 }
             } else {
-                let groups = 256 / gv;
-                for j in 0..groups {
+                // 16 groups of 16 values; Q4_K's scale is its sub-block's (two groups).
+                for j in 0..16 {
                     let mut u = [[_mm512_setzero_si512(); 2]; M];
-                    for q in 0..gv / 4 {
-                        let step = 64 * b + j * gv / 4 + q;
+                    for q in 0..4 {
+                        let step = 64 * b + 4 * j + q;
                         let (w0, w1) = (wv(step, 0), wv(step, 1));
                         for r in 0..M {
                             let x = xb(r, step);
@@ -211,11 +260,17 @@ unsafe fn tile<const F: u8, const M: usize>(
                             u[r][1] = _mm512_dpbusd_epi32(u[r][1], w1, x);
                         }
                     }
-                    let s = sc.add((b * groups + j) * GROUP);
+                    let s = sc.add((b * (256 / gv) + j * 16 / gv) * GROUP);
                     for h in 0..2 {
                         let s = _mm512_loadu_si512(s.add(16 * h) as *const __m512i);
                         for r in 0..M {
-                            t[r][h] = _mm512_add_epi32(t[r][h], _mm512_mullo_epi32(u[r][h], s));
+                            t[r][h] = if F == Q4K {
+                                // |u| ≤ 16 · 15 · 127 fits the low 16 bits of its lane, and the
+                                // scale (< 64) has a zero high half: one vpdpwssd adds u · sc.
+                                _mm512_dpwssd_epi32(t[r][h], u[r][h], s)
+                            } else {
+                                _mm512_add_epi32(t[r][h], _mm512_mullo_epi32(u[r][h], s))
+                            };
                         }
                     }
                 }
