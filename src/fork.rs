@@ -146,7 +146,12 @@ pub fn fork(lib: &Library, model: &LoadedModel, id: NodeId, at: Option<ForkPoint
     new.tip = if token_count > 0 { node.tip.clone() } else { None };
     new.token_count = token_count;
     new.transcript = transcript.to_json();
-    new.preview = crate::freeze::preview(lib, &transcript, parent)?;
+    new.preview = if parent == Some(id) {
+        // A whole fork is the node's child: its row is loaded already.
+        crate::freeze::preview_after(&transcript, Some(&node.transcript))
+    } else {
+        crate::freeze::preview(lib, &transcript, parent)?
+    };
     let child = lib.create_node(&new)?;
     tracing::Span::current().record("child", child.0);
     Ok(child)

@@ -83,11 +83,21 @@ pub fn freeze_into_branch(
 /// make it here). A chat's line never depends on its parent, so the parent is read only for a
 /// text, whose line is what it adds to its parent's.
 pub(crate) fn preview(lib: &Library, transcript: &Transcript, parent: Option<NodeId>) -> Result<String> {
-    let parent = match (transcript, parent) {
-        (Transcript::Text { .. }, Some(p)) => Transcript::from_json(&lib.node(p)?.transcript),
+    let parent_json = match (transcript, parent) {
+        (Transcript::Text { .. }, Some(p)) => Some(lib.node(p)?.transcript),
         _ => None,
     };
-    Ok(transcript.preview(parent.as_ref()))
+    Ok(preview_after(transcript, parent_json.as_deref()))
+}
+
+/// [`preview`] for a caller that has the parent's row at hand (`parent_json`: its stored
+/// transcript): only a text's preview depends on its parent.
+pub(crate) fn preview_after(transcript: &Transcript, parent_json: Option<&str>) -> String {
+    let parent = match (transcript, parent_json) {
+        (Transcript::Text { .. }, Some(json)) => Transcript::from_json(json),
+        _ => None,
+    };
+    transcript.preview(parent.as_ref())
 }
 
 /// Registers the model and writes what `state` adds to its base; returns the state's tip.

@@ -114,7 +114,7 @@ unsafe fn transpose16(v: [__m512i; 16]) -> [__m512i; 16] {
 unsafe fn repack<const F: u8>(p: &mut Packed, g: usize, w: *const u8, row_bytes: usize, rows: usize, k: usize) {
     let (bv, gv) = shape(F);
     let nb = k / bv;
-    let ns = if gv == 0 { 0 } else { k / gv };
+    let ns = k.checked_div(gv).unwrap_or(0);
     let pw = p.w[g * GROUP * k..][..GROUP * k].as_mut_ptr();
     let sc = &mut p.sc[g * GROUP * ns..][..GROUP * ns];
     let coef = &mut p.coef[g * GROUP * 8 * nb..][..GROUP * 8 * nb];
@@ -208,7 +208,7 @@ unsafe fn tile<const F: u8, const M: usize>(
     let (bv, gv) = shape(F);
     let k = x.k;
     let nb = k / bv;
-    let ns = if gv == 0 { 0 } else { k / gv };
+    let ns = k.checked_div(gv).unwrap_or(0);
     // SAFETY: the contract: every read of `p` is inside group `g` (steps `< k / 4`, scale groups
     // `< ns`, blocks `< nb`), every input read inside rows `r0..r0 + M` (values, scales, 16-value
     // sums), every store a written output (`rows` lanes masked); the features cover the rest.
@@ -227,7 +227,7 @@ unsafe fn tile<const F: u8, const M: usize>(
         let mut off = [[_mm512_setzero_ps(); 2]; M];
         for b in 0..nb {
             let mut t = [[_mm512_setzero_si512(); 2]; M];
-            if gv == 0 {
+            if F == Q4_0 || F == Q8_0 {
                 // Q4_0/Q8_0: 8 steps of 4 values, then the offset `8 · Σ qx` or `128 · Σ qx`.
                 for q in 0..8 {
                     let (w0, w1) = (wv(8 * b + q, 0), wv(8 * b + q, 1));
@@ -260,7 +260,9 @@ unsafe fn tile<const F: u8, const M: usize>(
                             u[r][1] = _mm512_dpbusd_epi32(u[r][1], w1, x);
                         }
                     }
-                    let s = sc.add((b * (256 / gv) + j * 16 / gv) * GROUP);
+                    // Scales per block: Q4_K 8 (one per two groups), Q6_K 16.
+                    let per = if F == Q4K { 8 } else { 16 };
+                    let s = sc.add((b * per + j * per / 16) * GROUP);
                     for h in 0..2 {
                         let s = _mm512_loadu_si512(s.add(16 * h) as *const __m512i);
                         for r in 0..M {
@@ -322,7 +324,7 @@ unsafe fn tile<const F: u8, const M: usize>(
 unsafe fn run<const F: u8>(c: Call) {
     let (bv, gv) = shape(F);
     let k = c.x.k;
-    let (nb, ns) = (k / bv, if gv == 0 { 0 } else { k / gv });
+    let (nb, ns) = (k / bv, k.checked_div(gv).unwrap_or(0));
     let groups = c.rows.div_ceil(GROUP);
     PACKED.with(|p| {
         let mut p = p.borrow_mut();
