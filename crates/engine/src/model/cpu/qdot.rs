@@ -31,7 +31,8 @@
 //! `T_b` and `C_b` to f32 may round (above 2²⁴), the same on every path.
 //!
 //! Each format's weight integers, scales and layout come from [`super::formats`]; this module
-//! holds the definition ([`dot`]) and the dispatch, `avx2` and `avx512` the SIMD kernels, and
+//! holds the definition ([`dot`]) and the dispatch, `avx2` and `avx512` the SIMD kernels over
+//! the weights as stored, `packed` the prefill kernel over repacked weights (AVX-512 VNNI), and
 //! `inputs` the quantized input rows.
 
 // Index loops mirror the arithmetic they define; iterator chains would hide the order.

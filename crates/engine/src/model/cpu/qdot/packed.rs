@@ -24,8 +24,9 @@ use crate::model::cpu::formats::{f16_ptr as f16, q4_0, q4k, q6k, q8_0};
 use std::arch::x86_64::*;
 use std::cell::RefCell;
 
-/// Input rows from which a call is worth repacking its weights.
-pub const MIN_M: usize = 16;
+/// Input rows from which a call is worth repacking its weights (1B Q4_K_M, prompts of 4, 8 and
+/// 12 tokens: the tiles 20% and 10% faster at 4 and 8, the repacked path 8% faster at 12).
+pub const MIN_M: usize = 12;
 /// Weight rows per repacked group: two registers of 16 lanes.
 const GROUP: usize = 32;
 /// Input rows per tile (each holds 2 × 2 integer registers of the 32 weight rows).
