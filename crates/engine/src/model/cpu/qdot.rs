@@ -42,6 +42,20 @@ use super::formats::{self, half_at, q4_0, q4k, q6k, q8_0};
 use super::isa::Isa;
 use candle_core::quantized::GgmlDType;
 
+/// `$run::<F>(args)` with `F` the const parameter of the format `$f`: the SIMD kernels' entry
+/// (each kernel is compiled once per format).
+#[cfg(target_arch = "x86_64")]
+macro_rules! by_format {
+    ($f:expr, $run:ident($($arg:expr),*)) => {
+        match $f {
+            QFormat::Q4_0 => $run::<Q4_0>($($arg),*),
+            QFormat::Q8_0 => $run::<Q8_0>($($arg),*),
+            QFormat::Q4K => $run::<Q4K>($($arg),*),
+            QFormat::Q6K => $run::<Q6K>($($arg),*),
+        }
+    };
+}
+
 #[cfg(target_arch = "x86_64")]
 mod avx2;
 #[cfg(target_arch = "x86_64")]

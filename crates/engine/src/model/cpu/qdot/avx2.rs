@@ -191,12 +191,5 @@ unsafe fn run<const F: u8>(c: Call) {
 /// `r·ldo + i` for `r < m`, `i < rows`.
 pub(super) unsafe fn block(f: QFormat, c: Call) {
     // SAFETY: the contract is `run`'s, with `F` the format `f` that the rows hold.
-    unsafe {
-        match f {
-            QFormat::Q4_0 => run::<Q4_0>(c),
-            QFormat::Q8_0 => run::<Q8_0>(c),
-            QFormat::Q4K => run::<Q4K>(c),
-            QFormat::Q6K => run::<Q6K>(c),
-        }
-    }
+    unsafe { by_format!(f, run(c)) }
 }

@@ -351,15 +351,10 @@ pub(super) unsafe fn block(f: QFormat, vnni: bool, c: Call) {
     // (the contract), `run_bw` otherwise; `F` is the format `f` the rows hold; the bounds are
     // the contract's.
     unsafe {
-        match (f, vnni) {
-            (QFormat::Q4_0, true) => run_vnni::<Q4_0>(c),
-            (QFormat::Q4_0, false) => run_bw::<Q4_0>(c),
-            (QFormat::Q8_0, true) => run_vnni::<Q8_0>(c),
-            (QFormat::Q8_0, false) => run_bw::<Q8_0>(c),
-            (QFormat::Q4K, true) => run_vnni::<Q4K>(c),
-            (QFormat::Q4K, false) => run_bw::<Q4K>(c),
-            (QFormat::Q6K, true) => run_vnni::<Q6K>(c),
-            (QFormat::Q6K, false) => run_bw::<Q6K>(c),
+        if vnni {
+            by_format!(f, run_vnni(c))
+        } else {
+            by_format!(f, run_bw(c))
         }
     }
 }
