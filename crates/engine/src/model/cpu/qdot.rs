@@ -263,13 +263,13 @@ pub unsafe fn block(
         };
         match isa {
             Isa::Avx512 => {
-                let vnni = std::arch::is_x86_feature_detected!("avx512vnni");
-                if vnni && m >= packed::MIN_M {
-                    // SAFETY: the CPU has AVX-512 (the contract on `isa`) and VNNI (just
-                    // detected); the bounds asserted above; `out` is the caller's.
+                if repacks(isa, m) {
+                    // SAFETY: the CPU has AVX-512 (the contract on `isa`) and VNNI (`repacks`
+                    // detected it); the bounds asserted above; `out` is the caller's.
                     unsafe { packed::block(f, call) };
                     return;
                 }
+                let vnni = std::arch::is_x86_feature_detected!("avx512vnni");
                 // SAFETY: the CPU has AVX-512 (the contract on `isa`) and VNNI when `vnni` (just
                 // detected); `w` holds `rows` rows and `x` rows `r0..r0 + m`, of whole blocks
                 // (asserted above); `out` is the caller's.
