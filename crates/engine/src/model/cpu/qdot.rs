@@ -32,7 +32,7 @@
 //!
 //! Each format's weight integers, scales and layout come from [`super::formats`]; this module
 //! holds the definition ([`dot`]) and the dispatch, `avx2` and `avx512` the SIMD kernels over
-//! the weights as stored, `packed` the prefill kernel over repacked weights (AVX-512 VNNI), and
+//! the weights as stored, `packed` the prefill kernels over repacked weights (AVX-512 VNNI; `packed::avx2` for AVX2), and
 //! `inputs` the quantized input rows.
 
 // Index loops mirror the arithmetic they define; iterator chains would hide the order.
@@ -217,14 +217,16 @@ pub fn dot(f: QFormat, w: &[u8], x: &QuantRows, r: usize) -> f32 {
     acc - off
 }
 
-/// Whether [`block`] repacks the weights for a call of `m` input rows on `isa` (it then takes
-/// its input rows in one call best: the repacking is paid once per call).
-pub fn repacks(isa: Isa, m: usize) -> bool {
+/// Whether [`block`] repacks the weights of format `f` for a call of `m` input rows on `isa` (it
+/// then takes its input rows in one call best: the repacking is paid once per call).
+pub fn repacks(f: QFormat, isa: Isa, m: usize) -> bool {
     #[cfg(target_arch = "x86_64")]
-    if isa == Isa::Avx512 && m >= packed::MIN_M {
-        return std::arch::is_x86_feature_detected!("avx512vnni");
+    match isa {
+        Isa::Avx512 => return m >= packed::MIN_M && std::arch::is_x86_feature_detected!("avx512vnni"),
+        Isa::Avx2 => return m >= packed::avx2::MIN_M && packed::avx2::handles(f),
+        Isa::Portable => {}
     }
-    let _ = (isa, m);
+    let _ = (f, isa, m);
     false
 }
 
@@ -263,7 +265,7 @@ pub unsafe fn block(
         };
         match isa {
             Isa::Avx512 => {
-                if repacks(isa, m) {
+                if repacks(f, isa, m) {
                     // SAFETY: the CPU has AVX-512 (the contract on `isa`) and VNNI (`repacks`
                     // detected it); the bounds asserted above; `out` is the caller's.
                     unsafe { packed::block(f, call) };
@@ -277,9 +279,16 @@ pub unsafe fn block(
                 return;
             }
             Isa::Avx2 => {
-                // SAFETY: the CPU has AVX2, FMA and F16C (the contract on `isa`); the bounds
-                // asserted above; `out` is the caller's.
-                unsafe { avx2::block(f, call) };
+                // SAFETY: the CPU has AVX2, FMA and F16C (the contract on `isa`), and the
+                // repacked kernel handles `f` when `repacks` says so; the bounds asserted above;
+                // `out` is the caller's.
+                unsafe {
+                    if repacks(f, isa, m) {
+                        packed::avx2::block(f, call)
+                    } else {
+                        avx2::block(f, call)
+                    }
+                };
                 return;
             }
             Isa::Portable => {}

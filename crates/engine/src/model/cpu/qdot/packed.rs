@@ -13,6 +13,10 @@
 //! Repacking costs one pass over the weights per call, against `m` input rows per weight:
 //! [`super::block`] takes this path only for calls of [`MIN_M`] input rows or more.
 //!
+//! [`avx2`] runs the same layout with 256-bit registers (8 rows a register) for machines without
+//! AVX-512; the repacking's order ([`drive`]), its scales ([`repack_scales`]) and its buffers are
+//! shared.
+//!
 //! The helpers are `#[inline(always)]` into [`run`], whose `#[target_feature]` enables AVX-512
 //! F/BW/DQ/VL/VNNI, AVX2, FMA and F16C; [`block`] is only called when the CPU has them.
 
@@ -23,6 +27,8 @@ use super::{Call, QFormat, Q4K, Q4_0, Q6K, Q8_0};
 use crate::model::cpu::formats::{f16_ptr as f16, q4_0, q4k, q6k, q8_0};
 use std::arch::x86_64::*;
 use std::cell::RefCell;
+
+pub(super) mod avx2;
 
 /// Input rows from which a call is worth repacking its weights (1B Q4_K_M, prompts of 4, 8 and
 /// 12 tokens: the tiles 20% and 10% faster at 4 and 8, the repacked path 8% faster at 12).
@@ -113,22 +119,8 @@ unsafe fn transpose16(v: [__m512i; 16]) -> [__m512i; 16] {
 /// blocks of `F` covering `k`) are readable at `w`; `p`'s vectors hold group `g`.
 #[inline(always)]
 unsafe fn repack<const F: u8>(p: &mut Packed, g: usize, w: *const u8, row_bytes: usize, rows: usize, k: usize) {
-    let (bv, gv) = shape(F);
-    let nb = k / bv;
-    let ns = k.checked_div(gv).unwrap_or(0);
-    let pw = p.w[g * GROUP * k..][..GROUP * k].as_mut_ptr();
-    let sc = &mut p.sc[g * GROUP * ns..][..GROUP * ns];
-    let coef = &mut p.coef[g * GROUP * 8 * nb..][..GROUP * 8 * nb];
-    let d = &mut p.d[g * GROUP * nb..][..GROUP * nb];
-    let e = &mut p.e[g * GROUP * nb..][..GROUP * nb];
-    if rows < GROUP {
-        // SAFETY: the group's `GROUP · k` bytes (the contract).
-        unsafe { std::ptr::write_bytes(pw, 0, GROUP * k) };
-        sc.fill(0);
-        coef.fill(0);
-        d.fill(0.0);
-        e.fill(0.0);
-    }
+    let nb = k / shape(F).0;
+    let pw = clear::<F>(p, g, rows, k);
     let bb = row_bytes / nb;
     // SAFETY: every read is inside row `i < rows` (pairs `pr < k / 64`, blocks `b < nb` of `bb`
     // bytes); every store writes the 64 bytes of rows `16h..16h + 16` at step `16·pr + j < k / 4`
@@ -153,6 +145,45 @@ unsafe fn repack<const F: u8>(p: &mut Packed, g: usize, w: *const u8, row_bytes:
                 }
             }
         }
+    }
+    // SAFETY: the same rows (the contract).
+    unsafe { repack_scales::<F>(p, g, w, row_bytes, rows, k) };
+}
+
+/// Group `g` of `p` for `k`-value rows: zeroed when it will hold fewer than [`GROUP`] rows (so
+/// the lanes past them compute zeros); returns where its repacked values start.
+fn clear<const F: u8>(p: &mut Packed, g: usize, rows: usize, k: usize) -> *mut u8 {
+    let (bv, gv) = shape(F);
+    let (nb, ns) = (k / bv, k.checked_div(gv).unwrap_or(0));
+    let pw = &mut p.w[g * GROUP * k..][..GROUP * k];
+    if rows < GROUP {
+        pw.fill(0);
+        p.sc[g * GROUP * ns..][..GROUP * ns].fill(0);
+        p.coef[g * GROUP * 8 * nb..][..GROUP * 8 * nb].fill(0);
+        p.d[g * GROUP * nb..][..GROUP * nb].fill(0.0);
+        p.e[g * GROUP * nb..][..GROUP * nb].fill(0.0);
+    }
+    pw.as_mut_ptr()
+}
+
+/// The scales of weight rows `0..rows` at `w` into group `g` of `p` (both instruction sets'
+/// repacking; rows past `rows` were zeroed by the caller).
+///
+/// # Safety
+/// `rows` rows of `row_bytes` bytes (whole blocks of `F` covering `k`) are readable at `w`; `p`'s
+/// vectors hold group `g`.
+#[inline(always)]
+unsafe fn repack_scales<const F: u8>(p: &mut Packed, g: usize, w: *const u8, row_bytes: usize, rows: usize, k: usize) {
+    let (bv, gv) = shape(F);
+    let nb = k / bv;
+    let ns = k.checked_div(gv).unwrap_or(0);
+    let sc = &mut p.sc[g * GROUP * ns..][..GROUP * ns];
+    let coef = &mut p.coef[g * GROUP * 8 * nb..][..GROUP * 8 * nb];
+    let d = &mut p.d[g * GROUP * nb..][..GROUP * nb];
+    let e = &mut p.e[g * GROUP * nb..][..GROUP * nb];
+    let bb = row_bytes / nb;
+    // SAFETY: every read is inside block `b < nb` of row `i < rows` (the contract).
+    unsafe {
         for i in 0..rows {
             for b in 0..nb {
                 let blk = w.add(i * row_bytes + b * bb);
@@ -316,13 +347,21 @@ unsafe fn tile<const F: u8, const M: usize>(
     }
 }
 
-/// Repacks the call's weight rows into this thread's buffer, then meets every group with every
-/// input row, [`chunk`] input rows at a time.
+/// Repacks the call's weight rows into this thread's buffer with `repack(p, g, w, rows)` (group
+/// `g` from the rows at `w`), then meets every group with every input row, [`chunk`] input rows
+/// at a time, in tiles of up to `mr` input rows: `tile(p, g, x0, out, rows, mr)` (input rows
+/// `x0..x0 + mr` of `c.x`, outputs from `out`, the group's first `rows` weight rows). Both
+/// instruction sets' kernels run this order.
 ///
 /// # Safety
-/// As [`block`].
-#[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,avx2,fma,f16c")]
-unsafe fn run<const F: u8>(c: Call) {
+/// As [`block`], and `repack` and `tile` do what they are given to do within it.
+#[inline(always)]
+unsafe fn drive<const F: u8>(
+    c: Call,
+    mr: usize,
+    repack: impl Fn(&mut Packed, usize, *const u8, usize),
+    tile: impl Fn(&Packed, usize, usize, *mut f32, usize, usize),
+) {
     let (bv, gv) = shape(F);
     let k = c.x.k;
     let (nb, ns) = (k / bv, k.checked_div(gv).unwrap_or(0));
@@ -330,17 +369,20 @@ unsafe fn run<const F: u8>(c: Call) {
     PACKED.with(|p| {
         let mut p = p.borrow_mut();
         let p = &mut *p;
-        // Sized for this call (a buffer's old contents are overwritten or zeroed by `repack`).
+        // Sized for this call (a buffer's old contents are overwritten or zeroed by `clear`).
         p.w.resize(groups * GROUP * k, 0);
         p.sc.resize(groups * GROUP * ns, 0);
         p.coef.resize(groups * GROUP * 8 * nb, 0);
         p.d.resize(groups * GROUP * nb, 0.0);
         p.e.resize(groups * GROUP * nb, 0.0);
         for g in 0..groups {
-            let rows = (c.rows - g * GROUP).min(GROUP);
-            // SAFETY: rows `g·GROUP..g·GROUP + rows` of the call are readable (the contract), and
-            // the buffers were just sized for `groups` groups; the features are this function's.
-            unsafe { repack::<F>(p, g, c.w.add(g * GROUP * c.row_bytes), c.row_bytes, rows, k) };
+            // SAFETY: rows `g·GROUP..` + `rows` of the call are readable (the contract).
+            repack(
+                p,
+                g,
+                unsafe { c.w.add(g * GROUP * c.row_bytes) },
+                (c.rows - g * GROUP).min(GROUP),
+            );
         }
         let per = chunk(k);
         for r0 in (0..c.m).step_by(per) {
@@ -349,25 +391,41 @@ unsafe fn run<const F: u8>(c: Call) {
                 let rows = (c.rows - g * GROUP).min(GROUP);
                 let mut r = 0;
                 while r < mc {
-                    let mr = MR.min(mc - r);
-                    // SAFETY: input rows `c.r0 + r0 + r..` + `mr` lie inside the call's, outputs
-                    // `(r0 + r + ·)·ldo + g·GROUP + i` for `i < rows` inside its outputs (the
-                    // contract); group `g` was just repacked; the features are this function's.
-                    unsafe {
-                        let out = c.out.add((r0 + r) * c.ldo + g * GROUP);
-                        let x0 = c.r0 + r0 + r;
-                        match mr {
-                            1 => tile::<F, 1>(p, g, c.x, x0, out, c.ldo, rows),
-                            2 => tile::<F, 2>(p, g, c.x, x0, out, c.ldo, rows),
-                            3 => tile::<F, 3>(p, g, c.x, x0, out, c.ldo, rows),
-                            _ => tile::<F, MR>(p, g, c.x, x0, out, c.ldo, rows),
-                        }
-                    }
-                    r += mr;
+                    let m = mr.min(mc - r);
+                    // SAFETY: outputs `(r0 + r + ·)·ldo + g·GROUP + i` for `i < rows` lie inside
+                    // the call's (the contract).
+                    let out = unsafe { c.out.add((r0 + r) * c.ldo + g * GROUP) };
+                    tile(p, g, c.r0 + r0 + r, out, rows, m);
+                    r += m;
                 }
             }
         }
     });
+}
+
+/// The AVX-512 VNNI kernel of [`block`].
+///
+/// # Safety
+/// As [`block`].
+#[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx512vnni,avx2,fma,f16c")]
+unsafe fn run<const F: u8>(c: Call) {
+    let k = c.x.k;
+    // SAFETY: `drive` hands `repack` rows of the call and a group it sized, and `tile` input rows
+    // `x0..x0 + mr` inside the call's, outputs inside its, and a group just repacked; the
+    // features are this function's (closures inherit them).
+    unsafe {
+        drive::<F>(
+            c,
+            MR,
+            |p, g, w, rows| repack::<F>(p, g, w, c.row_bytes, rows, k),
+            |p, g, x0, out, rows, mr| match mr {
+                1 => tile::<F, 1>(p, g, c.x, x0, out, c.ldo, rows),
+                2 => tile::<F, 2>(p, g, c.x, x0, out, c.ldo, rows),
+                3 => tile::<F, 3>(p, g, c.x, x0, out, c.ldo, rows),
+                _ => tile::<F, MR>(p, g, c.x, x0, out, c.ldo, rows),
+            },
+        )
+    }
 }
 
 /// See [`super::block`].

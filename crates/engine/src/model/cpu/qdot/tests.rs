@@ -101,6 +101,30 @@ fn every_path_equals_the_definition_bit_for_bit() {
                     // SAFETY: out holds mm × n values.
                     unsafe { block(f, isa, &data, row_bytes, n, &q, r0, mm, out.as_mut_ptr(), n) };
                     #[cfg(target_arch = "x86_64")]
+                    if isa == Isa::Avx2 && mm >= super::packed::avx2::MIN_M {
+                        // `block` took the repacked kernel where it handles the format: the tiles
+                        // must give the same bits at this size too.
+                        let mut tiles = vec![f32::NAN; mm * n];
+                        let call = Call {
+                            w: data.as_ptr(),
+                            row_bytes,
+                            rows: n,
+                            x: &q,
+                            r0,
+                            m: mm,
+                            out: tiles.as_mut_ptr(),
+                            ldo: n,
+                        };
+                        // SAFETY: out holds mm × n values; the CPU has AVX2 (`available`).
+                        unsafe { avx2::block(f, call) };
+                        assert_eq!(
+                            tiles.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                            out.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                            "{f:?} n={n} k={k} m={mm}: the AVX2 tiles must equal the repacked kernel"
+                        );
+                        assert_eq!(repacks(f, isa, mm), super::packed::avx2::handles(f));
+                    }
+                    #[cfg(target_arch = "x86_64")]
                     if isa == Isa::Avx512 {
                         // Without VNNI too (the machine may have it).
                         let mut bw = vec![f32::NAN; mm * n];

@@ -1,0 +1,303 @@
+//! Prefill with AVX2 (machines without AVX-512: most laptops): the same repacked weights as the
+//! AVX-512 kernel ([`super`]), one 256-bit register holding the same 4 values of 8 rows. Without
+//! VNNI, one `vpmaddubsw` meets them with 4 broadcast input bytes, giving each row's products as
+//! two 16-bit pair sums, and those sums are added in 16 bits over a run of steps short enough
+//! not to overflow, then widened once by `vpmaddwd`, with the K-quants' integer scale as its
+//! second operand (`sc · (a + b)` per lane: exact). The f32 steps of the definition then run 8
+//! outputs at a time, in the definition's order: the same bits as every other path.
+//!
+//! Bounds (weights unsigned, `|qx| ≤ 127`): a pair sum is at most `2 · 15 · 127 = 3,810` for the
+//! 4-bit formats, so 8 steps (a Q4_0 block, a Q4_K sub-block) stay below 32,767; Q6_K's
+//! `2 · 63 · 127 = 16,002` allows 2 steps. Q8_0 (`q + 128` up to 255) would overflow one pair
+//! sum: it keeps the tiles of [`crate::model::cpu::qdot`]'s AVX2 kernel.
+//!
+//! The helpers are `#[inline(always)]` into [`run`], whose `#[target_feature]` enables AVX2, FMA
+//! and F16C; [`block`] is only called when the CPU has them.
+
+// Index loops mirror the layout they fill; iterator chains would hide it.
+#![allow(clippy::needless_range_loop)]
+
+use super::super::{Call, QFormat, QuantRows, Q4K, Q4_0, Q6K};
+use super::{clear, drive, repack_scales, shape, Packed, GROUP};
+use crate::model::cpu::formats::{q4_0, q4k, q6k};
+use std::arch::x86_64::*;
+
+/// Input rows from which a call is worth repacking its weights on AVX2 (1B Q4_K_M forced to AVX2,
+/// prompts of 4 and 6 tokens: the tiles 4% faster at 4, the repacked kernel 3-10% at 6, 20% at 8).
+pub const MIN_M: usize = 6;
+/// Input rows per tile (each holds 2 input rows × 16 weight rows in 16-bit sums, and as many
+/// 32-bit totals for the K-quants: 8 of the 16 registers).
+const MR: usize = 2;
+
+/// Whether the AVX2 repacked kernel computes `f` (see the bounds above).
+pub fn handles(f: QFormat) -> bool {
+    f != QFormat::Q8_0
+}
+
+/// The 8 × 8 transpose of 32-bit values: value `j` of input `i` becomes value `i` of output `j`.
+///
+/// # Safety
+/// The CPU has AVX2 (it touches no memory).
+#[inline(always)]
+unsafe fn transpose8(v: [__m256i; 8]) -> [__m256i; 8] {
+    // SAFETY: register operations only, with AVX2 (the contract).
+    unsafe {
+        let mut t = [_mm256_setzero_si256(); 8];
+        for i in 0..4 {
+            t[2 * i] = _mm256_unpacklo_epi32(v[2 * i], v[2 * i + 1]);
+            t[2 * i + 1] = _mm256_unpackhi_epi32(v[2 * i], v[2 * i + 1]);
+        }
+        // Within each 128-bit lane: u[4h + c] holds value c (lane 0) and c + 4 (lane 1) of rows
+        // 4h..4h + 4.
+        let mut u = [_mm256_setzero_si256(); 8];
+        for h in 0..2 {
+            let t = &t[4 * h..];
+            u[4 * h] = _mm256_unpacklo_epi64(t[0], t[2]);
+            u[4 * h + 1] = _mm256_unpackhi_epi64(t[0], t[2]);
+            u[4 * h + 2] = _mm256_unpacklo_epi64(t[1], t[3]);
+            u[4 * h + 3] = _mm256_unpackhi_epi64(t[1], t[3]);
+        }
+        let mut o = [_mm256_setzero_si256(); 8];
+        for c in 0..4 {
+            o[c] = _mm256_permute2x128_si256::<0x20>(u[c], u[4 + c]);
+            o[4 + c] = _mm256_permute2x128_si256::<0x31>(u[c], u[4 + c]);
+        }
+        o
+    }
+}
+
+/// Repacks weight rows `0..rows` (at most [`GROUP`]) at `w` into group `g` of `p`, rows past
+/// `rows` as zeros: the layout of the AVX-512 kernel's repacking.
+///
+/// # Safety
+/// The CPU has AVX2 and F16C; `rows` rows of `row_bytes` bytes (whole blocks of `F`, not Q8_0,
+/// covering `k`) are readable at `w`; `p`'s vectors hold group `g`.
+#[inline(always)]
+unsafe fn repack<const F: u8>(p: &mut Packed, g: usize, w: *const u8, row_bytes: usize, rows: usize, k: usize) {
+    let nb = k / shape(F).0;
+    let pw = clear::<F>(p, g, rows, k);
+    let bb = row_bytes / nb;
+    // SAFETY: every read is inside row `i < rows` (32-value runs `c < k / 32` of blocks `< nb`);
+    // every store writes the 32 bytes of rows `8h..8h + 8` at step `8c + j < k / 4` of the group
+    // (inside its `GROUP · k` bytes); the features are the contract's.
+    unsafe {
+        for h in 0..rows.div_ceil(8) {
+            for c in 0..k / 32 {
+                // Each row's 32 values (8 runs of 4), then the same run of the 8 rows together.
+                let mut v = [_mm256_setzero_si256(); 8];
+                for i in 0..(rows - 8 * h).min(8) {
+                    let row = w.add((8 * h + i) * row_bytes);
+                    v[i] = match F {
+                        Q4_0 => _mm256_add_epi8(q4_0::block_avx2(row.add(c * bb)), _mm256_set1_epi8(8)),
+                        Q4K => q4k::sub_avx2(row.add(c / 8 * bb), c % 8),
+                        _ => q6k::sub_avx2(row.add(c / 8 * bb), c % 8),
+                    };
+                }
+                let o = transpose8(v);
+                for j in 0..8 {
+                    _mm256_storeu_si256(pw.add(((8 * c + j) * GROUP + 8 * h) * 4) as *mut __m256i, o[j]);
+                }
+            }
+        }
+        repack_scales::<F>(p, g, w, row_bytes, rows, k);
+    }
+}
+
+/// One tile: input rows `r0..r0 + M` × the 16 weight rows `16·hh..` of group `g`, the outputs of
+/// the group's first `rows` weight rows among them written at `out[r·ldo + i]` (`i` counted from
+/// the group's first row).
+///
+/// # Safety
+/// The CPU has AVX2, FMA and F16C; group `g` of `p` is repacked for `x.k`; input rows
+/// `r0..r0 + M` exist in `x`; `out` is writable at `r·ldo + i` for `r < M`, `i < rows <= GROUP`;
+/// `hh < 2`.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn tile<const F: u8, const M: usize>(
+    p: &Packed,
+    g: usize,
+    x: &QuantRows,
+    r0: usize,
+    out: *mut f32,
+    ldo: usize,
+    rows: usize,
+    hh: usize,
+) {
+    let (bv, gv) = shape(F);
+    let k = x.k;
+    let nb = k / bv;
+    let ns = k.checked_div(gv).unwrap_or(0);
+    // SAFETY: the contract: every read of `p` is inside group `g` (steps `< k / 4`, scale groups
+    // `< ns`, blocks `< nb`, rows `16·hh + 8·h + 0..8 < GROUP`), every input read inside rows
+    // `r0..r0 + M` (values, scales, 16-value sums), every store a written output; the features
+    // cover the rest.
+    unsafe {
+        let row0 = 16 * hh;
+        let pw = p.w.as_ptr().add(g * GROUP * k);
+        let sc = p.sc.as_ptr().add(g * GROUP * ns + row0);
+        let coef = p.coef.as_ptr().add(g * GROUP * 8 * nb + row0);
+        let (pd, pe) = (
+            p.d.as_ptr().add(g * GROUP * nb + row0),
+            p.e.as_ptr().add(g * GROUP * nb + row0),
+        );
+        let qs = x.qs.as_ptr().add(r0 * k) as *const u8;
+        let xd = x.d.as_ptr().add(r0 * k / x.qb);
+        let bsum = x.bsum.as_ptr().add(r0 * k / 16);
+        let xb = |r: usize, step: usize| _mm256_set1_epi32((qs.add(r * k + 4 * step) as *const i32).read_unaligned());
+        let wv =
+            |step: usize, h: usize| _mm256_loadu_si256(pw.add((step * GROUP + row0 + 8 * h) * 4) as *const __m256i);
+        let ld = |v: *const f32, h: usize| _mm256_loadu_ps(v.add(8 * h));
+        let ldi = |v: *const i32, h: usize| _mm256_loadu_si256(v.add(8 * h) as *const __m256i);
+        // `steps` steps of 4 values from `step`, as 16-bit pair sums per input row and half.
+        let sums = |step: usize, steps: usize| {
+            let mut s = [[_mm256_setzero_si256(); 2]; M];
+            for q in step..step + steps {
+                let (w0, w1) = (wv(q, 0), wv(q, 1));
+                for r in 0..M {
+                    let x = xb(r, q);
+                    s[r][0] = _mm256_add_epi16(s[r][0], _mm256_maddubs_epi16(w0, x));
+                    s[r][1] = _mm256_add_epi16(s[r][1], _mm256_maddubs_epi16(w1, x));
+                }
+            }
+            s
+        };
+        let mut acc = [[_mm256_setzero_ps(); 2]; M];
+        let mut off = [[_mm256_setzero_ps(); 2]; M];
+        for b in 0..nb {
+            let mut t = [[_mm256_setzero_si256(); 2]; M];
+            match F {
+                Q4_0 => {
+                    // One block: 8 steps, then `T_b = Σ q · qx − 8 · Σ qx`.
+                    let s = sums(8 * b, 8);
+                    for r in 0..M {
+                        let bs = bsum.add(r * k / 16 + 2 * b);
+                        let o = _mm256_set1_epi32((*bs as i32 + *bs.add(1) as i32) << 3);
+                        for h in 0..2 {
+                            t[r][h] = _mm256_sub_epi32(_mm256_madd_epi16(s[r][h], _mm256_set1_epi16(1)), o);
+                        }
+                    }
+                }
+                Q4K => {
+                    // 8 sub-blocks of 8 steps, each widened with its scale (below 64) in both
+                    // 16-bit halves of a lane.
+                    for j in 0..8 {
+                        let s = sums(64 * b + 8 * j, 8);
+                        for h in 0..2 {
+                            let v = ldi(sc.add((b * 8 + j) * GROUP), h);
+                            let v = _mm256_or_si256(v, _mm256_slli_epi32::<16>(v));
+                            for r in 0..M {
+                                t[r][h] = _mm256_add_epi32(t[r][h], _mm256_madd_epi16(s[r][h], v));
+                            }
+                        }
+                    }
+                }
+                _ => {
+                    // 16 groups of 16 values (signed scales), each as two runs of 2 steps.
+                    for j in 0..16 {
+                        for half in 0..2 {
+                            let s = sums(64 * b + 4 * j + 2 * half, 2);
+                            for h in 0..2 {
+                                let v = ldi(sc.add((b * 16 + j) * GROUP), h);
+                                let v = _mm256_or_si256(
+                                    _mm256_and_si256(v, _mm256_set1_epi32(0xFFFF)),
+                                    _mm256_slli_epi32::<16>(v),
+                                );
+                                for r in 0..M {
+                                    t[r][h] = _mm256_add_epi32(t[r][h], _mm256_madd_epi16(s[r][h], v));
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            if F == Q4_0 {
+                for r in 0..M {
+                    let dx = _mm256_set1_ps(*xd.add(r * k / 32 + b));
+                    for h in 0..2 {
+                        let tb = _mm256_cvtepi32_ps(t[r][h]);
+                        acc[r][h] = _mm256_fmadd_ps(tb, _mm256_mul_ps(ld(pd.add(b * GROUP), h), dx), acc[r][h]);
+                    }
+                }
+            } else {
+                for r in 0..M {
+                    let dx = _mm256_set1_ps(*xd.add(r * k / 256 + b));
+                    let bs = bsum.add(r * k / 16 + 16 * b) as *const i32;
+                    for h in 0..2 {
+                        // `C_b`: the offsets' coefficients in 16-bit pairs against pairs of sums.
+                        let mut c = _mm256_setzero_si256();
+                        for tt in 0..8 {
+                            let cf = ldi(coef.add((b * 8 + tt) * GROUP), h);
+                            c = _mm256_add_epi32(
+                                c,
+                                _mm256_madd_epi16(cf, _mm256_set1_epi32(bs.add(tt).read_unaligned())),
+                            );
+                        }
+                        let tb = _mm256_cvtepi32_ps(t[r][h]);
+                        acc[r][h] = _mm256_fmadd_ps(tb, _mm256_mul_ps(ld(pd.add(b * GROUP), h), dx), acc[r][h]);
+                        let cb = _mm256_cvtepi32_ps(c);
+                        off[r][h] = _mm256_fmadd_ps(cb, _mm256_mul_ps(ld(pe.add(b * GROUP), h), dx), off[r][h]);
+                    }
+                }
+            }
+        }
+        for r in 0..M {
+            for h in 0..2 {
+                let first = row0 + 8 * h;
+                let lanes = rows.saturating_sub(first).min(8);
+                if lanes == 0 {
+                    continue;
+                }
+                let mut v = [0f32; 8];
+                _mm256_storeu_ps(v.as_mut_ptr(), _mm256_sub_ps(acc[r][h], off[r][h]));
+                std::ptr::copy_nonoverlapping(v.as_ptr(), out.add(r * ldo + first), lanes);
+            }
+        }
+    }
+}
+
+/// The AVX2 kernel of [`block`].
+///
+/// # Safety
+/// As [`block`].
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn run<const F: u8>(c: Call) {
+    let k = c.x.k;
+    // SAFETY: `drive` hands `repack` rows of the call and a group it sized, and the tiles input
+    // rows `x0..x0 + mr` inside the call's, outputs inside its, and a group just repacked; the
+    // features are this function's (closures inherit them).
+    unsafe {
+        drive::<F>(
+            c,
+            MR,
+            |p, g, w, rows| repack::<F>(p, g, w, c.row_bytes, rows, k),
+            |p, g, x0, out, rows, mr| {
+                for hh in 0..rows.div_ceil(16) {
+                    match mr {
+                        1 => tile::<F, 1>(p, g, c.x, x0, out, c.ldo, rows, hh),
+                        _ => tile::<F, MR>(p, g, c.x, x0, out, c.ldo, rows, hh),
+                    }
+                }
+            },
+        )
+    }
+}
+
+/// See [`super::super::block`]: the call's outputs through the repacked weights.
+///
+/// # Safety
+/// The CPU has AVX2, FMA and F16C; `f` is one [`handles`]; the call's `rows` weight rows (of
+/// whole `f` blocks covering `x.k`) are readable at `c.w`, its input rows `r0..r0 + m` exist, and
+/// `out` is writable at `r·ldo + i` for `r < m`, `i < rows`.
+pub(in super::super) unsafe fn block(f: QFormat, c: Call) {
+    debug_assert!(handles(f));
+    // SAFETY: the contract is `run`'s, with `F` the format `f` that the rows hold (never Q8_0:
+    // the contract).
+    unsafe {
+        match f {
+            QFormat::Q4_0 => run::<Q4_0>(c),
+            QFormat::Q4K => run::<Q4K>(c),
+            QFormat::Q6K => run::<Q6K>(c),
+            QFormat::Q8_0 => unreachable!("Q8_0 is not repacked on AVX2"),
+        }
+    }
+}
