@@ -2,7 +2,10 @@
 //! per instruction group (`maddubs` + `madd`), a 32-value block or sub-block as one 8-lane
 //! register of 4 products each, in tiles of up to 2 input rows × 2 weight rows (16 registers);
 //! each block's lanes are summed into its integer total, and each output's f32 chain runs in a
-//! scalar.
+//! scalar. Decoding (one input row) takes 4 weight rows a tile instead, their totals summed
+//! together and their chains run as the lanes of one register, with the next 4 rows' blocks
+//! prefetched ([`tile4`]). Prefill from a few rows on takes the repacked kernel
+//! (`super::packed::avx2`).
 //!
 //! Signed weights use `_mm256_sign_epi8`: `|w|` as unsigned bytes times `x · sign(w)` is `w · x`,
 //! and `|w| · |x| ≤ 128 · 127` keeps `maddubs`' 16-bit pair sums from saturating.
@@ -154,6 +157,162 @@ unsafe fn tile<const F: u8, const M: usize, const NR: usize>(c: Call) {
     }
 }
 
+/// The 8 `i32` lanes of each of `t[0..4]` summed, as the 4 lanes of one register (exact).
+///
+/// # Safety
+/// The CPU has AVX2 (it touches no memory).
+#[inline(always)]
+unsafe fn hsum4_i32(t: [__m256i; 4]) -> __m128i {
+    // SAFETY: register operations only, with AVX2 (the contract).
+    unsafe {
+        // Per 128-bit lane: pairs of lanes of rows 0, 1 | 2, 3, then the four rows' sums of that
+        // lane's four; the two lanes added last.
+        let a = _mm256_hadd_epi32(t[0], t[1]);
+        let b = _mm256_hadd_epi32(t[2], t[3]);
+        let c = _mm256_hadd_epi32(a, b);
+        _mm_add_epi32(_mm256_castsi256_si128(c), _mm256_extracti128_si256::<1>(c))
+    }
+}
+
+/// Decoding's tile: one input row (`c.r0`) × 4 weight rows, the 4 rows' block totals summed
+/// together ([`hsum4_i32`]) and their f32 chains run as the 4 lanes of one register, in the
+/// definition's order. With `prefetch`, the same blocks of the next 4 rows are prefetched
+/// (decoding streams the weights from memory once; without it the loads of each block stall).
+///
+/// # Safety
+/// The CPU has AVX2, FMA and F16C; 4 weight rows of `row_bytes` bytes (whole blocks of `F`
+/// covering `x.k`) are readable at `c.w`, and 4 more after them when `prefetch`; input row
+/// `c.r0` exists in `x`; `c.out` is writable at `0..4`.
+#[inline(always)]
+#[allow(clippy::needless_range_loop)]
+unsafe fn tile4<const F: u8>(c: Call, prefetch: bool) {
+    let (w, row_bytes, x, r0, out, _) = c.parts();
+    // SAFETY: the contract: every weight block read (`b < k / 32` or `blk < k / 256`, `s < 8`) is
+    // inside rows `i < 4`; every input read (values, scales and 16-value sums of block `b` or
+    // `blk`) inside row `r0` of `x`, every prefetch inside the next 4 rows (only when `prefetch`);
+    // the store writes the tile's 4 outputs; and the features cover every intrinsic and helper.
+    unsafe {
+        let k = x.k;
+        let qs = x.qs.as_ptr().add(r0 * k) as *const u8;
+        let xd = x.d.as_ptr().add(r0 * k / x.qb);
+        let xv = |c: usize| _mm256_loadu_si256(qs.add(c) as *const __m256i);
+        let mut acc = _mm_setzero_ps();
+        let mut off = _mm_setzero_ps();
+        let row = |i: usize| w.add(i * row_bytes);
+        // The block at `at` of the next 4 rows, `bytes` long.
+        let ahead = |at: usize, bytes: usize| {
+            if prefetch {
+                for i in 4..8 {
+                    let b = row(i).add(at);
+                    for line in (0..bytes).step_by(64) {
+                        _mm_prefetch::<_MM_HINT_T0>(b.add(line) as *const i8);
+                    }
+                    _mm_prefetch::<_MM_HINT_T0>(b.add(bytes - 1) as *const i8);
+                }
+            }
+        };
+        if F == Q4_0 || F == Q8_0 {
+            let bytes = if F == Q4_0 { q4_0::BYTES } else { q8_0::BYTES };
+            for b in 0..k / 32 {
+                if b % 2 == 0 {
+                    ahead(b * bytes, 2 * bytes);
+                }
+                let xb = xv(32 * b);
+                let mut t = [_mm256_setzero_si256(); 4];
+                for i in 0..4 {
+                    let p = row(i).add(b * bytes);
+                    let wv = if F == Q4_0 {
+                        q4_0::block_avx2(p)
+                    } else {
+                        q8_0::block_avx2(p)
+                    };
+                    let pr = _mm256_maddubs_epi16(_mm256_abs_epi8(wv), _mm256_sign_epi8(xb, wv));
+                    t[i] = _mm256_madd_epi16(pr, _mm256_set1_epi16(1));
+                }
+                // `d` leads the block (Q4_0 and Q8_0 alike).
+                let d = _mm_set_ps(
+                    f16(row(3).add(b * bytes)),
+                    f16(row(2).add(b * bytes)),
+                    f16(row(1).add(b * bytes)),
+                    f16(row(0).add(b * bytes)),
+                );
+                let s = _mm_mul_ps(d, _mm_set1_ps(*xd.add(b)));
+                acc = _mm_fmadd_ps(_mm_cvtepi32_ps(hsum4_i32(t)), s, acc);
+            }
+        } else {
+            let bytes = if F == Q4K { q4k::BYTES } else { q6k::BYTES };
+            for blk in 0..k / 256 {
+                ahead(blk * bytes, bytes);
+                let b = |i: usize| row(i).add(blk * bytes);
+                // Each row's scales as 16-bit values: Q4_K one per sub-block of 32 (bytes 0-7 of
+                // `scales_mins`), Q6_K one per 16 values.
+                let mut sc = [[0i16; 16]; 4];
+                let mut c = [_mm256_setzero_si256(); 4];
+                let bs = _mm256_loadu_si256(x.bsum.as_ptr().add((r0 * k + 256 * blk) / 16) as *const __m256i);
+                for i in 0..4 {
+                    if F == Q4K {
+                        let u = q4k::scales_mins(b(i).add(q4k::SCALES));
+                        let v = _mm_loadu_si128(u.as_ptr() as *const __m128i);
+                        _mm256_storeu_si256(sc[i].as_mut_ptr() as *mut __m256i, _mm256_cvtepu8_epi16(v));
+                        let m = _mm_cvtepu8_epi16(_mm_srli_si128::<8>(v));
+                        let c16 = _mm256_set_m128i(_mm_unpackhi_epi16(m, m), _mm_unpacklo_epi16(m, m));
+                        c[i] = _mm256_madd_epi16(c16, bs);
+                    } else {
+                        let v = _mm256_cvtepi8_epi16(_mm_loadu_si128(b(i).add(q6k::SCALES) as *const __m128i));
+                        _mm256_storeu_si256(sc[i].as_mut_ptr() as *mut __m256i, v);
+                        c[i] = _mm256_madd_epi16(_mm256_slli_epi16::<5>(v), bs);
+                    }
+                }
+                let mut t = [_mm256_setzero_si256(); 4];
+                for s in 0..8 {
+                    let xb = xv(256 * blk + 32 * s);
+                    for i in 0..4 {
+                        let wv = if F == Q4K {
+                            q4k::sub_avx2(b(i), s)
+                        } else {
+                            q6k::sub_avx2(b(i), s)
+                        };
+                        let scale = if F == Q4K {
+                            _mm256_set1_epi16(sc[i][s])
+                        } else {
+                            _mm256_set_m128i(_mm_set1_epi16(sc[i][2 * s + 1]), _mm_set1_epi16(sc[i][2 * s]))
+                        };
+                        t[i] = _mm256_add_epi32(t[i], _mm256_madd_epi16(_mm256_maddubs_epi16(wv, xb), scale));
+                    }
+                }
+                let (d, e) = if F == Q4K {
+                    (
+                        _mm_set_ps(
+                            f16(b(3).add(q4k::D)),
+                            f16(b(2).add(q4k::D)),
+                            f16(b(1).add(q4k::D)),
+                            f16(b(0).add(q4k::D)),
+                        ),
+                        _mm_set_ps(
+                            f16(b(3).add(q4k::DMIN)),
+                            f16(b(2).add(q4k::DMIN)),
+                            f16(b(1).add(q4k::DMIN)),
+                            f16(b(0).add(q4k::DMIN)),
+                        ),
+                    )
+                } else {
+                    let d = _mm_set_ps(
+                        f16(b(3).add(q6k::D)),
+                        f16(b(2).add(q6k::D)),
+                        f16(b(1).add(q6k::D)),
+                        f16(b(0).add(q6k::D)),
+                    );
+                    (d, d)
+                };
+                let dx = _mm_set1_ps(*xd.add(blk));
+                acc = _mm_fmadd_ps(_mm_cvtepi32_ps(hsum4_i32(t)), _mm_mul_ps(d, dx), acc);
+                off = _mm_fmadd_ps(_mm_cvtepi32_ps(hsum4_i32(c)), _mm_mul_ps(e, dx), off);
+            }
+        }
+        _mm_storeu_ps(out, _mm_sub_ps(acc, off));
+    }
+}
+
 /// Every tile of the call: weight rows two at a time, input rows two at a time within each.
 ///
 /// # Safety
@@ -161,9 +320,17 @@ unsafe fn tile<const F: u8, const M: usize, const NR: usize>(c: Call) {
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn run<const F: u8>(c: Call) {
     // SAFETY: each tile covers weight rows `i..i + g <= rows` and input rows `r..r + mr <= m` of
-    // the call (so `c.at(i, r)` is in range), and the features `tile` needs are this function's.
+    // the call (so `c.at(i, r)` is in range); decoding's tiles prefetch only when the next 4 rows
+    // are inside the call (`i + 8 <= rows`); the features the tiles need are this function's.
     unsafe {
         let mut i = 0;
+        if c.m == 1 {
+            // Decoding: 4 weight rows a tile, the rest below.
+            while i + 4 <= c.rows {
+                tile4::<F>(c.at(i, 0), i + 8 <= c.rows);
+                i += 4;
+            }
+        }
         while i < c.rows {
             let g = (c.rows - i).min(2);
             let mut r = 0;
