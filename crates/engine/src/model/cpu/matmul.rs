@@ -185,7 +185,7 @@ impl CpuMatrix {
         let xq = QuantRows::new(x, m, k, f.input_block(), self.isa);
         // Repacked weights (see `qdot::repacks`) meet all the input rows in one call, the tasks'
         // rows whole groups of 32 of them.
-        let repacks = qdot::repacks(f, self.isa, m);
+        let repacks = qdot::repacks(self.isa, m);
         let (task_rows, row_block) = if repacks {
             (n.div_ceil(pool::threads() * 2).next_multiple_of(32).min(64), m)
         } else {

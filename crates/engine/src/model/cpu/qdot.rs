@@ -217,16 +217,16 @@ pub fn dot(f: QFormat, w: &[u8], x: &QuantRows, r: usize) -> f32 {
     acc - off
 }
 
-/// Whether [`block`] repacks the weights of format `f` for a call of `m` input rows on `isa` (it
-/// then takes its input rows in one call best: the repacking is paid once per call).
-pub fn repacks(f: QFormat, isa: Isa, m: usize) -> bool {
+/// Whether [`block`] repacks the weights for a call of `m` input rows on `isa` (it then takes
+/// its input rows in one call best: the repacking is paid once per call).
+pub fn repacks(isa: Isa, m: usize) -> bool {
     #[cfg(target_arch = "x86_64")]
     match isa {
         Isa::Avx512 => return m >= packed::MIN_M && std::arch::is_x86_feature_detected!("avx512vnni"),
-        Isa::Avx2 => return m >= packed::avx2::MIN_M && packed::avx2::handles(f),
+        Isa::Avx2 => return m >= packed::avx2::MIN_M,
         Isa::Portable => {}
     }
-    let _ = (f, isa, m);
+    let _ = (isa, m);
     false
 }
 
@@ -265,7 +265,7 @@ pub unsafe fn block(
         };
         match isa {
             Isa::Avx512 => {
-                if repacks(f, isa, m) {
+                if repacks(isa, m) {
                     // SAFETY: the CPU has AVX-512 (the contract on `isa`) and VNNI (`repacks`
                     // detected it); the bounds asserted above; `out` is the caller's.
                     unsafe { packed::block(f, call) };
@@ -279,11 +279,10 @@ pub unsafe fn block(
                 return;
             }
             Isa::Avx2 => {
-                // SAFETY: the CPU has AVX2, FMA and F16C (the contract on `isa`), and the
-                // repacked kernel handles `f` when `repacks` says so; the bounds asserted above;
-                // `out` is the caller's.
+                // SAFETY: the CPU has AVX2, FMA and F16C (the contract on `isa`); the bounds
+                // asserted above; `out` is the caller's.
                 unsafe {
-                    if repacks(f, isa, m) {
+                    if repacks(isa, m) {
                         packed::avx2::block(f, call)
                     } else {
                         avx2::block(f, call)

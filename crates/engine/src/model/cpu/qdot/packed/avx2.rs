@@ -8,8 +8,9 @@
 //!
 //! Bounds (weights unsigned, `|qx| ≤ 127`): a pair sum is at most `2 · 15 · 127 = 3,810` for the
 //! 4-bit formats, so 8 steps (a Q4_0 block, a Q4_K sub-block) stay below 32,767; Q6_K's
-//! `2 · 63 · 127 = 16,002` allows 2 steps. Q8_0 (`q + 128` up to 255) would overflow one pair
-//! sum: it keeps the tiles of [`crate::model::cpu::qdot`]'s AVX2 kernel.
+//! `2 · 63 · 127 = 16,002` allows 2 steps. Q8_0 as unsigned `q + 128` would overflow one pair sum,
+//! so this kernel repacks it signed and multiplies `|q|` by `qx · sign(q)` (`vpsignb`; at most
+//! `2 · 128 · 127 = 32,512` a pair, widened every step).
 //!
 //! The helpers are `#[inline(always)]` into [`run`], whose `#[target_feature]` enables AVX2, FMA
 //! and F16C; [`block`] is only called when the CPU has them.
@@ -17,9 +18,9 @@
 // Index loops mirror the layout they fill; iterator chains would hide it.
 #![allow(clippy::needless_range_loop)]
 
-use super::super::{Call, QFormat, QuantRows, Q4K, Q4_0, Q6K};
+use super::super::{Call, QFormat, QuantRows, Q4K, Q4_0, Q6K, Q8_0};
 use super::{clear, drive, repack_scales, shape, Packed, GROUP};
-use crate::model::cpu::formats::{q4_0, q4k, q6k};
+use crate::model::cpu::formats::{q4_0, q4k, q6k, q8_0};
 use std::arch::x86_64::*;
 
 /// Input rows from which a call is worth repacking its weights on AVX2 (1B Q4_K_M forced to AVX2,
@@ -28,11 +29,6 @@ pub const MIN_M: usize = 6;
 /// Input rows per tile (each holds 2 input rows × 16 weight rows in 16-bit sums, and as many
 /// 32-bit totals for the K-quants: 8 of the 16 registers).
 const MR: usize = 2;
-
-/// Whether the AVX2 repacked kernel computes `f` (see the bounds above).
-pub fn handles(f: QFormat) -> bool {
-    f != QFormat::Q8_0
-}
 
 /// The 8 × 8 transpose of 32-bit values: value `j` of input `i` becomes value `i` of output `j`.
 ///
@@ -67,11 +63,11 @@ unsafe fn transpose8(v: [__m256i; 8]) -> [__m256i; 8] {
 }
 
 /// Repacks weight rows `0..rows` (at most [`GROUP`]) at `w` into group `g` of `p`, rows past
-/// `rows` as zeros: the layout of the AVX-512 kernel's repacking.
+/// `rows` as zeros: the layout of the AVX-512 kernel's repacking (Q8_0's values signed here).
 ///
 /// # Safety
-/// The CPU has AVX2 and F16C; `rows` rows of `row_bytes` bytes (whole blocks of `F`, not Q8_0,
-/// covering `k`) are readable at `w`; `p`'s vectors hold group `g`.
+/// The CPU has AVX2 and F16C; `rows` rows of `row_bytes` bytes (whole blocks of `F` covering
+/// `k`) are readable at `w`; `p`'s vectors hold group `g`.
 #[inline(always)]
 unsafe fn repack<const F: u8>(p: &mut Packed, g: usize, w: *const u8, row_bytes: usize, rows: usize, k: usize) {
     let nb = k / shape(F).0;
@@ -89,6 +85,7 @@ unsafe fn repack<const F: u8>(p: &mut Packed, g: usize, w: *const u8, row_bytes:
                     let row = w.add((8 * h + i) * row_bytes);
                     v[i] = match F {
                         Q4_0 => _mm256_add_epi8(q4_0::block_avx2(row.add(c * bb)), _mm256_set1_epi8(8)),
+                        Q8_0 => q8_0::block_avx2(row.add(c * bb)),
                         Q4K => q4k::sub_avx2(row.add(c / 8 * bb), c % 8),
                         _ => q6k::sub_avx2(row.add(c / 8 * bb), c % 8),
                     };
@@ -177,6 +174,20 @@ unsafe fn tile<const F: u8, const M: usize>(
                         }
                     }
                 }
+                Q8_0 => {
+                    // One block: 8 steps of `|q| · (qx · sign(q))`, widened every step.
+                    for q in 8 * b..8 * b + 8 {
+                        let (w0, w1) = (wv(q, 0), wv(q, 1));
+                        let (a0, a1) = (_mm256_abs_epi8(w0), _mm256_abs_epi8(w1));
+                        for r in 0..M {
+                            let x = xb(r, q);
+                            let p0 = _mm256_maddubs_epi16(a0, _mm256_sign_epi8(x, w0));
+                            let p1 = _mm256_maddubs_epi16(a1, _mm256_sign_epi8(x, w1));
+                            t[r][0] = _mm256_add_epi32(t[r][0], _mm256_madd_epi16(p0, _mm256_set1_epi16(1)));
+                            t[r][1] = _mm256_add_epi32(t[r][1], _mm256_madd_epi16(p1, _mm256_set1_epi16(1)));
+                        }
+                    }
+                }
                 Q4K => {
                     // 8 sub-blocks of 8 steps, each widened with its scale (below 64) in both
                     // 16-bit halves of a lane.
@@ -210,7 +221,7 @@ unsafe fn tile<const F: u8, const M: usize>(
                     }
                 }
             }
-            if F == Q4_0 {
+            if F == Q4_0 || F == Q8_0 {
                 for r in 0..M {
                     let dx = _mm256_set1_ps(*xd.add(r * k / 32 + b));
                     for h in 0..2 {
@@ -285,19 +296,10 @@ unsafe fn run<const F: u8>(c: Call) {
 /// See [`super::super::block`]: the call's outputs through the repacked weights.
 ///
 /// # Safety
-/// The CPU has AVX2, FMA and F16C; `f` is one [`handles`]; the call's `rows` weight rows (of
-/// whole `f` blocks covering `x.k`) are readable at `c.w`, its input rows `r0..r0 + m` exist, and
-/// `out` is writable at `r·ldo + i` for `r < m`, `i < rows`.
+/// The CPU has AVX2, FMA and F16C; the call's `rows` weight rows (of whole `f` blocks covering
+/// `x.k`) are readable at `c.w`, its input rows `r0..r0 + m` exist, and `out` is writable at
+/// `r·ldo + i` for `r < m`, `i < rows`.
 pub(in super::super) unsafe fn block(f: QFormat, c: Call) {
-    debug_assert!(handles(f));
-    // SAFETY: the contract is `run`'s, with `F` the format `f` that the rows hold (never Q8_0:
-    // the contract).
-    unsafe {
-        match f {
-            QFormat::Q4_0 => run::<Q4_0>(c),
-            QFormat::Q4K => run::<Q4K>(c),
-            QFormat::Q6K => run::<Q6K>(c),
-            QFormat::Q8_0 => unreachable!("Q8_0 is not repacked on AVX2"),
-        }
-    }
+    // SAFETY: the contract is `run`'s, with `F` the format `f` that the rows hold.
+    unsafe { by_format!(f, run(c)) }
 }
