@@ -211,7 +211,7 @@ fn extreme_weight_bytes_give_the_definition_on_every_path() {
         }
         let row_bytes = data.len() / n;
         // Inputs all 127 (every product at its largest, one sign), then signs in runs of 3.
-        for sign in [|_: usize| 1.0, |i: usize| if (i / 3) % 2 == 0 { 1.0 } else { -1.0 }] {
+        for sign in [|_: usize| 1.0, |i: usize| if (i / 3).is_multiple_of(2) { 1.0 } else { -1.0 }] {
             let x: Vec<f32> = (0..m * k).map(sign).collect();
             let q = QuantRows::new(&x, m, k, f.input_block(), Isa::Portable);
             for isa in available() {
