@@ -4,6 +4,8 @@
 # scripts/bench/compare_llamacpp.py --llama-bench. About 6 minutes on 2 cores, once.
 #
 #   bash scripts/bench/build_llama_bench.sh            # prints the path of llama-bench
+#   LLAMA_BENCH_ISA=avx2 bash scripts/bench/build_llama_bench.sh   # AVX2/FMA/F16C only (laptops
+#                                                      # without AVX-512), in build-avx2/
 #
 # llama-quantize lands beside it (scripts/bench/make_llama_models.py uses it), and so do the
 # shared libraries libllama/libggml.
@@ -14,8 +16,16 @@
 set -euo pipefail
 VERSION="${LLAMA_CPP_PYTHON_VERSION:-0.3.36}"
 CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/freeze-attn/llama-bench-$VERSION"
-BIN="$CACHE/build/bin/llama-bench"
-if [[ -x "$BIN" && -x "$CACHE/build/bin/llama-quantize" ]]; then
+ISA="${LLAMA_BENCH_ISA:-avx512}"
+case "$ISA" in
+    avx512) BUILD=build
+        KERNELS=(-DGGML_AVX_VNNI=ON -DGGML_AVX512=ON -DGGML_AVX512_VBMI=ON -DGGML_AVX512_VNNI=ON -DGGML_AVX512_BF16=ON) ;;
+    avx2) BUILD=build-avx2
+        KERNELS=(-DGGML_AVX_VNNI=OFF -DGGML_AVX512=OFF) ;;
+    *) echo "LLAMA_BENCH_ISA must be avx512 or avx2, not $ISA" >&2; exit 2 ;;
+esac
+BIN="$CACHE/$BUILD/bin/llama-bench"
+if [[ -x "$BIN" && -x "$CACHE/$BUILD/bin/llama-quantize" ]]; then
     echo "$BIN"
     exit 0
 fi
@@ -36,9 +46,8 @@ if [[ ! -d src ]]; then
     mv llama_cpp_python-"$VERSION"/vendor/llama.cpp src
     rm -rf llama_cpp_python-"$VERSION" sdist.tar.gz
 fi
-cmake -S src -B build -G Ninja -DCMAKE_BUILD_TYPE=Release \
+cmake -S src -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release \
     -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=OFF \
-    -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON \
-    -DGGML_AVX_VNNI=ON -DGGML_AVX512=ON -DGGML_AVX512_VBMI=ON -DGGML_AVX512_VNNI=ON -DGGML_AVX512_BF16=ON >&2
-ninja -C build llama-bench llama-quantize >&2
+    -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON "${KERNELS[@]}" >&2
+ninja -C "$BUILD" llama-bench llama-quantize >&2
 echo "$BIN"
