@@ -100,72 +100,55 @@ fn every_path_equals_the_definition_bit_for_bit() {
                     let mut out = vec![f32::NAN; mm * n];
                     // SAFETY: out holds mm × n values.
                     unsafe { block(f, isa, &data, row_bytes, n, &q, r0, mm, out.as_mut_ptr(), n) };
+                    // The other kernels the machine runs, on the same call.
                     #[cfg(target_arch = "x86_64")]
-                    if isa == Isa::Avx2 && mm >= super::packed::avx2::MIN_M {
-                        // `block` took the repacked kernel: the tiles must give the same bits at
-                        // this size too.
-                        let mut tiles = vec![f32::NAN; mm * n];
-                        let call = Call {
-                            w: data.as_ptr(),
-                            row_bytes,
-                            rows: n,
-                            x: &q,
-                            r0,
-                            m: mm,
-                            out: tiles.as_mut_ptr(),
-                            ldo: n,
+                    {
+                        let bits: Vec<u32> = out.iter().map(|v| v.to_bits()).collect();
+                        let through = |run: &dyn Fn(Call)| -> Vec<u32> {
+                            let mut got = vec![f32::NAN; mm * n];
+                            run(Call {
+                                w: data.as_ptr(),
+                                row_bytes,
+                                rows: n,
+                                x: &q,
+                                r0,
+                                m: mm,
+                                out: got.as_mut_ptr(),
+                                ldo: n,
+                            });
+                            got.iter().map(|v| v.to_bits()).collect()
                         };
-                        // SAFETY: out holds mm × n values; the CPU has AVX2 (`available`).
-                        unsafe { avx2::block(f, call) };
-                        assert_eq!(
-                            tiles.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
-                            out.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
-                            "{f:?} n={n} k={k} m={mm}: the AVX2 tiles must equal the repacked kernel"
-                        );
-                        assert!(repacks(isa, mm));
-                    }
-                    #[cfg(target_arch = "x86_64")]
-                    if isa == Isa::Avx512 {
-                        // Without VNNI too (the machine may have it).
-                        let mut bw = vec![f32::NAN; mm * n];
-                        let call = Call {
-                            w: data.as_ptr(),
-                            row_bytes,
-                            rows: n,
-                            x: &q,
-                            r0,
-                            m: mm,
-                            out: bw.as_mut_ptr(),
-                            ldo: n,
-                        };
-                        // SAFETY: as above.
-                        unsafe { avx512::block(f, false, call) };
-                        assert_eq!(
-                            bw.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
-                            out.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
-                            "{f:?}: AVX-512 without VNNI must equal the path with it"
-                        );
-                        if std::arch::is_x86_feature_detected!("avx512vnni") {
-                            // The repacked path at every size, and the tiles' at sizes it takes.
-                            for packed in [true, false] {
-                                let mut got = vec![f32::NAN; mm * n];
-                                let call = Call {
-                                    out: got.as_mut_ptr(),
-                                    ..call
-                                };
-                                // SAFETY: as above; the CPU has VNNI (just detected).
-                                unsafe {
-                                    if packed {
-                                        super::packed::block(f, call)
-                                    } else {
-                                        avx512::block(f, true, call)
-                                    }
-                                };
-                                assert_eq!(
-                                    got.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
-                                    out.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
-                                    "{f:?} n={n} k={k} m={mm}: repacked {packed} must equal the chosen path"
-                                );
+                        // Each kernel below: `got` holds mm × n values, the weights and inputs
+                        // are the call's, and the CPU has what it needs (`available`, and VNNI
+                        // where detected).
+                        if isa == Isa::Avx2 && mm >= super::packed::avx2::MIN_M {
+                            // `block` took the repacked kernel: the tiles must give the same bits.
+                            assert!(repacks(isa, mm));
+                            let tiles = through(&|c| {
+                                // SAFETY: see above.
+                                unsafe { avx2::block(f, c) }
+                            });
+                            assert_eq!(tiles, bits, "{f:?} n={n} k={k} m={mm}: AVX2 tiles and repacked kernel");
+                        }
+                        if isa == Isa::Avx512 {
+                            // Without VNNI too (the machine may have it).
+                            let plain = through(&|c| {
+                                // SAFETY: see above.
+                                unsafe { avx512::block(f, false, c) }
+                            });
+                            assert_eq!(plain, bits, "{f:?}: AVX-512 without VNNI must equal the path with it");
+                            if std::arch::is_x86_feature_detected!("avx512vnni") {
+                                // The repacked path at every size, and the tiles' at sizes it takes.
+                                let packed = through(&|c| {
+                                    // SAFETY: see above.
+                                    unsafe { super::packed::block(f, c) }
+                                });
+                                assert_eq!(packed, bits, "{f:?} n={n} k={k} m={mm}: repacked kernel");
+                                let tiles = through(&|c| {
+                                    // SAFETY: see above.
+                                    unsafe { avx512::block(f, true, c) }
+                                });
+                                assert_eq!(tiles, bits, "{f:?} n={n} k={k} m={mm}: VNNI tiles");
                             }
                         }
                     }
@@ -211,7 +194,10 @@ fn extreme_weight_bytes_give_the_definition_on_every_path() {
         }
         let row_bytes = data.len() / n;
         // Inputs all 127 (every product at its largest, one sign), then signs in runs of 3.
-        for sign in [|_: usize| 1.0, |i: usize| if (i / 3).is_multiple_of(2) { 1.0 } else { -1.0 }] {
+        for sign in [
+            |_: usize| 1.0,
+            |i: usize| if (i / 3).is_multiple_of(2) { 1.0 } else { -1.0 },
+        ] {
             let x: Vec<f32> = (0..m * k).map(sign).collect();
             let q = QuantRows::new(&x, m, k, f.input_block(), Isa::Portable);
             for isa in available() {
