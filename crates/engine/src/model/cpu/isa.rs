@@ -4,7 +4,9 @@
 //! is a `#[target_feature]` function picked here from what the CPU reports. All paths compute the
 //! same arithmetic bit for bit; the choice only changes speed. `FREEZE_ATTN_ISA=portable|avx2`
 //! lowers the choice (to measure or test a path on a machine that has a better one); it can never
-//! raise it above what the CPU supports.
+//! raise it above what the CPU supports. `avx2` means plain AVX2 (as on AMD before Zen 4 and Intel
+//! before its 12th generation); `avx2-vnni` AVX2 with AVX-VNNI where the CPU has it (Intel's
+//! laptop cores since Alder Lake), which the AVX2 kernels then use ([`avx_vnni`]).
 //!
 //! The soundness of every SIMD path rests on one invariant: an [`Isa`] above `Portable` that
 //! reaches a kernel came from [`isa`] or `available` (tests), both bounded by what `detect`
@@ -32,9 +34,22 @@ pub fn isa() -> Isa {
         let best = supported();
         match std::env::var("FREEZE_ATTN_ISA").ok().as_deref() {
             Some("portable") => Isa::Portable,
-            Some("avx2") => best.min(Isa::Avx2),
+            Some("avx2") | Some("avx2-vnni") => best.min(Isa::Avx2),
             _ => best,
         }
+    })
+}
+
+/// Whether the AVX2 kernels use AVX-VNNI (the 256-bit `vpdpbusd`): the CPU has it and
+/// `FREEZE_ATTN_ISA=avx2` does not ask for plain AVX2. Detected once.
+pub fn avx_vnni() -> bool {
+    static VNNI: OnceLock<bool> = OnceLock::new();
+    *VNNI.get_or_init(|| {
+        #[cfg(target_arch = "x86_64")]
+        if std::env::var("FREEZE_ATTN_ISA").ok().as_deref() != Some("avx2") {
+            return std::arch::is_x86_feature_detected!("avxvnni");
+        }
+        false
     })
 }
 

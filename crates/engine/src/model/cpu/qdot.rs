@@ -279,11 +279,12 @@ pub unsafe fn block(
                 return;
             }
             Isa::Avx2 => {
-                // SAFETY: the CPU has AVX2, FMA and F16C (the contract on `isa`); the bounds
-                // asserted above; `out` is the caller's.
+                // SAFETY: the CPU has AVX2, FMA and F16C (the contract on `isa`), and AVX-VNNI
+                // when `avx_vnni` says so (detected); the bounds asserted above; `out` is the
+                // caller's.
                 unsafe {
                     if repacks(isa, m) {
-                        packed::avx2::block(f, call)
+                        packed::avx2::block(f, super::isa::avx_vnni(), call)
                     } else {
                         avx2::block(f, call)
                     }

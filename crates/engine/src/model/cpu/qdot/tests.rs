@@ -129,6 +129,13 @@ fn every_path_equals_the_definition_bit_for_bit() {
                                 unsafe { avx2::block(f, c) }
                             });
                             assert_eq!(tiles, bits, "{f:?} n={n} k={k} m={mm}: AVX2 tiles and repacked kernel");
+                            for vnni in [false, std::arch::is_x86_feature_detected!("avxvnni")] {
+                                let packed = through(&|c| {
+                                    // SAFETY: see above.
+                                    unsafe { super::packed::avx2::block(f, vnni, c) }
+                                });
+                                assert_eq!(packed, bits, "{f:?} n={n} k={k} m={mm}: AVX2 repacked, VNNI {vnni}");
+                            }
                         }
                         if isa == Isa::Avx512 {
                             // Without VNNI too (the machine may have it).
@@ -209,6 +216,31 @@ fn extreme_weight_bytes_give_the_definition_on_every_path() {
                         for i in 0..n {
                             let want = dot(f, &data[i * row_bytes..][..row_bytes], &q, r0 + r);
                             assert_eq!(out[r * n + i].to_bits(), want.to_bits(), "{f:?} {isa:?} m={mm} row {i}");
+                        }
+                    }
+                    // The AVX2 repacked kernel with and without AVX-VNNI (`block` took one of them).
+                    #[cfg(target_arch = "x86_64")]
+                    if isa == Isa::Avx2 && mm >= super::packed::avx2::MIN_M {
+                        for vnni in [false, std::arch::is_x86_feature_detected!("avxvnni")] {
+                            let mut got = vec![f32::NAN; mm * n];
+                            let call = Call {
+                                w: data.as_ptr(),
+                                row_bytes,
+                                rows: n,
+                                x: &q,
+                                r0,
+                                m: mm,
+                                out: got.as_mut_ptr(),
+                                ldo: n,
+                            };
+                            // SAFETY: `got` holds mm × n values; the CPU has AVX2 (`available`) and AVX-VNNI when
+                            // `vnni` (detected).
+                            unsafe { super::packed::avx2::block(f, vnni, call) };
+                            assert_eq!(
+                                got.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                                out.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                                "{f:?}: AVX2 repacked, VNNI {vnni}"
+                            );
                         }
                     }
                 }

@@ -12,8 +12,13 @@
 //! so this kernel repacks it signed and multiplies `|q|` by `qx · sign(q)` (`vpsignb`; at most
 //! `2 · 128 · 127 = 32,512` a pair, widened every step).
 //!
-//! The helpers are `#[inline(always)]` into [`run`], whose `#[target_feature]` enables AVX2, FMA
-//! and F16C; [`block`] is only called when the CPU has them.
+//! With AVX-VNNI (the 256-bit `vpdpbusd` of Intel's laptop cores since Alder Lake), one
+//! instruction adds 4 products a lane straight into 32 bits: Q4_0 and Q8_0 sum a block that way,
+//! Q4_K a 16-value group (at most `16 · 15 · 127 = 30,480`, so one `vpdpwssd` then applies its
+//! scale, as on AVX-512); Q6_K keeps the 16-bit sums.
+//!
+//! The helpers are `#[inline(always)]` into [`run`] and [`run_vnni`] (through `body!`), whose `#[target_feature]`s
+//! enable AVX2, FMA and F16C (and AVX-VNNI); [`block`] is only called when the CPU has them.
 
 // Index loops mirror the layout they fill; iterator chains would hide it.
 #![allow(clippy::needless_range_loop)]
@@ -107,10 +112,10 @@ unsafe fn repack<const F: u8>(p: &mut Packed, g: usize, w: *const u8, row_bytes:
 /// # Safety
 /// The CPU has AVX2, FMA and F16C; group `g` of `p` is repacked for `x.k`; input rows
 /// `r0..r0 + M` exist in `x`; `out` is writable at `r·ldo + i` for `r < M`, `i < rows <= GROUP`;
-/// `hh < 2`.
+/// `hh < 2`; with `VNNI`, the CPU has AVX-VNNI.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-unsafe fn tile<const F: u8, const M: usize>(
+unsafe fn tile<const F: u8, const M: usize, const VNNI: bool>(
     p: &Packed,
     g: usize,
     x: &QuantRows,
@@ -158,11 +163,59 @@ unsafe fn tile<const F: u8, const M: usize>(
             }
             s
         };
+        // With AVX-VNNI: `steps` steps of 4 values from `step` added into `t`, 32 bits a lane
+        // (Q8_0: `|q| · (qx · sign(q))`).
+        let dots = |mut t: [[__m256i; 2]; M], step: usize, steps: usize| {
+            for q in step..step + steps {
+                let (w0, w1) = (wv(q, 0), wv(q, 1));
+                let (a0, a1) = if F == Q8_0 {
+                    (_mm256_abs_epi8(w0), _mm256_abs_epi8(w1))
+                } else {
+                    (w0, w1)
+                };
+                for r in 0..M {
+                    let x = xb(r, q);
+                    let (x0, x1) = if F == Q8_0 {
+                        (_mm256_sign_epi8(x, w0), _mm256_sign_epi8(x, w1))
+                    } else {
+                        (x, x)
+                    };
+                    t[r][0] = _mm256_dpbusd_avx_epi32(t[r][0], a0, x0);
+                    t[r][1] = _mm256_dpbusd_avx_epi32(t[r][1], a1, x1);
+                }
+            }
+            t
+        };
         let mut acc = [[_mm256_setzero_ps(); 2]; M];
         let mut off = [[_mm256_setzero_ps(); 2]; M];
         for b in 0..nb {
             let mut t = [[_mm256_setzero_si256(); 2]; M];
             match F {
+                Q4_0 | Q8_0 if VNNI => {
+                    t = dots(t, 8 * b, 8);
+                    if F == Q4_0 {
+                        for r in 0..M {
+                            let bs = bsum.add(r * k / 16 + 2 * b);
+                            let o = _mm256_set1_epi32((*bs as i32 + *bs.add(1) as i32) << 3);
+                            for h in 0..2 {
+                                t[r][h] = _mm256_sub_epi32(t[r][h], o);
+                            }
+                        }
+                    }
+                }
+                Q4K if VNNI => {
+                    // 16 groups of 4 steps, each group's sum (below 2^15) times its sub-block's
+                    // scale (below 64, the lane's high half zero) by one vpdpwssd.
+                    for j in 0..16 {
+                        let u = dots([[_mm256_setzero_si256(); 2]; M], 64 * b + 4 * j, 4);
+                        for h in 0..2 {
+                            let v = ldi(sc.add((b * 8 + j / 2) * GROUP), h);
+                            for r in 0..M {
+                                t[r][h] = _mm256_dpwssd_avx_epi32(t[r][h], u[r][h], v);
+                            }
+                        }
+                    }
+                }
                 Q4_0 => {
                     // One block: 8 steps, then `T_b = Σ q · qx − 8 · Σ qx`.
                     let s = sums(8 * b, 8);
@@ -266,40 +319,66 @@ unsafe fn tile<const F: u8, const M: usize>(
     }
 }
 
+/// [`block`]'s work for format `$f`, with AVX-VNNI when `$vnni`, written out inside [`run`] and
+/// [`run_vnni`] (a macro, not a function: closures take the target features of the function
+/// they are written in, and the tiles' intrinsics must inline into them).
+macro_rules! body {
+    ($f:ident, $vnni:expr, $c:expr) => {{
+        let c: Call = $c;
+        let k = c.x.k;
+        // SAFETY: `drive` hands `repack` rows of the call and a group it sized, and the tiles
+        // input rows `x0..x0 + mr` inside the call's, outputs inside its, and a group just
+        // repacked; the features are the enclosing function's.
+        unsafe {
+            drive::<$f>(
+                c,
+                MR,
+                |p, g, w, rows| repack::<$f>(p, g, w, c.row_bytes, rows, k),
+                |p, g, x0, out, rows, mr| {
+                    for hh in 0..rows.div_ceil(16) {
+                        match mr {
+                            1 => tile::<$f, 1, $vnni>(p, g, c.x, x0, out, c.ldo, rows, hh),
+                            _ => tile::<$f, MR, $vnni>(p, g, c.x, x0, out, c.ldo, rows, hh),
+                        }
+                    }
+                },
+            )
+        }
+    }};
+}
+
 /// The AVX2 kernel of [`block`].
 ///
 /// # Safety
 /// As [`block`].
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn run<const F: u8>(c: Call) {
-    let k = c.x.k;
-    // SAFETY: `drive` hands `repack` rows of the call and a group it sized, and the tiles input
-    // rows `x0..x0 + mr` inside the call's, outputs inside its, and a group just repacked; the
-    // features are this function's (closures inherit them).
-    unsafe {
-        drive::<F>(
-            c,
-            MR,
-            |p, g, w, rows| repack::<F>(p, g, w, c.row_bytes, rows, k),
-            |p, g, x0, out, rows, mr| {
-                for hh in 0..rows.div_ceil(16) {
-                    match mr {
-                        1 => tile::<F, 1>(p, g, c.x, x0, out, c.ldo, rows, hh),
-                        _ => tile::<F, MR>(p, g, c.x, x0, out, c.ldo, rows, hh),
-                    }
-                }
-            },
-        )
-    }
+    body!(F, false, c)
+}
+
+/// The AVX2 kernel of [`block`] with AVX-VNNI.
+///
+/// # Safety
+/// As [`block`], and the CPU has AVX-VNNI.
+#[target_feature(enable = "avx2,fma,f16c,avxvnni")]
+unsafe fn run_vnni<const F: u8>(c: Call) {
+    body!(F, true, c)
 }
 
 /// See [`super::super::block`]: the call's outputs through the repacked weights.
 ///
 /// # Safety
-/// The CPU has AVX2, FMA and F16C; the call's `rows` weight rows (of whole `f` blocks covering
-/// `x.k`) are readable at `c.w`, its input rows `r0..r0 + m` exist, and `out` is writable at
-/// `r·ldo + i` for `r < m`, `i < rows`.
-pub(in super::super) unsafe fn block(f: QFormat, c: Call) {
-    // SAFETY: the contract is `run`'s, with `F` the format `f` that the rows hold.
-    unsafe { by_format!(f, run(c)) }
+/// The CPU has AVX2, FMA and F16C, and AVX-VNNI when `vnni`; the call's `rows` weight rows (of
+/// whole `f` blocks covering `x.k`) are readable at `c.w`, its input rows `r0..r0 + m` exist, and
+/// `out` is writable at `r·ldo + i` for `r < m`, `i < rows`.
+pub(in super::super) unsafe fn block(f: QFormat, vnni: bool, c: Call) {
+    // SAFETY: the contract is `run`'s (and `run_vnni`'s when `vnni`), with `F` the format `f`
+    // that the rows hold.
+    unsafe {
+        if vnni {
+            by_format!(f, run_vnni(c))
+        } else {
+            by_format!(f, run(c))
+        }
+    }
 }
