@@ -6,6 +6,7 @@
 #   bash scripts/bench/build_llama_bench.sh            # prints the path of llama-bench
 #   LLAMA_BENCH_ISA=avx2 bash scripts/bench/build_llama_bench.sh   # AVX2/FMA/F16C only (laptops
 #                                                      # without AVX-512), in build-avx2/
+#   LLAMA_BENCH_ISA=avx2-vnni ...                      # the same with AVX-VNNI, in build-avx2vnni/
 #
 # llama-quantize lands beside it (scripts/bench/make_llama_models.py uses it), and so do the
 # shared libraries libllama/libggml.
@@ -22,7 +23,9 @@ case "$ISA" in
         KERNELS=(-DGGML_AVX_VNNI=ON -DGGML_AVX512=ON -DGGML_AVX512_VBMI=ON -DGGML_AVX512_VNNI=ON -DGGML_AVX512_BF16=ON) ;;
     avx2) BUILD=build-avx2
         KERNELS=(-DGGML_AVX_VNNI=OFF -DGGML_AVX512=OFF) ;;
-    *) echo "LLAMA_BENCH_ISA must be avx512 or avx2, not $ISA" >&2; exit 2 ;;
+    avx2-vnni) BUILD=build-avx2vnni
+        KERNELS=(-DGGML_AVX_VNNI=ON -DGGML_AVX512=OFF) ;;
+    *) echo "LLAMA_BENCH_ISA must be avx512, avx2 or avx2-vnni, not $ISA" >&2; exit 2 ;;
 esac
 BIN="$CACHE/$BUILD/bin/llama-bench"
 if [[ -x "$BIN" && -x "$CACHE/$BUILD/bin/llama-quantize" ]]; then

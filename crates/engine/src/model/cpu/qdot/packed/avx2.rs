@@ -17,8 +17,9 @@
 //! Q4_K a 16-value group (at most `16 · 15 · 127 = 30,480`, so one `vpdpwssd` then applies its
 //! scale, as on AVX-512); Q6_K keeps the 16-bit sums.
 //!
-//! The helpers are `#[inline(always)]` into [`run`] and [`run_vnni`] (through `body!`), whose `#[target_feature]`s
-//! enable AVX2, FMA and F16C (and AVX-VNNI); [`block`] is only called when the CPU has them.
+//! The helpers are `#[inline(always)]` into [`run`] and [`run_vnni`] (through `body!`), whose
+//! `#[target_feature]`s enable AVX2, FMA and F16C (and AVX-VNNI); [`block`] is only called when
+//! the CPU has them.
 
 // Index loops mirror the layout they fill; iterator chains would hide it.
 #![allow(clippy::needless_range_loop)]
