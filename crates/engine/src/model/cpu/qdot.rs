@@ -222,8 +222,9 @@ pub fn dot(f: QFormat, w: &[u8], x: &QuantRows, r: usize) -> f32 {
 pub fn repacks(isa: Isa, m: usize) -> bool {
     #[cfg(target_arch = "x86_64")]
     match isa {
-        Isa::Avx512 => return m >= packed::MIN_M && std::arch::is_x86_feature_detected!("avx512vnni"),
-        Isa::Avx2 => return m >= packed::avx2::MIN_M,
+        Isa::Avx512 if std::arch::is_x86_feature_detected!("avx512vnni") => return m >= packed::MIN_M,
+        // AVX-512 without VNNI (Skylake-SP/X) runs the AVX2 repacked kernel.
+        Isa::Avx512 | Isa::Avx2 => return m >= packed::avx2::MIN_M,
         Isa::Portable => {}
     }
     let _ = (isa, m);
@@ -265,13 +266,20 @@ pub unsafe fn block(
         };
         match isa {
             Isa::Avx512 => {
+                let vnni = std::arch::is_x86_feature_detected!("avx512vnni");
                 if repacks(isa, m) {
-                    // SAFETY: the CPU has AVX-512 (the contract on `isa`) and VNNI (`repacks`
-                    // detected it); the bounds asserted above; `out` is the caller's.
-                    unsafe { packed::block(f, call) };
+                    // SAFETY: the CPU has AVX-512 (the contract on `isa`, which implies AVX2, FMA
+                    // and F16C), VNNI when `vnni` (just detected) and AVX-VNNI when `avx_vnni`
+                    // says so; the bounds asserted above; `out` is the caller's.
+                    unsafe {
+                        if vnni {
+                            packed::block(f, call)
+                        } else {
+                            packed::avx2::block(f, super::isa::avx_vnni(), call)
+                        }
+                    };
                     return;
                 }
-                let vnni = std::arch::is_x86_feature_detected!("avx512vnni");
                 // SAFETY: the CPU has AVX-512 (the contract on `isa`) and VNNI when `vnni` (just
                 // detected); `w` holds `rows` rows and `x` rows `r0..r0 + m`, of whole blocks
                 // (asserted above); `out` is the caller's.
