@@ -32,7 +32,7 @@ pub fn isa() -> Isa {
     static ISA: OnceLock<Isa> = OnceLock::new();
     *ISA.get_or_init(|| {
         let best = supported();
-        match std::env::var("FREEZE_ATTN_ISA").ok().as_deref() {
+        match requested().as_deref() {
             Some("portable") => Isa::Portable,
             Some("avx2") | Some("avx2-vnni") => best.min(Isa::Avx2),
             _ => best,
@@ -46,11 +46,16 @@ pub fn avx_vnni() -> bool {
     static VNNI: OnceLock<bool> = OnceLock::new();
     *VNNI.get_or_init(|| {
         #[cfg(target_arch = "x86_64")]
-        if std::env::var("FREEZE_ATTN_ISA").ok().as_deref() != Some("avx2") {
+        if requested().as_deref() != Some("avx2") {
             return std::arch::is_x86_feature_detected!("avxvnni");
         }
         false
     })
+}
+
+/// What `FREEZE_ATTN_ISA` asks for, if set.
+fn requested() -> Option<String> {
+    std::env::var("FREEZE_ATTN_ISA").ok()
 }
 
 /// Every instruction set this CPU can run, for tests that compare paths.

@@ -32,8 +32,8 @@
 //!
 //! Each format's weight integers, scales and layout come from [`super::formats`]; this module
 //! holds the definition ([`dot`]) and the dispatch, `avx2` and `avx512` the SIMD kernels over
-//! the weights as stored, `packed` the prefill kernels over repacked weights (AVX-512 VNNI; `packed::avx2` for AVX2), and
-//! `inputs` the quantized input rows.
+//! the weights as stored, `packed` the prefill kernels over repacked weights (AVX-512 VNNI;
+//! `packed::avx2` for AVX2, with or without AVX-VNNI), and `inputs` the quantized input rows.
 
 // Index loops mirror the arithmetic they define; iterator chains would hide the order.
 #![allow(clippy::needless_range_loop)]

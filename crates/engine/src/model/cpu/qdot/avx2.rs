@@ -34,6 +34,55 @@ unsafe fn hsum_i32(v: __m256i) -> i32 {
     }
 }
 
+/// A K-quant block's integer scales as 16-bit values (Q4_K: one per 32-value sub-block, in
+/// 0..8; Q6_K: one per 16 values), the offsets' 16 coefficients `c_j` as 16-bit lanes, and its
+/// `d` and `e` (see the definition in [`super`]).
+///
+/// # Safety
+/// The block (of format `F`, a K-quant) at `b` is readable; the CPU has AVX2 and F16C.
+#[inline(always)]
+unsafe fn kscales<const F: u8>(b: *const u8) -> ([i16; 16], __m256i, f32, f32) {
+    // SAFETY: reads of the block's scales and `d`/`dmin` (the contract), with AVX2 (the contract).
+    unsafe {
+        if F == Q4K {
+            // Scales as bytes 0-7, minimums as bytes 8-15; `c_2t = c_2t+1 = m_t`.
+            let u = q4k::scales_mins(b.add(q4k::SCALES));
+            let v = _mm_loadu_si128(u.as_ptr() as *const __m128i);
+            let sc: [i16; 16] = std::mem::transmute(_mm256_cvtepu8_epi16(v));
+            let m = _mm_cvtepu8_epi16(_mm_srli_si128::<8>(v));
+            let c16 = _mm256_set_m128i(_mm_unpackhi_epi16(m, m), _mm_unpacklo_epi16(m, m));
+            (sc, c16, f16(b.add(q4k::D)), f16(b.add(q4k::DMIN)))
+        } else {
+            // Signed scales; `c_j = 32 · sc_j`.
+            let v = _mm256_cvtepi8_epi16(_mm_loadu_si128(b.add(q6k::SCALES) as *const __m128i));
+            let d = f16(b.add(q6k::D));
+            (
+                std::mem::transmute::<__m256i, [i16; 16]>(v),
+                _mm256_slli_epi16::<5>(v),
+                d,
+                d,
+            )
+        }
+    }
+}
+
+/// The scale register of sub-block `s` (32 values) from [`kscales`]' values: Q4_K's one scale in
+/// every lane, Q6_K's two (one per 16 values) in the two halves.
+///
+/// # Safety
+/// The CPU has AVX2 (it touches no memory but `sc`); `s < 8`.
+#[inline(always)]
+unsafe fn sub_scale<const F: u8>(sc: &[i16; 16], s: usize) -> __m256i {
+    // SAFETY: register operations only, with AVX2 (the contract).
+    unsafe {
+        if F == Q4K {
+            _mm256_set1_epi16(sc[s])
+        } else {
+            _mm256_set_m128i(_mm_set1_epi16(sc[2 * s + 1]), _mm_set1_epi16(sc[2 * s]))
+        }
+    }
+}
+
 /// One tile: `M` input rows (from `c.r0`) × `NR` weight rows (from `c.w`).
 ///
 /// # Safety
@@ -93,30 +142,11 @@ unsafe fn tile<const F: u8, const M: usize, const NR: usize>(c: Call) {
                 let mut c16 = [_mm256_setzero_si256(); NR];
                 let mut de = [(0f32, 0f32); NR];
                 for i in 0..NR {
-                    let b = w.add(i * row_bytes + blk * bytes);
-                    if F == Q4K {
-                        let u = q4k::scales_mins(b.add(q4k::SCALES));
-                        let v = _mm_loadu_si128(u.as_ptr() as *const __m128i);
-                        let m = _mm_cvtepu8_epi16(_mm_srli_si128::<8>(v));
-                        c16[i] = _mm256_set_m128i(_mm_unpackhi_epi16(m, m), _mm_unpacklo_epi16(m, m));
-                        let bytes = u.as_ptr() as *const u8;
-                        for s in 0..8 {
-                            sc[i][s] = _mm256_set1_epi16(*bytes.add(s) as i16);
-                        }
-                        de[i] = (f16(b.add(q4k::D)), f16(b.add(q4k::DMIN)));
-                    } else {
-                        let v = _mm256_cvtepi8_epi16(_mm_loadu_si128(b.add(q6k::SCALES) as *const __m128i));
-                        c16[i] = _mm256_slli_epi16::<5>(v);
-                        let sp = b.add(q6k::SCALES) as *const i8;
-                        for s in 0..8 {
-                            sc[i][s] = _mm256_set_m128i(
-                                _mm_set1_epi16(*sp.add(2 * s + 1) as i16),
-                                _mm_set1_epi16(*sp.add(2 * s) as i16),
-                            );
-                        }
-                        let d = f16(b.add(q6k::D));
-                        de[i] = (d, d);
+                    let (s16, c, d, e) = kscales::<F>(w.add(i * row_bytes + blk * bytes));
+                    for s in 0..8 {
+                        sc[i][s] = sub_scale::<F>(&s16, s);
                     }
+                    (c16[i], de[i]) = (c, (d, e));
                 }
                 for s in 0..8 {
                     let mut wv = [_mm256_setzero_si256(); NR];
@@ -199,6 +229,8 @@ unsafe fn tile4<const F: u8>(c: Call, prefetch: bool) {
         let mut acc = _mm_setzero_ps();
         let mut off = _mm_setzero_ps();
         let row = |i: usize| w.add(i * row_bytes);
+        // Per-row f32 values as the 4 lanes of one register.
+        let lanes = |v: [f32; 4]| _mm_loadu_ps(v.as_ptr());
         // The block at `at` of the next 4 rows, `bytes` long.
         let ahead = |at: usize, bytes: usize| {
             if prefetch {
@@ -219,6 +251,7 @@ unsafe fn tile4<const F: u8>(c: Call, prefetch: bool) {
                 }
                 let xb = xv(32 * b);
                 let mut t = [_mm256_setzero_si256(); 4];
+                let mut d = [0f32; 4];
                 for i in 0..4 {
                     let p = row(i).add(b * bytes);
                     let wv = if F == Q4_0 {
@@ -228,15 +261,10 @@ unsafe fn tile4<const F: u8>(c: Call, prefetch: bool) {
                     };
                     let pr = _mm256_maddubs_epi16(_mm256_abs_epi8(wv), _mm256_sign_epi8(xb, wv));
                     t[i] = _mm256_madd_epi16(pr, _mm256_set1_epi16(1));
+                    // `d` leads the block (Q4_0 and Q8_0 alike).
+                    d[i] = f16(p);
                 }
-                // `d` leads the block (Q4_0 and Q8_0 alike).
-                let d = _mm_set_ps(
-                    f16(row(3).add(b * bytes)),
-                    f16(row(2).add(b * bytes)),
-                    f16(row(1).add(b * bytes)),
-                    f16(row(0).add(b * bytes)),
-                );
-                let s = _mm_mul_ps(d, _mm_set1_ps(*xd.add(b)));
+                let s = _mm_mul_ps(lanes(d), _mm_set1_ps(*xd.add(b)));
                 acc = _mm_fmadd_ps(_mm_cvtepi32_ps(hsum4_i32(t)), s, acc);
             }
         } else {
@@ -244,24 +272,14 @@ unsafe fn tile4<const F: u8>(c: Call, prefetch: bool) {
             for blk in 0..k / 256 {
                 ahead(blk * bytes, bytes);
                 let b = |i: usize| row(i).add(blk * bytes);
-                // Each row's scales as 16-bit values: Q4_K one per sub-block of 32 (bytes 0-7 of
-                // `scales_mins`), Q6_K one per 16 values.
                 let mut sc = [[0i16; 16]; 4];
                 let mut c = [_mm256_setzero_si256(); 4];
+                let (mut d, mut e) = ([0f32; 4], [0f32; 4]);
                 let bs = _mm256_loadu_si256(x.bsum.as_ptr().add((r0 * k + 256 * blk) / 16) as *const __m256i);
                 for i in 0..4 {
-                    if F == Q4K {
-                        let u = q4k::scales_mins(b(i).add(q4k::SCALES));
-                        let v = _mm_loadu_si128(u.as_ptr() as *const __m128i);
-                        _mm256_storeu_si256(sc[i].as_mut_ptr() as *mut __m256i, _mm256_cvtepu8_epi16(v));
-                        let m = _mm_cvtepu8_epi16(_mm_srli_si128::<8>(v));
-                        let c16 = _mm256_set_m128i(_mm_unpackhi_epi16(m, m), _mm_unpacklo_epi16(m, m));
-                        c[i] = _mm256_madd_epi16(c16, bs);
-                    } else {
-                        let v = _mm256_cvtepi8_epi16(_mm_loadu_si128(b(i).add(q6k::SCALES) as *const __m128i));
-                        _mm256_storeu_si256(sc[i].as_mut_ptr() as *mut __m256i, v);
-                        c[i] = _mm256_madd_epi16(_mm256_slli_epi16::<5>(v), bs);
-                    }
+                    let c16;
+                    (sc[i], c16, d[i], e[i]) = kscales::<F>(b(i));
+                    c[i] = _mm256_madd_epi16(c16, bs);
                 }
                 let mut t = [_mm256_setzero_si256(); 4];
                 for s in 0..8 {
@@ -272,41 +290,13 @@ unsafe fn tile4<const F: u8>(c: Call, prefetch: bool) {
                         } else {
                             q6k::sub_avx2(b(i), s)
                         };
-                        let scale = if F == Q4K {
-                            _mm256_set1_epi16(sc[i][s])
-                        } else {
-                            _mm256_set_m128i(_mm_set1_epi16(sc[i][2 * s + 1]), _mm_set1_epi16(sc[i][2 * s]))
-                        };
+                        let scale = sub_scale::<F>(&sc[i], s);
                         t[i] = _mm256_add_epi32(t[i], _mm256_madd_epi16(_mm256_maddubs_epi16(wv, xb), scale));
                     }
                 }
-                let (d, e) = if F == Q4K {
-                    (
-                        _mm_set_ps(
-                            f16(b(3).add(q4k::D)),
-                            f16(b(2).add(q4k::D)),
-                            f16(b(1).add(q4k::D)),
-                            f16(b(0).add(q4k::D)),
-                        ),
-                        _mm_set_ps(
-                            f16(b(3).add(q4k::DMIN)),
-                            f16(b(2).add(q4k::DMIN)),
-                            f16(b(1).add(q4k::DMIN)),
-                            f16(b(0).add(q4k::DMIN)),
-                        ),
-                    )
-                } else {
-                    let d = _mm_set_ps(
-                        f16(b(3).add(q6k::D)),
-                        f16(b(2).add(q6k::D)),
-                        f16(b(1).add(q6k::D)),
-                        f16(b(0).add(q6k::D)),
-                    );
-                    (d, d)
-                };
                 let dx = _mm_set1_ps(*xd.add(blk));
-                acc = _mm_fmadd_ps(_mm_cvtepi32_ps(hsum4_i32(t)), _mm_mul_ps(d, dx), acc);
-                off = _mm_fmadd_ps(_mm_cvtepi32_ps(hsum4_i32(c)), _mm_mul_ps(e, dx), off);
+                acc = _mm_fmadd_ps(_mm_cvtepi32_ps(hsum4_i32(t)), _mm_mul_ps(lanes(d), dx), acc);
+                off = _mm_fmadd_ps(_mm_cvtepi32_ps(hsum4_i32(c)), _mm_mul_ps(lanes(e), dx), off);
             }
         }
         _mm_storeu_ps(out, _mm_sub_ps(acc, off));

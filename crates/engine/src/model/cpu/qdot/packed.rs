@@ -56,22 +56,44 @@ struct Packed {
     coef: Vec<i32>,
     /// Per group, per block: the 32 rows' `d` (Q4_0/Q8_0: the block's scale).
     d: Vec<f32>,
-    /// Per group, per block: the 32 rows' `e` (K-quants).
+    /// Per group, per block: the 32 rows' `e` (K-quants only).
     e: Vec<f32>,
+}
+
+/// A group's sizes, per weight row, for `k`-value rows: blocks (`d`), integer scales (`sc`), and
+/// blocks with offsets (`e`, and 8 `coef` pairs each: the K-quants; none for Q4_0 and Q8_0).
+#[derive(Clone, Copy)]
+struct Dims {
+    nb: usize,
+    ns: usize,
+    no: usize,
+}
+
+impl Dims {
+    const fn of(f: u8, k: usize) -> Self {
+        match f {
+            Q4_0 | Q8_0 => Self {
+                nb: k / 32,
+                ns: 0,
+                no: 0,
+            },
+            Q4K => Self {
+                nb: k / 256,
+                ns: k / 32,
+                no: k / 256,
+            },
+            _ => Self {
+                nb: k / 256,
+                ns: k / 16,
+                no: k / 256,
+            },
+        }
+    }
 }
 
 thread_local! {
     /// Each worker's repacked weights, reused across calls.
     static PACKED: RefCell<Packed> = RefCell::new(Packed::default());
-}
-
-/// The format's shape: values per block, and per integer scale (0: none).
-const fn shape(f: u8) -> (usize, usize) {
-    match f {
-        Q4_0 | Q8_0 => (32, 0),
-        Q4K => (256, 32),
-        _ => (256, 16),
-    }
 }
 
 /// The 16 × 16 transpose of 32-bit values: value `j` of input `i` becomes value `i` of output `j`.
@@ -119,9 +141,8 @@ unsafe fn transpose16(v: [__m512i; 16]) -> [__m512i; 16] {
 /// blocks of `F` covering `k`) are readable at `w`; `p`'s vectors hold group `g`.
 #[inline(always)]
 unsafe fn repack<const F: u8>(p: &mut Packed, g: usize, w: *const u8, row_bytes: usize, rows: usize, k: usize) {
-    let nb = k / shape(F).0;
     let pw = clear::<F>(p, g, rows, k);
-    let bb = row_bytes / nb;
+    let bb = row_bytes / Dims::of(F, k).nb;
     // SAFETY: every read is inside row `i < rows` (pairs `pr < k / 64`, blocks `b < nb` of `bb`
     // bytes); every store writes the 64 bytes of rows `16h..16h + 16` at step `16·pr + j < k / 4`
     // of the group (inside its `GROUP · k` bytes); the features are the contract's.
@@ -153,15 +174,14 @@ unsafe fn repack<const F: u8>(p: &mut Packed, g: usize, w: *const u8, row_bytes:
 /// Group `g` of `p` for `k`-value rows: zeroed when it will hold fewer than [`GROUP`] rows (so
 /// the lanes past them compute zeros); returns where its repacked values start.
 fn clear<const F: u8>(p: &mut Packed, g: usize, rows: usize, k: usize) -> *mut u8 {
-    let (bv, gv) = shape(F);
-    let (nb, ns) = (k / bv, k.checked_div(gv).unwrap_or(0));
+    let Dims { nb, ns, no } = Dims::of(F, k);
     let pw = &mut p.w[g * GROUP * k..][..GROUP * k];
     if rows < GROUP {
         pw.fill(0);
         p.sc[g * GROUP * ns..][..GROUP * ns].fill(0);
-        p.coef[g * GROUP * 8 * nb..][..GROUP * 8 * nb].fill(0);
+        p.coef[g * GROUP * 8 * no..][..GROUP * 8 * no].fill(0);
         p.d[g * GROUP * nb..][..GROUP * nb].fill(0.0);
-        p.e[g * GROUP * nb..][..GROUP * nb].fill(0.0);
+        p.e[g * GROUP * no..][..GROUP * no].fill(0.0);
     }
     pw.as_mut_ptr()
 }
@@ -174,13 +194,11 @@ fn clear<const F: u8>(p: &mut Packed, g: usize, rows: usize, k: usize) -> *mut u
 /// vectors hold group `g`.
 #[inline(always)]
 unsafe fn repack_scales<const F: u8>(p: &mut Packed, g: usize, w: *const u8, row_bytes: usize, rows: usize, k: usize) {
-    let (bv, gv) = shape(F);
-    let nb = k / bv;
-    let ns = k.checked_div(gv).unwrap_or(0);
+    let Dims { nb, ns, no } = Dims::of(F, k);
     let sc = &mut p.sc[g * GROUP * ns..][..GROUP * ns];
-    let coef = &mut p.coef[g * GROUP * 8 * nb..][..GROUP * 8 * nb];
+    let coef = &mut p.coef[g * GROUP * 8 * no..][..GROUP * 8 * no];
     let d = &mut p.d[g * GROUP * nb..][..GROUP * nb];
-    let e = &mut p.e[g * GROUP * nb..][..GROUP * nb];
+    let e = &mut p.e[g * GROUP * no..][..GROUP * no];
     let bb = row_bytes / nb;
     // SAFETY: every read is inside block `b < nb` of row `i < rows` (the contract).
     unsafe {
@@ -237,18 +255,16 @@ unsafe fn tile<const F: u8, const M: usize>(
     ldo: usize,
     rows: usize,
 ) {
-    let (bv, gv) = shape(F);
     let k = x.k;
-    let nb = k / bv;
-    let ns = k.checked_div(gv).unwrap_or(0);
+    let Dims { nb, ns, no } = Dims::of(F, k);
     // SAFETY: the contract: every read of `p` is inside group `g` (steps `< k / 4`, scale groups
-    // `< ns`, blocks `< nb`), every input read inside rows `r0..r0 + M` (values, scales, 16-value
+    // `< ns`, blocks `< nb`, offset blocks `< no`), every input read inside rows `r0..r0 + M` (values, scales, 16-value
     // sums), every store a written output (`rows` lanes masked); the features cover the rest.
     unsafe {
         let pw = p.w.as_ptr().add(g * GROUP * k);
         let sc = p.sc.as_ptr().add(g * GROUP * ns);
-        let coef = p.coef.as_ptr().add(g * GROUP * 8 * nb);
-        let (pd, pe) = (p.d.as_ptr().add(g * GROUP * nb), p.e.as_ptr().add(g * GROUP * nb));
+        let coef = p.coef.as_ptr().add(g * GROUP * 8 * no);
+        let (pd, pe) = (p.d.as_ptr().add(g * GROUP * nb), p.e.as_ptr().add(g * GROUP * no));
         let qs = x.qs.as_ptr().add(r0 * k) as *const u8;
         let xd = x.d.as_ptr().add(r0 * k / x.qb);
         let bsum = x.bsum.as_ptr().add(r0 * k / 16);
@@ -293,7 +309,7 @@ unsafe fn tile<const F: u8, const M: usize>(
                         }
                     }
                     // Scales per block: Q4_K 8 (one per two groups), Q6_K 16.
-                    let per = if F == Q4K { 8 } else { 16 };
+                    let per = ns / nb;
                     let s = sc.add((b * per + j * per / 16) * GROUP);
                     for h in 0..2 {
                         let s = _mm512_loadu_si512(s.add(16 * h) as *const __m512i);
@@ -362,9 +378,8 @@ unsafe fn drive<const F: u8>(
     repack: impl Fn(&mut Packed, usize, *const u8, usize),
     tile: impl Fn(&Packed, usize, usize, *mut f32, usize, usize),
 ) {
-    let (bv, gv) = shape(F);
     let k = c.x.k;
-    let (nb, ns) = (k / bv, k.checked_div(gv).unwrap_or(0));
+    let Dims { nb, ns, no } = Dims::of(F, k);
     let groups = c.rows.div_ceil(GROUP);
     PACKED.with(|p| {
         let mut p = p.borrow_mut();
@@ -372,9 +387,9 @@ unsafe fn drive<const F: u8>(
         // Sized for this call (a buffer's old contents are overwritten or zeroed by `clear`).
         p.w.resize(groups * GROUP * k, 0);
         p.sc.resize(groups * GROUP * ns, 0);
-        p.coef.resize(groups * GROUP * 8 * nb, 0);
+        p.coef.resize(groups * GROUP * 8 * no, 0);
         p.d.resize(groups * GROUP * nb, 0.0);
-        p.e.resize(groups * GROUP * nb, 0.0);
+        p.e.resize(groups * GROUP * no, 0.0);
         for g in 0..groups {
             // SAFETY: rows `g·GROUP..` + `rows` of the call are readable (the contract).
             repack(

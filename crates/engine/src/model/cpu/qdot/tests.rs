@@ -18,6 +18,24 @@ fn inputs(m: usize, k: usize) -> Vec<f32> {
         .collect()
 }
 
+/// The bits `run` writes for input rows `r0..r0 + mm` of `q` against the `n` weight rows in
+/// `data` (an `mm × n` output, NaN before).
+#[cfg(target_arch = "x86_64")]
+fn bits_of(data: &[u8], n: usize, q: &QuantRows, r0: usize, mm: usize, run: &dyn Fn(Call)) -> Vec<u32> {
+    let mut got = vec![f32::NAN; mm * n];
+    run(Call {
+        w: data.as_ptr(),
+        row_bytes: data.len() / n,
+        rows: n,
+        x: q,
+        r0,
+        m: mm,
+        out: got.as_mut_ptr(),
+        ldo: n,
+    });
+    got.iter().map(|v| v.to_bits()).collect()
+}
+
 const FORMATS: [(QFormat, GgmlDType); 4] = [
     (QFormat::Q4_0, GgmlDType::Q4_0),
     (QFormat::Q8_0, GgmlDType::Q8_0),
@@ -104,23 +122,10 @@ fn every_path_equals_the_definition_bit_for_bit() {
                     #[cfg(target_arch = "x86_64")]
                     {
                         let bits: Vec<u32> = out.iter().map(|v| v.to_bits()).collect();
-                        let through = |run: &dyn Fn(Call)| -> Vec<u32> {
-                            let mut got = vec![f32::NAN; mm * n];
-                            run(Call {
-                                w: data.as_ptr(),
-                                row_bytes,
-                                rows: n,
-                                x: &q,
-                                r0,
-                                m: mm,
-                                out: got.as_mut_ptr(),
-                                ldo: n,
-                            });
-                            got.iter().map(|v| v.to_bits()).collect()
-                        };
-                        // Each kernel below: `got` holds mm × n values, the weights and inputs
-                        // are the call's, and the CPU has what it needs (`available`, and VNNI
-                        // where detected).
+                        let through = |run: &dyn Fn(Call)| bits_of(&data, n, &q, r0, mm, run);
+                        // Each kernel below: its output holds mm × n values, the weights and
+                        // inputs are the call's, and the CPU has what it needs (`available`, and
+                        // VNNI where detected).
                         if isa == Isa::Avx2 && mm >= super::packed::avx2::MIN_M {
                             // `block` took the repacked kernel: the tiles must give the same bits.
                             assert!(repacks(isa, mm));
@@ -221,26 +226,14 @@ fn extreme_weight_bytes_give_the_definition_on_every_path() {
                     // The AVX2 repacked kernel with and without AVX-VNNI (`block` took one of them).
                     #[cfg(target_arch = "x86_64")]
                     if isa == Isa::Avx2 && mm >= super::packed::avx2::MIN_M {
+                        let bits: Vec<u32> = out.iter().map(|v| v.to_bits()).collect();
                         for vnni in [false, std::arch::is_x86_feature_detected!("avxvnni")] {
-                            let mut got = vec![f32::NAN; mm * n];
-                            let call = Call {
-                                w: data.as_ptr(),
-                                row_bytes,
-                                rows: n,
-                                x: &q,
-                                r0,
-                                m: mm,
-                                out: got.as_mut_ptr(),
-                                ldo: n,
-                            };
-                            // SAFETY: `got` holds mm × n values; the CPU has AVX2 (`available`) and AVX-VNNI when
-                            // `vnni` (detected).
-                            unsafe { super::packed::avx2::block(f, vnni, call) };
-                            assert_eq!(
-                                got.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
-                                out.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
-                                "{f:?}: AVX2 repacked, VNNI {vnni}"
-                            );
+                            let got = bits_of(&data, n, &q, r0, mm, &|c| {
+                                // SAFETY: the output holds mm × n values; the CPU has AVX2
+                                // (`available`) and AVX-VNNI when `vnni` (detected).
+                                unsafe { super::packed::avx2::block(f, vnni, c) }
+                            });
+                            assert_eq!(got, bits, "{f:?}: AVX2 repacked, VNNI {vnni}");
                         }
                     }
                 }

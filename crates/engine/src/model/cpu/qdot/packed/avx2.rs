@@ -25,7 +25,7 @@
 #![allow(clippy::needless_range_loop)]
 
 use super::super::{Call, QFormat, QuantRows, Q4K, Q4_0, Q6K, Q8_0};
-use super::{clear, drive, repack_scales, shape, Packed, GROUP};
+use super::{clear, drive, repack_scales, Dims, Packed, GROUP};
 use crate::model::cpu::formats::{q4_0, q4k, q6k, q8_0};
 use std::arch::x86_64::*;
 
@@ -76,9 +76,8 @@ unsafe fn transpose8(v: [__m256i; 8]) -> [__m256i; 8] {
 /// `k`) are readable at `w`; `p`'s vectors hold group `g`.
 #[inline(always)]
 unsafe fn repack<const F: u8>(p: &mut Packed, g: usize, w: *const u8, row_bytes: usize, rows: usize, k: usize) {
-    let nb = k / shape(F).0;
     let pw = clear::<F>(p, g, rows, k);
-    let bb = row_bytes / nb;
+    let bb = row_bytes / Dims::of(F, k).nb;
     // SAFETY: every read is inside row `i < rows` (32-value runs `c < k / 32` of blocks `< nb`);
     // every store writes the 32 bytes of rows `8h..8h + 8` at step `8c + j < k / 4` of the group
     // (inside its `GROUP · k` bytes); the features are the contract's.
@@ -126,23 +125,21 @@ unsafe fn tile<const F: u8, const M: usize, const VNNI: bool>(
     rows: usize,
     hh: usize,
 ) {
-    let (bv, gv) = shape(F);
     let k = x.k;
-    let nb = k / bv;
-    let ns = k.checked_div(gv).unwrap_or(0);
+    let Dims { nb, ns, no } = Dims::of(F, k);
     // SAFETY: the contract: every read of `p` is inside group `g` (steps `< k / 4`, scale groups
-    // `< ns`, blocks `< nb`, rows `16·hh + 8·h + 0..8 < GROUP`), every input read inside rows
+    // `< ns`, blocks `< nb`, offset blocks `< no`, rows `16·hh + 8·h + 0..8 < GROUP`), every input read inside rows
     // `r0..r0 + M` (values, scales, 16-value sums), every store a written output; the features
     // cover the rest.
     unsafe {
         let row0 = 16 * hh;
         let pw = p.w.as_ptr().add(g * GROUP * k);
-        let sc = p.sc.as_ptr().add(g * GROUP * ns + row0);
-        let coef = p.coef.as_ptr().add(g * GROUP * 8 * nb + row0);
-        let (pd, pe) = (
-            p.d.as_ptr().add(g * GROUP * nb + row0),
-            p.e.as_ptr().add(g * GROUP * nb + row0),
-        );
+        // Q4_0 and Q8_0 have no `sc`, `coef` or `e` (empty vectors): those pointers are formed
+        // with `wrapping_add` and never read for them.
+        let sc = p.sc.as_ptr().wrapping_add(g * GROUP * ns + row0);
+        let coef = p.coef.as_ptr().wrapping_add(g * GROUP * 8 * no + row0);
+        let pd = p.d.as_ptr().add(g * GROUP * nb + row0);
+        let pe = p.e.as_ptr().wrapping_add(g * GROUP * no + row0);
         let qs = x.qs.as_ptr().add(r0 * k) as *const u8;
         let xd = x.d.as_ptr().add(r0 * k / x.qb);
         let bsum = x.bsum.as_ptr().add(r0 * k / 16);
@@ -164,8 +161,9 @@ unsafe fn tile<const F: u8, const M: usize, const VNNI: bool>(
             }
             s
         };
-        // With AVX-VNNI: `steps` steps of 4 values from `step` added into `t`, 32 bits a lane
-        // (Q8_0: `|q| · (qx · sign(q))`).
+        // `steps` steps of 4 values from `step` added into `t`, 32 bits a lane: with AVX-VNNI one
+        // `vpdpbusd` a step, without it `vpmaddubsw` widened by `vpmaddwd` every step (Q8_0,
+        // whose pair sums cannot be added in 16 bits). Q8_0 as `|q| · (qx · sign(q))`.
         let dots = |mut t: [[__m256i; 2]; M], step: usize, steps: usize| {
             for q in step..step + steps {
                 let (w0, w1) = (wv(q, 0), wv(q, 1));
@@ -181,8 +179,14 @@ unsafe fn tile<const F: u8, const M: usize, const VNNI: bool>(
                     } else {
                         (x, x)
                     };
-                    t[r][0] = _mm256_dpbusd_avx_epi32(t[r][0], a0, x0);
-                    t[r][1] = _mm256_dpbusd_avx_epi32(t[r][1], a1, x1);
+                    if VNNI {
+                        t[r][0] = _mm256_dpbusd_avx_epi32(t[r][0], a0, x0);
+                        t[r][1] = _mm256_dpbusd_avx_epi32(t[r][1], a1, x1);
+                    } else {
+                        let one = _mm256_set1_epi16(1);
+                        t[r][0] = _mm256_add_epi32(t[r][0], _mm256_madd_epi16(_mm256_maddubs_epi16(a0, x0), one));
+                        t[r][1] = _mm256_add_epi32(t[r][1], _mm256_madd_epi16(_mm256_maddubs_epi16(a1, x1), one));
+                    }
                 }
             }
             t
@@ -192,8 +196,14 @@ unsafe fn tile<const F: u8, const M: usize, const VNNI: bool>(
         for b in 0..nb {
             let mut t = [[_mm256_setzero_si256(); 2]; M];
             match F {
-                Q4_0 | Q8_0 if VNNI => {
-                    t = dots(t, 8 * b, 8);
+                Q4_0 | Q8_0 => {
+                    // One block: 8 steps (Q4_0 without VNNI in 16 bits, widened once), then for
+                    // Q4_0 `T_b = Σ q · qx − 8 · Σ qx`.
+                    t = if F == Q4_0 && !VNNI {
+                        sums(8 * b, 8).map(|s| s.map(|s| _mm256_madd_epi16(s, _mm256_set1_epi16(1))))
+                    } else {
+                        dots(t, 8 * b, 8)
+                    };
                     if F == Q4_0 {
                         for r in 0..M {
                             let bs = bsum.add(r * k / 16 + 2 * b);
@@ -214,31 +224,6 @@ unsafe fn tile<const F: u8, const M: usize, const VNNI: bool>(
                             for r in 0..M {
                                 t[r][h] = _mm256_dpwssd_avx_epi32(t[r][h], u[r][h], v);
                             }
-                        }
-                    }
-                }
-                Q4_0 => {
-                    // One block: 8 steps, then `T_b = Σ q · qx − 8 · Σ qx`.
-                    let s = sums(8 * b, 8);
-                    for r in 0..M {
-                        let bs = bsum.add(r * k / 16 + 2 * b);
-                        let o = _mm256_set1_epi32((*bs as i32 + *bs.add(1) as i32) << 3);
-                        for h in 0..2 {
-                            t[r][h] = _mm256_sub_epi32(_mm256_madd_epi16(s[r][h], _mm256_set1_epi16(1)), o);
-                        }
-                    }
-                }
-                Q8_0 => {
-                    // One block: 8 steps of `|q| · (qx · sign(q))`, widened every step.
-                    for q in 8 * b..8 * b + 8 {
-                        let (w0, w1) = (wv(q, 0), wv(q, 1));
-                        let (a0, a1) = (_mm256_abs_epi8(w0), _mm256_abs_epi8(w1));
-                        for r in 0..M {
-                            let x = xb(r, q);
-                            let p0 = _mm256_maddubs_epi16(a0, _mm256_sign_epi8(x, w0));
-                            let p1 = _mm256_maddubs_epi16(a1, _mm256_sign_epi8(x, w1));
-                            t[r][0] = _mm256_add_epi32(t[r][0], _mm256_madd_epi16(p0, _mm256_set1_epi16(1)));
-                            t[r][1] = _mm256_add_epi32(t[r][1], _mm256_madd_epi16(p1, _mm256_set1_epi16(1)));
                         }
                     }
                 }
