@@ -167,6 +167,7 @@ mod tests {
         for dtype in [
             GgmlDType::Q4_0,
             GgmlDType::Q4K,
+            GgmlDType::Q5K,
             GgmlDType::Q6K,
             GgmlDType::Q8_0,
             GgmlDType::F16,

@@ -258,6 +258,7 @@ mod tests {
             GgmlDType::Q5_0,
             GgmlDType::Q8_0,
             GgmlDType::Q4K,
+            GgmlDType::Q5K,
             GgmlDType::Q6K,
             GgmlDType::F16,
             GgmlDType::BF16,

@@ -4,7 +4,7 @@
 //! A format's file holds its block layout (sizes and byte offsets), its scale unpacking, its
 //! portable decoder to f32 (the definition: the operations of candle and ggml in their order),
 //! the same decoder for AVX2 and as AVX-512 sub-blocks ([`Block`]), and, for the formats with an
-//! integer path (Q4_0, Q8_0, Q4_K, Q6_K), its weight integers and the scales that path needs.
+//! integer path (Q4_0, Q8_0, Q4_K, Q5_K, Q6_K), its weight integers and the scales that path needs.
 //! The kernels hold the loops and tiles and take these pieces: `dequant` (whole rows, for the
 //! prefill panels), `gemv` (fused decoding), `qdot` (the integer path). So the decoding and the
 //! prefill kernels decode a format with the same code, which is what keeps them bit for bit
@@ -58,6 +58,7 @@ pub mod q4_0;
 mod q4_1;
 pub mod q4k;
 mod q5_0;
+pub mod q5k;
 pub mod q6k;
 pub mod q8_0;
 #[cfg(target_arch = "x86_64")]
@@ -121,7 +122,7 @@ pub static FORMATS: [Format; 13] = [
     entry!(Q2K, "Q2_K", candle::blocks::<BlockQ2K>),
     entry!(Q3K, "Q3_K", candle::blocks::<BlockQ3K>),
     entry!(Q4K, "Q4_K", q4k::decode, avx2: q4k::decode_avx2, avx512: q4k::Q4K, int8: Q4K),
-    entry!(Q5K, "Q5_K", candle::blocks::<BlockQ5K>),
+    entry!(Q5K, "Q5_K", candle::blocks::<BlockQ5K>, int8: Q5K),
     entry!(Q6K, "Q6_K", q6k::decode, avx2: q6k::decode_avx2, avx512: q6k::Q6K, int8: Q6K),
 ];
 
@@ -189,6 +190,7 @@ mod tests {
             (GgmlDType::Q5_0, q5_0::BYTES, q5_0::VALUES),
             (GgmlDType::Q8_0, q8_0::BYTES, q8_0::VALUES),
             (GgmlDType::Q4K, q4k::BYTES, q4k::VALUES),
+            (GgmlDType::Q5K, q5k::BYTES, q5k::VALUES),
             (GgmlDType::Q6K, q6k::BYTES, q6k::VALUES),
         ] {
             assert_eq!((dtype.type_size(), dtype.block_size()), (bytes, values), "{dtype:?}");

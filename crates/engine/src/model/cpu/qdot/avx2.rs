@@ -15,8 +15,24 @@
 //! AVX2, FMA and F16C; each one's `# Safety` therefore asks for those features, which the CPU
 //! has because [`block`] is only called for `Isa::Avx2` or above (see `crate::model::cpu::isa`).
 
-use super::{Call, QFormat, Q4K, Q4_0, Q6K, Q8_0};
-use crate::model::cpu::formats::{f16_ptr as f16, q4_0, q4k, q6k, q8_0};
+use super::{block_bytes, k4_scales, Call, QFormat, Q4K, Q4_0, Q5K, Q8_0};
+use crate::model::cpu::formats::{f16_ptr as f16, q4_0, q4k, q5k, q6k, q8_0};
+
+/// Sub-block `s` of the K-quant block at `b` of format `F`: 32 weight integers as unsigned bytes.
+///
+/// # Safety
+/// The block is readable, `s < 8`; the CPU has AVX2.
+#[inline(always)]
+unsafe fn ksub<const F: u8>(b: *const u8, s: usize) -> __m256i {
+    // SAFETY: the contract is each format's decoder's.
+    unsafe {
+        match F {
+            Q4K => q4k::sub_avx2(b, s),
+            Q5K => q5k::sub_avx2(b, s),
+            _ => q6k::sub_avx2(b, s),
+        }
+    }
+}
 use std::arch::x86_64::*;
 
 /// The 8 `i32` lanes of `v` summed (exact).
@@ -34,8 +50,8 @@ unsafe fn hsum_i32(v: __m256i) -> i32 {
     }
 }
 
-/// A K-quant block's integer scales as 16-bit values (Q4_K: one per 32-value sub-block, in
-/// 0..8; Q6_K: one per 16 values), the offsets' 16 coefficients `c_j` as 16-bit lanes, and its
+/// A K-quant block's integer scales as 16-bit values (Q4_K, Q5_K: one per 32-value sub-block,
+/// in 0..8; Q6_K: one per 16 values), the offsets' 16 coefficients `c_j` as 16-bit lanes, and its
 /// `d` and `e` (see the definition in [`super`]).
 ///
 /// # Safety
@@ -44,7 +60,7 @@ unsafe fn hsum_i32(v: __m256i) -> i32 {
 unsafe fn kscales<const F: u8>(b: *const u8) -> ([i16; 16], __m256i, f32, f32) {
     // SAFETY: reads of the block's scales and `d`/`dmin` (the contract), with AVX2 (the contract).
     unsafe {
-        if F == Q4K {
+        if k4_scales(F) {
             // Scales as bytes 0-7, minimums as bytes 8-15; `c_2t = c_2t+1 = m_t`.
             let u = q4k::scales_mins(b.add(q4k::SCALES));
             let v = _mm_loadu_si128(u.as_ptr() as *const __m128i);
@@ -66,8 +82,8 @@ unsafe fn kscales<const F: u8>(b: *const u8) -> ([i16; 16], __m256i, f32, f32) {
     }
 }
 
-/// The scale register of sub-block `s` (32 values) from [`kscales`]' values: Q4_K's one scale in
-/// every lane, Q6_K's two (one per 16 values) in the two halves.
+/// The scale register of sub-block `s` (32 values) from [`kscales`]' values: Q4_K's and Q5_K's
+/// one scale in every lane, Q6_K's two (one per 16 values) in the two halves.
 ///
 /// # Safety
 /// The CPU has AVX2 (it touches no memory but `sc`); `s < 8`.
@@ -75,7 +91,7 @@ unsafe fn kscales<const F: u8>(b: *const u8) -> ([i16; 16], __m256i, f32, f32) {
 unsafe fn sub_scale<const F: u8>(sc: &[i16; 16], s: usize) -> __m256i {
     // SAFETY: register operations only, with AVX2 (the contract).
     unsafe {
-        if F == Q4K {
+        if k4_scales(F) {
             _mm256_set1_epi16(sc[s])
         } else {
             _mm256_set_m128i(_mm_set1_epi16(sc[2 * s + 1]), _mm_set1_epi16(sc[2 * s]))
@@ -106,7 +122,7 @@ unsafe fn tile<const F: u8, const M: usize, const NR: usize>(c: Call) {
         let mut acc = [[0f32; NR]; M];
         let mut off = [[0f32; NR]; M];
         if F == Q4_0 || F == Q8_0 {
-            let bytes = if F == Q4_0 { q4_0::BYTES } else { q8_0::BYTES };
+            let bytes = block_bytes(F);
             for b in 0..k / 32 {
                 let mut wv = [_mm256_setzero_si256(); NR];
                 let mut wa = [_mm256_setzero_si256(); NR];
@@ -133,7 +149,7 @@ unsafe fn tile<const F: u8, const M: usize, const NR: usize>(c: Call) {
                 }
             }
         } else {
-            let bytes = if F == Q4K { q4k::BYTES } else { q6k::BYTES };
+            let bytes = block_bytes(F);
             for blk in 0..k / 256 {
                 let mut isum = [[[_mm256_setzero_si256(); 2]; NR]; M];
                 // Per weight row: each sub-block's scales as 16-bit lanes, and the offsets'
@@ -151,12 +167,7 @@ unsafe fn tile<const F: u8, const M: usize, const NR: usize>(c: Call) {
                 for s in 0..8 {
                     let mut wv = [_mm256_setzero_si256(); NR];
                     for i in 0..NR {
-                        let b = w.add(i * row_bytes + blk * bytes);
-                        wv[i] = if F == Q4K {
-                            q4k::sub_avx2(b, s)
-                        } else {
-                            q6k::sub_avx2(b, s)
-                        };
+                        wv[i] = ksub::<F>(w.add(i * row_bytes + blk * bytes), s);
                     }
                     for r in 0..M {
                         let xb = xv(r, 256 * blk + 32 * s);
@@ -244,7 +255,7 @@ unsafe fn tile4<const F: u8>(c: Call, prefetch: bool) {
             }
         };
         if F == Q4_0 || F == Q8_0 {
-            let bytes = if F == Q4_0 { q4_0::BYTES } else { q8_0::BYTES };
+            let bytes = block_bytes(F);
             for b in 0..k / 32 {
                 if b % 2 == 0 {
                     ahead(b * bytes, 2 * bytes);
@@ -268,7 +279,7 @@ unsafe fn tile4<const F: u8>(c: Call, prefetch: bool) {
                 acc = _mm_fmadd_ps(_mm_cvtepi32_ps(hsum4_i32(t)), s, acc);
             }
         } else {
-            let bytes = if F == Q4K { q4k::BYTES } else { q6k::BYTES };
+            let bytes = block_bytes(F);
             for blk in 0..k / 256 {
                 ahead(blk * bytes, bytes);
                 let b = |i: usize| row(i).add(blk * bytes);
@@ -285,11 +296,7 @@ unsafe fn tile4<const F: u8>(c: Call, prefetch: bool) {
                 for s in 0..8 {
                     let xb = xv(256 * blk + 32 * s);
                     for i in 0..4 {
-                        let wv = if F == Q4K {
-                            q4k::sub_avx2(b(i), s)
-                        } else {
-                            q6k::sub_avx2(b(i), s)
-                        };
+                        let wv = ksub::<F>(b(i), s);
                         let scale = sub_scale::<F>(&sc[i], s);
                         t[i] = _mm256_add_epi32(t[i], _mm256_madd_epi16(_mm256_maddubs_epi16(wv, xb), scale));
                     }

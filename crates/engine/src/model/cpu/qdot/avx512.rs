@@ -17,8 +17,8 @@
 //! called for `Isa::Avx512` (and with `vnni` only when VNNI was detected; see
 //! `crate::model::cpu::isa`).
 
-use super::{Call, QFormat, Q4K, Q4_0, Q6K, Q8_0};
-use crate::model::cpu::formats::{f16_ptr as f16, q4_0, q4k, q6k, q8_0};
+use super::{block_bytes, k4_scales, Call, QFormat, Q4K, Q4_0, Q5K, Q8_0};
+use crate::model::cpu::formats::{f16_ptr as f16, q4_0, q4k, q5k, q6k, q8_0};
 use std::arch::x86_64::*;
 
 /// `x · sign(w)` where `w < 0` (elsewhere `x`: a zero `w` contributes `|w| = 0` anyway).
@@ -109,7 +109,7 @@ unsafe fn tile<const F: u8, const VNNI: bool, const M: usize, const NR: usize>(c
         let mut off = [[_mm512_setzero_ps(); 2]; M];
         let xv = |r: usize, c: usize| _mm512_loadu_si512(qs.add(r * k + c) as *const __m512i);
         if F == Q4_0 || F == Q8_0 {
-            let bytes = if F == Q4_0 { q4_0::BYTES } else { q8_0::BYTES };
+            let bytes = block_bytes(F);
             for p in 0..k / 64 {
                 if prefetch {
                     // The same place in the next NR rows: decoding streams the weights from
@@ -151,7 +151,7 @@ unsafe fn tile<const F: u8, const VNNI: bool, const M: usize, const NR: usize>(c
                 }
             }
         } else {
-            let bytes = if F == Q4K { q4k::BYTES } else { q6k::BYTES };
+            let bytes = block_bytes(F);
             for blk in 0..k / 256 {
                 if prefetch {
                     for i in 0..NR {
@@ -171,7 +171,7 @@ unsafe fn tile<const F: u8, const VNNI: bool, const M: usize, const NR: usize>(c
                 let mut epair = [_mm512_setzero_ps(); 2];
                 for i in 0..NR {
                     let b = w.add(i * row_bytes + blk * bytes);
-                    let (c16, d, e) = if F == Q4K {
+                    let (c16, d, e) = if k4_scales(F) {
                         let u = q4k::scales_mins(b.add(q4k::SCALES));
                         let v = _mm_loadu_si128(u.as_ptr() as *const __m128i);
                         sc[i] = _mm512_castsi256_si512(_mm256_cvtepu8_epi16(v));
@@ -195,8 +195,8 @@ unsafe fn tile<const F: u8, const VNNI: bool, const M: usize, const NR: usize>(c
                 }
                 for p in 0..4 {
                     // 16-bit lane j of the pair takes the scale of value 2j's lane: sub-block
-                    // 2p + j/16 for Q4_K, scale 4p + j/8 for Q6_K.
-                    let idx = if F == Q4K {
+                    // 2p + j/16 for Q4_K and Q5_K, scale 4p + j/8 for Q6_K.
+                    let idx = if k4_scales(F) {
                         _mm512_inserti64x4::<1>(_mm512_set1_epi16(2 * p as i16), _mm256_set1_epi16(2 * p as i16 + 1))
                     } else {
                         const S: [i64; 4] = [0, 0x0001_0001_0001_0001, 0x0002_0002_0002_0002, 0x0003_0003_0003_0003];
@@ -209,10 +209,10 @@ unsafe fn tile<const F: u8, const VNNI: bool, const M: usize, const NR: usize>(c
                     let mut s16 = [_mm512_setzero_si512(); NR];
                     for i in 0..NR {
                         let b = w.add(i * row_bytes + blk * bytes);
-                        wv[i] = if F == Q4K {
-                            q4k::pair_avx512(b, p)
-                        } else {
-                            q6k::pair_avx512(b, p)
+                        wv[i] = match F {
+                            Q4K => q4k::pair_avx512(b, p),
+                            Q5K => q5k::pair_avx512(b, p),
+                            _ => q6k::pair_avx512(b, p),
                         };
                         s16[i] = _mm512_permutexvar_epi16(idx, sc[i]);
                     }
@@ -309,7 +309,7 @@ unsafe fn run<const F: u8, const VNNI: bool>(c: Call) {
     unsafe {
         // Decoding (a few input rows) takes 4 weight rows at a time; prefill tiles are 4 input
         // rows × 3 weight rows (the K-quants: 6 × 2, whose integer tile needs more registers).
-        let (nr, mr_max) = match (m <= 3, F == Q4K || F == Q6K) {
+        let (nr, mr_max) = match (m <= 3, F != Q4_0 && F != Q8_0) {
             (true, _) => (4, 3),
             (false, true) => (2, 8),
             (false, false) => (3, 4),

@@ -3,12 +3,12 @@
 //! one input row (broadcast), and one `i32` lane collects one weight row's products. A block's
 //! integer total ([`super`]'s `T_b`) is thus summed a row per lane, with the integer scales of
 //! the K-quants applied once per 16 values of a row (Q4_K: one `vpdpwssd`, exact because such a
-//! sum fits 16 bits; Q6_K: `vpmulld`), and the f32 steps of the definition run 16 outputs at a
+//! sum fits 16 bits; Q5_K and Q6_K, whose sums do not: `vpmulld`), and the f32 steps of the definition run 16 outputs at a
 //! time. The repacking transposes 16 rows × 16 runs of 4 values in registers.
 //!
 //! The weights are stored as unsigned bytes (`vpdpbusd` takes one unsigned operand): Q4_0 as
 //! `q` (so `T_b = Σ q · qx − 8 · Σ qx`), Q8_0 as `q + 128` (`T_b = Σ (q + 128) · qx − 128 · Σ qx`),
-//! Q4_K and Q6_K as their `q`: the same integers as the definition's, exact.
+//! the K-quants as their `q`: the same integers as the definition's, exact.
 //!
 //! Repacking costs one pass over the weights per call, against `m` input rows per weight:
 //! [`super::block`] takes this path only for calls of [`MIN_M`] input rows or more.
@@ -23,8 +23,8 @@
 // Index loops mirror the layout they fill; iterator chains would hide it.
 #![allow(clippy::needless_range_loop)]
 
-use super::{Call, QFormat, Q4K, Q4_0, Q6K, Q8_0};
-use crate::model::cpu::formats::{f16_ptr as f16, q4_0, q4k, q6k, q8_0};
+use super::{Call, QFormat, Q4K, Q4_0, Q5K, Q8_0};
+use crate::model::cpu::formats::{f16_ptr as f16, q4_0, q4k, q5k, q6k, q8_0};
 use std::arch::x86_64::*;
 use std::cell::RefCell;
 
@@ -48,8 +48,8 @@ fn chunk(k: usize) -> usize {
 struct Packed {
     /// Per group, per 4 values of `k`: the group's 32 rows × 4 unsigned bytes.
     w: Vec<u8>,
-    /// Per group, per 16- (Q6_K) or 32-value (Q4_K) scale group: the 32 rows' integer scales
-    /// (Q4_K's below 64, so each lane's high 16 bits are zero, as `vpdpwssd` needs).
+    /// Per group, per 16- (Q6_K) or 32-value (Q4_K, Q5_K) scale group: the 32 rows' integer
+    /// scales (Q4_K's below 64, so each lane's high 16 bits are zero, as `vpdpwssd` needs).
     sc: Vec<i32>,
     /// Per group, per block, per pair `t < 8` of 16-value groups: the 32 rows' offset
     /// coefficients `(c_2t, c_2t+1)` as two 16-bit halves (the K-quants' `C_b`).
@@ -77,7 +77,7 @@ impl Dims {
                 ns: 0,
                 no: 0,
             },
-            Q4K => Self {
+            Q4K | Q5K => Self {
                 nb: k / 256,
                 ns: k / 32,
                 no: k / 256,
@@ -157,6 +157,7 @@ unsafe fn repack<const F: u8>(p: &mut Packed, g: usize, w: *const u8, row_bytes:
                         Q4_0 => _mm512_add_epi8(q4_0::pair_avx512(row.add(2 * pr * bb)), _mm512_set1_epi8(8)),
                         Q8_0 => _mm512_xor_si512(q8_0::pair_avx512(row.add(2 * pr * bb)), _mm512_set1_epi8(-128)),
                         Q4K => q4k::pair_avx512(row.add(pr / 4 * bb), pr % 4),
+                        Q5K => q5k::pair_avx512(row.add(pr / 4 * bb), pr % 4),
                         _ => q6k::pair_avx512(row.add(pr / 4 * bb), pr % 4),
                     };
                 }
@@ -208,7 +209,8 @@ unsafe fn repack_scales<const F: u8>(p: &mut Packed, g: usize, w: *const u8, row
                 match F {
                     // `d` leads each block (Q4_0 and Q8_0 alike).
                     Q4_0 | Q8_0 => d[b * GROUP + i] = f16(blk),
-                    Q4K => {
+                    // Q5_K's scales are Q4_K's, at the same places.
+                    Q4K | Q5K => {
                         // Scales as bytes 0-7, minimums as bytes 8-15; `c_2t = c_2t+1 = m_t`.
                         let u: [u8; 16] = std::mem::transmute(q4k::scales_mins(blk.add(q4k::SCALES)));
                         for j in 0..8 {
@@ -296,11 +298,16 @@ unsafe fn tile<const F: u8, const M: usize>(
                     }
                 }
             } else {
-                // 16 groups of 16 values; Q4_K's scale is its sub-block's (two groups).
-                for j in 0..16 {
+                // Runs of values that share a scale, summed in 32 bits and then scaled: Q4_K 16
+                // values (the sum fits 16 bits, see below; its scale covers two runs), Q5_K 32
+                // (a whole sub-block: one multiply where 16-value runs would take two), Q6_K 16.
+                let (runs, steps) = if F == Q5K { (8, 8) } else { (16, 4) };
+                // Scales per block: Q4_K and Q5_K 8, Q6_K 16.
+                let per = ns / nb;
+                for j in 0..runs {
                     let mut u = [[_mm512_setzero_si512(); 2]; M];
-                    for q in 0..4 {
-                        let step = 64 * b + 4 * j + q;
+                    for q in 0..steps {
+                        let step = 64 * b + steps * j + q;
                         let (w0, w1) = (wv(step, 0), wv(step, 1));
                         for r in 0..M {
                             let x = xb(r, step);
@@ -308,15 +315,14 @@ unsafe fn tile<const F: u8, const M: usize>(
                             u[r][1] = _mm512_dpbusd_epi32(u[r][1], w1, x);
                         }
                     }
-                    // Scales per block: Q4_K 8 (one per two groups), Q6_K 16.
-                    let per = ns / nb;
-                    let s = sc.add((b * per + j * per / 16) * GROUP);
+                    let s = sc.add((b * per + j * per / runs) * GROUP);
                     for h in 0..2 {
                         let s = _mm512_loadu_si512(s.add(16 * h) as *const __m512i);
                         for r in 0..M {
                             t[r][h] = if F == Q4K {
                                 // |u| ≤ 16 · 15 · 127 fits the low 16 bits of its lane, and the
                                 // scale (< 64) has a zero high half: one vpdpwssd adds u · sc.
+                                // (Q5_K's and Q6_K's sums do not fit: they multiply.)
                                 _mm512_dpwssd_epi32(t[r][h], u[r][h], s)
                             } else {
                                 _mm512_add_epi32(t[r][h], _mm512_mullo_epi32(u[r][h], s))

@@ -36,10 +36,11 @@ fn bits_of(data: &[u8], n: usize, q: &QuantRows, r0: usize, mm: usize, run: &dyn
     got.iter().map(|v| v.to_bits()).collect()
 }
 
-const FORMATS: [(QFormat, GgmlDType); 4] = [
+const FORMATS: [(QFormat, GgmlDType); 5] = [
     (QFormat::Q4_0, GgmlDType::Q4_0),
     (QFormat::Q8_0, GgmlDType::Q8_0),
     (QFormat::Q4K, GgmlDType::Q4K),
+    (QFormat::Q5K, GgmlDType::Q5K),
     (QFormat::Q6K, GgmlDType::Q6K),
 ];
 
@@ -198,9 +199,10 @@ fn extreme_weight_bytes_give_the_definition_on_every_path() {
                         *q = 0x80
                     }
                 }),
-                // Every nibble 15 (Q4_0 value 7; Q4_K 15), Q6_K's low bits too.
+                // Every nibble 15 (Q4_0 value 7; Q4_K 15), Q5_K's high bits too (31), Q6_K's
+                // low bits too.
                 QFormat::Q4_0 => blk[2..].fill(0xFF),
-                QFormat::Q4K => blk[16..].fill(0xFF),
+                QFormat::Q4K | QFormat::Q5K => blk[16..].fill(0xFF),
                 QFormat::Q6K => blk[..192].fill(0xFF),
             }
         }
@@ -222,6 +224,17 @@ fn extreme_weight_bytes_give_the_definition_on_every_path() {
                             let want = dot(f, &data[i * row_bytes..][..row_bytes], &q, r0 + r);
                             assert_eq!(out[r * n + i].to_bits(), want.to_bits(), "{f:?} {isa:?} m={mm} row {i}");
                         }
+                    }
+                    // The AVX-512 repacked kernel, which `block` takes only from more input rows.
+                    #[cfg(target_arch = "x86_64")]
+                    if isa == Isa::Avx512 && std::arch::is_x86_feature_detected!("avx512vnni") {
+                        let bits: Vec<u32> = out.iter().map(|v| v.to_bits()).collect();
+                        let got = bits_of(&data, n, &q, r0, mm, &|c| {
+                            // SAFETY: the output holds mm × n values; the CPU has AVX-512
+                            // (`available`) and VNNI (detected).
+                            unsafe { super::packed::block(f, c) }
+                        });
+                        assert_eq!(got, bits, "{f:?}: AVX-512 repacked");
                     }
                     // The AVX2 repacked kernel with and without AVX-VNNI (`block` took one of them).
                     #[cfg(target_arch = "x86_64")]
