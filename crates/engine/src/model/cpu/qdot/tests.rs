@@ -36,9 +36,10 @@ fn bits_of(data: &[u8], n: usize, q: &QuantRows, r0: usize, mm: usize, run: &dyn
     got.iter().map(|v| v.to_bits()).collect()
 }
 
-const FORMATS: [(QFormat, GgmlDType); 5] = [
+const FORMATS: [(QFormat, GgmlDType); 6] = [
     (QFormat::Q4_0, GgmlDType::Q4_0),
     (QFormat::Q8_0, GgmlDType::Q8_0),
+    (QFormat::Q3K, GgmlDType::Q3K),
     (QFormat::Q4K, GgmlDType::Q4K),
     (QFormat::Q5K, GgmlDType::Q5K),
     (QFormat::Q6K, GgmlDType::Q6K),
@@ -204,6 +205,8 @@ fn extreme_weight_bytes_give_the_definition_on_every_path() {
                 QFormat::Q4_0 => blk[2..].fill(0xFF),
                 QFormat::Q4K | QFormat::Q5K => blk[16..].fill(0xFF),
                 QFormat::Q6K => blk[..192].fill(0xFF),
+                // Every value 7 (all high bits and 2-bit values set), scales left as quantized.
+                QFormat::Q3K => blk[..96].fill(0xFF),
             }
         }
         let row_bytes = data.len() / n;
