@@ -166,6 +166,7 @@ mod tests {
         let cols = 512;
         for dtype in [
             GgmlDType::Q4_0,
+            GgmlDType::Q2K,
             GgmlDType::Q3K,
             GgmlDType::Q4K,
             GgmlDType::Q5K,

@@ -257,6 +257,7 @@ mod tests {
             GgmlDType::Q4_1,
             GgmlDType::Q5_0,
             GgmlDType::Q8_0,
+            GgmlDType::Q2K,
             GgmlDType::Q3K,
             GgmlDType::Q4K,
             GgmlDType::Q5K,

@@ -1,4 +1,4 @@
-//! Integer dot products for Q4_0, Q8_0, Q3_K, Q4_K, Q5_K and Q6_K weights: the input rows are quantized to
+//! Integer dot products for Q4_0, Q8_0 and the K-quants (Q2_K to Q6_K): the input rows are quantized to
 //! 8 bits and met with the weights' own integers, as llama.cpp does, instead of dequantizing the
 //! weights to f32. Used by prefill and decoding alike, so both give the same bits.
 //!
@@ -14,10 +14,11 @@
 //! - Q4_0: `Σ (q − 8) · qx`; Q8_0: `Σ q · qx`, over the block's 32 values.
 //! - K-quants: `Σ_j sc_j · Σ_{v in group j} w_v · qx_v` over the block's 16 groups of 16 values,
 //!   with `sc_j` the integer scale of group `j` (Q4_K, Q5_K: the 6-bit scale of its sub-block of
-//!   32; Q6_K: its signed 8-bit scale; Q3_K: its 6-bit scale less 32) and `w` the weight's
-//!   integer (Q4_K, Q5_K: its 4- or 5-bit `q`, the minimum apart; Q6_K, Q3_K: `q`, its offset of
-//!   32 or 4 apart). Beside it, the offsets' integer `C_b = Σ_{j<16} c_j · bsum_j` (Q4_K, Q5_K
-//!   `c_j = m_{j/2}`, the sub-block's 6-bit min; Q6_K `c_j = 32 · sc_j`; Q3_K `c_j = 4 · sc_j`).
+//!   32; Q6_K: its signed 8-bit scale; Q3_K: its 6-bit scale less 32; Q2_K: its 4-bit scale) and
+//!   `w` the weight's integer (Q2_K, Q4_K, Q5_K: its 2-, 4- or 5-bit `q`, the minimum apart;
+//!   Q6_K, Q3_K: `q`, its offset of 32 or 4 apart). Beside it, the offsets' integer
+//!   `C_b = Σ_{j<16} c_j · bsum_j` (Q4_K, Q5_K `c_j = m_{j/2}`, the sub-block's 6-bit min; Q2_K
+//!   `c_j = m_j`, the group's 4-bit min; Q6_K `c_j = 32 · sc_j`; Q3_K `c_j = 4 · sc_j`).
 //!
 //! These are exact integers (they fit an `i32`), so any grouping and order of the products gives
 //! the same `T_b`: a kernel may sum 4 products a lane (decoding, weights as stored) or one weight
@@ -27,7 +28,7 @@
 //! **Scales, in f32, in increasing `b`, one chain per output:**
 //! `acc = fma(T_b as f32, s_b · dx_b, acc)`, with `s_b` the block's f16 scale (Q4_0, Q8_0) or its
 //! `d` (K-quants); for the K-quants also `off = fma(C_b as f32, e · dx_b, off)` with `e = dmin`
-//! (Q4_K, Q5_K) or `d` (Q6_K, Q3_K). The result is `acc − off` (`off = 0` for Q4_0/Q8_0). The conversions of
+//! (Q2_K, Q4_K, Q5_K) or `d` (Q6_K, Q3_K). The result is `acc − off` (`off = 0` for Q4_0/Q8_0). The conversions of
 //! `T_b` and `C_b` to f32 may round (above 2²⁴), the same on every path.
 //!
 //! Each format's weight integers, scales and layout come from [`super::formats`]; this module
@@ -38,7 +39,7 @@
 // Index loops mirror the arithmetic they define; iterator chains would hide the order.
 #![allow(clippy::needless_range_loop)]
 
-use super::formats::{self, half_at, q3k, q4_0, q4k, q5k, q6k, q8_0};
+use super::formats::{self, half_at, q2k, q3k, q4_0, q4k, q5k, q6k, q8_0};
 use super::isa::Isa;
 use candle_core::quantized::GgmlDType;
 
@@ -50,6 +51,7 @@ macro_rules! by_format {
         match $f {
             QFormat::Q4_0 => $run::<{ $crate::model::cpu::qdot::Q4_0 }>($($arg),*),
             QFormat::Q8_0 => $run::<{ $crate::model::cpu::qdot::Q8_0 }>($($arg),*),
+            QFormat::Q2K => $run::<{ $crate::model::cpu::qdot::Q2K }>($($arg),*),
             QFormat::Q3K => $run::<{ $crate::model::cpu::qdot::Q3K }>($($arg),*),
             QFormat::Q4K => $run::<{ $crate::model::cpu::qdot::Q4K }>($($arg),*),
             QFormat::Q5K => $run::<{ $crate::model::cpu::qdot::Q5K }>($($arg),*),
@@ -75,6 +77,7 @@ pub use inputs::QuantRows;
 pub enum QFormat {
     Q4_0,
     Q8_0,
+    Q2K,
     Q3K,
     Q4K,
     Q5K,
@@ -100,6 +103,7 @@ impl QFormat {
         match self {
             Self::Q4_0 => (q4_0::BYTES, q4_0::VALUES),
             Self::Q8_0 => (q8_0::BYTES, q8_0::VALUES),
+            Self::Q2K => (q2k::BYTES, q2k::VALUES),
             Self::Q3K => (q3k::BYTES, q3k::VALUES),
             Self::Q4K => (q4k::BYTES, q4k::VALUES),
             Self::Q5K => (q5k::BYTES, q5k::VALUES),
@@ -162,6 +166,8 @@ const Q6K: u8 = 3;
 const Q5K: u8 = 4;
 #[cfg(target_arch = "x86_64")]
 const Q3K: u8 = 5;
+#[cfg(target_arch = "x86_64")]
+const Q2K: u8 = 6;
 
 /// Whether the format `F` (a K-quant) carries Q4_K's packed 6-bit scales and minimums (Q4_K and
 /// Q5_K: the same bytes at the same places), not Q6_K's signed scales.
@@ -176,6 +182,7 @@ const fn block_bytes(f: u8) -> usize {
     match f {
         Q4_0 => q4_0::BYTES,
         Q8_0 => q8_0::BYTES,
+        Q2K => q2k::BYTES,
         Q3K => q3k::BYTES,
         Q4K => q4k::BYTES,
         Q5K => q5k::BYTES,
@@ -189,6 +196,7 @@ fn pair_values(f: QFormat, blk: &[u8], p: usize) -> [i32; 64] {
     match f {
         QFormat::Q4_0 => q4_0::pair_values(blk),
         QFormat::Q8_0 => q8_0::pair_values(blk),
+        QFormat::Q2K => q2k::pair_values(blk, p),
         QFormat::Q3K => q3k::pair_values(blk, p),
         QFormat::Q4K => q4k::pair_values(blk, p),
         QFormat::Q5K => q5k::pair_values(blk, p),
@@ -222,11 +230,12 @@ pub fn dot(f: QFormat, w: &[u8], x: &QuantRows, r: usize) -> f32 {
                 }
             }
         }
-        QFormat::Q3K | QFormat::Q4K | QFormat::Q5K | QFormat::Q6K => {
+        QFormat::Q2K | QFormat::Q3K | QFormat::Q4K | QFormat::Q5K | QFormat::Q6K => {
             let (bytes, _) = f.block();
             for (b, blk) in w.chunks_exact(bytes).take(k / 256).enumerate() {
                 let dx = x.d[r * k / 256 + b];
                 let s = match f {
+                    QFormat::Q2K => q2k::int_scales(blk),
                     QFormat::Q3K => q3k::int_scales(blk),
                     QFormat::Q4K => q4k::int_scales(blk),
                     QFormat::Q5K => q5k::int_scales(blk),

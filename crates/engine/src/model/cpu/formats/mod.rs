@@ -4,7 +4,7 @@
 //! A format's file holds its block layout (sizes and byte offsets), its scale unpacking, its
 //! portable decoder to f32 (the definition: the operations of candle and ggml in their order),
 //! the same decoder for AVX2 and as AVX-512 sub-blocks ([`Block`]), and, for the formats with an
-//! integer path (Q4_0, Q8_0, Q3_K, Q4_K, Q5_K, Q6_K), its weight integers and the scales that path needs.
+//! integer path (Q4_0, Q8_0 and the K-quants), its weight integers and the scales that path needs.
 //! The kernels hold the loops and tiles and take these pieces: `dequant` (whole rows, for the
 //! prefill panels), `gemv` (fused decoding), `qdot` (the integer path). So the decoding and the
 //! prefill kernels decode a format with the same code, which is what keeps them bit for bit
@@ -54,6 +54,7 @@ macro_rules! avx2_instance {
 
 mod candle;
 mod dense;
+pub mod q2k;
 pub mod q3k;
 pub mod q4_0;
 mod q4_1;
@@ -120,7 +121,7 @@ pub static FORMATS: [Format; 13] = [
     entry!(Q5_0, "Q5_0", q5_0::decode, avx2: q5_0::decode_avx2, avx512: q5_0::Q5_0),
     entry!(Q5_1, "Q5_1", candle::blocks::<BlockQ5_1>),
     entry!(Q8_0, "Q8_0", q8_0::decode, avx2: q8_0::decode_avx2, avx512: q8_0::Q8_0, int8: Q8_0),
-    entry!(Q2K, "Q2_K", candle::blocks::<BlockQ2K>),
+    entry!(Q2K, "Q2_K", candle::blocks::<BlockQ2K>, int8: Q2K),
     entry!(Q3K, "Q3_K", candle::blocks::<BlockQ3K>, int8: Q3K),
     entry!(Q4K, "Q4_K", q4k::decode, avx2: q4k::decode_avx2, avx512: q4k::Q4K, int8: Q4K),
     entry!(Q5K, "Q5_K", candle::blocks::<BlockQ5K>, int8: Q5K),
@@ -190,6 +191,7 @@ mod tests {
             (GgmlDType::Q4_1, q4_1::BYTES, q4_1::VALUES),
             (GgmlDType::Q5_0, q5_0::BYTES, q5_0::VALUES),
             (GgmlDType::Q8_0, q8_0::BYTES, q8_0::VALUES),
+            (GgmlDType::Q2K, q2k::BYTES, q2k::VALUES),
             (GgmlDType::Q3K, q3k::BYTES, q3k::VALUES),
             (GgmlDType::Q4K, q4k::BYTES, q4k::VALUES),
             (GgmlDType::Q5K, q5k::BYTES, q5k::VALUES),

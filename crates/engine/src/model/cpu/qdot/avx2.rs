@@ -15,8 +15,8 @@
 //! AVX2, FMA and F16C; each one's `# Safety` therefore asks for those features, which the CPU
 //! has because [`block`] is only called for `Isa::Avx2` or above (see `crate::model::cpu::isa`).
 
-use super::{block_bytes, k4_scales, Call, QFormat, Q3K, Q4K, Q4_0, Q5K, Q8_0};
-use crate::model::cpu::formats::{f16_ptr as f16, q3k, q4_0, q4k, q5k, q6k, q8_0};
+use super::{block_bytes, k4_scales, Call, QFormat, Q2K, Q3K, Q4K, Q4_0, Q5K, Q8_0};
+use crate::model::cpu::formats::{f16_ptr as f16, q2k, q3k, q4_0, q4k, q5k, q6k, q8_0};
 
 /// Sub-block `s` of the K-quant block at `b` of format `F`: 32 weight integers as unsigned bytes.
 ///
@@ -27,6 +27,7 @@ unsafe fn ksub<const F: u8>(b: *const u8, s: usize) -> __m256i {
     // SAFETY: the contract is each format's decoder's.
     unsafe {
         match F {
+            Q2K => q2k::sub_avx2(b, s),
             Q3K => q3k::sub_avx2(b, s),
             Q4K => q4k::sub_avx2(b, s),
             Q5K => q5k::sub_avx2(b, s),
@@ -52,7 +53,7 @@ unsafe fn hsum_i32(v: __m256i) -> i32 {
 }
 
 /// A K-quant block's integer scales as 16-bit values (Q4_K, Q5_K: one per 32-value sub-block,
-/// in 0..8; Q6_K, Q3_K: one per 16 values), the offsets' 16 coefficients `c_j` as 16-bit lanes, and its
+/// in 0..8; Q2_K, Q3_K, Q6_K: one per 16 values), the offsets' 16 coefficients `c_j` as 16-bit lanes, and its
 /// `d` and `e` (see the definition in [`super`]).
 ///
 /// # Safety
@@ -69,6 +70,18 @@ unsafe fn kscales<const F: u8>(b: *const u8) -> ([i16; 16], __m256i, f32, f32) {
             let m = _mm_cvtepu8_epi16(_mm_srli_si128::<8>(v));
             let c16 = _mm256_set_m128i(_mm_unpackhi_epi16(m, m), _mm_unpacklo_epi16(m, m));
             (sc, c16, f16(b.add(q4k::D)), f16(b.add(q4k::DMIN)))
+        } else if F == Q2K {
+            // Scales and minimums: the low and high 4 bits of 16 bytes; `c_j = m_j`.
+            let v = _mm_loadu_si128(b.add(q2k::SCALES) as *const __m128i);
+            let nib = _mm_set1_epi8(0x0F);
+            let sc = _mm256_cvtepu8_epi16(_mm_and_si128(v, nib));
+            let m = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16::<4>(v), nib));
+            (
+                std::mem::transmute::<__m256i, [i16; 16]>(sc),
+                m,
+                f16(b.add(q2k::D)),
+                f16(b.add(q2k::DMIN)),
+            )
         } else if F == Q3K {
             // Signed scales unpacked from 12 bytes; `c_j = 4 · sc_j`.
             let s = q3k::scales(std::slice::from_raw_parts(b, q3k::BYTES));
@@ -95,7 +108,7 @@ unsafe fn kscales<const F: u8>(b: *const u8) -> ([i16; 16], __m256i, f32, f32) {
 }
 
 /// The scale register of sub-block `s` (32 values) from [`kscales`]' values: Q4_K's and Q5_K's
-/// one scale in every lane, Q6_K's and Q3_K's two (one per 16 values) in the two halves.
+/// one scale in every lane, the others' two (one per 16 values) in the two halves.
 ///
 /// # Safety
 /// The CPU has AVX2 (it touches no memory but `sc`); `s < 8`.

@@ -17,8 +17,8 @@
 //! called for `Isa::Avx512` (and with `vnni` only when VNNI was detected; see
 //! `crate::model::cpu::isa`).
 
-use super::{block_bytes, k4_scales, Call, QFormat, Q3K, Q4K, Q4_0, Q5K, Q8_0};
-use crate::model::cpu::formats::{f16_ptr as f16, q3k, q4_0, q4k, q5k, q6k, q8_0};
+use super::{block_bytes, k4_scales, Call, QFormat, Q2K, Q3K, Q4K, Q4_0, Q5K, Q8_0};
+use crate::model::cpu::formats::{f16_ptr as f16, q2k, q3k, q4_0, q4k, q5k, q6k, q8_0};
 use std::arch::x86_64::*;
 
 /// `x · sign(w)` where `w < 0` (elsewhere `x`: a zero `w` contributes `|w| = 0` anyway).
@@ -178,6 +178,13 @@ unsafe fn tile<const F: u8, const VNNI: bool, const M: usize, const NR: usize>(c
                         let m = _mm_cvtepu8_epi16(_mm_srli_si128::<8>(v));
                         let c = _mm256_set_m128i(_mm_unpackhi_epi16(m, m), _mm_unpacklo_epi16(m, m));
                         (c, f16(b.add(q4k::D)), f16(b.add(q4k::DMIN)))
+                    } else if F == Q2K {
+                        // Scales and minimums: the low and high 4 bits of 16 bytes; `c_j = m_j`.
+                        let v = _mm_loadu_si128(b.add(q2k::SCALES) as *const __m128i);
+                        let nib = _mm_set1_epi8(0x0F);
+                        sc[i] = _mm512_castsi256_si512(_mm256_cvtepu8_epi16(_mm_and_si128(v, nib)));
+                        let m = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16::<4>(v), nib));
+                        (m, f16(b.add(q2k::D)), f16(b.add(q2k::DMIN)))
                     } else if F == Q3K {
                         // Signed scales unpacked from 12 bytes; `c_j = 4 · sc_j`.
                         let s = q3k::scales(std::slice::from_raw_parts(b, q3k::BYTES));
@@ -202,7 +209,7 @@ unsafe fn tile<const F: u8, const VNNI: bool, const M: usize, const NR: usize>(c
                 }
                 for p in 0..4 {
                     // 16-bit lane j of the pair takes the scale of value 2j's lane: sub-block
-                    // 2p + j/16 for Q4_K and Q5_K, scale 4p + j/8 for Q6_K and Q3_K.
+                    // 2p + j/16 for Q4_K and Q5_K, scale 4p + j/8 for Q2_K, Q3_K and Q6_K.
                     let idx = if k4_scales(F) {
                         _mm512_inserti64x4::<1>(_mm512_set1_epi16(2 * p as i16), _mm256_set1_epi16(2 * p as i16 + 1))
                     } else {
@@ -217,6 +224,7 @@ unsafe fn tile<const F: u8, const VNNI: bool, const M: usize, const NR: usize>(c
                     for i in 0..NR {
                         let b = w.add(i * row_bytes + blk * bytes);
                         wv[i] = match F {
+                            Q2K => q2k::pair_avx512(b, p),
                             Q3K => q3k::pair_avx512(b, p),
                             Q4K => q4k::pair_avx512(b, p),
                             Q5K => q5k::pair_avx512(b, p),

@@ -2,8 +2,8 @@
 //! register holds the same 4 values of 16 rows; each `vpdpbusd` then meets them with 4 bytes of
 //! one input row (broadcast), and one `i32` lane collects one weight row's products. A block's
 //! integer total ([`super`]'s `T_b`) is thus summed a row per lane, with the integer scales of
-//! the K-quants applied once per 16 values of a row (Q4_K and Q3_K: one `vpdpwssd`, exact because
-//! such a sum fits 16 bits; Q5_K and Q6_K, whose sums do not: `vpmulld`), and the f32 steps of the definition run 16 outputs at a
+//! the K-quants applied once per 16 values of a row (Q2_K, Q3_K and Q4_K: one `vpdpwssd`, exact
+//! because such a sum fits 16 bits; Q5_K and Q6_K, whose sums do not: `vpmulld`), and the f32 steps of the definition run 16 outputs at a
 //! time. The repacking transposes 16 rows × 16 runs of 4 values in registers.
 //!
 //! The weights are stored as unsigned bytes (`vpdpbusd` takes one unsigned operand): Q4_0 as
@@ -23,8 +23,8 @@
 // Index loops mirror the layout they fill; iterator chains would hide it.
 #![allow(clippy::needless_range_loop)]
 
-use super::{Call, QFormat, Q3K, Q4K, Q4_0, Q5K, Q8_0};
-use crate::model::cpu::formats::{f16_ptr as f16, q3k, q4_0, q4k, q5k, q6k, q8_0};
+use super::{Call, QFormat, Q2K, Q3K, Q4K, Q4_0, Q5K, Q8_0};
+use crate::model::cpu::formats::{f16_ptr as f16, q2k, q3k, q4_0, q4k, q5k, q6k, q8_0};
 use std::arch::x86_64::*;
 use std::cell::RefCell;
 
@@ -48,9 +48,9 @@ fn chunk(k: usize) -> usize {
 struct Packed {
     /// Per group, per 4 values of `k`: the group's 32 rows × 4 unsigned bytes.
     w: Vec<u8>,
-    /// Per group, per 16- (Q6_K, Q3_K) or 32-value (Q4_K, Q5_K) scale group: the 32 rows'
-    /// integer scales (Q4_K's below 64, Q3_K's signed as 16 bits, so each lane's high 16 bits are
-    /// zero, as `vpdpwssd` needs).
+    /// Per group, per 16- (Q2_K, Q3_K, Q6_K) or 32-value (Q4_K, Q5_K) scale group: the 32 rows'
+    /// integer scales (Q2_K's and Q4_K's non-negative, Q3_K's signed as 16 bits, so each lane's
+    /// high 16 bits are zero, as `vpdpwssd` needs).
     sc: Vec<i32>,
     /// Per group, per block, per pair `t < 8` of 16-value groups: the 32 rows' offset
     /// coefficients `(c_2t, c_2t+1)` as two 16-bit halves (the K-quants' `C_b`).
@@ -157,6 +157,7 @@ unsafe fn repack<const F: u8>(p: &mut Packed, g: usize, w: *const u8, row_bytes:
                     v[i] = match F {
                         Q4_0 => _mm512_add_epi8(q4_0::pair_avx512(row.add(2 * pr * bb)), _mm512_set1_epi8(8)),
                         Q8_0 => _mm512_xor_si512(q8_0::pair_avx512(row.add(2 * pr * bb)), _mm512_set1_epi8(-128)),
+                        Q2K => q2k::pair_avx512(row.add(pr / 4 * bb), pr % 4),
                         Q3K => q3k::pair_avx512(row.add(pr / 4 * bb), pr % 4),
                         Q4K => q4k::pair_avx512(row.add(pr / 4 * bb), pr % 4),
                         Q5K => q5k::pair_avx512(row.add(pr / 4 * bb), pr % 4),
@@ -222,6 +223,18 @@ unsafe fn repack_scales<const F: u8>(p: &mut Packed, g: usize, w: *const u8, row
                         }
                         d[b * GROUP + i] = f16(blk.add(q4k::D));
                         e[b * GROUP + i] = f16(blk.add(q4k::DMIN));
+                    }
+                    Q2K => {
+                        // Scales the low 4 bits, `c_j = m_j` the high 4 bits of each group's byte.
+                        let s = |j: usize| *blk.add(q2k::SCALES + j) as u32;
+                        for j in 0..16 {
+                            sc[(b * 16 + j) * GROUP + i] = (s(j) & 0xF) as i32;
+                        }
+                        for t in 0..8 {
+                            coef[(b * 8 + t) * GROUP + i] = (s(2 * t) >> 4 | (s(2 * t + 1) >> 4) << 16) as i32;
+                        }
+                        d[b * GROUP + i] = f16(blk.add(q2k::D));
+                        e[b * GROUP + i] = f16(blk.add(q2k::DMIN));
                     }
                     Q3K => {
                         // Signed scales as 16-bit values with a zero high half (for `vpdpwssd`);
@@ -316,10 +329,10 @@ unsafe fn tile<const F: u8, const M: usize>(
             } else {
                 // Runs of values that share a scale, summed in 32 bits and then scaled: Q4_K 16
                 // values (the sum fits 16 bits, see below; its scale covers two runs), Q5_K 32
-                // (a whole sub-block: one multiply where 16-value runs would take two), Q6_K and
-                // Q3_K 16.
+                // (a whole sub-block: one multiply where 16-value runs would take two), Q2_K,
+                // Q3_K and Q6_K 16.
                 let (runs, steps) = if F == Q5K { (8, 8) } else { (16, 4) };
-                // Scales per block: Q4_K and Q5_K 8, Q6_K and Q3_K 16.
+                // Scales per block: Q4_K and Q5_K 8, the others 16.
                 let per = ns / nb;
                 for j in 0..runs {
                     let mut u = [[_mm512_setzero_si512(); 2]; M];
@@ -336,10 +349,11 @@ unsafe fn tile<const F: u8, const M: usize>(
                     for h in 0..2 {
                         let s = _mm512_loadu_si512(s.add(16 * h) as *const __m512i);
                         for r in 0..M {
-                            t[r][h] = if F == Q4K || F == Q3K {
-                                // |u| ≤ 16 · 15 · 127 (Q3_K: 16 · 7 · 127) fits the low 16 bits of
-                                // its lane, and the scale (Q4_K: below 64; Q3_K: signed 16 bits)
-                                // has a zero high half: one vpdpwssd adds u · sc.
+                            t[r][h] = if F == Q4K || F == Q3K || F == Q2K {
+                                // |u| ≤ 16 · 15 · 127 (Q3_K, Q2_K: 16 · 7 · 127, 16 · 3 · 127)
+                                // fits the low 16 bits of its lane, and the scale (Q4_K, Q2_K: non-
+                                // negative; Q3_K: signed 16 bits) has a zero high half: one
+                                // vpdpwssd adds u · sc.
                                 // (Q5_K's and Q6_K's sums do not fit: they multiply.)
                                 _mm512_dpwssd_epi32(t[r][h], u[r][h], s)
                             } else {

@@ -36,9 +36,10 @@ fn bits_of(data: &[u8], n: usize, q: &QuantRows, r0: usize, mm: usize, run: &dyn
     got.iter().map(|v| v.to_bits()).collect()
 }
 
-const FORMATS: [(QFormat, GgmlDType); 6] = [
+const FORMATS: [(QFormat, GgmlDType); 7] = [
     (QFormat::Q4_0, GgmlDType::Q4_0),
     (QFormat::Q8_0, GgmlDType::Q8_0),
+    (QFormat::Q2K, GgmlDType::Q2K),
     (QFormat::Q3K, GgmlDType::Q3K),
     (QFormat::Q4K, GgmlDType::Q4K),
     (QFormat::Q5K, GgmlDType::Q5K),
@@ -207,6 +208,8 @@ fn extreme_weight_bytes_give_the_definition_on_every_path() {
                 QFormat::Q6K => blk[..192].fill(0xFF),
                 // Every value 7 (all high bits and 2-bit values set), scales left as quantized.
                 QFormat::Q3K => blk[..96].fill(0xFF),
+                // Every value 3, every scale and minimum 15.
+                QFormat::Q2K => blk[..80].fill(0xFF),
             }
         }
         let row_bytes = data.len() / n;

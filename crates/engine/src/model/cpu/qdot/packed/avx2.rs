@@ -8,7 +8,7 @@
 //!
 //! Bounds (weights unsigned, `|qx| ≤ 127`): a pair sum is at most `2 · 15 · 127 = 3,810` for the
 //! 4-bit formats, so 8 steps (a Q4_0 block, a Q4_K sub-block) stay below 32,767; Q5_K's
-//! `2 · 31 · 127 = 7,874` and Q3_K's `2 · 7 · 127 = 1,778` allow 4 steps (a 16-value group, one
+//! `2 · 31 · 127 = 7,874` (and Q3_K's and Q2_K's, smaller) allow 4 steps (a 16-value group, one
 //! scale), Q6_K's `2 · 63 · 127 = 16,002` 2. Q8_0 as unsigned `q + 128` would overflow one pair sum,
 //! so this kernel repacks it signed and multiplies `|q|` by `qx · sign(q)` (`vpsignb`; at most
 //! `2 · 128 · 127 = 32,512` a pair, widened every step).
@@ -16,7 +16,7 @@
 //! With AVX-VNNI (the 256-bit `vpdpbusd` of Intel's laptop cores since Alder Lake), one
 //! instruction adds 4 products a lane straight into 32 bits: Q4_0 and Q8_0 sum a block that way,
 //! Q4_K a 16-value group (at most `16 · 15 · 127 = 30,480`, so one `vpdpwssd` then applies its
-//! scale, as on AVX-512); Q3_K, Q5_K and Q6_K keep the 16-bit sums.
+//! scale, as on AVX-512); the other K-quants keep the 16-bit sums.
 //!
 //! The helpers are `#[inline(always)]` into [`run`] and [`run_vnni`] (through `body!`), whose
 //! `#[target_feature]`s enable AVX2, FMA and F16C (and AVX-VNNI); [`block`] is only called when
@@ -25,9 +25,9 @@
 // Index loops mirror the layout they fill; iterator chains would hide it.
 #![allow(clippy::needless_range_loop)]
 
-use super::super::{Call, QFormat, QuantRows, Q3K, Q4K, Q4_0, Q5K, Q8_0};
+use super::super::{Call, QFormat, QuantRows, Q2K, Q3K, Q4K, Q4_0, Q5K, Q8_0};
 use super::{clear, drive, repack_scales, Dims, Packed, GROUP};
-use crate::model::cpu::formats::{q3k, q4_0, q4k, q5k, q6k, q8_0};
+use crate::model::cpu::formats::{q2k, q3k, q4_0, q4k, q5k, q6k, q8_0};
 use std::arch::x86_64::*;
 
 /// Input rows from which a call is worth repacking its weights on AVX2 (1B Q4_K_M forced to AVX2,
@@ -92,6 +92,7 @@ unsafe fn repack<const F: u8>(p: &mut Packed, g: usize, w: *const u8, row_bytes:
                     v[i] = match F {
                         Q4_0 => _mm256_add_epi8(q4_0::block_avx2(row.add(c * bb)), _mm256_set1_epi8(8)),
                         Q8_0 => q8_0::block_avx2(row.add(c * bb)),
+                        Q2K => q2k::sub_avx2(row.add(c / 8 * bb), c % 8),
                         Q3K => q3k::sub_avx2(row.add(c / 8 * bb), c % 8),
                         Q4K => q4k::sub_avx2(row.add(c / 8 * bb), c % 8),
                         Q5K => q5k::sub_avx2(row.add(c / 8 * bb), c % 8),
@@ -244,9 +245,10 @@ unsafe fn tile<const F: u8, const M: usize, const VNNI: bool>(
                         }
                     }
                 }
-                Q3K | Q5K => {
+                Q2K | Q3K | Q5K => {
                     // 16 groups of 4 steps, each widened with its scale (Q5_K: its sub-block's,
-                    // below 64; Q3_K: its own, signed 16 bits) in both 16-bit halves of a lane.
+                    // below 64; Q2_K, Q3_K: its own, 4 bits or signed 16 bits) in both 16-bit
+                    // halves of a lane.
                     let per = ns / nb;
                     for j in 0..16 {
                         let s = sums(64 * b + 4 * j, 4);
