@@ -5,7 +5,7 @@ use freeze_attn_engine::sampling::argmax;
 use freeze_attn_engine::{CancelToken, GenerateParams};
 
 /// transformers runs the dequantized weights in f32. Our CPU kernels do too, except for Q4_0,
-/// Q8_0, Q4_K and Q6_K matrices, whose inputs they quantize to 8 bits as llama.cpp does (in
+/// Q8_0 and K-quant matrices, whose inputs they quantize to 8 bits as llama.cpp does (in
 /// the default model: the tied Q8_0 output matrix). That moves two near-ties (top-2 gaps 0.04
 /// and 0.08): the criterion is ≥ 98% top-1 agreement, every disagreement a near-tie.
 #[test]

@@ -39,7 +39,7 @@ pub struct CpuMatrix {
     decode: RowDecoder,
     /// The fused decoding kernel, for the formats that have one.
     gemv: Option<Gemv>,
-    /// The integer path ([`qdot`]), for Q4_0, Q8_0, Q4_K and Q6_K: used for every call, so
+    /// The integer path ([`qdot`]), for Q4_0, Q8_0 and the K-quants: used for every call, so
     /// prefill and decoding compute the same arithmetic.
     int8: Option<QFormat>,
     isa: Isa,

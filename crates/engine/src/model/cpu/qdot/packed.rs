@@ -1,10 +1,11 @@
 //! Prefill with AVX-512 VNNI: the weight rows of a call are repacked, 32 at a time, so that one
-//! register holds the same 4 values of 16 rows; each `vpdpbusd` then meets them with 4 bytes of
-//! one input row (broadcast), and one `i32` lane collects one weight row's products. A block's
-//! integer total ([`super`]'s `T_b`) is thus summed a row per lane, with the integer scales of
-//! the K-quants applied once per 16 values of a row (Q2_K, Q3_K and Q4_K: one `vpdpwssd`, exact
-//! because such a sum fits 16 bits; Q5_K and Q6_K, whose sums do not: `vpmulld`), and the f32 steps of the definition run 16 outputs at a
-//! time. The repacking transposes 16 rows × 16 runs of 4 values in registers.
+//! register holds the same 4 values of 16 rows; each `vpdpbusd` then meets them with 4 bytes of one
+//! input row (broadcast), and one `i32` lane collects one weight row's products. A block's integer
+//! total ([`super`]'s `T_b`) is thus summed a row per lane, with the integer scales of the K-quants
+//! applied once per 16 values of a row (Q2_K, Q3_K and Q4_K: one `vpdpwssd`, exact because such a
+//! sum fits 16 bits; Q6_K, whose sums do not: `vpmulld`) or, for Q5_K, whose sums do not fit either
+//! but whose scale covers 32 values, once per 32 (`vpmulld`), and the f32 steps of the definition
+//! run 16 outputs at a time. The repacking transposes 16 rows × 16 runs of 4 values in registers.
 //!
 //! The weights are stored as unsigned bytes (`vpdpbusd` takes one unsigned operand): Q4_0 as
 //! `q` (so `T_b = Σ q · qx − 8 · Σ qx`), Q8_0 as `q + 128` (`T_b = Σ (q + 128) · qx − 128 · Σ qx`),
