@@ -163,6 +163,58 @@ pub fn half_at(b: &[u8], i: usize) -> f32 {
     half::f16::from_le_bytes([b[i], b[i + 1]]).to_f32()
 }
 
+/// What the K-quant formats' tests share.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::KScales;
+    use candle_core::quantized::{GgmlDType, QTensor};
+    use candle_core::{Device, Tensor};
+
+    /// Quantizes 8 rows of 256 spread values to `dtype` (a K-quant of `bytes`-byte blocks) with
+    /// candle and checks that the integer path's weight integers (`pair_values`) and scales
+    /// (`int_scales`) give candle's decoded values bit for bit through `value(scales, group,
+    /// integer)`, the format's own formula in candle's order of operations. Returns the blocks
+    /// and every weight integer, for the caller's checks of what was exercised.
+    pub fn integers_against_candle(
+        dtype: GgmlDType,
+        bytes: usize,
+        pair_values: fn(&[u8], usize) -> [i32; 64],
+        int_scales: fn(&[u8]) -> KScales,
+        value: fn(&KScales, usize, i32) -> f32,
+    ) -> (Vec<u8>, Vec<i32>) {
+        let v: Vec<f32> = (0..8 * 256)
+            .map(|i| ((i * 7919 % 1013) as f32 / 1013.0 - 0.5) * 3.0 + (i % 5) as f32 * 0.2)
+            .collect();
+        let t = Tensor::from_vec(v, (8, 256), &Device::Cpu).unwrap();
+        let q = QTensor::quantize(&t, dtype).unwrap();
+        let want = q
+            .dequantize(&Device::Cpu)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        let data = q.data().unwrap().into_owned();
+        let mut ints = Vec::new();
+        for (b, blk) in data.chunks_exact(bytes).enumerate() {
+            let s = int_scales(blk);
+            for p in 0..4 {
+                for (j, &w) in pair_values(blk, p).iter().enumerate() {
+                    let got = value(&s, 4 * p + j / 16, w);
+                    let at = 256 * b + 64 * p + j;
+                    assert_eq!(
+                        got.to_bits(),
+                        want[at].to_bits(),
+                        "{dtype:?} block {b} pair {p} value {j}"
+                    );
+                    ints.push(w);
+                }
+            }
+        }
+        (data, ints)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -199,5 +251,64 @@ mod tests {
         ] {
             assert_eq!((dtype.type_size(), dtype.block_size()), (bytes, values), "{dtype:?}");
         }
+    }
+
+    /// Every K-quant's SIMD unpackings of its weight integers equal the portable ones.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn the_k_quants_simd_unpackings_are_the_portable_ones() {
+        macro_rules! check {
+            ($m:ident) => {{
+                /// `sub_avx2` of sub-block `s`, as bytes.
+                #[target_feature(enable = "avx2")]
+                unsafe fn sub(b: &[u8], s: usize) -> [u8; 32] {
+                    // SAFETY: the caller's whole block, `s < 8`; AVX2 enabled here.
+                    unsafe { std::mem::transmute($m::sub_avx2(b.as_ptr(), s)) }
+                }
+                /// `pair_avx512` of pair `p`, as bytes.
+                #[target_feature(enable = "avx512f,avx512bw,avx2")]
+                unsafe fn pair(b: &[u8], p: usize) -> [u8; 64] {
+                    // SAFETY: the caller's whole block, `p < 4`; the features enabled here.
+                    unsafe { std::mem::transmute($m::pair_avx512(b.as_ptr(), p)) }
+                }
+                for seed in 0..4u32 {
+                    // Spread bytes: every bit of the packed fields set and clear somewhere.
+                    let blk: Vec<u8> = (0..$m::BYTES as u32)
+                        .map(|i| (i + 977 * seed).wrapping_mul(2_654_435_761).rotate_left(11) as u8)
+                        .collect();
+                    for p in 0..4 {
+                        let want = $m::pair_values(&blk, p);
+                        if std::arch::is_x86_feature_detected!("avx2") {
+                            for h in 0..2 {
+                                // SAFETY: the whole block, `2p + h < 8`, and AVX2 (detected).
+                                let got = unsafe { sub(&blk, 2 * p + h) };
+                                for j in 0..32 {
+                                    let w = want[32 * h + j];
+                                    assert_eq!(
+                                        got[j] as i32,
+                                        w,
+                                        "{} sub-block {} value {j}",
+                                        stringify!($m),
+                                        2 * p + h
+                                    );
+                                }
+                            }
+                        }
+                        if std::arch::is_x86_feature_detected!("avx512bw") {
+                            // SAFETY: the whole block, `p < 4`, and AVX-512 F/BW (detected).
+                            let got = unsafe { pair(&blk, p) };
+                            for j in 0..64 {
+                                assert_eq!(got[j] as i32, want[j], "{} pair {p} value {j}", stringify!($m));
+                            }
+                        }
+                    }
+                }
+            }};
+        }
+        check!(q2k);
+        check!(q3k);
+        check!(q4k);
+        check!(q5k);
+        check!(q6k);
     }
 }

@@ -73,6 +73,7 @@ pub use x86::{pair_avx512, sub_avx2};
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
+    use super::super::x86::{bits_avx2, bits_avx512};
     use super::{HMASK, QS};
     use std::arch::x86_64::*;
 
@@ -85,16 +86,9 @@ mod x86 {
         // SAFETY: reads bytes `32 + 32·(s/4)` + 0..32 (at most 96) and 0..32 (the contract),
         // with AVX2 (the contract).
         unsafe {
-            let q = _mm256_loadu_si256(b.add(QS + 32 * (s / 4)) as *const __m256i);
-            let q = _mm256_and_si256(
-                _mm256_srl_epi16(q, _mm_cvtsi32_si128(2 * (s % 4) as i32)),
-                _mm256_set1_epi8(3),
-            );
-            // Bit `s` of each high-bit byte, moved to bit 2 (shifts in 16-bit lanes; the mask
-            // drops what crossed from the neighbouring byte).
-            let h = _mm256_loadu_si256(b.add(HMASK) as *const __m256i);
-            let h = _mm256_slli_epi16::<2>(_mm256_srl_epi16(h, _mm_cvtsi32_si128(s as i32)));
-            _mm256_or_si256(q, _mm256_and_si256(h, _mm256_set1_epi8(4)))
+            let q = bits_avx2(b.add(QS + 32 * (s / 4)), 2 * (s % 4), 3);
+            // Bit `s` of each high-bit byte, at bit 2.
+            _mm256_or_si256(q, _mm256_slli_epi16::<2>(bits_avx2(b.add(HMASK), s, 1)))
         }
     }
 
@@ -108,14 +102,10 @@ mod x86 {
         // the contract's features.
         unsafe {
             // Sub-blocks 2p and 2p + 1 share their bytes (the same half of the block).
-            let v = _mm512_broadcast_i64x4(_mm256_loadu_si256(b.add(QS + 32 * (p / 2)) as *const __m256i));
-            let s0 = 2 * (2 * p % 4) as i16;
-            let shifts = _mm512_inserti64x4::<1>(_mm512_set1_epi16(s0), _mm256_set1_epi16(s0 + 2));
-            let q = _mm512_and_si512(_mm512_srlv_epi16(v, shifts), _mm512_set1_epi8(3));
-            let h = _mm512_broadcast_i64x4(_mm256_loadu_si256(b.add(HMASK) as *const __m256i));
-            let hs = _mm512_inserti64x4::<1>(_mm512_set1_epi16(2 * p as i16), _mm256_set1_epi16(2 * p as i16 + 1));
-            let h = _mm512_slli_epi16::<2>(_mm512_srlv_epi16(h, hs));
-            _mm512_or_si512(q, _mm512_and_si512(h, _mm512_set1_epi8(4)))
+            let s0 = 2 * (2 * p % 4);
+            let q = bits_avx512(b.add(QS + 32 * (p / 2)), s0, s0 + 2, 3);
+            let h = bits_avx512(b.add(HMASK), 2 * p, 2 * p + 1, 1);
+            _mm512_or_si512(q, _mm512_slli_epi16::<2>(h))
         }
     }
 }
@@ -123,88 +113,24 @@ mod x86 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use candle_core::quantized::QTensor;
-    use candle_core::{Device, Tensor};
 
-    /// The weight integers and scales give candle's decoded values: `d · sc · (q − 4)`.
+    /// The weight integers and scales give candle's decoded values: `(d · sc) · (q − 4)`, and the
+    /// offsets are `4 · sc`.
     #[test]
     fn the_integers_are_candles_values() {
-        let v: Vec<f32> = (0..8 * 256)
-            .map(|i| ((i * 7919 % 1013) as f32 / 1013.0 - 0.5) * 3.0 + (i % 5) as f32 * 0.2)
-            .collect();
-        let t = Tensor::from_vec(v, (8, 256), &Device::Cpu).unwrap();
-        let q = QTensor::quantize(&t, candle_core::quantized::GgmlDType::Q3K).unwrap();
-        let want = q
-            .dequantize(&Device::Cpu)
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .to_vec1::<f32>()
-            .unwrap();
-        let data = q.data().unwrap();
-        let (mut high, mut negative) = (0, 0);
-        for (b, blk) in data.chunks_exact(BYTES).enumerate() {
-            let s = int_scales(blk);
-            negative += s.sc.iter().filter(|&&v| v < 0).count();
-            for p in 0..4 {
-                let w = pair_values(blk, p);
-                for (j, &q) in w.iter().enumerate() {
-                    let g = 4 * p + j / 16;
-                    // candle: `(d · sc) · (q − 4)`, the same operations.
-                    let got = (s.d * s.sc[g] as f32) * (q - 4) as f32;
-                    assert_eq!(
-                        got.to_bits(),
-                        want[256 * b + 64 * p + j].to_bits(),
-                        "block {b} pair {p} value {j}"
-                    );
-                    assert_eq!(s.c[g], 4 * s.sc[g]);
-                    high += (q >= 4) as usize;
-                }
-            }
-        }
+        let (data, ints) = super::super::testing::integers_against_candle(
+            candle_core::quantized::GgmlDType::Q3K,
+            BYTES,
+            pair_values,
+            int_scales,
+            |s, g, q| (s.d * s.sc[g] as f32) * (q - 4) as f32,
+        );
+        let scales: Vec<KScales> = data.chunks_exact(BYTES).map(int_scales).collect();
+        assert!(scales.iter().all(|s| (0..16).all(|g| s.c[g] == 4 * s.sc[g])));
+        let negative = scales.iter().any(|s| s.sc.iter().any(|&v| v < 0));
         assert!(
-            high > 0 && negative > 0,
+            ints.iter().any(|&q| q >= 4) && negative,
             "high bits and negative scales must be exercised"
         );
-    }
-
-    #[cfg(target_arch = "x86_64")]
-    #[test]
-    fn the_simd_unpackings_are_the_portable_ones() {
-        /// `sub_avx2` of sub-block `s`, as bytes.
-        #[target_feature(enable = "avx2")]
-        unsafe fn sub(b: &[u8], s: usize) -> [u8; 32] {
-            // SAFETY: the caller's block of 110 bytes, `s < 8`; AVX2 enabled here.
-            unsafe { std::mem::transmute(sub_avx2(b.as_ptr(), s)) }
-        }
-        /// `pair_avx512` of pair `p`, as bytes.
-        #[target_feature(enable = "avx512f,avx512bw,avx2")]
-        unsafe fn pair(b: &[u8], p: usize) -> [u8; 64] {
-            // SAFETY: the caller's block of 110 bytes, `p < 4`; the features enabled here.
-            unsafe { std::mem::transmute(pair_avx512(b.as_ptr(), p)) }
-        }
-        let blk: Vec<u8> = (0..BYTES)
-            .map(|i| (i as u32).wrapping_mul(2_654_435_761).rotate_left(11) as u8)
-            .collect();
-        if std::arch::is_x86_feature_detected!("avx2") {
-            for s in 0..8 {
-                // SAFETY: the block's 110 bytes, `s < 8`, and the CPU has AVX2 (detected).
-                let got = unsafe { sub(&blk, s) };
-                let want = pair_values(&blk, s / 2);
-                for j in 0..32 {
-                    assert_eq!(got[j] as i32, want[32 * (s % 2) + j], "sub-block {s} value {j}");
-                }
-            }
-        }
-        if std::arch::is_x86_feature_detected!("avx512bw") {
-            for p in 0..4 {
-                // SAFETY: the block's 110 bytes, `p < 4`, and the CPU has AVX-512 F/BW (detected).
-                let got = unsafe { pair(&blk, p) };
-                let want = pair_values(&blk, p);
-                for j in 0..64 {
-                    assert_eq!(got[j] as i32, want[j], "pair {p} value {j}");
-                }
-            }
-        }
     }
 }

@@ -117,7 +117,7 @@ pub use x86::{pair_avx512, sub_avx2, Q4K};
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use super::super::x86::{halves, Block};
+    use super::super::x86::{bits_avx2, bits_avx512, halves, Block};
     use super::{scale_min_k4, BYTES, D, QS, SCALES};
     use std::arch::x86_64::*;
 
@@ -164,11 +164,7 @@ mod x86 {
     pub unsafe fn sub_avx2(b: *const u8, s: usize) -> __m256i {
         // SAFETY: reads bytes `16 + 32·(s/2)` + 0..32, at most 144 for `s < 8` (the contract), with
         // AVX2 (the contract).
-        unsafe {
-            let q = _mm256_loadu_si256(b.add(QS + 32 * (s / 2)) as *const __m256i);
-            let q = _mm256_srl_epi16(q, _mm_cvtsi32_si128(4 * (s % 2) as i32));
-            _mm256_and_si256(q, _mm256_set1_epi8(0x0F))
-        }
+        unsafe { bits_avx2(b.add(QS + 32 * (s / 2)), 4 * (s % 2), 0x0F) }
     }
 
     /// Pair `p` of the block `b`: the 64 unsigned 4-bit values, for the integer path.
@@ -179,17 +175,26 @@ mod x86 {
     pub unsafe fn pair_avx512(b: *const u8, p: usize) -> __m512i {
         // SAFETY: reads bytes `16 + 32·p` + 0..32, at most 144 for `p < 4` (the contract), with the
         // contract's features.
-        unsafe {
-            let v = _mm512_broadcast_i64x4(_mm256_loadu_si256(b.add(QS + 32 * p) as *const __m256i));
-            let shifts = _mm512_inserti64x4::<1>(_mm512_setzero_si512(), _mm256_set1_epi16(4));
-            _mm512_and_si512(_mm512_srlv_epi16(v, shifts), _mm512_set1_epi8(0x0F))
-        }
+        unsafe { bits_avx512(b.add(QS + 32 * p), 0, 4, 0x0F) }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The weight integers and scales give candle's decoded values: `(d · sc) · q − (dmin · m)`.
+    #[test]
+    fn the_integers_are_candles_values() {
+        let (_, ints) = super::super::testing::integers_against_candle(
+            candle_core::quantized::GgmlDType::Q4K,
+            BYTES,
+            pair_values,
+            int_scales,
+            |s, g, q| (s.d * s.sc[g] as f32) * q as f32 - s.e * s.c[g] as f32,
+        );
+        assert!(ints.contains(&15), "every bit of the values must be exercised");
+    }
 
     #[cfg(target_arch = "x86_64")]
     #[test]

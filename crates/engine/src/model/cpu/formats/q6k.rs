@@ -92,7 +92,7 @@ pub use x86::{pair_avx512, sub_avx2, Q6K};
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use super::super::x86::{f16_ptr, Block};
+    use super::super::x86::{bits_avx2, bits_avx512, f16_ptr, Block};
     use super::{BYTES, D, QH, QL, SCALES};
     use std::arch::x86_64::*;
 
@@ -150,16 +150,8 @@ mod x86 {
         // `qh` ending by byte 192 of the 210-byte block, with AVX2 (the contract).
         unsafe {
             let (half, t) = (s / 4, s % 4);
-            let ql = _mm256_loadu_si256(b.add(QL + 64 * half + 32 * (t & 1)) as *const __m256i);
-            let ql = _mm256_and_si256(
-                _mm256_srl_epi16(ql, _mm_cvtsi32_si128(4 * (t / 2) as i32)),
-                _mm256_set1_epi8(0x0F),
-            );
-            let qh = _mm256_loadu_si256(b.add(QH + 32 * half) as *const __m256i);
-            let qh = _mm256_and_si256(
-                _mm256_srl_epi16(qh, _mm_cvtsi32_si128(2 * t as i32)),
-                _mm256_set1_epi8(3),
-            );
+            let ql = bits_avx2(b.add(QL + 64 * half + 32 * (t & 1)), 4 * (t / 2), 0x0F);
+            let qh = bits_avx2(b.add(QH + 32 * half), 2 * t, 3);
             _mm256_or_si256(ql, _mm256_slli_epi16::<4>(qh))
         }
     }
@@ -181,9 +173,7 @@ mod x86 {
                 _mm512_srl_epi16(ql, _mm_cvtsi32_si128(4 * (p % 2) as i32)),
                 _mm512_set1_epi8(0x0F),
             );
-            let qh = _mm512_broadcast_i64x4(_mm256_loadu_si256(b.add(QH + 32 * half) as *const __m256i));
-            let shifts = _mm512_inserti64x4::<1>(_mm512_set1_epi16(2 * t as i16), _mm256_set1_epi16(2 * t as i16 + 2));
-            let qh = _mm512_and_si512(_mm512_srlv_epi16(qh, shifts), _mm512_set1_epi8(3));
+            let qh = bits_avx512(b.add(QH + 32 * half), 2 * t, 2 * t + 2, 3);
             _mm512_or_si512(ql, _mm512_slli_epi16::<4>(qh))
         }
     }

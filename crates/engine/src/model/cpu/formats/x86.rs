@@ -54,3 +54,37 @@ pub unsafe fn f16_ptr(p: *const u8) -> f32 {
         )))
     }
 }
+
+/// The 32 bytes at `p`, each shifted right by `shift` bits and masked with `mask`: one field of
+/// packed weight bits (nibbles, 2-bit values, high bits) as one byte a value. The shift runs in
+/// 16-bit lanes, so a byte takes in its neighbour's low bits; `mask` keeps only bits that were
+/// the byte's own (at most `8 − shift` low bits).
+///
+/// # Safety
+/// 32 bytes at `p` are readable (any alignment); the CPU has AVX2.
+#[inline(always)]
+pub unsafe fn bits_avx2(p: *const u8, shift: usize, mask: i8) -> __m256i {
+    // SAFETY: one unaligned 32-byte read (the contract), with AVX2 (the contract).
+    unsafe {
+        let v = _mm256_loadu_si256(p as *const __m256i);
+        _mm256_and_si256(
+            _mm256_srl_epi16(v, _mm_cvtsi32_si128(shift as i32)),
+            _mm256_set1_epi8(mask),
+        )
+    }
+}
+
+/// [`bits_avx2`] twice from the same 32 bytes, as the two halves of one register: the first
+/// half shifted by `lo` bits, the second by `hi` (two sub-blocks stored in the same bytes).
+///
+/// # Safety
+/// 32 bytes at `p` are readable (any alignment); the CPU has AVX-512 F/BW and AVX2.
+#[inline(always)]
+pub unsafe fn bits_avx512(p: *const u8, lo: usize, hi: usize, mask: i8) -> __m512i {
+    // SAFETY: one unaligned 32-byte read (the contract), with the contract's features.
+    unsafe {
+        let v = _mm512_broadcast_i64x4(_mm256_loadu_si256(p as *const __m256i));
+        let shifts = _mm512_inserti64x4::<1>(_mm512_set1_epi16(lo as i16), _mm256_set1_epi16(hi as i16));
+        _mm512_and_si512(_mm512_srlv_epi16(v, shifts), _mm512_set1_epi8(mask))
+    }
+}
