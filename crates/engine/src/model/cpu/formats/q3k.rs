@@ -24,18 +24,27 @@ pub const SCALES: usize = 96;
 /// Byte offset of the f16 scale `d`.
 pub const D: usize = 108;
 
-/// The 16 groups' signed scales `sc − 32` of the block `blk` (ggml's unpacking of the 12 bytes).
-pub fn scales(blk: &[u8]) -> [i8; 16] {
-    let r = |i: usize| u32::from_le_bytes([0, 1, 2, 3].map(|j| blk[SCALES + 4 * i + j]));
-    let (a0, a1, tmp) = (r(0), r(1), r(2));
+/// The 16 groups' 6-bit scales, one a byte, as ggml unpacks the 12 packed bytes `(a0, a1, a2)`
+/// (little-endian words): the low 4 bits from `a0`/`a1`, the high 2 from `a2`.
+#[inline(always)]
+fn unpack(a0: u32, a1: u32, tmp: u32) -> [u32; 4] {
     const K1: u32 = 0x0303_0303;
     const K2: u32 = 0x0f0f_0f0f;
-    let aux = [
+    [
         (a0 & K2) | ((tmp & K1) << 4),
         (a1 & K2) | (((tmp >> 2) & K1) << 4),
         ((a0 >> 4) & K2) | (((tmp >> 4) & K1) << 4),
         ((a1 >> 4) & K2) | (((tmp >> 6) & K1) << 4),
-    ];
+    ]
+}
+
+/// The 16 groups' signed scales `sc − 32` of the block `blk`.
+pub fn scales(blk: &[u8]) -> [i8; 16] {
+    let word = |i: usize| {
+        let at = SCALES + 4 * i;
+        u32::from_le_bytes([blk[at], blk[at + 1], blk[at + 2], blk[at + 3]])
+    };
+    let aux = unpack(word(0), word(1), word(2));
     // Each byte is a 6-bit scale: `- 32` keeps it in i8.
     std::array::from_fn(|j| (aux[j / 4].to_le_bytes()[j % 4] as i8).wrapping_sub(32))
 }
@@ -69,13 +78,28 @@ pub fn int_scales(blk: &[u8]) -> KScales {
 }
 
 #[cfg(target_arch = "x86_64")]
-pub use x86::{pair_avx512, sub_avx2};
+pub use x86::{pair_avx512, scales_sse, sub_avx2};
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use super::super::x86::{bits_avx2, bits_avx512};
-    use super::{HMASK, QS};
+    use super::{unpack, HMASK, QS, SCALES};
     use std::arch::x86_64::*;
+
+    /// The 16 groups' signed scales `sc − 32` of the block `b` as the 16 bytes of a register
+    /// ([`super::scales`] in registers: the decoding kernels unpack them every block).
+    ///
+    /// # Safety
+    /// The 110 bytes of the block are readable; the CPU has SSE2.
+    #[inline(always)]
+    pub unsafe fn scales_sse(b: *const u8) -> __m128i {
+        // SAFETY: three unaligned 4-byte reads of the 12 scale bytes (the contract).
+        unsafe {
+            let r = |i: usize| (b.add(SCALES + 4 * i) as *const u32).read_unaligned();
+            let aux = unpack(r(0), r(1), r(2));
+            _mm_sub_epi8(_mm_loadu_si128(aux.as_ptr() as *const __m128i), _mm_set1_epi8(32))
+        }
+    }
 
     /// Sub-block `s` of the block `b`: 32 unsigned 3-bit values, for the integer path.
     ///

@@ -84,8 +84,7 @@ unsafe fn kscales<const F: u8>(b: *const u8) -> ([i16; 16], __m256i, f32, f32) {
             )
         } else if F == Q3K {
             // Signed scales unpacked from 12 bytes; `c_j = 4 · sc_j`.
-            let s = q3k::scales(std::slice::from_raw_parts(b, q3k::BYTES));
-            let v = _mm256_cvtepi8_epi16(_mm_loadu_si128(s.as_ptr() as *const __m128i));
+            let v = _mm256_cvtepi8_epi16(q3k::scales_sse(b));
             let d = f16(b.add(q3k::D));
             (
                 std::mem::transmute::<__m256i, [i16; 16]>(v),

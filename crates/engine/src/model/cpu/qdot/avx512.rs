@@ -187,8 +187,7 @@ unsafe fn tile<const F: u8, const VNNI: bool, const M: usize, const NR: usize>(c
                         (m, f16(b.add(q2k::D)), f16(b.add(q2k::DMIN)))
                     } else if F == Q3K {
                         // Signed scales unpacked from 12 bytes; `c_j = 4 · sc_j`.
-                        let s = q3k::scales(std::slice::from_raw_parts(b, q3k::BYTES));
-                        let v = _mm256_cvtepi8_epi16(_mm_loadu_si128(s.as_ptr() as *const __m128i));
+                        let v = _mm256_cvtepi8_epi16(q3k::scales_sse(b));
                         sc[i] = _mm512_castsi256_si512(v);
                         let d = f16(b.add(q3k::D));
                         (_mm256_slli_epi16::<2>(v), d, d)
