@@ -234,6 +234,20 @@ mod tests {
             "F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K",
             "the list errors show"
         );
+        // Every matrix of a K-quant file (`Q2_K` … `Q6_K_M`) takes the integer path.
+        let int8: Vec<&str> = FORMATS.iter().filter(|f| f.int8.is_some()).map(|f| f.name).collect();
+        assert_eq!(int8, ["Q4_0", "Q8_0", "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K"]);
+        for f in FORMATS.iter() {
+            if let Some(q) = f.int8 {
+                let (bytes, values) = q.block();
+                assert_eq!(
+                    (bytes, values),
+                    (f.dtype.type_size(), f.dtype.block_size()),
+                    "{}",
+                    f.name
+                );
+            }
+        }
     }
 
     #[test]
