@@ -460,6 +460,16 @@ fn the_catalogue_estimates_memory_and_knows_what_is_installed() {
         entry(&cat("64000000000"), "bartowski/Meta-Llama-3.1-8B-Instruct-GGUF:Q4_K_M")["fits"],
         true
     );
+    // A 6 GB machine: the 8B model fits as Q3_K_M (4.0 GB of weights), not as Q4_K_M.
+    let six = cat("6000000000");
+    assert_eq!(
+        entry(&six, "bartowski/Meta-Llama-3.1-8B-Instruct-GGUF:Q3_K_M")["fits"],
+        true
+    );
+    assert_eq!(
+        entry(&six, "bartowski/Meta-Llama-3.1-8B-Instruct-GGUF:Q4_K_M")["fits"],
+        false
+    );
     // Without a GPU (this CPU build) there is no GPU estimate; with one, each file is held
     // against its memory too (here an 8 GB card, as FREEZE_ATTN_GPU_MEMORY_BYTES plans for).
     assert_eq!(eight["gpu_memory_bytes"], serde_json::Value::Null);
