@@ -25,11 +25,11 @@
 //! row a lane (prefill, weights repacked), and subtract `8 · Σ qx` from `Σ q · qx` instead of
 //! multiplying by `q − 8`.
 //!
-//! **Scales, in f32, in increasing `b`, one chain per output:** `acc = fma(T_b as f32, s_b · dx_b,
-//! acc)`, with `s_b` the block's f16 scale (Q4_0, Q8_0) or its `d` (K-quants); for the K-quants
-//! also `off = fma(C_b as f32, e · dx_b, off)` with `e = dmin` (Q2_K, Q4_K, Q5_K) or `d` (Q6_K,
-//! Q3_K). The result is `acc − off` (`off = 0` for Q4_0/Q8_0). The conversions of `T_b` and `C_b`
-//! to f32 may round (above 2²⁴), the same on every path.
+//! **Scales, in f32, in increasing `b`, one chain per output:**
+//! `acc = fma(T_b as f32, s_b · dx_b, acc)`, with `s_b` the block's f16 scale (Q4_0, Q8_0) or its
+//! `d` (K-quants); for the K-quants also `off = fma(C_b as f32, e · dx_b, off)` with `e = dmin`
+//! (Q2_K, Q4_K, Q5_K) or `d` (Q6_K, Q3_K). The result is `acc − off` (`off = 0` for Q4_0/Q8_0).
+//! The conversions of `T_b` and `C_b` to f32 may round (above 2²⁴), the same on every path.
 //!
 //! Each format's weight integers, scales and layout come from [`super::formats`]; this module
 //! holds the definition ([`dot`]) and the dispatch, `avx2` and `avx512` the SIMD kernels over

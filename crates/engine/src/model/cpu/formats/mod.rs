@@ -172,9 +172,9 @@ pub(crate) mod testing {
 
     /// Quantizes 8 rows of 256 spread values to `dtype` (a K-quant of `bytes`-byte blocks) with
     /// candle and checks that the integer path's weight integers (`pair_values`) and scales
-    /// (`int_scales`) give candle's decoded values bit for bit through `value(scales, group,
-    /// integer)`, the format's own formula in candle's order of operations. Returns the blocks
-    /// and every weight integer, for the caller's checks of what was exercised.
+    /// (`int_scales`) give candle's decoded values bit for bit through
+    /// `value(scales, group, integer)`, the format's own formula in candle's order of operations.
+    /// Returns the blocks and every weight integer, for the caller's checks of what was exercised.
     pub fn integers_against_candle(
         dtype: GgmlDType,
         bytes: usize,

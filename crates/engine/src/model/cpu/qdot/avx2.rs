@@ -17,6 +17,7 @@
 
 use super::{block_bytes, k4_scales, Call, QFormat, Q2K, Q3K, Q4K, Q4_0, Q5K, Q8_0};
 use crate::model::cpu::formats::{f16_ptr as f16, q2k, q3k, q4_0, q4k, q5k, q6k, q8_0};
+use std::arch::x86_64::*;
 
 /// Sub-block `s` of the K-quant block at `b` of format `F`: 32 weight integers as unsigned bytes.
 ///
@@ -35,7 +36,6 @@ unsafe fn ksub<const F: u8>(b: *const u8, s: usize) -> __m256i {
         }
     }
 }
-use std::arch::x86_64::*;
 
 /// The 8 `i32` lanes of `v` summed (exact).
 ///

@@ -7,11 +7,11 @@
 //! outputs at a time, in the definition's order: the same bits as every other path.
 //!
 //! Bounds (weights unsigned, `|qx| ≤ 127`): a pair sum is at most `2 · 15 · 127 = 3,810` for the
-//! 4-bit formats, so 8 steps (a Q4_0 block, a Q4_K sub-block) stay below 32,767; Q5_K's `2 · 31 ·
-//! 127 = 7,874` (and Q3_K's and Q2_K's, smaller) allow 4 steps (a 16-value group, one scale),
-//! Q6_K's `2 · 63 · 127 = 16,002` 2. Q8_0 as unsigned `q + 128` would overflow one pair sum, so
-//! this kernel repacks it signed and multiplies `|q|` by `qx · sign(q)` (`vpsignb`; at most `2 ·
-//! 128 · 127 = 32,512` a pair, widened every step).
+//! 4-bit formats, so 8 steps (a Q4_0 block, a Q4_K sub-block) stay below 32,767; Q5_K's
+//! `2 · 31 · 127 = 7,874` (and Q3_K's and Q2_K's, smaller) allow 4 steps (a 16-value group, one
+//! scale), Q6_K's `2 · 63 · 127 = 16,002` 2. Q8_0 as unsigned `q + 128` would overflow one pair
+//! sum, so this kernel repacks it signed and multiplies `|q|` by `qx · sign(q)` (`vpsignb`; at
+//! most `2 · 128 · 127 = 32,512` a pair, widened every step).
 //!
 //! With AVX-VNNI (the 256-bit `vpdpbusd` of Intel's laptop cores since Alder Lake), one
 //! instruction adds 4 products a lane straight into 32 bits: Q4_0 and Q8_0 sum a block that way,
