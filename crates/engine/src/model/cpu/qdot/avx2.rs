@@ -52,14 +52,14 @@ unsafe fn hsum_i32(v: __m256i) -> i32 {
     }
 }
 
-/// A K-quant block's integer scales as 16-bit values (Q4_K, Q5_K: one per 32-value sub-block, in
+/// A K-quant block's integer scales (the AVX-512 decoding tile takes them too) as 16-bit values (Q4_K, Q5_K: one per 32-value sub-block, in
 /// 0..8; Q2_K, Q3_K, Q6_K: one per 16 values), the offsets' 16 coefficients `c_j` as 16-bit lanes,
 /// and its `d` and `e` (see the definition in [`super`]).
 ///
 /// # Safety
 /// The block (of format `F`, a K-quant) at `b` is readable; the CPU has AVX2 and F16C.
 #[inline(always)]
-unsafe fn kscales<const F: u8>(b: *const u8) -> ([i16; 16], __m256i, f32, f32) {
+pub(super) unsafe fn kscales<const F: u8>(b: *const u8) -> ([i16; 16], __m256i, f32, f32) {
     // SAFETY: reads of the block's scales and `d`/`dmin` (the contract), with AVX2 (the contract).
     unsafe {
         if k4_scales(F) {

@@ -171,32 +171,9 @@ unsafe fn tile<const F: u8, const VNNI: bool, const M: usize, const NR: usize>(c
                 let mut epair = [_mm512_setzero_ps(); 2];
                 for i in 0..NR {
                     let b = w.add(i * row_bytes + blk * bytes);
-                    let (c16, d, e) = if k4_scales(F) {
-                        let u = q4k::scales_mins(b.add(q4k::SCALES));
-                        let v = _mm_loadu_si128(u.as_ptr() as *const __m128i);
-                        sc[i] = _mm512_castsi256_si512(_mm256_cvtepu8_epi16(v));
-                        let m = _mm_cvtepu8_epi16(_mm_srli_si128::<8>(v));
-                        let c = _mm256_set_m128i(_mm_unpackhi_epi16(m, m), _mm_unpacklo_epi16(m, m));
-                        (c, f16(b.add(q4k::D)), f16(b.add(q4k::DMIN)))
-                    } else if F == Q2K {
-                        // Scales and minimums: the low and high 4 bits of 16 bytes; `c_j = m_j`.
-                        let v = _mm_loadu_si128(b.add(q2k::SCALES) as *const __m128i);
-                        let nib = _mm_set1_epi8(0x0F);
-                        sc[i] = _mm512_castsi256_si512(_mm256_cvtepu8_epi16(_mm_and_si128(v, nib)));
-                        let m = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16::<4>(v), nib));
-                        (m, f16(b.add(q2k::D)), f16(b.add(q2k::DMIN)))
-                    } else if F == Q3K {
-                        // Signed scales unpacked from 12 bytes; `c_j = 4 · sc_j`.
-                        let v = _mm256_cvtepi8_epi16(q3k::scales_sse(b));
-                        sc[i] = _mm512_castsi256_si512(v);
-                        let d = f16(b.add(q3k::D));
-                        (_mm256_slli_epi16::<2>(v), d, d)
-                    } else {
-                        let v = _mm256_cvtepi8_epi16(_mm_loadu_si128(b.add(q6k::SCALES) as *const __m128i));
-                        sc[i] = _mm512_castsi256_si512(v);
-                        let d = f16(b.add(q6k::D));
-                        (_mm256_slli_epi16::<5>(v), d, d)
-                    };
+                    // The block's scales as 16-bit values, `c_j` and `d`, `e`: the AVX2 kernel's.
+                    let (s16, c16, d, e) = super::avx2::kscales::<F>(b);
+                    sc[i] = _mm512_castsi256_si512(_mm256_loadu_si256(s16.as_ptr() as *const __m256i));
                     dv[i] = d;
                     if i % 2 == 0 {
                         cpair[i / 2] = _mm512_castsi256_si512(c16);

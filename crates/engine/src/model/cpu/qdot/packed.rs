@@ -79,14 +79,10 @@ impl Dims {
                 ns: 0,
                 no: 0,
             },
-            Q4K | Q5K => Self {
-                nb: k / 256,
-                ns: k / 32,
-                no: k / 256,
-            },
+            // K-quants: a scale per 32 values (Q4_K, Q5_K) or per 16.
             _ => Self {
                 nb: k / 256,
-                ns: k / 16,
+                ns: if super::k4_scales(f) { k / 32 } else { k / 16 },
                 no: k / 256,
             },
         }
