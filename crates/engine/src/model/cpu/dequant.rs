@@ -23,6 +23,32 @@ pub fn decoder(dtype: GgmlDType, isa: Isa) -> Option<RowDecoder> {
     Some(simd.unwrap_or(f.decode))
 }
 
+/// A whole row (of whole 32-value blocks) decoded with the AVX2 block decoder of the fused
+/// decoding kernel ([`super::gemv`]).
+#[cfg(target_arch = "x86_64")]
+pub fn avx2_row<B: formats::BlockAvx2>(bytes: &[u8], out: &mut [f32]) {
+    use std::arch::x86_64::*;
+    #[target_feature(enable = "avx2,fma,f16c")]
+    fn inner<B: formats::BlockAvx2>(bytes: &[u8], out: &mut [f32]) {
+        let nb = out.len() / 32;
+        assert!(bytes.len() >= nb * B::BYTES);
+        for b in 0..nb {
+            // SAFETY: `b < nb`: block `b` (`BYTES` bytes) is inside `bytes` (asserted) and its 32
+            // outputs inside `out`; `inner` enables every feature `BlockAvx2::decode8` needs.
+            unsafe {
+                let v = B::decode8(bytes.as_ptr().add(b * B::BYTES));
+                let o = out.as_mut_ptr().add(b * 32);
+                for (q, v) in v.into_iter().enumerate() {
+                    _mm256_storeu_ps(o.add(8 * q), v);
+                }
+            }
+        }
+    }
+    // SAFETY: `decoder` hands this function out only for `Isa::Avx2` or above, so the CPU has
+    // AVX2, FMA and F16C (see `isa`).
+    unsafe { inner::<B>(bytes, out) }
+}
+
 /// A whole row decoded with the block decoder of the fused decoding kernels
 /// ([`super::gemv`]), so prefill panels and decoding see the same values.
 #[cfg(target_arch = "x86_64")]
@@ -66,6 +92,7 @@ mod tests {
             GgmlDType::Q4_0,
             GgmlDType::Q4_1,
             GgmlDType::Q5_0,
+            GgmlDType::Q5_1,
             GgmlDType::Q8_0,
             GgmlDType::Q4K,
             GgmlDType::Q6K,

@@ -1,12 +1,14 @@
-//! Decoding-time products for the formats with an AVX-512 block decoder ([`super::formats`]'s
-//! [`Block`](super::formats::Block)s): each weight block is dequantized in registers and met
-//! with the input at once, with no row buffer in between.
+//! Decoding-time products for the formats with an AVX-512 or AVX2 block decoder
+//! ([`super::formats`]'s [`Block`](super::formats::Block)s and
+//! [`BlockAvx2`](super::formats::BlockAvx2)s): each weight block is dequantized in registers and
+//! met with the input at once, with no row buffer in between.
 //!
 //! A block of 32 values fills two 16-lane vectors in `k` order (values 0–15, then 16–31), each
 //! value computed exactly as the format's reference decoder computes it, and each goes into the
-//! accumulator with one fused multiply-add. That is lane `l` accumulating `k ≡ l (mod 16)` in
-//! increasing `k`, the arithmetic of [`super::gemm::dot`] on the dequantized row, so these
-//! kernels give the same bits as the panel path used for prefill.
+//! accumulator with one fused multiply-add (with AVX2, four 8-lane vectors into the two halves
+//! of the accumulator). That is lane `l` accumulating `k ≡ l (mod 16)` in increasing `k`, the
+//! arithmetic of [`super::gemm::dot`] on the dequantized row, so these kernels give the same bits
+//! as the panel path used for prefill.
 //!
 //! Decoding streams every weight once per token, from memory rather than cache on most
 //! machines, so it is bound by memory bandwidth: the kernels read four rows side by side and
@@ -41,7 +43,8 @@ pub const MAX_M: usize = 3;
 pub fn gemv(dtype: GgmlDType, isa: Isa) -> Option<Gemv> {
     match isa {
         Isa::Avx512 => super::formats::of(dtype)?.gemv_avx512,
-        Isa::Avx2 | Isa::Portable => None,
+        Isa::Avx2 => super::formats::of(dtype)?.gemv_avx2,
+        Isa::Portable => None,
     }
 }
 
@@ -159,6 +162,127 @@ pub(super) mod avx512 {
                     _ => unreachable!("{m} input rows"),
                 }
                 i += nr;
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+pub(super) mod avx2 {
+    use super::super::formats::BlockAvx2;
+    use super::super::gemm::avx2::hsum;
+    use std::arch::x86_64::*;
+
+    /// Rows `0..NR` of `W` against `M` input rows (`k` values each), each accumulator as two
+    /// 8-lane halves (lanes 0–7 take values 0–7 and 16–23 of every block, lanes 8–15 the
+    /// others); with `prefetch`, the same blocks of the next `NR` rows are prefetched.
+    ///
+    /// # Safety
+    /// The CPU has AVX2, FMA and F16C; `NR` rows of `row_bytes` bytes (whole blocks of `k`
+    /// values) are readable at `w`, and `NR` more after them when `prefetch`; `M` rows of `k`
+    /// floats at `x`; `out` is writable at `r·ldo + i` for `r < M`, `i < NR`.
+    #[inline(always)]
+    // Register tiles indexed by row and column read best as index loops; they unroll fully.
+    #[allow(clippy::too_many_arguments, clippy::needless_range_loop)]
+    unsafe fn rows<B: BlockAvx2, const M: usize, const NR: usize>(
+        w: *const u8,
+        row_bytes: usize,
+        prefetch: bool,
+        x: *const f32,
+        k: usize,
+        out: *mut f32,
+        ldo: usize,
+    ) {
+        // SAFETY: the contract: every block read (`blk < k / 32`) lies in rows `0..NR`, every
+        // prefetch address in the next `NR` rows (only when `prefetch`), every input load inside
+        // row `r < M` (`c + 32 <= k`), every store at an output of the tile; the features cover
+        // every intrinsic.
+        unsafe {
+            let mut acc = [[[_mm256_setzero_ps(); 2]; NR]; M];
+            let next = w.add(NR * row_bytes);
+            for blk in 0..k / 32 {
+                if prefetch {
+                    for i in 0..NR {
+                        for line in (0..B::BYTES).step_by(64) {
+                            _mm_prefetch::<_MM_HINT_T0>(next.add(i * row_bytes + blk * B::BYTES + line) as *const i8);
+                        }
+                    }
+                }
+                let c = 32 * blk;
+                for i in 0..NR {
+                    let v = B::decode8(w.add(i * row_bytes + blk * B::BYTES));
+                    for r in 0..M {
+                        for q in 0..4 {
+                            let xv = _mm256_loadu_ps(x.add(r * k + c + 8 * q));
+                            acc[r][i][q % 2] = _mm256_fmadd_ps(xv, v[q], acc[r][i][q % 2]);
+                        }
+                    }
+                }
+            }
+            for r in 0..M {
+                for i in 0..NR {
+                    *out.add(r * ldo + i) = hsum(acc[r][i][0], acc[r][i][1]);
+                }
+            }
+        }
+    }
+
+    /// Weight rows `0..n` against `M` input rows, `NR` rows at a time (the last few one by one).
+    ///
+    /// # Safety
+    /// As [`super::Gemv`] with `m = M`, and the CPU has AVX2, FMA and F16C.
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn walk<B: BlockAvx2, const M: usize, const NR: usize>(
+        w: *const u8,
+        row_bytes: usize,
+        n: usize,
+        x: *const f32,
+        k: usize,
+        out: *mut f32,
+        ldo: usize,
+    ) {
+        // SAFETY: each call covers weight rows `i..i + NR <= n` (or one row `i < n`), prefetching
+        // rows `i + NR..i + 2·NR` only when they exist, and those rows' outputs: all inside the
+        // caller's bounds.
+        unsafe {
+            let mut i = 0;
+            while i + NR <= n {
+                let pf = i + 2 * NR <= n;
+                rows::<B, M, NR>(w.add(i * row_bytes), row_bytes, pf, x, k, out.add(i), ldo);
+                i += NR;
+            }
+            for j in i..n {
+                rows::<B, M, 1>(w.add(j * row_bytes), row_bytes, false, x, k, out.add(j), ldo);
+            }
+        }
+    }
+
+    /// See [`super::Gemv`]. Four weight rows at a time for one input row (8 accumulators of the
+    /// 16 registers), two for two or three.
+    ///
+    /// # Safety
+    /// As [`super::Gemv`]: `w`, `x` and `out` cover `n` weight rows, `m` input rows and their
+    /// outputs, and the CPU has the features enabled here.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    #[allow(clippy::too_many_arguments)]
+    pub unsafe fn gemv<B: BlockAvx2>(
+        w: *const u8,
+        row_bytes: usize,
+        n: usize,
+        x: *const f32,
+        m: usize,
+        k: usize,
+        out: *mut f32,
+        ldo: usize,
+    ) {
+        // SAFETY: the caller's bounds, passed on; `m` selects the instance.
+        unsafe {
+            match m {
+                1 => walk::<B, 1, 4>(w, row_bytes, n, x, k, out, ldo),
+                2 => walk::<B, 2, 2>(w, row_bytes, n, x, k, out, ldo),
+                3 => walk::<B, 3, 2>(w, row_bytes, n, x, k, out, ldo),
+                _ => unreachable!("{m} input rows"),
             }
         }
     }

@@ -83,8 +83,9 @@ impl CpuMatrix {
             return None;
         }
         // The SIMD block decoders take 32 values at a time: f16/bf16 rows of 16·odd values
-        // (block size 1) use the decoders below AVX-512, and no fused kernel.
-        let block_isa = if k.is_multiple_of(32) { isa } else { isa.min(Isa::Avx2) };
+        // (block size 1) use the row decoders of AVX2 (any length), and no fused kernel.
+        let whole = k.is_multiple_of(32);
+        let block_isa = if whole { isa } else { isa.min(Isa::Avx2) };
         let row_bytes = k / dt.block_size() * dt.type_size();
         Some(Self {
             tensor,
@@ -93,7 +94,10 @@ impl CpuMatrix {
             row_bytes,
             decode: decoder(dt, block_isa)?,
             // The integer path, where there is one, serves decoding too.
-            gemv: QFormat::of(dt, k).map_or_else(|| gemv::gemv(dt, block_isa), |_| None),
+            gemv: match QFormat::of(dt, k) {
+                None if whole => gemv::gemv(dt, isa),
+                _ => None,
+            },
             int8: QFormat::of(dt, k),
             isa,
         })
@@ -143,8 +147,8 @@ impl CpuMatrix {
                 let r0 = t * task_rows;
                 let rows = task_rows.min(n - r0);
                 let w = &data[r0 * self.row_bytes..(r0 + rows) * self.row_bytes];
-                // SAFETY: the kernel came from `gemv` for `block_isa <= self.isa`, an instruction
-                // set the CPU runs (`isa()`, or `available()` in tests); `w` holds `rows` whole
+                // SAFETY: the kernel came from `gemv` for `self.isa`, an instruction set the CPU
+                // runs (`isa()`, or `available()` in tests); `w` holds `rows` whole
                 // rows, `x` holds m × k values with `m <= MAX_M` (checked above), and this task
                 // alone writes columns `r0..r0+rows` of the m × n output.
                 unsafe { gemv(w.as_ptr(), self.row_bytes, rows, x.as_ptr(), m, k, dst.ptr().add(r0), n) };
@@ -256,6 +260,7 @@ mod tests {
             GgmlDType::Q4_0,
             GgmlDType::Q4_1,
             GgmlDType::Q5_0,
+            GgmlDType::Q5_1,
             GgmlDType::Q8_0,
             GgmlDType::Q2K,
             GgmlDType::Q3K,

@@ -1,6 +1,6 @@
-//! Q5_1, Q2_K, Q3_K and Q5_K: decoded by candle's own `to_float`, which is their definition.
-//! The default model and its common re-quantizations do not use them, so they have no SIMD
-//! decoders, no fused decoding kernel and no integer path of ours.
+//! Q2_K, Q3_K and Q5_K to f32: decoded by candle's own `to_float`, which is their definition.
+//! Their products take the integer path (`qdot`), which never decodes to f32, so they have no
+//! SIMD decoders and no fused f32 decoding kernel.
 
 use candle_core::quantized::k_quants::GgmlType;
 

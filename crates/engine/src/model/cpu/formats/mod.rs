@@ -3,8 +3,11 @@
 //!
 //! A format's file holds its block layout (sizes and byte offsets), its scale unpacking, its
 //! portable decoder to f32 (the definition: the operations of candle and ggml in their order),
-//! the same decoder for AVX2 and as AVX-512 sub-blocks ([`Block`]), and, for the formats with an
-//! integer path (Q4_0, Q8_0 and the K-quants), its weight integers and the scales that path needs.
+//! the same decoder for AVX2 (as whole rows, or as blocks in registers, [`BlockAvx2`]) and as
+//! AVX-512 sub-blocks ([`Block`]), and, for the formats with an integer path (Q4_0, Q8_0 and the
+//! K-quants), its weight integers and the scales that path needs. The formats without one (f16,
+//! bf16, Q4_1, Q5_0, Q5_1) decode in registers in the fused decoding kernels of both instruction
+//! sets.
 //! The kernels hold the loops and tiles and take these pieces: `dequant` (whole rows, for the
 //! prefill panels), `gemv` (fused decoding), `qdot` (the integer path). So the decoding and the
 //! prefill kernels decode a format with the same code, which is what keeps them bit for bit
@@ -14,9 +17,11 @@
 //! instances that serve it, and the list of supported types that the GGUF loader's refusal and
 //! [`crate::error::EngineError::UnsupportedTensorType`]'s text are derived from.
 
+#[cfg(target_arch = "x86_64")]
+use super::dequant::avx2_row;
 use super::gemv::Gemv;
 use super::qdot::QFormat;
-use candle_core::quantized::k_quants::{BlockQ2K, BlockQ3K, BlockQ5K, BlockQ5_1};
+use candle_core::quantized::k_quants::{BlockQ2K, BlockQ3K, BlockQ5K};
 use candle_core::quantized::GgmlDType;
 
 /// `Some(e)` on x86-64, where the SIMD paths exist; `None` (and `e` not compiled) elsewhere.
@@ -60,6 +65,7 @@ pub mod q4_0;
 mod q4_1;
 pub mod q4k;
 mod q5_0;
+mod q5_1;
 pub mod q5k;
 pub mod q6k;
 pub mod q8_0;
@@ -67,7 +73,7 @@ pub mod q8_0;
 mod x86;
 
 #[cfg(target_arch = "x86_64")]
-pub use x86::{f16_ptr, Block};
+pub use x86::{f16_ptr, Block, BlockAvx2};
 
 /// Decodes `out.len()` consecutive values starting at block-aligned byte offset `bytes`.
 pub type RowDecoder = fn(bytes: &[u8], out: &mut [f32]);
@@ -87,14 +93,18 @@ pub struct Format {
     pub decode_avx512: Option<RowDecoder>,
     /// The fused decoding kernel over the format's [`Block`] (AVX-512).
     pub gemv_avx512: Option<Gemv>,
+    /// The fused decoding kernel over the format's [`BlockAvx2`] (AVX2).
+    pub gemv_avx2: Option<Gemv>,
     /// The integer path, for the formats that have one (see `qdot`).
     pub int8: Option<QFormat>,
 }
 
-/// One [`Format`]: its type and name, its portable decoder, and optionally its AVX2 decoder, its
-/// [`Block`] (for the AVX-512 row decoder and the fused decoding kernel) and its integer format.
+/// One [`Format`]: its type and name, its portable decoder, and optionally its AVX2 row decoder,
+/// its [`BlockAvx2`] (for the AVX2 fused decoding kernel), its [`Block`] (for the AVX-512 row
+/// decoder and fused decoding kernel) and its integer format.
 macro_rules! entry {
-    ($dtype:ident, $name:literal, $decode:expr $(, avx2: $avx2:expr)? $(, avx512: $block:ty)? $(, int8: $q:ident)?) => {
+    ($dtype:ident, $name:literal, $decode:expr $(, avx2: $avx2:expr)? $(, avx2_gemv: $block2:ty)?
+     $(, avx512: $block:ty)? $(, int8: $q:ident)?) => {
         Format {
             dtype: GgmlDType::$dtype,
             name: $name,
@@ -102,6 +112,7 @@ macro_rules! entry {
             decode_avx2: entry!(@opt $(x86!($avx2))?),
             decode_avx512: entry!(@opt $(x86!(super::dequant::avx512_row::<$block>))?),
             gemv_avx512: entry!(@opt $(x86!(super::gemv::avx512::gemv::<$block>))?),
+            gemv_avx2: entry!(@opt $(x86!(super::gemv::avx2::gemv::<$block2>))?),
             int8: entry!(@opt $(Some(QFormat::$q))?),
         }
     };
@@ -114,12 +125,12 @@ macro_rules! entry {
 /// weight formats, and a file holding weights in them is refused.
 pub static FORMATS: [Format; 13] = [
     entry!(F32, "F32", dense::f32s),
-    entry!(F16, "F16", dense::f16s, avx2: dense::f16_avx2, avx512: dense::F16),
-    entry!(BF16, "BF16", dense::bf16s, avx512: dense::Bf16),
+    entry!(F16, "F16", dense::f16s, avx2: dense::f16_avx2, avx2_gemv: dense::F16, avx512: dense::F16),
+    entry!(BF16, "BF16", dense::bf16s, avx2: dense::bf16_avx2, avx2_gemv: dense::Bf16, avx512: dense::Bf16),
     entry!(Q4_0, "Q4_0", q4_0::decode, avx2: q4_0::decode_avx2, avx512: q4_0::Q4_0, int8: Q4_0),
-    entry!(Q4_1, "Q4_1", q4_1::decode, avx2: q4_1::decode_avx2, avx512: q4_1::Q4_1),
-    entry!(Q5_0, "Q5_0", q5_0::decode, avx2: q5_0::decode_avx2, avx512: q5_0::Q5_0),
-    entry!(Q5_1, "Q5_1", candle::blocks::<BlockQ5_1>),
+    entry!(Q4_1, "Q4_1", q4_1::decode, avx2: avx2_row::<q4_1::Q4_1>, avx2_gemv: q4_1::Q4_1, avx512: q4_1::Q4_1),
+    entry!(Q5_0, "Q5_0", q5_0::decode, avx2: avx2_row::<q5_0::Q5_0>, avx2_gemv: q5_0::Q5_0, avx512: q5_0::Q5_0),
+    entry!(Q5_1, "Q5_1", q5_1::decode, avx2: avx2_row::<q5_1::Q5_1>, avx2_gemv: q5_1::Q5_1, avx512: q5_1::Q5_1),
     entry!(Q8_0, "Q8_0", q8_0::decode, avx2: q8_0::decode_avx2, avx512: q8_0::Q8_0, int8: Q8_0),
     entry!(Q2K, "Q2_K", candle::blocks::<BlockQ2K>, int8: Q2K),
     entry!(Q3K, "Q3_K", candle::blocks::<BlockQ3K>, int8: Q3K),
@@ -256,6 +267,7 @@ mod tests {
             (GgmlDType::Q4_0, q4_0::BYTES, q4_0::VALUES),
             (GgmlDType::Q4_1, q4_1::BYTES, q4_1::VALUES),
             (GgmlDType::Q5_0, q5_0::BYTES, q5_0::VALUES),
+            (GgmlDType::Q5_1, q5_1::BYTES, q5_1::VALUES),
             (GgmlDType::Q8_0, q8_0::BYTES, q8_0::VALUES),
             (GgmlDType::Q2K, q2k::BYTES, q2k::VALUES),
             (GgmlDType::Q3K, q3k::BYTES, q3k::VALUES),

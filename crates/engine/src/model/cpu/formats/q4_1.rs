@@ -36,47 +36,13 @@ pub fn decode(bytes: &[u8], out: &mut [f32]) {
 }
 
 #[cfg(target_arch = "x86_64")]
-pub use x86::{decode_avx2, Q4_1};
+pub use x86::Q4_1;
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use super::super::x86::{halves, halves_avx2, Block};
-    use super::{BYTES, D, QS, VALUES};
+    use super::super::x86::{affine8, halves, widen8, Block, BlockAvx2};
+    use super::{BYTES, D, QS};
     use std::arch::x86_64::*;
-
-    pub fn decode_avx2(bytes: &[u8], out: &mut [f32]) {
-        #[target_feature(enable = "avx2,fma,f16c")]
-        fn inner(bytes: &[u8], out: &mut [f32]) {
-            let nb = out.len() / VALUES;
-            assert!(bytes.len() >= nb * BYTES);
-            let mask = _mm_set1_epi8(0x0F);
-            for b in 0..nb {
-                // SAFETY: `b < nb`: the 20 bytes of block `b` are inside `bytes` (asserted) and its
-                // 32 outputs inside `out` (`nb = out.len() / 32`); the features are `inner`'s.
-                unsafe {
-                    let blk = bytes.as_ptr().add(b * BYTES);
-                    let dm = halves_avx2(blk.add(D));
-                    let d = _mm256_broadcastss_ps(dm);
-                    let m = _mm256_broadcastss_ps(_mm_movehdup_ps(dm));
-                    let qs = _mm_loadu_si128(blk.add(QS) as *const __m128i);
-                    let lo = _mm_and_si128(qs, mask);
-                    let hi = _mm_and_si128(_mm_srli_epi16(qs, 4), mask);
-                    let o = out.as_mut_ptr().add(b * VALUES);
-                    for (i, v) in [lo, _mm_srli_si128(lo, 8), hi, _mm_srli_si128(hi, 8)]
-                        .into_iter()
-                        .enumerate()
-                    {
-                        let f = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(v));
-                        // x * d + m with two roundings, as the reference (no fused multiply-add).
-                        _mm256_storeu_ps(o.add(i * 8), _mm256_add_ps(_mm256_mul_ps(f, d), m));
-                    }
-                }
-            }
-        }
-        // SAFETY: `decoder` hands this function out only for `Isa::Avx2` or above, so the CPU
-        // has AVX2, FMA and F16C (see `isa`).
-        unsafe { inner(bytes, out) }
-    }
 
     pub struct Q4_1;
     impl Block for Q4_1 {
@@ -97,6 +63,29 @@ mod x86 {
                     _mm512_add_ps(_mm512_mul_ps(lo, d), m),
                     _mm512_add_ps(_mm512_mul_ps(hi, d), m),
                 )
+            }
+        }
+    }
+
+    impl BlockAvx2 for Q4_1 {
+        const BYTES: usize = BYTES;
+        #[inline(always)]
+        unsafe fn decode8(p: *const u8) -> [__m256; 4] {
+            // SAFETY: reads bytes 0..4 (`d`, `m`) and 4..20 (the nibbles) of the 20-byte block, all
+            // readable by the contract, with the contract's CPU features.
+            unsafe {
+                let dm = halves(p.add(D));
+                let (d, m) = (_mm256_broadcastss_ps(dm), _mm256_broadcastss_ps(_mm_movehdup_ps(dm)));
+                let qs = _mm_loadu_si128(p.add(QS) as *const __m128i);
+                let mask = _mm_set1_epi8(0x0F);
+                let (lo, hi) = (_mm_and_si128(qs, mask), _mm_and_si128(_mm_srli_epi16::<4>(qs), mask));
+                // q * d + m with two roundings, as the reference decoder.
+                [
+                    affine8(widen8::<false>(lo), d, m),
+                    affine8(widen8::<true>(lo), d, m),
+                    affine8(widen8::<false>(hi), d, m),
+                    affine8(widen8::<true>(hi), d, m),
+                ]
             }
         }
     }

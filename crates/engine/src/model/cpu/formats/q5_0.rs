@@ -37,14 +37,11 @@ pub fn decode(bytes: &[u8], out: &mut [f32]) {
 }
 
 #[cfg(target_arch = "x86_64")]
-avx2_instance!(decode_avx2, decode);
-
-#[cfg(target_arch = "x86_64")]
 pub use x86::Q5_0;
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use super::super::x86::{halves, Block};
+    use super::super::x86::{halves, scaled8, widen8, with_fifth8, Block, BlockAvx2};
     use super::{BYTES, D, QH, QS};
     use std::arch::x86_64::*;
 
@@ -68,6 +65,30 @@ mod x86 {
                     _mm512_mul_ps(_mm512_cvtepi32_ps(lo), d),
                     _mm512_mul_ps(_mm512_cvtepi32_ps(hi), d),
                 )
+            }
+        }
+    }
+
+    impl BlockAvx2 for Q5_0 {
+        const BYTES: usize = BYTES;
+        #[inline(always)]
+        unsafe fn decode8(p: *const u8) -> [__m256; 4] {
+            // SAFETY: reads bytes 0..4 (`d` and the first half of `qh`), 2..6 (`qh`) and 6..22
+            // (the nibbles) of the 22-byte block, all readable by the contract, with the
+            // contract's CPU features.
+            unsafe {
+                let d = _mm256_broadcastss_ps(halves(p.add(D)));
+                let qh = (p.add(QH) as *const u32).read_unaligned();
+                let qs = _mm_loadu_si128(p.add(QS) as *const __m128i);
+                let mask = _mm_set1_epi8(0x0F);
+                let (lo, hi) = (_mm_and_si128(qs, mask), _mm_and_si128(_mm_srli_epi16::<4>(qs), mask));
+                let sixteen = _mm256_set1_epi32(16);
+                [
+                    scaled8(_mm256_sub_epi32(with_fifth8(widen8::<false>(lo), qh, 0), sixteen), d),
+                    scaled8(_mm256_sub_epi32(with_fifth8(widen8::<true>(lo), qh, 8), sixteen), d),
+                    scaled8(_mm256_sub_epi32(with_fifth8(widen8::<false>(hi), qh, 16), sixteen), d),
+                    scaled8(_mm256_sub_epi32(with_fifth8(widen8::<true>(hi), qh, 24), sixteen), d),
+                ]
             }
         }
     }

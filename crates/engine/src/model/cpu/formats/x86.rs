@@ -1,6 +1,6 @@
-//! What the x86 decoders of every format share: the [`Block`] interface of the AVX-512 decoders
-//! (which the fused decoding kernel and the AVX-512 row decoder are generic over) and the f16
-//! scale readers.
+//! What the x86 decoders of every format share: the [`Block`] and [`BlockAvx2`] interfaces of
+//! the AVX-512 and AVX2 decoders (which the fused decoding kernels and the row decoders are
+//! generic over) and the f16 scale readers.
 
 use std::arch::x86_64::*;
 
@@ -17,6 +17,73 @@ pub trait Block {
     /// `BYTES` bytes at `p` are readable, `s < SUBS`, and the CPU has AVX-512 F/BW/DQ/VL,
     /// AVX2 and F16C (the decoders are inlined into functions that enable them).
     unsafe fn decode(p: *const u8, s: usize) -> (__m512, __m512);
+}
+
+/// One 32-value block format for AVX2, as [`Block`] is for AVX-512: the values of the block
+/// at `p` as four 8-lane vectors in `k` order (values 0–7, 8–15, 16–23, 24–31), each computed
+/// exactly as the format's portable decoder computes it. The formats without an integer path
+/// have one (their decoding is an f32 product over these values).
+pub trait BlockAvx2 {
+    const BYTES: usize;
+    /// The 32 values of the block at `p`.
+    ///
+    /// # Safety
+    /// `BYTES` bytes at `p` are readable, and the CPU has AVX2, FMA and F16C (the decoders are
+    /// inlined into functions that enable them).
+    unsafe fn decode8(p: *const u8) -> [__m256; 4];
+}
+
+/// Eight bytes of `v` (its low eight with `HIGH` false, its high eight with `HIGH` true) widened
+/// to 32-bit lanes, for the [`BlockAvx2`] decoders.
+///
+/// # Safety
+/// The CPU has AVX2.
+#[inline(always)]
+pub unsafe fn widen8<const HIGH: bool>(v: __m128i) -> __m256i {
+    // SAFETY: register operations only, with AVX2 (the contract).
+    unsafe { _mm256_cvtepu8_epi32(if HIGH { _mm_unpackhi_epi64(v, v) } else { v }) }
+}
+
+/// Nibbles `q` of values `first..first + 8` of a Q5 block with their fifth bits (bit `v` of
+/// `qh` for value `v`, worth 16) set, in 32-bit lanes.
+///
+/// # Safety
+/// The CPU has AVX2.
+#[inline(always)]
+pub unsafe fn with_fifth8(q: __m256i, qh: u32, first: u32) -> __m256i {
+    // SAFETY: register operations only, with AVX2 (the contract).
+    unsafe {
+        let at = _mm256_add_epi32(
+            _mm256_set1_epi32(first as i32),
+            _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+        );
+        let bit = _mm256_and_si256(
+            _mm256_srlv_epi32(_mm256_set1_epi32(qh as i32), at),
+            _mm256_set1_epi32(1),
+        );
+        _mm256_or_si256(q, _mm256_slli_epi32::<4>(bit))
+    }
+}
+
+/// The integers `q` as f32 times `d` (one rounding).
+///
+/// # Safety
+/// The CPU has AVX2.
+#[inline(always)]
+pub unsafe fn scaled8(q: __m256i, d: __m256) -> __m256 {
+    // SAFETY: register operations only, with AVX2 (the contract).
+    unsafe { _mm256_mul_ps(_mm256_cvtepi32_ps(q), d) }
+}
+
+/// The integers `q` as f32, times `d`, plus `m`: two roundings (no fused multiply-add), as the
+/// formats with a minimum define their values.
+///
+/// # Safety
+/// The CPU has AVX2.
+#[inline(always)]
+pub unsafe fn affine8(q: __m256i, d: __m256, m: __m256) -> __m256 {
+    // SAFETY: register operations only, with AVX2 (the contract).
+    unsafe { _mm256_add_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(q), d), m) }
 }
 
 /// `[d, m]` from the two leading f16 values of a block, for the [`Block`] decoders.
