@@ -48,6 +48,23 @@ pub fn gemv(dtype: GgmlDType, isa: Isa) -> Option<Gemv> {
     }
 }
 
+/// Prefetches bytes `at..at + bytes` (one weight block) of each of the `NR` rows at `rows`.
+///
+/// # Safety
+/// Those bytes lie inside the caller's weights (a prefetch does not fault, but the addresses
+/// must stay inside the allocation for the pointer arithmetic to be defined).
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn prefetch_block<const NR: usize>(rows: *const u8, row_bytes: usize, at: usize, bytes: usize) {
+    use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+    for i in 0..NR {
+        for line in (0..bytes).step_by(64) {
+            // SAFETY: inside row `i < NR` at `at + line < at + bytes` (the contract).
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(rows.add(i * row_bytes + at + line) as *const i8) };
+        }
+    }
+}
+
 #[cfg(target_arch = "x86_64")]
 pub(super) mod avx512 {
     use super::super::formats::Block;
@@ -82,11 +99,7 @@ pub(super) mod avx512 {
             let next = w.add(NR * row_bytes);
             for blk in 0..k / (32 * B::SUBS) {
                 if prefetch {
-                    for i in 0..NR {
-                        for line in (0..B::BYTES).step_by(64) {
-                            _mm_prefetch::<_MM_HINT_T0>(next.add(i * row_bytes + blk * B::BYTES + line) as *const i8);
-                        }
-                    }
+                    super::prefetch_block::<NR>(next, row_bytes, blk * B::BYTES, B::BYTES);
                 }
                 for sub in 0..B::SUBS {
                     let c = 32 * (blk * B::SUBS + sub);
@@ -202,11 +215,7 @@ pub(super) mod avx2 {
             let next = w.add(NR * row_bytes);
             for blk in 0..k / 32 {
                 if prefetch {
-                    for i in 0..NR {
-                        for line in (0..B::BYTES).step_by(64) {
-                            _mm_prefetch::<_MM_HINT_T0>(next.add(i * row_bytes + blk * B::BYTES + line) as *const i8);
-                        }
-                    }
+                    super::prefetch_block::<NR>(next, row_bytes, blk * B::BYTES, B::BYTES);
                 }
                 let c = 32 * blk;
                 for i in 0..NR {

@@ -40,7 +40,7 @@ pub use x86::Q4_1;
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use super::super::x86::{affine8, halves, widen8, Block, BlockAvx2};
+    use super::super::x86::{affine8, dm8, halves, nibbles16, widen8, Block, BlockAvx2};
     use super::{BYTES, D, QS};
     use std::arch::x86_64::*;
 
@@ -74,11 +74,8 @@ mod x86 {
             // SAFETY: reads bytes 0..4 (`d`, `m`) and 4..20 (the nibbles) of the 20-byte block, all
             // readable by the contract, with the contract's CPU features.
             unsafe {
-                let dm = halves(p.add(D));
-                let (d, m) = (_mm256_broadcastss_ps(dm), _mm256_broadcastss_ps(_mm_movehdup_ps(dm)));
-                let qs = _mm_loadu_si128(p.add(QS) as *const __m128i);
-                let mask = _mm_set1_epi8(0x0F);
-                let (lo, hi) = (_mm_and_si128(qs, mask), _mm_and_si128(_mm_srli_epi16::<4>(qs), mask));
+                let (d, m) = dm8(p.add(D));
+                let (lo, hi) = nibbles16(p.add(QS));
                 // q * d + m with two roundings, as the reference decoder.
                 [
                     affine8(widen8::<false>(lo), d, m),

@@ -41,7 +41,7 @@ pub use x86::Q5_0;
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use super::super::x86::{halves, scaled8, widen8, with_fifth8, Block, BlockAvx2};
+    use super::super::x86::{halves, nibbles16, scaled8, widen8, with_fifth8, Block, BlockAvx2};
     use super::{BYTES, D, QH, QS};
     use std::arch::x86_64::*;
 
@@ -79,9 +79,7 @@ mod x86 {
             unsafe {
                 let d = _mm256_broadcastss_ps(halves(p.add(D)));
                 let qh = (p.add(QH) as *const u32).read_unaligned();
-                let qs = _mm_loadu_si128(p.add(QS) as *const __m128i);
-                let mask = _mm_set1_epi8(0x0F);
-                let (lo, hi) = (_mm_and_si128(qs, mask), _mm_and_si128(_mm_srli_epi16::<4>(qs), mask));
+                let (lo, hi) = nibbles16(p.add(QS));
                 let sixteen = _mm256_set1_epi32(16);
                 [
                     scaled8(_mm256_sub_epi32(with_fifth8(widen8::<false>(lo), qh, 0), sixteen), d),

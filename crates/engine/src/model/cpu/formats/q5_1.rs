@@ -46,7 +46,7 @@ pub use x86::Q5_1;
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use super::super::x86::{affine8, halves, widen8, with_fifth8, Block, BlockAvx2};
+    use super::super::x86::{affine8, dm8, halves, nibbles16, widen8, with_fifth8, Block, BlockAvx2};
     use super::{BYTES, D, QH, QS};
     use std::arch::x86_64::*;
 
@@ -84,12 +84,9 @@ mod x86 {
             // SAFETY: reads bytes 0..4 (`d`, `m`), 4..8 (`qh`) and 8..24 (the nibbles) of the
             // 24-byte block, all readable by the contract, with the contract's CPU features.
             unsafe {
-                let dm = halves(p.add(D));
-                let (d, m) = (_mm256_broadcastss_ps(dm), _mm256_broadcastss_ps(_mm_movehdup_ps(dm)));
+                let (d, m) = dm8(p.add(D));
                 let qh = (p.add(QH) as *const u32).read_unaligned();
-                let qs = _mm_loadu_si128(p.add(QS) as *const __m128i);
-                let mask = _mm_set1_epi8(0x0F);
-                let (lo, hi) = (_mm_and_si128(qs, mask), _mm_and_si128(_mm_srli_epi16::<4>(qs), mask));
+                let (lo, hi) = nibbles16(p.add(QS));
                 // q * d + m with two roundings, as the reference decoder.
                 [
                     affine8(with_fifth8(widen8::<false>(lo), qh, 0), d, m),

@@ -44,6 +44,34 @@ pub unsafe fn widen8<const HIGH: bool>(v: __m128i) -> __m256i {
     unsafe { _mm256_cvtepu8_epi32(if HIGH { _mm_unpackhi_epi64(v, v) } else { v }) }
 }
 
+/// The 16 bytes at `p` as their low nibbles (values 0–15 of a 32-value block) and their high
+/// nibbles (values 16–31), one byte a value.
+///
+/// # Safety
+/// 16 bytes at `p` are readable (any alignment); the CPU has AVX2.
+#[inline(always)]
+pub unsafe fn nibbles16(p: *const u8) -> (__m128i, __m128i) {
+    // SAFETY: one unaligned 16-byte read (the contract), with AVX2 (the contract).
+    unsafe {
+        let qs = _mm_loadu_si128(p as *const __m128i);
+        let mask = _mm_set1_epi8(0x0F);
+        (_mm_and_si128(qs, mask), _mm_and_si128(_mm_srli_epi16::<4>(qs), mask))
+    }
+}
+
+/// `d` and `m` (the two leading f16 values of a block) each broadcast to 8 lanes.
+///
+/// # Safety
+/// 4 bytes at `p` are readable; the CPU has AVX2 and F16C.
+#[inline(always)]
+pub unsafe fn dm8(p: *const u8) -> (__m256, __m256) {
+    // SAFETY: `halves` reads the 4 bytes (the contract); register operations otherwise.
+    unsafe {
+        let dm = halves(p);
+        (_mm256_broadcastss_ps(dm), _mm256_broadcastss_ps(_mm_movehdup_ps(dm)))
+    }
+}
+
 /// Nibbles `q` of values `first..first + 8` of a Q5 block with their fifth bits (bit `v` of
 /// `qh` for value `v`, worth 16) set, in 32-bit lanes.
 ///
