@@ -61,7 +61,11 @@ pub(super) fn open(path: &Path) -> Option<File> {
 /// Whether a failed direct write means "not supported here" (fall back) rather than a real
 /// I/O error.
 pub(super) fn unsupported(e: &io::Error) -> bool {
-    e.kind() == io::ErrorKind::InvalidInput || e.raw_os_error() == Some(libc::EINVAL)
+    #[cfg(unix)]
+    let einval = e.raw_os_error() == Some(libc::EINVAL);
+    #[cfg(not(unix))]
+    let einval = false;
+    e.kind() == io::ErrorKind::InvalidInput || einval
 }
 
 /// `chunk` bytes aligned to [`BLOCK`], zeroed when allocated, owned exclusively.
@@ -228,10 +232,10 @@ pub(super) fn finish(f: &File, mut p: Pending, head: &[u8]) -> io::Result<()> {
 /// (the fork of a node just frozen, bench-resume) reads it from memory; without this it would
 /// read it from the disk. Best effort: the advice may be ignored.
 pub(super) fn read_ahead(f: &File) {
-    /// Bytes asked for at a time (the kernel reads one request of at most a few megabytes).
-    const READ_AHEAD_STEP: u64 = 8 << 20;
     #[cfg(target_os = "linux")]
     {
+        /// Bytes asked for at a time (the kernel reads one request of at most a few megabytes).
+        const READ_AHEAD_STEP: u64 = 8 << 20;
         use std::os::fd::AsRawFd;
         let len = f.metadata().map(|m| m.len()).unwrap_or(0);
         let mut at = 0;
