@@ -308,22 +308,18 @@ fn release_pages(data: &[u8]) {
 
 /// `madvise` over the whole pages inside `data` (a read-only file mapping that stays mapped).
 /// Failures are ignored: the advice only changes speed or residency, never a value.
+#[cfg(unix)]
 fn advise(data: &[u8], advice: i32) {
-    #[cfg(unix)]
-    {
-        // SAFETY: sysconf only reads a system constant; `_SC_PAGESIZE` is a valid name.
-        let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096) as usize;
-        let start = (data.as_ptr() as usize).next_multiple_of(page);
-        let end = (data.as_ptr() as usize + data.len()) / page * page;
-        if end > start {
-            // SAFETY: whole pages inside a read-only file mapping that stays mapped; populating
-            // reads them in, and MADV_DONTNEED on such a mapping only drops them (they fault
-            // back in from the file).
-            unsafe { libc::madvise(start as *mut libc::c_void, end - start, advice) };
-        }
+    // SAFETY: sysconf only reads a system constant; `_SC_PAGESIZE` is a valid name.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096) as usize;
+    let start = (data.as_ptr() as usize).next_multiple_of(page);
+    let end = (data.as_ptr() as usize + data.len()) / page * page;
+    if end > start {
+        // SAFETY: whole pages inside a read-only file mapping that stays mapped; populating
+        // reads them in, and MADV_DONTNEED on such a mapping only drops them (they fault back
+        // in from the file).
+        unsafe { libc::madvise(start as *mut libc::c_void, end - start, advice) };
     }
-    #[cfg(not(unix))]
-    let _ = (data, advice);
 }
 
 /// Loads the weights; activations run in f32 on the CPU (over the matrices as stored) and in the
