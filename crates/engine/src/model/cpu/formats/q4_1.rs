@@ -40,7 +40,7 @@ pub use x86::Q4_1;
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use super::super::x86::{affine8, dm8, halves, nibbles16, widen8, Block, BlockAvx2};
+    use super::super::x86::{affine8x4, dm8, halves, nibbles8x4, Block, BlockAvx2};
     use super::{BYTES, D, QS};
     use std::arch::x86_64::*;
 
@@ -75,14 +75,8 @@ mod x86 {
             // readable by the contract, with the contract's CPU features.
             unsafe {
                 let (d, m) = dm8(p.add(D));
-                let (lo, hi) = nibbles16(p.add(QS));
                 // q * d + m with two roundings, as the reference decoder.
-                [
-                    affine8(widen8::<false>(lo), d, m),
-                    affine8(widen8::<true>(lo), d, m),
-                    affine8(widen8::<false>(hi), d, m),
-                    affine8(widen8::<true>(hi), d, m),
-                ]
+                affine8x4(nibbles8x4(p.add(QS)), d, m)
             }
         }
     }

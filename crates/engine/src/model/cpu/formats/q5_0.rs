@@ -41,7 +41,7 @@ pub use x86::Q5_0;
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use super::super::x86::{halves, nibbles16, scaled8, widen8, with_fifth8, Block, BlockAvx2};
+    use super::super::x86::{halves, nibbles8x4, scaled8x4, with_fifth8x4, Block, BlockAvx2};
     use super::{BYTES, D, QH, QS};
     use std::arch::x86_64::*;
 
@@ -79,14 +79,11 @@ mod x86 {
             unsafe {
                 let d = _mm256_broadcastss_ps(halves(p.add(D)));
                 let qh = (p.add(QH) as *const u32).read_unaligned();
-                let (lo, hi) = nibbles16(p.add(QS));
-                let sixteen = _mm256_set1_epi32(16);
-                [
-                    scaled8(_mm256_sub_epi32(with_fifth8(widen8::<false>(lo), qh, 0), sixteen), d),
-                    scaled8(_mm256_sub_epi32(with_fifth8(widen8::<true>(lo), qh, 8), sixteen), d),
-                    scaled8(_mm256_sub_epi32(with_fifth8(widen8::<false>(hi), qh, 16), sixteen), d),
-                    scaled8(_mm256_sub_epi32(with_fifth8(widen8::<true>(hi), qh, 24), sixteen), d),
-                ]
+                let mut q = with_fifth8x4(nibbles8x4(p.add(QS)), qh);
+                for q in q.iter_mut() {
+                    *q = _mm256_sub_epi32(*q, _mm256_set1_epi32(16));
+                }
+                scaled8x4(q, d)
             }
         }
     }

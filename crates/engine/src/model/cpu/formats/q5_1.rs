@@ -46,7 +46,7 @@ pub use x86::Q5_1;
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use super::super::x86::{affine8, dm8, halves, nibbles16, widen8, with_fifth8, Block, BlockAvx2};
+    use super::super::x86::{affine8x4, dm8, halves, nibbles8x4, with_fifth8x4, Block, BlockAvx2};
     use super::{BYTES, D, QH, QS};
     use std::arch::x86_64::*;
 
@@ -86,14 +86,8 @@ mod x86 {
             unsafe {
                 let (d, m) = dm8(p.add(D));
                 let qh = (p.add(QH) as *const u32).read_unaligned();
-                let (lo, hi) = nibbles16(p.add(QS));
                 // q * d + m with two roundings, as the reference decoder.
-                [
-                    affine8(with_fifth8(widen8::<false>(lo), qh, 0), d, m),
-                    affine8(with_fifth8(widen8::<true>(lo), qh, 8), d, m),
-                    affine8(with_fifth8(widen8::<false>(hi), qh, 16), d, m),
-                    affine8(with_fifth8(widen8::<true>(hi), qh, 24), d, m),
-                ]
+                affine8x4(with_fifth8x4(nibbles8x4(p.add(QS)), qh), d, m)
             }
         }
     }

@@ -33,29 +33,25 @@ pub trait BlockAvx2 {
     unsafe fn decode8(p: *const u8) -> [__m256; 4];
 }
 
-/// Eight bytes of `v` (its low eight with `HIGH` false, its high eight with `HIGH` true) widened
-/// to 32-bit lanes, for the [`BlockAvx2`] decoders.
-///
-/// # Safety
-/// The CPU has AVX2.
-#[inline(always)]
-pub unsafe fn widen8<const HIGH: bool>(v: __m128i) -> __m256i {
-    // SAFETY: register operations only, with AVX2 (the contract).
-    unsafe { _mm256_cvtepu8_epi32(if HIGH { _mm_unpackhi_epi64(v, v) } else { v }) }
-}
-
-/// The 16 bytes at `p` as their low nibbles (values 0–15 of a 32-value block) and their high
-/// nibbles (values 16–31), one byte a value.
+/// The 32 nibbles of the 16 bytes at `p` (low nibbles are values 0–15 of a 32-value block, high
+/// nibbles values 16–31) as four groups of 8 values in 32-bit lanes, in `k` order.
 ///
 /// # Safety
 /// 16 bytes at `p` are readable (any alignment); the CPU has AVX2.
 #[inline(always)]
-pub unsafe fn nibbles16(p: *const u8) -> (__m128i, __m128i) {
-    // SAFETY: one unaligned 16-byte read (the contract), with AVX2 (the contract).
+pub unsafe fn nibbles8x4(p: *const u8) -> [__m256i; 4] {
+    // SAFETY: one unaligned 16-byte read (the contract); register operations otherwise, with
+    // AVX2 (the contract).
     unsafe {
         let qs = _mm_loadu_si128(p as *const __m128i);
         let mask = _mm_set1_epi8(0x0F);
-        (_mm_and_si128(qs, mask), _mm_and_si128(_mm_srli_epi16::<4>(qs), mask))
+        let (lo, hi) = (_mm_and_si128(qs, mask), _mm_and_si128(_mm_srli_epi16::<4>(qs), mask));
+        [
+            _mm256_cvtepu8_epi32(lo),
+            _mm256_cvtepu8_epi32(_mm_unpackhi_epi64(lo, lo)),
+            _mm256_cvtepu8_epi32(hi),
+            _mm256_cvtepu8_epi32(_mm_unpackhi_epi64(hi, hi)),
+        ]
     }
 }
 
@@ -72,46 +68,60 @@ pub unsafe fn dm8(p: *const u8) -> (__m256, __m256) {
     }
 }
 
-/// Nibbles `q` of values `first..first + 8` of a Q5 block with their fifth bits (bit `v` of
-/// `qh` for value `v`, worth 16) set, in 32-bit lanes.
+/// The 32 nibbles of a Q5 block ([`nibbles8x4`]) with their fifth bits (bit `v` of `qh` for
+/// value `v`, worth 16) set.
 ///
 /// # Safety
 /// The CPU has AVX2.
 #[inline(always)]
-pub unsafe fn with_fifth8(q: __m256i, qh: u32, first: u32) -> __m256i {
+pub unsafe fn with_fifth8x4(mut q: [__m256i; 4], qh: u32) -> [__m256i; 4] {
     // SAFETY: register operations only, with AVX2 (the contract).
     unsafe {
-        let at = _mm256_add_epi32(
-            _mm256_set1_epi32(first as i32),
-            _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
-        );
-        let bit = _mm256_and_si256(
-            _mm256_srlv_epi32(_mm256_set1_epi32(qh as i32), at),
-            _mm256_set1_epi32(1),
-        );
-        _mm256_or_si256(q, _mm256_slli_epi32::<4>(bit))
+        let bits = _mm256_set1_epi32(qh as i32);
+        let one = _mm256_set1_epi32(1);
+        for (g, q) in q.iter_mut().enumerate() {
+            let at = _mm256_add_epi32(
+                _mm256_set1_epi32(8 * g as i32),
+                _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+            );
+            let bit = _mm256_and_si256(_mm256_srlv_epi32(bits, at), one);
+            *q = _mm256_or_si256(*q, _mm256_slli_epi32::<4>(bit));
+        }
+        q
     }
 }
 
-/// The integers `q` as f32 times `d` (one rounding).
+/// The integers `q` as f32, each times `d` (one rounding).
 ///
 /// # Safety
 /// The CPU has AVX2.
 #[inline(always)]
-pub unsafe fn scaled8(q: __m256i, d: __m256) -> __m256 {
+pub unsafe fn scaled8x4(q: [__m256i; 4], d: __m256) -> [__m256; 4] {
     // SAFETY: register operations only, with AVX2 (the contract).
-    unsafe { _mm256_mul_ps(_mm256_cvtepi32_ps(q), d) }
+    unsafe {
+        let mut out = [_mm256_setzero_ps(); 4];
+        for (o, q) in out.iter_mut().zip(q) {
+            *o = _mm256_mul_ps(_mm256_cvtepi32_ps(q), d);
+        }
+        out
+    }
 }
 
-/// The integers `q` as f32, times `d`, plus `m`: two roundings (no fused multiply-add), as the
-/// formats with a minimum define their values.
+/// The integers `q` as f32, each times `d`, plus `m`: two roundings (no fused multiply-add), as
+/// the formats with a minimum define their values.
 ///
 /// # Safety
 /// The CPU has AVX2.
 #[inline(always)]
-pub unsafe fn affine8(q: __m256i, d: __m256, m: __m256) -> __m256 {
+pub unsafe fn affine8x4(q: [__m256i; 4], d: __m256, m: __m256) -> [__m256; 4] {
     // SAFETY: register operations only, with AVX2 (the contract).
-    unsafe { _mm256_add_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(q), d), m) }
+    unsafe {
+        let mut out = [_mm256_setzero_ps(); 4];
+        for (o, q) in out.iter_mut().zip(q) {
+            *o = _mm256_add_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(q), d), m);
+        }
+        out
+    }
 }
 
 /// `[d, m]` from the two leading f16 values of a block, for the [`Block`] decoders.
