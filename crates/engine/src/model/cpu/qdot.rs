@@ -34,7 +34,9 @@
 //! Each format's weight integers, scales and layout come from [`super::formats`]; this module
 //! holds the definition ([`dot`]) and the dispatch, `avx2` and `avx512` the SIMD kernels over
 //! the weights as stored, `packed` the prefill kernels over repacked weights (AVX-512 VNNI;
-//! `packed::avx2` for AVX2, with or without AVX-VNNI), and `inputs` the quantized input rows.
+//! `packed::avx2` for AVX2, with or without AVX-VNNI), `portable` the kernel of every other CPU
+//! (ARM, x86 without AVX2: plain Rust the compiler vectorizes), and `inputs` the quantized input
+//! rows.
 
 // Index loops mirror the arithmetic they define; iterator chains would hide the order.
 #![allow(clippy::needless_range_loop)]
@@ -67,6 +69,7 @@ mod avx512;
 mod inputs;
 #[cfg(target_arch = "x86_64")]
 mod packed;
+mod portable;
 #[cfg(test)]
 mod tests;
 
@@ -192,7 +195,7 @@ const fn block_bytes(f: u8) -> usize {
 
 /// The 64 weight integers of pair `p` of a block (see the definition above), for the portable
 /// path; for Q4_0 and Q8_0 a pair is two blocks and `blk` starts at the first.
-fn pair_values(f: QFormat, blk: &[u8], p: usize) -> [i32; 64] {
+fn pair_values(f: QFormat, blk: &[u8], p: usize) -> [i8; 64] {
     match f {
         QFormat::Q4_0 => q4_0::pair_values(blk),
         QFormat::Q8_0 => q8_0::pair_values(blk),
@@ -204,9 +207,21 @@ fn pair_values(f: QFormat, blk: &[u8], p: usize) -> [i32; 64] {
     }
 }
 
+/// The integer scales of the K-quant block `blk` (see the definition above).
+fn int_scales(f: QFormat, blk: &[u8]) -> formats::KScales {
+    match f {
+        QFormat::Q2K => q2k::int_scales(blk),
+        QFormat::Q3K => q3k::int_scales(blk),
+        QFormat::Q4K => q4k::int_scales(blk),
+        QFormat::Q5K => q5k::int_scales(blk),
+        QFormat::Q6K => q6k::int_scales(blk),
+        QFormat::Q4_0 | QFormat::Q8_0 => unreachable!("{f:?} has one f16 scale a block"),
+    }
+}
+
 /// `Σ w · qx` over `n` values (exact).
-fn total(w: &[i32], qx: &[i8], n: usize) -> i32 {
-    (0..n).map(|j| w[j] * qx[j] as i32).sum()
+fn total(w: &[i8], qx: &[i8], n: usize) -> i32 {
+    (0..n).map(|j| w[j] as i32 * qx[j] as i32).sum()
 }
 
 /// The reference dot product of input row `r` of `x` with the weight row `w` (the definition).
@@ -234,13 +249,7 @@ pub fn dot(f: QFormat, w: &[u8], x: &QuantRows, r: usize) -> f32 {
             let (bytes, _) = f.block();
             for (b, blk) in w.chunks_exact(bytes).take(k / 256).enumerate() {
                 let dx = x.d[r * k / 256 + b];
-                let s = match f {
-                    QFormat::Q2K => q2k::int_scales(blk),
-                    QFormat::Q3K => q3k::int_scales(blk),
-                    QFormat::Q4K => q4k::int_scales(blk),
-                    QFormat::Q5K => q5k::int_scales(blk),
-                    _ => q6k::int_scales(blk),
-                };
+                let s = int_scales(f, blk);
                 let mut t = 0i32;
                 for p in 0..4 {
                     let v = pair_values(f, blk, p);
@@ -345,11 +354,6 @@ pub unsafe fn block(
         }
     }
     let _ = isa;
-    for r in 0..m {
-        for i in 0..rows {
-            let v = dot(f, &w[i * row_bytes..][..row_bytes], x, r0 + r);
-            // SAFETY: `r < m`, `i < rows`: the caller guarantees `out` is writable here.
-            unsafe { *out.add(r * ldo + i) = v };
-        }
-    }
+    // SAFETY: the bounds asserted above; `out` is the caller's.
+    unsafe { portable::block(f, w, row_bytes, rows, x, r0, m, out, ldo) }
 }

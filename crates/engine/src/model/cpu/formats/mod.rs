@@ -189,7 +189,7 @@ pub(crate) mod testing {
     pub fn integers_against_candle(
         dtype: GgmlDType,
         bytes: usize,
-        pair_values: fn(&[u8], usize) -> [i32; 64],
+        pair_values: fn(&[u8], usize) -> [i8; 64],
         int_scales: fn(&[u8]) -> KScales,
         value: fn(&KScales, usize, i32) -> f32,
     ) -> (Vec<u8>, Vec<i32>) {
@@ -211,6 +211,7 @@ pub(crate) mod testing {
             let s = int_scales(blk);
             for p in 0..4 {
                 for (j, &w) in pair_values(blk, p).iter().enumerate() {
+                    let w = w as i32;
                     let got = value(&s, 4 * p + j / 16, w);
                     let at = 256 * b + 64 * p + j;
                     assert_eq!(
@@ -309,7 +310,7 @@ mod tests {
                                 // SAFETY: the whole block, `2p + h < 8`, and AVX2 (detected).
                                 let got = unsafe { sub(&blk, 2 * p + h) };
                                 for j in 0..32 {
-                                    let w = want[32 * h + j];
+                                    let w = want[32 * h + j] as i32;
                                     assert_eq!(
                                         got[j] as i32,
                                         w,
@@ -324,7 +325,12 @@ mod tests {
                             // SAFETY: the whole block, `p < 4`, and AVX-512 F/BW (detected).
                             let got = unsafe { pair(&blk, p) };
                             for j in 0..64 {
-                                assert_eq!(got[j] as i32, want[j], "{} pair {p} value {j}", stringify!($m));
+                                assert_eq!(
+                                    got[j] as i32,
+                                    want[j] as i32,
+                                    "{} pair {p} value {j}",
+                                    stringify!($m)
+                                );
                             }
                         }
                     }

@@ -24,13 +24,14 @@ pub const D: usize = 80;
 pub const DMIN: usize = 82;
 
 /// The weight integers `q` of pair `p` (sub-blocks `2p`, `2p + 1`) of the block `blk`.
-pub fn pair_values(blk: &[u8], p: usize) -> [i32; 64] {
-    let mut w = [0i32; 64];
+#[inline]
+pub fn pair_values(blk: &[u8], p: usize) -> [i8; 64] {
+    let mut w = [0i8; 64];
     for half in 0..2 {
         let s = 2 * p + half;
         let q = &blk[QS + 32 * (s / 4)..][..32];
         for l in 0..32 {
-            w[32 * half + l] = ((q[l] >> (2 * (s % 4))) & 3) as i32;
+            w[32 * half + l] = ((q[l] >> (2 * (s % 4))) & 3) as i8;
         }
     }
     w
@@ -38,6 +39,7 @@ pub fn pair_values(blk: &[u8], p: usize) -> [i32; 64] {
 
 /// The integer path's scales of the block `blk`: each 16 values' 4-bit scale, the offsets
 /// `c_j = m_j` (its 4-bit minimum) with `e = dmin`.
+#[inline]
 pub fn int_scales(blk: &[u8]) -> KScales {
     let s = &blk[SCALES..SCALES + 16];
     KScales {

@@ -50,15 +50,16 @@ pub fn scales(blk: &[u8]) -> [i8; 16] {
 }
 
 /// The weight integers `q` of pair `p` (sub-blocks `2p`, `2p + 1`) of the block `blk`.
-pub fn pair_values(blk: &[u8], p: usize) -> [i32; 64] {
-    let mut w = [0i32; 64];
+#[inline]
+pub fn pair_values(blk: &[u8], p: usize) -> [i8; 64] {
+    let mut w = [0i8; 64];
     for half in 0..2 {
         let s = 2 * p + half;
         let q = &blk[QS + 32 * (s / 4)..][..32];
         for l in 0..32 {
             let low = (q[l] >> (2 * (s % 4))) & 3;
             let high = (blk[HMASK + l] >> s) & 1;
-            w[32 * half + l] = (low | high << 2) as i32;
+            w[32 * half + l] = (low | high << 2) as i8;
         }
     }
     w
@@ -66,6 +67,7 @@ pub fn pair_values(blk: &[u8], p: usize) -> [i32; 64] {
 
 /// The integer path's scales of the block `blk`: each 16 values' signed scale, the offsets
 /// `c_j = 4 · sc_j` with `e = d`.
+#[inline]
 pub fn int_scales(blk: &[u8]) -> KScales {
     let s = scales(blk);
     let d = half_at(blk, D);

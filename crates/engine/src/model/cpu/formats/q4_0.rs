@@ -35,13 +35,14 @@ pub fn decode(bytes: &[u8], out: &mut [f32]) {
 avx2_instance!(decode_avx2, decode);
 
 /// The weight integers `q − 8` of the two blocks of a pair (see `qdot`), `blk` at the first.
-pub fn pair_values(blk: &[u8]) -> [i32; 64] {
-    let mut w = [0i32; 64];
+#[inline]
+pub fn pair_values(blk: &[u8]) -> [i8; 64] {
+    let mut w = [0i8; 64];
     for h in 0..2 {
         let qs = &blk[BYTES * h + QS..BYTES * h + BYTES];
         for j in 0..16 {
-            w[32 * h + j] = (qs[j] & 0xF) as i32 - 8;
-            w[32 * h + 16 + j] = (qs[j] >> 4) as i32 - 8;
+            w[32 * h + j] = (qs[j] & 0xF) as i8 - 8;
+            w[32 * h + 16 + j] = (qs[j] >> 4) as i8 - 8;
         }
     }
     w

@@ -90,23 +90,26 @@ pub fn decode(bytes: &[u8], out: &mut [f32]) {
 avx2_instance!(decode_avx2, decode);
 
 /// The weight integers `q` of pair `p` (sub-blocks `2p`, `2p + 1`) of the block `blk`.
-pub fn pair_values(blk: &[u8], p: usize) -> [i32; 64] {
-    let mut w = [0i32; 64];
+#[inline]
+pub fn pair_values(blk: &[u8], p: usize) -> [i8; 64] {
+    let mut w = [0i8; 64];
     let q = &blk[QS + 32 * p..][..32];
     for j in 0..32 {
-        w[j] = (q[j] & 0xF) as i32;
-        w[32 + j] = (q[j] >> 4) as i32;
+        w[j] = (q[j] & 0xF) as i8;
+        w[32 + j] = (q[j] >> 4) as i8;
     }
     w
 }
 
 /// The integer path's scales of the block `blk`: each 16 values take their sub-block's scale,
 /// the offsets `c_j = m` (the sub-block's minimum) with `e = dmin`.
+#[inline]
 pub fn int_scales(blk: &[u8]) -> KScales {
     let packed = &blk[SCALES..QS];
+    let sm: [(u8, u8); 8] = std::array::from_fn(|s| scale_min_k4(s, packed));
     KScales {
-        sc: std::array::from_fn(|j| scale_min_k4(j / 2, packed).0 as i32),
-        c: std::array::from_fn(|j| scale_min_k4(j / 2, packed).1 as i32),
+        sc: std::array::from_fn(|j| sm[j / 2].0 as i32),
+        c: std::array::from_fn(|j| sm[j / 2].1 as i32),
         d: half_at(blk, D),
         e: half_at(blk, DMIN),
     }

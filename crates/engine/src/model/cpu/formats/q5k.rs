@@ -24,18 +24,20 @@ pub const QS: usize = 48;
 const _: () = assert!(q4k::D == 0 && q4k::DMIN == 2 && q4k::SCALES == 4 && q4k::QS == QH);
 
 /// The weight integers `q` of pair `p` (sub-blocks `2p`, `2p + 1`) of the block `blk`.
-pub fn pair_values(blk: &[u8], p: usize) -> [i32; 64] {
-    let mut w = [0i32; 64];
+#[inline]
+pub fn pair_values(blk: &[u8], p: usize) -> [i8; 64] {
+    let mut w = [0i8; 64];
     let q = &blk[QS + 32 * p..][..32];
     let qh = &blk[QH..QS];
     for j in 0..32 {
-        w[j] = (q[j] & 0xF) as i32 | ((qh[j] >> (2 * p) & 1) as i32) << 4;
-        w[32 + j] = (q[j] >> 4) as i32 | ((qh[j] >> (2 * p + 1) & 1) as i32) << 4;
+        w[j] = ((q[j] & 0xF) | (qh[j] >> (2 * p) & 1) << 4) as i8;
+        w[32 + j] = ((q[j] >> 4) | (qh[j] >> (2 * p + 1) & 1) << 4) as i8;
     }
     w
 }
 
 /// The integer path's scales of the block `blk`: Q4_K's (the same bytes at the same places).
+#[inline]
 pub fn int_scales(blk: &[u8]) -> KScales {
     q4k::int_scales(blk)
 }

@@ -58,8 +58,9 @@ avx2_instance!(decode_avx2, decode);
 
 /// The weight integers `q` (the offset of 32 apart) of pair `p` (sub-blocks `2p`, `2p + 1`) of
 /// the block `blk`.
-pub fn pair_values(blk: &[u8], p: usize) -> [i32; 64] {
-    let mut w = [0i32; 64];
+#[inline]
+pub fn pair_values(blk: &[u8], p: usize) -> [i8; 64] {
+    let mut w = [0i8; 64];
     for h in 0..2 {
         let s = 2 * p + h;
         let (half, t) = (s / 4, s % 4);
@@ -68,7 +69,7 @@ pub fn pair_values(blk: &[u8], p: usize) -> [i32; 64] {
         for j in 0..32 {
             let lo = (ql[j] >> (4 * (t / 2))) & 0xF;
             let hi = (qh[j] >> (2 * t)) & 3;
-            w[32 * h + j] = (lo | hi << 4) as i32;
+            w[32 * h + j] = (lo | hi << 4) as i8;
         }
     }
     w
@@ -76,6 +77,7 @@ pub fn pair_values(blk: &[u8], p: usize) -> [i32; 64] {
 
 /// The integer path's scales of the block `blk`: each 16 values take their signed scale, the
 /// offsets `c_j = 32 · sc_j` (the offset of 32 taken out of `q`) with `e = d`.
+#[inline]
 pub fn int_scales(blk: &[u8]) -> KScales {
     let sc = |j: usize| blk[SCALES + j] as i8 as i32;
     let d = half_at(blk, D);

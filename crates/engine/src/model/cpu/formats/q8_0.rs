@@ -28,11 +28,12 @@ pub fn decode(bytes: &[u8], out: &mut [f32]) {
 }
 
 /// The weight integers `q` of the two blocks of a pair (see `qdot`), `blk` at the first.
-pub fn pair_values(blk: &[u8]) -> [i32; 64] {
-    let mut w = [0i32; 64];
+#[inline]
+pub fn pair_values(blk: &[u8]) -> [i8; 64] {
+    let mut w = [0i8; 64];
     for h in 0..2 {
         for j in 0..32 {
-            w[32 * h + j] = blk[BYTES * h + QS + j] as i8 as i32;
+            w[32 * h + j] = blk[BYTES * h + QS + j] as i8;
         }
     }
     w

@@ -36,6 +36,17 @@ fn bits_of(data: &[u8], n: usize, q: &QuantRows, r0: usize, mm: usize, run: &dyn
     got.iter().map(|v| v.to_bits()).collect()
 }
 
+/// The portable kernel without ARM's dot product instructions gives `out`'s bits (`block` took
+/// them where the CPU has them, as qemu's does).
+#[cfg(target_arch = "aarch64")]
+fn without_dotprod_too(f: QFormat, data: &[u8], n: usize, q: &QuantRows, r0: usize, mm: usize, out: &[f32]) {
+    let mut plain = vec![f32::NAN; mm * n];
+    // SAFETY: `plain` holds mm × n values.
+    unsafe { super::portable::block_plain(f, data, data.len() / n, n, q, r0, mm, plain.as_mut_ptr(), n) };
+    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    assert_eq!(bits(&plain), bits(out), "{f:?} m={mm}: without dotprod");
+}
+
 const FORMATS: [(QFormat, GgmlDType); 7] = [
     (QFormat::Q4_0, GgmlDType::Q4_0),
     (QFormat::Q8_0, GgmlDType::Q8_0),
@@ -167,6 +178,8 @@ fn every_path_equals_the_definition_bit_for_bit() {
                             }
                         }
                     }
+                    #[cfg(target_arch = "aarch64")]
+                    without_dotprod_too(f, &data, n, &q, r0, mm, &out);
                     for r in 0..mm {
                         for i in 0..n {
                             let want = dot(f, &data[i * row_bytes..][..row_bytes], &q, r0 + r);
@@ -225,6 +238,8 @@ fn extreme_weight_bytes_give_the_definition_on_every_path() {
                     let mut out = vec![f32::NAN; mm * n];
                     // SAFETY: out holds mm × n values.
                     unsafe { block(f, isa, &data, row_bytes, n, &q, r0, mm, out.as_mut_ptr(), n) };
+                    #[cfg(target_arch = "aarch64")]
+                    without_dotprod_too(f, &data, n, &q, r0, mm, &out);
                     for r in 0..mm {
                         for i in 0..n {
                             let want = dot(f, &data[i * row_bytes..][..row_bytes], &q, r0 + r);
