@@ -24,7 +24,7 @@ pub const D: usize = 80;
 pub const DMIN: usize = 82;
 
 /// The weight integers `q` of pair `p` (sub-blocks `2p`, `2p + 1`) of the block `blk`.
-#[inline]
+#[inline(always)]
 pub fn pair_values(blk: &[u8], p: usize) -> [i8; 64] {
     let mut w = [0i8; 64];
     for half in 0..2 {
@@ -39,7 +39,7 @@ pub fn pair_values(blk: &[u8], p: usize) -> [i8; 64] {
 
 /// The integer path's scales of the block `blk`: each 16 values' 4-bit scale, the offsets
 /// `c_j = m_j` (its 4-bit minimum) with `e = dmin`.
-#[inline]
+#[inline(always)]
 pub fn int_scales(blk: &[u8]) -> KScales {
     let s = &blk[SCALES..SCALES + 16];
     KScales {

@@ -50,7 +50,7 @@ pub fn scales(blk: &[u8]) -> [i8; 16] {
 }
 
 /// The weight integers `q` of pair `p` (sub-blocks `2p`, `2p + 1`) of the block `blk`.
-#[inline]
+#[inline(always)]
 pub fn pair_values(blk: &[u8], p: usize) -> [i8; 64] {
     let mut w = [0i8; 64];
     for half in 0..2 {
@@ -67,7 +67,7 @@ pub fn pair_values(blk: &[u8], p: usize) -> [i8; 64] {
 
 /// The integer path's scales of the block `blk`: each 16 values' signed scale, the offsets
 /// `c_j = 4 · sc_j` with `e = d`.
-#[inline]
+#[inline(always)]
 pub fn int_scales(blk: &[u8]) -> KScales {
     let s = scales(blk);
     let d = half_at(blk, D);

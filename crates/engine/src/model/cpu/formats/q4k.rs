@@ -90,7 +90,7 @@ pub fn decode(bytes: &[u8], out: &mut [f32]) {
 avx2_instance!(decode_avx2, decode);
 
 /// The weight integers `q` of pair `p` (sub-blocks `2p`, `2p + 1`) of the block `blk`.
-#[inline]
+#[inline(always)]
 pub fn pair_values(blk: &[u8], p: usize) -> [i8; 64] {
     let mut w = [0i8; 64];
     let q = &blk[QS + 32 * p..][..32];
@@ -103,7 +103,7 @@ pub fn pair_values(blk: &[u8], p: usize) -> [i8; 64] {
 
 /// The integer path's scales of the block `blk`: each 16 values take their sub-block's scale,
 /// the offsets `c_j = m` (the sub-block's minimum) with `e = dmin`.
-#[inline]
+#[inline(always)]
 pub fn int_scales(blk: &[u8]) -> KScales {
     let packed = &blk[SCALES..QS];
     let sm: [(u8, u8); 8] = std::array::from_fn(|s| scale_min_k4(s, packed));

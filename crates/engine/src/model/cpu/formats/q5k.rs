@@ -24,7 +24,7 @@ pub const QS: usize = 48;
 const _: () = assert!(q4k::D == 0 && q4k::DMIN == 2 && q4k::SCALES == 4 && q4k::QS == QH);
 
 /// The weight integers `q` of pair `p` (sub-blocks `2p`, `2p + 1`) of the block `blk`.
-#[inline]
+#[inline(always)]
 pub fn pair_values(blk: &[u8], p: usize) -> [i8; 64] {
     let mut w = [0i8; 64];
     let q = &blk[QS + 32 * p..][..32];
@@ -37,7 +37,7 @@ pub fn pair_values(blk: &[u8], p: usize) -> [i8; 64] {
 }
 
 /// The integer path's scales of the block `blk`: Q4_K's (the same bytes at the same places).
-#[inline]
+#[inline(always)]
 pub fn int_scales(blk: &[u8]) -> KScales {
     q4k::int_scales(blk)
 }

@@ -58,7 +58,7 @@ avx2_instance!(decode_avx2, decode);
 
 /// The weight integers `q` (the offset of 32 apart) of pair `p` (sub-blocks `2p`, `2p + 1`) of
 /// the block `blk`.
-#[inline]
+#[inline(always)]
 pub fn pair_values(blk: &[u8], p: usize) -> [i8; 64] {
     let mut w = [0i8; 64];
     for h in 0..2 {
@@ -77,7 +77,7 @@ pub fn pair_values(blk: &[u8], p: usize) -> [i8; 64] {
 
 /// The integer path's scales of the block `blk`: each 16 values take their signed scale, the
 /// offsets `c_j = 32 · sc_j` (the offset of 32 taken out of `q`) with `e = d`.
-#[inline]
+#[inline(always)]
 pub fn int_scales(blk: &[u8]) -> KScales {
     let sc = |j: usize| blk[SCALES + j] as i8 as i32;
     let d = half_at(blk, D);

@@ -28,7 +28,7 @@ pub fn decode(bytes: &[u8], out: &mut [f32]) {
 }
 
 /// The weight integers `q` of the two blocks of a pair (see `qdot`), `blk` at the first.
-#[inline]
+#[inline(always)]
 pub fn pair_values(blk: &[u8]) -> [i8; 64] {
     let mut w = [0i8; 64];
     for h in 0..2 {

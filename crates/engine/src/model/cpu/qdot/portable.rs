@@ -146,25 +146,15 @@ struct Call<'a> {
 }
 
 impl Call<'_> {
-    /// Calls `tile(weight row, first input row, input rows, accumulators, offsets)` for each
-    /// weight row and each `MR` input rows, and writes `acc − off` of each.
+    /// Writes `acc − off` of input rows `t0..t0 + mr` (relative to the call) for weight row `i`.
     ///
     /// # Safety
-    /// As [`block`]'s.
+    /// As [`block`]'s; `i < rows`, `t0 + mr <= m`.
     #[inline(always)]
-    unsafe fn tiles(&self, mut tile: impl FnMut(&[u8], usize, usize, &mut [f32; MR], &mut [f32; MR])) {
-        for i in 0..self.rows {
-            let wrow = &self.w[i * self.row_bytes..][..self.row_bytes];
-            for t0 in (0..self.m).step_by(MR) {
-                let mr = MR.min(self.m - t0);
-                let (mut acc, mut off) = ([0f32; MR], [0f32; MR]);
-                tile(wrow, self.r0 + t0, mr, &mut acc, &mut off);
-                for r in 0..mr {
-                    // SAFETY: `t0 + r < m` and `i < rows`: the caller guarantees `out` is
-                    // writable here.
-                    unsafe { *self.out.add((t0 + r) * self.ldo + i) = acc[r] - off[r] };
-                }
-            }
+    unsafe fn store(&self, i: usize, t0: usize, mr: usize, acc: &[f32; MR], off: &[f32; MR]) {
+        for r in 0..mr {
+            // SAFETY: `t0 + r < m` and `i < rows`: the caller guarantees `out` is writable here.
+            unsafe { *self.out.add((t0 + r) * self.ldo + i) = acc[r] - off[r] };
         }
     }
 }
@@ -176,9 +166,12 @@ impl Call<'_> {
 #[inline(always)]
 unsafe fn blocks32(c: Call, bytes: usize, pairs: impl Fn(&[u8]) -> [i8; 64]) {
     let (x, k) = (c.x, c.x.k);
-    // SAFETY: as the caller's.
-    unsafe {
-        c.tiles(|wrow, first, mr, acc, _| {
+    // Loops written out, not a closure: a closure is not inlined into `with_dotprod`.
+    for i in 0..c.rows {
+        let wrow = &c.w[i * c.row_bytes..][..c.row_bytes];
+        for t0 in (0..c.m).step_by(MR) {
+            let (first, mr) = (c.r0 + t0, MR.min(c.m - t0));
+            let mut acc = [0f32; MR];
             for p in 0..k / 64 {
                 let blk = &wrow[2 * p * bytes..];
                 let v = pairs(blk);
@@ -193,7 +186,9 @@ unsafe fn blocks32(c: Call, bytes: usize, pairs: impl Fn(&[u8]) -> [i8; 64]) {
                     }
                 }
             }
-        })
+            // SAFETY: `i < rows`, `t0 + mr <= m`; `out` as the caller's.
+            unsafe { c.store(i, t0, mr, &acc, &[0.0; MR]) };
+        }
     }
 }
 
@@ -210,9 +205,11 @@ unsafe fn blocks256(
     scales: impl Fn(&[u8]) -> KScales,
 ) {
     let (x, k) = (c.x, c.x.k);
-    // SAFETY: as the caller's.
-    unsafe {
-        c.tiles(|wrow, first, mr, acc, off| {
+    for i in 0..c.rows {
+        let wrow = &c.w[i * c.row_bytes..][..c.row_bytes];
+        for t0 in (0..c.m).step_by(MR) {
+            let (first, mr) = (c.r0 + t0, MR.min(c.m - t0));
+            let (mut acc, mut off) = ([0f32; MR], [0f32; MR]);
             for (b, blk) in wrow.chunks_exact(bytes).take(k / 256).enumerate() {
                 let s = scales(blk);
                 let v: [[i8; 64]; 4] = [pairs(blk, 0), pairs(blk, 1), pairs(blk, 2), pairs(blk, 3)];
@@ -235,6 +232,8 @@ unsafe fn blocks256(
                     off[r] = (cs as f32).mul_add(s.e * dx, off[r]);
                 }
             }
-        })
+            // SAFETY: `i < rows`, `t0 + mr <= m`; `out` as the caller's.
+            unsafe { c.store(i, t0, mr, &acc, &off) };
+        }
     }
 }
