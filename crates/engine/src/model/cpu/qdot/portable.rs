@@ -15,13 +15,14 @@ use crate::model::cpu::formats::{half_at, q2k, q3k, q4_0, q4k, q5k, q6k, q8_0, K
 /// Input rows met with each unpacked weight block.
 const MR: usize = 8;
 
-/// `Σ w · qx` over 16 values. Exact: each product is at most 128 · 128 in magnitude.
+/// `Σ w · qx` over 16 values (exact). The compiler's pattern for 8-bit dot products (`sdot`,
+/// or `smull` and `sadalp`; `pmaddwd` on x86).
 #[inline(always)]
 fn sum16(w: &[i8], qx: &[i8]) -> i32 {
     let (w, qx): (&[i8; 16], &[i8; 16]) = (w[..16].try_into().unwrap(), qx[..16].try_into().unwrap());
     let mut s = 0i32;
     for j in 0..16 {
-        s += w[j] as i16 as i32 * qx[j] as i16 as i32;
+        s += w[j] as i32 * qx[j] as i32;
     }
     s
 }
