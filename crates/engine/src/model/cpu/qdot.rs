@@ -354,6 +354,16 @@ pub unsafe fn block(
         }
     }
     let _ = isa;
-    // SAFETY: the bounds asserted above; `out` is the caller's.
-    unsafe { portable::block(f, w, row_bytes, rows, x, r0, m, out, ldo) }
+    let call = portable::Call {
+        w,
+        row_bytes,
+        rows,
+        x,
+        r0,
+        m,
+        out,
+        ldo,
+    };
+    // SAFETY: `out` is the caller's.
+    unsafe { portable::block(f, call) }
 }

@@ -30,31 +30,10 @@ fn sum16(w: &[i8], qx: &[i8]) -> i32 {
 /// [`super::block`] without SIMD intrinsics: `out[r·ldo + i] = dot(x[r0 + r], W[i])`.
 ///
 /// # Safety
-/// `out` must be valid for writes at every `r·ldo + i` for `r < m`, `i < rows`, and no other
+/// `call.out` must be valid for writes at every `r·ldo + i` for `r < m`, `i < rows`, and no other
 /// thread may access those elements during the call.
-#[allow(clippy::too_many_arguments)]
-pub unsafe fn block(
-    f: QFormat,
-    w: &[u8],
-    row_bytes: usize,
-    rows: usize,
-    x: &QuantRows,
-    r0: usize,
-    m: usize,
-    out: *mut f32,
-    ldo: usize,
-) {
-    assert!(w.len() >= rows * row_bytes && x.qs.len() >= (r0 + m) * x.k);
-    let call = Call {
-        w,
-        row_bytes,
-        rows,
-        x,
-        r0,
-        m,
-        out,
-        ldo,
-    };
+pub unsafe fn block(f: QFormat, call: Call) {
+    call.check();
     #[cfg(target_arch = "aarch64")]
     if std::arch::is_aarch64_feature_detected!("dotprod") {
         // SAFETY: the CPU has the dot product instructions (just detected); `out` as the caller
@@ -71,35 +50,10 @@ pub unsafe fn block(
 /// # Safety
 /// As [`block`]'s.
 #[cfg(all(test, target_arch = "aarch64"))]
-#[allow(clippy::too_many_arguments)]
-pub unsafe fn block_plain(
-    f: QFormat,
-    w: &[u8],
-    row_bytes: usize,
-    rows: usize,
-    x: &QuantRows,
-    r0: usize,
-    m: usize,
-    out: *mut f32,
-    ldo: usize,
-) {
-    assert!(w.len() >= rows * row_bytes && x.qs.len() >= (r0 + m) * x.k);
+pub unsafe fn block_plain(f: QFormat, call: Call) {
+    call.check();
     // SAFETY: `out` as the caller guarantees.
-    unsafe {
-        by_format(
-            f,
-            Call {
-                w,
-                row_bytes,
-                rows,
-                x,
-                r0,
-                m,
-                out,
-                ldo,
-            },
-        )
-    }
+    unsafe { by_format(f, call) }
 }
 
 /// [`by_format`] compiled with ARM's 8-bit dot product instructions (`sdot`, ARMv8.2; every Apple
@@ -120,7 +74,7 @@ unsafe fn with_dotprod(f: QFormat, call: Call) {
 /// As [`block`]'s.
 #[inline(always)]
 unsafe fn by_format(f: QFormat, call: Call) {
-    // SAFETY (all arms): as the caller's.
+    // SAFETY: as the caller's (every arm).
     unsafe {
         match f {
             QFormat::Q4_0 => blocks32(call, q4_0::BYTES, q4_0::pair_values),
@@ -134,19 +88,26 @@ unsafe fn by_format(f: QFormat, call: Call) {
     }
 }
 
-/// One call's arguments (see [`block`]).
-struct Call<'a> {
-    w: &'a [u8],
-    row_bytes: usize,
-    rows: usize,
-    x: &'a QuantRows,
-    r0: usize,
-    m: usize,
-    out: *mut f32,
-    ldo: usize,
+/// One call's arguments (see [`block`]): weight rows `0..rows` of `w`, `row_bytes` apart, against
+/// input rows `r0..r0 + m` of `x`; the result of input row `r0 + r` and weight row `i` at
+/// `out[r·ldo + i]`.
+pub struct Call<'a> {
+    pub w: &'a [u8],
+    pub row_bytes: usize,
+    pub rows: usize,
+    pub x: &'a QuantRows,
+    pub r0: usize,
+    pub m: usize,
+    pub out: *mut f32,
+    pub ldo: usize,
 }
 
 impl Call<'_> {
+    /// The weights and inputs hold what the call reads.
+    fn check(&self) {
+        assert!(self.w.len() >= self.rows * self.row_bytes && self.x.qs.len() >= (self.r0 + self.m) * self.x.k);
+    }
+
     /// Writes `acc − off` of input rows `t0..t0 + mr` (relative to the call) for weight row `i`.
     ///
     /// # Safety

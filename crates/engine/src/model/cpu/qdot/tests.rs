@@ -42,7 +42,17 @@ fn bits_of(data: &[u8], n: usize, q: &QuantRows, r0: usize, mm: usize, run: &dyn
 fn without_dotprod_too(f: QFormat, data: &[u8], n: usize, q: &QuantRows, r0: usize, mm: usize, out: &[f32]) {
     let mut plain = vec![f32::NAN; mm * n];
     // SAFETY: `plain` holds mm × n values.
-    unsafe { super::portable::block_plain(f, data, data.len() / n, n, q, r0, mm, plain.as_mut_ptr(), n) };
+    let call = super::portable::Call {
+        w: data,
+        row_bytes: data.len() / n,
+        rows: n,
+        x: q,
+        r0,
+        m: mm,
+        out: plain.as_mut_ptr(),
+        ldo: n,
+    };
+    unsafe { super::portable::block_plain(f, call) };
     let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
     assert_eq!(bits(&plain), bits(out), "{f:?} m={mm}: without dotprod");
 }
