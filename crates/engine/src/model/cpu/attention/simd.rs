@@ -6,6 +6,8 @@
 //! kernel is only instantiated for them inside functions that enable those features) and take
 //! raw pointers.
 
+use crate::model::cpu::formats::f16_to_f32;
+
 /// # Safety
 /// One contract for every method (stated here once, hence the `allow` below):
 /// - the CPU has the implementation's features: none for `f32`; AVX2, FMA and F16C for
@@ -53,7 +55,7 @@ pub trait Simd: Copy {
             for t in 0..d {
                 let x = if j < kc {
                     // SAFETY: `j < kc` and `t < d`: value `t` of a key the caller vouches for.
-                    half::f16::from_bits(unsafe { *src.add(j * stride + t) }).to_f32()
+                    f16_to_f32(unsafe { *src.add(j * stride + t) })
                 } else {
                     0.0
                 };
@@ -84,7 +86,7 @@ impl Simd for f32 {
     }
     unsafe fn load_f16(p: *const u16) -> Self {
         // SAFETY: `p` is valid for one (`W`) f16 (the trait's contract).
-        half::f16::from_bits(unsafe { *p }).to_f32()
+        f16_to_f32(unsafe { *p })
     }
     unsafe fn fma(a: Self, b: Self, c: Self) -> Self {
         a.mul_add(b, c)

@@ -72,6 +72,8 @@ pub mod q8_0;
 #[cfg(target_arch = "x86_64")]
 mod x86;
 
+pub use dense::f16_to_f32;
+
 #[cfg(target_arch = "x86_64")]
 pub use x86::{f16_ptr, Block, BlockAvx2};
 
@@ -171,7 +173,7 @@ pub struct KScales {
 /// The f16 at byte `i` of `b`, as f32 (exact).
 #[inline(always)]
 pub fn half_at(b: &[u8], i: usize) -> f32 {
-    half::f16::from_le_bytes([b[i], b[i + 1]]).to_f32()
+    dense::f16_to_f32(u16::from_le_bytes([b[i], b[i + 1]]))
 }
 
 /// What the K-quant formats' tests share.
