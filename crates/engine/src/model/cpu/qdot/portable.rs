@@ -33,7 +33,6 @@ fn sum16(w: &[i8], qx: &[i8]) -> i32 {
 /// `call.out` must be valid for writes at every `r·ldo + i` for `r < m`, `i < rows`, and no other
 /// thread may access those elements during the call.
 pub unsafe fn block(f: QFormat, call: Call) {
-    call.check();
     #[cfg(target_arch = "aarch64")]
     if std::arch::is_aarch64_feature_detected!("dotprod") {
         // SAFETY: the CPU has the dot product instructions (just detected); `out` as the caller
@@ -51,7 +50,6 @@ pub unsafe fn block(f: QFormat, call: Call) {
 /// As [`block`]'s.
 #[cfg(all(test, target_arch = "aarch64"))]
 pub unsafe fn block_plain(f: QFormat, call: Call) {
-    call.check();
     // SAFETY: `out` as the caller guarantees.
     unsafe { by_format(f, call) }
 }
@@ -90,7 +88,8 @@ unsafe fn by_format(f: QFormat, call: Call) {
 
 /// One call's arguments (see [`block`]): weight rows `0..rows` of `w`, `row_bytes` apart, against
 /// input rows `r0..r0 + m` of `x`; the result of input row `r0 + r` and weight row `i` at
-/// `out[r·ldo + i]`.
+/// `out[r·ldo + i]`. Weights and inputs are read through bounds-checked slices ([`super::block`]
+/// asserts their sizes once); only `out` is a raw pointer.
 pub struct Call<'a> {
     pub w: &'a [u8],
     pub row_bytes: usize,
@@ -103,11 +102,6 @@ pub struct Call<'a> {
 }
 
 impl Call<'_> {
-    /// The weights and inputs hold what the call reads.
-    fn check(&self) {
-        assert!(self.w.len() >= self.rows * self.row_bytes && self.x.qs.len() >= (self.r0 + self.m) * self.x.k);
-    }
-
     /// Writes `acc − off` of input rows `t0..t0 + mr` (relative to the call) for weight row `i`.
     ///
     /// # Safety
