@@ -16,8 +16,8 @@
 //! Grouped queries: the rows of the `group` query heads that share a KV head are processed
 //! together, so each block of keys is converted from f16 (and transposed, keys across the vector
 //! lanes, so that one register holds the scores of 16 keys) once for all of them. The vector width
-//! and the register tiles change only the speed: the AVX-512, AVX2 and portable paths are one
-//! generic kernel over [`simd::Simd`] and agree bit for bit.
+//! and the register tiles change only the speed: the AVX-512, AVX2, NEON (every 64-bit ARM CPU)
+//! and scalar paths are one generic kernel over [`simd::Simd`] and agree bit for bit.
 
 // Index loops mirror the arithmetic they define; iterator chains would hide the order.
 #![allow(clippy::needless_range_loop)]
@@ -106,6 +106,13 @@ pub fn attend(q: &Tensor, k: &Tensor, v: &Tensor) -> candle_core::Result<Option<
 }
 
 fn attend_with(isa: Isa, q: &Tensor, k: &Tensor, v: &Tensor) -> candle_core::Result<Option<Tensor>> {
+    let d = q.dims().last().copied().unwrap_or(0);
+    attend_lanes(lanes(isa, d), q, k, v)
+}
+
+/// [`attend`] with the kernel instantiation `lanes`, which must come from [`lanes`] (or be
+/// [`Lanes::Scalar`]), as the kernel's `unsafe` relies on it.
+fn attend_lanes(lanes: Lanes, q: &Tensor, k: &Tensor, v: &Tensor) -> candle_core::Result<Option<Tensor>> {
     if !q.device().is_cpu() || k.dtype() != DType::F16 || v.dtype() != DType::F16 || q.dtype() != DType::F32 {
         return Ok(None);
     }
@@ -145,21 +152,49 @@ fn attend_with(isa: Isa, q: &Tensor, k: &Tensor, v: &Tensor) -> candle_core::Res
         // SAFETY: `job` points into tensors borrowed for this whole function, with the shapes
         // checked above (`q`: n_head × l × d, `out`: the same, `k`/`v`: n_kv × t × d, t ≥ l); the
         // task's KV head is below `n_kv`, its rows `i0..min(i0 + ROW_TILE, l)` non-empty, and
-        // it writes only their outputs. `isa` comes from `isa()` or, in tests, `available()`.
-        unsafe { kernel::task(isa, &job, task % n_kv, i0, (i0 + ROW_TILE).min(l)) };
+        // it writes only their outputs. `lanes` comes from `lanes` (the contract of
+        // `attend_lanes`), for `d` and an `isa` from `isa()` or, in tests, `available()`.
+        unsafe { kernel::task(lanes, &job, task % n_kv, i0, (i0 + ROW_TILE).min(l)) };
     };
     pool::run(n_kv * tiles, &run);
     drop((qs, ks, vs));
     Ok(Some(Tensor::from_vec(out, (n_head, l, d), q.device())?))
 }
 
-/// Which kernel instantiation serves head dimension `d` on `isa`.
-fn path(isa: Isa, d: usize) -> Isa {
+/// A kernel instantiation: the vector type the generic kernel runs with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Lanes {
+    /// One lane (`f32`): any head dimension, any CPU; the reference.
+    Scalar,
+    /// Four lanes of NEON, which every 64-bit ARM CPU has.
+    #[cfg(target_arch = "aarch64")]
+    Neon,
+    /// Eight lanes of AVX2 + FMA + F16C.
+    #[cfg(target_arch = "x86_64")]
+    Avx2,
+    /// Sixteen lanes of AVX-512.
+    #[cfg(target_arch = "x86_64")]
+    Avx512,
+}
+
+/// Which kernel instantiation serves head dimension `d` on `isa` (the widest whose lanes divide
+/// `d`). The kernel's safety rests on this: a vector path is returned only for an `isa` that has
+/// its features, and a `d` made of whole vectors.
+fn lanes(isa: Isa, d: usize) -> Lanes {
+    #[cfg(target_arch = "x86_64")]
     match isa {
-        Isa::Avx512 if d.is_multiple_of(16) => Isa::Avx512,
-        Isa::Avx512 | Isa::Avx2 if d.is_multiple_of(8) => Isa::Avx2,
-        _ => Isa::Portable,
+        Isa::Avx512 if d.is_multiple_of(16) => return Lanes::Avx512,
+        Isa::Avx512 | Isa::Avx2 if d.is_multiple_of(8) => return Lanes::Avx2,
+        _ => {}
     }
+    #[cfg(target_arch = "aarch64")]
+    if d.is_multiple_of(4) {
+        return Lanes::Neon;
+    }
+    // Only x86 has instruction sets to choose between.
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = isa;
+    Lanes::Scalar
 }
 
 #[cfg(test)]

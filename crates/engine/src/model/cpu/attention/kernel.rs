@@ -3,9 +3,8 @@
 //! [`Simd`] and instantiated per instruction set.
 
 use super::simd::Simd;
-use super::{path, Job};
+use super::{Job, Lanes};
 use crate::model::cpu::gemm::{reduce, LANES};
-use crate::model::cpu::isa::Isa;
 use std::cell::RefCell;
 
 /// Calls `$f::<V, R>` for the runtime row count `$rr` (1..=6).
@@ -80,25 +79,31 @@ thread_local! {
 /// # Safety
 /// The pointers in `job` must be valid for the shapes it describes (`q` and `out`: `n_head × l ×
 /// d` floats; `k` and `v`: `past + l` rows of `d` values for each KV head), `h` a KV head,
-/// `i0 < i1 <= l`, and no other task may write the same output rows. `isa` must be one the CPU
-/// runs (see [`crate::model::cpu::isa`]).
-pub(super) unsafe fn task(isa: Isa, job: &Job, h: usize, i0: usize, i1: usize) {
+/// `i0 < i1 <= l`, and no other task may write the same output rows. `lanes` must be
+/// [`Lanes::Scalar`] or come from [`super::lanes`] for `job.d` and an `isa` the CPU runs (see
+/// [`crate::model::cpu::isa`]).
+pub(super) unsafe fn task(lanes: Lanes, job: &Job, h: usize, i0: usize, i1: usize) {
     SCRATCH.with(|sc| {
         let sc = &mut *sc.borrow_mut();
-        match path(isa, job.d) {
+        match lanes {
             #[cfg(target_arch = "x86_64")]
-            // SAFETY: `path` returns Avx512 only for an `isa` of Avx512, which the CPU has (the
+            // SAFETY: `lanes` returns Avx512 only for an `isa` of Avx512, which the CPU has (the
             // contract), and only when `d` is whole 16s, as `run::<F32x16>` needs; the job's
             // bounds are the caller's.
-            Isa::Avx512 => unsafe { x86::avx512(job, h, i0, i1, sc) },
+            Lanes::Avx512 => unsafe { x86::avx512(job, h, i0, i1, sc) },
             #[cfg(target_arch = "x86_64")]
-            // SAFETY: `path` returns Avx2 only for an `isa` of Avx2 or above, which the CPU has
+            // SAFETY: `lanes` returns Avx2 only for an `isa` of Avx2 or above, which the CPU has
             // (the contract), and only when `d` is whole 8s, as `run::<F32x8>` needs; the job's
             // bounds are the caller's.
-            Isa::Avx2 => unsafe { x86::avx2(job, h, i0, i1, sc) },
+            Lanes::Avx2 => unsafe { x86::avx2(job, h, i0, i1, sc) },
+            #[cfg(target_arch = "aarch64")]
+            // SAFETY: NEON is part of every aarch64 target (enabled at compile time), and
+            // `lanes` returns Neon only when `d` is whole 4s, as `run::<F32x4>` needs; the job's
+            // bounds are the caller's.
+            Lanes::Neon => unsafe { run::<super::simd::F32x4>(job, h, i0, i1, sc) },
             // SAFETY: the scalar lanes need no CPU feature and take any `d`; the job's bounds are
             // the caller's.
-            _ => unsafe { run::<f32>(job, h, i0, i1, sc) },
+            Lanes::Scalar => unsafe { run::<f32>(job, h, i0, i1, sc) },
         }
     })
 }

@@ -11,9 +11,10 @@ use crate::model::cpu::formats::f16_to_f32;
 /// # Safety
 /// One contract for every method (stated here once, hence the `allow` below):
 /// - the CPU has the implementation's features: none for `f32`; AVX2, FMA and F16C for
-///   [`F32x8`]; AVX-512 F/DQ on top of those for [`F32x16`]. The kernel is instantiated with a
-///   vector type only inside `kernel::x86::{avx2, avx512}`, whose `#[target_feature]`s enable
-///   them and which run only when `isa()` found them (see `crate::model::cpu::isa`);
+///   [`F32x8`]; AVX-512 F/DQ on top of those for [`F32x16`]; NEON for `F32x4`, which every
+///   aarch64 target enables at compile time. The kernel is instantiated with an x86 vector type
+///   only inside `kernel::x86::{avx2, avx512}`, whose `#[target_feature]`s enable them and which
+///   run only when `isa()` found them (see `crate::model::cpu::isa`);
 /// - a pointer argument is valid for the `W` lanes the method reads ([`Simd::load`],
 ///   [`Simd::load_f16`]) or writes ([`Simd::store`]); [`Simd::transpose_keys`] states its own.
 #[allow(clippy::missing_safety_doc)]
@@ -127,6 +128,167 @@ impl Simd for f32 {
 
 #[cfg(target_arch = "x86_64")]
 pub use x86::{F32x16, F32x8};
+
+#[cfg(target_arch = "aarch64")]
+pub use arm::F32x4;
+
+#[cfg(target_arch = "aarch64")]
+mod arm {
+    use super::Simd;
+    use std::arch::aarch64::*;
+
+    /// Four lanes of NEON (every aarch64 CPU: Apple silicon, Snapdragon, Graviton, Ampere).
+    /// Without it ARM machines ran the attention one lane at a time.
+    #[derive(Clone, Copy)]
+    pub struct F32x4(float32x4_t);
+
+    /// Four f16 values (raw bits) to f32 with `fcvtl`, which is base ARMv8 (std's
+    /// `vcvt_f32_f16` needs the unstable `f16` type). Exact; a NaN comes out quiet, as from
+    /// `f16_to_f32`.
+    ///
+    /// # Safety
+    /// NEON (every aarch64 target); touches registers only.
+    #[inline(always)]
+    unsafe fn cvt_f16(h: uint16x4_t) -> float32x4_t {
+        let out: float32x4_t;
+        // SAFETY: one register-to-register instruction of base AdvSIMD; no memory, stack or
+        // flags touched, as the options say.
+        unsafe {
+            std::arch::asm!(
+                "fcvtl {o:v}.4s, {h:v}.4h",
+                o = lateout(vreg) out,
+                h = in(vreg) h,
+                options(pure, nomem, nostack, preserves_flags)
+            )
+        };
+        out
+    }
+
+    impl Simd for F32x4 {
+        const W: usize = 4;
+        // 32 registers, as AVX-512: six rows of four accumulators.
+        const R: usize = 6;
+        #[inline(always)]
+        unsafe fn zero() -> Self {
+            // SAFETY: NEON, which every aarch64 target has (the trait's contract).
+            Self(unsafe { vdupq_n_f32(0.0) })
+        }
+        #[inline(always)]
+        unsafe fn splat(x: f32) -> Self {
+            // SAFETY: NEON (the trait's contract).
+            Self(unsafe { vdupq_n_f32(x) })
+        }
+        #[inline(always)]
+        unsafe fn load(p: *const f32) -> Self {
+            // SAFETY: NEON (the trait's contract); `p` is valid for 4 floats (the contract);
+            // `ld1` needs no alignment beyond the element's.
+            Self(unsafe { vld1q_f32(p) })
+        }
+        #[inline(always)]
+        unsafe fn store(self, p: *mut f32) {
+            // SAFETY: NEON (the trait's contract); `p` is valid for writing 4 floats.
+            unsafe { vst1q_f32(p, self.0) }
+        }
+        #[inline(always)]
+        unsafe fn load_f16(p: *const u16) -> Self {
+            // SAFETY: NEON (the trait's contract); `p` is valid for 4 f16 values (the contract).
+            Self(unsafe { cvt_f16(vld1_u16(p)) })
+        }
+        #[inline(always)]
+        unsafe fn fma(a: Self, b: Self, c: Self) -> Self {
+            // SAFETY: NEON (the trait's contract). `vfmaq_f32(c, a, b)` is `c + a·b`, rounded once.
+            Self(unsafe { vfmaq_f32(c.0, a.0, b.0) })
+        }
+        #[inline(always)]
+        unsafe fn mul(a: Self, b: Self) -> Self {
+            // SAFETY: NEON (the trait's contract).
+            Self(unsafe { vmulq_f32(a.0, b.0) })
+        }
+        #[inline(always)]
+        unsafe fn add(a: Self, b: Self) -> Self {
+            // SAFETY: NEON (the trait's contract).
+            Self(unsafe { vaddq_f32(a.0, b.0) })
+        }
+        #[inline(always)]
+        unsafe fn sub(a: Self, b: Self) -> Self {
+            // SAFETY: NEON (the trait's contract).
+            Self(unsafe { vsubq_f32(a.0, b.0) })
+        }
+        #[inline(always)]
+        unsafe fn max(a: Self, b: Self) -> Self {
+            // `a > b ? a : b`, as the scalar lanes and x86's `maxps` (`fmax` would differ in the
+            // sign of a zero).
+            // SAFETY: NEON (the trait's contract).
+            Self(unsafe { vbslq_f32(vcgtq_f32(a.0, b.0), a.0, b.0) })
+        }
+        #[inline(always)]
+        unsafe fn round_even(a: Self) -> Self {
+            // SAFETY: NEON (the trait's contract); `frintn` rounds to nearest, ties to even.
+            Self(unsafe { vrndnq_f32(a.0) })
+        }
+        #[inline(always)]
+        unsafe fn pow2(n: Self) -> Self {
+            // SAFETY: NEON (the trait's contract). `n` is integral, so the truncating conversion
+            // is exact.
+            unsafe {
+                let i = vaddq_s32(vcvtq_s32_f32(n.0), vdupq_n_s32(127));
+                Self(vreinterpretq_f32_s32(vshlq_n_s32::<23>(i)))
+            }
+        }
+        #[inline(always)]
+        unsafe fn keep_first(a: Self, n: usize) -> Self {
+            const IDX: [u32; 4] = [0, 1, 2, 3];
+            // SAFETY: NEON (the trait's contract); `IDX` is 4 readable `u32`s.
+            unsafe {
+                let keep = vcltq_u32(vld1q_u32(IDX.as_ptr()), vdupq_n_u32(n.min(4) as u32));
+                Self(vreinterpretq_f32_u32(vandq_u32(vreinterpretq_u32_f32(a.0), keep)))
+            }
+        }
+        #[inline(always)]
+        unsafe fn hmax(a: Self) -> f32 {
+            // The inputs are never NaN; `fmaxv` may differ from a chain of `a > b` selects only in
+            // the sign of a zero maximum, and `s - m` then gives `exp` the same ±0 input (e = 1).
+            // SAFETY: NEON (the trait's contract).
+            unsafe { vmaxvq_f32(a.0) }
+        }
+        #[inline(always)]
+        unsafe fn transpose_keys(src: *const u16, stride: usize, kc: usize, d: usize, kt: *mut f32, kb: usize) {
+            // SAFETY: NEON (the trait's contract). Loads read keys `j0 + i < kc`, values `t0..t0
+            // + 4 <= d` (`d` is whole 4s), which the caller vouches for; stores write values
+            // `t0 + c < d` at lanes `j0..j0 + 4 <= kb` (`kb` is whole 4s): inside `d × kb`.
+            unsafe {
+                let zero = vdup_n_u16(0);
+                for j0 in (0..kb).step_by(4) {
+                    for t0 in (0..d).step_by(4) {
+                        let mut r = [vdupq_n_f32(0.0); 4];
+                        for i in 0..4 {
+                            let h = if j0 + i < kc {
+                                vld1_u16(src.add((j0 + i) * stride + t0))
+                            } else {
+                                zero
+                            };
+                            r[i] = cvt_f16(h);
+                        }
+                        // (r0[0], r1[0], r0[2], r1[2]), (r0[1], r1[1], r0[3], r1[3]), same for r2, r3.
+                        let a0 = vreinterpretq_f64_f32(vtrn1q_f32(r[0], r[1]));
+                        let a1 = vreinterpretq_f64_f32(vtrn2q_f32(r[0], r[1]));
+                        let b0 = vreinterpretq_f64_f32(vtrn1q_f32(r[2], r[3]));
+                        let b1 = vreinterpretq_f64_f32(vtrn2q_f32(r[2], r[3]));
+                        let out = [
+                            vtrn1q_f64(a0, b0),
+                            vtrn1q_f64(a1, b1),
+                            vtrn2q_f64(a0, b0),
+                            vtrn2q_f64(a1, b1),
+                        ];
+                        for c in 0..4 {
+                            vst1q_f32(kt.add((t0 + c) * kb + j0), vreinterpretq_f32_f64(out[c]));
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {

@@ -97,6 +97,18 @@ fn matches_f64_attention() {
     }
 }
 
+/// The scalar kernel and every vector instantiation this CPU runs for head dimension `d`.
+fn every_lanes(d: usize) -> Vec<Lanes> {
+    let mut all = vec![Lanes::Scalar];
+    for isa in available() {
+        let l = lanes(isa, d);
+        if !all.contains(&l) {
+            all.push(l);
+        }
+    }
+    all
+}
+
 #[test]
 fn every_path_agrees_bit_for_bit() {
     for (n_head, n_kv, l, t, d) in [
@@ -104,15 +116,19 @@ fn every_path_agrees_bit_for_bit() {
         (9, 3, 1, 130, 64),
         (8, 2, 17, 17, 128),
         (6, 3, 7, 29, 16),
+        (4, 2, 5, 23, 20),
     ] {
         let (q, k, v) = inputs(n_head, n_kv, l, t, d);
-        let paths = available();
-        let first = bits(&attend_with(paths[0], &q, &k, &v).unwrap().unwrap());
-        for &isa in &paths[1..] {
-            let got = bits(&attend_with(isa, &q, &k, &v).unwrap().unwrap());
+        let first = bits(&attend_lanes(Lanes::Scalar, &q, &k, &v).unwrap().unwrap());
+        let paths = every_lanes(d);
+        // A vector path must run wherever the CPU has one (NEON on every aarch64 CPU).
+        #[cfg(target_arch = "aarch64")]
+        assert!(paths.len() > 1, "no vector path for d = {d}: {paths:?}");
+        for &lanes in &paths[1..] {
+            let got = bits(&attend_lanes(lanes, &q, &k, &v).unwrap().unwrap());
             assert!(
                 got == first,
-                "{isa:?} must equal the portable path bit for bit (shape {n_head},{n_kv},{l},{t},{d})"
+                "{lanes:?} must equal the scalar path bit for bit (shape {n_head},{n_kv},{l},{t},{d})"
             );
         }
     }

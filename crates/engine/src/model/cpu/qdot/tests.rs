@@ -41,7 +41,6 @@ fn bits_of(data: &[u8], n: usize, q: &QuantRows, r0: usize, mm: usize, run: &dyn
 #[cfg(target_arch = "aarch64")]
 fn without_dotprod_too(f: QFormat, data: &[u8], n: usize, q: &QuantRows, r0: usize, mm: usize, out: &[f32]) {
     let mut plain = vec![f32::NAN; mm * n];
-    // SAFETY: `plain` holds mm × n values.
     let call = super::portable::Call {
         w: data,
         row_bytes: data.len() / n,
@@ -52,6 +51,7 @@ fn without_dotprod_too(f: QFormat, data: &[u8], n: usize, q: &QuantRows, r0: usi
         out: plain.as_mut_ptr(),
         ldo: n,
     };
+    // SAFETY: `out` points at `plain`, which holds mm × n values, `ldo` = n apart.
     unsafe { super::portable::block_plain(f, call) };
     let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
     assert_eq!(bits(&plain), bits(out), "{f:?} m={mm}: without dotprod");
