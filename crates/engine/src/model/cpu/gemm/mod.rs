@@ -19,7 +19,7 @@ pub const LANES: usize = 16;
 
 /// Input rows the SIMD kernels sweep per group of weight rows: the block (`ROW_BLOCK × k` f32)
 /// stays in L2 while the weight rows, in L1, meet all of it.
-#[cfg(target_arch = "x86_64")]
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 const ROW_BLOCK: usize = 64;
 
 /// The reference dot product (the definition the SIMD kernels reproduce).
@@ -67,6 +67,11 @@ pub unsafe fn block(isa: Isa, x: &[f32], m: usize, w: &[f32], nw: usize, k: usiz
         // SAFETY: `isa` is Avx2 only when the CPU has AVX2 and FMA (the caller's contract); the
         // same asserted bounds of `x`, `w` and `k`, and the caller's `out`.
         Isa::Avx2 => unsafe { avx2::block(x.as_ptr(), m, w.as_ptr(), nw, k, out, ldo) },
+        #[cfg(target_arch = "aarch64")]
+        // SAFETY: NEON is part of every aarch64 target; the same asserted bounds of `x`, `w` and
+        // `k`, and the caller's `out`.
+        _ => unsafe { neon::block(x.as_ptr(), m, w.as_ptr(), nw, k, out, ldo) },
+        #[cfg(not(target_arch = "aarch64"))]
         _ => {
             for r in 0..m {
                 for j in 0..nw {
@@ -80,7 +85,7 @@ pub unsafe fn block(isa: Isa, x: &[f32], m: usize, w: &[f32], nw: usize, k: usiz
 }
 
 /// Calls `$f::<MR, NR>` for the runtime `($mr, $nr)`, both at most the given maxima.
-#[cfg(target_arch = "x86_64")]
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 macro_rules! dispatch_tile {
     ($f:ident, $mr:expr, $nr:expr, ($($args:expr),*)) => {
         match ($mr, $nr) {
@@ -122,6 +127,9 @@ pub(super) mod avx512;
 
 #[cfg(target_arch = "x86_64")]
 pub(super) mod avx2;
+
+#[cfg(target_arch = "aarch64")]
+mod neon;
 
 #[cfg(test)]
 mod tests {
