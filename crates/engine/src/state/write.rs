@@ -9,7 +9,7 @@ use crate::fingerprint::ModelFingerprint;
 use crate::kv::KvState;
 use candle_core::{CpuStorage, DType, Device, Storage, StridedBlocks, Tensor};
 use half::{bf16, f16};
-use safetensors::tensor::{Dtype, View};
+use safetensors::tensor::{Dtype, Metadata};
 use std::borrow::Cow;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -341,39 +341,51 @@ fn checksum(tensors: &[(String, Raw<'_>)], transcript: Option<&str>) -> String {
     hasher.finalize().to_hex().to_string()
 }
 
-/// A tensor's type, shape and size without its values, for encoding the header alone.
-struct Described<'a, 'b>(&'a Raw<'b>);
-
-impl View for Described<'_, '_> {
-    fn dtype(&self) -> Dtype {
-        self.0.dtype
-    }
-    fn shape(&self) -> &[usize] {
-        &self.0.shape
-    }
-    fn data(&self) -> Cow<'_, [u8]> {
-        Cow::Borrowed(&[])
-    }
-    fn data_len(&self) -> usize {
-        self.0.data.len()
-    }
-}
-
 /// The safetensors header of a segment (length prefix and JSON, as safetensors encodes it) and
 /// the tensors in the order their bytes follow it. The values are then written from where they
 /// lie instead of through one buffer of the whole file (which doubled the memory a freeze
-/// needed). The order is read back from the header's own offsets, and they must tile the data
-/// exactly, so a change in how the safetensors crate lays files out cannot misplace a tensor.
+/// needed). The header is the crate's own encoding of its `Metadata` (tensors by descending
+/// dtype, then by name, as `safetensors::serialize` lays them out; the JSON padded with spaces
+/// to 8 bytes), built here because `serialize` reserves a buffer of the whole file even for
+/// tensors without data: a 2 GB state asked for 2 GB of address space and aborted the process
+/// where that was limited (`ulimit -v`, Windows' commit limit). The order is read back from the
+/// header's own offsets, and they must tile the data exactly, so a change in how the crate
+/// encodes cannot misplace a tensor (and the tests compare whole files with `serialize`'s).
 fn encode_header<'a, 'b>(
     tensors: &'a [(String, Raw<'b>)],
     header: &SegmentHeader,
 ) -> Result<(Vec<u8>, Vec<&'a Raw<'b>>)> {
     let bad = |detail: String| EngineError::Invalid(format!("cannot encode the segment: {detail}"));
-    let head = safetensors::tensor::serialize(
-        tensors.iter().map(|(k, v)| (k.as_str(), Described(v))),
-        Some(header.to_metadata()),
-    )
-    .map_err(|e| bad(e.to_string()))?;
+    let mut sorted: Vec<&(String, Raw<'b>)> = tensors.iter().collect();
+    sorted.sort_by(|(a, l), (b, r)| r.dtype.cmp(&l.dtype).then(a.cmp(b)));
+    let mut offset = 0usize;
+    let mut infos = Vec::with_capacity(sorted.len());
+    for (name, raw) in &sorted {
+        let end = offset + raw.data.len();
+        infos.push((
+            name.clone(),
+            safetensors::tensor::TensorInfo {
+                dtype: raw.dtype,
+                shape: raw.shape.clone(),
+                data_offsets: (offset, end),
+            },
+        ));
+        offset = end;
+    }
+    let meta = Metadata::new(Some(header.to_metadata()), infos).map_err(|e| bad(e.to_string()))?;
+    let mut json = serde_json::to_vec(&meta).map_err(|e| bad(e.to_string()))?;
+    json.resize(json.len().next_multiple_of(8), b' ');
+    if json.len() as u64 > super::read::MAX_HEADER_BYTES {
+        // A reader refuses such a header: better no file than one that cannot be thawed.
+        return Err(bad(format!(
+            "its header ({} bytes, mostly the transcript) exceeds the {}-byte limit",
+            json.len(),
+            super::read::MAX_HEADER_BYTES
+        )));
+    }
+    let mut head = Vec::with_capacity(8 + json.len());
+    head.extend_from_slice(&(json.len() as u64).to_le_bytes());
+    head.extend_from_slice(&json);
     let json: serde_json::Value = serde_json::from_slice(&head[8..]).map_err(|e| bad(e.to_string()))?;
     let mut placed = Vec::with_capacity(tensors.len());
     for (name, raw) in tensors {
