@@ -86,6 +86,7 @@ impl Error {
             EngineError::Tokenizer(_) | EngineError::UnsupportedTokenizer { .. } => "tokenizer",
             EngineError::Template(_) | EngineError::NoChatTemplate => "chat_template",
             EngineError::ContextOverflow { .. } => "context_overflow",
+            EngineError::OutOfMemory { .. } => "out_of_memory",
             EngineError::BadToken { .. } => "bad_token",
             EngineError::BadSampling(_) => "bad_sampling",
             EngineError::Device(..) => "device",

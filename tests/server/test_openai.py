@@ -36,8 +36,8 @@ MODELS = models_dir()
 class Server:
     """A `freeze-attn serve` process on a free loopback port, with its own library."""
 
-    def __init__(self, home, *args, token=None):
-        env = dict(os.environ, FREEZE_ATTN_HOME=home, FREEZE_ATTN_MODELS=MODELS, RUST_LOG="warn")
+    def __init__(self, home, *args, token=None, env=None):
+        env = dict(os.environ, FREEZE_ATTN_HOME=home, FREEZE_ATTN_MODELS=MODELS, RUST_LOG="warn", **(env or {}))
         env.pop("FREEZE_ATTN_TOKEN", None)
         cmd = [BIN, "serve", "--port", "0", *args]
         if token:
@@ -207,6 +207,48 @@ class OpenAIClient(unittest.TestCase):
         events = [json.loads(l[5:]) for l in raw.decode().splitlines() if l.startswith("data:")]
         self.assertTrue(any("done" in e for e in events), events)
         self.assertEqual(events[-1]["node"]["name"], "primed")
+
+
+def vm_size(pid):
+    """The address space process `pid` has mapped, in bytes."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmSize:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmSize")
+
+
+class Memory(unittest.TestCase):
+    """A prompt whose attention state the machine cannot hold is refused before the cache grows,
+    with both sizes, and the server answers the next request. The limit is real: the running
+    server's address space is capped (`prlimit`, what `ulimit -v` does) at what it has mapped
+    after a first request plus 64 MiB, while a 6,000-token prompt's K/V (and its reply's room)
+    takes about 160 MB on the default model. glibc gives every thread an arena that reserves
+    64 MiB of address space, which such a cap counts like memory in use: the server runs with
+    one arena here (`MALLOC_ARENA_MAX=1`), so that the cap measures memory."""
+
+    def test_a_prompt_too_large_for_memory_is_refused_and_the_server_lives_on(self):
+        import resource
+        with tempfile.TemporaryDirectory() as home:
+            server = Server(home, env={"MALLOC_ARENA_MAX": "1"})
+            try:
+                ask = dict(model=server.model, prompt="The printing press", max_tokens=8, temperature=0)
+                first = server.client.completions.create(**ask).choices[0].text
+                limit = vm_size(server.proc.pid) + (64 << 20)
+                resource.prlimit(server.proc.pid, resource.RLIMIT_AS, (limit, resource.RLIM_INFINITY))
+                status, err = server.raw("POST", "/v1/completions",
+                                         {"model": server.model, "prompt": " word" * 6000, "max_tokens": 4})
+                self.assertEqual(status, 507, err)
+                self.assertEqual(err["error"]["code"], "out_of_memory")
+                message = err["error"]["message"]
+                self.assertRegex(message, r"^not enough memory for a prompt of 6\d\d\d tokens and its reply: "
+                                          r"its attention state needs \d+ MB more, and \d+ MB is available$")
+                # Nothing lost: the same greedy answer as before, under the same limit.
+                again = server.client.completions.create(**ask).choices[0].text
+                self.assertEqual(again, first)
+                self.assertIsNone(server.proc.poll(), "the server is still running")
+            finally:
+                server.stop()
 
 
 class BadInput(unittest.TestCase):

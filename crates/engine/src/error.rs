@@ -54,6 +54,13 @@ pub enum EngineError {
     NoChatTemplate,
     #[error("{needed} tokens do not fit the model's context of {context} tokens")]
     ContextOverflow { needed: usize, context: usize },
+    /// Refused before allocating: the machine's free memory cannot hold what was asked.
+    #[error(
+        "not enough memory for {what}: its attention state needs {} more, and {} is available",
+        crate::memory::human(*needed),
+        crate::memory::human(*available)
+    )]
+    OutOfMemory { what: String, needed: u64, available: u64 },
     #[error("token id {id} is outside the vocabulary of {vocab} tokens")]
     BadToken { id: u32, vocab: usize },
     #[error("invalid sampling parameter: {0}")]

@@ -14,6 +14,42 @@ use std::sync::Arc;
 /// Growth granularity in positions.
 const GROW_STEP: usize = 256;
 
+/// A zero-filled buffer. On the CPU the allocation is fallible (an error, where candle's
+/// `Tensor::zeros` aborts the process) and lazily zeroed (fresh pages from the system: capacity
+/// not yet written costs no memory).
+fn zeros(shape: (usize, usize, usize), dtype: DType, device: &Device) -> Result<Tensor> {
+    fn zeroed<T: candle_core::WithDType>(n: usize) -> Option<Vec<T>> {
+        let layout = std::alloc::Layout::array::<T>(n).ok()?;
+        if layout.size() == 0 {
+            return Some(Vec::new());
+        }
+        // SAFETY: the layout's size is not zero (checked above).
+        let ptr = unsafe { std::alloc::alloc_zeroed(layout) } as *mut T;
+        if ptr.is_null() {
+            return None;
+        }
+        // SAFETY: `ptr` was allocated by the global allocator with `T`'s alignment for exactly
+        // `n` elements (the layout a `Vec<T>` of capacity `n` frees with), and zero bytes are a
+        // valid value of every type this is called with (f16, bf16, f32: 0.0).
+        Some(unsafe { Vec::from_raw_parts(ptr, n, n) })
+    }
+    if !device.is_cpu() {
+        return Ok(Tensor::zeros(shape, dtype, device)?);
+    }
+    let n = shape.0 * shape.1 * shape.2;
+    let refused = || EngineError::OutOfMemory {
+        what: format!("a buffer of {} positions", shape.1),
+        needed: (n * dtype.size_in_bytes()) as u64,
+        available: crate::memory::available().unwrap_or(0),
+    };
+    Ok(match dtype {
+        DType::F16 => Tensor::from_vec(zeroed::<half::f16>(n).ok_or_else(refused)?, shape, device)?,
+        DType::BF16 => Tensor::from_vec(zeroed::<half::bf16>(n).ok_or_else(refused)?, shape, device)?,
+        DType::F32 => Tensor::from_vec(zeroed::<f32>(n).ok_or_else(refused)?, shape, device)?,
+        _ => Tensor::zeros(shape, dtype, device)?,
+    })
+}
+
 /// The fixed geometry of a model's attention state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct KvGeometry {
@@ -23,6 +59,13 @@ pub struct KvGeometry {
     pub dtype: DType,
     /// The model's context length: the state never grows past it.
     pub max_len: usize,
+}
+
+impl KvGeometry {
+    /// Bytes of K and V a position takes over all layers.
+    pub fn bytes_per_position(&self) -> usize {
+        2 * self.n_layer * self.n_kv_head * self.head_dim * self.dtype.size_in_bytes()
+    }
 }
 
 #[derive(Debug)]
@@ -147,11 +190,36 @@ impl KvState {
 
     /// Bytes of K/V memory allocated by this state (shared buffers counted in full).
     pub fn allocated_bytes(&self) -> usize {
-        2 * self.geometry.n_layer
-            * self.geometry.n_kv_head
-            * self.geometry.head_dim
-            * self.capacity
-            * self.geometry.dtype.size_in_bytes()
+        self.geometry.bytes_per_position() * self.capacity
+    }
+
+    /// Refuses, before anything is allocated, to hold `positions` positions when the memory
+    /// this process can still use without swapping ([`crate::memory::available`]) cannot take
+    /// what that adds: the positions not yet written, the written ones again while a fork still
+    /// shares them (the first write copies them), and `working` bytes the caller will need
+    /// meanwhile (a prefill's activations). `what` names the operation for the error. Only the
+    /// CPU is asked: a GPU's allocator refuses with an error of its own.
+    pub fn check_memory(&self, positions: usize, working: u64, what: &dyn Fn() -> String) -> Result<()> {
+        if !self.device.is_cpu() {
+            return Ok(());
+        }
+        self.check_memory_in(positions, working, crate::memory::available(), what)
+    }
+
+    /// [`KvState::check_memory`] against `available` bytes (`None`: unknown, never refused).
+    pub(crate) fn check_memory_in(
+        &self,
+        positions: usize,
+        working: u64,
+        available: Option<u64>,
+        what: &dyn Fn() -> String,
+    ) -> Result<()> {
+        let shared = self.layers.iter().any(|l| Arc::strong_count(l) > 1);
+        let owned = if shared { 0 } else { self.len() };
+        let needed = (positions.saturating_sub(owned) as u64)
+            .saturating_mul(self.geometry.bytes_per_position() as u64)
+            .saturating_add(working);
+        crate::memory::ensure(needed, available, what)
     }
 
     /// Valid K and V of `layer` for positions `start..end`, as views `(n_kv_head, end-start, head_dim)`.
@@ -188,6 +256,7 @@ impl KvState {
         if !grow && !shared && !self.layers.is_empty() {
             return Ok(());
         }
+        self.check_memory(needed, 0, &|| format!("a state of {needed} tokens"))?;
         let new_cap = if grow {
             let target = needed.max(self.capacity + self.capacity / 2);
             target
@@ -230,8 +299,17 @@ impl KvState {
                     continue;
                 }
             }
-            let k = Tensor::zeros((g.n_kv_head, new_cap, g.head_dim), g.dtype, &self.device)?;
-            let v = Tensor::zeros((g.n_kv_head, new_cap, g.head_dim), g.dtype, &self.device)?;
+            // A buffer the allocator refuses is reported as the whole state it was for.
+            let whole = |e| match e {
+                EngineError::OutOfMemory { available, .. } => EngineError::OutOfMemory {
+                    what: format!("a state of {new_cap} positions"),
+                    needed: (g.bytes_per_position() * new_cap) as u64,
+                    available,
+                },
+                e => e,
+            };
+            let k = zeros((g.n_kv_head, new_cap, g.head_dim), g.dtype, &self.device).map_err(whole)?;
+            let v = zeros((g.n_kv_head, new_cap, g.head_dim), g.dtype, &self.device).map_err(whole)?;
             if let (Some(l), true) = (self.layers.get(i), len > 0) {
                 k.slice_set(&l.k.narrow(1, 0, len)?.contiguous()?, 1, 0)?;
                 v.slice_set(&l.v.narrow(1, 0, len)?.contiguous()?, 1, 0)?;
@@ -263,5 +341,81 @@ impl KvState {
     /// Records that `tokens` now occupy the positions just written.
     pub(crate) fn commit(&mut self, tokens: &[u32]) {
         self.tokens.extend_from_slice(tokens);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GEO: KvGeometry = KvGeometry {
+        n_layer: 2,
+        n_kv_head: 2,
+        head_dim: 8,
+        dtype: DType::F16,
+        max_len: 1000,
+    };
+
+    /// A state of `n` tokens with room for 16 positions.
+    fn state(n: usize) -> KvState {
+        let dev = Device::Cpu;
+        let buffers = (0..GEO.n_layer)
+            .map(|_| {
+                (
+                    zeros((2, 16, 8), DType::F16, &dev).unwrap(),
+                    zeros((2, 16, 8), DType::F16, &dev).unwrap(),
+                )
+            })
+            .collect();
+        KvState::from_buffers(GEO, &dev, (0..n as u32).collect(), buffers).unwrap()
+    }
+
+    #[test]
+    fn growth_past_the_free_memory_is_refused_with_both_sizes() {
+        let bpp = GEO.bytes_per_position() as u64;
+        assert_eq!(bpp, 2 * 2 * 2 * 8 * 2);
+        let s = state(10);
+        let what = || "a prompt of 90 tokens".to_string();
+        // 90 more positions: exactly what is free passes, one byte less is refused.
+        s.check_memory_in(100, 0, Some(90 * bpp), &what).unwrap();
+        s.check_memory_in(100, 0, None, &what).unwrap();
+        s.check_memory_in(100, 7, Some(90 * bpp + 7), &what).unwrap();
+        assert!(
+            s.check_memory_in(100, 8, Some(90 * bpp + 7), &what).is_err(),
+            "working memory counts"
+        );
+        let e = s.check_memory_in(100, 0, Some(90 * bpp - 1), &what).unwrap_err();
+        match &e {
+            EngineError::OutOfMemory { needed, available, .. } => {
+                assert_eq!((*needed, *available), (90 * bpp, 90 * bpp - 1))
+            }
+            other => panic!("{other}"),
+        }
+        let msg = e.to_string();
+        assert!(
+            msg.starts_with("not enough memory for a prompt of 90 tokens: its attention state needs"),
+            "{msg}"
+        );
+        assert!(!msg.contains('\n'));
+        // A fork shares the written positions: its first write copies them too.
+        let fork = s.fork();
+        assert!(fork.check_memory_in(100, 0, Some(90 * bpp), &what).is_err());
+        fork.check_memory_in(100, 0, Some(100 * bpp), &what).unwrap();
+    }
+
+    #[test]
+    fn buffers_are_zero_and_the_state_grows_as_before() {
+        let mut s = state(0);
+        let (k, _) = s.raw_view(1, 16).unwrap();
+        assert!(k
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<half::f16>()
+            .unwrap()
+            .iter()
+            .all(|x| x.to_f32() == 0.0));
+        s.prepare_append(300).unwrap();
+        assert!(s.capacity() >= 300);
+        assert_eq!(s.len(), 0);
     }
 }

@@ -25,6 +25,7 @@ pub mod gguf;
 pub mod kernels;
 pub mod kv;
 pub mod loader;
+pub mod memory;
 pub mod model;
 pub mod sampling;
 pub mod state;

@@ -217,10 +217,16 @@ impl Model {
                 context: self.config.context_length,
             });
         }
+        let chunk = chunk.max(1);
+        // Refused now rather than after minutes of prefill, or by the OOM killer: the prompt's
+        // K/V, the room reserved for a reply, and a chunk's activations.
+        let reserved = (needed + PREFILL_HEADROOM).min(self.config.context_length.max(needed));
+        state.check_memory(reserved, self.working_bytes(chunk.min(tokens.len())), &|| {
+            format!("a prompt of {} tokens and its reply", tokens.len())
+        })?;
         // Room for the whole prompt and a reply at once: growing chunk by chunk would copy the
         // cache at every growth (a 16k-token prompt, a dozen times).
         state.reserve(needed + PREFILL_HEADROOM)?;
-        let chunk = chunk.max(1);
         let mut last = None;
         for (n, piece) in tokens.chunks(chunk).enumerate() {
             match self.forward(piece, state, false) {
@@ -240,6 +246,17 @@ impl Model {
             }
         }
         last.ok_or_else(|| EngineError::Invalid("prefill called with no tokens".into()))
+    }
+
+    /// About the most memory a forward pass of `rows` tokens holds besides the weights and the
+    /// cache (f32 activations: the residual stream, Q/K/V, the attention's output, gate, up and
+    /// their product, the down projection, and one row of logits), for refusing a prompt that
+    /// cannot fit before it starts.
+    fn working_bytes(&self, rows: usize) -> u64 {
+        let c = &self.config;
+        let q_kv = c.n_head * c.head_dim + 2 * c.n_kv_head * c.head_dim;
+        let per_row = 3 * c.n_embd + q_kv + 3 * c.n_ff;
+        ((rows * per_row + c.vocab_size) * 4) as u64
     }
 
     /// Log-probabilities `(tokens, vocab)` for every position of `tokens` fed after `state`.

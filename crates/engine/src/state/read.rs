@@ -372,7 +372,14 @@ pub fn load_chain(chain: &[Segment], upto: usize, model: &Model, fingerprint: &M
     let geo = model.kv_geometry();
     validate(chain, upto, &geo, fingerprint)?;
     let cap = (upto + 256).div_ceil(256).saturating_mul(256).min(geo.max_len);
-    let mut bufs = allocate(&geo, cap);
+    if model.device().is_cpu() {
+        // Refused before anything is read or allocated (a GPU's allocator refuses on its own).
+        let needed = (upto as u64).saturating_mul(geo.bytes_per_position() as u64);
+        crate::memory::ensure(needed, crate::memory::available(), &|| {
+            format!("a thawed state of {upto} tokens")
+        })?;
+    }
+    let mut bufs = allocate(&geo, cap)?;
     let tokens = tracing::debug_span!("engine.fill").in_scope(|| fill(chain, upto, &geo, cap, &mut bufs))?;
     let (h, d) = (geo.n_kv_head, geo.head_dim);
     let device = model.device();
@@ -452,11 +459,19 @@ fn validate(chain: &[Segment], upto: usize, geo: &KvGeometry, fingerprint: &Mode
 /// (`n_kv_head × cap × head_dim` each). Nothing is written here: [`fill`] writes every value
 /// once (the loaded tokens from the files, zeros after them) and only then sets the lengths, so
 /// no page is zeroed and then overwritten.
-fn allocate(geo: &KvGeometry, cap: usize) -> Vec<(Vec<f16>, Vec<f16>)> {
+fn allocate(geo: &KvGeometry, cap: usize) -> Result<Vec<(Vec<f16>, Vec<f16>)>> {
     let n = geo.n_kv_head * cap * geo.head_dim;
-    (0..geo.n_layer)
-        .map(|_| (Vec::with_capacity(n), Vec::with_capacity(n)))
-        .collect()
+    // Fallible: a refusal by the allocator is an error, not an abort of the process.
+    let one = || -> Result<Vec<f16>> {
+        let mut v = Vec::new();
+        v.try_reserve_exact(n).map_err(|_| EngineError::OutOfMemory {
+            what: format!("a thawed state of {cap} positions"),
+            needed: (n * 2 * 2 * geo.n_layer) as u64,
+            available: crate::memory::available().unwrap_or(0),
+        })?;
+        Ok(v)
+    };
+    (0..geo.n_layer).map(|_| Ok((one()?, one()?))).collect()
 }
 
 /// Reads the stored K/V of the chain's first `upto` tokens into `bufs` (from [`allocate`],
@@ -932,7 +947,7 @@ mod tests {
             n_kv_head: 2,
             ..GEO
         };
-        let mut bufs = allocate(&geo, 64);
+        let mut bufs = allocate(&geo, 64).unwrap();
         fill(chain, upto, &geo, 64, &mut bufs)?;
         Ok(bufs.into_iter().flat_map(|(k, v)| k.into_iter().chain(v)).collect())
     }
@@ -1054,7 +1069,7 @@ mod tests {
             let path = dir.path().join(format!("big-{n}.state"));
             write_segment(&state, 0, n, None, &fp, StoredDType::F16, transcript, &path).unwrap();
             Segment::open(&path).expect("the one-pass checksum agrees with the writer");
-            let mut bufs = allocate(&geo, cap);
+            let mut bufs = allocate(&geo, cap).unwrap();
             fill(&[Segment::open_for_load(&path).unwrap()], n, &geo, cap, &mut bufs)
                 .unwrap_or_else(|e| panic!("{n} tokens, transcript {transcript:?}: {e}"));
             for (l, (k, v)) in bufs.iter().enumerate() {
@@ -1077,7 +1092,7 @@ mod tests {
             let at = bytes.len() * 2 / 3;
             bytes[at] ^= 0x04;
             std::fs::write(&path, bytes).unwrap();
-            let mut bufs = allocate(&geo, cap);
+            let mut bufs = allocate(&geo, cap).unwrap();
             let e = fill(&[Segment::open_for_load(&path).unwrap()], n, &geo, cap, &mut bufs).unwrap_err();
             assert!(e.to_string().contains("checksum mismatch"), "{n}: {e}");
         }
