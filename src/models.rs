@@ -865,32 +865,11 @@ pub fn catalogue(context: u64) -> Result<Vec<CatalogueEntry>> {
     Ok(out)
 }
 
-/// This machine's physical memory (Linux: /proc/meminfo; macOS: `sysctl hw.memsize`).
+/// This machine's physical memory (the engine's [`freeze_attn_engine::memory::total`]).
 /// `FREEZE_ATTN_MEMORY_BYTES` overrides it (to plan for another machine, and for tests).
 pub fn total_memory() -> Option<u64> {
-    if let Some(v) = std::env::var("FREEZE_ATTN_MEMORY_BYTES")
+    std::env::var("FREEZE_ATTN_MEMORY_BYTES")
         .ok()
         .and_then(|v| v.parse().ok())
-    {
-        return Some(v);
-    }
-    if cfg!(target_os = "linux") {
-        let info = std::fs::read_to_string("/proc/meminfo").ok()?;
-        let kb: u64 = info
-            .lines()
-            .find(|l| l.starts_with("MemTotal:"))?
-            .split_whitespace()
-            .nth(1)?
-            .parse()
-            .ok()?;
-        return Some(kb * 1024);
-    }
-    if cfg!(target_os = "macos") {
-        let out = std::process::Command::new("sysctl")
-            .args(["-n", "hw.memsize"])
-            .output()
-            .ok()?;
-        return String::from_utf8_lossy(&out.stdout).trim().parse().ok();
-    }
-    None
+        .or_else(freeze_attn_engine::memory::total)
 }

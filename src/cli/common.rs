@@ -112,16 +112,5 @@ pub fn ms(d: std::time::Duration) -> f64 {
     (d.as_secs_f64() * 100_000.0).round() / 100.0
 }
 
-/// A byte count for people: `98.4 MB`, `4.9 GB` (decimal units, as disks and downloads count).
-pub fn human_bytes(bytes: u64) -> String {
-    let b = bytes as f64;
-    if b >= 1e9 {
-        format!("{:.1} GB", b / 1e9)
-    } else if b >= 1e6 {
-        format!("{:.1} MB", b / 1e6)
-    } else if b >= 1e3 {
-        format!("{:.0} kB", b / 1e3)
-    } else {
-        format!("{bytes} B")
-    }
-}
+/// A byte count for people: `98.4 MB`, `4.9 GB` (the engine's, which its errors use too).
+pub use freeze_attn::engine::memory::human as human_bytes;

@@ -242,7 +242,7 @@ class Memory(unittest.TestCase):
                 self.assertEqual(err["error"]["code"], "out_of_memory")
                 message = err["error"]["message"]
                 self.assertRegex(message, r"^not enough memory for a prompt of 6\d\d\d tokens and its reply: "
-                                          r"its attention state needs \d+ MB more, and \d+ MB is available$")
+                                          r"its attention state needs [\d.]+ MB more, and [\d.]+ MB is available$")
                 # Nothing lost: the same greedy answer as before, under the same limit.
                 again = server.client.completions.create(**ask).choices[0].text
                 self.assertEqual(again, first)

@@ -125,11 +125,6 @@ impl ModelConfig {
         }
         Ok(())
     }
-
-    /// Bytes of K plus V for one token at the given element size.
-    pub fn kv_bytes_per_token(&self, elem_size: usize) -> usize {
-        2 * self.n_layer * self.n_kv_head * self.head_dim * elem_size
-    }
 }
 
 #[cfg(test)]

@@ -40,15 +40,45 @@ pub fn ensure(needed: u64, available: Option<u64>, what: &dyn Fn() -> String) ->
     }
 }
 
-/// `bytes` for people: "1.5 GB", "320 MB", "12 KB".
+/// This machine's physical memory (Linux: `MemTotal`; macOS: `hw.memsize`).
+pub fn total() -> Option<u64> {
+    #[cfg(target_os = "linux")]
+    {
+        kib_field(&std::fs::read_to_string("/proc/meminfo").ok()?, "MemTotal")
+    }
+    #[cfg(target_os = "macos")]
+    {
+        let (mut bytes, mut len) = (0u64, std::mem::size_of::<u64>());
+        // SAFETY: the name is a NUL-terminated C string; `bytes` and `len` are valid for
+        // writing and `len` says how many bytes `bytes` holds; no new value is given.
+        let r = unsafe {
+            libc::sysctlbyname(
+                c"hw.memsize".as_ptr(),
+                (&mut bytes as *mut u64).cast(),
+                &mut len,
+                std::ptr::null_mut(),
+                0,
+            )
+        };
+        (r == 0 && len == std::mem::size_of::<u64>()).then_some(bytes)
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "macos")))]
+    {
+        None
+    }
+}
+
+/// A byte count for people: `98.4 MB`, `4.9 GB` (decimal units, as disks and downloads count).
 pub fn human(bytes: u64) -> String {
     let b = bytes as f64;
     if b >= 1e9 {
         format!("{:.1} GB", b / 1e9)
     } else if b >= 1e6 {
-        format!("{:.0} MB", b / 1e6)
+        format!("{:.1} MB", b / 1e6)
+    } else if b >= 1e3 {
+        format!("{:.0} kB", b / 1e3)
     } else {
-        format!("{:.0} KB", (b / 1e3).ceil())
+        format!("{bytes} B")
     }
 }
 
@@ -102,7 +132,7 @@ mod linux {
             .min()
     }
 
-    fn system() -> Option<u64> {
+    pub(super) fn system() -> Option<u64> {
         kib_field(&read_to_string("/proc/meminfo").ok()?, "MemAvailable")
     }
 
@@ -217,7 +247,19 @@ mod tests {
     #[test]
     fn sizes_read_as_people_write_them() {
         assert_eq!(human(1_500_000_000), "1.5 GB");
-        assert_eq!(human(320_000_000), "320 MB");
-        assert_eq!(human(12_345), "13 KB");
+        assert_eq!(human(320_000_000), "320.0 MB");
+        assert_eq!(human(12_345), "12 kB");
+        assert_eq!(human(999), "999 B");
+    }
+
+    #[test]
+    fn the_machine_has_more_memory_than_it_has_free() {
+        #[cfg(any(target_os = "linux", target_os = "macos"))]
+        {
+            let total = total().expect("Linux and macOS report their memory");
+            assert!(total >= 64 << 20, "{total}");
+            #[cfg(target_os = "linux")]
+            assert!(linux::system().unwrap() <= total);
+        }
     }
 }
