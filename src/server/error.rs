@@ -62,8 +62,9 @@ impl From<Error> for ApiError {
             | "bad_bundle" => StatusCode::BAD_REQUEST,
             "cancelled" => StatusCode::from_u16(499).unwrap_or(StatusCode::BAD_REQUEST),
             "no_model" | "engine_stopped" => StatusCode::SERVICE_UNAVAILABLE,
-            // The request is well formed, but this machine cannot hold its attention state.
-            "out_of_memory" => StatusCode::INSUFFICIENT_STORAGE,
+            // Like a prompt past the context: this request cannot be served as it is, and a 5xx
+            // would make OpenAI's clients retry it at once, to the same answer.
+            "out_of_memory" => StatusCode::BAD_REQUEST,
             c if c.starts_with("state_") || c == "not_a_state_file" => StatusCode::BAD_REQUEST,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
