@@ -59,12 +59,12 @@ impl From<Error> for ApiError {
             | "tokenizer"
             | "invalid_name"
             | "invalid_tag"
-            | "bad_bundle" => StatusCode::BAD_REQUEST,
-            "cancelled" => StatusCode::from_u16(499).unwrap_or(StatusCode::BAD_REQUEST),
-            "no_model" | "engine_stopped" => StatusCode::SERVICE_UNAVAILABLE,
+            | "bad_bundle"
             // Like a prompt past the context: this request cannot be served as it is, and a 5xx
             // would make OpenAI's clients retry it at once, to the same answer.
-            "out_of_memory" => StatusCode::BAD_REQUEST,
+            | "out_of_memory" => StatusCode::BAD_REQUEST,
+            "cancelled" => StatusCode::from_u16(499).unwrap_or(StatusCode::BAD_REQUEST),
+            "no_model" | "engine_stopped" => StatusCode::SERVICE_UNAVAILABLE,
             c if c.starts_with("state_") || c == "not_a_state_file" => StatusCode::BAD_REQUEST,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };

@@ -54,13 +54,18 @@ pub enum EngineError {
     NoChatTemplate,
     #[error("{needed} tokens do not fit the model's context of {context} tokens")]
     ContextOverflow { needed: usize, context: usize },
-    /// Refused before allocating: the machine's free memory cannot hold what was asked.
+    /// Refused before allocating (the machine's free memory, `available`, cannot hold what was
+    /// asked), or by the allocator (`available` then as far as it is known).
     #[error(
-        "not enough memory for {what}: its attention state needs {} more, and {} is available",
+        "not enough memory for {what}: its attention state needs {} more, {}",
         crate::memory::human(*needed),
-        crate::memory::human(*available)
+        crate::memory::free_text(available)
     )]
-    OutOfMemory { what: String, needed: u64, available: u64 },
+    OutOfMemory {
+        what: String,
+        needed: u64,
+        available: Option<u64>,
+    },
     #[error("token id {id} is outside the vocabulary of {vocab} tokens")]
     BadToken { id: u32, vocab: usize },
     #[error("invalid sampling parameter: {0}")]

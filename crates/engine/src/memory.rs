@@ -31,12 +31,30 @@ pub fn available() -> Option<u64> {
 /// (`None`: unknown, never refused).
 pub fn ensure(needed: u64, available: Option<u64>, what: &dyn Fn() -> String) -> Result<()> {
     match available {
-        Some(available) if needed > available => Err(EngineError::OutOfMemory {
+        Some(free) if needed > free => Err(EngineError::OutOfMemory {
             what: what(),
             needed,
             available,
         }),
         _ => Ok(()),
+    }
+}
+
+/// The error for an allocation of `needed` bytes for `what` that the allocator refused (the
+/// free memory as [`available`] sees it, where it can tell).
+pub fn refused(what: String, needed: u64) -> EngineError {
+    EngineError::OutOfMemory {
+        what,
+        needed,
+        available: available(),
+    }
+}
+
+/// The end of the out-of-memory message: what is free, or that the system refused.
+pub fn free_text(available: &Option<u64>) -> String {
+    match available {
+        Some(b) => format!("and {} is available", human(*b)),
+        None => "which the system refused".to_string(),
     }
 }
 
@@ -97,13 +115,19 @@ fn kib_field(text: &str, key: &str) -> Option<u64> {
     })
 }
 
-/// The value of `key` in a cgroup `memory.stat` text (`key 123`, bytes).
+/// The value of `key` in a cgroup `memory.stat` text (`key 123`, bytes), as written.
 #[cfg_attr(not(target_os = "linux"), allow(dead_code))] // read on Linux only
-fn stat_field(text: &str, key: &str) -> Option<u64> {
+fn stat_text<'a>(text: &'a str, key: &str) -> Option<&'a str> {
     text.lines().find_map(|l| {
         let (k, v) = l.split_once(' ')?;
-        (k == key).then(|| v.trim().parse().ok()).flatten()
+        (k == key).then_some(v)
     })
+}
+
+/// The value of `key` in a cgroup `memory.stat` text, in bytes.
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))] // read on Linux only
+fn stat_field(text: &str, key: &str) -> Option<u64> {
+    stat_text(text, key)?.trim().parse().ok()
 }
 
 /// Room under a cgroup limit: `limit − (usage − inactive file cache)`, or `None` when the
@@ -121,12 +145,14 @@ fn cgroup_room(limit: &str, usage: &str, inactive_file: Option<u64>) -> Option<u
 
 #[cfg(target_os = "linux")]
 mod linux {
-    use super::{cgroup_room, kib_field, stat_field};
+    use super::{cgroup_room, kib_field, stat_field, stat_text};
     use std::fs::read_to_string;
     use std::path::Path;
 
     pub fn available() -> Option<u64> {
-        [system(), cgroup_v2(), cgroup_v1(), address_space()]
+        // Which cgroups this process is in, read once for both hierarchies.
+        let own = read_to_string("/proc/self/cgroup").unwrap_or_default();
+        [system(), cgroup_v2(&own), cgroup_v1(&own), address_space()]
             .into_iter()
             .flatten()
             .min()
@@ -137,8 +163,7 @@ mod linux {
     }
 
     /// The tightest limit of this process's cgroup and its ancestors (cgroup v2).
-    fn cgroup_v2() -> Option<u64> {
-        let own = read_to_string("/proc/self/cgroup").ok()?;
+    fn cgroup_v2(own: &str) -> Option<u64> {
         let path = own.lines().find_map(|l| l.strip_prefix("0::"))?.trim().to_string();
         let root = Path::new("/sys/fs/cgroup");
         let mut best: Option<u64> = None;
@@ -165,8 +190,7 @@ mod linux {
 
     /// This process's memory cgroup (v1), whose `memory.stat` gives the limit of the whole
     /// hierarchy above it. Inside a container the cgroup's own directory is the mount's root.
-    fn cgroup_v1() -> Option<u64> {
-        let own = read_to_string("/proc/self/cgroup").ok()?;
+    fn cgroup_v1(own: &str) -> Option<u64> {
         let path = own.lines().find_map(|l| {
             let mut f = l.splitn(3, ':');
             let (_, controllers, path) = (f.next()?, f.next()?, f.next()?);
@@ -180,9 +204,9 @@ mod linux {
             .into_iter()
             .find_map(|at| {
                 let stat = read_to_string(at.join("memory.stat")).ok()?;
-                let limit = stat_field(&stat, "hierarchical_memory_limit")?;
+                let limit = stat_text(&stat, "hierarchical_memory_limit")?;
                 let usage = read_to_string(at.join("memory.usage_in_bytes")).ok()?;
-                cgroup_room(&limit.to_string(), &usage, stat_field(&stat, "total_inactive_file"))
+                cgroup_room(limit, &usage, stat_field(&stat, "total_inactive_file"))
             })
     }
 
@@ -220,6 +244,10 @@ mod tests {
         assert_eq!(stat_field(stat, "inactive_file"), Some(4096));
         assert_eq!(stat_field(stat, "total_inactive_file"), Some(8192));
         assert_eq!(stat_field(stat, "inactive"), None);
+        assert_eq!(
+            stat_text(stat, "hierarchical_memory_limit"),
+            Some("9223372036854771712")
+        );
     }
 
     #[test]
@@ -235,13 +263,11 @@ mod tests {
         assert_eq!(cgroup_room("1000", "1200", None), Some(0), "over the limit: no room");
     }
 
+    #[cfg(target_os = "linux")]
     #[test]
     fn this_machine_reports_some_memory_available() {
-        #[cfg(target_os = "linux")]
-        {
-            let a = available().expect("Linux has /proc/meminfo");
-            assert!(a > 0);
-        }
+        let a = available().expect("Linux has /proc/meminfo");
+        assert!(a > 0);
     }
 
     #[test]
@@ -252,14 +278,12 @@ mod tests {
         assert_eq!(human(999), "999 B");
     }
 
+    #[cfg(any(target_os = "linux", target_os = "macos"))]
     #[test]
     fn the_machine_has_more_memory_than_it_has_free() {
-        #[cfg(any(target_os = "linux", target_os = "macos"))]
-        {
-            let total = total().expect("Linux and macOS report their memory");
-            assert!(total >= 64 << 20, "{total}");
-            #[cfg(target_os = "linux")]
-            assert!(linux::system().unwrap() <= total);
-        }
+        let total = total().expect("Linux and macOS report their memory");
+        assert!(total >= 64 << 20, "{total}");
+        #[cfg(target_os = "linux")]
+        assert!(linux::system().unwrap() <= total);
     }
 }

@@ -220,7 +220,7 @@ impl Model {
         let chunk = chunk.max(1);
         // Refused now rather than after minutes of prefill, or by the OOM killer: the prompt's
         // K/V, the room reserved for a reply, and a chunk's activations.
-        let reserved = (needed + PREFILL_HEADROOM).min(self.config.context_length.max(needed));
+        let reserved = (needed + PREFILL_HEADROOM).min(self.config.context_length);
         state.check_memory(reserved, self.working_bytes(chunk.min(tokens.len())), &|| {
             format!("a prompt of {} tokens and its reply", tokens.len())
         })?;

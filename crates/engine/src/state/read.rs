@@ -464,10 +464,10 @@ fn allocate(geo: &KvGeometry, cap: usize) -> Result<Vec<(Vec<f16>, Vec<f16>)>> {
     // Fallible: a refusal by the allocator is an error, not an abort of the process.
     let one = || -> Result<Vec<f16>> {
         let mut v = Vec::new();
-        v.try_reserve_exact(n).map_err(|_| EngineError::OutOfMemory {
-            what: format!("a thawed state of {cap} positions"),
-            needed: (n * 2 * 2 * geo.n_layer) as u64,
-            available: crate::memory::available().unwrap_or(0),
+        v.try_reserve_exact(n).map_err(|_| {
+            // Every buffer of the state: K and V of each layer.
+            let bytes = 2 * geo.n_layer * n * std::mem::size_of::<f16>();
+            crate::memory::refused(format!("a thawed state of {cap} positions"), bytes as u64)
         })?;
         Ok(v)
     };
