@@ -4,40 +4,48 @@
 //! positions `0..len` are valid and `tokens` holds exactly the `len` token ids they came from.
 //! Appending writes in place (`slice_set`) and grows the buffers geometrically, so a token never
 //! costs a copy of the whole cache. Rewinding only shortens `len`. Cloning (a fork) shares the
-//! buffers; the first write to a shared layer copies its valid prefix (copy on write), so a fork
-//! and its original evolve independently.
+//! buffers. A state sharing a layer may still append in place where no sharer has written past
+//! its `len` (each layer records how far any sharer has written, `written`): the others never
+//! read there, as every sharer's valid positions lie below that mark. Otherwise the first write
+//! copies the valid prefix (copy on write). Either way a fork and its original evolve
+//! independently, and the common case (a thawed or cached state forked once, and the fork
+//! continued) copies nothing.
 
 use crate::error::{EngineError, Result};
 use candle_core::{DType, Device, Tensor};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 /// Growth granularity in positions.
 const GROW_STEP: usize = 256;
 
+/// `n` zero values, or `None` where the allocator refuses. Lazily zeroed: a large buffer is
+/// fresh pages from the system, which cost no memory (and no page fault) until written, so room
+/// allocated ahead of need is free until it is used.
+pub(crate) fn zeroed<T: candle_core::WithDType>(n: usize) -> Option<Vec<T>> {
+    let layout = std::alloc::Layout::array::<T>(n).ok()?;
+    if layout.size() == 0 {
+        return Some(Vec::new());
+    }
+    // SAFETY: the layout's size is not zero (checked above).
+    let ptr = unsafe { std::alloc::alloc_zeroed(layout) } as *mut T;
+    if ptr.is_null() {
+        return None;
+    }
+    // SAFETY: `ptr` was allocated by the global allocator with `T`'s alignment for exactly `n`
+    // elements (the layout a `Vec<T>` of capacity `n` frees with), and zero bytes are a valid
+    // value of every `WithDType` (integers and floats: 0).
+    Some(unsafe { Vec::from_raw_parts(ptr, n, n) })
+}
+
 /// A zero-filled buffer. On the CPU the allocation is fallible (`refused()` where candle's
-/// `Tensor::zeros` aborts the process) and lazily zeroed (fresh pages from the system: capacity
-/// not yet written costs no memory).
+/// `Tensor::zeros` aborts the process) and lazily zeroed ([`zeroed`]).
 fn zeros(
     shape: (usize, usize, usize),
     dtype: DType,
     device: &Device,
     refused: &dyn Fn() -> EngineError,
 ) -> Result<Tensor> {
-    fn zeroed<T: candle_core::WithDType>(n: usize) -> Option<Vec<T>> {
-        let layout = std::alloc::Layout::array::<T>(n).ok()?;
-        if layout.size() == 0 {
-            return Some(Vec::new());
-        }
-        // SAFETY: the layout's size is not zero (checked above).
-        let ptr = unsafe { std::alloc::alloc_zeroed(layout) } as *mut T;
-        if ptr.is_null() {
-            return None;
-        }
-        // SAFETY: `ptr` was allocated by the global allocator with `T`'s alignment for exactly
-        // `n` elements (the layout a `Vec<T>` of capacity `n` frees with), and zero bytes are a
-        // valid value of every type this is called with (f16, bf16, f32: 0.0).
-        Some(unsafe { Vec::from_raw_parts(ptr, n, n) })
-    }
     if !device.is_cpu() {
         return Ok(Tensor::zeros(shape, dtype, device)?);
     }
@@ -72,6 +80,40 @@ impl KvGeometry {
 struct LayerKv {
     k: Tensor,
     v: Tensor,
+    /// Positions `0..written` have been written by some state sharing this layer: at least
+    /// every sharer's `len`.
+    written: AtomicUsize,
+}
+
+impl LayerKv {
+    fn new(k: Tensor, v: Tensor, written: usize) -> Arc<Self> {
+        Arc::new(Self {
+            k,
+            v,
+            written: AtomicUsize::new(written),
+        })
+    }
+
+    /// Claims positions `len..end` of `layer` for a state of `len` tokens: true when it may
+    /// write them in place, because no other state holds the layer, or none has written past
+    /// `len` (so every other sharer's `len` is at most `len`, and none reads there). Records
+    /// `end` as written. False leaves the mark alone: the caller copies the layer.
+    fn claim(layer: &Arc<Self>, len: usize, end: usize) -> bool {
+        if Arc::strong_count(layer) == 1 {
+            // Nobody else can reach this layer (a fork needs a state that holds it).
+            layer.written.store(end, Ordering::Release);
+            return true;
+        }
+        layer
+            .written
+            .compare_exchange(len, end, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+
+    /// Whether [`LayerKv::claim`] would succeed now for a state of `len` tokens.
+    fn writable_after(layer: &Arc<Self>, len: usize) -> bool {
+        Arc::strong_count(layer) == 1 || layer.written.load(Ordering::Acquire) == len
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -138,7 +180,8 @@ impl KvState {
                 tokens.len()
             )));
         }
-        let layers = buffers.into_iter().map(|(k, v)| Arc::new(LayerKv { k, v })).collect();
+        let n = tokens.len();
+        let layers = buffers.into_iter().map(|(k, v)| LayerKv::new(k, v, n)).collect();
         Ok(Self {
             geometry,
             device: device.clone(),
@@ -214,8 +257,8 @@ impl KvState {
         available: Option<u64>,
         what: &dyn Fn() -> String,
     ) -> Result<()> {
-        let shared = self.layers.iter().any(|l| Arc::strong_count(l) > 1);
-        let owned = if shared { 0 } else { self.len() };
+        let copies = self.layers.iter().any(|l| !LayerKv::writable_after(l, self.len()));
+        let owned = if copies { 0 } else { self.len() };
         let needed = (positions.saturating_sub(owned) as u64)
             .saturating_mul(self.geometry.bytes_per_position() as u64)
             .saturating_add(working);
@@ -241,55 +284,71 @@ impl KvState {
         Ok((l.k.narrow(1, 0, end)?, l.v.narrow(1, 0, end)?))
     }
 
-    /// Makes room for `extra` more positions and makes every layer's buffers exclusive to this
-    /// state (copy on write). Called once per forward, before any layer writes.
+    /// Makes room for `extra` more positions and claims them in every layer: in place where
+    /// no state sharing the layer has written past this one's end ([`LayerKv::claim`]), in a
+    /// copy of the layer otherwise (copy on write). Called once per forward, before any layer
+    /// writes.
     pub(crate) fn prepare_append(&mut self, extra: usize) -> Result<()> {
-        let needed = self.len() + extra;
+        let len = self.len();
+        let needed = len + extra;
         if needed > self.geometry.max_len {
             return Err(EngineError::ContextOverflow {
                 needed,
                 context: self.geometry.max_len,
             });
         }
-        let grow = needed > self.capacity;
-        let shared = self.layers.iter().any(|l| Arc::strong_count(l) > 1);
-        if !grow && !shared && !self.layers.is_empty() {
-            return Ok(());
-        }
-        self.check_memory(needed, 0, &|| format!("a state of {needed} tokens"))?;
-        let new_cap = if grow {
-            let target = needed.max(self.capacity + self.capacity / 2);
-            target
-                .div_ceil(GROW_STEP)
-                .saturating_mul(GROW_STEP)
-                .min(self.geometry.max_len)
+        let what = || format!("a state of {needed} tokens");
+        if needed > self.capacity || self.layers.is_empty() {
+            self.check_memory(needed, 0, &what)?;
+            self.rebuild(self.grown_capacity(needed), &|_| true)?;
         } else {
-            self.capacity
-        };
-        self.rebuild(new_cap)
+            let claimed: Vec<bool> = self.layers.iter().map(|l| LayerKv::claim(l, len, needed)).collect();
+            if claimed.contains(&false) {
+                self.check_memory(needed, 0, &what)?;
+                self.rebuild(self.capacity, &|i| !claimed[i])?;
+            }
+        }
+        // Layers just copied are this state's alone: claiming cannot fail (and claimed ones
+        // already hold the mark).
+        for l in &self.layers {
+            if Arc::strong_count(l) == 1 {
+                LayerKv::claim(l, len, needed);
+            }
+        }
+        Ok(())
     }
 
     /// Makes room for `total` positions in all (a prompt of known length: one growth instead of
-    /// one per chunk), without changing the tokens. Never shrinks.
+    /// one per chunk), without changing the tokens. Never shrinks; grows as decoding does
+    /// ([`KvState::grown_capacity`]), so that a conversation whose every turn asks for a little
+    /// more room copies its cache a few times in all, not at every turn.
     pub fn reserve(&mut self, total: usize) -> Result<()> {
         let total = total.min(self.geometry.max_len);
         if total <= self.capacity {
             return Ok(());
         }
-        self.rebuild(
-            total
-                .div_ceil(GROW_STEP)
-                .saturating_mul(GROW_STEP)
-                .min(self.geometry.max_len),
-        )
+        self.rebuild(self.grown_capacity(total), &|_| true)
     }
 
-    /// Gives every layer exclusive buffers of `new_cap ≥ len` positions, copying the first `len`.
-    /// Layers are replaced one at a time, so the old and new caches are never both whole in
-    /// memory (peak: the new cache and one old layer). If a layer fails, the layers already
-    /// replaced hold the same values in more room, and `capacity` stays the old one: the state
-    /// is still valid.
-    fn rebuild(&mut self, new_cap: usize) -> Result<()> {
+    /// The capacity a growth to hold `needed` positions gives: at least half again the current
+    /// one (each growth copies the cache, so geometric growth keeps the copies' total linear in
+    /// the tokens), in whole [`GROW_STEP`]s, never past the context. On the CPU the room not yet
+    /// written costs no memory ([`zeroed`]).
+    fn grown_capacity(&self, needed: usize) -> usize {
+        needed
+            .max(self.capacity + self.capacity / 2)
+            .div_ceil(GROW_STEP)
+            .saturating_mul(GROW_STEP)
+            .min(self.geometry.max_len)
+    }
+
+    /// Gives layers exclusive buffers of `new_cap ≥ len` positions, copying the first `len`:
+    /// every layer when `new_cap` is more than the capacity, else those `copy` picks (by
+    /// index). Layers are replaced one at a time, so the old and new caches are never both
+    /// whole in memory (peak: the new cache and one old layer). If a layer fails, the layers
+    /// already replaced hold the same values in more room, and `capacity` stays the old one:
+    /// the state is still valid.
+    fn rebuild(&mut self, new_cap: usize, copy: &dyn Fn(usize) -> bool) -> Result<()> {
         let grow = new_cap > self.capacity;
         let g = self.geometry;
         let len = self.len();
@@ -301,18 +360,23 @@ impl KvState {
             )
         };
         for i in 0..g.n_layer {
-            if let Some(l) = self.layers.get(i) {
-                if !grow && Arc::strong_count(l) == 1 {
-                    continue;
-                }
+            if self.layers.get(i).is_some() && !grow && !copy(i) {
+                continue;
             }
             let k = zeros((g.n_kv_head, new_cap, g.head_dim), g.dtype, &self.device, &refused)?;
             let v = zeros((g.n_kv_head, new_cap, g.head_dim), g.dtype, &self.device, &refused)?;
             if let (Some(l), true) = (self.layers.get(i), len > 0) {
-                k.slice_set(&l.k.narrow(1, 0, len)?.contiguous()?, 1, 0)?;
-                v.slice_set(&l.v.narrow(1, 0, len)?.contiguous()?, 1, 0)?;
+                // Head by head: one head's first `len` positions are contiguous in both buffers,
+                // so each is one copy, where the `(heads, len, dim)` view of them all is not
+                // contiguous and would first be copied whole into a temporary.
+                for h in 0..g.n_kv_head {
+                    k.narrow(0, h, 1)?
+                        .slice_set(&l.k.narrow(0, h, 1)?.narrow(1, 0, len)?, 1, 0)?;
+                    v.narrow(0, h, 1)?
+                        .slice_set(&l.v.narrow(0, h, 1)?.narrow(1, 0, len)?, 1, 0)?;
+                }
             }
-            let fresh = Arc::new(LayerKv { k, v });
+            let fresh = LayerKv::new(k, v, len);
             match self.layers.get_mut(i) {
                 Some(slot) => *slot = fresh,
                 None => self.layers.push(fresh),
@@ -396,10 +460,76 @@ mod tests {
             "{msg}"
         );
         assert!(!msg.contains('\n'));
-        // A fork shares the written positions: its first write copies them too.
+        // A fork writes in place while no sharer has written past it...
+        let mut s = s;
         let fork = s.fork();
+        fork.check_memory_in(100, 0, Some(90 * bpp), &what).unwrap();
+        // ...but once one has, its first write copies the written positions too.
+        s.prepare_append(1).unwrap();
         assert!(fork.check_memory_in(100, 0, Some(90 * bpp), &what).is_err());
         fork.check_memory_in(100, 0, Some(100 * bpp), &what).unwrap();
+    }
+
+    /// Appends one position whose K and V values are all `x` to every layer of `s`.
+    fn append(s: &mut KvState, x: f32) {
+        let t = Tensor::full(half::f16::from_f32(x), (GEO.n_kv_head, 1, GEO.head_dim), &Device::Cpu).unwrap();
+        s.prepare_append(1).unwrap();
+        for layer in 0..GEO.n_layer {
+            s.write(layer, &t, &t).unwrap();
+        }
+        s.commit(&[x as u32]);
+    }
+
+    /// The K and V values of every layer at `pos`, as f32.
+    fn at(s: &KvState, pos: usize) -> Vec<f32> {
+        (0..GEO.n_layer)
+            .flat_map(|layer| {
+                let (k, v) = s.layer_view(layer, pos, pos + 1).unwrap();
+                [k, v]
+            })
+            .flat_map(|t| {
+                t.flatten_all()
+                    .unwrap()
+                    .to_dtype(DType::F32)
+                    .unwrap()
+                    .to_vec1::<f32>()
+                    .unwrap()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_fork_writes_in_place_until_a_sharer_has_written_past_it() {
+        let all = |x: f32| vec![x; 2 * GEO.n_layer * GEO.n_kv_head * GEO.head_dim];
+        let mut a = state(4);
+        let (mut b, mut c) = (a.fork(), a.fork());
+        // b writes position 4 in place: no sharer has written past 4, and none reads there.
+        append(&mut b, 1.0);
+        assert!(b.shares_storage_with(&a) && b.shares_storage_with(&c), "nothing copied");
+        // c (4 tokens) would overwrite b's position 4: it copies first.
+        append(&mut c, 2.0);
+        assert!(!c.shares_storage_with(&a) && b.shares_storage_with(&a));
+        assert_eq!((at(&b, 4), at(&c, 4)), (all(1.0), all(2.0)));
+        // So does the original.
+        append(&mut a, 3.0);
+        assert!(!a.shares_storage_with(&b));
+        assert_eq!((at(&a, 4), at(&b, 4)), (all(3.0), all(1.0)));
+        // A rewound state whose fork holds more copies too, and leaves the fork's values.
+        let e = b.fork();
+        b.truncate(4);
+        append(&mut b, 5.0);
+        assert!(!b.shares_storage_with(&e));
+        assert_eq!((at(&b, 4), at(&e, 4)), (all(5.0), all(1.0)));
+        // Alone with its buffers, a rewound state writes in place.
+        drop(e);
+        let before = b.capacity();
+        b.truncate(4);
+        append(&mut b, 6.0);
+        assert_eq!((b.capacity(), at(&b, 4)), (before, all(6.0)));
+        // Every state still holds its first positions.
+        for s in [&a, &b, &c] {
+            assert_eq!(at(s, 0), all(0.0));
+        }
     }
 
     #[test]

@@ -197,8 +197,9 @@ impl Model {
         Ok(self.output.forward(&x)?.to_dtype(DType::F32)?)
     }
 
-    /// Feeds `tokens` in chunks of `chunk` (with room reserved for all of them and
-    /// [`PREFILL_HEADROOM`] more), reporting progress after each chunk; the callback
+    /// Feeds `tokens` in chunks of `chunk` (where they do not fit the state's room, room is
+    /// reserved for all of them and [`PREFILL_HEADROOM`] more), reporting progress after each
+    /// chunk; the callback
     /// returns `false` to cancel, which rewinds the state to where it started.
     /// Returns the logits `(1, vocab)` of the last token.
     #[tracing::instrument(level = "debug", name = "engine.prefill", skip_all, fields(tokens = tokens.len(), chunk = chunk))]
@@ -224,9 +225,14 @@ impl Model {
         state.check_memory(reserved, self.working_bytes(chunk.min(tokens.len())), &|| {
             format!("a prompt of {} tokens and its reply", tokens.len())
         })?;
-        // Room for the whole prompt and a reply at once: growing chunk by chunk would copy the
-        // cache at every growth (a 16k-token prompt, a dozen times).
-        state.reserve(needed + PREFILL_HEADROOM)?;
+        // Room for the whole prompt and a reply at once when the prompt does not fit: growing
+        // chunk by chunk would copy the cache at every growth (a 16k-token prompt, a dozen
+        // times). A prompt that fits the room already there (a thawed state's, a conversation's
+        // next turn) does not copy the cache for a reply it may not need: decoding grows it
+        // when the reply gets there.
+        if needed > state.capacity() {
+            state.reserve(needed + PREFILL_HEADROOM)?;
+        }
         let mut last = None;
         for (n, piece) in tokens.chunks(chunk).enumerate() {
             match self.forward(piece, state, false) {

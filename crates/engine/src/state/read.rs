@@ -13,7 +13,6 @@ use rayon::prelude::*;
 use safetensors::tensor::Dtype;
 use safetensors::tensor::Metadata;
 use std::fs::File;
-use std::mem::MaybeUninit;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
@@ -371,7 +370,17 @@ fn changed(file: &str, e: std::io::Error) -> EngineError {
 pub fn load_chain(chain: &[Segment], upto: usize, model: &Model, fingerprint: &ModelFingerprint) -> Result<KvState> {
     let geo = model.kv_geometry();
     validate(chain, upto, &geo, fingerprint)?;
-    let cap = (upto + 256).div_ceil(256).saturating_mul(256).min(geo.max_len);
+    // Room for a question and its reply after the loaded tokens, so that the first prompt
+    // after a thaw does not copy the whole cache to grow it (at 13,600 tokens of a 1B model,
+    // 1.8 s on a VM, against the thaw's 0.15 s). On the CPU that room costs nothing until
+    // written (lazily zeroed pages: `allocate`), so it is the room a prefill reserves; a GPU
+    // copies it with the state, so it gets less there (growing on a GPU is a fast copy).
+    let room = if model.device().is_cpu() {
+        crate::PREFILL_HEADROOM
+    } else {
+        256
+    };
+    let cap = (upto + room).div_ceil(256).saturating_mul(256).min(geo.max_len);
     if model.device().is_cpu() {
         // Refused before anything is read or allocated (a GPU's allocator refuses on its own).
         let needed = (upto as u64).saturating_mul(geo.bytes_per_position() as u64);
@@ -455,27 +464,26 @@ fn validate(chain: &[Segment], upto: usize, geo: &KvGeometry, fingerprint: &Mode
     Ok(())
 }
 
-/// Empty f16 K and V buffers with room for `cap` positions for every layer
-/// (`n_kv_head × cap × head_dim` each). Nothing is written here: [`fill`] writes every value
-/// once (the loaded tokens from the files, zeros after them) and only then sets the lengths, so
-/// no page is zeroed and then overwritten.
+/// Zero f16 K and V buffers with room for `cap` positions for every layer
+/// (`n_kv_head × cap × head_dim` each), lazily zeroed ([`crate::kv::zeroed`]): nothing is
+/// written here, [`fill`] writes the loaded positions once, and the positions after them stay
+/// fresh pages that cost no memory until the state grows into them.
 fn allocate(geo: &KvGeometry, cap: usize) -> Result<Vec<(Vec<f16>, Vec<f16>)>> {
     let n = geo.n_kv_head * cap * geo.head_dim;
     // Fallible: a refusal by the allocator is an error, not an abort of the process.
     let one = || -> Result<Vec<f16>> {
-        let mut v = Vec::new();
-        v.try_reserve_exact(n).map_err(|_| {
+        crate::kv::zeroed(n).ok_or_else(|| {
             // Every buffer of the state: K and V of each layer.
             let bytes = 2 * geo.n_layer * n * std::mem::size_of::<f16>();
             crate::memory::refused(format!("a thawed state of {cap} positions"), bytes as u64)
-        })?;
-        Ok(v)
+        })
     };
     (0..geo.n_layer).map(|_| Ok((one()?, one()?))).collect()
 }
 
-/// Reads the stored K/V of the chain's first `upto` tokens into `bufs` (from [`allocate`],
-/// `cap` positions a head), checksumming every segment it reads from, and returns those tokens.
+/// Reads the stored K/V of the chain's first `upto` tokens into `bufs` (zeros from
+/// [`allocate`], `cap` positions a head), checksumming every segment it reads from, and returns
+/// those tokens.
 /// The chain must have passed [`validate`]; a segment whose content does not match its
 /// checksum fails the whole load.
 ///
@@ -496,8 +504,8 @@ fn fill(
         tokens.extend_from_slice(&s.tokens[..s.header.token_count.min(upto - s.header.start)]);
     }
     let len = geo.n_kv_head * cap * geo.head_dim;
-    if bufs.iter().any(|(k, v)| k.capacity() < len || v.capacity() < len) {
-        return Err(EngineError::Invalid("load buffers smaller than the state".into()));
+    if bufs.iter().any(|(k, v)| k.len() != len || v.len() != len) {
+        return Err(EngineError::Invalid("load buffers not the size of the state".into()));
     }
     let (to_hash, hashed) = std::sync::mpsc::sync_channel::<Hash<'_>>(64);
     let (to_reuse, reusable) = std::sync::mpsc::channel::<Vec<u8>>();
@@ -531,15 +539,6 @@ fn fill(
         // read that failed on its own (a file cut short) leaves the hasher without a verdict.
         hashed.and(read)
     })?;
-    for (k, v) in bufs.iter_mut() {
-        // SAFETY: `read_chain` returned Ok, so it wrote all `len` values of every buffer (each
-        // head's positions 0..upto from the files, the rest zeros), and the capacity is at
-        // least `len` (checked above).
-        unsafe {
-            k.set_len(len);
-            v.set_len(len);
-        }
-    }
     Ok(tokens)
 }
 
@@ -552,8 +551,7 @@ enum Hash<'a> {
 }
 
 /// The reading side of [`fill`]: every tensor of the `used` segments in the checksum's order,
-/// written into the spare capacity of `bufs`, then zeros after the loaded positions. On Ok,
-/// every value of every head (`cap` positions) has been written once.
+/// written over each head's first `upto` positions in `bufs` (the rest stay zero).
 fn read_chain<'a>(
     used: &[&'a Segment],
     upto: usize,
@@ -572,10 +570,10 @@ fn read_chain<'a>(
     let (h, d) = (geo.n_kv_head, geo.head_dim);
     // The state's buffers, head by head: (layer, k or v) → the `h` rows of `cap` positions,
     // each slice starting at the first position not loaded yet.
-    let mut heads: Vec<Vec<&'a mut [MaybeUninit<f16>]>> = bufs
+    let mut heads: Vec<Vec<&'a mut [f16]>> = bufs
         .iter_mut()
         .flat_map(|(k, v)| [k, v])
-        .map(|b| b.spare_capacity_mut().chunks_mut(cap * d).take(h).collect())
+        .map(|b| b.chunks_mut(cap * d).take(h).collect())
         .collect();
     let mut scratch_count = 0;
     let mut scratch = |len: usize| -> Vec<u8> {
@@ -591,7 +589,7 @@ fn read_chain<'a>(
         });
         if b.len() < len {
             b = vec![0u8; len];
-            populate_bytes(&mut b);
+            populate(&mut b);
         }
         b.truncate(len);
         b
@@ -629,7 +627,6 @@ fn read_chain<'a>(
                 let (dst, after) = std::mem::take(buf).split_at_mut(vals);
                 *buf = after;
                 populate(dst);
-                let dst = zero(dst);
                 let src = &data[row * d * bytes..][..vals * bytes];
                 let scales = scales
                     .as_ref()
@@ -643,10 +640,6 @@ fn read_chain<'a>(
         }
         send(Hash::End(s))?;
     }
-    // Zeros after the loaded positions: never read before they are written, but initialised.
-    for buf in heads.iter_mut().flatten() {
-        zero(std::mem::take(buf));
-    }
     Ok(())
 }
 
@@ -659,7 +652,7 @@ const SUBTREE: u64 = 1 << 20;
 /// into the state's buffer first.
 enum Part<'a> {
     Mem(&'a [u8]),
-    File { at: u64, dst: &'a mut [MaybeUninit<u8>] },
+    File { at: u64, dst: &'a mut [u8] },
 }
 
 impl Part<'_> {
@@ -677,7 +670,7 @@ impl Part<'_> {
 /// [`SUBTREE`]-byte subtrees, each read and hashed by one worker while it is in cache, and the
 /// subtrees' chaining values are merged as blake3's tree does. Same result as hashing the stream
 /// in one pass (the file's checksum), at the speed of all cores.
-fn read_whole_f16(s: &Segment, file: &File, heads: &mut [Vec<&mut [MaybeUninit<f16>]>], rows: usize) -> Result<()> {
+fn read_whole_f16(s: &Segment, file: &File, heads: &mut [Vec<&mut [f16]>], rows: usize) -> Result<()> {
     let name = s.path.display().to_string();
     let mut marker = Vec::new();
     if let (true, Some(t)) = (s.header.format_version >= 3, s.header.transcript.as_deref()) {
@@ -690,10 +683,10 @@ fn read_whole_f16(s: &Segment, file: &File, heads: &mut [Vec<&mut [MaybeUninit<f
         for (head, buf) in tensor.iter_mut().enumerate() {
             let (dst, after) = std::mem::take(buf).split_at_mut(rows);
             *buf = after;
-            // SAFETY: the same memory as bytes; still uninitialised, only written through `pread`.
-            let dst = unsafe {
-                std::slice::from_raw_parts_mut(dst.as_mut_ptr() as *mut MaybeUninit<u8>, std::mem::size_of_val(dst))
-            };
+            // SAFETY: the same memory as bytes: an f16 is two bytes with no invalid value, and
+            // bytes need no alignment.
+            let dst =
+                unsafe { std::slice::from_raw_parts_mut(dst.as_mut_ptr() as *mut u8, std::mem::size_of_val(dst)) };
             parts.push(Part::File {
                 at: span.start + (head * dst.len()) as u64,
                 dst,
@@ -745,8 +738,9 @@ fn read_whole_f16(s: &Segment, file: &File, heads: &mut [Vec<&mut [MaybeUninit<f
                     }
                     Part::File { at, dst } => {
                         // Faulted in here, by the worker, not all up front by one thread.
-                        populate_bytes(dst);
-                        h.update(read_bytes_into(file, dst, at)?);
+                        populate(dst);
+                        read_at(file, dst, at)?;
+                        h.update(dst);
                     }
                 }
             }
@@ -791,58 +785,6 @@ fn merge_subtrees(cvs: &[blake3::hazmat::ChainingValue], len: u64) -> blake3::ha
     )
 }
 
-/// Reads `dst.len()` bytes from `offset` of `file` into `dst` and returns them, initialised. A
-/// file cut short ends the read with `UnexpectedEof`.
-fn read_bytes_into<'a>(file: &File, dst: &'a mut [MaybeUninit<u8>], offset: u64) -> std::io::Result<&'a [u8]> {
-    let len = dst.len();
-    #[cfg(unix)]
-    {
-        use std::os::fd::AsRawFd;
-        let ptr = dst.as_mut_ptr() as *mut u8;
-        let mut done = 0usize;
-        while done < len {
-            let at = libc::off_t::try_from(offset + done as u64)
-                .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
-            // SAFETY: `ptr + done .. ptr + len` lies inside `dst`, which we hold mutably; pread
-            // writes at most `len - done` bytes there. No reference to uninitialised memory is
-            // formed.
-            let r = unsafe { libc::pread(file.as_raw_fd(), ptr.add(done) as *mut libc::c_void, len - done, at) };
-            match r {
-                0 => return Err(std::io::ErrorKind::UnexpectedEof.into()),
-                r if r > 0 => done += r as usize,
-                _ => {
-                    let e = std::io::Error::last_os_error();
-                    if e.kind() != std::io::ErrorKind::Interrupted {
-                        return Err(e);
-                    }
-                }
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        // SAFETY: zero bytes written over the whole slice first, so the reference formed next
-        // covers initialised memory.
-        let init = unsafe {
-            std::ptr::write_bytes(dst.as_mut_ptr(), 0, len);
-            std::slice::from_raw_parts_mut(dst.as_mut_ptr() as *mut u8, len)
-        };
-        read_at(file, init, offset)?;
-    }
-    // SAFETY: all `len` bytes of `dst` were written above.
-    Ok(unsafe { std::slice::from_raw_parts(dst.as_ptr() as *const u8, len) })
-}
-
-/// Writes zeros over `dst` and returns it, initialised.
-fn zero(dst: &mut [MaybeUninit<f16>]) -> &mut [f16] {
-    // SAFETY: zero bytes are the f16 value 0; after the write every element is initialised,
-    // and the returned slice covers exactly `dst`.
-    unsafe {
-        std::ptr::write_bytes(dst.as_mut_ptr(), 0, dst.len());
-        std::slice::from_raw_parts_mut(dst.as_mut_ptr() as *mut f16, dst.len())
-    }
-}
-
 /// Stored bytes per K/V value (q8: the signed bytes; the scales are a separate tensor).
 fn bytes_per_value(dt: StoredDType) -> usize {
     match dt {
@@ -856,14 +798,7 @@ fn bytes_per_value(dt: StoredDType) -> usize {
 /// on an older kernel, the writes fault them in one by one as before). Freshly allocated
 /// buffers are zero pages not yet mapped, and a page fault per 4 KiB was the largest cost of
 /// loading a state.
-fn populate(buf: &mut [MaybeUninit<f16>]) {
-    // SAFETY: the bytes of `buf` as bytes; they are only used for their addresses below.
-    let bytes =
-        unsafe { std::slice::from_raw_parts_mut(buf.as_mut_ptr() as *mut MaybeUninit<u8>, std::mem::size_of_val(buf)) };
-    populate_bytes(bytes)
-}
-
-fn populate_bytes<T>(buf: &mut [T]) {
+fn populate<T>(buf: &mut [T]) {
     #[cfg(target_os = "linux")]
     {
         const MADV_POPULATE_WRITE: libc::c_int = 23;
