@@ -78,6 +78,10 @@ impl Session {
         };
         let prompt = self.model.tokenizer.encode(&turn)?;
         self.check_tokens_fit(prompt.len() + 1)?;
+        // The last answer makes way for this one (it would replace it anyway): while it lives,
+        // the positions after the document are its own, and this answer would first copy the
+        // whole document's state to write there.
+        self.answer = None;
         let mut state = self.live.state.fork();
         self.cancel.reset();
         let g = generate(

@@ -4,17 +4,17 @@
 //! positions `0..len` are valid and `tokens` holds exactly the `len` token ids they came from.
 //! Appending writes in place (`slice_set`) and grows the buffers geometrically, so a token never
 //! costs a copy of the whole cache. Rewinding only shortens `len`. Cloning (a fork) shares the
-//! buffers. A state sharing a layer may still append in place where no sharer has written past
-//! its `len` (each layer records how far any sharer has written, `written`): the others never
-//! read there, as every sharer's valid positions lie below that mark. Otherwise the first write
-//! copies the valid prefix (copy on write). Either way a fork and its original evolve
-//! independently, and the common case (a thawed or cached state forked once, and the fork
-//! continued) copies nothing.
+//! buffers. A state sharing a layer may still append in place where no other sharer reads:
+//! each layer records how far its sharers may have written, and which lineage (a state that
+//! wrote in place past the others, and its forks) holds the positions past the others' ends
+//! while any of it lives ([`Mark`]). Otherwise the first write copies the valid prefix (copy on
+//! write). Either way a fork and its original evolve independently, and the common cases copy
+//! nothing: a thawed or cached state forked and continued, a document asked one question after
+//! another, each answer a fork dropped before the next.
 
 use crate::error::{EngineError, Result};
 use candle_core::{DType, Device, Tensor};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 /// Growth granularity in positions.
 const GROW_STEP: usize = 256;
@@ -80,9 +80,38 @@ impl KvGeometry {
 struct LayerKv {
     k: Tensor,
     v: Tensor,
-    /// Positions `0..written` have been written by some state sharing this layer: at least
-    /// every sharer's `len`.
-    written: AtomicUsize,
+    /// Who may write where, read and changed under its lock together with the sharer count.
+    mark: Mutex<Mark>,
+}
+
+/// How far the states sharing a layer may have written, so that one of them can append in
+/// place without overwriting what another one reads.
+#[derive(Debug)]
+struct Mark {
+    /// Positions `0..written` may have been written by a sharer: at least every sharer's
+    /// `len`.
+    written: usize,
+    /// While a state holding `tail` lives (one that wrote in place past the other sharers,
+    /// and its forks since), positions from `floor` on are theirs, and every other sharer's
+    /// `len` is at most `floor`. Once none lives, nobody reads from `floor` on. A layer no
+    /// lineage has written past its sharers has no tail, and `floor` is `written`.
+    tail: Weak<Tail>,
+    floor: usize,
+}
+
+/// The token a state and its forks hold for a layer's tail (see [`Mark`]).
+#[derive(Debug)]
+struct Tail;
+
+impl Mark {
+    /// Every sharer has `len` at most `end`, and no lineage holds positions past it.
+    fn settled(end: usize) -> Self {
+        Self {
+            written: end,
+            tail: Weak::new(),
+            floor: end,
+        }
+    }
 }
 
 impl LayerKv {
@@ -90,29 +119,76 @@ impl LayerKv {
         Arc::new(Self {
             k,
             v,
-            written: AtomicUsize::new(written),
+            mark: Mutex::new(Mark::settled(written)),
         })
     }
 
-    /// Claims positions `len..end` of `layer` for a state of `len` tokens: true when it may
-    /// write them in place, because no other state holds the layer, or none has written past
-    /// `len` (so every other sharer's `len` is at most `len`, and none reads there). Records
-    /// `end` as written. False leaves the mark alone: the caller copies the layer.
-    fn claim(layer: &Arc<Self>, len: usize, end: usize) -> bool {
-        if Arc::strong_count(layer) == 1 {
-            // Nobody else can reach this layer (a fork needs a state that holds it).
-            layer.written.store(end, Ordering::Release);
-            return true;
-        }
-        layer
-            .written
-            .compare_exchange(len, end, Ordering::AcqRel, Ordering::Acquire)
-            .is_ok()
+    fn mark(&self) -> MutexGuard<'_, Mark> {
+        // Plain numbers and a weak pointer, assigned whole: a panic cannot leave them half
+        // changed, so the lock's poison does not matter.
+        self.mark.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// A state's hold on one layer: the shared buffers, and its token for their tail when it or
+/// the state it was forked from wrote there in place past the other sharers.
+#[derive(Debug, Clone)]
+struct Held {
+    kv: Arc<LayerKv>,
+    tail: Option<Arc<Tail>>,
+}
+
+impl Held {
+    fn new(kv: Arc<LayerKv>) -> Self {
+        Self { kv, tail: None }
     }
 
-    /// Whether [`LayerKv::claim`] would succeed now for a state of `len` tokens.
-    fn writable_after(layer: &Arc<Self>, len: usize) -> bool {
-        Arc::strong_count(layer) == 1 || layer.written.load(Ordering::Acquire) == len
+    /// Whether a state of `len` tokens holding this may write positions `len..` in place, and
+    /// if it must start a lineage (a tail of its own) to do so. `None`: it must copy.
+    ///
+    /// In place when no other state holds the layer; or the state is of the lineage that holds
+    /// the tail and no state of it has written past `len` (its forks included); or no lineage
+    /// lives and `len` is the floor, which every other sharer's `len` is at most.
+    fn may_write(&self, mark: &Mark, len: usize) -> Option<bool> {
+        if Arc::strong_count(&self.kv) == 1 {
+            return Some(false);
+        }
+        let ours = self
+            .tail
+            .as_ref()
+            .is_some_and(|t| std::ptr::eq(Arc::as_ptr(t), mark.tail.as_ptr()));
+        if ours {
+            return (mark.written == len).then_some(false);
+        }
+        (mark.tail.strong_count() == 0 && mark.floor == len).then_some(true)
+    }
+
+    /// Claims positions `len..end` for a state of `len` tokens when it may write them in place
+    /// ([`Held::may_write`]), recording `end` as written; false leaves everything as it was, and
+    /// the caller copies the layer.
+    fn claim(&mut self, len: usize, end: usize) -> bool {
+        let mut mark = self.kv.mark();
+        match self.may_write(&mark, len) {
+            None => false,
+            Some(_) if Arc::strong_count(&self.kv) == 1 => {
+                // Alone: nobody else can reach the layer (a fork needs the state that holds
+                // it, which the caller borrows mutably).
+                *mark = Mark::settled(end);
+                drop(mark);
+                self.tail = None;
+                true
+            }
+            Some(start) => {
+                if start {
+                    let tail = Arc::new(Tail);
+                    mark.tail = Arc::downgrade(&tail);
+                    mark.floor = len;
+                    self.tail = Some(tail);
+                }
+                mark.written = end;
+                true
+            }
+        }
     }
 }
 
@@ -121,7 +197,7 @@ pub struct KvState {
     geometry: KvGeometry,
     device: Device,
     tokens: Vec<u32>,
-    layers: Vec<Arc<LayerKv>>,
+    layers: Vec<Held>,
     capacity: usize,
 }
 
@@ -181,7 +257,10 @@ impl KvState {
             )));
         }
         let n = tokens.len();
-        let layers = buffers.into_iter().map(|(k, v)| LayerKv::new(k, v, n)).collect();
+        let layers = buffers
+            .into_iter()
+            .map(|(k, v)| Held::new(LayerKv::new(k, v, n)))
+            .collect();
         Ok(Self {
             geometry,
             device: device.clone(),
@@ -218,15 +297,27 @@ impl KvState {
         self.tokens.truncate(len);
     }
 
-    /// A fork: shares every buffer until one side writes.
+    /// A fork: shares every buffer; the first of the two to write past `len` does so in place,
+    /// the other copies then.
     pub fn fork(&self) -> Self {
+        for l in &self.layers {
+            let mut mark = l.kv.mark();
+            // Held by this state alone, a layer may be marked past `len` (by a fork since
+            // dropped, or before a rewind): nobody reads there any more, so the mark comes back
+            // to `len`. Under the lock, a sharer made meanwhile by another thread either counts
+            // already (no reset) or is a fork of this state, whose first write then comes after
+            // the reset and is seen by the next claim.
+            if Arc::strong_count(&l.kv) == 1 {
+                *mark = Mark::settled(self.len());
+            }
+        }
         self.clone()
     }
 
     /// True when this state and `other` still share the K/V storage of layer 0 (fork not yet written).
     pub fn shares_storage_with(&self, other: &KvState) -> bool {
         match (self.layers.first(), other.layers.first()) {
-            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            (Some(a), Some(b)) => Arc::ptr_eq(&a.kv, &b.kv),
             _ => false,
         }
     }
@@ -257,7 +348,10 @@ impl KvState {
         available: Option<u64>,
         what: &dyn Fn() -> String,
     ) -> Result<()> {
-        let copies = self.layers.iter().any(|l| !LayerKv::writable_after(l, self.len()));
+        let copies = self
+            .layers
+            .iter()
+            .any(|l| l.may_write(&l.kv.mark(), self.len()).is_none());
         let owned = if copies { 0 } else { self.len() };
         let needed = (positions.saturating_sub(owned) as u64)
             .saturating_mul(self.geometry.bytes_per_position() as u64)
@@ -275,13 +369,16 @@ impl KvState {
             )));
         }
         let l = &self.layers[layer];
-        Ok((l.k.narrow(1, start, end - start)?, l.v.narrow(1, start, end - start)?))
+        Ok((
+            l.kv.k.narrow(1, start, end - start)?,
+            l.kv.v.narrow(1, start, end - start)?,
+        ))
     }
 
     /// Views of `layer` for positions `0..end` without checking against committed tokens.
     pub(crate) fn raw_view(&self, layer: usize, end: usize) -> Result<(Tensor, Tensor)> {
         let l = &self.layers[layer];
-        Ok((l.k.narrow(1, 0, end)?, l.v.narrow(1, 0, end)?))
+        Ok((l.kv.k.narrow(1, 0, end)?, l.kv.v.narrow(1, 0, end)?))
     }
 
     /// Makes room for `extra` more positions and claims them in every layer: in place where
@@ -302,7 +399,7 @@ impl KvState {
             self.check_memory(needed, 0, &what)?;
             self.rebuild(self.grown_capacity(needed), &|_| true)?;
         } else {
-            let claimed: Vec<bool> = self.layers.iter().map(|l| LayerKv::claim(l, len, needed)).collect();
+            let claimed: Vec<bool> = self.layers.iter_mut().map(|l| l.claim(len, needed)).collect();
             if claimed.contains(&false) {
                 self.check_memory(needed, 0, &what)?;
                 self.rebuild(self.capacity, &|i| !claimed[i])?;
@@ -310,9 +407,9 @@ impl KvState {
         }
         // Layers just copied are this state's alone: claiming cannot fail (and claimed ones
         // already hold the mark).
-        for l in &self.layers {
-            if Arc::strong_count(l) == 1 {
-                LayerKv::claim(l, len, needed);
+        for l in &mut self.layers {
+            if Arc::strong_count(&l.kv) == 1 {
+                l.claim(len, needed);
             }
         }
         Ok(())
@@ -371,12 +468,12 @@ impl KvState {
                 // contiguous and would first be copied whole into a temporary.
                 for h in 0..g.n_kv_head {
                     k.narrow(0, h, 1)?
-                        .slice_set(&l.k.narrow(0, h, 1)?.narrow(1, 0, len)?, 1, 0)?;
+                        .slice_set(&l.kv.k.narrow(0, h, 1)?.narrow(1, 0, len)?, 1, 0)?;
                     v.narrow(0, h, 1)?
-                        .slice_set(&l.v.narrow(0, h, 1)?.narrow(1, 0, len)?, 1, 0)?;
+                        .slice_set(&l.kv.v.narrow(0, h, 1)?.narrow(1, 0, len)?, 1, 0)?;
                 }
             }
-            let fresh = LayerKv::new(k, v, len);
+            let fresh = Held::new(LayerKv::new(k, v, len));
             match self.layers.get_mut(i) {
                 Some(slot) => *slot = fresh,
                 None => self.layers.push(fresh),
@@ -393,10 +490,10 @@ impl KvState {
         let pos = self.len();
         k.to_dtype(self.geometry.dtype)?
             .contiguous()
-            .and_then(|k| l.k.slice_set(&k, 1, pos))?;
+            .and_then(|k| l.kv.k.slice_set(&k, 1, pos))?;
         v.to_dtype(self.geometry.dtype)?
             .contiguous()
-            .and_then(|v| l.v.slice_set(&v, 1, pos))?;
+            .and_then(|v| l.kv.v.slice_set(&v, 1, pos))?;
         Ok(())
     }
 
@@ -506,6 +603,11 @@ mod tests {
         // b writes position 4 in place: no sharer has written past 4, and none reads there.
         append(&mut b, 1.0);
         assert!(b.shares_storage_with(&a) && b.shares_storage_with(&c), "nothing copied");
+        // A new fork of the original, whose sharer has written past it, copies too.
+        let mut h = a.fork();
+        append(&mut h, 9.0);
+        assert!(!h.shares_storage_with(&a));
+        assert_eq!((at(&h, 4), at(&b, 4)), (all(9.0), all(1.0)));
         // c (4 tokens) would overwrite b's position 4: it copies first.
         append(&mut c, 2.0);
         assert!(!c.shares_storage_with(&a) && b.shares_storage_with(&a));
@@ -526,6 +628,50 @@ mod tests {
         b.truncate(4);
         append(&mut b, 6.0);
         assert_eq!((b.capacity(), at(&b, 4)), (before, all(6.0)));
+        // A fork that wrote and is gone leaves nothing to protect: the next fork writes in place
+        // (a document's second question), and the state it came from keeps its own values.
+        let mut f = b.fork();
+        append(&mut f, 7.0);
+        drop(f);
+        let mut g = b.fork();
+        append(&mut g, 8.0);
+        assert!(g.shares_storage_with(&b), "nothing copied");
+        assert_eq!((at(&g, 5), b.len(), at(&b, 4)), (all(8.0), 5, all(6.0)));
+        // A document read once and asked twice: the cache keeps a fork, the live state
+        // forks each answer. The first answer writes in place; once it is gone, so does the
+        // second, while an answer still alive makes the next one copy.
+        let doc = state(4);
+        let (cached, live) = (doc.fork(), doc.fork());
+        drop(doc);
+        let mut first = live.fork();
+        append(&mut first, 10.0);
+        assert!(first.shares_storage_with(&cached));
+        let mut other = live.fork();
+        append(&mut other, 11.0);
+        assert!(!other.shares_storage_with(&cached), "the first answer is still alive");
+        drop((first, other));
+        let mut second = live.fork();
+        append(&mut second, 12.0);
+        assert!(second.shares_storage_with(&cached) && second.shares_storage_with(&live));
+        // Its fork continues in place after it; the live state and the cache, once rewound
+        // below the floor, copy.
+        let mut third = second.fork();
+        append(&mut third, 13.0);
+        assert!(third.shares_storage_with(&second));
+        // Within the lineage too, a state that a fork has written past copies.
+        let mut second = second;
+        append(&mut second, 15.0);
+        assert!(!second.shares_storage_with(&third));
+        assert_eq!((at(&second, 5), at(&third, 5)), (all(15.0), all(13.0)));
+        let mut rewound = cached.fork();
+        rewound.truncate(3);
+        append(&mut rewound, 14.0);
+        assert!(!rewound.shares_storage_with(&cached));
+        assert_eq!(
+            (at(&second, 4), at(&third, 5), at(&rewound, 3)),
+            (all(12.0), all(13.0), all(14.0))
+        );
+        assert_eq!((at(&cached, 3), live.len()), (all(0.0), 4));
         // Every state still holds its first positions.
         for s in [&a, &b, &c] {
             assert_eq!(at(s, 0), all(0.0));
