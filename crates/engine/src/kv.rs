@@ -7,7 +7,7 @@
 //! buffers. A state sharing a layer may still append in place where no other sharer reads:
 //! each layer records how far its sharers may have written, and which lineage (a state that
 //! wrote in place past the others, and its forks) holds the positions past the others' ends
-//! while any of it lives ([`Mark`]). Otherwise the first write copies the valid prefix (copy on
+//! while any of it lives (`Mark`). Otherwise the first write copies the valid prefix (copy on
 //! write). Either way a fork and its original evolve independently, and the common cases copy
 //! nothing: a thawed or cached state forked and continued, a document asked one question after
 //! another, each answer a fork dropped before the next.
@@ -382,9 +382,8 @@ impl KvState {
     }
 
     /// Makes room for `extra` more positions and claims them in every layer: in place where
-    /// no state sharing the layer has written past this one's end ([`LayerKv::claim`]), in a
-    /// copy of the layer otherwise (copy on write). Called once per forward, before any layer
-    /// writes.
+    /// no other sharer reads there ([`Held::claim`]), in a copy of the layer otherwise (copy on
+    /// write). Called once per forward, before any layer writes.
     pub(crate) fn prepare_append(&mut self, extra: usize) -> Result<()> {
         let len = self.len();
         let needed = len + extra;
