@@ -416,7 +416,7 @@ impl KvState {
 
     /// Makes room for `total` positions in all (a prompt of known length: one growth instead of
     /// one per chunk), without changing the tokens. Never shrinks; grows as decoding does
-    /// ([`KvState::grown_capacity`]), so that a conversation whose every turn asks for a little
+    /// (`grown_capacity`), so that a conversation whose every turn asks for a little
     /// more room copies its cache a few times in all, not at every turn.
     pub fn reserve(&mut self, total: usize) -> Result<()> {
         let total = total.min(self.geometry.max_len);
