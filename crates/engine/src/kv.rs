@@ -16,8 +16,8 @@ use crate::error::{EngineError, Result};
 use candle_core::{DType, Device, Tensor};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
-/// Growth granularity in positions.
-const GROW_STEP: usize = 256;
+/// Growth granularity in positions (also the thawed state's, `state::read`).
+pub(crate) const GROW_STEP: usize = 256;
 
 /// `n` zero values, or `None` where the allocator refuses. Lazily zeroed: a large buffer is
 /// fresh pages from the system, which cost no memory (and no page fault) until written, so room

@@ -378,9 +378,10 @@ pub fn load_chain(chain: &[Segment], upto: usize, model: &Model, fingerprint: &M
     let room = if model.device().is_cpu() {
         crate::PREFILL_HEADROOM
     } else {
-        256
+        crate::kv::GROW_STEP
     };
-    let cap = (upto + room).div_ceil(256).saturating_mul(256).min(geo.max_len);
+    let step = crate::kv::GROW_STEP;
+    let cap = (upto + room).div_ceil(step).saturating_mul(step).min(geo.max_len);
     if model.device().is_cpu() {
         // Refused before anything is read or allocated (a GPU's allocator refuses on its own).
         let needed = (upto as u64).saturating_mul(geo.bytes_per_position() as u64);
