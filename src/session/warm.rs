@@ -2,6 +2,7 @@
 //! Entries are forks: an entry and the live state share K/V until one of them grows.
 
 use crate::live::Live;
+use freeze_attn_engine::KvState;
 use freeze_attn_library::NodeId;
 
 pub(super) struct Warm {
@@ -52,7 +53,9 @@ impl Warm {
         self.entries.clear();
     }
 
+    /// Memory the entries hold together: states that share buffers (a conversation frozen
+    /// turn after turn continues in place, so its nodes share one cache) count them once.
     fn bytes(&self) -> usize {
-        self.entries.iter().map(|(_, l)| l.state.allocated_bytes()).sum()
+        KvState::memory_of(self.entries.iter().map(|(_, l)| &l.state))
     }
 }

@@ -14,6 +14,8 @@
 
 use crate::error::{EngineError, Result};
 use candle_core::{DType, Device, Tensor};
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 /// Growth granularity in positions (also the thawed state's, `state::read`).
@@ -82,6 +84,10 @@ struct LayerKv {
     v: Tensor,
     /// Who may write where, read and changed under its lock together with the sharer count.
     mark: Mutex<Mark>,
+    /// Positions `0..touched` have been written at some time (it never decreases, unlike the
+    /// mark, which a rewind lets come back). On the CPU the room past it is untouched, lazily
+    /// zeroed memory ([`zeroed`]) that costs nothing: see [`KvState::memory_of`].
+    touched: AtomicUsize,
 }
 
 /// How far the states sharing a layer may have written, so that one of them can append in
@@ -120,7 +126,25 @@ impl LayerKv {
             k,
             v,
             mark: Mutex::new(Mark::settled(written)),
+            touched: AtomicUsize::new(written),
         })
+    }
+
+    /// Records that positions up to `end` are being written.
+    fn touch(&self, end: usize) {
+        self.touched.fetch_max(end, Ordering::Relaxed);
+    }
+
+    /// Bytes of memory the layer's K and V take: every position of the buffers on a GPU, on the
+    /// CPU only those ever written (`touched`).
+    fn memory(&self, g: &KvGeometry, cpu: bool) -> usize {
+        let cap = self.k.dim(1).unwrap_or(0);
+        let positions = if cpu {
+            self.touched.load(Ordering::Relaxed).min(cap)
+        } else {
+            cap
+        };
+        2 * g.n_kv_head * g.head_dim * g.dtype.size_in_bytes() * positions
     }
 
     fn mark(&self) -> MutexGuard<'_, Mark> {
@@ -175,6 +199,7 @@ impl Held {
                 // it, which the caller borrows mutably).
                 *mark = Mark::settled(end);
                 drop(mark);
+                self.kv.touch(end);
                 self.tail = None;
                 true
             }
@@ -186,6 +211,7 @@ impl Held {
                     self.tail = Some(tail);
                 }
                 mark.written = end;
+                self.kv.touch(end);
                 true
             }
         }
@@ -322,9 +348,23 @@ impl KvState {
         }
     }
 
-    /// Bytes of K/V memory allocated by this state (shared buffers counted in full).
-    pub fn allocated_bytes(&self) -> usize {
-        self.geometry.bytes_per_position() * self.capacity
+    /// Bytes of memory the K/V of `states` take together: each buffer once, however many of
+    /// them share it (forks, and states that continued one another in place), and on the CPU
+    /// only the positions ever written, the room past them being untouched memory that costs
+    /// nothing ([`zeroed`]; a page at each head's end aside). On a GPU the whole capacity.
+    /// What a cache of states bounds itself by.
+    pub fn memory_of<'a>(states: impl IntoIterator<Item = &'a KvState>) -> usize {
+        let mut seen = HashSet::new();
+        let mut total = 0;
+        for s in states {
+            let cpu = s.device.is_cpu();
+            for l in &s.layers {
+                if seen.insert(Arc::as_ptr(&l.kv)) {
+                    total += l.kv.memory(&s.geometry, cpu);
+                }
+            }
+        }
+        total
     }
 
     /// Refuses, before anything is allocated, to hold `positions` positions when the memory
@@ -691,5 +731,36 @@ mod tests {
         s.prepare_append(300).unwrap();
         assert!(s.capacity() >= 300);
         assert_eq!(s.len(), 0);
+    }
+
+    #[test]
+    fn memory_counts_each_buffer_once_and_only_the_positions_written() {
+        let per = GEO.bytes_per_position();
+        // 4 tokens in buffers of 16 positions: the 12 not written cost nothing.
+        let mut a = state(4);
+        assert_eq!(a.capacity(), 16);
+        assert_eq!(KvState::memory_of([&a]), 4 * per);
+        // A fork shares the buffers: counted once, also when it writes in place.
+        let mut b = a.fork();
+        assert_eq!(KvState::memory_of([&a, &b, &a]), 4 * per);
+        append(&mut b, 1.0);
+        assert!(b.shares_storage_with(&a));
+        assert_eq!(KvState::memory_of([&a, &b]), 5 * per);
+        // A rewind gives nothing back: the positions were written.
+        b.truncate(2);
+        assert_eq!(KvState::memory_of([&b]), 5 * per);
+        // The original must copy now (b's lineage holds position 4): its own buffers, the 4
+        // positions copied and the one written.
+        append(&mut a, 2.0);
+        assert!(!a.shares_storage_with(&b));
+        assert_eq!(KvState::memory_of([&a]), 5 * per);
+        assert_eq!(KvState::memory_of([&a, &b]), 10 * per);
+        // Growth: the new buffers hold what was copied and written, not their capacity.
+        for x in 0..12 {
+            append(&mut a, x as f32);
+        }
+        assert!(a.capacity() > 16);
+        assert_eq!(KvState::memory_of([&a]), 17 * per);
+        assert_eq!(KvState::memory_of(std::iter::empty()), 0);
     }
 }
