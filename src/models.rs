@@ -305,39 +305,73 @@ async fn pull_async(hub: &HubName, progress: &mut dyn FnMut(PullProgress), cance
 /// The files to download for `hub` among the repository's `files`, and the installed model's
 /// file (empty for a safetensors folder).
 fn choose_files(hub: &HubName, files: &[String]) -> Result<(Vec<String>, String)> {
+    use freeze_attn_engine::model::gguf::{quant_suffix, weight_type_loads};
     let ggufs: Vec<&String> = files
         .iter()
         .filter(|f| f.to_ascii_lowercase().ends_with(".gguf"))
         .collect();
-    let quants = || -> String {
+    // A GGUF file's weight type, from its name.
+    let quant_of = |f: &str| -> Option<String> {
+        let name = f.rsplit('/').next().unwrap_or(f);
+        quant_suffix(&name[..name.len() - 5]).map(str::to_string)
+    };
+    // The weight types of the repository's GGUF files (a file without one by its name),
+    // those that load here first, Q4_K_M (what most people download) first among them.
+    let quants = || -> Vec<String> {
         let mut q: Vec<String> = ggufs
             .iter()
-            .map(|f| {
-                let stem = f.rsplit('/').next().unwrap_or(f).trim_end_matches(".gguf");
-                freeze_attn_engine::model::gguf::quant_suffix(stem)
-                    .map(str::to_string)
-                    .unwrap_or_else(|| f.to_string())
-            })
+            .map(|f| quant_of(f).unwrap_or_else(|| f.to_string()))
             .collect();
-        q.sort();
+        q.sort_by_key(|t| {
+            (
+                weight_type_loads(t) == Some(false),
+                !t.eq_ignore_ascii_case("Q4_K_M"),
+                t.clone(),
+            )
+        });
         q.dedup();
-        q.join(", ")
+        q
+    };
+    let listed = |q: &[String]| q.join(", ");
+    // A file of a weight type the engine cannot load is refused before gigabytes are fetched.
+    let loadable = |file: &String| -> Result<(Vec<String>, String)> {
+        match quant_of(file) {
+            Some(q) if weight_type_loads(&q) == Some(false) => {
+                let others: Vec<String> = quants()
+                    .into_iter()
+                    .filter(|t| weight_type_loads(t) != Some(false))
+                    .collect();
+                Err(Error::Invalid(format!(
+                    "{}: `{file}` is {q}, a weight type this version cannot load (it loads {} and their mixes such as Q4_K_M); {}",
+                    hub.repo,
+                    freeze_attn_engine::model::gguf::supported_type_names(),
+                    if others.is_empty() {
+                        "the repository has no other weight type".to_string()
+                    } else {
+                        format!("choose one of {}", listed(&others))
+                    }
+                )))
+            }
+            _ => Ok((vec![file.clone()], file.clone())),
+        }
     };
     match &hub.selector {
-        Some(sel) if files.iter().any(|f| f == sel) => Ok((vec![sel.clone()], sel.clone())),
+        Some(sel) if files.iter().any(|f| f == sel) => {
+            if ggufs.contains(&sel) {
+                loadable(sel)
+            } else {
+                Ok((vec![sel.clone()], sel.clone()))
+            }
+        }
         Some(sel) => {
             let want = sel.to_ascii_uppercase();
             let hits: Vec<&String> = ggufs
                 .iter()
                 .copied()
-                .filter(|f| {
-                    let stem = f.rsplit('/').next().unwrap_or(f);
-                    let stem = &stem[..stem.len() - 5];
-                    freeze_attn_engine::model::gguf::quant_suffix(stem).is_some_and(|q| q.to_ascii_uppercase() == want)
-                })
+                .filter(|f| quant_of(f).is_some_and(|q| q.to_ascii_uppercase() == want))
                 .collect();
             match hits.as_slice() {
-                [one] => Ok((vec![(*one).clone()], (*one).clone())),
+                [one] => loadable(one),
                 [] if ggufs.is_empty() => Err(Error::Invalid(format!(
                     "{}: no file `{sel}` in the repository, and it has no GGUF files",
                     hub.repo
@@ -345,7 +379,7 @@ fn choose_files(hub: &HubName, files: &[String]) -> Result<(Vec<String>, String)
                 [] => Err(Error::Invalid(format!(
                     "{}: no file or weight type `{sel}`; its GGUF weight types: {}",
                     hub.repo,
-                    quants()
+                    listed(&quants())
                 ))),
                 many => Err(Error::Invalid(format!(
                     "{}: {} files match `{sel}` ({}): name one as {}:FILE",
@@ -356,15 +390,18 @@ fn choose_files(hub: &HubName, files: &[String]) -> Result<(Vec<String>, String)
                 ))),
             }
         }
-        None if ggufs.len() == 1 => Ok((vec![ggufs[0].clone()], ggufs[0].clone())),
-        None if ggufs.len() > 1 => Err(Error::Invalid(format!(
-            "{} has {} GGUF files: choose a weight type, e.g. {}:{} (available: {})",
-            hub.repo,
-            ggufs.len(),
-            hub.repo,
-            quants().split(", ").next().unwrap_or("Q4_K_M"),
-            quants()
-        ))),
+        None if ggufs.len() == 1 => loadable(ggufs[0]),
+        None if ggufs.len() > 1 => {
+            let q = quants();
+            Err(Error::Invalid(format!(
+                "{} has {} GGUF files: choose a weight type, e.g. {}:{} (available: {})",
+                hub.repo,
+                ggufs.len(),
+                hub.repo,
+                q.first().map(String::as_str).unwrap_or("Q4_K_M"),
+                listed(&q)
+            )))
+        }
         None => {
             let has = |n: &str| files.iter().any(|f| f == n);
             let weights: Vec<String> = files

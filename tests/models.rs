@@ -253,6 +253,82 @@ fn pull_by_quant_list_use_and_remove() {
 }
 
 #[test]
+fn a_weight_type_the_engine_cannot_load_is_refused_before_downloading() {
+    // A repository laid out like bartowski's: i-quants beside K-quants, Q8_0 and f16.
+    let (_, model) = default_model();
+    let small = || file(vec![7u8; 100_000], true);
+    let mut repos = HashMap::new();
+    repos.insert(
+        "test/Many-GGUF".to_string(),
+        HubRepo {
+            gated: false,
+            files: vec![
+                ("Many-IQ2_M.gguf".to_string(), small()),
+                ("Many-IQ4_XS.gguf".to_string(), small()),
+                ("Many-Q4_K_M.gguf".to_string(), file(model, true)),
+                ("Many-Q8_0.gguf".to_string(), small()),
+                ("Many-f16.gguf".to_string(), small()),
+            ],
+        },
+    );
+    repos.insert(
+        "test/Only-IQ-GGUF".to_string(),
+        HubRepo {
+            gated: false,
+            files: vec![("Only-IQ3_XS.gguf".to_string(), small())],
+        },
+    );
+    let env = Env::new(start_hub(repos));
+    let nothing_fetched = |env: &Env| {
+        assert!(env.hub.range_starts.lock().unwrap().is_empty(), "a file was requested");
+        assert!(env.installed_files().is_empty(), "{:?}", env.installed_files());
+        assert!(env.partial_files().is_empty(), "{:?}", env.partial_files());
+    };
+    // Asked for by weight type or by file name: refused, the loadable types offered instead.
+    for asked in [
+        "test/Many-GGUF:IQ4_XS",
+        "test/Many-GGUF:iq4_xs",
+        "test/Many-GGUF:Many-IQ4_XS.gguf",
+    ] {
+        let e = env.fails(
+            &["models", "pull", asked],
+            None,
+            &[
+                "`Many-IQ4_XS.gguf` is IQ4_XS, a weight type this version cannot load",
+                "Q4_K",
+                "choose one of Q4_K_M, Q8_0, f16",
+            ],
+        );
+        assert!(!e.contains("IQ2_M,"), "only loadable types are offered: {e}");
+        nothing_fetched(&env);
+    }
+    // A repository's only file, of such a type.
+    env.fails(
+        &["models", "pull", "test/Only-IQ-GGUF"],
+        None,
+        &[
+            "`Only-IQ3_XS.gguf` is IQ3_XS",
+            "the repository has no other weight type",
+        ],
+    );
+    nothing_fetched(&env);
+    // No type named: the example is one that loads (Q4_K_M), every type is listed.
+    env.fails(
+        &["models", "pull", "test/Many-GGUF"],
+        None,
+        &[
+            "5 GGUF files",
+            "e.g. test/Many-GGUF:Q4_K_M",
+            "available: Q4_K_M, Q8_0, f16, IQ2_M, IQ4_XS",
+        ],
+    );
+    nothing_fetched(&env);
+    // A loadable type still installs.
+    let m = env.ok_json(&["models", "pull", "test/Many-GGUF:Q4_K_M", "--json"]);
+    assert_eq!(m["weight_type"], "Q4_1", "the default model's bytes: {m}");
+}
+
+#[test]
 fn an_interrupted_download_resumes_and_a_corrupted_one_is_refused() {
     let (hub, model) = standard_hub();
     let env = Env::new(hub.clone());

@@ -60,6 +60,11 @@ const GGML_TYPE_NAMES: [&str; 40] = [
     "MXFP4",
 ];
 
+/// Whether `name` (upper case) is one of ggml's tensor type names.
+pub(crate) fn is_ggml_type_name(name: &str) -> bool {
+    GGML_TYPE_NAMES.contains(&name)
+}
+
 /// ggml's name for type number `n` (`#n` past the catalogue).
 fn ggml_type_name(n: u32) -> String {
     GGML_TYPE_NAMES

@@ -318,6 +318,35 @@ pub fn quant_suffix(stem: &str) -> Option<&str> {
     rest.get(1..).filter(|q| !q.is_empty())
 }
 
+/// The ggml tensor types the engine loads, comma-separated (`F32, F16, …, Q6_K`).
+pub fn supported_type_names() -> String {
+    crate::model::cpu::supported_names()
+}
+
+/// Whether the engine loads files of the weight type `quant`, as llama.cpp's quantizer names
+/// them and file names end ([`quant_suffix`]: `Q4_K_M`, `IQ4_XS`, `F16`), so that a download
+/// can be refused before it starts. `Some(false)`: a type no format here reads (the i-quants
+/// `IQ*`, the ternary `TQ*`, `MXFP4`, ggml types such as the ARM repacks `Q4_0_4_4`). `Some(true)`:
+/// a supported ggml type, or llama.cpp's mix of one (`Q4_K_M` is mostly Q4_K with some Q6_K;
+/// the `_S`/`_M`/`_L` mixes, and publishers' `_XL`/`_XS`, keep to the K-quants and Q8_0).
+/// `None`: not a weight type name this knows; only the file can tell.
+pub fn weight_type_loads(quant: &str) -> Option<bool> {
+    let upper = quant.to_ascii_uppercase();
+    let name = match upper.as_str() {
+        "FP16" => "F16",
+        "FP32" => "F32",
+        other => other,
+    };
+    if ["IQ", "TQ", "MXFP4"].iter().any(|p| name.starts_with(p)) {
+        return Some(false);
+    }
+    if crate::gguf::is_ggml_type_name(name) {
+        return Some(crate::model::cpu::is_supported_name(name));
+    }
+    let (base, size) = name.rsplit_once('_')?;
+    (matches!(size, "S" | "M" | "L" | "XL" | "XS") && crate::model::cpu::is_supported_name(base)).then_some(true)
+}
+
 /// `stem` without a trailing weight type (`-Q4_K_M`, `.Q4_1`, `-f16`, `.IQ3_XS`, `-bf16`).
 fn strip_quant_suffix(stem: &str) -> &str {
     // `_` also separates parts of a quant name (`Q4_K_M`): the longest tail is tried first.
@@ -347,7 +376,7 @@ fn is_quant_name(s: &str) -> bool {
 
 #[cfg(test)]
 mod name_tests {
-    use super::{display_name, quant_suffix};
+    use super::{display_name, quant_suffix, weight_type_loads};
 
     #[test]
     fn the_weight_type_at_the_end_of_a_file_name() {
@@ -355,6 +384,34 @@ mod name_tests {
         assert_eq!(quant_suffix("SmolLM2-135M-Instruct.Q4_1"), Some("Q4_1"));
         assert_eq!(quant_suffix("model-bf16"), Some("bf16"));
         assert_eq!(quant_suffix("Llama-3.2-1B-Instruct"), None);
+    }
+
+    #[test]
+    fn which_weight_types_load_is_known_from_the_name() {
+        // What the Hub's Llama repositories offer (bartowski's, unsloth's, lmstudio-community's).
+        for q in [
+            "Q4_K_M", "q4_k_m", "Q4_K_S", "Q5_K_M", "Q3_K_L", "Q3_K_XL", "Q2_K", "Q6_K", "Q6_K_L", "Q8_0", "Q4_0",
+            "Q4_1", "Q5_0", "f16", "BF16", "F32", "fp16",
+        ] {
+            assert_eq!(weight_type_loads(q), Some(true), "{q}");
+        }
+        for q in [
+            "IQ4_XS",
+            "IQ4_NL",
+            "iq3_m",
+            "IQ2_XXS",
+            "IQ1_S",
+            "TQ1_0",
+            "MXFP4_MOE",
+            "Q4_0_4_4",
+            "Q4_0_8_8",
+            "Q8_K",
+        ] {
+            assert_eq!(weight_type_loads(q), Some(false), "{q}");
+        }
+        for q in ["Q9_K_M", "Q7_K_S", "Q4_K_MEDIUM", "instruct", ""] {
+            assert_eq!(weight_type_loads(q), None, "{q}");
+        }
     }
 
     #[test]

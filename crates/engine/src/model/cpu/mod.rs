@@ -19,4 +19,4 @@ pub mod matmul;
 mod pool;
 pub mod qdot;
 
-pub(crate) use formats::{is_supported, supported_names};
+pub(crate) use formats::{is_supported, is_supported_name, supported_names};

@@ -151,6 +151,11 @@ pub fn is_supported(dtype: GgmlDType) -> bool {
     of(dtype).is_some()
 }
 
+/// Whether weights of the type ggml names `name` (`Q4_K`, `F16`) can be loaded.
+pub fn is_supported_name(name: &str) -> bool {
+    FORMATS.iter().any(|f| f.name == name)
+}
+
 /// The supported types' names, comma-separated, for error messages.
 pub fn supported_names() -> String {
     FORMATS.iter().map(|f| f.name).collect::<Vec<_>>().join(", ")
