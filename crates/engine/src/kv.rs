@@ -74,7 +74,12 @@ pub struct KvGeometry {
 impl KvGeometry {
     /// Bytes of K and V a position takes over all layers.
     pub fn bytes_per_position(&self) -> usize {
-        2 * self.n_layer * self.n_kv_head * self.head_dim * self.dtype.size_in_bytes()
+        self.n_layer * self.bytes_per_layer_position()
+    }
+
+    /// Bytes of K and V a position takes in one layer.
+    fn bytes_per_layer_position(&self) -> usize {
+        2 * self.n_kv_head * self.head_dim * self.dtype.size_in_bytes()
     }
 }
 
@@ -144,7 +149,7 @@ impl LayerKv {
         } else {
             cap
         };
-        2 * g.n_kv_head * g.head_dim * g.dtype.size_in_bytes() * positions
+        g.bytes_per_layer_position() * positions
     }
 
     fn mark(&self) -> MutexGuard<'_, Mark> {
