@@ -5,8 +5,10 @@
 //!
 //! Downloads go through the hub's own client (`hf-hub`) into a staging folder inside the models
 //! folder (`.downloads`, the hub's cache layout, where an interrupted download is resumed from);
-//! a file is moved to `hub/OWNER/NAME/FILE` only once its SHA-256 matches the hub's, so the
-//! installed models are never half-written. `HF_ENDPOINT` and `HF_TOKEN` are honoured.
+//! a file is moved to `hub/OWNER/NAME/FILE` only once its SHA-256 matches the hub's (and, for a
+//! file the [`catalogue`] lists, the catalogue's size and SHA-256), so the installed models are
+//! never half-written nor other than what was asked for. `HF_ENDPOINT` and `HF_TOKEN` are
+//! honoured.
 
 use crate::error::{Error, Result};
 use crate::paths::models_dir;
@@ -205,10 +207,24 @@ impl Progress for Counters {
     async fn finish(&mut self) {}
 }
 
+/// How a pull checks what it downloads.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PullOptions {
+    /// A file the catalogue lists is held to the catalogue's size and SHA-256 as well as the
+    /// Hub's; with this set, to the Hub's alone (for a file its publisher has since replaced).
+    pub trust_hub: bool,
+}
+
 /// Downloads the model `name` (`REPO`, `REPO:QUANT` or `REPO:FILE`) into the models folder and
 /// returns it installed. Blocks; `progress` is called a few times a second; `cancel` stops it
-/// (the partial download is kept and the next pull resumes it).
-pub fn pull(name: &str, progress: &mut dyn FnMut(PullProgress), cancel: &PullCancel) -> Result<InstalledModel> {
+/// (the partial download is kept and the next pull resumes it). A file the catalogue lists
+/// installs only if it is the catalogue's (size and SHA-256), unless `options.trust_hub`.
+pub fn pull(
+    name: &str,
+    options: PullOptions,
+    progress: &mut dyn FnMut(PullProgress),
+    cancel: &PullCancel,
+) -> Result<InstalledModel> {
     let hub = HubName::parse(name).ok_or_else(|| {
         Error::Invalid(format!(
             "`{name}` is not a Hugging Face model name: use OWNER/NAME, OWNER/NAME:QUANT or OWNER/NAME:FILE"
@@ -222,7 +238,7 @@ pub fn pull(name: &str, progress: &mut dyn FnMut(PullProgress), cancel: &PullCan
         .enable_all()
         .build()
         .map_err(|e| Error::Invalid(format!("cannot start the download runtime: {e}")))?;
-    let result = rt.block_on(pull_async(&hub, progress, cancel));
+    let result = rt.block_on(pull_async(&hub, options, progress, cancel));
     rt.shutdown_background();
     let installed = result?;
     installed_model(&hub.repo, &installed, &StateCounts::read())
@@ -232,7 +248,12 @@ fn token() -> Option<String> {
     std::env::var("HF_TOKEN").ok().filter(|t| !t.trim().is_empty())
 }
 
-async fn pull_async(hub: &HubName, progress: &mut dyn FnMut(PullProgress), cancel: &PullCancel) -> Result<String> {
+async fn pull_async(
+    hub: &HubName,
+    options: PullOptions,
+    progress: &mut dyn FnMut(PullProgress),
+    cancel: &PullCancel,
+) -> Result<String> {
     let staging = staging_dir();
     std::fs::create_dir_all(&staging).map_err(|e| Error::io(&staging, e))?;
     let mut builder = ApiBuilder::from_env()
@@ -267,6 +288,12 @@ async fn pull_async(hub: &HubName, progress: &mut dyn FnMut(PullProgress), cance
         if current {
             continue;
         }
+        let pin = if options.trust_hub {
+            None
+        } else {
+            catalogue_pin(&hub.repo, file)?
+        };
+        let before = counters.total.load(Ordering::SeqCst);
         let task = repo.download_with_progress(file, counters.clone());
         tokio::pin!(task);
         let pointer = loop {
@@ -279,6 +306,12 @@ async fn pull_async(hub: &HubName, progress: &mut dyn FnMut(PullProgress), cance
                             message: format!("the download of {hub} was cancelled; pull it again to resume"),
                         });
                     }
+                    // The client announces the file's size before fetching it: a file of
+                    // another size than the catalogue's is refused before gigabytes arrive.
+                    let size = counters.total.load(Ordering::SeqCst) - before;
+                    if let Some((bytes, _)) = pin.as_ref().filter(|(b, _)| size != 0 && size != *b) {
+                        return Err(not_the_catalogues(hub, file, &format!("is {size} bytes, not the {bytes}"), "nothing was installed"));
+                    }
                     progress(PullProgress {
                         done_bytes: counters.done.load(Ordering::SeqCst),
                         total_bytes: counters.total.load(Ordering::SeqCst),
@@ -287,7 +320,7 @@ async fn pull_async(hub: &HubName, progress: &mut dyn FnMut(PullProgress), cance
                 }
             }
         };
-        let entry = install(hub, file, &pointer, &info.sha, &folder).await?;
+        let entry = install(hub, file, &pointer, &info.sha, &folder, pin.as_ref()).await?;
         let mut m = read_manifest(&folder);
         m.repo = hub.repo.clone();
         m.files.retain(|f| f.file != entry.file);
@@ -433,10 +466,29 @@ fn choose_files(hub: &HubName, files: &[String]) -> Result<(Vec<String>, String)
     }
 }
 
+/// The refusal of a catalogue file the Hub serves differently: `how` says what differs.
+fn not_the_catalogues(hub: &HubName, file: &str, how: &str, what_happened: &str) -> Error {
+    Error::Unavailable {
+        code: "catalogue_mismatch",
+        message: format!(
+            "{}/{file}: the Hub's file {how} this version's catalogue lists (its publisher may have replaced it); {what_happened}. To install the Hub's file anyway: freeze-attn models pull {}:{file} --trust-hub",
+            hub.repo, hub.repo
+        ),
+    }
+}
+
 /// Checks the downloaded blob behind `pointer` against the hub's SHA-256 (the blob's name in
 /// the hub's cache layout is the ETag the hub sent, which for a large file is its SHA-256) and
-/// moves it to `folder/file`. A mismatch removes the download and installs nothing.
-async fn install(hub: &HubName, file: &str, pointer: &Path, revision: &str, folder: &Path) -> Result<InstalledFile> {
+/// against `pinned`, the catalogue's size and SHA-256, and moves it to `folder/file`. A mismatch
+/// removes the download and installs nothing.
+async fn install(
+    hub: &HubName,
+    file: &str,
+    pointer: &Path,
+    revision: &str,
+    folder: &Path,
+    pinned: Option<&(u64, String)>,
+) -> Result<InstalledFile> {
     let blob = std::fs::canonicalize(pointer).map_err(|e| Error::io(pointer, e))?;
     let etag = blob
         .file_name()
@@ -444,19 +496,40 @@ async fn install(hub: &HubName, file: &str, pointer: &Path, revision: &str, fold
         .unwrap_or_default();
     let expected = (etag.len() == 64 && etag.chars().all(|c| c.is_ascii_hexdigit())).then(|| etag.to_ascii_lowercase());
     let bytes = std::fs::metadata(&blob).map_err(|e| Error::io(&blob, e))?.len();
-    if let Some(want) = &expected {
+    let discard = || {
+        let _ = std::fs::remove_file(&blob);
+        let _ = std::fs::remove_file(pointer);
+    };
+    if let Some((want, _)) = pinned.filter(|(b, _)| *b != bytes) {
+        discard();
+        return Err(not_the_catalogues(
+            hub,
+            file,
+            &format!("is {bytes} bytes, not the {want}"),
+            "the download was removed and nothing was installed",
+        ));
+    }
+    if expected.is_some() || pinned.is_some() {
         let b = blob.clone();
         let found =
             tokio::task::spawn_blocking(move || crate::default_model::sha256_file(&b).map_err(|e| Error::io(&b, e)))
                 .await
                 .map_err(|e| Error::Invalid(e.to_string()))??;
-        if &found != want {
-            let _ = std::fs::remove_file(&blob);
-            let _ = std::fs::remove_file(pointer);
+        if let Some(want) = expected.as_ref().filter(|w| **w != found) {
+            discard();
             return Err(Error::Invalid(format!(
                 "{}/{file}: the download's SHA-256 is {found}, the Hub's is {want}: it was corrupted on the way and was removed; nothing was installed",
                 hub.repo
             )));
+        }
+        if let Some((_, want)) = pinned.filter(|(_, w)| *w != found) {
+            discard();
+            return Err(not_the_catalogues(
+                hub,
+                file,
+                &format!("has SHA-256 {found}, not the {want}"),
+                "the download was removed and nothing was installed",
+            ));
         }
     }
     let dest = folder.join(file);
@@ -793,11 +866,22 @@ pub fn resolve(spec: &str) -> Result<Option<PathBuf>> {
 /// The recommended models shipped in `assets/models.json`.
 const CATALOGUE: &str = include_str!("../assets/models.json");
 
+/// A catalogue of one's own replaces the shipped one when this names its file.
+const CATALOGUE_ENV: &str = "FREEZE_ATTN_CATALOGUE";
+
+/// A catalogue file is a few kilobytes; anything past this is not one.
+const CATALOGUE_MAX_BYTES: u64 = 1 << 20;
+
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct CatalogueFile {
     quant: String,
     file: String,
-    approx_gb: f64,
+    /// The exact size of the file the catalogue lists.
+    bytes: u64,
+    /// Its SHA-256 (the Hub's large-file hash), lower-case hexadecimal: a pull of this file
+    /// installs only a download with this hash.
+    sha256: String,
     #[serde(default)]
     recommended: bool,
 }
@@ -824,6 +908,71 @@ struct Catalogue {
     models: Vec<CatalogueModel>,
 }
 
+fn is_sha256(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// The catalogue in use: `FREEZE_ATTN_CATALOGUE`'s file if set (untrusted: size-capped and
+/// checked field by field), else the shipped one. Every file has a repository name that parses,
+/// a file name inside it, a size and a SHA-256, so that a pull can hold the download to them.
+fn load_catalogue() -> Result<Catalogue> {
+    let (text, from) = match std::env::var_os(CATALOGUE_ENV).filter(|v| !v.is_empty()) {
+        Some(p) => {
+            let path = PathBuf::from(p);
+            let len = std::fs::metadata(&path).map_err(|e| Error::io(&path, e))?.len();
+            if len > CATALOGUE_MAX_BYTES {
+                return Err(Error::Invalid(format!(
+                    "catalogue {}: {len} bytes, more than a catalogue's {CATALOGUE_MAX_BYTES}",
+                    path.display()
+                )));
+            }
+            let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+            (std::borrow::Cow::Owned(text), path.display().to_string())
+        }
+        None => (std::borrow::Cow::Borrowed(CATALOGUE), "assets/models.json".to_string()),
+    };
+    let bad = |what: String| Error::Invalid(format!("catalogue {from}: {what}"));
+    let cat: Catalogue = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
+    for (i, m) in cat.models.iter().enumerate() {
+        if HubName::parse(&m.repo).is_none_or(|h| h.selector.is_some()) {
+            return Err(bad(format!("models[{i}].repo `{}` is not OWNER/NAME", m.repo)));
+        }
+        let s = &m.shape;
+        // The memory estimate multiplies these: each is kept to what a model can have.
+        if [s.n_layer, s.n_kv_head, s.head_dim].iter().any(|&v| v == 0 || v > 4096) || s.context_length == 0 {
+            return Err(bad(format!("models[{i}].shape has a zero or an implausible size")));
+        }
+        for (j, f) in m.files.iter().enumerate() {
+            if !is_repo_file(&f.file) || !f.file.to_ascii_lowercase().ends_with(".gguf") {
+                return Err(bad(format!(
+                    "models[{i}].files[{j}].file `{}` is not a GGUF file name",
+                    f.file
+                )));
+            }
+            if !is_sha256(&f.sha256) {
+                return Err(bad(format!(
+                    "models[{i}].files[{j}].sha256 is not 64 lower-case hexadecimal digits"
+                )));
+            }
+            if f.bytes == 0 || f.bytes > 1 << 50 {
+                return Err(bad(format!("models[{i}].files[{j}].bytes is not a file's size")));
+            }
+        }
+    }
+    Ok(cat)
+}
+
+/// What the catalogue says `file` of `repo` is (size, SHA-256), if it lists it.
+fn catalogue_pin(repo: &str, file: &str) -> Result<Option<(u64, String)>> {
+    Ok(load_catalogue()?
+        .models
+        .into_iter()
+        .filter(|m| m.repo.eq_ignore_ascii_case(repo))
+        .flat_map(|m| m.files)
+        .find(|f| f.file == file)
+        .map(|f| (f.bytes, f.sha256)))
+}
+
 /// One downloadable file of the catalogue, with whether it fits this machine.
 #[derive(Debug, Clone, Serialize)]
 #[cfg_attr(feature = "specta", derive(specta::Type))]
@@ -837,8 +986,10 @@ pub struct CatalogueEntry {
     pub quant: String,
     pub licence: String,
     pub recommended: bool,
-    /// The download's size (approximate: the publisher's rounded figure).
-    pub approx_bytes: u64,
+    /// The file's size, as the catalogue lists it.
+    pub bytes: u64,
+    /// The file's SHA-256, as the catalogue lists it: `models pull` installs nothing else.
+    pub sha256: String,
     /// The context length the estimate is for (at most the model's).
     pub context: u64,
     /// K/V of `context` tokens at f16.
@@ -864,17 +1015,17 @@ const MARGIN_BYTES: u64 = 512 << 20;
 /// The catalogue, each file with its memory estimate at `context` tokens (capped at the
 /// model's context length) against this machine's memory.
 pub fn catalogue(context: u64) -> Result<Vec<CatalogueEntry>> {
-    let cat: Catalogue =
-        serde_json::from_str(CATALOGUE).map_err(|e| Error::Invalid(format!("assets/models.json: {e}")))?;
+    let cat = load_catalogue()?;
     let memory = total_memory();
     let gpu = freeze_attn_engine::device::gpu_memory();
     let mut out = Vec::new();
     for m in cat.models {
         for f in m.files {
             let ctx = context.min(m.shape.context_length);
-            let kv = m.shape.n_layer * 2 * m.shape.n_kv_head * m.shape.head_dim * 2 * ctx;
-            let approx = (f.approx_gb * 1e9) as u64;
-            let needs = approx + kv + MARGIN_BYTES;
+            let kv = [2, m.shape.n_kv_head, m.shape.head_dim, 2, ctx]
+                .into_iter()
+                .fold(m.shape.n_layer, u64::saturating_mul);
+            let needs = f.bytes.saturating_add(kv).saturating_add(MARGIN_BYTES);
             out.push(CatalogueEntry {
                 model: m.name.clone(),
                 name: format!("{}:{}", m.repo, f.quant),
@@ -888,7 +1039,8 @@ pub fn catalogue(context: u64) -> Result<Vec<CatalogueEntry>> {
                 quant: f.quant,
                 licence: m.licence.clone(),
                 recommended: f.recommended,
-                approx_bytes: approx,
+                bytes: f.bytes,
+                sha256: f.sha256,
                 context: ctx,
                 kv_bytes: kv,
                 needs_bytes: needs,

@@ -84,6 +84,8 @@ struct Env {
     hub: Arc<Hub>,
     models: tempfile::TempDir,
     home: tempfile::TempDir,
+    /// `FREEZE_ATTN_CATALOGUE`: a catalogue of one's own instead of the shipped one.
+    catalogue: Option<PathBuf>,
 }
 
 impl Env {
@@ -92,7 +94,17 @@ impl Env {
             hub,
             models: tempfile::tempdir().unwrap(),
             home: tempfile::tempdir().unwrap(),
+            catalogue: None,
         }
+    }
+
+    /// The same, with a catalogue of one's own written from `json`.
+    fn with_catalogue(hub: Arc<Hub>, json: &str) -> Self {
+        let mut env = Self::new(hub);
+        let path = env.home.path().join("catalogue.json");
+        std::fs::write(&path, json).unwrap();
+        env.catalogue = Some(path);
+        env
     }
 
     fn command(&self, args: &[&str], token: Option<&str>) -> Command {
@@ -105,7 +117,11 @@ impl Env {
                 "HF_ENDPOINT",
                 format!("http://127.0.0.1:{}", self.hub.port.load(Ordering::SeqCst)),
             )
-            .env_remove("HF_TOKEN");
+            .env_remove("HF_TOKEN")
+            .env_remove("FREEZE_ATTN_CATALOGUE");
+        if let Some(path) = &self.catalogue {
+            c.env("FREEZE_ATTN_CATALOGUE", path);
+        }
         if let Some(t) = token {
             c.env("HF_TOKEN", t);
         }
@@ -571,11 +587,40 @@ fn the_catalogue_estimates_memory_and_knows_what_is_installed() {
         .unwrap();
     let text = String::from_utf8_lossy(&text.stdout);
     assert!(text.contains("too large for the GPU's 8.0 GB"), "{text}");
-    // A catalogue name pulls like any other and then shows as installed.
+    // The catalogue lists each file's size and SHA-256 (the Hub's, never made up here: each
+    // is checked to have 64 hexadecimal digits, and the 1B Q4_K_M's is the one published).
+    for e in v.as_array().unwrap() {
+        let sha = e["sha256"].as_str().unwrap();
+        assert!(sha.len() == 64 && sha.bytes().all(|b| b.is_ascii_hexdigit()), "{e}");
+        assert!(e["bytes"].as_u64().unwrap() > 500_000_000, "{e}");
+    }
+    assert_eq!(
+        one["sha256"],
+        "6f85a640a97cf2bf5b8e764087b1e83da0fdb51d7c9fab7d0fece9385611df83"
+    );
+    assert_eq!(one["bytes"], 807_694_464u64);
+    // The stand-in hub serves another file under a catalogue name: refused, by its size, before
+    // it is downloaded, and nothing is installed.
+    env.fails(
+        &["models", "pull", "bartowski/Llama-3.2-1B-Instruct-GGUF:Q4_K_M"],
+        None,
+        &[
+            "Llama-3.2-1B-Instruct-Q4_K_M.gguf",
+            "is 22 bytes, not the 807694464 this version's catalogue lists",
+            "--trust-hub",
+        ],
+    );
+    assert!(env.installed_files().is_empty(), "{:?}", env.installed_files());
+    assert_eq!(
+        entry(&cat("4000000000"), "bartowski/Llama-3.2-1B-Instruct-GGUF:Q4_K_M")["installed"],
+        false
+    );
+    // Taken from the Hub on the user's word, it then shows as installed.
     env.ok_json(&[
         "models",
         "pull",
         "bartowski/Llama-3.2-1B-Instruct-GGUF:Q4_K_M",
+        "--trust-hub",
         "--json",
     ]);
     assert_eq!(
@@ -622,4 +667,134 @@ fn a_download_stopped_with_ctrl_c_resumes() {
 extern "C" {
     #[link_name = "kill"]
     fn libc_kill(pid: i32, sig: i32) -> i32;
+}
+
+/// A catalogue (here one's own, `FREEZE_ATTN_CATALOGUE`) names each file's size and SHA-256:
+/// a pull installs only that file, whatever the Hub says; a file of another size is stopped as
+/// soon as the Hub announces its size; `--trust-hub` takes the Hub's word alone.
+#[test]
+fn a_catalogue_file_installs_only_with_the_catalogues_size_and_hash() {
+    let (hub, model) = standard_hub();
+    let small_len = 3_000_000u64;
+    let catalogue = |q4_1_bytes: u64, q8_sha: &str| {
+        serde_json::json!({
+            "models": [{
+                "name": "SmolLM2 135M Instruct",
+                "repo": "test/SmolLM2-GGUF",
+                "licence": "apache-2.0",
+                "shape": {"n_layer": 30, "n_kv_head": 3, "head_dim": 64, "context_length": 8192},
+                "files": [
+                    {"quant": "Q4_1", "file": "SmolLM2-135M-Instruct-Q4_1.gguf",
+                     "bytes": q4_1_bytes, "sha256": sha256_hex(&model), "recommended": true},
+                    {"quant": "Q8_0", "file": "SmolLM2-135M-Instruct-Q8_0.gguf",
+                     "bytes": small_len, "sha256": q8_sha}
+                ]
+            }]
+        })
+        .to_string()
+    };
+    let wrong = "0".repeat(64);
+    let env = Env::with_catalogue(hub.clone(), &catalogue(model.len() as u64, &wrong));
+
+    // The catalogue in use is the one named, with its sizes and hashes.
+    let v = env.ok_json(&["models", "catalogue", "--json"]);
+    let names: Vec<&str> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["test/SmolLM2-GGUF:Q4_1", "test/SmolLM2-GGUF:Q8_0"]);
+    assert_eq!(v[0]["bytes"], model.len() as u64);
+    assert_eq!(v[0]["sha256"], sha256_hex(&model));
+
+    // The file the catalogue lists, as it lists it: installed.
+    let m = env.ok_json(&["models", "pull", "test/SmolLM2-GGUF:Q4_1", "--json"]);
+    assert_eq!(m["sha256"][0]["sha256"], sha256_hex(&model));
+    // A file whose hash is not the catalogue's (the Hub's own check passes: it is not
+    // corrupted, it is another file): downloaded, refused, removed.
+    env.fails(
+        &["models", "pull", "test/SmolLM2-GGUF:Q8_0"],
+        None,
+        &[
+            "test/SmolLM2-GGUF/SmolLM2-135M-Instruct-Q8_0.gguf",
+            &format!(
+                "has SHA-256 {}",
+                sha256_hex(&hub.repos["test/SmolLM2-GGUF"].files[1].1.bytes)
+            ),
+            &format!("not the {wrong} this version's catalogue lists"),
+            "nothing was installed",
+            "--trust-hub",
+        ],
+    );
+    let installed: Vec<String> = env
+        .installed_files()
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert!(!installed.iter().any(|f| f.contains("Q8_0")), "{installed:?}");
+    let staged: Vec<PathBuf> = {
+        let mut out = Vec::new();
+        walk(&env.models.path().join(".downloads"), &mut out);
+        out.retain(|p| std::fs::metadata(p).is_ok_and(|m| m.len() == small_len));
+        out
+    };
+    assert!(staged.is_empty(), "the refused download is removed: {staged:?}");
+    let list = env.ok_json(&["models", "list", "--json"]);
+    assert_eq!(list.as_array().unwrap().len(), 1, "{list}");
+    // On the user's word, the Hub's file.
+    let m = env.ok_json(&["models", "pull", "test/SmolLM2-GGUF:Q8_0", "--trust-hub", "--json"]);
+    assert_eq!(m["bytes"], small_len);
+
+    // A catalogue whose size differs from the Hub's: stopped once the Hub announces the size,
+    // long before the file (about 12 MB/s here, 10 MB pieces) has been sent.
+    let env = Env::with_catalogue(hub.clone(), &catalogue(model.len() as u64 + 1, &wrong));
+    hub.range_starts.lock().unwrap().clear();
+    hub.slow_ms.store(20, Ordering::SeqCst);
+    let e = env.fails(
+        &["models", "pull", "test/SmolLM2-GGUF:Q4_1"],
+        None,
+        &[
+            &format!("is {} bytes, not the {}", model.len(), model.len() + 1),
+            "--trust-hub",
+        ],
+    );
+    hub.slow_ms.store(0, Ordering::SeqCst);
+    assert!(e.contains("nothing was installed"), "{e}");
+    let pieces = hub.range_starts.lock().unwrap().len();
+    assert!(
+        pieces <= 2 && (model.len() as u64) > 30 << 20,
+        "{pieces} pieces requested of a {} byte file",
+        model.len()
+    );
+    assert!(env.installed_files().is_empty(), "{:?}", env.installed_files());
+
+    // A catalogue file is untrusted input: one line naming the fault, for every command that
+    // reads it.
+    let bad = catalogue(model.len() as u64, "not-a-hash");
+    let env = Env::with_catalogue(hub.clone(), &bad);
+    env.fails(
+        &["models", "catalogue"],
+        None,
+        &[
+            "catalogue",
+            "models[0].files[1].sha256 is not 64 lower-case hexadecimal digits",
+        ],
+    );
+    env.fails(
+        &["models", "pull", "test/SmolLM2-GGUF:Q4_1"],
+        None,
+        &["files[1].sha256"],
+    );
+    let env = Env::with_catalogue(hub.clone(), "{\"models\": [");
+    env.fails(&["models", "catalogue"], None, &["catalogue", "EOF"]);
+    let env = Env::with_catalogue(hub.clone(), &" ".repeat(2 << 20));
+    env.fails(&["models", "catalogue"], None, &["more than a catalogue's"]);
+    let traversal = catalogue(model.len() as u64, &wrong).replace("SmolLM2-135M-Instruct-Q8_0.gguf", "../escape.gguf");
+    let env = Env::with_catalogue(hub, &traversal);
+    env.fails(
+        &["models", "catalogue"],
+        None,
+        &["`../escape.gguf` is not a GGUF file name"],
+    );
 }

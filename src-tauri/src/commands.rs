@@ -470,6 +470,7 @@ pub async fn pull_model(
     let result = blocking(move || {
         freeze_attn::models::pull(
             &name,
+            freeze_attn::models::PullOptions::default(),
             &mut |p| {
                 let _ = on_progress.send(p);
             },

@@ -2,7 +2,7 @@
 
 use super::common::human_bytes;
 use clap::{Args, Subcommand};
-use freeze_attn::models::{self, InstalledModel, PullCancel, PullProgress};
+use freeze_attn::models::{self, InstalledModel, PullCancel, PullOptions, PullProgress};
 use std::io::{IsTerminal, Write};
 use std::time::Instant;
 
@@ -16,9 +16,14 @@ pub struct ModelsArgs {
 enum ModelsCommand {
     /// Download a model: OWNER/NAME:QUANT (e.g. bartowski/Llama-3.2-1B-Instruct-GGUF:Q4_K_M),
     /// OWNER/NAME:FILE, or OWNER/NAME (its only GGUF, or its safetensors model). An interrupted
-    /// download resumes. HF_TOKEN for gated models, HF_ENDPOINT for another hub.
+    /// download resumes. HF_TOKEN for gated models, HF_ENDPOINT for another hub. A file the
+    /// catalogue lists must also be the catalogue's (size and SHA-256).
     Pull {
         name: String,
+        /// Check a catalogue file against the Hub's SHA-256 only (its publisher replaced it
+        /// after this version's catalogue was written).
+        #[arg(long)]
+        trust_hub: bool,
         #[arg(long)]
         json: bool,
     },
@@ -48,8 +53,8 @@ enum ModelsCommand {
 
 pub fn run(a: ModelsArgs) -> anyhow::Result<()> {
     match a.command {
-        ModelsCommand::Pull { name, json } => {
-            let m = pull_with_progress(&name)?;
+        ModelsCommand::Pull { name, trust_hub, json } => {
+            let m = pull_with_progress(&name, PullOptions { trust_hub })?;
             if json {
                 println!("{}", serde_json::to_string(&m)?);
             } else {
@@ -110,9 +115,9 @@ pub fn run(a: ModelsArgs) -> anyhow::Result<()> {
                         _ => String::new(),
                     };
                     println!(
-                        "{:<52} ~{:>8}  {}{}{}{}",
+                        "{:<52} {:>8}  {}{}{}{}",
                         e.name,
-                        human_bytes(e.approx_bytes),
+                        human_bytes(e.bytes),
                         fit,
                         gpu,
                         if e.recommended { "  recommended" } else { "" },
@@ -148,7 +153,7 @@ fn line(m: &InstalledModel) -> String {
 
 /// Pulls with a progress line on a terminal: bytes, rate and time left. Ctrl-C stops it; the
 /// same command resumes.
-fn pull_with_progress(name: &str) -> anyhow::Result<InstalledModel> {
+fn pull_with_progress(name: &str, options: PullOptions) -> anyhow::Result<InstalledModel> {
     let cancel = PullCancel::default();
     let tty = std::io::stderr().is_terminal();
     let start = Instant::now();
@@ -178,7 +183,7 @@ fn pull_with_progress(name: &str) -> anyhow::Result<InstalledModel> {
         );
         let _ = err.flush();
     };
-    let r = models::pull(name, &mut report, &cancel);
+    let r = models::pull(name, options, &mut report, &cancel);
     if shown {
         eprintln!();
     }

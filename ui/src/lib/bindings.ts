@@ -90,8 +90,10 @@ export type CatalogueEntry = {
 	quant: string,
 	licence: string,
 	recommended: boolean,
-	/**  The download's size (approximate: the publisher's rounded figure). */
-	approx_bytes: number,
+	/**  The file's size, as the catalogue lists it. */
+	bytes: number,
+	/**  The file's SHA-256, as the catalogue lists it: `models pull` installs nothing else. */
+	sha256: string,
 	/**  The context length the estimate is for (at most the model's). */
 	context: number,
 	/**  K/V of `context` tokens at f16. */
