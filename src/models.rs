@@ -466,13 +466,14 @@ fn choose_files(hub: &HubName, files: &[String]) -> Result<(Vec<String>, String)
     }
 }
 
-/// The refusal of a catalogue file the Hub serves differently: `how` says what differs.
+/// The refusal of a catalogue file the Hub serves differently: `how` says what differs. Front
+/// ends offer to pull it again with [`PullOptions::trust_hub`].
 fn not_the_catalogues(hub: &HubName, file: &str, how: &str, what_happened: &str) -> Error {
     Error::Unavailable {
         code: "catalogue_mismatch",
         message: format!(
-            "{}/{file}: the Hub's file {how} this version's catalogue lists (its publisher may have replaced it); {what_happened}. To install the Hub's file anyway: freeze-attn models pull {}:{file} --trust-hub",
-            hub.repo, hub.repo
+            "{}/{file}: the Hub's file {how} this version's catalogue lists (its publisher may have replaced it); {what_happened}",
+            hub.repo
         ),
     }
 }

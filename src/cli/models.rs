@@ -187,5 +187,10 @@ fn pull_with_progress(name: &str, options: PullOptions) -> anyhow::Result<Instal
     if shown {
         eprintln!();
     }
-    Ok(r?)
+    match r {
+        Err(e) if e.code() == "catalogue_mismatch" => Err(anyhow::anyhow!(
+            "{e}. To install the Hub's file anyway: freeze-attn models pull {name} --trust-hub"
+        )),
+        r => Ok(r?),
+    }
 }

@@ -136,8 +136,8 @@ export const api = {
   installedModels: () => unwrap(() => commands.installedModels()),
   openedModels: () => unwrap(() => commands.openedModels()),
   modelCatalogue: (context: number) => unwrap(() => commands.modelCatalogue(context)),
-  pullModel: (name: string, onProgress: (p: PullProgress) => void) =>
-    unwrap(() => commands.pullModel(name, channel(onProgress))),
+  pullModel: (name: string, onProgress: (p: PullProgress) => void, trustHub = false) =>
+    unwrap(() => commands.pullModel(name, trustHub, channel(onProgress))),
   cancelPull: () => unwrap(() => commands.cancelPull()),
 };
 

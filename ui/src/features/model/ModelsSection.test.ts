@@ -162,4 +162,32 @@ describe("ModelsSection", () => {
     await waitFor(() => expect(app.notices.items[0]?.message).toMatch(/resume/));
     expect(app.notices.items[0]?.tone).toBe("info");
   });
+
+  it("offers the Hub's file when it is not the one the catalogue lists, and pulls it on the user's word", async () => {
+    const user = userEvent.setup();
+    const backend = fakeBackend({
+      model_catalogue: () => [entry({ fits: true })],
+      pull_model: (a) => {
+        if (!a.trustHub)
+          rejectWith(
+            "catalogue_mismatch",
+            "bartowski/Meta-Llama-3.1-8B-Instruct-GGUF/Meta-Llama-3.1-8B-Instruct-Q4_K_M.gguf: the Hub's file is 5 bytes, not the 4920734272 this version's catalogue lists (its publisher may have replaced it); nothing was installed",
+          );
+        return installed({ name: "bartowski/Meta-Llama-3.1-8B-Instruct-GGUF:Q4_K_M" });
+      },
+    });
+    const app = await readyApp();
+    renderWithApp(ModelsSection, {}, app);
+    await waitFor(() => expect(screen.getByTestId("catalogue-download")).toBeInTheDocument());
+    await user.click(screen.getByTestId("catalogue-download"));
+    await waitFor(() => expect(screen.getByTestId("pull-mismatch")).toHaveTextContent("nothing was installed"));
+    expect(backend.argsOf("pull_model")[0].trustHub).toBe(false);
+    expect(app.notices.items).toHaveLength(0);
+    await user.click(screen.getByTestId("pull-trust-hub"));
+    await waitFor(() => expect(app.notices.items[0]?.message).toMatch(/Downloaded bartowski\/Meta-Llama-3.1-8B/));
+    const calls = backend.argsOf("pull_model");
+    expect(calls).toHaveLength(2);
+    expect(calls[1]).toMatchObject({ name: "bartowski/Meta-Llama-3.1-8B-Instruct-GGUF:Q4_K_M", trustHub: true });
+    expect(screen.queryByTestId("pull-mismatch")).not.toBeInTheDocument();
+  });
 });
