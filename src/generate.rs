@@ -56,6 +56,8 @@ impl<'a> Observer<'a> {
         match e {
             Event::Text(t) => (self.on_text)(t),
             Event::Prefill(p) => (self.on_progress)(p),
+            // Not asked for by these callers.
+            Event::Logprobs(_) => {}
         }
     }
 }

@@ -22,6 +22,8 @@ fn gen_events(ch: Channel<GenEvent>) -> impl FnMut(Event<'_>) {
                 done: p.done as u32,
                 total: p.total as u32,
             },
+            // The app does not ask for log-probabilities.
+            Event::Logprobs(_) => return,
         });
     }
 }
@@ -451,12 +453,14 @@ pub async fn model_catalogue(context: u32) -> Res<Vec<freeze_attn::models::Catal
 }
 
 /// Downloads `name` (`OWNER/NAME:QUANT`, `OWNER/NAME:FILE` or `OWNER/NAME`), reporting progress
-/// a few times a second; `cancel_pull` stops it and a later pull resumes it.
+/// a few times a second; `cancel_pull` stops it and a later pull resumes it. `trust_hub`: a
+/// catalogue file is checked against the Hub's SHA-256 alone (after a `catalogue_mismatch`).
 #[tauri::command]
 #[specta::specta]
 pub async fn pull_model(
     slot: State<'_, PullSlot>,
     name: String,
+    trust_hub: bool,
     on_progress: Channel<freeze_attn::models::PullProgress>,
 ) -> Res<freeze_attn::models::InstalledModel> {
     let cancel = freeze_attn::models::PullCancel::default();
@@ -470,7 +474,7 @@ pub async fn pull_model(
     let result = blocking(move || {
         freeze_attn::models::pull(
             &name,
-            freeze_attn::models::PullOptions::default(),
+            freeze_attn::models::PullOptions { trust_hub },
             &mut |p| {
                 let _ = on_progress.send(p);
             },

@@ -2,9 +2,12 @@
 //! `/v1/models`, `/health`. Request fields OpenAI defines and this server has no use for are
 //! ignored, as OpenAI-compatible servers do; the extensions are `state` (continue a node) and
 //! `freeze` (save the result as a node), plus llama.cpp's `top_k`, `min_p`, `repeat_penalty`.
+//! Log-probabilities (`logprobs`, `top_logprobs`) are the model's own distribution at each
+//! step, in each endpoint's format, streamed with the text they belong to.
 
 use super::{parse_json, read_body, ApiError, AppState};
-use crate::session::complete::{Completion, CompletionInput, CompletionRequest, MAX_CHOICES};
+use crate::engine::MAX_TOP_LOGPROBS;
+use crate::session::complete::{Completion, CompletionInput, CompletionRequest, Logprob, Streamed, MAX_CHOICES};
 use crate::{CancelToken, FinishReason, GenerateParams, Message};
 use axum::body::Body;
 use axum::extract::State;
@@ -14,6 +17,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -52,6 +56,13 @@ struct Common {
     state: Option<String>,
     /// Extension: save the result as a node with this name.
     freeze: Option<String>,
+    /// Chat: `true` for each token's log-probability (with `top_logprobs` alternatives);
+    /// completions: the number of alternatives (0 to 20).
+    logprobs: Option<Value>,
+    top_logprobs: Option<u64>,
+    /// Completions: the prompt with its log-probabilities. Not supported (refused, not ignored:
+    /// a scorer reading the answer as if it were would score the wrong tokens).
+    echo: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -238,6 +249,7 @@ async fn respond(s: AppState, input: CompletionInput, c: Common, kind: Kind) -> 
     if let Some(seed) = c.seed {
         params.sampling.seed = seed;
     }
+    params.logprobs = logprobs(&c, kind)?;
     params.stop_strings = match c.stop {
         None => Vec::new(),
         Some(Stop::One(s)) => vec![s],
@@ -285,6 +297,7 @@ async fn respond(s: AppState, input: CompletionInput, c: Common, kind: Kind) -> 
             .unwrap_or(0),
         model: model_id,
         kind,
+        logprobs: req.params.logprobs.is_some(),
     };
     if c.stream {
         let usage = c.stream_options.is_some_and(|o| o.include_usage);
@@ -299,6 +312,45 @@ async fn respond(s: AppState, input: CompletionInput, c: Common, kind: Kind) -> 
             .run(move |session| session.complete(&req, &cancel, &mut |_, _| {}))
             .await;
         Ok(Json(meta.whole(&out?)).into_response())
+    }
+}
+
+/// The alternatives per token asked for: chat's `logprobs: true` with `top_logprobs`, or
+/// completions' `logprobs: N`; `None` when none are.
+fn logprobs(c: &Common, kind: Kind) -> Result<Option<usize>, ApiError> {
+    let bad = |what: &'static str, msg: String| ApiError::bad_request("invalid_request", msg).param(what);
+    let top = MAX_TOP_LOGPROBS as u64;
+    match kind {
+        Kind::Chat => {
+            let on = match &c.logprobs {
+                None | Some(Value::Null) => false,
+                Some(Value::Bool(b)) => *b,
+                Some(v) => return Err(bad("logprobs", format!("logprobs must be true or false, not {v}"))),
+            };
+            match c.top_logprobs {
+                Some(k) if k > top => Err(bad("top_logprobs", format!("top_logprobs must be 0 to {top}, not {k}"))),
+                Some(k) if k > 0 && !on => Err(bad("top_logprobs", "top_logprobs needs logprobs set to true".into())),
+                k => Ok(on.then_some(k.unwrap_or(0) as usize)),
+            }
+        }
+        Kind::Text => {
+            if c.echo == Some(true) {
+                return Err(bad(
+                    "echo",
+                    "echo is not supported: the prompt is not returned, nor its log-probabilities".into(),
+                ));
+            }
+            match &c.logprobs {
+                None | Some(Value::Null) => Ok(None),
+                Some(v) => match v.as_u64() {
+                    Some(k) if k <= top => Ok(Some(k as usize)),
+                    _ => Err(bad(
+                        "logprobs",
+                        format!("logprobs must be an integer 0 to {top}, not {v}"),
+                    )),
+                },
+            }
+        }
     }
 }
 
@@ -334,6 +386,8 @@ struct Meta {
     created: u64,
     model: String,
     kind: Kind,
+    /// Log-probabilities were asked for.
+    logprobs: bool,
 }
 
 fn finish_reason(f: FinishReason) -> &'static str {
@@ -371,13 +425,13 @@ impl Meta {
                     "index": ch.index,
                     "message": { "role": "assistant", "content": ch.text },
                     "finish_reason": finish_reason(ch.finish),
-                    "logprobs": null,
+                    "logprobs": self.logprobs_json(&ch.logprobs, 0),
                 }),
                 Kind::Text => json!({
                     "index": ch.index,
                     "text": ch.text,
                     "finish_reason": finish_reason(ch.finish),
-                    "logprobs": null,
+                    "logprobs": self.logprobs_json(&ch.logprobs, 0),
                 }),
             })
             .collect();
@@ -393,7 +447,51 @@ impl Meta {
         v
     }
 
-    fn chunk(&self, index: usize, text: Option<&str>, finish: Option<&str>, first: bool) -> Value {
+    /// A choice's `logprobs` in this endpoint's format: chat's `{"content": [{token, logprob,
+    /// bytes, top_logprobs}]}`, or completions' `{tokens, token_logprobs, top_logprobs,
+    /// text_offset}` (offsets in characters of the generated text, from `offset`). `null` when
+    /// none were asked for.
+    fn logprobs_json(&self, lps: &[Logprob], offset: usize) -> Value {
+        if !self.logprobs {
+            return Value::Null;
+        }
+        match self.kind {
+            Kind::Chat => {
+                let entry = |l: &Logprob| json!({ "token": l.token, "logprob": l.logprob, "bytes": l.bytes });
+                let content: Vec<Value> = lps
+                    .iter()
+                    .map(|l| {
+                        let mut e = entry(l);
+                        e["top_logprobs"] = Value::Array(l.top.iter().map(entry).collect());
+                        e
+                    })
+                    .collect();
+                json!({ "content": content })
+            }
+            Kind::Text => {
+                let mut at = offset;
+                let text_offset: Vec<usize> = lps
+                    .iter()
+                    .map(|l| {
+                        let here = at;
+                        at += l.token.chars().count();
+                        here
+                    })
+                    .collect();
+                json!({
+                    "tokens": lps.iter().map(|l| &l.token).collect::<Vec<_>>(),
+                    "token_logprobs": lps.iter().map(|l| l.logprob).collect::<Vec<_>>(),
+                    "top_logprobs": lps
+                        .iter()
+                        .map(|l| l.top.iter().map(|t| (t.token.clone(), json!(t.logprob))).collect::<serde_json::Map<_, _>>())
+                        .collect::<Vec<_>>(),
+                    "text_offset": text_offset,
+                })
+            }
+        }
+    }
+
+    fn chunk(&self, index: usize, text: Option<&str>, finish: Option<&str>, first: bool, logprobs: Value) -> Value {
         let choice = match self.kind {
             Kind::Chat => {
                 let mut delta = json!({});
@@ -403,10 +501,10 @@ impl Meta {
                 if let Some(t) = text {
                     delta["content"] = json!(t);
                 }
-                json!({ "index": index, "delta": delta, "finish_reason": finish, "logprobs": null })
+                json!({ "index": index, "delta": delta, "finish_reason": finish, "logprobs": logprobs })
             }
             Kind::Text => {
-                json!({ "index": index, "text": text.unwrap_or(""), "finish_reason": finish, "logprobs": null })
+                json!({ "index": index, "text": text.unwrap_or(""), "finish_reason": finish, "logprobs": logprobs })
             }
         };
         json!({
@@ -429,6 +527,8 @@ fn extensions(v: &mut Value, c: &Completion) {
 
 enum Msg {
     Text(usize, String),
+    /// The log-probabilities of the tokens the next text of that alternative completes.
+    Logprobs(usize, Vec<Logprob>),
     Done(Result<Completion, ApiError>),
 }
 
@@ -448,8 +548,12 @@ async fn stream(s: AppState, req: CompletionRequest, meta: Meta, include_usage: 
                     job_cancel.cancel(); // gone while queued
                 }
                 let c = job_cancel.clone();
-                session.complete(&req, &job_cancel, &mut |i, t| {
-                    if job_tx.send(Msg::Text(i, t.to_string())).is_err() {
+                session.complete(&req, &job_cancel, &mut |i, piece| {
+                    let msg = match piece {
+                        Streamed::Text(t) => Msg::Text(i, t.to_string()),
+                        Streamed::Logprobs(l) => Msg::Logprobs(i, l),
+                    };
+                    if job_tx.send(msg).is_err() {
                         c.cancel();
                     }
                 })
@@ -476,6 +580,7 @@ async fn stream(s: AppState, req: CompletionRequest, meta: Meta, include_usage: 
         include_usage,
         started: Vec::new(),
         pending: vec![first],
+        logprobs: HashMap::new(),
         finished: false,
         _guard: guard,
     };
@@ -495,11 +600,24 @@ struct StreamState {
     include_usage: bool,
     started: Vec<usize>,
     pending: Vec<Msg>,
+    /// Per alternative: log-probabilities waiting for their text, and the characters of text
+    /// sent so far (completions' `text_offset`).
+    logprobs: HashMap<usize, (Vec<Logprob>, usize)>,
     finished: bool,
     _guard: CancelOnDrop,
 }
 
 impl StreamState {
+    /// Alternative `i`'s waiting log-probabilities in the endpoint's format (emptied), for a
+    /// chunk of `chars` characters of text.
+    fn take_logprobs(&mut self, i: usize, chars: usize) -> Value {
+        let (lps, offset) = self.logprobs.entry(i).or_default();
+        let lps = std::mem::take(lps);
+        let at = *offset;
+        *offset += chars;
+        self.meta.logprobs_json(&lps, at)
+    }
+
     /// The events for the next message; `None` after `[DONE]`.
     async fn next_events(&mut self) -> Option<Vec<SseEvent>> {
         if self.finished {
@@ -515,12 +633,17 @@ impl StreamState {
         };
         let data = |v: Value| SseEvent::default().data(v.to_string());
         Some(match msg {
+            Msg::Logprobs(i, l) => {
+                self.logprobs.entry(i).or_default().0.extend(l);
+                Vec::new()
+            }
             Msg::Text(i, t) => {
                 let first = !self.started.contains(&i);
                 if first {
                     self.started.push(i);
                 }
-                vec![data(self.meta.chunk(i, Some(&t), None, first))]
+                let lp = self.take_logprobs(i, t.chars().count());
+                vec![data(self.meta.chunk(i, Some(&t), None, first, lp))]
             }
             Msg::Done(Ok(c)) => {
                 self.finished = true;
@@ -529,7 +652,10 @@ impl StreamState {
                     .iter()
                     .map(|ch| {
                         let first = !self.started.contains(&ch.index);
-                        let mut v = self.meta.chunk(ch.index, None, Some(finish_reason(ch.finish)), first);
+                        let lp = self.take_logprobs(ch.index, 0);
+                        let mut v = self
+                            .meta
+                            .chunk(ch.index, None, Some(finish_reason(ch.finish)), first, lp);
                         extensions(&mut v, &c);
                         data(v)
                     })

@@ -15,7 +15,9 @@ use crate::freeze::{freeze, Base, FreezeRequest};
 use crate::live::Live;
 use crate::transcript::Transcript;
 use freeze_attn_engine::chat::sync;
-use freeze_attn_engine::{generate, CancelToken, EngineError, Event, FinishReason, GenerateParams, Message};
+use freeze_attn_engine::{
+    generate, CancelToken, EngineError, Event, FinishReason, GenerateParams, Message, TokenLogprob, Tokenizer,
+};
 use freeze_attn_library::{DeleteMode, NodeId, NodeKind};
 use serde::Serialize;
 use std::time::Instant;
@@ -55,6 +57,47 @@ pub struct Choice {
     pub text: String,
     pub tokens: usize,
     pub finish: FinishReason,
+    /// With `params.logprobs`: one per generated token.
+    pub logprobs: Vec<Logprob>,
+}
+
+/// A token with its log-probability under the model (see [`TokenLogprob`]); for a generated
+/// token, the most likely tokens at its step in `top` (most likely first).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Logprob {
+    /// The token's text (a token inside a UTF-8 character shows U+FFFD; `bytes` has its bytes).
+    pub token: String,
+    pub bytes: Vec<u8>,
+    pub logprob: f32,
+    pub top: Vec<Logprob>,
+}
+
+impl Logprob {
+    fn of(tokenizer: &Tokenizer, id: u32, logprob: f32, top: Vec<Logprob>) -> Self {
+        let bytes = tokenizer.token_bytes(id).unwrap_or_default();
+        Self {
+            token: String::from_utf8_lossy(&bytes).into_owned(),
+            bytes,
+            logprob,
+            top,
+        }
+    }
+
+    fn from_engine(tokenizer: &Tokenizer, l: &TokenLogprob) -> Self {
+        let top = l
+            .top
+            .iter()
+            .map(|&(id, lp)| Self::of(tokenizer, id, lp, Vec::new()))
+            .collect();
+        Self::of(tokenizer, l.token, l.logprob, top)
+    }
+}
+
+/// What a completion streams for alternative `index`: text as it is released, and (when asked
+/// for) the log-probabilities of the tokens that text completes, just before it.
+pub enum Streamed<'a> {
+    Text(&'a str),
+    Logprobs(Vec<Logprob>),
 }
 
 /// The outcome of a request.
@@ -75,14 +118,15 @@ pub struct Completion {
 }
 
 impl Session {
-    /// Completes a request, reusing the longest saved prefix. `on_text(index, text)` streams
-    /// each alternative's text; `cancel` stops generation (what was generated is returned).
+    /// Completes a request, reusing the longest saved prefix. `on_stream(index, piece)` streams
+    /// each alternative's text (and log-probabilities); `cancel` stops generation (what was
+    /// generated is returned).
     #[tracing::instrument(level = "info", name = "session.complete", skip_all, fields(prompt_tokens, cached_tokens, n = req.n))]
     pub fn complete(
         &mut self,
         req: &CompletionRequest,
         cancel: &CancelToken,
-        on_text: &mut dyn FnMut(usize, &str),
+        on_stream: &mut dyn FnMut(usize, Streamed<'_>),
     ) -> Result<Completion> {
         if req.n == 0 || req.n > MAX_CHOICES {
             return Err(Error::Invalid(format!("n must be 1 to {MAX_CHOICES}, not {}", req.n)));
@@ -147,6 +191,7 @@ impl Session {
 
         let mut states = Vec::with_capacity(req.n);
         let mut choices = Vec::with_capacity(req.n);
+        let tokenizer = &self.model.tokenizer;
         let prefill_ms;
         if req.n == 1 {
             let g = generate(
@@ -156,15 +201,12 @@ impl Session {
                 rest,
                 &params,
                 cancel,
-                &mut |e| {
-                    if let Event::Text(t) = e {
-                        on_text(0, t)
-                    }
-                },
+                &mut |e| relay(tokenizer, 0, e, on_stream),
             )?;
             prefill_ms = g.prefill.as_secs_f64() * 1000.0;
             choices.push(Choice {
                 index: 0,
+                logprobs: g.logprobs.iter().map(|l| Logprob::from_engine(tokenizer, l)).collect(),
                 text: g.text,
                 tokens: g.tokens.len(),
                 finish: g.finish,
@@ -191,14 +233,11 @@ impl Session {
                     last,
                     &p,
                     cancel,
-                    &mut |e| {
-                        if let Event::Text(t) = e {
-                            on_text(i, t)
-                        }
-                    },
+                    &mut |e| relay(tokenizer, i, e, on_stream),
                 )?;
                 choices.push(Choice {
                     index: i,
+                    logprobs: g.logprobs.iter().map(|l| Logprob::from_engine(tokenizer, l)).collect(),
                     text: g.text,
                     tokens: g.tokens.len(),
                     finish: g.finish,
@@ -520,5 +559,17 @@ impl Session {
             return Err(Error::Engine(EngineError::Cancelled));
         }
         self.keep_state(&mut live, name, kind, parent)
+    }
+}
+
+/// Passes a generation's text and log-probabilities on as alternative `index`'s stream.
+fn relay(tokenizer: &Tokenizer, index: usize, e: Event<'_>, on_stream: &mut dyn FnMut(usize, Streamed<'_>)) {
+    match e {
+        Event::Text(t) => on_stream(index, Streamed::Text(t)),
+        Event::Logprobs(l) => on_stream(
+            index,
+            Streamed::Logprobs(l.iter().map(|l| Logprob::from_engine(tokenizer, l)).collect()),
+        ),
+        Event::Prefill(_) => {}
     }
 }

@@ -4,7 +4,7 @@
 
 use crate::support::greedy;
 use freeze_attn::engine::{CancelToken, Message};
-use freeze_attn::session::complete::{Completion, CompletionInput, CompletionRequest};
+use freeze_attn::session::complete::{Completion, CompletionInput, CompletionRequest, Streamed};
 use freeze_attn::session::Session;
 use freeze_attn_library::{Library, NodeKind, NodeOrder};
 
@@ -129,7 +129,11 @@ fn alternatives_share_the_prompt_and_differ_by_seed() {
     req.params.sampling.top_p = 1.0;
     let mut streamed = [String::new(), String::new(), String::new()];
     let out = s
-        .complete(&req, &CancelToken::new(), &mut |i, t| streamed[i].push_str(t))
+        .complete(&req, &CancelToken::new(), &mut |i, t| {
+            if let Streamed::Text(t) = t {
+                streamed[i].push_str(t)
+            }
+        })
         .unwrap();
     assert_eq!(out.choices.len(), 3);
     for c in &out.choices {

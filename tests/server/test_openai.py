@@ -143,6 +143,55 @@ class OpenAIClient(unittest.TestCase):
             model=s.model, prompt="1, 2, 3, 4,", max_tokens=30, temperature=0, stop=["8"], stream=True) if c.choices)
         self.assertEqual(streamed, r.choices[0].text)
 
+    def test_log_probabilities_whole_streamed_and_in_both_formats(self):
+        s = self.server
+        messages = [{"role": "user", "content": "What is the capital of France?"}]
+        ask = dict(model=s.model, messages=messages, max_tokens=12, temperature=0, logprobs=True, top_logprobs=3)
+        r = s.client.chat.completions.create(**ask)
+        content = r.choices[0].logprobs.content
+        self.assertEqual(len(content), r.usage.completion_tokens, "one per generated token")
+        self.assertEqual("".join(t.token for t in content), r.choices[0].message.content)
+        for t in content:
+            self.assertLess(t.logprob, 1e-6)
+            self.assertEqual(bytes(t.bytes).decode("utf-8"), t.token)
+            self.assertEqual(len(t.top_logprobs), 3)
+            top = [a.logprob for a in t.top_logprobs]
+            self.assertEqual(top, sorted(top, reverse=True), "most likely first")
+            self.assertLessEqual(sum(2.718281828 ** x for x in top), 1.0 + 1e-4)
+            # Greedy: the chosen token is the most likely one.
+            self.assertEqual((t.top_logprobs[0].token, t.top_logprobs[0].logprob), (t.token, t.logprob))
+        # Streamed, each token once, with the same values.
+        chunks = list(s.client.chat.completions.create(**ask, stream=True))
+        streamed = [t for c in chunks if c.choices and c.choices[0].logprobs for t in c.choices[0].logprobs.content]
+        self.assertEqual([(t.token, t.logprob) for t in streamed], [(t.token, t.logprob) for t in content])
+        # The model's distribution, not the sampler's: the first step's alternatives are the same
+        # at temperature 1.5 with a top-k of 2.
+        hot = s.client.chat.completions.create(**dict(ask, temperature=1.5, max_tokens=1, seed=3),
+                                               extra_body={"top_k": 2})
+        self.assertEqual([(a.token, a.logprob) for a in hot.choices[0].logprobs.content[0].top_logprobs],
+                         [(a.token, a.logprob) for a in content[0].top_logprobs])
+        # Not asked for: none.
+        plain = s.client.chat.completions.create(model=s.model, messages=messages, max_tokens=4, temperature=0)
+        self.assertIsNone(plain.choices[0].logprobs)
+        # Text completions: the legacy format, whole and streamed.
+        t = s.client.completions.create(model=s.model, prompt="1, 2, 3, 4,", max_tokens=8, temperature=0, logprobs=2)
+        lp = t.choices[0].logprobs
+        self.assertEqual("".join(lp.tokens), t.choices[0].text)
+        self.assertEqual(len(lp.token_logprobs), len(lp.tokens))
+        offsets = [0]
+        for tok in lp.tokens[:-1]:
+            offsets.append(offsets[-1] + len(tok))
+        self.assertEqual(lp.text_offset, offsets)
+        for tok, p, alts in zip(lp.tokens, lp.token_logprobs, lp.top_logprobs):
+            self.assertEqual(len(alts), 2)
+            self.assertEqual(alts[tok], p, "greedy: the token is among its step's best two, with its own value")
+        parts = [c.choices[0].logprobs for c in s.client.completions.create(
+            model=s.model, prompt="1, 2, 3, 4,", max_tokens=8, temperature=0, logprobs=2, stream=True)
+            if c.choices and c.choices[0].logprobs]
+        self.assertEqual([x for p in parts for x in p.tokens], lp.tokens)
+        self.assertEqual([x for p in parts for x in p.token_logprobs], lp.token_logprobs)
+        self.assertEqual([x for p in parts for x in p.text_offset], lp.text_offset)
+
     def test_three_alternatives_from_one_state(self):
         s = self.server
         r = s.client.chat.completions.create(model=s.model, messages=[{"role": "user", "content": "Invent a name for a cat."}],
@@ -278,6 +327,19 @@ class BadInput(unittest.TestCase):
     def test_malformed_json(self):
         self.expect(400, "invalid_json", "POST", "/v1/chat/completions", data=b'{"messages": [')
         self.expect(400, "invalid_json", "POST", "/v1/chat/completions", data=b'{"messages": 5}')
+
+    def test_log_probability_requests_out_of_range(self):
+        chat = {"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 2}
+        for extra, param in [({"logprobs": True, "top_logprobs": 21}, "top_logprobs"),
+                             ({"top_logprobs": 2}, "top_logprobs"),
+                             ({"logprobs": 3}, "logprobs")]:
+            e = self.expect(400, "invalid_request", "POST", "/v1/chat/completions", dict(chat, **extra))
+            self.assertEqual(e["param"], param)
+        text = {"prompt": "Hi", "max_tokens": 2}
+        for extra, param in [({"logprobs": 21}, "logprobs"), ({"logprobs": True}, "logprobs"),
+                             ({"logprobs": -1}, "logprobs"), ({"echo": True}, "echo")]:
+            e = self.expect(400, "invalid_request", "POST", "/v1/completions", dict(text, **extra))
+            self.assertEqual(e["param"], param)
 
     def test_unknown_model(self):
         with self.assertRaises(openai.NotFoundError):

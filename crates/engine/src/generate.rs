@@ -10,6 +10,7 @@ use crate::kv::KvState;
 use crate::model::{Model, PrefillProgress, DEFAULT_CHUNK};
 use crate::sampling::{Sampler, SamplingParams};
 use crate::tokenizer::{TokenStream, Tokenizer};
+use candle_core::{Tensor, D};
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -45,6 +46,49 @@ pub struct GenerateParams {
     pub stop_strings: Vec<String>,
     /// Tokens per prefill chunk.
     pub chunk: usize,
+    /// Report each generated token's log-probability with this many of the most likely tokens
+    /// at its step (0 to [`MAX_TOP_LOGPROBS`]); `None`: none (no logits leave the device).
+    /// Not part of saved settings.
+    #[serde(skip)]
+    pub logprobs: Option<usize>,
+}
+
+/// Most alternatives per step that [`GenerateParams::logprobs`] may ask for (OpenAI's limit).
+pub const MAX_TOP_LOGPROBS: usize = 20;
+
+/// A generated token's log-probability under the model, and the most likely tokens at its step.
+/// The distribution is the model's own (log-softmax of its logits): temperature, penalties and
+/// top-k/top-p shape what is sampled, not what is reported (as llama.cpp's server and vLLM do).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TokenLogprob {
+    pub token: u32,
+    pub logprob: f32,
+    /// The most likely tokens and their log-probabilities, most likely first (a tie: the lower
+    /// id first).
+    pub top: Vec<(u32, f32)>,
+}
+
+impl TokenLogprob {
+    /// `token`'s log-probability in `logits` `(1, vocab)`, with the `k` most likely tokens.
+    pub fn of(logits: &Tensor, token: u32, k: usize) -> Result<Self> {
+        let lp = candle_nn::ops::log_softmax(logits, D::Minus1)?
+            .flatten_all()?
+            .to_vec1::<f32>()?;
+        let logprob = *lp.get(token as usize).ok_or(EngineError::BadToken {
+            id: token,
+            vocab: lp.len(),
+        })?;
+        let order = |a: &u32, b: &u32| lp[*b as usize].total_cmp(&lp[*a as usize]).then(a.cmp(b));
+        let k = k.min(lp.len());
+        let mut ids: Vec<u32> = (0..lp.len() as u32).collect();
+        if k > 0 && k < ids.len() {
+            ids.select_nth_unstable_by(k - 1, order);
+        }
+        ids.truncate(k);
+        ids.sort_unstable_by(order);
+        let top = ids.into_iter().map(|id| (id, lp[id as usize])).collect();
+        Ok(Self { token, logprob, top })
+    }
 }
 
 impl Default for GenerateParams {
@@ -54,6 +98,7 @@ impl Default for GenerateParams {
             sampling: SamplingParams::default(),
             stop_strings: Vec::new(),
             chunk: DEFAULT_CHUNK,
+            logprobs: None,
         }
     }
 }
@@ -75,6 +120,11 @@ impl GenerateParams {
             return Err(EngineError::BadSampling(
                 "the prefill chunk must be at least 1 token".into(),
             ));
+        }
+        if self.logprobs.is_some_and(|k| k > MAX_TOP_LOGPROBS) {
+            return Err(EngineError::BadSampling(format!(
+                "at most {MAX_TOP_LOGPROBS} top log-probabilities per token"
+            )));
         }
         Ok(())
     }
@@ -103,12 +153,18 @@ pub struct Generation {
     pub prompt_tokens: usize,
     pub prefill: Duration,
     pub decode: Duration,
+    /// With [`GenerateParams::logprobs`]: one per token of `tokens`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub logprobs: Vec<TokenLogprob>,
 }
 
 pub enum Event<'a> {
     Prefill(PrefillProgress),
     /// Text released for display (whole UTF-8 characters, never part of a stop string).
     Text(&'a str),
+    /// With [`GenerateParams::logprobs`]: the tokens whose text the next `Text` completes (or,
+    /// at the end, the last ones, whatever text is left), in order; every kept token once.
+    Logprobs(&'a [TokenLogprob]),
 }
 
 /// Generates after `prompt`. With an empty prompt the state's last token is re-fed to get its
@@ -149,6 +205,22 @@ pub fn generate(
     let mut stream = TokenStream::new();
     let mut text = String::new();
     let mut shown = 0usize;
+    // With log-probabilities: each token's, the length of the text once the token's own text
+    // is whole (a token inside a UTF-8 character waits for the one that completes it), and how
+    // many were handed out with text.
+    let mut logprobs: Vec<TokenLogprob> = Vec::new();
+    let mut ends: Vec<usize> = Vec::new();
+    let mut released = 0usize;
+    let mut release = |upto: usize, logprobs: &[TokenLogprob], ends: &[usize], on_event: &mut dyn FnMut(Event<'_>)| {
+        let n = ends[released.min(ends.len())..]
+            .iter()
+            .take_while(|&&e| e <= upto)
+            .count();
+        if n > 0 && !logprobs.is_empty() {
+            on_event(Event::Logprobs(&logprobs[released..released + n]));
+        }
+        released += n;
+    };
     let hold = params
         .stop_strings
         .iter()
@@ -170,15 +242,24 @@ pub fn generate(
         if state.len() >= model.config().context_length {
             break FinishReason::ContextFull;
         }
+        if let Some(k) = params.logprobs {
+            logprobs.push(TokenLogprob::of(&logits, next, k)?);
+        }
         tokens.push(next);
         logits = model.forward(&[next], state, false)?;
         if let Some(piece) = stream.push(tokenizer, next)? {
             text.push_str(&piece);
+            ends.resize(tokens.len(), text.len());
             if let Some(cut) = find_stop(&text, &params.stop_strings, shown.saturating_sub(hold)) {
                 text.truncate(cut);
                 let keep = tokens_covering(tokenizer, &tokens, cut)?;
                 tokens.truncate(keep);
+                logprobs.truncate(keep);
+                ends.truncate(keep);
                 state.truncate(prompt_end + keep);
+                // The last kept token may reach past the cut: every kept token goes out now.
+                ends.iter_mut().for_each(|e| *e = (*e).min(cut));
+                release(cut, &logprobs, &ends, on_event);
                 if cut > shown {
                     on_event(Event::Text(&text[shown..]));
                 }
@@ -187,6 +268,7 @@ pub fn generate(
             }
             let safe = floor_char_boundary(&text, text.len().saturating_sub(hold));
             if safe > shown {
+                release(safe, &logprobs, &ends, on_event);
                 on_event(Event::Text(&text[shown..safe]));
                 shown = safe;
             }
@@ -196,6 +278,8 @@ pub fn generate(
         if let Some(rest) = stream.flush(tokenizer)? {
             text.push_str(&rest);
         }
+        ends.resize(tokens.len(), text.len());
+        release(text.len(), &logprobs, &ends, on_event);
         if text.len() > shown {
             on_event(Event::Text(&text[shown..]));
         }
@@ -208,6 +292,7 @@ pub fn generate(
         prompt_tokens: prompt.len(),
         prefill,
         decode: started.elapsed(),
+        logprobs,
     })
 }
 

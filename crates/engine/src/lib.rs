@@ -38,7 +38,9 @@ pub use config::ModelConfig;
 pub use device::DeviceChoice;
 pub use error::{EngineError, Result};
 pub use fingerprint::ModelFingerprint;
-pub use generate::{generate, CancelToken, Event, FinishReason, GenerateParams, Generation};
+pub use generate::{
+    generate, CancelToken, Event, FinishReason, GenerateParams, Generation, TokenLogprob, MAX_TOP_LOGPROBS,
+};
 pub use kernels::{KernelChoice, Kernels};
 pub use kv::{KvGeometry, KvState};
 pub use loader::{

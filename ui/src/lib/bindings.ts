@@ -53,9 +53,10 @@ export const commands = {
 	modelCatalogue: (context: number) => typedError<CatalogueEntry[], ApiError>(__TAURI_INVOKE("model_catalogue", { context })),
 	/**
 	 *  Downloads `name` (`OWNER/NAME:QUANT`, `OWNER/NAME:FILE` or `OWNER/NAME`), reporting progress
-	 *  a few times a second; `cancel_pull` stops it and a later pull resumes it.
+	 *  a few times a second; `cancel_pull` stops it and a later pull resumes it. `trust_hub`: a
+	 *  catalogue file is checked against the Hub's SHA-256 alone (after a `catalogue_mismatch`).
 	 */
-	pullModel: (name: string, onProgress: Channel<PullProgress>) => typedError<InstalledModel, ApiError>(__TAURI_INVOKE("pull_model", { name, onProgress })),
+	pullModel: (name: string, trustHub: boolean, onProgress: Channel<PullProgress>) => typedError<InstalledModel, ApiError>(__TAURI_INVOKE("pull_model", { name, trustHub, onProgress })),
 	/**  Stops the download in progress (what was downloaded is kept for the next pull). */
 	cancelPull: () => typedError<null, ApiError>(__TAURI_INVOKE("cancel_pull")),
 };

@@ -139,6 +139,28 @@ impl Tokenizer {
     pub fn token_id(&self, text: &str) -> Option<u32> {
         self.inner.token_to_id(text)
     }
+
+    /// The bytes a token stands for (part of a UTF-8 character, for some). A byte-level BPE
+    /// piece is mapped back through GPT-2's byte alphabet; an added token (`<|eot_id|>`) is its
+    /// text; any other piece is what decoding it alone gives. `None` for an id outside the
+    /// vocabulary.
+    pub fn token_bytes(&self, id: u32) -> Option<Vec<u8>> {
+        let piece = self.inner.id_to_token(id)?;
+        let added = self.inner.get_added_vocabulary().get_vocab().contains_key(&piece);
+        let byte_level = matches!(
+            self.inner.get_decoder(),
+            Some(tokenizers::decoders::DecoderWrapper::ByteLevel(_))
+        );
+        if !added && byte_level {
+            if let Some(bytes) = piece.chars().map(byte_level_byte).collect::<Option<Vec<u8>>>() {
+                return Some(bytes);
+            }
+        }
+        if added {
+            return Some(piece.into_bytes());
+        }
+        self.decode_with_special(&[id]).ok().map(String::into_bytes)
+    }
     pub fn inner(&self) -> &tokenizers::Tokenizer {
         &self.inner
     }
@@ -175,6 +197,18 @@ impl Tokenizer {
             .decode(ids, false)
             .map_err(|e| EngineError::Tokenizer(e.to_string()))
     }
+}
+
+/// The byte that GPT-2's byte-level alphabet writes as `c`: printable bytes stand for
+/// themselves, the other 68 (controls, space, 127-160, 173) for U+0100 onwards in byte order.
+fn byte_level_byte(c: char) -> Option<u8> {
+    let direct = |b: u32| matches!(b, 33..=126 | 161..=172 | 174..=255);
+    let u = c as u32;
+    if direct(u) {
+        return Some(u as u8);
+    }
+    let n = u.checked_sub(256)?;
+    (0u32..=255).filter(|&b| !direct(b)).nth(n as usize).map(|b| b as u8)
 }
 
 fn read_json(path: &Path) -> Result<Option<serde_json::Value>> {

@@ -1,7 +1,7 @@
 //! The generation loop on the default model.
 
-use crate::support::smollm;
-use freeze_attn_engine::{generate, CancelToken, Event, FinishReason, GenerateParams, SamplingParams};
+use crate::support::{fixture, ids, smollm};
+use freeze_attn_engine::{generate, CancelToken, Event, FinishReason, GenerateParams, SamplingParams, TokenLogprob};
 
 fn prompt() -> Vec<u32> {
     smollm()
@@ -189,4 +189,169 @@ fn max_tokens_and_empty_prompt_continuation() {
         &mut |_| {}
     )
     .is_err());
+}
+
+/// What a generation streamed, in order.
+#[derive(Debug)]
+enum Streamed {
+    Logprobs(Vec<TokenLogprob>),
+    Text(String),
+}
+
+/// Runs `params`, keeping the `Logprobs` and `Text` events in order.
+fn run_with_logprobs(params: &GenerateParams) -> (freeze_attn_engine::Generation, Vec<Streamed>) {
+    let m = smollm();
+    let mut state = m.model.new_state();
+    let mut events = Vec::new();
+    let g = generate(
+        &m.model,
+        &m.tokenizer,
+        &mut state,
+        &prompt(),
+        params,
+        &CancelToken::new(),
+        &mut |e| match e {
+            Event::Logprobs(l) => events.push(Streamed::Logprobs(l.to_vec())),
+            Event::Text(t) => events.push(Streamed::Text(t.to_string())),
+            Event::Prefill(_) => {}
+        },
+    )
+    .unwrap();
+    (g, events)
+}
+
+/// Each generated token's log-probability is the model's (the log-softmax of its logits at that
+/// step, checked against the whole sequence fed at once), sampling is unchanged by asking for
+/// them, and the stream hands each out exactly once, with the text it completes.
+#[test]
+fn logprobs_are_the_models_and_stream_once_each() {
+    let m = smollm();
+    for stop in [None, Some(3usize)] {
+        let mut params = sampled(7);
+        params.max_tokens = 24;
+        let (plain, _, _) = run(&params);
+        if let Some(w) = stop {
+            let word = plain.text.split_whitespace().nth(w).unwrap().to_string();
+            params.stop_strings = vec![word];
+        }
+        params.logprobs = Some(5);
+        let (g, events) = run_with_logprobs(&params);
+        if stop.is_some() {
+            assert_eq!(g.finish, FinishReason::StopString);
+        } else {
+            assert_eq!(g.tokens, plain.tokens, "asking for log-probabilities changes no sample");
+        }
+        assert_eq!(g.logprobs.len(), g.tokens.len());
+        let streamed: Vec<TokenLogprob> = events
+            .iter()
+            .filter_map(|e| match e {
+                Streamed::Logprobs(l) => Some(l.clone()),
+                Streamed::Text(_) => None,
+            })
+            .flatten()
+            .collect();
+        assert_eq!(streamed, g.logprobs, "streamed once each, in order");
+        // Each batch comes right before the text it completes: with no stop string (no text
+        // held back), the tokens handed out so far decode to the text streamed so far.
+        let (mut ids, mut text, mut batches) = (Vec::new(), String::new(), 0);
+        for e in &events {
+            match e {
+                Streamed::Logprobs(l) => {
+                    ids.extend(l.iter().map(|t| t.token));
+                    batches += 1;
+                }
+                Streamed::Text(t) => {
+                    text.push_str(t);
+                    if stop.is_none() {
+                        assert_eq!(m.tokenizer.decode(&ids).unwrap(), text, "{events:?}");
+                    }
+                }
+            }
+        }
+        assert!(
+            batches > g.tokens.len() / 3,
+            "streamed along, not at the end: {batches} batches"
+        );
+        // Against the model's log-probabilities of the whole sequence, fed at once.
+        let mut seq = prompt();
+        seq.extend(&g.tokens);
+        let mut state = m.model.new_state();
+        let rows = m.model.log_probs(&seq, &mut state).unwrap().to_vec2::<f32>().unwrap();
+        for (i, lp) in g.logprobs.iter().enumerate() {
+            let row = &rows[prompt().len() + i - 1];
+            assert_eq!(lp.token, g.tokens[i]);
+            assert!((lp.logprob - row[lp.token as usize]).abs() < 0.02, "step {i}: {lp:?}");
+            assert_eq!(lp.top.len(), 5);
+            assert!(lp.top.windows(2).all(|w| w[0].1 >= w[1].1), "most likely first: {lp:?}");
+            let best = row.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+            assert!(
+                (lp.top[0].1 - best).abs() < 0.02,
+                "step {i}: top {:?} vs {best}",
+                lp.top[0]
+            );
+            assert!(lp.top.iter().all(|&(id, p)| (p - row[id as usize]).abs() < 0.02));
+            assert!(lp.logprob <= lp.top[0].1 && lp.top.iter().map(|t| t.1.exp()).sum::<f32>() <= 1.0 + 1e-4);
+        }
+    }
+    // Greedy: the chosen token is the most likely one.
+    let (g, _) = run_with_logprobs(&GenerateParams {
+        max_tokens: 8,
+        logprobs: Some(0),
+        ..GenerateParams::greedy(0)
+    });
+    assert!(g.logprobs.iter().all(|l| l.top.is_empty()));
+    let (g2, _) = run_with_logprobs(&GenerateParams {
+        max_tokens: 8,
+        logprobs: Some(1),
+        ..GenerateParams::greedy(0)
+    });
+    assert_eq!(g.tokens, g2.tokens);
+    assert!(g2.logprobs.iter().all(|l| l.top[0] == (l.token, l.logprob)));
+    assert!(GenerateParams {
+        logprobs: Some(21),
+        ..GenerateParams::greedy(1)
+    }
+    .validate()
+    .is_err());
+}
+
+/// The first generated token's log-probability after each reference prompt, against llama.cpp's
+/// (its logits' log-softmax at the prompt's last position): the same token where llama.cpp is
+/// not at a near-tie, and within 0.5 nats, the bound of the teacher-forced comparison.
+#[test]
+fn first_token_logprobs_agree_with_llama_cpp() {
+    let m = smollm();
+    let fx = fixture("smollm2_llamacpp.json");
+    let mut worst = 0f32;
+    for case in fx["teacher_forced"].as_array().unwrap() {
+        let prompt = ids(&case["ids"]);
+        let last = prompt.len() - 1;
+        let ref_top = ids(&case["top1"])[last];
+        let ref_lp = case["top1_logprob"][last].as_f64().unwrap() as f32;
+        let gap = case["gap"][last].as_f64().unwrap();
+        let mut state = m.model.new_state();
+        let g = generate(
+            &m.model,
+            &m.tokenizer,
+            &mut state,
+            &prompt,
+            &GenerateParams {
+                max_tokens: 1,
+                logprobs: Some(3),
+                ..GenerateParams::greedy(1)
+            },
+            &CancelToken::new(),
+            &mut |_| {},
+        )
+        .unwrap();
+        let lp = &g.logprobs[0];
+        let ours = lp.top.iter().find(|t| t.0 == ref_top).map(|t| t.1);
+        if gap >= 0.5 {
+            assert_eq!(lp.top[0].0, ref_top, "{}: top token", case["name"]);
+        }
+        let ours = ours.unwrap_or_else(|| panic!("{}: llama.cpp's top token is not in our top 3", case["name"]));
+        worst = worst.max((ours - ref_lp).abs());
+    }
+    eprintln!("first-token log-prob of llama.cpp's top token: largest difference {worst:.4} nats");
+    assert!(worst < 0.5, "{worst}");
 }
