@@ -27,24 +27,15 @@ fn sampled(seed: u64) -> GenerateParams {
 }
 
 fn run(params: &GenerateParams) -> (freeze_attn_engine::Generation, String, Vec<u32>) {
-    let m = smollm();
-    let mut state = m.model.new_state();
-    let mut streamed = String::new();
-    let g = generate(
-        &m.model,
-        &m.tokenizer,
-        &mut state,
-        &prompt(),
-        params,
-        &CancelToken::new(),
-        &mut |e| {
-            if let Event::Text(t) = e {
-                streamed.push_str(t)
-            }
-        },
-    )
-    .unwrap();
-    (g, streamed, state.tokens().to_vec())
+    let (g, events, state_tokens) = run_events(params);
+    let streamed = events
+        .iter()
+        .filter_map(|e| match e {
+            Streamed::Text(t) => Some(t.as_str()),
+            Streamed::Logprobs(_) => None,
+        })
+        .collect();
+    (g, streamed, state_tokens)
 }
 
 #[test]
@@ -198,8 +189,8 @@ enum Streamed {
     Text(String),
 }
 
-/// Runs `params`, keeping the `Logprobs` and `Text` events in order.
-fn run_with_logprobs(params: &GenerateParams) -> (freeze_attn_engine::Generation, Vec<Streamed>) {
+/// Runs `params`, keeping the `Logprobs` and `Text` events in order; also the state's tokens.
+fn run_events(params: &GenerateParams) -> (freeze_attn_engine::Generation, Vec<Streamed>, Vec<u32>) {
     let m = smollm();
     let mut state = m.model.new_state();
     let mut events = Vec::new();
@@ -217,6 +208,11 @@ fn run_with_logprobs(params: &GenerateParams) -> (freeze_attn_engine::Generation
         },
     )
     .unwrap();
+    (g, events, state.tokens().to_vec())
+}
+
+fn run_with_logprobs(params: &GenerateParams) -> (freeze_attn_engine::Generation, Vec<Streamed>) {
+    let (g, events, _) = run_events(params);
     (g, events)
 }
 
