@@ -919,15 +919,19 @@ fn is_sha256(s: &str) -> bool {
 fn load_catalogue() -> Result<Catalogue> {
     let (text, from) = match std::env::var_os(CATALOGUE_ENV).filter(|v| !v.is_empty()) {
         Some(p) => {
+            use std::io::Read;
             let path = PathBuf::from(p);
-            let len = std::fs::metadata(&path).map_err(|e| Error::io(&path, e))?.len();
-            if len > CATALOGUE_MAX_BYTES {
+            // Read at most one byte past the bound: a file that grows meanwhile is still bounded.
+            let mut text = String::new();
+            std::fs::File::open(&path)
+                .and_then(|f| f.take(CATALOGUE_MAX_BYTES + 1).read_to_string(&mut text))
+                .map_err(|e| Error::io(&path, e))?;
+            if text.len() as u64 > CATALOGUE_MAX_BYTES {
                 return Err(Error::Invalid(format!(
-                    "catalogue {}: {len} bytes, more than a catalogue's {CATALOGUE_MAX_BYTES}",
+                    "catalogue {}: more than a catalogue's {CATALOGUE_MAX_BYTES} bytes",
                     path.display()
                 )));
             }
-            let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
             (std::borrow::Cow::Owned(text), path.display().to_string())
         }
         None => (std::borrow::Cow::Borrowed(CATALOGUE), "assets/models.json".to_string()),

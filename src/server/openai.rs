@@ -6,8 +6,9 @@
 //! step, in each endpoint's format, streamed with the text they belong to.
 
 use super::{parse_json, read_body, ApiError, AppState};
-use crate::engine::MAX_TOP_LOGPROBS;
-use crate::session::complete::{Completion, CompletionInput, CompletionRequest, Logprob, Streamed, MAX_CHOICES};
+use crate::session::complete::{
+    Completion, CompletionInput, CompletionRequest, Logprob, Streamed, MAX_CHOICES, MAX_TOP_LOGPROBS,
+};
 use crate::{CancelToken, FinishReason, GenerateParams, Message};
 use axum::body::Body;
 use axum::extract::State;
@@ -600,21 +601,20 @@ struct StreamState {
     include_usage: bool,
     started: Vec<usize>,
     pending: Vec<Msg>,
-    /// Per alternative: log-probabilities waiting for their text, and the characters of text
-    /// sent so far (completions' `text_offset`).
+    /// Per alternative: log-probabilities waiting for their text, and the characters of the
+    /// tokens sent so far (completions' `text_offset`, as a whole response counts them).
     logprobs: HashMap<usize, (Vec<Logprob>, usize)>,
     finished: bool,
     _guard: CancelOnDrop,
 }
 
 impl StreamState {
-    /// Alternative `i`'s waiting log-probabilities in the endpoint's format (emptied), for a
-    /// chunk of `chars` characters of text.
-    fn take_logprobs(&mut self, i: usize, chars: usize) -> Value {
+    /// Alternative `i`'s waiting log-probabilities in the endpoint's format (emptied).
+    fn take_logprobs(&mut self, i: usize) -> Value {
         let (lps, offset) = self.logprobs.entry(i).or_default();
         let lps = std::mem::take(lps);
         let at = *offset;
-        *offset += chars;
+        *offset += lps.iter().map(|l| l.token.chars().count()).sum::<usize>();
         self.meta.logprobs_json(&lps, at)
     }
 
@@ -642,7 +642,7 @@ impl StreamState {
                 if first {
                     self.started.push(i);
                 }
-                let lp = self.take_logprobs(i, t.chars().count());
+                let lp = self.take_logprobs(i);
                 vec![data(self.meta.chunk(i, Some(&t), None, first, lp))]
             }
             Msg::Done(Ok(c)) => {
@@ -652,7 +652,7 @@ impl StreamState {
                     .iter()
                     .map(|ch| {
                         let first = !self.started.contains(&ch.index);
-                        let lp = self.take_logprobs(ch.index, 0);
+                        let lp = self.take_logprobs(ch.index);
                         let mut v = self
                             .meta
                             .chunk(ch.index, None, Some(finish_reason(ch.finish)), first, lp);

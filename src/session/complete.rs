@@ -25,6 +25,9 @@ use std::time::Instant;
 /// Most alternatives one request may ask for.
 pub const MAX_CHOICES: usize = 16;
 
+/// Most alternatives per generated token a request may ask log-probabilities for.
+pub use freeze_attn_engine::MAX_TOP_LOGPROBS;
+
 /// What is completed: a conversation (rendered with the model's chat template) or raw text.
 #[derive(Debug, Clone)]
 pub enum CompletionInput {

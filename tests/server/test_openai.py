@@ -191,6 +191,16 @@ class OpenAIClient(unittest.TestCase):
         self.assertEqual([x for p in parts for x in p.tokens], lp.tokens)
         self.assertEqual([x for p in parts for x in p.token_logprobs], lp.token_logprobs)
         self.assertEqual([x for p in parts for x in p.text_offset], lp.text_offset)
+        # A stop string holds text back, so streamed chunks end inside tokens: the offsets still
+        # count the tokens, as the whole response does.
+        story = "Once upon a time, in a small village at the edge of a great forest, there lived"
+        ask = dict(model=s.model, prompt=story, max_tokens=24, temperature=0, logprobs=1, stop=["He was known"])
+        whole = s.client.completions.create(**ask).choices[0].logprobs
+        parts = [c.choices[0].logprobs for c in s.client.completions.create(**ask, stream=True)
+                 if c.choices and c.choices[0].logprobs]
+        self.assertGreater(len(parts), 2)
+        self.assertEqual([x for p in parts for x in p.tokens], whole.tokens)
+        self.assertEqual([x for p in parts for x in p.text_offset], whole.text_offset)
 
     def test_three_alternatives_from_one_state(self):
         s = self.server

@@ -205,22 +205,7 @@ pub fn generate(
     let mut stream = TokenStream::new();
     let mut text = String::new();
     let mut shown = 0usize;
-    // With log-probabilities: each token's, the length of the text once the token's own text
-    // is whole (a token inside a UTF-8 character waits for the one that completes it), and how
-    // many were handed out with text.
-    let mut logprobs: Vec<TokenLogprob> = Vec::new();
-    let mut ends: Vec<usize> = Vec::new();
-    let mut released = 0usize;
-    let mut release = |upto: usize, logprobs: &[TokenLogprob], ends: &[usize], on_event: &mut dyn FnMut(Event<'_>)| {
-        let n = ends[released.min(ends.len())..]
-            .iter()
-            .take_while(|&&e| e <= upto)
-            .count();
-        if n > 0 && !logprobs.is_empty() {
-            on_event(Event::Logprobs(&logprobs[released..released + n]));
-        }
-        released += n;
-    };
+    let mut logprobs = LogprobStream::new(params.logprobs);
     let hold = params
         .stop_strings
         .iter()
@@ -242,24 +227,20 @@ pub fn generate(
         if state.len() >= model.config().context_length {
             break FinishReason::ContextFull;
         }
-        if let Some(k) = params.logprobs {
-            logprobs.push(TokenLogprob::of(&logits, next, k)?);
-        }
+        logprobs.push(&logits, next)?;
         tokens.push(next);
         logits = model.forward(&[next], state, false)?;
         if let Some(piece) = stream.push(tokenizer, next)? {
             text.push_str(&piece);
-            ends.resize(tokens.len(), text.len());
+            logprobs.settle(text.len());
             if let Some(cut) = find_stop(&text, &params.stop_strings, shown.saturating_sub(hold)) {
                 text.truncate(cut);
                 let keep = tokens_covering(tokenizer, &tokens, cut)?;
                 tokens.truncate(keep);
-                logprobs.truncate(keep);
-                ends.truncate(keep);
                 state.truncate(prompt_end + keep);
                 // The last kept token may reach past the cut: every kept token goes out now.
-                ends.iter_mut().for_each(|e| *e = (*e).min(cut));
-                release(cut, &logprobs, &ends, on_event);
+                logprobs.truncate(keep);
+                logprobs.release(usize::MAX, on_event);
                 if cut > shown {
                     on_event(Event::Text(&text[shown..]));
                 }
@@ -268,7 +249,7 @@ pub fn generate(
             }
             let safe = floor_char_boundary(&text, text.len().saturating_sub(hold));
             if safe > shown {
-                release(safe, &logprobs, &ends, on_event);
+                logprobs.release(safe, on_event);
                 on_event(Event::Text(&text[shown..safe]));
                 shown = safe;
             }
@@ -278,8 +259,8 @@ pub fn generate(
         if let Some(rest) = stream.flush(tokenizer)? {
             text.push_str(&rest);
         }
-        ends.resize(tokens.len(), text.len());
-        release(text.len(), &logprobs, &ends, on_event);
+        logprobs.settle(text.len());
+        logprobs.release(usize::MAX, on_event);
         if text.len() > shown {
             on_event(Event::Text(&text[shown..]));
         }
@@ -292,8 +273,62 @@ pub fn generate(
         prompt_tokens: prompt.len(),
         prefill,
         decode: started.elapsed(),
-        logprobs,
+        logprobs: logprobs.all,
     })
+}
+
+/// The log-probabilities of a generation that asked for them (nothing is kept or computed
+/// otherwise), and which of them went out with text: each token's goes with the text that
+/// completes it (a token inside a UTF-8 character waits for the one that completes it).
+struct LogprobStream {
+    /// Alternatives per token; `None`: not asked for.
+    k: Option<usize>,
+    all: Vec<TokenLogprob>,
+    /// The length of the text once each token's own text is whole (the last tokens may have
+    /// none yet).
+    ends: Vec<usize>,
+    /// How many went out.
+    released: usize,
+}
+
+impl LogprobStream {
+    fn new(k: Option<usize>) -> Self {
+        Self {
+            k,
+            all: Vec::new(),
+            ends: Vec::new(),
+            released: 0,
+        }
+    }
+
+    /// The step that chose `token` from `logits`.
+    fn push(&mut self, logits: &Tensor, token: u32) -> Result<()> {
+        if let Some(k) = self.k {
+            self.all.push(TokenLogprob::of(logits, token, k)?);
+        }
+        Ok(())
+    }
+
+    /// The text is now `text_len` long: the tokens without a whole text so far end there.
+    fn settle(&mut self, text_len: usize) {
+        self.ends.resize(self.all.len(), text_len);
+    }
+
+    /// Only the first `keep` tokens stay (a stop string cut the rest).
+    fn truncate(&mut self, keep: usize) {
+        self.all.truncate(keep);
+        self.ends.truncate(keep);
+        self.released = self.released.min(keep);
+    }
+
+    /// Hands out the tokens whose text ends by `upto`.
+    fn release(&mut self, upto: usize, on_event: &mut dyn FnMut(Event<'_>)) {
+        let n = self.ends[self.released..].iter().take_while(|&&e| e <= upto).count();
+        if n > 0 {
+            on_event(Event::Logprobs(&self.all[self.released..self.released + n]));
+            self.released += n;
+        }
+    }
 }
 
 fn find_stop(text: &str, stops: &[String], from: usize) -> Option<usize> {

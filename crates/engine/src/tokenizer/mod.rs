@@ -200,15 +200,16 @@ impl Tokenizer {
 }
 
 /// The byte that GPT-2's byte-level alphabet writes as `c`: printable bytes stand for
-/// themselves, the other 68 (controls, space, 127-160, 173) for U+0100 onwards in byte order.
+/// themselves, the other 68 for U+0100 onwards in byte order (0-32, then 127-160, then 173).
 fn byte_level_byte(c: char) -> Option<u8> {
-    let direct = |b: u32| matches!(b, 33..=126 | 161..=172 | 174..=255);
     let u = c as u32;
-    if direct(u) {
-        return Some(u as u8);
+    match u {
+        33..=126 | 161..=172 | 174..=255 => Some(u as u8),
+        256..=288 => Some((u - 256) as u8),
+        289..=322 => Some((u - 289 + 127) as u8),
+        323 => Some(173),
+        _ => None,
     }
-    let n = u.checked_sub(256)?;
-    (0u32..=255).filter(|&b| !direct(b)).nth(n as usize).map(|b| b as u8)
 }
 
 fn read_json(path: &Path) -> Result<Option<serde_json::Value>> {
@@ -221,5 +222,33 @@ fn read_json(path: &Path) -> Result<Option<serde_json::Value>> {
             }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(EngineError::io(path, e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::byte_level_byte;
+
+    /// GPT-2's `bytes_to_unicode`, built as its reference code builds it: the printable bytes
+    /// keep their code point, every other byte takes the next code point from 256 on.
+    #[test]
+    fn the_byte_level_alphabet_maps_back_to_every_byte() {
+        let printable: Vec<u32> = (b'!' as u32..=b'~' as u32)
+            .chain(0xA1..=0xAC)
+            .chain(0xAE..=0xFF)
+            .collect();
+        let mut next = 256;
+        for b in 0u32..=255 {
+            let c = if printable.contains(&b) {
+                b
+            } else {
+                next += 1;
+                next - 1
+            };
+            assert_eq!(byte_level_byte(char::from_u32(c).unwrap()), Some(b as u8), "byte {b}");
+        }
+        assert_eq!(next, 256 + 68);
+        assert_eq!(byte_level_byte('\u{144}'), None);
+        assert_eq!(byte_level_byte('\u{1F600}'), None);
     }
 }
