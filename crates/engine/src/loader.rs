@@ -61,6 +61,15 @@ impl LoadedModel {
     pub fn template(&self) -> Result<&ChatTemplate> {
         self.template.as_ref().ok_or(EngineError::NoChatTemplate)
     }
+
+    /// Uses `source` as the chat template instead of the model's own (a template with function
+    /// calling for a model whose own has none, as llama.cpp's `--chat-template-file`). States
+    /// are token sequences, so nothing saved depends on which template made them.
+    pub fn set_chat_template(&mut self, source: &str) -> Result<()> {
+        self.template = template_for(Some(source.to_string()), &self.tokenizer)?;
+        self.info.has_chat_template = true;
+        Ok(())
+    }
 }
 
 fn template_for(source: Option<String>, tokenizer: &Tokenizer) -> Result<Option<ChatTemplate>> {

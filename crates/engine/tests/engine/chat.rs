@@ -23,27 +23,44 @@ fn llama31() -> (Tokenizer, freeze_attn_engine::ChatTemplate) {
     (tok, tpl)
 }
 
+/// A template file of the repository (`assets/templates`, `tests/fixtures/templates`).
+fn template_file(path: &str, bos: &str, eos: &str) -> freeze_attn_engine::ChatTemplate {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let src = std::fs::read_to_string(root.join(path)).unwrap();
+    freeze_attn_engine::ChatTemplate::new(&src, bos, eos).unwrap()
+}
+
+/// Every case of the fixture: the default model's template, the Llama 3 template of the
+/// tokenizer package, Meta's Llama 3.1 template with function calling, and our ChatML one with
+/// function calling; conversations with and without tools, tool calls and tool results.
 #[test]
 fn renders_like_transformers_and_tokenizes_like_the_reference() {
     let fx = fixture("chat_templates.json");
     let m = smollm();
     let (l_tok, l_tpl) = llama31();
+    let l_tools = template_file(
+        "tests/fixtures/templates/meta-llama-Llama-3.1-8B-Instruct.jinja",
+        "<|begin_of_text|>",
+        "<|eot_id|>",
+    );
+    let chatml = template_file("assets/templates/chatml-tools.jinja", "<|im_start|>", "<|im_end|>");
+    assert!(l_tools.supports_tools() && chatml.supports_tools());
+    assert!(!l_tpl.supports_tools() && !m.template().unwrap().supports_tools());
+    let mut with_tools = 0;
     for case in fx["cases"].as_array().unwrap() {
         let msgs = messages(&case["messages"]);
         let gen = case["add_generation_prompt"].as_bool().unwrap();
-        let (ours, ids_ours) = match case["template"].as_str().unwrap() {
-            "smollm2" => {
-                let t = m.template().unwrap().render(&msgs, gen).unwrap();
-                let i = m.tokenizer.encode(&t).unwrap();
-                (t, i)
-            }
-            "llama3_1" => {
-                let t = l_tpl.render(&msgs, gen).unwrap();
-                let i = l_tok.encode(&t).unwrap();
-                (t, i)
-            }
+        let tools = case["tools"].as_str();
+        with_tools += usize::from(tools.is_some());
+        let (tpl, tok) = match case["template"].as_str().unwrap() {
+            "smollm2" => (m.template().unwrap(), &m.tokenizer),
+            "llama3_1" => (&l_tpl, &l_tok),
+            "llama3_1_tools" => (&l_tools, &l_tok),
+            "chatml_tools" => (&chatml, &m.tokenizer),
             other => panic!("unknown template {other}"),
         };
+        let ours = tpl.render_with_tools(&msgs, tools, gen).unwrap();
+        let ids_ours = tok.encode(&ours).unwrap();
         assert_eq!(
             ours,
             case["text"].as_str().unwrap(),
@@ -52,6 +69,7 @@ fn renders_like_transformers_and_tokenizes_like_the_reference() {
         );
         assert_eq!(ids_ours, ids(&case["ids"]), "token ids differ for {}", case["name"]);
     }
+    assert!(with_tools >= 12, "the fixture has {with_tools} cases with tools");
 }
 
 /// Plays a conversation turn by turn into a token list standing in for a state: each user turn
