@@ -34,8 +34,27 @@ pub struct ServeArgs {
     /// Largest uploaded bundle, in MB.
     #[arg(long, default_value_t = 8192)]
     pub max_bundle_mb: u64,
+    /// A chat template (Jinja) to use instead of the model's own: for function calling with a
+    /// model whose template has none (ChatML models: assets/templates/chatml-tools.jinja).
+    #[arg(long, value_name = "FILE")]
+    pub chat_template: Option<std::path::PathBuf>,
     #[command(flatten)]
     pub sampling: SamplingArgs,
+}
+
+/// Largest chat template file read (real ones are a few kilobytes).
+const MAX_TEMPLATE_BYTES: u64 = 1 << 20;
+
+fn read_template(path: &std::path::Path) -> anyhow::Result<String> {
+    use std::io::Read;
+    let mut text = String::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_TEMPLATE_BYTES + 1).read_to_string(&mut text))
+        .map_err(|e| anyhow::anyhow!("cannot read the chat template {}: {e}", path.display()))?;
+    if text.len() as u64 > MAX_TEMPLATE_BYTES {
+        anyhow::bail!("the chat template {} is over 1 MiB", path.display());
+    }
+    Ok(text)
 }
 
 pub fn run(a: ServeArgs) -> anyhow::Result<()> {
@@ -51,9 +70,13 @@ pub fn run(a: ServeArgs) -> anyhow::Result<()> {
     options.check()?;
     let params = a.sampling.params();
     params.validate()?;
+    let template = a.chat_template.as_deref().map(read_template).transpose()?;
     let quota = (a.cache_gb * 1e9) as u64;
     let host = Arc::new(SessionHost::open(a.model.model.clone(), a.model.device()?));
     let model = host.run_blocking(move |s| {
+        if let Some(t) = &template {
+            s.use_chat_template(t)?;
+        }
         s.params = params;
         s.cache_quota = Some(quota);
         Ok(s.model.info.clone())

@@ -4,12 +4,19 @@
 //! `freeze` (save the result as a node), plus llama.cpp's `top_k`, `min_p`, `repeat_penalty`.
 //! Log-probabilities (`logprobs`, `top_logprobs`) are the model's own distribution at each
 //! step, in each endpoint's format, streamed with the text they belong to.
+//!
+//! Function calling: `tools` go to the model's chat template (a template that reads them is
+//! required: `serve --chat-template`), assistant messages may carry `tool_calls` and `tool`
+//! messages answer them; a reply that consists of calls to the offered tools comes back as
+//! `tool_calls` with `finish_reason: "tool_calls"` (streamed: one delta with the whole calls).
+//! `tool_choice` `"auto"` and `"none"` are honoured; `"required"` and a named function need
+//! constrained decoding, which this server does not have, and are refused.
 
 use super::{parse_json, read_body, ApiError, AppState};
 use crate::session::complete::{
-    Completion, CompletionInput, CompletionRequest, Logprob, Streamed, MAX_CHOICES, MAX_TOP_LOGPROBS,
+    Choice, Completion, CompletionInput, CompletionRequest, Logprob, Streamed, Tools, MAX_CHOICES, MAX_TOP_LOGPROBS,
 };
-use crate::{CancelToken, FinishReason, GenerateParams, Message};
+use crate::{CancelToken, FinishReason, GenerateParams, Message, ToolCall};
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -17,6 +24,7 @@ use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -69,6 +77,9 @@ struct Common {
 #[derive(Debug, Deserialize)]
 struct ChatBody {
     messages: Vec<ChatMessage>,
+    /// Kept as sent: the chat template shows the model the tools in the client's key order.
+    tools: Option<Box<RawValue>>,
+    tool_choice: Option<Value>,
     #[serde(flatten)]
     common: Common,
 }
@@ -78,6 +89,26 @@ struct ChatMessage {
     role: String,
     #[serde(default)]
     content: Option<Content>,
+    #[serde(default)]
+    tool_calls: Option<Vec<WireToolCall>>,
+    #[serde(default)]
+    tool_call_id: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct WireToolCall {
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(rename = "type", default)]
+    kind: Option<String>,
+    function: WireFunction,
+}
+
+#[derive(Debug, Deserialize)]
+struct WireFunction {
+    name: String,
+    /// JSON text in a string, as OpenAI sends it (some clients send the object itself).
+    arguments: Box<RawValue>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -142,7 +173,8 @@ pub(super) async fn chat_completions(
     if messages.is_empty() && body.common.state.is_none() {
         return Err(ApiError::bad_request("invalid_request", "messages must not be empty").param("messages"));
     }
-    respond(s, CompletionInput::Chat(messages), body.common, Kind::Chat).await
+    let tools = tools(body.tools.as_deref(), body.tool_choice.as_ref())?;
+    respond(s, CompletionInput::Chat(messages), tools, body.common, Kind::Chat).await
 }
 
 pub(super) async fn completions(
@@ -163,22 +195,84 @@ pub(super) async fn completions(
             .param("prompt"))
         }
     };
-    respond(s, CompletionInput::Text(prompt), body.common, Kind::Text).await
+    respond(s, CompletionInput::Text(prompt), None, body.common, Kind::Text).await
+}
+
+/// The request's `tools` and `tool_choice`.
+fn tools(list: Option<&RawValue>, choice: Option<&Value>) -> Result<Option<Tools>, ApiError> {
+    let bad = |what: &'static str, msg: String| ApiError::bad_request("invalid_request", msg).param(what);
+    let read_calls =
+        match choice {
+            None | Some(Value::Null) => true,
+            Some(Value::String(c)) if c == "auto" => true,
+            Some(Value::String(c)) if c == "none" => false,
+            Some(Value::String(c)) if c == "required" => return Err(bad(
+                "tool_choice",
+                "tool_choice \"required\" needs constrained decoding, which this server does not have: use \"auto\""
+                    .into(),
+            )),
+            Some(Value::Object(_)) => {
+                return Err(bad(
+                    "tool_choice",
+                    "tool_choice naming a function needs constrained decoding, which this server does not have: \
+                 use \"auto\" and offer only that tool"
+                        .into(),
+                ))
+            }
+            Some(other) => {
+                return Err(bad(
+                    "tool_choice",
+                    format!("tool_choice must be \"auto\" or \"none\", not {other}"),
+                ))
+            }
+        };
+    let Some(list) = list.filter(|l| l.get() != "null") else {
+        return Ok(None);
+    };
+    let mut tools = Tools::new(list.get()).map_err(|e| bad("tools", e.to_string()))?;
+    tools.read_calls = read_calls;
+    Ok(Some(tools))
 }
 
 fn message(m: ChatMessage) -> Result<Message, ApiError> {
+    let bad = |msg: String| ApiError::bad_request("invalid_request", msg).param("messages");
     let role = match m.role.as_str() {
         "system" | "developer" => "system",
         "user" => "user",
         "assistant" => "assistant",
+        "tool" => "tool",
         other => {
-            return Err(ApiError::bad_request(
-                "invalid_request",
-                format!("unsupported message role `{other}` (system, developer, user or assistant)"),
-            )
-            .param("messages"))
+            return Err(bad(format!(
+                "unsupported message role `{other}` (system, developer, user, assistant or tool)"
+            )))
         }
     };
+    let mut tool_calls = Vec::new();
+    for (i, c) in m.tool_calls.into_iter().flatten().enumerate() {
+        if role != "assistant" {
+            return Err(bad("only assistant messages carry tool_calls".into()));
+        }
+        if c.kind.as_deref().is_some_and(|k| k != "function") {
+            return Err(bad(format!("tool call {i} is not of type \"function\"")));
+        }
+        let raw = c.function.arguments.get();
+        let arguments = if raw.starts_with('"') {
+            serde_json::from_str::<String>(raw).map_err(|e| bad(format!("tool call {i}'s arguments: {e}")))?
+        } else {
+            raw.to_string()
+        };
+        if !serde_json::from_str::<Value>(&arguments).is_ok_and(|v| v.is_object()) {
+            return Err(bad(format!("tool call {i}'s arguments are not a JSON object")));
+        }
+        tool_calls.push(ToolCall {
+            id: c.id.unwrap_or_default(),
+            name: c.function.name,
+            arguments,
+        });
+    }
+    if role != "tool" && m.tool_call_id.is_some() {
+        return Err(bad("only tool messages carry tool_call_id".into()));
+    }
     let content = match m.content {
         None => String::new(),
         Some(Content::Text(t)) => t,
@@ -199,7 +293,10 @@ fn message(m: ChatMessage) -> Result<Message, ApiError> {
             out
         }
     };
-    Ok(Message::new(role, content))
+    let mut msg = Message::new(role, content);
+    msg.tool_calls = tool_calls;
+    msg.tool_call_id = m.tool_call_id;
+    Ok(msg)
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -209,7 +306,13 @@ enum Kind {
 }
 
 /// Checks what can be checked before queueing, builds the request, runs it.
-async fn respond(s: AppState, input: CompletionInput, c: Common, kind: Kind) -> Result<Response, ApiError> {
+async fn respond(
+    s: AppState,
+    input: CompletionInput,
+    tools: Option<Tools>,
+    c: Common,
+    kind: Kind,
+) -> Result<Response, ApiError> {
     let status = s.host.status().await?;
     let model_id = status.model.name.clone();
     if let Some(m) = c.model.as_deref().filter(|m| !m.is_empty()) {
@@ -279,6 +382,7 @@ async fn respond(s: AppState, input: CompletionInput, c: Common, kind: Kind) -> 
     }
     let req = CompletionRequest {
         input,
+        tools,
         max_tokens,
         params,
         n: n as usize,
@@ -391,11 +495,33 @@ struct Meta {
     logprobs: bool,
 }
 
-fn finish_reason(f: FinishReason) -> &'static str {
-    match f {
+fn finish_reason(c: &Choice) -> &'static str {
+    match c.finish {
+        _ if !c.tool_calls.is_empty() => "tool_calls",
         FinishReason::Length | FinishReason::ContextFull => "length",
         _ => "stop",
     }
+}
+
+/// A choice's calls in OpenAI's shape; `index` numbers them, as stream deltas do.
+fn tool_calls_json(calls: &[ToolCall], with_index: bool) -> Value {
+    Value::Array(
+        calls
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let mut v = json!({
+                    "id": c.id,
+                    "type": "function",
+                    "function": { "name": c.name, "arguments": c.arguments },
+                });
+                if with_index {
+                    v["index"] = json!(i);
+                }
+                v
+            })
+            .collect(),
+    )
 }
 
 impl Meta {
@@ -422,16 +548,23 @@ impl Meta {
             .choices
             .iter()
             .map(|ch| match self.kind {
-                Kind::Chat => json!({
-                    "index": ch.index,
-                    "message": { "role": "assistant", "content": ch.text },
-                    "finish_reason": finish_reason(ch.finish),
-                    "logprobs": self.logprobs_json(&ch.logprobs, 0),
-                }),
+                Kind::Chat => {
+                    let mut message = json!({ "role": "assistant", "content": ch.text });
+                    if !ch.tool_calls.is_empty() {
+                        message["content"] = Value::Null;
+                        message["tool_calls"] = tool_calls_json(&ch.tool_calls, false);
+                    }
+                    json!({
+                        "index": ch.index,
+                        "message": message,
+                        "finish_reason": finish_reason(ch),
+                        "logprobs": self.logprobs_json(&ch.logprobs, 0),
+                    })
+                }
                 Kind::Text => json!({
                     "index": ch.index,
                     "text": ch.text,
-                    "finish_reason": finish_reason(ch.finish),
+                    "finish_reason": finish_reason(ch),
                     "logprobs": self.logprobs_json(&ch.logprobs, 0),
                 }),
             })
@@ -647,19 +780,20 @@ impl StreamState {
             }
             Msg::Done(Ok(c)) => {
                 self.finished = true;
-                let mut out: Vec<SseEvent> = c
-                    .choices
-                    .iter()
-                    .map(|ch| {
-                        let first = !self.started.contains(&ch.index);
-                        let lp = self.take_logprobs(ch.index);
-                        let mut v = self
-                            .meta
-                            .chunk(ch.index, None, Some(finish_reason(ch.finish)), first, lp);
-                        extensions(&mut v, &c);
-                        data(v)
-                    })
-                    .collect();
+                let mut out: Vec<SseEvent> = Vec::new();
+                for ch in &c.choices {
+                    let mut first = !self.started.contains(&ch.index);
+                    if !ch.tool_calls.is_empty() {
+                        let mut v = self.meta.chunk(ch.index, None, None, first, Value::Null);
+                        v["choices"][0]["delta"]["tool_calls"] = tool_calls_json(&ch.tool_calls, true);
+                        out.push(data(v));
+                        first = false;
+                    }
+                    let lp = self.take_logprobs(ch.index);
+                    let mut v = self.meta.chunk(ch.index, None, Some(finish_reason(ch)), first, lp);
+                    extensions(&mut v, &c);
+                    out.push(data(v));
+                }
                 if self.include_usage {
                     out.push(data(json!({
                         "id": self.meta.id,

@@ -15,8 +15,9 @@ use crate::freeze::{freeze, Base, FreezeRequest};
 use crate::live::Live;
 use crate::transcript::Transcript;
 use freeze_attn_engine::chat::sync;
+use freeze_attn_engine::tools::{may_be_tool_calls, parse_tool_calls};
 use freeze_attn_engine::{
-    generate, CancelToken, EngineError, Event, FinishReason, GenerateParams, Message, TokenLogprob, Tokenizer,
+    generate, CancelToken, EngineError, Event, FinishReason, GenerateParams, Message, TokenLogprob, Tokenizer, ToolCall,
 };
 use freeze_attn_library::{DeleteMode, NodeId, NodeKind};
 use serde::Serialize;
@@ -35,10 +36,91 @@ pub enum CompletionInput {
     Text(String),
 }
 
+/// Most tools one request may offer.
+pub const MAX_TOOLS: usize = 128;
+
+/// Function calling: the tools offered to the model, and whether its reply is read for calls.
+#[derive(Debug, Clone)]
+pub struct Tools {
+    /// An OpenAI tool list as JSON text; the chat template sees it as sent (key order kept).
+    json: String,
+    names: Vec<String>,
+    /// `false` (OpenAI's `tool_choice: "none"`): the model sees the tools, its reply is text.
+    pub read_calls: bool,
+}
+
+impl Tools {
+    /// Checks an OpenAI tool list (`[{"type": "function", "function": {"name": …, "description":
+    /// …, "parameters": {…}}}]`): at most [`MAX_TOOLS`], each a function with a unique name of
+    /// 1-64 letters, digits, `_`, `-` or `.`.
+    pub fn new(json: &str) -> Result<Self> {
+        let bad = |msg: String| Error::Invalid(format!("tools: {msg}"));
+        let list: Vec<serde_json::Value> =
+            serde_json::from_str(json).map_err(|e| bad(format!("not a list of tools ({e})")))?;
+        if list.is_empty() || list.len() > MAX_TOOLS {
+            return Err(bad(format!("offer 1 to {MAX_TOOLS} tools, not {}", list.len())));
+        }
+        let mut names = Vec::with_capacity(list.len());
+        for (i, t) in list.iter().enumerate() {
+            if t.get("type").and_then(|v| v.as_str()) != Some("function") {
+                return Err(bad(format!("tool {i} is not of type \"function\"")));
+            }
+            let name = t
+                .get("function")
+                .and_then(|f| f.get("name"))
+                .and_then(|n| n.as_str())
+                .ok_or_else(|| bad(format!("tool {i} has no function.name")))?;
+            let valid = (1..=64).contains(&name.len())
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+            if !valid {
+                return Err(bad(format!(
+                    "tool {i}'s name {name:?} must be 1-64 letters, digits, _, - or ."
+                )));
+            }
+            if names.iter().any(|n| n == name) {
+                return Err(bad(format!("two tools are named {name:?}")));
+            }
+            names.push(name.to_string());
+        }
+        Ok(Self {
+            json: json.to_string(),
+            names,
+            read_calls: true,
+        })
+    }
+
+    pub fn names(&self) -> &[String] {
+        &self.names
+    }
+
+    /// The calls a whole reply consists of (`None`: the reply is text).
+    fn calls_in(&self, text: &str) -> Option<Vec<ToolCall>> {
+        if !self.read_calls {
+            return None;
+        }
+        let names: Vec<&str> = self.names.iter().map(String::as_str).collect();
+        let calls = parse_tool_calls(text, &names)?;
+        Some(
+            calls
+                .into_iter()
+                .map(|c| ToolCall {
+                    id: call_id(),
+                    name: c.name,
+                    arguments: c.arguments,
+                })
+                .collect(),
+        )
+    }
+}
+
 /// One request.
 #[derive(Debug, Clone)]
 pub struct CompletionRequest {
     pub input: CompletionInput,
+    /// Function calling (a chat only).
+    pub tools: Option<Tools>,
     /// `None`: generate until the context is full or the model stops.
     pub max_tokens: Option<usize>,
     pub params: GenerateParams,
@@ -57,7 +139,10 @@ pub struct CompletionRequest {
 #[derive(Debug, Clone, Serialize)]
 pub struct Choice {
     pub index: usize,
+    /// The reply; empty when it was function calls.
     pub text: String,
+    /// The functions the model called (with `tools`): the whole reply, read as calls.
+    pub tool_calls: Vec<ToolCall>,
     pub tokens: usize,
     pub finish: FinishReason,
     /// With `params.logprobs`: one per generated token.
@@ -150,7 +235,7 @@ impl Session {
         if let Some(name) = &req.freeze {
             self.library.check_name_free(base_node.map(|b| b.0), name)?;
         }
-        let (prompt, transcript) = self.request_tokens(&req.input, base.as_ref().map(|b| &b.1))?;
+        let (prompt, transcript) = self.request_tokens(&req.input, req.tools.as_ref(), base.as_ref().map(|b| &b.1))?;
         if prompt.is_empty() {
             return Err(Error::Invalid("the prompt is empty".into()));
         }
@@ -196,7 +281,9 @@ impl Session {
         let mut choices = Vec::with_capacity(req.n);
         let tokenizer = &self.model.tokenizer;
         let prefill_ms;
+        let tools = req.tools.as_ref();
         if req.n == 1 {
+            let mut hold = Hold::new(tools);
             let g = generate(
                 &self.model.model,
                 &self.model.tokenizer,
@@ -204,16 +291,10 @@ impl Session {
                 rest,
                 &params,
                 cancel,
-                &mut |e| relay(tokenizer, 0, e, on_stream),
+                &mut |e| hold.relay(tokenizer, 0, e, on_stream),
             )?;
             prefill_ms = g.prefill.as_secs_f64() * 1000.0;
-            choices.push(Choice {
-                index: 0,
-                logprobs: g.logprobs.iter().map(|l| Logprob::from_engine(tokenizer, l)).collect(),
-                text: g.text,
-                tokens: g.tokens.len(),
-                finish: g.finish,
-            });
+            choices.push(hold.finish(tokenizer, 0, g, on_stream));
             states.push(live);
         } else {
             // The prompt once; every alternative forks from the state before its last token.
@@ -229,6 +310,7 @@ impl Session {
                 let mut p = params.clone();
                 p.sampling.seed = params.sampling.seed.wrapping_add(i as u64);
                 let mut alt = live.fork();
+                let mut hold = Hold::new(tools);
                 let g = generate(
                     &self.model.model,
                     &self.model.tokenizer,
@@ -236,21 +318,15 @@ impl Session {
                     last,
                     &p,
                     cancel,
-                    &mut |e| relay(tokenizer, i, e, on_stream),
+                    &mut |e| hold.relay(tokenizer, i, e, on_stream),
                 )?;
-                choices.push(Choice {
-                    index: i,
-                    logprobs: g.logprobs.iter().map(|l| Logprob::from_engine(tokenizer, l)).collect(),
-                    text: g.text,
-                    tokens: g.tokens.len(),
-                    finish: g.finish,
-                });
+                choices.push(hold.finish(tokenizer, i, g, on_stream));
                 states.push(alt);
             }
         }
 
         let mut first = states.swap_remove(0);
-        first.transcript = finish_transcript(transcript, &choices[0].text);
+        first.transcript = finish_transcript(transcript, &choices[0]);
         let mut out = Completion {
             choices,
             prompt_tokens: prompt.len(),
@@ -303,8 +379,32 @@ impl Session {
     }
 
     /// The request's whole prompt as tokens, and the transcript it extends.
-    fn request_tokens(&self, input: &CompletionInput, base: Option<&Live>) -> Result<(Vec<u32>, Transcript)> {
+    fn request_tokens(
+        &self,
+        input: &CompletionInput,
+        tools: Option<&Tools>,
+        base: Option<&Live>,
+    ) -> Result<(Vec<u32>, Transcript)> {
         let tok = &self.model.tokenizer;
+        let tools_json = match (tools, input) {
+            (None, _) => None,
+            (Some(_), CompletionInput::Text(_)) => {
+                return Err(Error::Invalid(
+                    "tools are offered in a chat, not to a raw prompt".into(),
+                ))
+            }
+            (Some(t), CompletionInput::Chat(_)) => {
+                if !self.model.template()?.supports_tools() {
+                    return Err(Error::Invalid(
+                        "this model's chat template does not show tools to the model: give one that does \
+                         (freeze-attn serve --chat-template FILE; for ChatML models such as SmolLM2 or Qwen, \
+                         assets/templates/chatml-tools.jinja)"
+                            .into(),
+                    ));
+                }
+                Some(t.json.as_str())
+            }
+        };
         let base_tokens: &[u32] = base.map(|b| b.state.tokens()).unwrap_or(&[]);
         let base_transcript = base.map(|b| b.transcript.clone());
         let bos_text = || {
@@ -326,7 +426,7 @@ impl Session {
                     _ => Vec::new(),
                 };
                 all.extend(messages.iter().cloned());
-                let target = self.model.template()?.render(&all, true)?;
+                let target = self.model.template()?.render_with_tools(&all, tools_json, true)?;
                 let plan = sync(tok, base_tokens, &target)?;
                 let mut tokens = base_tokens[..plan.keep].to_vec();
                 tokens.extend(plan.append);
@@ -334,7 +434,7 @@ impl Session {
             }
             // Questions to a text (a document): the turn follows the text, without a second BOS.
             (CompletionInput::Chat(messages), Some(Transcript::Text { text })) => {
-                let turn = self.model.template()?.render(messages, true)?;
+                let turn = self.model.template()?.render_with_tools(messages, tools_json, true)?;
                 let bos = bos_text();
                 let turn = match turn.strip_prefix(bos.as_str()) {
                     Some(rest) if !bos.is_empty() && !base_tokens.is_empty() => rest.to_string(),
@@ -487,17 +587,30 @@ impl Session {
     }
 }
 
-/// The transcript after the first alternative's text.
-fn finish_transcript(t: Transcript, text: &str) -> Transcript {
+/// The transcript after the first alternative's reply.
+fn finish_transcript(t: Transcript, choice: &Choice) -> Transcript {
     match t {
         Transcript::Chat { mut messages } => {
-            messages.push(Message::assistant(text));
+            let mut reply = Message::assistant(&choice.text);
+            reply.tool_calls = choice.tool_calls.clone();
+            messages.push(reply);
             Transcript::Chat { messages }
         }
         Transcript::Text { text: before } => Transcript::Text {
-            text: format!("{before}{text}"),
+            text: format!("{before}{}", choice.text),
         },
     }
+}
+
+/// An id for a function call, unique in this process and unlikely to repeat across restarts.
+fn call_id() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let ns = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    format!("call_{ns:x}{:04x}", NEXT.fetch_add(1, Ordering::Relaxed) & 0xffff)
 }
 
 /// A name for a cache node that no other can have: time and a process-wide counter.
@@ -565,14 +678,72 @@ impl Session {
     }
 }
 
-/// Passes a generation's text and log-probabilities on as alternative `index`'s stream.
-fn relay(tokenizer: &Tokenizer, index: usize, e: Event<'_>, on_stream: &mut dyn FnMut(usize, Streamed<'_>)) {
-    match e {
-        Event::Text(t) => on_stream(index, Streamed::Text(t)),
-        Event::Logprobs(l) => on_stream(
+/// Streams one alternative, holding its text back while it may still be function calls (with
+/// tools offered, a reply that turns out to be calls streams no text: its calls come with the
+/// outcome). Log-probabilities pass straight on; they belong to the next text that is sent.
+struct Hold<'a> {
+    tools: Option<&'a Tools>,
+    held: String,
+    /// The reply is text: it streams as it comes.
+    text: bool,
+}
+
+impl<'a> Hold<'a> {
+    fn new(tools: Option<&'a Tools>) -> Self {
+        Self {
+            tools,
+            held: String::new(),
+            text: !tools.is_some_and(|t| t.read_calls),
+        }
+    }
+
+    fn relay(
+        &mut self,
+        tokenizer: &Tokenizer,
+        index: usize,
+        e: Event<'_>,
+        on_stream: &mut dyn FnMut(usize, Streamed<'_>),
+    ) {
+        match e {
+            Event::Text(t) if self.text => on_stream(index, Streamed::Text(t)),
+            Event::Text(t) => {
+                self.held.push_str(t);
+                if !may_be_tool_calls(&self.held) {
+                    self.text = true;
+                    on_stream(index, Streamed::Text(&std::mem::take(&mut self.held)));
+                }
+            }
+            Event::Logprobs(l) => on_stream(
+                index,
+                Streamed::Logprobs(l.iter().map(|l| Logprob::from_engine(tokenizer, l)).collect()),
+            ),
+            Event::Prefill(_) => {}
+        }
+    }
+
+    /// The alternative's outcome: its calls when the whole reply is calls, else its text (what
+    /// was held back is sent now).
+    fn finish(
+        self,
+        tokenizer: &Tokenizer,
+        index: usize,
+        g: freeze_attn_engine::Generation,
+        on_stream: &mut dyn FnMut(usize, Streamed<'_>),
+    ) -> Choice {
+        let calls = match (self.text, self.tools) {
+            (false, Some(t)) => t.calls_in(&g.text),
+            _ => None,
+        };
+        if calls.is_none() && !self.held.is_empty() {
+            on_stream(index, Streamed::Text(&self.held));
+        }
+        Choice {
             index,
-            Streamed::Logprobs(l.iter().map(|l| Logprob::from_engine(tokenizer, l)).collect()),
-        ),
-        Event::Prefill(_) => {}
+            logprobs: g.logprobs.iter().map(|l| Logprob::from_engine(tokenizer, l)).collect(),
+            text: if calls.is_some() { String::new() } else { g.text },
+            tool_calls: calls.unwrap_or_default(),
+            tokens: g.tokens.len(),
+            finish: g.finish,
+        }
     }
 }

@@ -81,6 +81,13 @@ impl Session {
         Ok(())
     }
 
+    /// Uses `source` (Jinja) as the chat template instead of the model's own, until the model
+    /// is replaced: a template with function calling for a model whose own has none.
+    pub fn use_chat_template(&mut self, source: &str) -> Result<()> {
+        self.model.set_chat_template(source)?;
+        Ok(())
+    }
+
     /// The live attention state, for callers that feed it tokens themselves (benchmarks, tests).
     pub fn live_state_mut(&mut self) -> &mut KvState {
         &mut self.live.state

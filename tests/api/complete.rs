@@ -16,6 +16,7 @@ fn session(dir: &std::path::Path) -> Session {
 fn chat(messages: &[Message], cache: bool) -> CompletionRequest {
     CompletionRequest {
         input: CompletionInput::Chat(messages.to_vec()),
+        tools: None,
         max_tokens: Some(20),
         params: greedy(20),
         n: 1,

@@ -180,6 +180,7 @@ fn an_exported_cache_node_imports_as_a_visible_node() {
     .unwrap();
     let req = CompletionRequest {
         input: CompletionInput::Chat(vec![Message::user("Hello there.")]),
+        tools: None,
         max_tokens: Some(3),
         params: greedy(3),
         n: 1,

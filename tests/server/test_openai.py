@@ -268,6 +268,122 @@ class OpenAIClient(unittest.TestCase):
         self.assertEqual(events[-1]["node"]["name"], "primed")
 
 
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+CHATML_TOOLS = os.path.join(REPO, "assets", "templates", "chatml-tools.jinja")
+WEATHER = [{"type": "function", "function": {
+    "name": "get_weather", "description": "Current weather in a city",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}]
+
+
+def weather_shots(question):
+    """Two questions, each answered with a call to get_weather, then `question`: the 135M
+    default model, greedy, answers a third such question with the same kind of call."""
+    msgs = [{"role": "system", "content": "You are a weather assistant. Always call get_weather."}]
+    for i, city in enumerate(["Paris", "Berlin"]):
+        msgs += [{"role": "user", "content": f"What is the weather in {city}?"},
+                 {"role": "assistant", "content": None, "tool_calls": [{"id": f"call_{i}", "type": "function", "function": {
+                     "name": "get_weather", "arguments": json.dumps({"city": city})}}]}]
+    msgs.append({"role": "user", "content": question})
+    return msgs
+
+
+class FunctionCalling(unittest.TestCase):
+    """`tools` through the chat template (the default model's own template has none, so the server
+    runs with --chat-template assets/templates/chatml-tools.jinja), the model's call read back as
+    `tool_calls`, whole and streamed, and the conversation going on with the call and its result."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.home = tempfile.TemporaryDirectory()
+        cls.server = Server(cls.home.name, "--chat-template", CHATML_TOOLS)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.server.stop()
+        cls.home.cleanup()
+
+    def ask(self, messages, **kw):
+        return self.server.client.chat.completions.create(model=self.server.model, messages=messages, tools=WEATHER,
+                                                          temperature=0, max_tokens=48, **kw)
+
+    def test_the_models_call_comes_back_as_tool_calls_whole_and_streamed(self):
+        msgs = weather_shots("What is the weather in Tokyo?")
+        r = self.ask(msgs)
+        ch = r.choices[0]
+        self.assertEqual(ch.finish_reason, "tool_calls", ch.message)
+        self.assertIsNone(ch.message.content)
+        [call] = ch.message.tool_calls
+        self.assertEqual(call.type, "function")
+        self.assertEqual(call.function.name, "get_weather")
+        self.assertEqual(json.loads(call.function.arguments), {"city": "Tokyo"})
+        self.assertTrue(call.id.startswith("call_"))
+
+        # Streamed: no text, one delta with the whole call, the same call.
+        text, calls, finish = "", {}, None
+        for chunk in self.ask(msgs, stream=True):
+            d = chunk.choices[0].delta
+            text += d.content or ""
+            for tc in d.tool_calls or []:
+                calls.setdefault(tc.index, []).append(tc)
+            finish = chunk.choices[0].finish_reason or finish
+        self.assertEqual(text, "")
+        self.assertEqual(finish, "tool_calls")
+        self.assertEqual([(c[0].function.name, c[0].function.arguments) for c in calls.values()],
+                         [(call.function.name, call.function.arguments)])
+
+        # tool_choice "none": the tools are shown, the reply is text (the call as the model wrote it).
+        r = self.ask(msgs, tool_choice="none")
+        self.assertEqual(r.choices[0].finish_reason, "stop")
+        self.assertIsNone(r.choices[0].message.tool_calls)
+        self.assertIn('"get_weather"', r.choices[0].message.content)
+
+        # The conversation goes on with the call and its result; the state of the first request
+        # (which holds the call the model wrote) is resumed, not processed again.
+        msgs.append(ch.message.model_dump(exclude_none=True))
+        msgs.append({"role": "tool", "tool_call_id": call.id, "content": "25 degrees and clear"})
+        r2 = self.ask(msgs)
+        self.assertEqual(r2.choices[0].finish_reason, "stop")
+        self.assertTrue(r2.choices[0].message.content.strip(), r2.choices[0].message)
+        self.assertGreater(r2.usage.prompt_tokens_details.cached_tokens, r.usage.prompt_tokens,
+                           "the first request's prompt and the call were resumed")
+
+    def test_refused_tool_requests(self):
+        s = self.server
+        chat = {"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 2}
+        bad = [({"tools": WEATHER, "tool_choice": "required"}, "tool_choice"),
+               ({"tools": WEATHER, "tool_choice": {"type": "function", "function": {"name": "get_weather"}}}, "tool_choice"),
+               ({"tools": [{"type": "retrieval"}]}, "tools"),
+               ({"tools": WEATHER + WEATHER}, "tools"),
+               ({"tools": [{"type": "function", "function": {"name": "rm -rf"}}]}, "tools"),
+               ({"tools": {"type": "function"}}, None),
+               ({"messages": [{"role": "assistant", "content": None, "tool_calls": [
+                   {"id": "c", "type": "function", "function": {"name": "get_weather", "arguments": "not json"}}]}]}, "messages"),
+               ({"messages": [{"role": "user", "content": "x", "tool_call_id": "c"}]}, "messages")]
+        for extra, param in bad:
+            got, err = s.raw("POST", "/v1/chat/completions", dict(chat, **extra))
+            self.assertEqual(got, 400, (extra, err))
+            self.assertNotIn("\n", err["error"]["message"])
+            if param:
+                self.assertEqual(err["error"]["param"], param, err)
+        self.assertEqual(s.raw("GET", "/health")[0], 200)
+
+
+class FunctionCallingWithoutATemplateForIt(unittest.TestCase):
+    def test_tools_with_a_template_that_ignores_them_are_refused(self):
+        with tempfile.TemporaryDirectory() as home:
+            s = Server(home)
+            try:
+                got, err = s.raw("POST", "/v1/chat/completions", {
+                    "messages": [{"role": "user", "content": "Weather in Oslo?"}], "tools": WEATHER, "max_tokens": 4})
+                self.assertEqual(got, 400, err)
+                self.assertIn("--chat-template", err["error"]["message"])
+                # Without tools, the same server answers.
+                r = s.client.chat.completions.create(model=s.model, messages=[{"role": "user", "content": "Hi"}], max_tokens=4)
+                self.assertTrue(r.choices[0].message.content)
+            finally:
+                s.stop()
+
+
 def vm_size(pid):
     """The address space process `pid` has mapped, in bytes."""
     with open(f"/proc/{pid}/status") as f:

@@ -112,7 +112,12 @@ impl ChatTemplate {
 
     /// Renders `messages` offering `tools`: the JSON text of an OpenAI tool list, passed to the
     /// template as sent (key order kept).
-    pub fn render_with_tools(&self, messages: &[Message], tools: Option<&str>, add_generation_prompt: bool) -> Result<String> {
+    pub fn render_with_tools(
+        &self,
+        messages: &[Message],
+        tools: Option<&str>,
+        add_generation_prompt: bool,
+    ) -> Result<String> {
         let t = self
             .env
             .get_template("chat")
@@ -147,7 +152,10 @@ impl ChatTemplate {
 /// OpenAI / transformers shape (`{id, type: "function", function: {name, arguments}}`, the
 /// arguments a JSON object when they parse as one) and `tool_call_id`.
 fn message_value(m: &Message) -> Result<Value> {
-    let mut fields: Vec<(&str, Value)> = vec![("role", Value::from(m.role.as_str())), ("content", Value::from(m.content.as_str()))];
+    let mut fields: Vec<(&str, Value)> = vec![
+        ("role", Value::from(m.role.as_str())),
+        ("content", Value::from(m.content.as_str())),
+    ];
     if !m.tool_calls.is_empty() {
         let calls = m
             .tool_calls
@@ -183,14 +191,24 @@ fn tojson(value: &Value, indent: Option<Value>, kwargs: Kwargs) -> std::result::
         Some(v) => match (v.as_i64(), v.as_str()) {
             (Some(n), _) => Some(" ".repeat(n.clamp(0, 64) as usize)),
             (None, Some(s)) => Some(s.to_string()),
-            _ => return Err(Error::new(ErrorKind::InvalidOperation, "tojson: indent must be a number or a string")),
+            _ => {
+                return Err(Error::new(
+                    ErrorKind::InvalidOperation,
+                    "tojson: indent must be a number or a string",
+                ))
+            }
         },
     };
     let ensure_ascii = kwargs.get::<Option<bool>>("ensure_ascii")?.unwrap_or(false);
     let sort_keys = kwargs.get::<Option<bool>>("sort_keys")?.unwrap_or(false);
     let (item_sep, key_sep) = match kwargs.get::<Option<Vec<String>>>("separators")? {
         Some(v) if v.len() == 2 => (v[0].clone(), v[1].clone()),
-        Some(_) => return Err(Error::new(ErrorKind::InvalidOperation, "tojson: separators must be two strings")),
+        Some(_) => {
+            return Err(Error::new(
+                ErrorKind::InvalidOperation,
+                "tojson: separators must be two strings",
+            ))
+        }
         None if indent.is_some() => (",".to_string(), ": ".to_string()),
         None => (", ".to_string(), ": ".to_string()),
     };
@@ -230,7 +248,10 @@ impl JsonStyle {
 
     fn write(&self, out: &mut String, v: &Value, depth: usize) -> std::result::Result<(), Error> {
         if depth > MAX_JSON_DEPTH {
-            return Err(Error::new(ErrorKind::InvalidOperation, "tojson: value nested too deeply"));
+            return Err(Error::new(
+                ErrorKind::InvalidOperation,
+                "tojson: value nested too deeply",
+            ));
         }
         match v.kind() {
             ValueKind::Undefined | ValueKind::None => out.push_str("null"),
@@ -259,7 +280,9 @@ impl JsonStyle {
                     match k.as_str() {
                         Some(s) => self.string(out, s),
                         None if k.is_none() => self.string(out, "null"),
-                        None if k.kind() == ValueKind::Bool => self.string(out, if k.is_true() { "true" } else { "false" }),
+                        None if k.kind() == ValueKind::Bool => {
+                            self.string(out, if k.is_true() { "true" } else { "false" })
+                        }
                         None => self.string(out, &k.to_string()),
                     }
                     out.push_str(&self.key_sep);

@@ -85,7 +85,10 @@ fn call(json: &str) -> Option<ParsedCall> {
             raw.get().to_string()
         }
     };
-    Some(ParsedCall { name: c.name, arguments: args })
+    Some(ParsedCall {
+        name: c.name,
+        arguments: args,
+    })
 }
 
 /// `{…}` objects separated by `;` or white space, and nothing else.
@@ -156,7 +159,10 @@ mod tests {
         assert_eq!(two[1].arguments, r#"{"zone": "CET"}"#);
         // Arguments sent as a JSON string holding an object.
         assert_eq!(
-            parse_tool_calls(r#"{"name": "get_weather", "arguments": "{\"city\": \"Rome\"}"}"#, &names),
+            parse_tool_calls(
+                r#"{"name": "get_weather", "arguments": "{\"city\": \"Rome\"}"}"#,
+                &names
+            ),
             Some(one("get_weather", r#"{"city": "Rome"}"#))
         );
     }
@@ -169,7 +175,10 @@ mod tests {
         assert_eq!(calls.len(), 2);
         assert_eq!(calls[0], one("get_weather", r#"{"city": "Lima"}"#)[0]);
         // Cut off inside a block: text.
-        assert_eq!(parse_tool_calls("<tool_call>\n{\"name\": \"get_weather\", \"argu", &names), None);
+        assert_eq!(
+            parse_tool_calls("<tool_call>\n{\"name\": \"get_weather\", \"argu", &names),
+            None
+        );
     }
 
     #[test]
@@ -193,7 +202,17 @@ mod tests {
 
     #[test]
     fn what_may_still_become_calls() {
-        for t in ["", "  \n", "{", " {\"na", "<", "<tool_", "<tool_call>{", "<|python", "<|python_tag|>{"] {
+        for t in [
+            "",
+            "  \n",
+            "{",
+            " {\"na",
+            "<",
+            "<tool_",
+            "<tool_call>{",
+            "<|python",
+            "<|python_tag|>{",
+        ] {
             assert!(may_be_tool_calls(t), "{t:?}");
         }
         for t in ["Sure", " The", "<b>", "<|eot", "[1, 2]"] {
