@@ -303,8 +303,9 @@ class FunctionCalling(unittest.TestCase):
         cls.home.cleanup()
 
     def ask(self, messages, **kw):
+        kw.setdefault("max_tokens", 48)
         return self.server.client.chat.completions.create(model=self.server.model, messages=messages, tools=WEATHER,
-                                                          temperature=0, max_tokens=48, **kw)
+                                                          temperature=0, **kw)
 
     def test_the_models_call_comes_back_as_tool_calls_whole_and_streamed(self):
         msgs = weather_shots("What is the weather in Tokyo?")
@@ -346,6 +347,31 @@ class FunctionCalling(unittest.TestCase):
         self.assertTrue(r2.choices[0].message.content.strip(), r2.choices[0].message)
         self.assertGreater(r2.usage.prompt_tokens_details.cached_tokens, r.usage.prompt_tokens,
                            "the first request's prompt and the call were resumed")
+
+    def test_a_text_reply_streams_the_same_text_with_tools_offered(self):
+        # After a call's result the model answers in text; for Lima it starts with "<", which is
+        # held back as a possible <tool_call> and then sent: streamed and whole replies agree.
+        starts = []
+        for city in ["Tokyo", "Lima"]:
+            msgs = weather_shots(f"Is it raining in {city} right now?")
+            [call] = self.ask(msgs).choices[0].message.tool_calls
+            msgs += [{"role": "assistant", "content": None, "tool_calls": [call.model_dump()]},
+                     {"role": "tool", "tool_call_id": call.id, "content": "25 degrees and clear"}]
+            whole = self.ask(msgs).choices[0]
+            self.assertEqual(whole.finish_reason, "stop")
+            streamed = "".join(c.choices[0].delta.content or "" for c in self.ask(msgs, stream=True) if c.choices)
+            self.assertEqual(streamed, whole.message.content)
+            starts.append(whole.message.content[:1])
+        self.assertIn("<", starts, "one reply went through the hold-back")
+
+        # A call cut off by max_tokens is text, held back to the end and then sent.
+        msgs = weather_shots("What is the weather in Tokyo?")
+        whole = self.ask(msgs, max_tokens=6).choices[0]
+        self.assertEqual(whole.finish_reason, "length")
+        self.assertIsNone(whole.message.tool_calls)
+        self.assertTrue(whole.message.content.startswith("<tool_call>"), whole.message.content)
+        streamed = "".join(c.choices[0].delta.content or "" for c in self.ask(msgs, max_tokens=6, stream=True) if c.choices)
+        self.assertEqual(streamed, whole.message.content)
 
     def test_refused_tool_requests(self):
         s = self.server
