@@ -167,6 +167,39 @@ pub enum Event<'a> {
     Logprobs(&'a [TokenLogprob]),
 }
 
+/// Tokens scored per forward pass by [`score`]: its logits, `SCORE_CHUNK × vocab` floats, are
+/// all that is held at once (32 MB at Llama 3's vocabulary), whatever the prompt's length.
+pub const SCORE_CHUNK: usize = 64;
+
+/// Scores a token sequence as the model reads it: feeds `tokens[..n-1]` to `state` (after what
+/// it holds) and returns, for each of `tokens[1..]`, its log-probability given everything
+/// before it, with the `k` most likely tokens at that step. The last token is left for the
+/// caller to feed (with a generation after it, say). What a scorer such as
+/// lm-evaluation-harness asks of a prompt with `echo` and `logprobs`.
+#[tracing::instrument(level = "debug", name = "engine.score", skip_all, fields(tokens = tokens.len()))]
+pub fn score(
+    model: &Model,
+    state: &mut KvState,
+    tokens: &[u32],
+    k: usize,
+    cancel: &CancelToken,
+) -> Result<Vec<TokenLogprob>> {
+    let feed = &tokens[..tokens.len().saturating_sub(1)];
+    let mut out = Vec::with_capacity(feed.len());
+    for (c, chunk) in feed.chunks(SCORE_CHUNK).enumerate() {
+        if cancel.is_cancelled() {
+            return Err(EngineError::Cancelled);
+        }
+        let logits = model.forward(chunk, state, true)?;
+        let logits = logits.reshape((chunk.len(), ()))?;
+        for j in 0..chunk.len() {
+            let next = tokens[c * SCORE_CHUNK + j + 1];
+            out.push(TokenLogprob::of(&logits.narrow(0, j, 1)?, next, k)?);
+        }
+    }
+    Ok(out)
+}
+
 /// Generates after `prompt`. With an empty prompt the state's last token is re-fed to get its
 /// logits (as llama.cpp's server does), so the state must not be empty.
 #[tracing::instrument(level = "debug", name = "engine.generate", skip_all, fields(prompt_tokens = prompt.len(), tokens))]

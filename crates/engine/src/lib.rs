@@ -40,7 +40,8 @@ pub use device::DeviceChoice;
 pub use error::{EngineError, Result};
 pub use fingerprint::ModelFingerprint;
 pub use generate::{
-    generate, CancelToken, Event, FinishReason, GenerateParams, Generation, TokenLogprob, MAX_TOP_LOGPROBS,
+    generate, score, CancelToken, Event, FinishReason, GenerateParams, Generation, TokenLogprob, MAX_TOP_LOGPROBS,
+    SCORE_CHUNK,
 };
 pub use kernels::{KernelChoice, Kernels};
 pub use kv::{KvGeometry, KvState};

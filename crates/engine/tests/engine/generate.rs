@@ -351,3 +351,59 @@ fn first_token_logprobs_agree_with_llama_cpp() {
     eprintln!("first-token log-prob of llama.cpp's top token: largest difference {worst:.4} nats");
     assert!(worst < 0.5, "{worst}");
 }
+
+/// `score` (a prompt's tokens, each given those before it) against llama.cpp's teacher-forced
+/// top tokens at every position of the fixture's prompts, and against one whole forward pass
+/// over a prompt longer than a scoring chunk.
+#[test]
+fn prompt_scores_agree_with_llama_cpp_and_with_one_pass() {
+    use freeze_attn_engine::{score, SCORE_CHUNK};
+    let m = smollm();
+    let fx = fixture("smollm2_llamacpp.json");
+    let mut worst = 0f32;
+    let mut compared = 0;
+    for case in fx["teacher_forced"].as_array().unwrap() {
+        let prompt = ids(&case["ids"]);
+        let mut state = m.model.new_state();
+        let scored = score(&m.model, &mut state, &prompt, 3, &CancelToken::new()).unwrap();
+        assert_eq!(scored.len(), prompt.len() - 1);
+        assert_eq!(state.tokens(), &prompt[..prompt.len() - 1], "the last token is left to feed");
+        for (i, lp) in scored.iter().enumerate() {
+            assert_eq!(lp.token, prompt[i + 1]);
+            // llama.cpp's top token after position i.
+            let ref_top = ids(&case["top1"])[i];
+            let ref_lp = case["top1_logprob"][i].as_f64().unwrap() as f32;
+            if case["gap"][i].as_f64().unwrap() >= 0.5 {
+                assert_eq!(lp.top[0].0, ref_top, "{} position {i}: top token", case["name"]);
+            }
+            if let Some(ours) = lp.top.iter().find(|t| t.0 == ref_top) {
+                worst = worst.max((ours.1 - ref_lp).abs());
+                compared += 1;
+            }
+        }
+    }
+    eprintln!("prompt scores: llama.cpp's top token at {compared} positions, largest difference {worst:.4} nats");
+    assert!(compared > 30 && worst < 0.5, "{compared} {worst}");
+
+    // Past a chunk: the same as one forward pass over the whole prompt.
+    let text = "The lighthouse keeper wrote in his log every night, by the light of the lamp. ".repeat(12);
+    let prompt = m.tokenizer.encode_prompt(&text).unwrap();
+    assert!(prompt.len() > 2 * SCORE_CHUNK);
+    let mut state = m.model.new_state();
+    let scored = score(&m.model, &mut state, &prompt, 1, &CancelToken::new()).unwrap();
+    let mut whole = m.model.new_state();
+    let all = m
+        .model
+        .log_probs(&prompt[..prompt.len() - 1], &mut whole)
+        .unwrap()
+        .reshape((prompt.len() - 1, ()))
+        .unwrap()
+        .to_vec2::<f32>()
+        .unwrap();
+    let mut diff = 0f32;
+    for (i, lp) in scored.iter().enumerate() {
+        diff = diff.max((lp.logprob - all[i][prompt[i + 1] as usize]).abs());
+    }
+    eprintln!("prompt scores in chunks of {SCORE_CHUNK} against one pass: largest difference {diff:.2e} nats");
+    assert!(diff < 1e-2, "{diff}");
+}
