@@ -14,7 +14,8 @@
 
 use super::{parse_json, read_body, ApiError, AppState};
 use crate::session::complete::{
-    Choice, Completion, CompletionInput, CompletionRequest, Logprob, Streamed, Tools, MAX_CHOICES, MAX_TOP_LOGPROBS,
+    Choice, Completion, CompletionInput, CompletionRequest, Echo, Logprob, Streamed, Tools, MAX_CHOICES,
+    MAX_TOP_LOGPROBS,
 };
 use crate::{CancelToken, FinishReason, GenerateParams, Message, ToolCall};
 use axum::body::Body;
@@ -69,8 +70,9 @@ struct Common {
     /// completions: the number of alternatives (0 to 20).
     logprobs: Option<Value>,
     top_logprobs: Option<u64>,
-    /// Completions: the prompt with its log-probabilities. Not supported (refused, not ignored:
-    /// a scorer reading the answer as if it were would score the wrong tokens).
+    /// Completions: the prompt returned before the completion, with `logprobs` each of its
+    /// tokens scored (what scorers such as lm-evaluation-harness ask for, often with
+    /// `max_tokens: 0`).
     echo: Option<bool>,
 }
 
@@ -138,6 +140,9 @@ struct TextBody {
 enum Prompt {
     One(String),
     Many(Vec<String>),
+    /// Token ids, used as they are (what lm-evaluation-harness sends).
+    Ids(Vec<u32>),
+    ManyIds(Vec<Vec<u32>>),
 }
 
 pub(super) async fn health(State(s): State<AppState>) -> Result<Json<Value>, ApiError> {
@@ -184,10 +189,12 @@ pub(super) async fn completions(
 ) -> Result<Response, ApiError> {
     let bytes = read_body(body, &headers, s.options.max_body).await?;
     let body: TextBody = parse_json(&bytes)?;
-    let prompt = match body.prompt {
-        Prompt::One(p) => p,
-        Prompt::Many(mut v) if v.len() == 1 => v.remove(0),
-        Prompt::Many(_) => {
+    let input = match body.prompt {
+        Prompt::One(p) => CompletionInput::Text(p),
+        Prompt::Many(mut v) if v.len() == 1 => CompletionInput::Text(v.remove(0)),
+        Prompt::Ids(ids) => CompletionInput::Tokens(ids),
+        Prompt::ManyIds(mut v) if v.len() == 1 => CompletionInput::Tokens(v.remove(0)),
+        Prompt::Many(_) | Prompt::ManyIds(_) => {
             return Err(ApiError::bad_request(
                 "invalid_request",
                 "send one prompt per request (a list of prompts is not supported)",
@@ -195,7 +202,16 @@ pub(super) async fn completions(
             .param("prompt"))
         }
     };
-    respond(s, CompletionInput::Text(prompt), None, body.common, Kind::Text).await
+    if body.common.echo == Some(true) {
+        let refuse = |msg: &str| Err(ApiError::bad_request("invalid_request", msg).param("echo"));
+        if body.common.stream {
+            return refuse("echo is answered whole: send it without stream");
+        }
+        if body.common.state.is_some() {
+            return refuse("echo scores a prompt sent whole: it does not combine with state");
+        }
+    }
+    respond(s, input, None, body.common, Kind::Text).await
 }
 
 /// The request's `tools` and `tool_choice`.
@@ -367,7 +383,12 @@ async fn respond(
     }
     params.validate().map_err(|e| ApiError::from(crate::Error::Engine(e)))?;
     let max_tokens = match c.max_completion_tokens.or(c.max_tokens) {
-        Some(0) => return Err(out_of("max_tokens", "max_tokens must be at least 1".into())),
+        Some(0) if !(kind == Kind::Text && c.echo == Some(true)) => {
+            return Err(out_of(
+                "max_tokens",
+                "max_tokens must be at least 1 (0 only with echo, to score a prompt)".into(),
+            ))
+        }
         Some(m) => Some(usize::try_from(m).unwrap_or(usize::MAX)),
         None => None,
     };
@@ -389,6 +410,7 @@ async fn respond(
         state: c.state,
         freeze: c.freeze,
         cache: true,
+        echo: c.echo == Some(true),
     };
     let meta = Meta {
         id: format!(
@@ -438,24 +460,16 @@ fn logprobs(c: &Common, kind: Kind) -> Result<Option<usize>, ApiError> {
                 k => Ok(on.then_some(k.unwrap_or(0) as usize)),
             }
         }
-        Kind::Text => {
-            if c.echo == Some(true) {
-                return Err(bad(
-                    "echo",
-                    "echo is not supported: the prompt is not returned, nor its log-probabilities".into(),
-                ));
-            }
-            match &c.logprobs {
-                None | Some(Value::Null) => Ok(None),
-                Some(v) => match v.as_u64() {
-                    Some(k) if k <= top => Ok(Some(k as usize)),
-                    _ => Err(bad(
-                        "logprobs",
-                        format!("logprobs must be an integer 0 to {top}, not {v}"),
-                    )),
-                },
-            }
-        }
+        Kind::Text => match &c.logprobs {
+            None | Some(Value::Null) => Ok(None),
+            Some(v) => match v.as_u64() {
+                Some(k) if k <= top => Ok(Some(k as usize)),
+                _ => Err(bad(
+                    "logprobs",
+                    format!("logprobs must be an integer 0 to {top}, not {v}"),
+                )),
+            },
+        },
     }
 }
 
@@ -561,12 +575,20 @@ impl Meta {
                         "logprobs": self.logprobs_json(&ch.logprobs, 0),
                     })
                 }
-                Kind::Text => json!({
-                    "index": ch.index,
-                    "text": ch.text,
-                    "finish_reason": finish_reason(ch),
-                    "logprobs": self.logprobs_json(&ch.logprobs, 0),
-                }),
+                Kind::Text => match &c.echo {
+                    None => json!({
+                        "index": ch.index,
+                        "text": ch.text,
+                        "finish_reason": finish_reason(ch),
+                        "logprobs": self.logprobs_json(&ch.logprobs, 0),
+                    }),
+                    Some(echo) => json!({
+                        "index": ch.index,
+                        "text": format!("{}{}", echo.text, ch.text),
+                        "finish_reason": finish_reason(ch),
+                        "logprobs": self.echoed_logprobs_json(echo, &ch.logprobs),
+                    }),
+                },
             })
             .collect();
         let mut v = json!({
@@ -623,6 +645,51 @@ impl Meta {
                 })
             }
         }
+    }
+
+    /// Completions' legacy `logprobs` of an echoed prompt and its completion: the prompt's tokens
+    /// first (the first with `null`: nothing comes before it), then the generated ones, offsets
+    /// running on from the prompt's text.
+    fn echoed_logprobs_json(&self, echo: &Echo, generated: &[Logprob]) -> Value {
+        let Some(prompt) = &echo.logprobs else {
+            return Value::Null;
+        };
+        let mut v = self.logprobs_json(generated, echo.text.chars().count());
+        let top = |t: &[Logprob]| {
+            t.iter()
+                .map(|t| (t.token.clone(), json!(t.logprob)))
+                .collect::<serde_json::Map<_, _>>()
+        };
+        let prepend = |v: &mut Value, key: &str, items: Vec<Value>| {
+            let rest = v[key].as_array().cloned().unwrap_or_default();
+            v[key] = Value::Array(items.into_iter().chain(rest).collect());
+        };
+        prepend(&mut v, "tokens", prompt.iter().map(|p| json!(p.token)).collect());
+        prepend(
+            &mut v,
+            "token_logprobs",
+            prompt.iter().map(|p| json!(p.logprob)).collect(),
+        );
+        prepend(
+            &mut v,
+            "top_logprobs",
+            prompt
+                .iter()
+                .map(|p| {
+                    if p.logprob.is_some() {
+                        Value::Object(top(&p.top))
+                    } else {
+                        Value::Null
+                    }
+                })
+                .collect(),
+        );
+        prepend(
+            &mut v,
+            "text_offset",
+            prompt.iter().map(|p| json!(p.text_offset)).collect(),
+        );
+        v
     }
 
     fn chunk(&self, index: usize, text: Option<&str>, finish: Option<&str>, first: bool, logprobs: Value) -> Value {

@@ -29,11 +29,13 @@ pub const MAX_CHOICES: usize = 16;
 /// Most alternatives per generated token a request may ask log-probabilities for.
 pub use freeze_attn_engine::MAX_TOP_LOGPROBS;
 
-/// What is completed: a conversation (rendered with the model's chat template) or raw text.
+/// What is completed: a conversation (rendered with the model's chat template), raw text, or
+/// token ids (used as they are: no BOS added).
 #[derive(Debug, Clone)]
 pub enum CompletionInput {
     Chat(Vec<Message>),
     Text(String),
+    Tokens(Vec<u32>),
 }
 
 /// Most tools one request may offer.
@@ -133,6 +135,11 @@ pub struct CompletionRequest {
     pub freeze: Option<String>,
     /// Keep the result as a cache node, for reuse by later requests.
     pub cache: bool,
+    /// Return the prompt (text or tokens, not a chat) with the completion; with
+    /// `params.logprobs`, each prompt token scored given those before it (the prompt is then
+    /// processed from its start: saved states hold no log-probabilities). With `echo`,
+    /// `max_tokens` may be 0: the prompt is scored and nothing is generated.
+    pub echo: bool,
 }
 
 /// One generated alternative.
@@ -181,6 +188,27 @@ impl Logprob {
     }
 }
 
+/// A prompt token and, after the first, its log-probability given the tokens before it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PromptLogprob {
+    pub token: String,
+    pub bytes: Vec<u8>,
+    /// `None` for the first token: nothing comes before it.
+    pub logprob: Option<f32>,
+    pub top: Vec<Logprob>,
+    /// Where the token starts in the echoed text, in characters (a BOS the model adds, which
+    /// is not in the text, starts at 0 and takes no room).
+    pub text_offset: usize,
+}
+
+/// The prompt returned with a completion (`echo`).
+#[derive(Debug, Clone, Serialize)]
+pub struct Echo {
+    pub text: String,
+    /// With `logprobs`: every prompt token.
+    pub logprobs: Option<Vec<PromptLogprob>>,
+}
+
 /// What a completion streams for alternative `index`: text as it is released, and (when asked
 /// for) the log-probabilities of the tokens that text completes, just before it.
 pub enum Streamed<'a> {
@@ -203,6 +231,8 @@ pub struct Completion {
     /// The cache node kept of this request.
     pub cached_as: Option<NodeId>,
     pub prefill_ms: f64,
+    /// With `echo`: the prompt.
+    pub echo: Option<Echo>,
 }
 
 impl Session {
@@ -232,6 +262,16 @@ impl Session {
             None => None,
         };
         let base_node = base.as_ref().map(|(id, l)| (*id, l.kind));
+        if req.echo && (base.is_some() || matches!(req.input, CompletionInput::Chat(_))) {
+            return Err(Error::Invalid(
+                "echo returns a prompt of text or tokens sent whole: not a chat, not after a state".into(),
+            ));
+        }
+        if req.max_tokens == Some(0) && (!req.echo || req.freeze.is_some()) {
+            return Err(Error::Invalid(
+                "max_tokens 0 (nothing generated) is for scoring a prompt with echo, and saves nothing".into(),
+            ));
+        }
         if let Some(name) = &req.freeze {
             self.library.check_name_free(base_node.map(|b| b.0), name)?;
         }
@@ -261,8 +301,13 @@ impl Session {
         params.max_tokens = max_tokens;
 
         // Resume from the longest shared prefix (at least one token is left to process, for
-        // its logits).
-        let (mut live, resumed_from) = self.longest_saved_prefix(&prompt, base)?;
+        // its logits); a prompt to score is processed whole.
+        let scoring = req.echo && req.params.logprobs.is_some();
+        let (mut live, resumed_from) = if scoring {
+            (Live::empty(&self.model, NodeKind::Cache, Transcript::default()), None)
+        } else {
+            self.longest_saved_prefix(&prompt, base)?
+        };
         let keep = live
             .state
             .tokens()
@@ -272,10 +317,46 @@ impl Session {
             .count();
         let keep = keep.min(prompt.len() - 1);
         live.truncate(keep);
-        let rest = &prompt[keep..];
+        let mut rest = &prompt[keep..];
         tracing::Span::current()
             .record("prompt_tokens", prompt.len())
             .record("cached_tokens", keep);
+        let t_score = Instant::now();
+        let echo = if req.echo {
+            let scores = match params.logprobs {
+                Some(k) => {
+                    let s = freeze_attn_engine::score(&self.model.model, &mut live.state, &prompt, k, cancel)?;
+                    rest = &prompt[prompt.len() - 1..];
+                    Some(s)
+                }
+                None => None,
+            };
+            Some(self.echo(&req.input, &prompt, scores.as_deref())?)
+        } else {
+            None
+        };
+        let score_ms = t_score.elapsed().as_secs_f64() * 1000.0;
+        if max_tokens == 0 {
+            return Ok(Completion {
+                choices: (0..req.n)
+                    .map(|index| Choice {
+                        index,
+                        text: String::new(),
+                        tool_calls: Vec::new(),
+                        tokens: 0,
+                        finish: FinishReason::Length,
+                        logprobs: Vec::new(),
+                    })
+                    .collect(),
+                prompt_tokens: prompt.len(),
+                cached_tokens: keep,
+                resumed_from,
+                frozen: None,
+                cached_as: None,
+                prefill_ms: score_ms,
+                echo,
+            });
+        }
 
         let mut states = Vec::with_capacity(req.n);
         let mut choices = Vec::with_capacity(req.n);
@@ -293,7 +374,7 @@ impl Session {
                 cancel,
                 &mut |e| hold.relay(tokenizer, 0, e, on_stream),
             )?;
-            prefill_ms = g.prefill.as_secs_f64() * 1000.0;
+            prefill_ms = score_ms + g.prefill.as_secs_f64() * 1000.0;
             choices.push(hold.finish(tokenizer, 0, g, on_stream));
             states.push(live);
         } else {
@@ -305,7 +386,7 @@ impl Session {
                     .model
                     .prefill(head, &mut live.state, params.chunk, &mut |_| !cancel.is_cancelled())?;
             }
-            prefill_ms = t0.elapsed().as_secs_f64() * 1000.0;
+            prefill_ms = score_ms + t0.elapsed().as_secs_f64() * 1000.0;
             for i in 0..req.n {
                 let mut p = params.clone();
                 p.sampling.seed = params.sampling.seed.wrapping_add(i as u64);
@@ -335,6 +416,7 @@ impl Session {
             frozen: None,
             cached_as: None,
             prefill_ms,
+            echo,
         };
         if let Some(r) = resumed_from {
             // Another process may have evicted or deleted it meanwhile: the state was in memory.
@@ -388,7 +470,7 @@ impl Session {
         let tok = &self.model.tokenizer;
         let tools_json = match (tools, input) {
             (None, _) => None,
-            (Some(_), CompletionInput::Text(_)) => {
+            (Some(_), CompletionInput::Text(_) | CompletionInput::Tokens(_)) => {
                 return Err(Error::Invalid(
                     "tools are offered in a chat, not to a raw prompt".into(),
                 ))
@@ -458,13 +540,78 @@ impl Session {
                 tokens.extend(plan.append);
                 (tokens, Transcript::Text { text: full })
             }
+            (CompletionInput::Tokens(ids), None | Some(Transcript::Text { .. })) => {
+                let vocab = self.model.model.config().vocab_size;
+                if let Some(bad) = ids.iter().find(|&&t| t as usize >= vocab) {
+                    return Err(Error::Invalid(format!(
+                        "token id {bad} is outside the model's vocabulary (0 to {})",
+                        vocab - 1
+                    )));
+                }
+                let before = match base.map(|b| &b.transcript) {
+                    Some(Transcript::Text { text }) => text.clone(),
+                    _ => String::new(),
+                };
+                let mut tokens = base_tokens.to_vec();
+                tokens.extend_from_slice(ids);
+                (
+                    tokens,
+                    Transcript::Text {
+                        text: format!("{before}{}", tok.decode(ids)?),
+                    },
+                )
+            }
             // A conversation goes on with messages: raw text has no place in its transcript.
-            (CompletionInput::Text(_), Some(Transcript::Chat { .. })) => {
+            (CompletionInput::Text(_) | CompletionInput::Tokens(_), Some(Transcript::Chat { .. })) => {
                 return Err(Error::Invalid(
                     "this state is a conversation: continue it with chat messages (/v1/chat/completions)".into(),
                 ))
             }
         })
+    }
+
+    /// The prompt returned with a completion: its text, and each token with its scores (the
+    /// first has none).
+    fn echo(&self, input: &CompletionInput, prompt: &[u32], scores: Option<&[TokenLogprob]>) -> Result<Echo> {
+        let tok = &self.model.tokenizer;
+        let (text, added_bos) = match input {
+            CompletionInput::Text(t) => (
+                t.clone(),
+                tok.add_bos() && tok.bos().is_some() && tok.bos() == prompt.first().copied(),
+            ),
+            CompletionInput::Tokens(ids) => (tok.decode(ids)?, false),
+            CompletionInput::Chat(_) => return Err(Error::Invalid("echo does not return a chat".into())),
+        };
+        let logprobs = scores.map(|scores| {
+            let mut at = 0;
+            prompt
+                .iter()
+                .enumerate()
+                .map(|(i, &id)| {
+                    let (logprob, top) = match i.checked_sub(1).and_then(|j| scores.get(j)) {
+                        Some(s) => {
+                            let l = Logprob::from_engine(tok, s);
+                            (Some(l.logprob), l.top)
+                        }
+                        None => (None, Vec::new()),
+                    };
+                    let bytes = tok.token_bytes(id).unwrap_or_default();
+                    let token = String::from_utf8_lossy(&bytes).into_owned();
+                    let text_offset = at;
+                    if !(i == 0 && added_bos) {
+                        at += token.chars().count();
+                    }
+                    PromptLogprob {
+                        token,
+                        bytes,
+                        logprob,
+                        top,
+                        text_offset,
+                    }
+                })
+                .collect()
+        });
+        Ok(Echo { text, logprobs })
     }
 
     /// The state sharing the longest prefix with `prompt`: the `state` the request names, a warm

@@ -23,6 +23,7 @@ fn chat(messages: &[Message], cache: bool) -> CompletionRequest {
         state: None,
         freeze: None,
         cache,
+        echo: false,
     }
 }
 

@@ -187,6 +187,7 @@ fn an_exported_cache_node_imports_as_a_visible_node() {
         state: None,
         freeze: None,
         cache: true,
+        echo: false,
     };
     let cached = s
         .complete(&req, &CancelToken::new(), &mut |_, _| {})

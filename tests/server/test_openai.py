@@ -21,6 +21,7 @@ import urllib.request
 import openai
 
 BIN = os.environ.get("FREEZE_ATTN_BIN", "target/debug/freeze-attn")
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def models_dir():
@@ -202,6 +203,61 @@ class OpenAIClient(unittest.TestCase):
         self.assertEqual([x for p in parts for x in p.tokens], whole.tokens)
         self.assertEqual([x for p in parts for x in p.text_offset], whole.text_offset)
 
+    def test_echo_scores_the_prompt_as_a_scorer_asks(self):
+        """What lm-evaluation-harness's `local-completions` sends: the prompt as token ids (or
+        text), `echo`, `logprobs: 1`, `max_tokens` 0 or 1; it sums the continuation's token
+        log-probabilities and checks each was the most likely."""
+        s = self.server
+        prompt = "The capital of France is Paris"
+        r = s.client.completions.create(model=s.model, prompt=prompt, echo=True, logprobs=1, max_tokens=1, temperature=0)
+        ch = r.choices[0]
+        lp = ch.logprobs
+        n = r.usage.prompt_tokens
+        self.assertTrue(ch.text.startswith(prompt) and len(ch.text) > len(prompt), ch.text)
+        self.assertEqual(len(lp.tokens), n + 1)
+        self.assertEqual("".join(lp.tokens), ch.text)
+        self.assertEqual(lp.text_offset, [sum(len(t) for t in lp.tokens[:i]) for i in range(n + 1)])
+        self.assertIsNone(lp.token_logprobs[0])
+        self.assertIsNone(lp.top_logprobs[0])
+        for tok, l, top in zip(lp.tokens[1:], lp.token_logprobs[1:], lp.top_logprobs[1:]):
+            self.assertLess(l, 0)
+            self.assertEqual(len(top), 1)
+            self.assertGreaterEqual(max(top.values()), l - 1e-6)
+            if tok in top:
+                self.assertAlmostEqual(top[tok], l, places=5)
+        # The model knows its capitals: " Paris" was its first choice, " London" far less likely.
+        self.assertEqual(lp.tokens[n - 1], " Paris")
+        self.assertEqual(max(lp.top_logprobs[n - 1], key=lp.top_logprobs[n - 1].get), " Paris")
+        london = s.client.completions.create(model=s.model, prompt="The capital of France is London", echo=True,
+                                             logprobs=1, max_tokens=0).choices[0].logprobs
+        self.assertLess(london.token_logprobs[-1], lp.token_logprobs[n - 1] - 2)
+
+        # The generated token's log-probability is the one a request without echo reports.
+        plain = s.client.completions.create(model=s.model, prompt=prompt, logprobs=1, max_tokens=1, temperature=0).choices[0]
+        self.assertEqual(plain.logprobs.tokens, lp.tokens[n:])
+        self.assertAlmostEqual(plain.logprobs.token_logprobs[0], lp.token_logprobs[n], places=3)
+
+        # max_tokens 0: the prompt scored, nothing generated.
+        status, body = s.raw("POST", "/v1/completions", {"prompt": prompt, "echo": True, "logprobs": 1, "max_tokens": 0})
+        self.assertEqual(status, 200, body)
+        self.assertEqual(body["choices"][0]["text"], prompt)
+        self.assertEqual(body["usage"]["completion_tokens"], 0)
+        self.assertEqual(body["choices"][0]["logprobs"]["token_logprobs"], lp.token_logprobs[:n])
+
+        # Token ids, as a scorer that tokenizes itself sends them (here llama.cpp's tokenization
+        # from the fixture): used as they are, and scored as the same text is.
+        with open(os.path.join(REPO, "tests", "fixtures", "smollm2_llamacpp.json")) as f:
+            fx = json.load(f)
+        case = next(c for c in fx["tokenize"] if len(c["ids"]) > 8 and c["text"].isascii())
+        by_ids = s.client.completions.create(model=s.model, prompt=[case["ids"]], echo=True, logprobs=1, max_tokens=0)
+        by_text = s.client.completions.create(model=s.model, prompt=case["text"], echo=True, logprobs=1, max_tokens=0)
+        self.assertEqual(by_ids.usage.prompt_tokens, len(case["ids"]))
+        self.assertEqual(by_ids.choices[0].text, case["text"])
+        self.assertEqual(by_ids.choices[0].logprobs.token_logprobs, by_text.choices[0].logprobs.token_logprobs)
+        status, body = s.raw("POST", "/v1/completions", {"prompt": [1, 2, 10 ** 7], "max_tokens": 1})
+        self.assertEqual(status, 400, body)
+        self.assertIn("vocabulary", body["error"]["message"])
+
     def test_three_alternatives_from_one_state(self):
         s = self.server
         r = s.client.chat.completions.create(model=s.model, messages=[{"role": "user", "content": "Invent a name for a cat."}],
@@ -268,7 +324,6 @@ class OpenAIClient(unittest.TestCase):
         self.assertEqual(events[-1]["node"]["name"], "primed")
 
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CHATML_TOOLS = os.path.join(REPO, "assets", "templates", "chatml-tools.jinja")
 WEATHER = [{"type": "function", "function": {
     "name": "get_weather", "description": "Current weather in a city",
@@ -489,7 +544,8 @@ class BadInput(unittest.TestCase):
             self.assertEqual(e["param"], param)
         text = {"prompt": "Hi", "max_tokens": 2}
         for extra, param in [({"logprobs": 21}, "logprobs"), ({"logprobs": True}, "logprobs"),
-                             ({"logprobs": -1}, "logprobs"), ({"echo": True}, "echo")]:
+                             ({"logprobs": -1}, "logprobs"), ({"echo": True, "stream": True}, "echo"),
+                             ({"echo": True, "state": "x"}, "echo"), ({"max_tokens": 0}, "max_tokens")]:
             e = self.expect(400, "invalid_request", "POST", "/v1/completions", dict(text, **extra))
             self.assertEqual(e["param"], param)
 

@@ -367,7 +367,11 @@ fn prompt_scores_agree_with_llama_cpp_and_with_one_pass() {
         let mut state = m.model.new_state();
         let scored = score(&m.model, &mut state, &prompt, 3, &CancelToken::new()).unwrap();
         assert_eq!(scored.len(), prompt.len() - 1);
-        assert_eq!(state.tokens(), &prompt[..prompt.len() - 1], "the last token is left to feed");
+        assert_eq!(
+            state.tokens(),
+            &prompt[..prompt.len() - 1],
+            "the last token is left to feed"
+        );
         for (i, lp) in scored.iter().enumerate() {
             assert_eq!(lp.token, prompt[i + 1]);
             // llama.cpp's top token after position i.
