@@ -70,6 +70,7 @@ impl SamplingArgs {
             },
             stop_strings: self.stop.clone(),
             chunk: self.chunk,
+            grammar: None,
             logprobs: None,
         }
     }

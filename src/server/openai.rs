@@ -13,6 +13,7 @@
 //! constrained decoding, which this server does not have, and are refused.
 
 use super::{parse_json, read_body, ApiError, AppState};
+use crate::engine::Grammar;
 use crate::session::complete::{
     Choice, Completion, CompletionInput, CompletionRequest, Echo, Logprob, Streamed, Tools, MAX_CHOICES,
     MAX_TOP_LOGPROBS,
@@ -70,6 +71,8 @@ struct Common {
     /// completions: the number of alternatives (0 to 20).
     logprobs: Option<Value>,
     top_logprobs: Option<u64>,
+    /// `{"type": "text"}` or `{"type": "json_object"}` (generation constrained to a JSON object).
+    response_format: Option<Value>,
     /// Completions: the prompt returned before the completion, with `logprobs` each of its
     /// tokens scored (what scorers such as lm-evaluation-harness ask for, often with
     /// `max_tokens: 0`).
@@ -370,6 +373,7 @@ async fn respond(
         params.sampling.seed = seed;
     }
     params.logprobs = logprobs(&c, kind)?;
+    params.grammar = response_format(c.response_format.as_ref())?;
     params.stop_strings = match c.stop {
         None => Vec::new(),
         Some(Stop::One(s)) => vec![s],
@@ -470,6 +474,26 @@ fn logprobs(c: &Common, kind: Kind) -> Result<Option<usize>, ApiError> {
                 )),
             },
         },
+    }
+}
+
+/// The grammar `response_format` asks for.
+fn response_format(v: Option<&Value>) -> Result<Option<Grammar>, ApiError> {
+    let bad = |msg: String| Err(ApiError::bad_request("invalid_request", msg).param("response_format"));
+    let Some(v) = v.filter(|v| !v.is_null()) else {
+        return Ok(None);
+    };
+    match v.get("type").and_then(|t| t.as_str()) {
+        Some("text") => Ok(None),
+        Some("json_object") => Ok(Some(Grammar::JsonObject)),
+        Some("json_schema") => bad(
+            "response_format json_schema is not supported yet: use {\"type\": \"json_object\"} (any JSON object) \
+             and describe the schema in the prompt"
+                .into(),
+        ),
+        _ => bad(format!(
+            "response_format must be {{\"type\": \"text\"}} or {{\"type\": \"json_object\"}}, not {v}"
+        )),
     }
 }
 

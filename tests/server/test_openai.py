@@ -258,6 +258,33 @@ class OpenAIClient(unittest.TestCase):
         self.assertEqual(status, 400, body)
         self.assertIn("vocabulary", body["error"]["message"])
 
+    def test_json_mode_gives_json_objects(self):
+        s = self.server
+        msgs = [{"role": "user", "content": "Give me a JSON object describing a book, with the keys title, author and year."}]
+        # Left to itself the model wraps its JSON in a Markdown fence and talks after it.
+        plain = s.client.chat.completions.create(model=s.model, messages=msgs, temperature=0, max_tokens=120)
+        with self.assertRaises(ValueError):
+            json.loads(plain.choices[0].message.content)
+        fmt = {"type": "json_object"}
+        r = s.client.chat.completions.create(model=s.model, messages=msgs, temperature=0.9, seed=3, n=3, max_tokens=160,
+                                             response_format=fmt)
+        objects = []
+        for ch in r.choices:
+            if ch.finish_reason == "stop":
+                objects.append(json.loads(ch.message.content))
+                self.assertIsInstance(objects[-1], dict)
+            else:
+                self.assertEqual(ch.finish_reason, "length")
+                self.assertTrue(ch.message.content.lstrip().startswith("{"), ch.message.content)
+        self.assertGreaterEqual(len(objects), 2, r.choices)
+        self.assertTrue(any("title" in o for o in objects), objects)
+        # Streamed: the same object.
+        whole = s.client.chat.completions.create(model=s.model, messages=msgs, temperature=0, max_tokens=160, response_format=fmt)
+        streamed = "".join(c.choices[0].delta.content or "" for c in s.client.chat.completions.create(
+            model=s.model, messages=msgs, temperature=0, max_tokens=160, response_format=fmt, stream=True) if c.choices)
+        self.assertEqual(streamed, whole.choices[0].message.content)
+        self.assertIsInstance(json.loads(streamed), dict)
+
     def test_three_alternatives_from_one_state(self):
         s = self.server
         r = s.client.chat.completions.create(model=s.model, messages=[{"role": "user", "content": "Invent a name for a cat."}],
@@ -535,17 +562,20 @@ class BadInput(unittest.TestCase):
         self.expect(400, "invalid_json", "POST", "/v1/chat/completions", data=b'{"messages": [')
         self.expect(400, "invalid_json", "POST", "/v1/chat/completions", data=b'{"messages": 5}')
 
-    def test_log_probability_requests_out_of_range(self):
+    def test_fields_out_of_range_or_unsupported(self):
         chat = {"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 2}
         for extra, param in [({"logprobs": True, "top_logprobs": 21}, "top_logprobs"),
                              ({"top_logprobs": 2}, "top_logprobs"),
-                             ({"logprobs": 3}, "logprobs")]:
+                             ({"logprobs": 3}, "logprobs"),
+                             ({"response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {}}}},
+                              "response_format")]:
             e = self.expect(400, "invalid_request", "POST", "/v1/chat/completions", dict(chat, **extra))
             self.assertEqual(e["param"], param)
         text = {"prompt": "Hi", "max_tokens": 2}
         for extra, param in [({"logprobs": 21}, "logprobs"), ({"logprobs": True}, "logprobs"),
                              ({"logprobs": -1}, "logprobs"), ({"echo": True, "stream": True}, "echo"),
-                             ({"echo": True, "state": "x"}, "echo"), ({"max_tokens": 0}, "max_tokens")]:
+                             ({"echo": True, "state": "x"}, "echo"), ({"max_tokens": 0}, "max_tokens"),
+                             ({"response_format": {"type": "xml"}}, "response_format")]:
             e = self.expect(400, "invalid_request", "POST", "/v1/completions", dict(text, **extra))
             self.assertEqual(e["param"], param)
 

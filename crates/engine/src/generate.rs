@@ -6,6 +6,7 @@
 //! a reply captures exactly what the user saw.
 
 use crate::error::{EngineError, Result};
+use crate::grammar::{Constrained, Grammar};
 use crate::kv::KvState;
 use crate::model::{Model, PrefillProgress, DEFAULT_CHUNK};
 use crate::sampling::{Sampler, SamplingParams};
@@ -51,6 +52,10 @@ pub struct GenerateParams {
     /// Not part of saved settings.
     #[serde(skip)]
     pub logprobs: Option<usize>,
+    /// Generate only what this grammar allows (constrained decoding); `None`: anything. Not part
+    /// of saved settings.
+    #[serde(skip)]
+    pub grammar: Option<Grammar>,
 }
 
 /// Most alternatives per step that [`GenerateParams::logprobs`] may ask for (OpenAI's limit).
@@ -99,6 +104,7 @@ impl Default for GenerateParams {
             stop_strings: Vec::new(),
             chunk: DEFAULT_CHUNK,
             logprobs: None,
+            grammar: None,
         }
     }
 }
@@ -239,6 +245,7 @@ pub fn generate(
     let mut text = String::new();
     let mut shown = 0usize;
     let mut logprobs = LogprobStream::new(params.logprobs);
+    let mut grammar = params.grammar.map(|g| Constrained::new(g, tokenizer.byte_table()));
     let hold = params
         .stop_strings
         .iter()
@@ -253,7 +260,18 @@ pub fn generate(
         if tokens.len() >= params.max_tokens {
             break FinishReason::Length;
         }
-        let next = sampler.sample_tensor(&logits, state.tokens())?;
+        let next = match grammar.as_mut() {
+            None => sampler.sample_tensor(&logits, state.tokens())?,
+            Some(g) => {
+                let mut row = logits.flatten_all()?.to_vec1::<f32>()?;
+                if !g.mask(&mut row) {
+                    break FinishReason::Length; // nothing the grammar allows is in the vocabulary
+                }
+                let next = sampler.sample(&mut row, state.tokens());
+                g.advance(next);
+                next
+            }
+        };
         if tokenizer.is_stop(next) {
             break FinishReason::StopToken;
         }
@@ -286,6 +304,10 @@ pub fn generate(
                 on_event(Event::Text(&text[shown..safe]));
                 shown = safe;
             }
+        }
+        // The grammar's end is the generation's (as an end-of-turn token would be).
+        if grammar.as_ref().is_some_and(|g| g.is_complete()) {
+            break FinishReason::StopToken;
         }
     };
     if finish != FinishReason::StopString {

@@ -22,6 +22,7 @@ pub mod error;
 pub mod fingerprint;
 pub mod generate;
 pub mod gguf;
+pub mod grammar;
 pub mod kernels;
 pub mod kv;
 pub mod loader;
@@ -43,6 +44,7 @@ pub use generate::{
     generate, score, CancelToken, Event, FinishReason, GenerateParams, Generation, TokenLogprob, MAX_TOP_LOGPROBS,
     SCORE_CHUNK,
 };
+pub use grammar::Grammar;
 pub use kernels::{KernelChoice, Kernels};
 pub use kv::{KvGeometry, KvState};
 pub use loader::{

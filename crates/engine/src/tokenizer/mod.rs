@@ -35,6 +35,21 @@ pub struct Tokenizer {
     add_bos: bool,
     stop_tokens: Vec<u32>,
     source: PathBuf,
+    byte_table: ByteTable,
+}
+
+/// [`Tokenizer::byte_table`], once built (its `Debug` does not print a vocabulary).
+#[derive(Clone, Default)]
+struct ByteTable(std::sync::OnceLock<Vec<Option<Vec<u8>>>>);
+
+impl std::fmt::Debug for ByteTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.get().is_some() {
+            "ByteTable(built)"
+        } else {
+            "ByteTable(not built)"
+        })
+    }
 }
 
 impl Tokenizer {
@@ -62,6 +77,7 @@ impl Tokenizer {
             add_bos,
             stop_tokens,
             source,
+            byte_table: ByteTable::default(),
         }
     }
 
@@ -160,6 +176,23 @@ impl Tokenizer {
             return Some(piece.into_bytes());
         }
         self.decode_with_special(&[id]).ok().map(String::into_bytes)
+    }
+    /// Every token's bytes ([`Tokenizer::token_bytes`]), `None` for added and special tokens
+    /// (control tokens, not text); built once, on first use (constrained decoding tries every
+    /// token at every step).
+    pub fn byte_table(&self) -> &[Option<Vec<u8>>] {
+        self.byte_table.0.get_or_init(|| {
+            let added = self.inner.get_added_vocabulary();
+            (0..self.vocab_size() as u32)
+                .map(|id| {
+                    let piece = self.inner.id_to_token(id)?;
+                    if added.get_vocab().contains_key(&piece) || added.is_special_token(&piece) {
+                        return None;
+                    }
+                    self.token_bytes(id).filter(|b| !b.is_empty())
+                })
+                .collect()
+        })
     }
     pub fn inner(&self) -> &tokenizers::Tokenizer {
         &self.inner

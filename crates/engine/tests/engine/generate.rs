@@ -411,3 +411,73 @@ fn prompt_scores_agree_with_llama_cpp_and_with_one_pass() {
     eprintln!("prompt scores in chunks of {SCORE_CHUNK} against one pass: largest difference {diff:.2e} nats");
     assert!(diff < 1e-2, "{diff}");
 }
+
+/// JSON mode: greedy and sampled generations under the JSON-object grammar are JSON objects
+/// that end where the object closes, on the default model asked (in a chat) for JSON.
+#[test]
+fn a_json_object_grammar_gives_json_objects() {
+    use freeze_attn_engine::{Grammar, Message};
+    let m = smollm();
+    let chat = m
+        .template()
+        .unwrap()
+        .render(
+            &[Message::user(
+                "Describe a cat as JSON with the keys name, age and colors (a list).",
+            )],
+            true,
+        )
+        .unwrap();
+    let prompt = m.tokenizer.encode(&chat).unwrap();
+    let mut params = vec![GenerateParams {
+        grammar: Some(Grammar::JsonObject),
+        ..GenerateParams::greedy(200)
+    }];
+    for seed in 0..4 {
+        params.push(GenerateParams {
+            grammar: Some(Grammar::JsonObject),
+            max_tokens: 200,
+            ..sampled(seed)
+        });
+    }
+    let mut complete = 0;
+    for p in &params {
+        let mut state = m.model.new_state();
+        let g = generate(
+            &m.model,
+            &m.tokenizer,
+            &mut state,
+            &prompt,
+            p,
+            &CancelToken::new(),
+            &mut |_| {},
+        )
+        .unwrap();
+        eprintln!("json (t={}): {:?} {}", p.sampling.temperature, g.finish, g.text);
+        assert_eq!(
+            state.len(),
+            prompt.len() + g.tokens.len(),
+            "the state holds every generated token"
+        );
+        match g.finish {
+            FinishReason::StopToken => {
+                let v: serde_json::Value = serde_json::from_str(&g.text).unwrap_or_else(|e| panic!("{e}: {}", g.text));
+                assert!(v.is_object(), "{}", g.text);
+                assert!(g.text.trim_end().ends_with('}'));
+                complete += 1;
+            }
+            // Cut off: what there is must still be the start of an object.
+            FinishReason::Length => {
+                assert!(g.text.trim_start().starts_with('{'), "{}", g.text);
+                let mut j = freeze_attn_engine::grammar::JsonObject::new();
+                assert!(j.advance(g.text.as_bytes()), "{}", g.text);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!(
+        complete >= 3,
+        "{complete} of {} objects closed within 200 tokens",
+        params.len()
+    );
+}
