@@ -134,6 +134,12 @@ impl JsonObject {
         self.mode == Mode::Done
     }
 
+    /// Inside a string, not in an escape or a UTF-8 character: any printable ASCII but `"` and
+    /// `\` is allowed, and keeps it so.
+    fn in_plain_string(&self) -> bool {
+        matches!(self.mode, Mode::Str { .. })
+    }
+
     /// Whether `bytes` may come next (the state is not changed; `scratch` is reused so that
     /// trying a whole vocabulary allocates nothing). Empty bytes are not allowed.
     pub fn allows(&self, bytes: &[u8], scratch: &mut JsonObject) -> bool {
@@ -375,29 +381,47 @@ pub(crate) struct Constrained<'a> {
     scratch: JsonObject,
     /// Each token's bytes; `None` for added and special tokens.
     table: &'a [Option<Vec<u8>>],
+    /// Tokens of printable ASCII without `"` or `\\`: inside a string they are always allowed
+    /// (most of a vocabulary: the mask skips trying them there).
+    plain: Vec<bool>,
 }
 
 impl<'a> Constrained<'a> {
     pub(crate) fn new(grammar: Grammar, table: &'a [Option<Vec<u8>>]) -> Self {
+        let plain = table
+            .iter()
+            .map(|t| {
+                t.as_ref()
+                    .is_some_and(|b| b.iter().all(|&c| (0x20..=0x7e).contains(&c) && c != b'"' && c != b'\\'))
+            })
+            .collect();
         match grammar {
             Grammar::JsonObject => Self {
                 state: JsonObject::new(),
                 scratch: JsonObject::new(),
                 table,
+                plain,
             },
         }
     }
 
     /// Sets the logits of the tokens that may not come next to minus infinity; `false` when no
-    /// token may.
+    /// token may. A token is tried whole only when its first byte may come next (and, inside a
+    /// string, when it is not plain text).
     pub(crate) fn mask(&mut self, logits: &mut [f32]) -> bool {
+        let in_string = self.state.in_plain_string();
+        let mut first = [false; 256];
+        for (b, ok) in first.iter_mut().enumerate() {
+            *ok = self.state.allows(&[b as u8], &mut self.scratch);
+        }
         let mut any = false;
         for (id, l) in logits.iter_mut().enumerate() {
             if *l == f32::NEG_INFINITY {
                 continue;
             }
             let ok = match self.table.get(id) {
-                Some(Some(bytes)) => self.state.allows(bytes, &mut self.scratch),
+                Some(Some(bytes)) if in_string && self.plain[id] => true,
+                Some(Some(bytes)) => first[bytes[0] as usize] && self.state.allows(bytes, &mut self.scratch),
                 _ => false,
             };
             if ok {
@@ -520,6 +544,28 @@ mod tests {
         let deep = format!("{{\"a\":{}", "[".repeat(MAX_DEPTH - 1));
         assert!(JsonObject::new().advance(deep.as_bytes()));
         assert!(!JsonObject::new().advance(format!("{deep}[").as_bytes()));
+    }
+
+    #[test]
+    fn the_mask_allows_exactly_the_tokens_the_automaton_accepts() {
+        let pieces: Vec<&[u8]> = vec![
+            b"{", b"}", b"\"", b"\":", b"name", b"ab\"", b" ", b"\n  ", b"1", b".5", b"e", b"tr", b"ue", b",",
+            b"[", b"]", b"\\", b"u00", b"\xc3", b"\xa9", b"\xc3\xa9", b"\"}", b"x\"}", b"\x01", b"null",
+        ];
+        let mut table: Vec<Option<Vec<u8>>> = pieces.iter().map(|p| Some(p.to_vec())).collect();
+        table.push(None); // a special token
+        let mut c = Constrained::new(Grammar::JsonObject, &table);
+        let mut scratch = JsonObject::new();
+        // Walk a text, checking the mask before each step.
+        for step in [&b"{"[..], b"\"", b"name", b"\":", b" ", b"[", b"1", b".5", b",", b"\"", b"\xc3", b"\xa9", b"\\", b"u00"] {
+            let mut logits = vec![0.0f32; table.len()];
+            c.mask(&mut logits);
+            for (id, t) in table.iter().enumerate() {
+                let want = t.as_ref().is_some_and(|b| c.state.allows(b, &mut scratch));
+                assert_eq!(logits[id] == 0.0, want, "token {:?} in {:?}", t, c.state.mode);
+            }
+            assert!(c.state.advance(step), "{step:?}");
+        }
     }
 
     #[test]
