@@ -32,7 +32,7 @@ pub mod tree;
 pub use bench::{bench, run_generation_test};
 pub use error::{Error, Result};
 pub use freeze_attn_engine as engine;
-pub use freeze_attn_engine::{CancelToken, FinishReason, GenerateParams, Message, ToolCall};
+pub use freeze_attn_engine::{CancelToken, FinishReason, GenerateParams, Grammar, Message, ToolCall};
 pub use generate::{generate, GenerateOutput, Observer, Prompt};
 pub use live::Live;
 pub use model::{open_model, open_model_with_progress, resolve_model};

@@ -77,6 +77,23 @@ fn generate_json_contract() {
     assert!(chat["text"].as_str().unwrap().contains("Paris"), "{chat}");
     // The chat prompt is the template's rendering: it starts with <|im_start|> (id 1).
     assert_eq!(chat["prompt_tokens"][0], 1);
+
+    // --json-object: the reply is one JSON object, and it ends there.
+    let obj = json(&cli(&[
+        "generate",
+        "--chat",
+        "--prompt",
+        "Give me a JSON object describing a book, with the keys title, author and year.",
+        "--max-tokens",
+        "120",
+        "--temperature",
+        "0",
+        "--json-object",
+        "--json",
+    ]));
+    assert_eq!(obj["finish"], "stop_token", "{obj}");
+    let reply: serde_json::Value = serde_json::from_str(obj["text"].as_str().unwrap()).unwrap();
+    assert!(reply.is_object() && reply.get("title").is_some(), "{reply}");
 }
 
 /// `FREEZE_ATTN_KERNELS=generic` runs the GPU's code path (candle's ops) on the CPU, and the

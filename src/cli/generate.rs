@@ -39,6 +39,10 @@ pub struct GenerateArgs {
     /// Print one JSON object instead of streaming text.
     #[arg(long)]
     pub json: bool,
+    /// Write only a JSON object (constrained decoding, as the server's
+    /// `response_format: {"type": "json_object"}`); say in the prompt what it should hold.
+    #[arg(long)]
+    pub json_object: bool,
 }
 
 pub fn run(a: GenerateArgs) -> anyhow::Result<()> {
@@ -47,7 +51,10 @@ pub fn run(a: GenerateArgs) -> anyhow::Result<()> {
     let t0 = Instant::now();
     let model = freeze_attn::open_model(&a.model.model, a.model.device()?)?;
     let load = t0.elapsed();
-    let params = a.sampling.params();
+    let mut params = a.sampling.params();
+    if a.json_object {
+        params.grammar = Some(freeze_attn::Grammar::JsonObject);
+    }
     let json_out = a.json;
     let mut on_text = |t: &str| {
         if !json_out {

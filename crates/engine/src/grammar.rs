@@ -549,15 +549,53 @@ mod tests {
     #[test]
     fn the_mask_allows_exactly_the_tokens_the_automaton_accepts() {
         let pieces: Vec<&[u8]> = vec![
-            b"{", b"}", b"\"", b"\":", b"name", b"ab\"", b" ", b"\n  ", b"1", b".5", b"e", b"tr", b"ue", b",",
-            b"[", b"]", b"\\", b"u00", b"\xc3", b"\xa9", b"\xc3\xa9", b"\"}", b"x\"}", b"\x01", b"null",
+            b"{",
+            b"}",
+            b"\"",
+            b"\":",
+            b"name",
+            b"ab\"",
+            b" ",
+            b"\n  ",
+            b"1",
+            b".5",
+            b"e",
+            b"tr",
+            b"ue",
+            b",",
+            b"[",
+            b"]",
+            b"\\",
+            b"u00",
+            b"\xc3",
+            b"\xa9",
+            b"\xc3\xa9",
+            b"\"}",
+            b"x\"}",
+            b"\x01",
+            b"null",
         ];
         let mut table: Vec<Option<Vec<u8>>> = pieces.iter().map(|p| Some(p.to_vec())).collect();
         table.push(None); // a special token
         let mut c = Constrained::new(Grammar::JsonObject, &table);
         let mut scratch = JsonObject::new();
         // Walk a text, checking the mask before each step.
-        for step in [&b"{"[..], b"\"", b"name", b"\":", b" ", b"[", b"1", b".5", b",", b"\"", b"\xc3", b"\xa9", b"\\", b"u00"] {
+        for step in [
+            &b"{"[..],
+            b"\"",
+            b"name",
+            b"\":",
+            b" ",
+            b"[",
+            b"1",
+            b".5",
+            b",",
+            b"\"",
+            b"\xc3",
+            b"\xa9",
+            b"\\",
+            b"u00",
+        ] {
             let mut logits = vec![0.0f32; table.len()];
             c.mask(&mut logits);
             for (id, t) in table.iter().enumerate() {
