@@ -9,8 +9,9 @@
 //! required: `serve --chat-template`), assistant messages may carry `tool_calls` and `tool`
 //! messages answer them; a reply that consists of calls to the offered tools comes back as
 //! `tool_calls` with `finish_reason: "tool_calls"` (streamed: one delta with the whole calls).
-//! `tool_choice` `"auto"` and `"none"` are honoured; `"required"` and a named function need
-//! constrained decoding, which this server does not have, and are refused.
+//! `tool_choice` `"auto"` and `"none"` are honoured; `"required"` and a named function would
+//! need decoding constrained to the template's call format and the tools' names (JSON mode
+//! constrains JSON syntax only), and are refused.
 
 use super::{parse_json, read_body, ApiError, AppState};
 use crate::engine::Grammar;
@@ -220,31 +221,31 @@ pub(super) async fn completions(
 /// The request's `tools` and `tool_choice`.
 fn tools(list: Option<&RawValue>, choice: Option<&Value>) -> Result<Option<Tools>, ApiError> {
     let bad = |what: &'static str, msg: String| ApiError::bad_request("invalid_request", msg).param(what);
-    let read_calls =
-        match choice {
-            None | Some(Value::Null) => true,
-            Some(Value::String(c)) if c == "auto" => true,
-            Some(Value::String(c)) if c == "none" => false,
-            Some(Value::String(c)) if c == "required" => return Err(bad(
+    let read_calls = match choice {
+        None | Some(Value::Null) => true,
+        Some(Value::String(c)) if c == "auto" => true,
+        Some(Value::String(c)) if c == "none" => false,
+        Some(Value::String(c)) if c == "required" => {
+            return Err(bad(
                 "tool_choice",
-                "tool_choice \"required\" needs constrained decoding, which this server does not have: use \"auto\""
-                    .into(),
-            )),
-            Some(Value::Object(_)) => {
-                return Err(bad(
-                    "tool_choice",
-                    "tool_choice naming a function needs constrained decoding, which this server does not have: \
+                "tool_choice \"required\" is not supported (a call cannot be forced yet): use \"auto\"".into(),
+            ))
+        }
+        Some(Value::Object(_)) => {
+            return Err(bad(
+                "tool_choice",
+                "tool_choice naming a function is not supported (a call cannot be forced yet): \
                  use \"auto\" and offer only that tool"
-                        .into(),
-                ))
-            }
-            Some(other) => {
-                return Err(bad(
-                    "tool_choice",
-                    format!("tool_choice must be \"auto\" or \"none\", not {other}"),
-                ))
-            }
-        };
+                    .into(),
+            ))
+        }
+        Some(other) => {
+            return Err(bad(
+                "tool_choice",
+                format!("tool_choice must be \"auto\" or \"none\", not {other}"),
+            ))
+        }
+    };
     let Some(list) = list.filter(|l| l.get() != "null") else {
         return Ok(None);
     };
