@@ -264,6 +264,12 @@ pub fn generate(
             None => sampler.sample_tensor(&logits, state.tokens())?,
             Some(g) => {
                 let mut row = logits.flatten_all()?.to_vec1::<f32>()?;
+                // The end comes with the grammar's, even where a stop token is ordinary text.
+                for &s in tokenizer.stop_tokens() {
+                    if let Some(l) = row.get_mut(s as usize) {
+                        *l = f32::NEG_INFINITY;
+                    }
+                }
                 if !g.mask(&mut row) {
                     break FinishReason::Length; // nothing the grammar allows is in the vocabulary
                 }
