@@ -93,10 +93,6 @@ impl Tools {
         })
     }
 
-    pub fn names(&self) -> &[String] {
-        &self.names
-    }
-
     /// The calls a whole reply consists of (`None`: the reply is text).
     fn calls_in(&self, text: &str) -> Option<Vec<ToolCall>> {
         if !self.read_calls {
@@ -280,7 +276,14 @@ impl Session {
             return Err(Error::Invalid("the prompt is empty".into()));
         }
         let context = self.model.model.config().context_length;
-        let room = context.saturating_sub(prompt.len());
+        if prompt.len() > context {
+            // (Also with `max_tokens` 0, where no room for a reply is asked.)
+            return Err(Error::Engine(EngineError::ContextOverflow {
+                needed: prompt.len(),
+                context,
+            }));
+        }
+        let room = context - prompt.len();
         let max_tokens = match req.max_tokens {
             Some(m) if m > room => {
                 return Err(Error::Engine(EngineError::ContextOverflow {
@@ -595,8 +598,7 @@ impl Session {
                         }
                         None => (None, Vec::new()),
                     };
-                    let bytes = tok.token_bytes(id).unwrap_or_default();
-                    let token = String::from_utf8_lossy(&bytes).into_owned();
+                    let Logprob { token, bytes, .. } = Logprob::of(tok, id, 0.0, Vec::new());
                     let text_offset = at;
                     if !(i == 0 && added_bos) {
                         at += token.chars().count();

@@ -79,6 +79,11 @@ impl TokenLogprob {
         let lp = candle_nn::ops::log_softmax(logits, D::Minus1)?
             .flatten_all()?
             .to_vec1::<f32>()?;
+        Self::of_row(&lp, token, k)
+    }
+
+    /// The same from one row of log-probabilities already computed.
+    fn of_row(lp: &[f32], token: u32, k: usize) -> Result<Self> {
         let logprob = *lp.get(token as usize).ok_or(EngineError::BadToken {
             id: token,
             vocab: lp.len(),
@@ -196,11 +201,13 @@ pub fn score(
         if cancel.is_cancelled() {
             return Err(EngineError::Cancelled);
         }
-        let logits = model.forward(chunk, state, true)?;
-        let logits = logits.reshape((chunk.len(), ()))?;
-        for j in 0..chunk.len() {
-            let next = tokens[c * SCORE_CHUNK + j + 1];
-            out.push(TokenLogprob::of(&logits.narrow(0, j, 1)?, next, k)?);
+        // One log-softmax and one copy per chunk, then each row on the host.
+        let lp = model
+            .log_probs(chunk, state)?
+            .reshape((chunk.len(), ()))?
+            .to_vec2::<f32>()?;
+        for (j, row) in lp.iter().enumerate() {
+            out.push(TokenLogprob::of_row(row, tokens[c * SCORE_CHUNK + j + 1], k)?);
         }
     }
     Ok(out)

@@ -128,7 +128,7 @@ impl ChatTemplate {
                     .map_err(|e| EngineError::Template(format!("the tool list is not JSON: {e}")))
             })
             .transpose()?;
-        let messages = messages.iter().map(message_value).collect::<Result<Vec<_>>>()?;
+        let messages: Vec<Value> = messages.iter().map(message_value).collect();
         t.render(context! {
             messages => messages,
             tools => tools,
@@ -151,7 +151,7 @@ impl ChatTemplate {
 /// A message as templates read it: `role`, `content`, and when present `tool_calls` in the
 /// OpenAI / transformers shape (`{id, type: "function", function: {name, arguments}}`, the
 /// arguments a JSON object when they parse as one) and `tool_call_id`.
-fn message_value(m: &Message) -> Result<Value> {
+fn message_value(m: &Message) -> Value {
     let mut fields: Vec<(&str, Value)> = vec![
         ("role", Value::from(m.role.as_str())),
         ("content", Value::from(m.content.as_str())),
@@ -178,7 +178,7 @@ fn message_value(m: &Message) -> Result<Value> {
     if let Some(id) = &m.tool_call_id {
         fields.push(("tool_call_id", Value::from(id.as_str())));
     }
-    Ok(Value::from_iter(fields))
+    Value::from_iter(fields)
 }
 
 /// `tojson` as transformers defines it for chat templates: Python's `json.dumps(x,
