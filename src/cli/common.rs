@@ -87,6 +87,22 @@ pub fn prompt_text(prompt: &Option<String>, file: &Option<std::path::PathBuf>) -
 }
 
 /// Prints prefill progress to stderr for inputs longer than one chunk.
+/// A small text file named on the command line (a chat template, a JSON schema), read up to
+/// 1 MiB: real ones are a few kilobytes, and a wrong path to a large file is an error, not a
+/// long read.
+pub fn read_small_file(path: &std::path::Path, what: &str) -> anyhow::Result<String> {
+    use std::io::Read;
+    const MAX_BYTES: u64 = 1 << 20;
+    let mut text = String::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_BYTES + 1).read_to_string(&mut text))
+        .map_err(|e| anyhow::anyhow!("cannot read the {what} {}: {e}", path.display()))?;
+    if text.len() as u64 > MAX_BYTES {
+        anyhow::bail!("the {what} {} is over 1 MiB", path.display());
+    }
+    Ok(text)
+}
+
 pub fn progress_printer(chunk: usize) -> impl FnMut(PrefillProgress) {
     let start = std::time::Instant::now();
     move |p: PrefillProgress| {

@@ -1,6 +1,6 @@
 //! `freeze-attn generate`.
 
-use super::common::{ms, progress_printer, prompt_text, ModelArgs, SamplingArgs};
+use super::common::{ms, progress_printer, prompt_text, read_small_file, ModelArgs, SamplingArgs};
 use clap::Args;
 use freeze_attn::engine::generate::per_second;
 use freeze_attn::engine::state::StoredDType;
@@ -41,8 +41,12 @@ pub struct GenerateArgs {
     pub json: bool,
     /// Write only a JSON object (constrained decoding, as the server's
     /// `response_format: {"type": "json_object"}`); say in the prompt what it should hold.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "json_schema")]
     pub json_object: bool,
+    /// Write only a JSON object this JSON Schema (a file) allows (as the server's
+    /// `response_format: {"type": "json_schema"}`).
+    #[arg(long, value_name = "FILE")]
+    pub json_schema: Option<PathBuf>,
 }
 
 pub fn run(a: GenerateArgs) -> anyhow::Result<()> {
@@ -54,6 +58,14 @@ pub fn run(a: GenerateArgs) -> anyhow::Result<()> {
     let mut params = a.sampling.params();
     if a.json_object {
         params.grammar = Some(freeze_attn::Grammar::JsonObject);
+    }
+    if let Some(path) = &a.json_schema {
+        let text = read_small_file(path, "JSON schema")?;
+        let schema: serde_json::Value = serde_json::from_str(&text)
+            .map_err(|e| anyhow::anyhow!("the JSON schema {} is not JSON: {e}", path.display()))?;
+        let schema = freeze_attn::engine::grammar::Schema::compile(&schema)
+            .map_err(|e| anyhow::anyhow!("the JSON schema {}: {e}", path.display()))?;
+        params.grammar = Some(freeze_attn::Grammar::JsonSchema(std::sync::Arc::new(schema)));
     }
     let json_out = a.json;
     let mut on_text = |t: &str| {

@@ -1,6 +1,6 @@
 //! `freeze-attn serve`: the OpenAI-compatible server over the library (see docs/api.md).
 
-use super::common::{ModelArgs, SamplingArgs};
+use super::common::{read_small_file, ModelArgs, SamplingArgs};
 use clap::Args;
 use freeze_attn::server::{serve, ServeOptions};
 use freeze_attn::SessionHost;
@@ -42,21 +42,6 @@ pub struct ServeArgs {
     pub sampling: SamplingArgs,
 }
 
-/// Largest chat template file read (real ones are a few kilobytes).
-const MAX_TEMPLATE_BYTES: u64 = 1 << 20;
-
-fn read_template(path: &std::path::Path) -> anyhow::Result<String> {
-    use std::io::Read;
-    let mut text = String::new();
-    std::fs::File::open(path)
-        .and_then(|f| f.take(MAX_TEMPLATE_BYTES + 1).read_to_string(&mut text))
-        .map_err(|e| anyhow::anyhow!("cannot read the chat template {}: {e}", path.display()))?;
-    if text.len() as u64 > MAX_TEMPLATE_BYTES {
-        anyhow::bail!("the chat template {} is over 1 MiB", path.display());
-    }
-    Ok(text)
-}
-
 pub fn run(a: ServeArgs) -> anyhow::Result<()> {
     if !(a.cache_gb.is_finite() && a.cache_gb >= 0.0) {
         anyhow::bail!("--cache-gb must be a number of GB, at least 0");
@@ -70,7 +55,11 @@ pub fn run(a: ServeArgs) -> anyhow::Result<()> {
     options.check()?;
     let params = a.sampling.params();
     params.validate()?;
-    let template = a.chat_template.as_deref().map(read_template).transpose()?;
+    let template = a
+        .chat_template
+        .as_deref()
+        .map(|p| read_small_file(p, "chat template"))
+        .transpose()?;
     let quota = (a.cache_gb * 1e9) as u64;
     let host = Arc::new(SessionHost::open(a.model.model.clone(), a.model.device()?));
     let model = host.run_blocking(move |s| {

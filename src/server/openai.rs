@@ -14,6 +14,7 @@
 //! constrains JSON syntax only), and are refused.
 
 use super::{parse_json, read_body, ApiError, AppState};
+use crate::engine::grammar::Schema;
 use crate::engine::Grammar;
 use crate::session::complete::{
     Choice, Completion, CompletionInput, CompletionRequest, Echo, Logprob, Streamed, Tools, MAX_CHOICES,
@@ -31,6 +32,7 @@ use serde_json::value::RawValue;
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::convert::Infallible;
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// `stop`: one string or a list.
@@ -72,7 +74,8 @@ struct Common {
     /// completions: the number of alternatives (0 to 20).
     logprobs: Option<Value>,
     top_logprobs: Option<u64>,
-    /// `{"type": "text"}` or `{"type": "json_object"}` (generation constrained to a JSON object).
+    /// `{"type": "text"}`, `{"type": "json_object"}` (generation constrained to a JSON object) or
+    /// `{"type": "json_schema", "json_schema": {"schema": …}}` (to an object the schema allows).
     response_format: Option<Value>,
     /// Completions: the prompt returned before the completion, with `logprobs` each of its
     /// tokens scored (what scorers such as lm-evaluation-harness ask for, often with
@@ -478,7 +481,9 @@ fn logprobs(c: &Common, kind: Kind) -> Result<Option<usize>, ApiError> {
     }
 }
 
-/// The grammar `response_format` asks for.
+/// The grammar `response_format` asks for: `text`, `json_object`, or `json_schema` with the
+/// schema under `json_schema.schema` (OpenAI's shape; `name` and `strict` are not needed: the
+/// schema is always followed strictly).
 fn response_format(v: Option<&Value>) -> Result<Option<Grammar>, ApiError> {
     let bad = |msg: String| Err(ApiError::bad_request("invalid_request", msg).param("response_format"));
     let Some(v) = v.filter(|v| !v.is_null()) else {
@@ -487,13 +492,23 @@ fn response_format(v: Option<&Value>) -> Result<Option<Grammar>, ApiError> {
     match v.get("type").and_then(|t| t.as_str()) {
         Some("text") => Ok(None),
         Some("json_object") => Ok(Some(Grammar::JsonObject)),
-        Some("json_schema") => bad(
-            "response_format json_schema is not supported yet: use {\"type\": \"json_object\"} (any JSON object) \
-             and describe the schema in the prompt"
-                .into(),
-        ),
+        Some("json_schema") => {
+            let Some(spec) = v.get("json_schema").filter(|s| s.is_object()) else {
+                return bad(
+                    "response_format json_schema needs a json_schema object with the schema under \"schema\"".into(),
+                );
+            };
+            match spec.get("schema") {
+                None | Some(Value::Null) => Ok(Some(Grammar::JsonObject)),
+                Some(schema) => match Schema::compile(schema) {
+                    Ok(s) => Ok(Some(Grammar::JsonSchema(Arc::new(s)))),
+                    Err(e) => bad(format!("response_format json_schema: {e}")),
+                },
+            }
+        }
         _ => bad(format!(
-            "response_format must be {{\"type\": \"text\"}} or {{\"type\": \"json_object\"}}, not {v}"
+            "response_format must be {{\"type\": \"text\"}}, {{\"type\": \"json_object\"}} or \
+             {{\"type\": \"json_schema\", \"json_schema\": {{\"schema\": ...}}}}, not {v}"
         )),
     }
 }

@@ -285,6 +285,63 @@ class OpenAIClient(unittest.TestCase):
         self.assertEqual(streamed, whole.choices[0].message.content)
         self.assertIsInstance(json.loads(streamed), dict)
 
+    def test_structured_outputs_parse_into_pydantic_models(self):
+        """`response_format` from a Pydantic model (what the SDK's `.parse()` sends: nested
+        objects through `$ref`, a `Literal` enum, an optional field, a bounded list, strings
+        with a length bound): every reply that ends is parsed and validated by Pydantic."""
+        from typing import Annotated, Literal, Optional
+
+        import openai.lib._pydantic
+        from pydantic import BaseModel, Field
+
+        class Toy(BaseModel):
+            name: Annotated[str, Field(max_length=20)]
+            squeaks: bool
+
+        class Cat(BaseModel):
+            name: Annotated[str, Field(max_length=20)]
+            age: int
+            color: Literal["black", "white", "ginger", "grey"]
+            indoor: bool
+            nickname: Optional[Annotated[str, Field(max_length=12)]]
+            toys: Annotated[list[Toy], Field(max_length=3)]
+
+        s = self.server
+        msgs = [{"role": "user", "content": "Describe a cat as JSON."}]
+        r = s.client.chat.completions.parse(model=s.model, messages=msgs, response_format=Cat, temperature=0.8,
+                                            seed=1, n=3, max_tokens=300)
+        cats = [ch.message.parsed for ch in r.choices if ch.finish_reason == "stop"]
+        self.assertGreaterEqual(len(cats), 2, [ch.message.content for ch in r.choices])
+        for cat in cats:
+            self.assertIsInstance(cat, Cat)
+            self.assertEqual(list(cat.model_dump()), ["name", "age", "color", "indoor", "nickname", "toys"])
+        # Without the schema the same request gives other keys (the schema is what shaped them).
+        free = s.client.chat.completions.create(model=s.model, messages=msgs, temperature=0.8, seed=1, n=3,
+                                                max_tokens=300, response_format={"type": "json_object"})
+        with self.assertRaises(Exception):
+            for ch in free.choices:
+                Cat.model_validate_json(ch.message.content)
+        # Streamed: the same text, which Pydantic reads.
+        fmt = {"type": "json_schema", "json_schema": {"name": "Cat", "strict": True,
+                                                      "schema": openai.lib._pydantic.to_strict_json_schema(Cat)}}
+        whole = s.client.chat.completions.create(model=s.model, messages=msgs, temperature=0, max_tokens=300,
+                                                 response_format=fmt)
+        streamed = "".join(c.choices[0].delta.content or "" for c in s.client.chat.completions.create(
+            model=s.model, messages=msgs, temperature=0, max_tokens=300, response_format=fmt, stream=True) if c.choices)
+        self.assertEqual(streamed, whole.choices[0].message.content)
+        Cat.model_validate_json(streamed)
+        # What cannot be followed is refused by name, with where it is.
+        for schema, says in [({"type": "object", "properties": {"when": {"type": "string", "format": "date-time"}}},
+                              "`format` is not supported in response_format schemas (at #/properties/when)"),
+                             ({"type": "array"}, "must be JSON objects"),
+                             ({"$ref": "#/$defs/Missing"}, "points to nothing")]:
+            body = {"messages": msgs, "max_tokens": 4,
+                    "response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": schema}}}
+            status, e = s.raw("POST", "/v1/chat/completions", body)
+            self.assertEqual(status, 400, e)
+            self.assertEqual(e["error"]["param"], "response_format")
+            self.assertIn(says, e["error"]["message"])
+
     def test_three_alternatives_from_one_state(self):
         s = self.server
         r = s.client.chat.completions.create(model=s.model, messages=[{"role": "user", "content": "Invent a name for a cat."}],
@@ -567,8 +624,9 @@ class BadInput(unittest.TestCase):
         for extra, param in [({"logprobs": True, "top_logprobs": 21}, "top_logprobs"),
                              ({"top_logprobs": 2}, "top_logprobs"),
                              ({"logprobs": 3}, "logprobs"),
-                             ({"response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {}}}},
-                              "response_format")]:
+                             ({"response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "string"}}}},
+                              "response_format"),
+                             ({"response_format": {"type": "json_schema", "schema": {}}}, "response_format")]:
             e = self.expect(400, "invalid_request", "POST", "/v1/chat/completions", dict(chat, **extra))
             self.assertEqual(e["param"], param)
         text = {"prompt": "Hi", "max_tokens": 2}

@@ -252,7 +252,10 @@ pub fn generate(
     let mut text = String::new();
     let mut shown = 0usize;
     let mut logprobs = LogprobStream::new(params.logprobs);
-    let mut grammar = params.grammar.map(|g| Constrained::new(g, tokenizer.byte_table()));
+    let mut grammar = params
+        .grammar
+        .as_ref()
+        .map(|g| Constrained::new(g, tokenizer.byte_table()));
     let hold = params
         .stop_strings
         .iter()

@@ -1,0 +1,1085 @@
+//! Constrained decoding: generation that can only write a JSON object, any object (OpenAI's
+//! `response_format: {"type": "json_object"}`) or one a JSON Schema allows (`json_schema`,
+//! compiled in [`schema`]).
+//!
+//! [`Matcher`] follows the text byte by byte: a pushdown automaton for RFC 8259 JSON whose
+//! frames carry the schema node each value must match. Where a schema allows several
+//! alternatives (`anyOf`, `enum`) it follows every one still possible (a set of stacks, pruned
+//! as bytes rule them out). At each step every token whose bytes the matcher would not accept
+//! next is masked out of the logits before sampling, so sampling picks from the model's
+//! distribution restricted to what keeps the text a prefix of an allowed value (temperature,
+//! top-k and top-p apply to what is left). Generation ends when the object closes. Added and
+//! special tokens (`<|eot_id|>`, `<|im_start|>`) are never allowed inside: their text is not what
+//! the model means by them.
+//!
+//! Two bounds keep a model from writing forever without breaking the grammar: at most
+//! [`MAX_WHITESPACE`] bytes of white space in a row between tokens of JSON, and at most
+//! [`MAX_DEPTH`] nested containers. `max_tokens` bounds the rest (a string that never ends).
+
+pub mod schema;
+
+use std::sync::Arc;
+
+use schema::{Node, NodeId, ANY_ARRAY, ANY_NUMBER, ANY_OBJECT, ANY_STRING, FALSE, NULL, TRUE};
+pub use schema::{Schema, SchemaError};
+
+/// Longest run of white space allowed between JSON tokens (enough for a newline and the
+/// indentation of a deeply nested pretty-printed value).
+pub const MAX_WHITESPACE: usize = 48;
+/// Deepest nesting of objects and arrays.
+pub const MAX_DEPTH: usize = 64;
+/// Most alternatives followed at once. Alternatives that share a prefix (an `enum` of strings,
+/// `anyOf` objects with the same first keys) are followed side by side until the text rules all
+/// but one out; past this many, the later ones are dropped (what is written still matches one).
+pub const MAX_ALTERNATIVES: usize = 64;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum NumState {
+    /// After `-`.
+    Minus,
+    /// After a leading `0`.
+    Zero,
+    /// In the integer digits (not a leading zero).
+    Int,
+    /// After `.`.
+    Dot,
+    /// In the fraction digits.
+    Frac,
+    /// After `e` / `E`.
+    Exp,
+    /// After the exponent's sign.
+    ExpSign,
+    /// In the exponent digits.
+    ExpDigits,
+}
+
+impl NumState {
+    /// Whether the number may end here.
+    fn complete(self) -> bool {
+        matches!(
+            self,
+            NumState::Zero | NumState::Int | NumState::Frac | NumState::ExpDigits
+        )
+    }
+
+    fn next(self, b: u8, integer: bool) -> Option<NumState> {
+        use NumState::*;
+        Some(match (self, b) {
+            (Minus, b'0') => Zero,
+            (Minus, b'1'..=b'9') => Int,
+            (Int, b'0'..=b'9') => Int,
+            (Zero | Int, b'.') if !integer => Dot,
+            (Dot | Frac, b'0'..=b'9') => Frac,
+            (Zero | Int | Frac, b'e' | b'E') if !integer => Exp,
+            (Exp, b'+' | b'-') => ExpSign,
+            (Exp | ExpSign | ExpDigits, b'0'..=b'9') => ExpDigits,
+            _ => return None,
+        })
+    }
+}
+
+fn is_ws(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\n' | b'\r')
+}
+
+/// Where a string is, between its quotes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StrAt {
+    /// Between characters.
+    Plain,
+    /// After `\`.
+    Escape,
+    /// `\u` with this many hex digits still to come.
+    Unicode(u8),
+    /// Inside a multi-byte UTF-8 character with this many continuation bytes to come.
+    Utf8(u8),
+}
+
+/// Where an object is, between its braces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ObjAt {
+    /// After `{`: a key or `}`.
+    Open,
+    /// After `,`: a key.
+    Comma,
+    /// After a member's value: `,` or `}`.
+    AfterValue,
+    /// In a declared key: `at` bytes of `prop`'s key (quotes included) written so far. Where
+    /// declared keys share those bytes, `prop` is the first of them that may come.
+    Key { prop: u16, at: u16 },
+    /// After a key: `:` (`prop` [`ADDITIONAL`] for a map's key).
+    Colon { prop: u16 },
+}
+
+/// The property index of a map's keys (objects without declared properties).
+const ADDITIONAL: u16 = u16::MAX;
+
+/// One level of the matcher's stack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Frame {
+    /// A value of this node comes next (white space first is fine).
+    Value(NodeId),
+    /// Inside an object of this node; `next`: the first declared property that may still come.
+    Object {
+        node: NodeId,
+        next: u16,
+        at: ObjAt,
+    },
+    /// Inside an array of this node with `count` items begun; `open`: right after `[`.
+    Array {
+        node: NodeId,
+        count: u32,
+        open: bool,
+    },
+    /// Inside a string of `min..=max` characters, `count` begun.
+    Str {
+        min: u32,
+        max: u32,
+        count: u32,
+        at: StrAt,
+    },
+    Num {
+        state: NumState,
+        integer: bool,
+    },
+    /// Inside a literal node's bytes, `at` of them written.
+    Literal {
+        node: NodeId,
+        at: u32,
+    },
+}
+
+/// One way the text so far matches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Path {
+    stack: Vec<Frame>,
+    /// White space bytes in a row so far.
+    ws: u8,
+    /// Open containers.
+    depth: u8,
+}
+
+/// Follows text against a schema: every way it may still match.
+#[derive(Debug, Clone)]
+pub struct Matcher {
+    schema: Arc<Schema>,
+    paths: Vec<Path>,
+    /// Reused by [`Matcher::allows`] and for alternatives that fork, so that trying a whole
+    /// vocabulary allocates nothing.
+    scratch: Vec<Path>,
+    forks: Vec<Path>,
+}
+
+impl PartialEq for Matcher {
+    fn eq(&self, other: &Self) -> bool {
+        self.paths == other.paths && Arc::ptr_eq(&self.schema, &other.schema)
+    }
+}
+
+impl Matcher {
+    pub fn new(schema: Arc<Schema>) -> Self {
+        let root = schema.root;
+        Self {
+            schema,
+            paths: vec![Path {
+                stack: vec![Frame::Value(root)],
+                ws: 0,
+                depth: 0,
+            }],
+            scratch: Vec::new(),
+            forks: Vec::new(),
+        }
+    }
+
+    /// Any JSON object.
+    pub fn any_object() -> Self {
+        Self::new(Arc::new(Schema::any_object()))
+    }
+
+    /// The value closed: nothing more may be written.
+    pub fn is_complete(&self) -> bool {
+        self.paths.iter().any(|p| p.stack.is_empty())
+    }
+
+    /// Some way of matching is inside a string without a length bound, not in an escape or a
+    /// UTF-8 character: any printable ASCII but `"` and `\` is allowed there.
+    fn in_plain_string(&self) -> bool {
+        self.paths.iter().any(|p| {
+            matches!(
+                p.stack.last(),
+                Some(Frame::Str {
+                    max: u32::MAX,
+                    at: StrAt::Plain,
+                    ..
+                })
+            )
+        })
+    }
+
+    /// Whether `bytes` may come next (the matcher is not changed). Empty bytes are not allowed.
+    pub fn allows(&mut self, bytes: &[u8]) -> bool {
+        if bytes.is_empty() {
+            return false;
+        }
+        self.scratch.clone_from(&self.paths);
+        run(&self.schema, &mut self.scratch, &mut self.forks, bytes)
+    }
+
+    /// Takes `bytes`; `false` (and a matcher to discard) when they are not allowed.
+    pub fn advance(&mut self, bytes: &[u8]) -> bool {
+        run(&self.schema, &mut self.paths, &mut self.forks, bytes)
+    }
+}
+
+/// Feeds `bytes` to every path; `false` when none is left.
+fn run(schema: &Schema, paths: &mut Vec<Path>, forks: &mut Vec<Path>, bytes: &[u8]) -> bool {
+    for &b in bytes {
+        forks.clear();
+        paths.retain_mut(|p| push(schema, p, b, forks));
+        if !forks.is_empty() {
+            paths.append(forks);
+            let mut i = 1;
+            while i < paths.len() {
+                if paths[..i].contains(&paths[i]) || i >= MAX_ALTERNATIVES {
+                    paths.swap_remove(i);
+                } else {
+                    i += 1;
+                }
+            }
+        }
+        if paths.is_empty() {
+            return false;
+        }
+    }
+    true
+}
+
+impl Path {
+    fn white(&mut self, b: u8) -> bool {
+        if is_ws(b) && (self.ws as usize) < MAX_WHITESPACE {
+            self.ws += 1;
+            return true;
+        }
+        false
+    }
+
+    fn top(&mut self) -> &mut Frame {
+        self.stack.last_mut().expect("a frame")
+    }
+
+    /// Closes the container on top.
+    fn close(&mut self) -> bool {
+        self.stack.pop();
+        self.depth -= 1;
+        true
+    }
+}
+
+/// One byte on one path; alternatives beyond the first that take it go to `forks`. A byte that
+/// is refused leaves the path to be discarded.
+fn push(s: &Schema, p: &mut Path, b: u8, forks: &mut Vec<Path>) -> bool {
+    loop {
+        let Some(&top) = p.stack.last() else {
+            return false; // complete: nothing after the end
+        };
+        if matches!(top, Frame::Value(_) | Frame::Object { .. } | Frame::Array { .. }) && !is_ws(b) {
+            p.ws = 0;
+        }
+        return match top {
+            Frame::Value(n) => {
+                if is_ws(b) {
+                    return p.white(b);
+                }
+                p.stack.pop();
+                start(s, n, p, b, forks)
+            }
+            Frame::Object { node, next, at } => {
+                let Node::Object { props, additional } = &s.nodes[node as usize] else {
+                    unreachable!("object frames are made from object nodes")
+                };
+                let may_close = props[next as usize..].iter().all(|q| !q.required);
+                let key_start = |p: &mut Path| -> bool {
+                    if props.is_empty() {
+                        if additional.is_none() {
+                            return false;
+                        }
+                        *p.top() = Frame::Object {
+                            node,
+                            next,
+                            at: ObjAt::Colon { prop: ADDITIONAL },
+                        };
+                        p.stack.push(Frame::Str {
+                            min: 0,
+                            max: u32::MAX,
+                            count: 0,
+                            at: StrAt::Plain,
+                        });
+                        return true;
+                    }
+                    if next as usize >= props.len() {
+                        return false;
+                    }
+                    *p.top() = Frame::Object {
+                        node,
+                        next,
+                        at: ObjAt::Key { prop: next, at: 1 },
+                    };
+                    true
+                };
+                match (at, b) {
+                    (ObjAt::Open | ObjAt::Comma, b'"') => key_start(p),
+                    (ObjAt::Open | ObjAt::AfterValue, b'}') if may_close => p.close(),
+                    (ObjAt::AfterValue, b',') if !props.is_empty() || additional.is_some() => {
+                        if !props.is_empty() && next as usize >= props.len() {
+                            return false;
+                        }
+                        *p.top() = Frame::Object {
+                            node,
+                            next,
+                            at: ObjAt::Comma,
+                        };
+                        true
+                    }
+                    (ObjAt::Key { prop, at }, _) => {
+                        // The first property that may come whose key goes on with `b`. Those
+                        // that may come: from `next` to the first required one.
+                        let written = &props[prop as usize].key[..at as usize];
+                        let mut found = None;
+                        for (i, q) in props.iter().enumerate().skip(next as usize) {
+                            if q.key.starts_with(written) && q.key.get(at as usize) == Some(&b) {
+                                found = Some(i);
+                                break;
+                            }
+                            if q.required {
+                                break;
+                            }
+                        }
+                        let Some(i) = found else { return false };
+                        let at = at + 1;
+                        *p.top() = Frame::Object {
+                            node,
+                            next,
+                            at: if at as usize == props[i].key.len() {
+                                ObjAt::Colon { prop: i as u16 }
+                            } else {
+                                ObjAt::Key { prop: i as u16, at }
+                            },
+                        };
+                        true
+                    }
+                    (ObjAt::Colon { prop }, b':') => {
+                        let (value, next) = match prop {
+                            ADDITIONAL => (additional.expect("a map's key was allowed"), next),
+                            i => (props[i as usize].value, i + 1),
+                        };
+                        *p.top() = Frame::Object {
+                            node,
+                            next,
+                            at: ObjAt::AfterValue,
+                        };
+                        p.stack.push(Frame::Value(value));
+                        true
+                    }
+                    _ => p.white(b),
+                }
+            }
+            Frame::Array { node, count, open } => {
+                let Node::Array { items, min, max } = s.nodes[node as usize] else {
+                    unreachable!("array frames are made from array nodes")
+                };
+                if is_ws(b) {
+                    return p.white(b);
+                }
+                match b {
+                    b']' if count >= min => p.close(),
+                    b',' if !open && count < max => {
+                        *p.top() = Frame::Array {
+                            node,
+                            count: count + 1,
+                            open: false,
+                        };
+                        p.stack.push(Frame::Value(items));
+                        true
+                    }
+                    _ if open && max > 0 => {
+                        // The first item's first byte.
+                        *p.top() = Frame::Array {
+                            node,
+                            count: 1,
+                            open: false,
+                        };
+                        p.stack.push(Frame::Value(items));
+                        continue;
+                    }
+                    _ => false,
+                }
+            }
+            Frame::Str { min, max, count, at } => {
+                let next = match (at, b) {
+                    (StrAt::Plain, b'"') if count >= min => {
+                        p.stack.pop();
+                        return true;
+                    }
+                    (StrAt::Plain, _) if count >= max => return false,
+                    (StrAt::Plain, b'\\') => (count + 1, StrAt::Escape),
+                    (StrAt::Plain, 0x20..=0x7f) if b != b'"' => (count + 1, StrAt::Plain),
+                    // UTF-8 lead bytes (no overlong 0xC0/0xC1, nothing past U+10FFFF).
+                    (StrAt::Plain, 0xc2..=0xdf) => (count + 1, StrAt::Utf8(1)),
+                    (StrAt::Plain, 0xe0..=0xef) => (count + 1, StrAt::Utf8(2)),
+                    (StrAt::Plain, 0xf0..=0xf4) => (count + 1, StrAt::Utf8(3)),
+                    (StrAt::Utf8(left), 0x80..=0xbf) => {
+                        (count, if left == 1 { StrAt::Plain } else { StrAt::Utf8(left - 1) })
+                    }
+                    (StrAt::Escape, b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => (count, StrAt::Plain),
+                    (StrAt::Escape, b'u') => (count, StrAt::Unicode(4)),
+                    (StrAt::Unicode(left), _) if b.is_ascii_hexdigit() => (
+                        count,
+                        if left == 1 {
+                            StrAt::Plain
+                        } else {
+                            StrAt::Unicode(left - 1)
+                        },
+                    ),
+                    _ => return false,
+                };
+                *p.top() = Frame::Str {
+                    min,
+                    max,
+                    count: next.0,
+                    at: next.1,
+                };
+                true
+            }
+            Frame::Num { state, integer } => match state.next(b, integer) {
+                Some(state) => {
+                    *p.top() = Frame::Num { state, integer };
+                    true
+                }
+                // The number ends at a byte that is not part of it; that byte goes to the
+                // container around it.
+                None if state.complete() => {
+                    p.stack.pop();
+                    continue;
+                }
+                None => false,
+            },
+            Frame::Literal { node, at } => {
+                let Node::Literal(bytes) = &s.nodes[node as usize] else {
+                    unreachable!("literal frames are made from literal nodes")
+                };
+                if bytes.get(at as usize) != Some(&b) {
+                    return false;
+                }
+                if at as usize + 1 == bytes.len() {
+                    p.stack.pop();
+                } else {
+                    *p.top() = Frame::Literal { node, at: at + 1 };
+                }
+                true
+            }
+        };
+    }
+}
+
+/// Starts a value of node `n` with its first byte `b` (not white space) on `p`, whose `Value`
+/// frame is already popped. Refusing leaves `p` as it was; alternatives beyond the first that
+/// take `b` go to `forks`.
+fn start(s: &Schema, n: NodeId, p: &mut Path, b: u8, forks: &mut Vec<Path>) -> bool {
+    let open = |p: &mut Path, f: Frame| -> bool {
+        if p.depth as usize >= MAX_DEPTH {
+            return false;
+        }
+        p.depth += 1;
+        p.stack.push(f);
+        true
+    };
+    match &s.nodes[n as usize] {
+        Node::AnyOf(alts) => {
+            let before = p.clone();
+            let mut taken = false;
+            for &a in alts.iter() {
+                if !taken {
+                    taken = start(s, a, p, b, forks);
+                } else {
+                    let mut other = before.clone();
+                    if start(s, a, &mut other, b, forks) {
+                        forks.push(other);
+                    }
+                }
+            }
+            taken
+        }
+        Node::Any => {
+            let n = match b {
+                b'{' => ANY_OBJECT,
+                b'[' => ANY_ARRAY,
+                b'"' => ANY_STRING,
+                b'-' | b'0'..=b'9' => ANY_NUMBER,
+                b't' => TRUE,
+                b'f' => FALSE,
+                b'n' => NULL,
+                _ => return false,
+            };
+            start(s, n, p, b, forks)
+        }
+        Node::Object { .. } => {
+            b == b'{'
+                && open(
+                    p,
+                    Frame::Object {
+                        node: n,
+                        next: 0,
+                        at: ObjAt::Open,
+                    },
+                )
+        }
+        Node::Array { .. } => {
+            b == b'['
+                && open(
+                    p,
+                    Frame::Array {
+                        node: n,
+                        count: 0,
+                        open: true,
+                    },
+                )
+        }
+        &Node::String { min, max } => {
+            if b != b'"' {
+                return false;
+            }
+            p.stack.push(Frame::Str {
+                min,
+                max,
+                count: 0,
+                at: StrAt::Plain,
+            });
+            true
+        }
+        &Node::Number { integer } => {
+            let state = match b {
+                b'-' => NumState::Minus,
+                b'0' => NumState::Zero,
+                b'1'..=b'9' => NumState::Int,
+                _ => return false,
+            };
+            p.stack.push(Frame::Num { state, integer });
+            true
+        }
+        Node::Literal(bytes) => {
+            if bytes.first() != Some(&b) {
+                return false;
+            }
+            if bytes.len() > 1 {
+                p.stack.push(Frame::Literal { node: n, at: 1 });
+            }
+            true
+        }
+    }
+}
+
+/// The grammars generation can follow.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Grammar {
+    /// One JSON object, then the end.
+    JsonObject,
+    /// One JSON object the schema allows, then the end.
+    JsonSchema(Arc<Schema>),
+}
+
+/// A grammar followed through one generation.
+pub(crate) struct Constrained<'a> {
+    matcher: Matcher,
+    /// Each token's bytes; `None` for added and special tokens.
+    table: &'a [Option<Vec<u8>>],
+    /// Tokens of printable ASCII without `"` or `\\`: inside a string they are always allowed
+    /// (most of a vocabulary: the mask skips trying them there).
+    plain: Vec<bool>,
+}
+
+impl<'a> Constrained<'a> {
+    pub(crate) fn new(grammar: &Grammar, table: &'a [Option<Vec<u8>>]) -> Self {
+        let plain = table
+            .iter()
+            .map(|t| {
+                t.as_ref()
+                    .is_some_and(|b| b.iter().all(|&c| (0x20..=0x7e).contains(&c) && c != b'"' && c != b'\\'))
+            })
+            .collect();
+        let matcher = match grammar {
+            Grammar::JsonObject => Matcher::any_object(),
+            Grammar::JsonSchema(s) => Matcher::new(s.clone()),
+        };
+        Self { matcher, table, plain }
+    }
+
+    /// Sets the logits of the tokens that may not come next to minus infinity; `false` when no
+    /// token may. A token is tried whole only when its first byte may come next (and, inside a
+    /// string, when it is not plain text).
+    pub(crate) fn mask(&mut self, logits: &mut [f32]) -> bool {
+        let in_string = self.matcher.in_plain_string();
+        let mut first = [false; 256];
+        for (b, ok) in first.iter_mut().enumerate() {
+            *ok = self.matcher.allows(&[b as u8]);
+        }
+        let mut any = false;
+        for (id, l) in logits.iter_mut().enumerate() {
+            if *l == f32::NEG_INFINITY {
+                continue;
+            }
+            let ok = match self.table.get(id) {
+                Some(Some(_)) if in_string && self.plain[id] => true,
+                Some(Some(bytes)) => first[bytes[0] as usize] && self.matcher.allows(bytes),
+                _ => false,
+            };
+            if ok {
+                any = true;
+            } else {
+                *l = f32::NEG_INFINITY;
+            }
+        }
+        any
+    }
+
+    /// Takes the sampled token (one the mask allowed).
+    pub(crate) fn advance(&mut self, id: u32) {
+        if let Some(Some(bytes)) = self.table.get(id as usize) {
+            self.matcher.advance(bytes);
+        }
+    }
+
+    pub(crate) fn is_complete(&self) -> bool {
+        self.matcher.is_complete()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn accepts_whole(text: &str) -> bool {
+        let mut g = Matcher::any_object();
+        g.advance(text.as_bytes()) && g.is_complete()
+    }
+
+    fn accepts_prefix(text: &str) -> bool {
+        Matcher::any_object().advance(text.as_bytes())
+    }
+
+    #[test]
+    fn whole_objects() {
+        for t in [
+            "{}",
+            " {\"a\": 1}",
+            "{\"a\":[1,-2.5e+3,0,0.25,true,false,null,\"x\\\"y\\u00e9\\n\"],\"b\":{\"c\":{}}}",
+            "{\n  \"name\": \"Zürich 東京 🌙\",\n  \"n\": -0E-1\n}",
+            "{\"empty\": [], \"nested\": [[], [{}]]}",
+        ] {
+            assert!(accepts_whole(t), "{t}");
+            assert!(serde_json::from_str::<serde_json::Value>(t).is_ok(), "{t} is JSON");
+        }
+    }
+
+    #[test]
+    fn not_json_or_not_an_object() {
+        for t in [
+            "[1]",
+            "\"s\"",
+            "1",
+            "{,}",
+            "{\"a\" 1}",
+            "{\"a\":}",
+            "{\"a\":01}",
+            "{\"a\":1.}",
+            "{\"a\":-}",
+            "{\"a\":tru}",
+            "{\"a\":1,}",
+            "{a:1}",
+            "{\"a\":[1,]}",
+            "{\"a\":\"\u{1}\"}",
+            "{\"a\":\"\\x\"}",
+            "{\"a\":\"\\u12g4\"}",
+            "{\"a\":1}}",
+            "{\"a\":1} x",
+            "{\"a\":[}",
+            "{\"a\":{]}",
+        ] {
+            assert!(!accepts_whole(t), "{t:?} accepted");
+            // Every one of them is refused at the byte that breaks it, not only at the end.
+            let v = serde_json::from_str::<serde_json::Value>(t);
+            assert!(v.is_err() || !v.unwrap().is_object(), "{t} is a JSON object");
+        }
+        // Invalid UTF-8 in a string.
+        assert!(!Matcher::any_object().advance(b"{\"a\":\"\xff"));
+        assert!(!Matcher::any_object().advance(b"{\"a\":\"\xc3\x28"));
+        assert!(Matcher::any_object().advance(b"{\"a\":\"\xc3\xa9"));
+    }
+
+    #[test]
+    fn prefixes_stay_open_and_the_end_is_the_end() {
+        for t in [
+            "",
+            "  ",
+            "{",
+            "{\"a",
+            "{\"a\":",
+            "{\"a\": [1, 2",
+            "{\"a\": -1.5e",
+            "{\"a\": \"\\u00",
+            "{\"a\": nu",
+        ] {
+            assert!(accepts_prefix(t), "{t:?}");
+            assert!(!accepts_whole(t), "{t:?} is not whole");
+        }
+        let mut g = Matcher::any_object();
+        assert!(g.advance(b"{\"a\": 1}"));
+        assert!(g.is_complete());
+        assert!(!g.clone().advance(b" "), "nothing after the end");
+        assert!(!g.allows(b"\n"));
+    }
+
+    #[test]
+    fn bounded_whitespace_and_depth() {
+        let mut g = Matcher::any_object();
+        assert!(g.advance(b"{"));
+        assert!(g.advance(" ".repeat(MAX_WHITESPACE).as_bytes()));
+        assert!(!g.clone().advance(b" "), "one more space");
+        assert!(
+            g.advance(b"\"k\"  : \"  many   spaces   inside  \""),
+            "strings are not white space"
+        );
+        let deep = format!("{{\"a\":{}", "[".repeat(MAX_DEPTH - 1));
+        assert!(Matcher::any_object().advance(deep.as_bytes()));
+        assert!(!Matcher::any_object().advance(format!("{deep}[").as_bytes()));
+    }
+
+    #[test]
+    fn the_mask_allows_exactly_the_tokens_the_automaton_accepts() {
+        let pieces: Vec<&[u8]> = vec![
+            b"{",
+            b"}",
+            b"\"",
+            b"\":",
+            b"name",
+            b"ab\"",
+            b" ",
+            b"\n  ",
+            b"1",
+            b".5",
+            b"e",
+            b"tr",
+            b"ue",
+            b",",
+            b"[",
+            b"]",
+            b"\\",
+            b"u00",
+            b"\xc3",
+            b"\xa9",
+            b"\xc3\xa9",
+            b"\"}",
+            b"x\"}",
+            b"\x01",
+            b"null",
+        ];
+        let mut table: Vec<Option<Vec<u8>>> = pieces.iter().map(|p| Some(p.to_vec())).collect();
+        table.push(None); // a special token
+        let mut c = Constrained::new(&Grammar::JsonObject, &table);
+        let mut m = Matcher::any_object();
+        // Walk a text, checking the mask before each step.
+        for step in [
+            &b"{"[..],
+            b"\"",
+            b"name",
+            b"\":",
+            b" ",
+            b"[",
+            b"1",
+            b".5",
+            b",",
+            b"\"",
+            b"\xc3",
+            b"\xa9",
+            b"\\",
+            b"u00",
+        ] {
+            let mut logits = vec![0.0f32; table.len()];
+            c.mask(&mut logits);
+            for (id, t) in table.iter().enumerate() {
+                let want = t.as_ref().is_some_and(|b| m.allows(b));
+                assert_eq!(logits[id] == 0.0, want, "token {:?} in {:?}", t, m.paths);
+            }
+            assert!(m.advance(step), "{step:?}");
+            assert!(c.matcher.advance(step));
+        }
+    }
+
+    #[test]
+    fn allows_does_not_change_the_state() {
+        let mut g = Matcher::any_object();
+        assert!(g.advance(b"{\"a\""));
+        let before = g.paths.clone();
+        assert!(g.allows(b": 1}"));
+        assert!(!g.allows(b"}"));
+        assert!(!g.allows(b""));
+        assert_eq!(g.paths, before);
+    }
+
+    fn schema(v: serde_json::Value) -> Arc<Schema> {
+        Arc::new(Schema::compile(&v).unwrap_or_else(|e| panic!("{e}")))
+    }
+
+    fn whole(s: &Arc<Schema>, text: &str) -> bool {
+        let mut m = Matcher::new(s.clone());
+        m.advance(text.as_bytes()) && m.is_complete()
+    }
+
+    fn prefix(s: &Arc<Schema>, text: &str) -> bool {
+        Matcher::new(s.clone()).advance(text.as_bytes())
+    }
+
+    /// What Pydantic 2 writes for a model with an enum, an optional field, a list of nested
+    /// models and a literal (as the OpenAI SDK's `.parse()` sends it, strict).
+    fn pydantic() -> serde_json::Value {
+        serde_json::json!({
+            "$defs": {
+                "Color": {"enum": ["red", "green", "reddish"], "title": "Color", "type": "string"},
+                "Step": {
+                    "additionalProperties": false,
+                    "properties": {
+                        "explanation": {"title": "Explanation", "type": "string"},
+                        "output": {"title": "Output", "type": "integer"}
+                    },
+                    "required": ["explanation", "output"],
+                    "title": "Step",
+                    "type": "object"
+                }
+            },
+            "additionalProperties": false,
+            "properties": {
+                "color": {"$ref": "#/$defs/Color"},
+                "nickname": {"anyOf": [{"type": "string", "maxLength": 5}, {"type": "null"}], "default": null},
+                "steps": {"items": {"$ref": "#/$defs/Step"}, "type": "array", "minItems": 1},
+                "kind": {"const": "cat"},
+                "score": {"type": "number"}
+            },
+            "required": ["color", "nickname", "steps", "kind", "score"],
+            "title": "Answer",
+            "type": "object"
+        })
+    }
+
+    #[test]
+    fn a_schema_allows_what_it_describes() {
+        let s = schema(pydantic());
+        for t in [
+            r#"{"color": "red", "nickname": null, "steps": [{"explanation": "x", "output": 1}], "kind": "cat", "score": -1.5e3}"#,
+            r#"{"color":"reddish","nickname":"Tom","steps":[{"explanation":"a\"b","output":-20},{"explanation":"","output":0}],"kind":"cat","score":0}"#,
+            "{\n  \"color\": \"green\",\n  \"nickname\": \"Zoë\",\n  \"steps\": [ {\"explanation\": \"é\", \"output\": 7} ],\n  \"kind\": \"cat\",\n  \"score\": 2\n}",
+        ] {
+            assert!(whole(&s, t), "{t}");
+        }
+    }
+
+    #[test]
+    fn a_schema_refuses_what_it_does_not_describe() {
+        let s = schema(pydantic());
+        let good = r#"{"color": "red", "nickname": null, "steps": [{"explanation": "x", "output": 1}], "kind": "cat", "score": 1}"#;
+        assert!(whole(&s, good));
+        for (what, t) in [
+            ("a color not in the enum", good.replace("\"red\"", "\"blue\"")),
+            ("a prefix of an enum value", good.replace("\"red\"", "\"re\"")),
+            (
+                "a float where an integer goes",
+                good.replace("\"output\": 1", "\"output\": 1.5"),
+            ),
+            (
+                "a string where an integer goes",
+                good.replace("\"output\": 1", "\"output\": \"1\""),
+            ),
+            ("a nickname too long", good.replace("null", "\"Thomas\"")),
+            (
+                "no steps",
+                good.replace("[{\"explanation\": \"x\", \"output\": 1}]", "[]"),
+            ),
+            ("another const", good.replace("\"cat\"", "\"dog\"")),
+            ("an unknown key", good.replace("\"score\"", "\"scores\"")),
+            ("a missing required key", good.replace(", \"score\": 1", "")),
+            (
+                "keys out of order",
+                good.replace(
+                    "\"color\": \"red\", \"nickname\": null",
+                    "\"nickname\": null, \"color\": \"red\"",
+                ),
+            ),
+            (
+                "a key twice",
+                good.replace("\"kind\": \"cat\"", "\"kind\": \"cat\", \"kind\": \"cat\""),
+            ),
+        ] {
+            assert_ne!(t, good, "{what}: the test changes the text");
+            assert!(!whole(&s, &t), "{what}: {t}");
+        }
+        // Refused at the byte that breaks it, not at the end.
+        assert!(!prefix(&s, r#"{"color": "b"#));
+        assert!(!prefix(&s, r#"{"x"#));
+        assert!(prefix(&s, r#"{"color": "red"#), "\"red\" may go on to \"reddish\"");
+    }
+
+    #[test]
+    fn optional_keys_may_be_left_out_in_order() {
+        let s = schema(serde_json::json!({
+            "type": "object",
+            "properties": {"a": {"type": "integer"}, "ab": {"type": "boolean"}, "b": {"type": "null"}, "c": {}},
+            "required": ["b"]
+        }));
+        for t in [
+            r#"{"b": null}"#,
+            r#"{"a": 1, "b": null}"#,
+            r#"{"ab": true, "b": null}"#,
+            r#"{"a": 1, "ab": false, "b": null, "c": [1, {"x": "y"}]}"#,
+            r#"{"b": null, "c": "anything"}"#,
+        ] {
+            assert!(whole(&s, t), "{t}");
+        }
+        for t in [
+            r#"{}"#,
+            r#"{"a": 1}"#,
+            r#"{"c": 1, "b": null}"#,
+            r#"{"b": null,}"#,
+            r#"{"b": null, "a": 1}"#,
+        ] {
+            assert!(!whole(&s, t), "{t}");
+        }
+    }
+
+    #[test]
+    fn maps_recursion_type_lists_and_bounds() {
+        // A map of integers.
+        let s = schema(serde_json::json!({"type": "object", "additionalProperties": {"type": "integer"}}));
+        assert!(whole(&s, r#"{"x": 1, "y z": -2}"#));
+        assert!(whole(&s, "{}"));
+        assert!(!whole(&s, r#"{"x": "1"}"#));
+        // No keys at all.
+        let s = schema(serde_json::json!({"type": "object", "additionalProperties": false}));
+        assert!(whole(&s, "{ }"));
+        assert!(!prefix(&s, "{\""));
+        // A tree through $ref, and "#".
+        let s = schema(serde_json::json!({
+            "$defs": {"Node": {"type": "object", "properties": {"v": {"type": ["integer", "string"]}, "kids": {"type": "array", "items": {"$ref": "#/$defs/Node"}, "maxItems": 2}}, "required": ["v"]}},
+            "$ref": "#/$defs/Node"
+        }));
+        assert!(whole(&s, r#"{"v": 1, "kids": [{"v": "a"}, {"v": 2, "kids": []}]}"#));
+        assert!(
+            !whole(&s, r#"{"v": 1, "kids": [{"v": 1}, {"v": 2}, {"v": 3}]}"#),
+            "maxItems"
+        );
+        assert!(!whole(&s, r#"{"v": true}"#));
+        let s = schema(
+            serde_json::json!({"type": "object", "properties": {"next": {"anyOf": [{"$ref": "#"}, {"type": "null"}]}}, "required": ["next"]}),
+        );
+        assert!(whole(&s, r#"{"next": {"next": {"next": null}}}"#));
+        // Strings: lengths count characters (an escape is one).
+        let s = schema(
+            serde_json::json!({"type": "object", "properties": {"s": {"type": "string", "minLength": 2, "maxLength": 3}}, "required": ["s"]}),
+        );
+        assert!(whole(&s, r#"{"s": "ab"}"#));
+        assert!(whole(&s, r#"{"s": "é\n猫"}"#));
+        assert!(!whole(&s, r#"{"s": "a"}"#));
+        assert!(!whole(&s, r#"{"s": "abcd"}"#));
+        // Enums of numbers that are prefixes of each other, and nullable.
+        let s = schema(
+            serde_json::json!({"properties": {"n": {"enum": [1, 10, 100], "nullable": true}}, "required": ["n"]}),
+        );
+        for (t, ok) in [
+            ("1", true),
+            ("10", true),
+            ("100", true),
+            ("1000", false),
+            ("null", true),
+            ("0", false),
+        ] {
+            assert_eq!(whole(&s, &format!("{{\"n\": {t}}}")), ok, "{t}");
+        }
+    }
+
+    #[test]
+    fn schemas_that_cannot_be_followed_are_refused_by_name() {
+        for (v, says) in [
+            (serde_json::json!({"type": "string"}), "must be JSON objects"),
+            (
+                serde_json::json!({"type": "object", "properties": {"d": {"type": "string", "format": "date-time"}}}),
+                "`format`",
+            ),
+            (
+                serde_json::json!({"type": "object", "properties": {"n": {"type": "integer", "minimum": 0}}}),
+                "`minimum`",
+            ),
+            (
+                serde_json::json!({"type": "object", "properties": {"a": {}}, "required": ["b"]}),
+                "required key \"b\"",
+            ),
+            (serde_json::json!({"$ref": "#/$defs/Nope"}), "points to nothing"),
+            (
+                serde_json::json!({"$ref": "https://example.com/s.json"}),
+                "outside the schema",
+            ),
+            (serde_json::json!({"$ref": "#"}), "refers to itself"),
+            (
+                serde_json::json!({"type": "object", "properties": {"a": false}}),
+                "allows no value",
+            ),
+            (
+                serde_json::json!({"type": "object", "properties": {"a": {"type": "date"}}}),
+                "unknown type",
+            ),
+            (
+                serde_json::json!({"type": "object", "properties": {"a": {"type": "array", "minItems": 3, "maxItems": 1}}}),
+                "above",
+            ),
+            (
+                serde_json::json!({"type": "object", "properties": {"a": {"enum": []}}}),
+                "non-empty",
+            ),
+        ] {
+            let e = Schema::compile(&v).expect_err(&v.to_string()).to_string();
+            assert!(e.contains(says), "{v}: {e}");
+        }
+        let e = Schema::compile(
+            &serde_json::json!({"type": "object", "properties": {"when": {"type": "string", "pattern": "x"}}}),
+        )
+        .unwrap_err();
+        assert_eq!(e.at, "#/properties/when");
+        // Too large: refused, not followed.
+        let big: serde_json::Map<String, serde_json::Value> = (0..schema::MAX_NODES)
+            .map(|i| (format!("k{i}"), serde_json::json!({"type": "integer"})))
+            .collect();
+        let e = Schema::compile(&serde_json::json!({"type": "object", "properties": big})).map(|_| ());
+        assert!(matches!(&e, Err(e) if e.message.contains("too large")), "{e:?}");
+        // Nested too deeply.
+        let mut deep = serde_json::json!({"type": "object"});
+        for _ in 0..200 {
+            deep = serde_json::json!({"type": "object", "properties": {"a": deep}});
+        }
+        let e = Schema::compile(&deep).map(|_| ());
+        assert!(matches!(&e, Err(e) if e.message.contains("too deeply")), "{e:?}");
+    }
+
+    #[test]
+    fn alternatives_sharing_a_prefix_are_followed_together() {
+        let s = schema(serde_json::json!({
+            "anyOf": [
+                {"type": "object", "properties": {"kind": {"const": "circle"}, "r": {"type": "number"}}, "required": ["kind", "r"]},
+                {"type": "object", "properties": {"kind": {"const": "square"}, "side": {"type": "number"}}, "required": ["kind", "side"]}
+            ]
+        }));
+        assert!(whole(&s, r#"{"kind": "circle", "r": 1}"#));
+        assert!(whole(&s, r#"{"kind": "square", "side": 2}"#));
+        assert!(!whole(&s, r#"{"kind": "circle", "side": 2}"#));
+        let mut m = Matcher::new(s.clone());
+        assert!(m.advance(br#"{"kind": "#));
+        assert_eq!(m.paths.len(), 2, "both alternatives are open");
+        assert!(m.advance(b"\"s"));
+        assert_eq!(m.paths.len(), 1, "the text chose one");
+    }
+}

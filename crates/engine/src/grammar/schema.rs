@@ -1,0 +1,530 @@
+//! JSON Schemas compiled to the nodes the matcher follows (OpenAI's `response_format:
+//! {"type": "json_schema"}`, what the OpenAI SDK's `.parse()` sends for a Pydantic model).
+//!
+//! What is enforced: `type` (one or a list), `properties` (written in the schema's order, each
+//! at most once; those not in `required` may be left out), `required`, `additionalProperties`
+//! (for objects without `properties`: a map's values), `items`, `minItems` / `maxItems`,
+//! `minLength` / `maxLength`, `enum`, `const`, `anyOf` / `oneOf` (one of the alternatives),
+//! `allOf` of one schema, `$ref` within the document (`#`, `#/$defs/…`, `#/definitions/…`, any
+//! JSON pointer; recursion through objects and arrays is fine), `nullable`. Annotations
+//! (`title`, `description`, `default`, `examples`, …) are ignored. An assertion this module does
+//! not enforce (`pattern`, `format`, `minimum`, `uniqueItems`, …) is refused by name rather than
+//! ignored: the reply would not be guaranteed to validate.
+//!
+//! An object with `properties` gets only those keys (extra keys are allowed by a schema that
+//! does not forbid them, but never needed: what is written validates either way, and a model
+//! given room for free keys invents them). An object without `properties` is a map: any keys,
+//! each value as `additionalProperties` says (anything when absent, no keys when `false`).
+
+use std::collections::HashMap;
+use std::fmt;
+
+use serde_json::{Map, Value};
+
+pub(super) type NodeId = u32;
+
+/// Most parts a compiled schema may have (each property, alternative, enum value and type is
+/// one; a schema from a request is bounded by the body, this bounds the work).
+pub const MAX_NODES: usize = 4096;
+/// Deepest nesting of schemas (and `$ref` chains) followed while compiling.
+const MAX_SCHEMA_DEPTH: usize = 128;
+
+// Nodes every schema has, at these ids.
+pub(super) const ANY: NodeId = 0;
+pub(super) const ANY_OBJECT: NodeId = 1;
+pub(super) const ANY_ARRAY: NodeId = 2;
+pub(super) const ANY_STRING: NodeId = 3;
+pub(super) const ANY_NUMBER: NodeId = 4;
+pub(super) const TRUE: NodeId = 5;
+pub(super) const FALSE: NodeId = 6;
+pub(super) const NULL: NodeId = 7;
+const BOOLEAN: NodeId = 8;
+const INTEGER: NodeId = 9;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Node {
+    /// Any JSON value.
+    Any,
+    Number {
+        integer: bool,
+    },
+    /// A string of `min..=max` characters.
+    String {
+        min: u32,
+        max: u32,
+    },
+    /// Exactly these bytes: a `const` or `enum` value as compact JSON (also `true`, `false`,
+    /// `null`).
+    Literal(Box<[u8]>),
+    Array {
+        items: NodeId,
+        min: u32,
+        max: u32,
+    },
+    /// With `props`: those keys in that order. Without: any keys, values `additional` (`None`:
+    /// no keys).
+    Object {
+        props: Box<[Prop]>,
+        additional: Option<NodeId>,
+    },
+    /// One of these.
+    AnyOf(Box<[NodeId]>),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Prop {
+    /// The key as JSON, quotes included: the bytes the model writes.
+    pub(super) key: Box<[u8]>,
+    pub(super) value: NodeId,
+    pub(super) required: bool,
+}
+
+/// A compiled JSON Schema whose values are JSON objects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Schema {
+    pub(super) nodes: Vec<Node>,
+    pub(super) root: NodeId,
+}
+
+/// Why a schema cannot be followed, and where in it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SchemaError {
+    /// A JSON pointer into the schema (`#/properties/when`).
+    pub at: String,
+    pub message: String,
+}
+
+impl fmt::Display for SchemaError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} (at {})", self.message, self.at)
+    }
+}
+
+impl std::error::Error for SchemaError {}
+
+/// Assertions not enforced: a schema with one is refused (a reply could break them). Other
+/// keywords (annotations, and those JSON Schema does not define) are ignored, as validators do.
+const UNSUPPORTED: &[&str] = &[
+    "pattern",
+    "format",
+    "minimum",
+    "maximum",
+    "exclusiveMinimum",
+    "exclusiveMaximum",
+    "multipleOf",
+    "minProperties",
+    "maxProperties",
+    "patternProperties",
+    "propertyNames",
+    "dependentRequired",
+    "dependentSchemas",
+    "dependencies",
+    "if",
+    "then",
+    "else",
+    "not",
+    "contains",
+    "minContains",
+    "maxContains",
+    "prefixItems",
+    "additionalItems",
+    "uniqueItems",
+    "unevaluatedProperties",
+    "unevaluatedItems",
+    "$dynamicRef",
+    "$recursiveRef",
+    "contentSchema",
+];
+
+impl Schema {
+    /// Any JSON object (`response_format: {"type": "json_object"}`).
+    pub fn any_object() -> Self {
+        Self {
+            nodes: prelude(),
+            root: ANY_OBJECT,
+        }
+    }
+
+    /// Compiles `schema` (a JSON Schema document). Its values must be objects (as OpenAI asks of
+    /// a response format's root): `{}` or `true` is taken as any object.
+    pub fn compile(schema: &Value) -> Result<Self, SchemaError> {
+        let mut c = Compiler {
+            doc: schema,
+            nodes: prelude(),
+            refs: HashMap::new(),
+            depth: 0,
+            parts: 0,
+        };
+        let root = c.compile(schema, "#")?;
+        let root = if c.nodes[root as usize] == Node::Any {
+            ANY_OBJECT
+        } else {
+            root
+        };
+        let s = Self { nodes: c.nodes, root };
+        s.check_alternatives()?;
+        if !s.only_objects(root) {
+            return Err(err(
+                "#",
+                "the schema's values must be JSON objects (\"type\": \"object\")",
+            ));
+        }
+        Ok(s)
+    }
+
+    /// `anyOf` (and `$ref`, compiled as an `anyOf` of one) must reach a value through every
+    /// cycle: `{"$ref": "#"}` at the root would expand forever.
+    fn check_alternatives(&self) -> Result<(), SchemaError> {
+        // 0: not seen, 1: on the path, 2: done.
+        let mut mark = vec![0u8; self.nodes.len()];
+        fn visit(s: &Schema, n: NodeId, mark: &mut [u8]) -> bool {
+            match mark[n as usize] {
+                1 => return false,
+                2 => return true,
+                _ => {}
+            }
+            mark[n as usize] = 1;
+            if let Node::AnyOf(alts) = &s.nodes[n as usize] {
+                if !alts.iter().all(|&a| visit(s, a, mark)) {
+                    return false;
+                }
+            }
+            mark[n as usize] = 2;
+            true
+        }
+        for n in 0..self.nodes.len() as NodeId {
+            if !visit(self, n, &mut mark) {
+                return Err(err(
+                    "#",
+                    "a $ref or anyOf refers to itself without an object or array between",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn only_objects(&self, n: NodeId) -> bool {
+        match &self.nodes[n as usize] {
+            Node::Object { .. } => true,
+            Node::Literal(bytes) => bytes.first() == Some(&b'{'),
+            Node::AnyOf(alts) => alts.iter().all(|&a| self.only_objects(a)),
+            _ => false,
+        }
+    }
+}
+
+fn err(at: &str, message: impl Into<String>) -> SchemaError {
+    SchemaError {
+        at: at.to_string(),
+        message: message.into(),
+    }
+}
+
+fn prelude() -> Vec<Node> {
+    let literal = |s: &str| Node::Literal(s.as_bytes().into());
+    vec![
+        Node::Any,
+        Node::Object {
+            props: Box::new([]),
+            additional: Some(ANY),
+        },
+        Node::Array {
+            items: ANY,
+            min: 0,
+            max: u32::MAX,
+        },
+        Node::String { min: 0, max: u32::MAX },
+        Node::Number { integer: false },
+        literal("true"),
+        literal("false"),
+        literal("null"),
+        Node::AnyOf(Box::new([TRUE, FALSE])),
+        Node::Number { integer: true },
+    ]
+}
+
+struct Compiler<'a> {
+    doc: &'a Value,
+    nodes: Vec<Node>,
+    /// `$ref` targets compiled so far (recursion refers back to them).
+    refs: HashMap<String, NodeId>,
+    depth: usize,
+    /// Nodes and properties so far (properties may share a node).
+    parts: usize,
+}
+
+impl Compiler<'_> {
+    fn part(&mut self, at: &str) -> Result<(), SchemaError> {
+        self.parts += 1;
+        if self.parts > MAX_NODES {
+            return Err(err(
+                at,
+                format!("the schema is too large (more than {MAX_NODES} parts)"),
+            ));
+        }
+        Ok(())
+    }
+
+    fn reserve(&mut self, at: &str) -> Result<NodeId, SchemaError> {
+        self.part(at)?;
+        self.nodes.push(Node::Any);
+        Ok((self.nodes.len() - 1) as NodeId)
+    }
+
+    fn add(&mut self, node: Node, at: &str) -> Result<NodeId, SchemaError> {
+        let id = self.reserve(at)?;
+        self.nodes[id as usize] = node;
+        Ok(id)
+    }
+
+    fn compile(&mut self, schema: &Value, at: &str) -> Result<NodeId, SchemaError> {
+        if self.depth >= MAX_SCHEMA_DEPTH {
+            return Err(err(at, "the schema is nested too deeply"));
+        }
+        self.depth += 1;
+        let r = match schema {
+            Value::Bool(true) => Ok(ANY),
+            Value::Bool(false) => Err(err(at, "a `false` schema allows no value")),
+            Value::Object(m) => self.object(m, at),
+            other => Err(err(at, format!("a schema must be an object or a boolean, not {other}"))),
+        };
+        self.depth -= 1;
+        r
+    }
+
+    fn object(&mut self, m: &Map<String, Value>, at: &str) -> Result<NodeId, SchemaError> {
+        for k in m.keys() {
+            if UNSUPPORTED.contains(&k.as_str()) {
+                return Err(err(at, format!("`{k}` is not supported in response_format schemas")));
+            }
+        }
+        let has = |k: &str| m.contains_key(k);
+        let constraints = [
+            "type",
+            "properties",
+            "items",
+            "enum",
+            "const",
+            "anyOf",
+            "oneOf",
+            "allOf",
+        ];
+        let alone = |k: &str| -> Result<(), SchemaError> {
+            match constraints.iter().find(|&&c| c != k && has(c)) {
+                Some(c) => Err(err(at, format!("`{k}` beside `{c}` is not supported"))),
+                None => Ok(()),
+            }
+        };
+        if let Some(r) = m.get("$ref") {
+            if let Some(c) = constraints.iter().find(|&&c| has(c)) {
+                return Err(err(at, format!("`$ref` beside `{c}` is not supported")));
+            }
+            let target = self.reference(r, at)?;
+            return self.nullable(m, target, at);
+        }
+        if let Some(v) = m.get("const") {
+            let n = self.literal(v, at)?;
+            return self.nullable(m, n, at);
+        }
+        if let Some(v) = m.get("enum") {
+            let Some(values) = v.as_array().filter(|a| !a.is_empty()) else {
+                return Err(err(at, "`enum` must be a non-empty array"));
+            };
+            let mut alts = Vec::with_capacity(values.len());
+            for v in values {
+                alts.push(self.literal(v, at)?);
+            }
+            let n = self.add(Node::AnyOf(alts.into()), at)?;
+            return self.nullable(m, n, at);
+        }
+        for key in ["anyOf", "oneOf", "allOf"] {
+            let Some(v) = m.get(key) else { continue };
+            alone(key)?;
+            let Some(list) = v.as_array().filter(|a| !a.is_empty()) else {
+                return Err(err(at, format!("`{key}` must be a non-empty array of schemas")));
+            };
+            if key == "allOf" && list.len() > 1 {
+                return Err(err(at, "`allOf` of more than one schema is not supported"));
+            }
+            // oneOf is followed as anyOf: a reply matching two alternatives is not excluded
+            // (alternatives of a tagged union differ in their tag anyway).
+            let mut alts = Vec::with_capacity(list.len());
+            for (i, s) in list.iter().enumerate() {
+                alts.push(self.compile(s, &format!("{at}/{key}/{i}"))?);
+            }
+            let n = self.add(Node::AnyOf(alts.into()), at)?;
+            return self.nullable(m, n, at);
+        }
+        let types: Vec<&str> = match m.get("type") {
+            None if has("properties") || has("additionalProperties") || has("required") => vec!["object"],
+            None if has("items") || has("minItems") || has("maxItems") => vec!["array"],
+            None if has("minLength") || has("maxLength") => vec!["string"],
+            None => return self.nullable(m, ANY, at),
+            Some(Value::String(t)) => vec![t.as_str()],
+            Some(Value::Array(list)) if !list.is_empty() => list
+                .iter()
+                .map(|t| {
+                    t.as_str()
+                        .ok_or_else(|| err(at, "`type` must be a string or a list of strings"))
+                })
+                .collect::<Result<_, _>>()?,
+            Some(_) => return Err(err(at, "`type` must be a string or a non-empty list of strings")),
+        };
+        let mut alts = Vec::with_capacity(types.len());
+        for t in types {
+            alts.push(self.typed(t, m, at)?);
+        }
+        let n = if alts.len() == 1 {
+            alts[0]
+        } else {
+            self.add(Node::AnyOf(alts.into()), at)?
+        };
+        self.nullable(m, n, at)
+    }
+
+    /// OpenAPI's `nullable: true`: the value or `null`.
+    fn nullable(&mut self, m: &Map<String, Value>, n: NodeId, at: &str) -> Result<NodeId, SchemaError> {
+        if m.get("nullable") == Some(&Value::Bool(true)) {
+            return self.add(Node::AnyOf(Box::new([n, NULL])), at);
+        }
+        Ok(n)
+    }
+
+    fn literal(&mut self, v: &Value, at: &str) -> Result<NodeId, SchemaError> {
+        let bytes = serde_json::to_vec(v).map_err(|e| err(at, e.to_string()))?;
+        self.add(Node::Literal(bytes.into()), at)
+    }
+
+    fn count(m: &Map<String, Value>, key: &str, at: &str) -> Result<Option<u32>, SchemaError> {
+        match m.get(key) {
+            None => Ok(None),
+            Some(v) => v
+                .as_u64()
+                .map(|n| Some(n.min(u32::MAX as u64) as u32))
+                .ok_or_else(|| err(at, format!("`{key}` must be a non-negative integer"))),
+        }
+    }
+
+    fn bounds(m: &Map<String, Value>, min: &str, max: &str, at: &str) -> Result<(u32, u32), SchemaError> {
+        let lo = Self::count(m, min, at)?.unwrap_or(0);
+        let hi = Self::count(m, max, at)?.unwrap_or(u32::MAX);
+        if lo > hi {
+            return Err(err(at, format!("`{min}` is above `{max}`")));
+        }
+        Ok((lo, hi))
+    }
+
+    fn typed(&mut self, t: &str, m: &Map<String, Value>, at: &str) -> Result<NodeId, SchemaError> {
+        match t {
+            "null" => Ok(NULL),
+            "boolean" => Ok(BOOLEAN),
+            "integer" => Ok(INTEGER),
+            "number" => Ok(ANY_NUMBER),
+            "string" => match Self::bounds(m, "minLength", "maxLength", at)? {
+                (0, u32::MAX) => Ok(ANY_STRING),
+                (min, max) => self.add(Node::String { min, max }, at),
+            },
+            "array" => {
+                let items = match m.get("items") {
+                    None => ANY,
+                    Some(Value::Array(_)) => {
+                        return Err(err(at, "`items` as a list (a tuple) is not supported"));
+                    }
+                    Some(s) => self.compile(s, &format!("{at}/items"))?,
+                };
+                let (min, max) = Self::bounds(m, "minItems", "maxItems", at)?;
+                self.add(Node::Array { items, min, max }, at)
+            }
+            "object" => self.typed_object(m, at),
+            other => Err(err(at, format!("unknown type {other:?}"))),
+        }
+    }
+
+    fn typed_object(&mut self, m: &Map<String, Value>, at: &str) -> Result<NodeId, SchemaError> {
+        let required: Vec<&str> = match m.get("required") {
+            None => Vec::new(),
+            Some(Value::Array(list)) => list
+                .iter()
+                .map(|k| {
+                    k.as_str()
+                        .ok_or_else(|| err(at, "`required` must be a list of strings"))
+                })
+                .collect::<Result<_, _>>()?,
+            Some(_) => return Err(err(at, "`required` must be a list of strings")),
+        };
+        let declared = match m.get("properties") {
+            None => None,
+            Some(Value::Object(p)) => Some(p),
+            Some(_) => return Err(err(at, "`properties` must be an object")),
+        };
+        let Some(declared) = declared.filter(|p| !p.is_empty()) else {
+            if let Some(k) = required.first() {
+                return Err(err(at, format!("required key {k:?} is not in `properties`")));
+            }
+            let additional = match m.get("additionalProperties") {
+                None | Some(Value::Bool(true)) => Some(ANY),
+                Some(Value::Bool(false)) => None,
+                Some(s) => Some(self.compile(s, &format!("{at}/additionalProperties"))?),
+            };
+            if additional == Some(ANY) {
+                return Ok(ANY_OBJECT);
+            }
+            return self.add(
+                Node::Object {
+                    props: Box::new([]),
+                    additional,
+                },
+                at,
+            );
+        };
+        if let Some(k) = required.iter().find(|k| !declared.contains_key(**k)) {
+            return Err(err(at, format!("required key {k:?} is not in `properties`")));
+        }
+        let mut props = Vec::with_capacity(declared.len());
+        for (k, s) in declared {
+            self.part(at)?;
+            let value = self.compile(s, &format!("{at}/properties/{}", pointer_escape(k)))?;
+            props.push(Prop {
+                key: serde_json::to_vec(k).map_err(|e| err(at, e.to_string()))?.into(),
+                value,
+                required: required.contains(&k.as_str()),
+            });
+        }
+        self.add(
+            Node::Object {
+                props: props.into(),
+                additional: None,
+            },
+            at,
+        )
+    }
+
+    /// A `$ref` to a part of this document.
+    fn reference(&mut self, r: &Value, at: &str) -> Result<NodeId, SchemaError> {
+        let Some(r) = r.as_str() else {
+            return Err(err(at, "`$ref` must be a string"));
+        };
+        if let Some(&n) = self.refs.get(r) {
+            return Ok(n);
+        }
+        let Some(pointer) = r.strip_prefix('#') else {
+            return Err(err(
+                at,
+                format!("$ref {r:?} is outside the schema (only \"#…\" references are followed)"),
+            ));
+        };
+        let Some(target) = self.doc.pointer(pointer) else {
+            return Err(err(at, format!("$ref {r:?} points to nothing in the schema")));
+        };
+        // Reserved before compiling, so that a recursive reference finds it.
+        let id = self.reserve(at)?;
+        self.refs.insert(r.to_string(), id);
+        let n = self.compile(target, r)?;
+        self.nodes[id as usize] = Node::AnyOf(Box::new([n]));
+        Ok(id)
+    }
+}
+
+fn pointer_escape(key: &str) -> String {
+    key.replace('~', "~0").replace('/', "~1")
+}
