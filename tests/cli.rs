@@ -94,6 +94,45 @@ fn generate_json_contract() {
     assert_eq!(obj["finish"], "stop_token", "{obj}");
     let reply: serde_json::Value = serde_json::from_str(obj["text"].as_str().unwrap()).unwrap();
     assert!(reply.is_object() && reply.get("title").is_some(), "{reply}");
+
+    // --json-schema FILE: the reply is what the schema allows; a schema that cannot be followed
+    // is one error line naming the keyword.
+    let dir = tempfile::tempdir().unwrap();
+    let schema = dir.path().join("book.json");
+    std::fs::write(
+        &schema,
+        r#"{"type": "object", "properties": {"title": {"type": "string", "maxLength": 40},
+            "year": {"type": "integer"}, "genre": {"enum": ["novel", "poetry", "essay"]}},
+            "required": ["title", "year", "genre"]}"#,
+    )
+    .unwrap();
+    let obj = json(&cli(&[
+        "generate",
+        "--chat",
+        "--prompt",
+        "Describe a famous book.",
+        "--max-tokens",
+        "120",
+        "--temperature",
+        "0",
+        "--json-schema",
+        schema.to_str().unwrap(),
+        "--json",
+    ]));
+    assert_eq!(obj["finish"], "stop_token", "{obj}");
+    let reply: serde_json::Value = serde_json::from_str(obj["text"].as_str().unwrap()).unwrap();
+    let keys: Vec<&String> = reply.as_object().unwrap().keys().collect();
+    assert_eq!(keys, ["title", "year", "genre"], "{reply}");
+    assert!(reply["year"].is_i64() && ["novel", "poetry", "essay"].contains(&reply["genre"].as_str().unwrap()));
+    std::fs::write(
+        &schema,
+        r#"{"type": "object", "properties": {"d": {"type": "string", "format": "date"}}}"#,
+    )
+    .unwrap();
+    fails_with(
+        &["generate", "--prompt", "x", "--json-schema", schema.to_str().unwrap()],
+        "`format` is not supported in response_format schemas (at #/properties/d)",
+    );
 }
 
 /// `FREEZE_ATTN_KERNELS=generic` runs the GPU's code path (candle's ops) on the CPU, and the

@@ -52,6 +52,18 @@ pub struct GenerateArgs {
 pub fn run(a: GenerateArgs) -> anyhow::Result<()> {
     let text = prompt_text(&a.prompt, &a.prompt_file)?;
     let dtype: StoredDType = a.dtype.parse()?;
+    // Read before the model loads: a schema that cannot be followed fails at once.
+    let schema = match &a.json_schema {
+        None => None,
+        Some(path) => {
+            let text = read_small_file(path, "JSON schema")?;
+            let schema: serde_json::Value = serde_json::from_str(&text)
+                .map_err(|e| anyhow::anyhow!("the JSON schema {} is not JSON: {e}", path.display()))?;
+            let schema = freeze_attn::engine::grammar::Schema::compile(&schema)
+                .map_err(|e| anyhow::anyhow!("the JSON schema {}: {e}", path.display()))?;
+            Some(schema)
+        }
+    };
     let t0 = Instant::now();
     let model = freeze_attn::open_model(&a.model.model, a.model.device()?)?;
     let load = t0.elapsed();
@@ -59,12 +71,7 @@ pub fn run(a: GenerateArgs) -> anyhow::Result<()> {
     if a.json_object {
         params.grammar = Some(freeze_attn::Grammar::JsonObject);
     }
-    if let Some(path) = &a.json_schema {
-        let text = read_small_file(path, "JSON schema")?;
-        let schema: serde_json::Value = serde_json::from_str(&text)
-            .map_err(|e| anyhow::anyhow!("the JSON schema {} is not JSON: {e}", path.display()))?;
-        let schema = freeze_attn::engine::grammar::Schema::compile(&schema)
-            .map_err(|e| anyhow::anyhow!("the JSON schema {}: {e}", path.display()))?;
+    if let Some(schema) = schema {
         params.grammar = Some(freeze_attn::Grammar::JsonSchema(std::sync::Arc::new(schema)));
     }
     let json_out = a.json;

@@ -17,7 +17,7 @@ use super::{parse_json, read_body, ApiError, AppState};
 use crate::engine::grammar::Schema;
 use crate::engine::Grammar;
 use crate::session::complete::{
-    Choice, Completion, CompletionInput, CompletionRequest, Echo, Logprob, Streamed, Tools, MAX_CHOICES,
+    Choice, Completion, CompletionInput, CompletionRequest, Echo, Logprob, Streamed, ToolChoice, Tools, MAX_CHOICES,
     MAX_TOP_LOGPROBS,
 };
 use crate::{CancelToken, FinishReason, GenerateParams, Message, ToolCall};
@@ -224,37 +224,43 @@ pub(super) async fn completions(
 /// The request's `tools` and `tool_choice`.
 fn tools(list: Option<&RawValue>, choice: Option<&Value>) -> Result<Option<Tools>, ApiError> {
     let bad = |what: &'static str, msg: String| ApiError::bad_request("invalid_request", msg).param(what);
-    let read_calls = match choice {
-        None | Some(Value::Null) => true,
-        Some(Value::String(c)) if c == "auto" => true,
-        Some(Value::String(c)) if c == "none" => false,
-        Some(Value::String(c)) if c == "required" => {
-            return Err(bad(
-                "tool_choice",
-                "tool_choice \"required\" is not supported (a call cannot be forced yet): use \"auto\"".into(),
-            ))
-        }
-        Some(Value::Object(_)) => {
-            return Err(bad(
-                "tool_choice",
-                "tool_choice naming a function is not supported (a call cannot be forced yet): \
-                 use \"auto\" and offer only that tool"
-                    .into(),
-            ))
+    let choice = match choice {
+        None | Some(Value::Null) => ToolChoice::Auto,
+        Some(Value::String(c)) if c == "auto" => ToolChoice::Auto,
+        Some(Value::String(c)) if c == "none" => ToolChoice::None,
+        Some(Value::String(c)) if c == "required" => ToolChoice::Required,
+        Some(v @ Value::Object(_)) => {
+            match (v.get("type").and_then(|t| t.as_str()), v.pointer("/function/name").and_then(|n| n.as_str())) {
+                (Some("function"), Some(name)) => ToolChoice::Function(name.to_string()),
+                _ => {
+                    return Err(bad(
+                        "tool_choice",
+                        format!("tool_choice naming a function is {{\"type\": \"function\", \"function\": {{\"name\": …}}}}, not {v}"),
+                    ))
+                }
+            }
         }
         Some(other) => {
             return Err(bad(
                 "tool_choice",
-                format!("tool_choice must be \"auto\" or \"none\", not {other}"),
+                format!("tool_choice must be \"auto\", \"none\", \"required\" or a function, not {other}"),
             ))
         }
     };
     let Some(list) = list.filter(|l| l.get() != "null") else {
-        return Ok(None);
+        return match choice {
+            ToolChoice::Required | ToolChoice::Function(_) => Err(bad(
+                "tool_choice",
+                "tool_choice forces a call, but no tools are offered".into(),
+            )),
+            _ => Ok(None),
+        };
     };
-    let mut tools = Tools::new(list.get()).map_err(|e| bad("tools", e.to_string()))?;
-    tools.read_calls = read_calls;
-    Ok(Some(tools))
+    let tools = Tools::new(list.get()).map_err(|e| bad("tools", e.to_string()))?;
+    tools
+        .with_choice(choice)
+        .map(Some)
+        .map_err(|e| bad("tool_choice", e.to_string()))
 }
 
 fn message(m: ChatMessage) -> Result<Message, ApiError> {

@@ -15,12 +15,15 @@ use crate::freeze::{freeze, Base, FreezeRequest};
 use crate::live::Live;
 use crate::transcript::Transcript;
 use freeze_attn_engine::chat::sync;
-use freeze_attn_engine::tools::{may_be_tool_calls, parse_tool_calls};
+use freeze_attn_engine::grammar::Schema;
+use freeze_attn_engine::tools::{may_be_tool_calls, parse_tool_calls, CallFormat};
 use freeze_attn_engine::{
-    generate, CancelToken, EngineError, Event, FinishReason, GenerateParams, Message, TokenLogprob, Tokenizer, ToolCall,
+    generate, CancelToken, EngineError, Event, FinishReason, GenerateParams, Grammar, Message, TokenLogprob, Tokenizer,
+    ToolCall,
 };
 use freeze_attn_library::{DeleteMode, NodeId, NodeKind};
 use serde::Serialize;
+use std::sync::Arc;
 use std::time::Instant;
 
 /// Most alternatives one request may ask for.
@@ -41,14 +44,26 @@ pub enum CompletionInput {
 /// Most tools one request may offer.
 pub const MAX_TOOLS: usize = 128;
 
+/// Whether the model calls a tool (OpenAI's `tool_choice`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ToolChoice {
+    /// The model decides: its reply is read for calls.
+    Auto,
+    /// The model sees the tools; its reply is text.
+    None,
+    /// The reply is one call to one of the tools (generation constrained to it).
+    Required,
+    /// The reply is one call to this tool.
+    Function(String),
+}
+
 /// Function calling: the tools offered to the model, and whether its reply is read for calls.
 #[derive(Debug, Clone)]
 pub struct Tools {
     /// An OpenAI tool list as JSON text; the chat template sees it as sent (key order kept).
     json: String,
     names: Vec<String>,
-    /// `false` (OpenAI's `tool_choice: "none"`): the model sees the tools, its reply is text.
-    pub read_calls: bool,
+    choice: ToolChoice,
 }
 
 impl Tools {
@@ -89,13 +104,53 @@ impl Tools {
         Ok(Self {
             json: json.to_string(),
             names,
-            read_calls: true,
+            choice: ToolChoice::Auto,
         })
+    }
+
+    /// Sets `tool_choice`; a named function must be one of the tools.
+    pub fn with_choice(mut self, choice: ToolChoice) -> Result<Self> {
+        if let ToolChoice::Function(name) = &choice {
+            if !self.names.contains(name) {
+                return Err(Error::Invalid(format!(
+                    "tool_choice names the function {name:?}, which is not among the tools"
+                )));
+            }
+        }
+        self.choice = choice;
+        Ok(self)
+    }
+
+    fn reads_calls(&self) -> bool {
+        self.choice != ToolChoice::None
+    }
+
+    /// The grammar of a forced call (`tool_choice` `required` or a function) in the format
+    /// `template_source` teaches; `None` when the model decides.
+    fn forced_call(&self, template_source: &str) -> Result<Option<Grammar>> {
+        let only = match &self.choice {
+            ToolChoice::Auto | ToolChoice::None => return Ok(None),
+            ToolChoice::Required => None,
+            ToolChoice::Function(name) => Some(name.as_str()),
+        };
+        let list: Vec<serde_json::Value> =
+            serde_json::from_str(&self.json).map_err(|e| Error::Invalid(e.to_string()))?;
+        let tools: Vec<(&str, Option<&serde_json::Value>)> = list
+            .iter()
+            .zip(&self.names)
+            .filter(|(_, name)| only.is_none_or(|o| o == name.as_str()))
+            .map(|(t, name)| (name.as_str(), t["function"].get("parameters").filter(|p| !p.is_null())))
+            .collect();
+        let format = CallFormat::of(template_source);
+        let (before, after) = format.around();
+        let schema = Schema::tool_call(&tools, format.arguments_key(), before, after)
+            .map_err(|e| Error::Invalid(format!("tool_choice forces a call, but {e}")))?;
+        Ok(Some(Grammar::JsonSchema(Arc::new(schema))))
     }
 
     /// The calls a whole reply consists of (`None`: the reply is text).
     fn calls_in(&self, text: &str) -> Option<Vec<ToolCall>> {
-        if !self.read_calls {
+        if !self.reads_calls() {
             return None;
         }
         let names: Vec<&str> = self.names.iter().map(String::as_str).collect();
@@ -302,6 +357,21 @@ impl Session {
         };
         let mut params = req.params.clone();
         params.max_tokens = max_tokens;
+        if let Some(forced) = req
+            .tools
+            .as_ref()
+            .map(|t| t.forced_call(self.model.template()?.source()))
+            .transpose()?
+            .flatten()
+        {
+            if params.grammar.is_some() {
+                return Err(Error::Invalid(
+                    "response_format and a forced tool call (tool_choice \"required\" or a function) do not combine"
+                        .into(),
+                ));
+            }
+            params.grammar = Some(forced);
+        }
 
         // Resume from the longest shared prefix (at least one token is left to process, for
         // its logits); a prompt to score is processed whole.
@@ -842,7 +912,7 @@ impl<'a> Hold<'a> {
         Self {
             tools,
             held: String::new(),
-            text: !tools.is_some_and(|t| t.read_calls),
+            text: !tools.is_some_and(|t| t.reads_calls()),
         }
     }
 

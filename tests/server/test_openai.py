@@ -512,11 +512,53 @@ class FunctionCalling(unittest.TestCase):
         streamed = "".join(c.choices[0].delta.content or "" for c in self.ask(msgs, max_tokens=6, stream=True) if c.choices)
         self.assertEqual(streamed, whole.message.content)
 
+    def test_a_forced_call_is_made_where_the_model_would_not_call(self):
+        """tool_choice "required" and a named function: the reply is one call (generation
+        constrained to the template's call format and the tools' parameter schemas), where
+        left to itself the model answers in text."""
+        msgs = [{"role": "user", "content": "Hello! Who are you?"}]
+        tools = WEATHER + [{"type": "function", "function": {
+            "name": "set_alarm", "description": "Sets an alarm",
+            "parameters": {"type": "object", "properties": {
+                "hour": {"type": "integer"}, "minute": {"type": "integer"},
+                "days": {"type": "array", "items": {"enum": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]}, "maxItems": 7}},
+                "required": ["hour", "minute"]}}}]
+        auto = self.ask(msgs)
+        self.assertEqual(auto.choices[0].finish_reason, "stop")
+        self.assertIsNone(auto.choices[0].message.tool_calls, "auto: the model answers in text")
+        ask = dict(model=self.server.model, messages=msgs, tools=tools, max_tokens=120)
+        r = self.server.client.chat.completions.create(tool_choice="required", temperature=0.8, seed=2, n=3, **ask)
+        for ch in r.choices:
+            self.assertEqual(ch.finish_reason, "tool_calls", ch.message)
+            [call] = ch.message.tool_calls
+            self.assertIn(call.function.name, ["get_weather", "set_alarm"])
+            args = json.loads(call.function.arguments)
+            if call.function.name == "get_weather":
+                self.assertIsInstance(args["city"], str)
+            else:
+                self.assertIsInstance(args["hour"], int)
+                self.assertIsInstance(args["minute"], int)
+        named = {"type": "function", "function": {"name": "set_alarm"}}
+        r = self.server.client.chat.completions.create(tool_choice=named, temperature=0, **ask)
+        [call] = r.choices[0].message.tool_calls
+        self.assertEqual(call.function.name, "set_alarm")
+        self.assertEqual(list(json.loads(call.function.arguments))[:2], ["hour", "minute"])
+        # Streamed: the same call in one delta.
+        streamed = [tc for c in self.server.client.chat.completions.create(tool_choice=named, temperature=0, stream=True, **ask)
+                    if c.choices for tc in c.choices[0].delta.tool_calls or []]
+        self.assertEqual([(t.function.name, t.function.arguments) for t in streamed],
+                         [(call.function.name, call.function.arguments)])
+
     def test_refused_tool_requests(self):
         s = self.server
         chat = {"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 2}
-        bad = [({"tools": WEATHER, "tool_choice": "required"}, "tool_choice"),
-               ({"tools": WEATHER, "tool_choice": {"type": "function", "function": {"name": "get_weather"}}}, "tool_choice"),
+        bad = [({"tool_choice": "required"}, "tool_choice"),
+               ({"tools": WEATHER, "tool_choice": {"type": "function", "function": {"name": "get_time"}}}, "tool_choice"),
+               ({"tools": WEATHER, "tool_choice": {"type": "function"}}, "tool_choice"),
+               ({"tools": WEATHER, "tool_choice": "always"}, "tool_choice"),
+               ({"tools": WEATHER, "tool_choice": "required", "response_format": {"type": "json_object"}}, None),
+               ({"tools": [{"type": "function", "function": {"name": "f", "parameters": {
+                   "type": "object", "properties": {"d": {"type": "string", "format": "date"}}}}}], "tool_choice": "required"}, None),
                ({"tools": [{"type": "retrieval"}]}, "tools"),
                ({"tools": WEATHER + WEATHER}, "tools"),
                ({"tools": [{"type": "function", "function": {"name": "rm -rf"}}]}, "tools"),

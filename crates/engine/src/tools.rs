@@ -27,6 +27,43 @@ const PYTHON_TAG: &str = "<|python_tag|>";
 const OPEN: &str = "<tool_call>";
 const CLOSE: &str = "</tool_call>";
 
+/// How a chat template teaches its model to write a call (what a forced call is made to look
+/// like: `tool_choice: "required"` or a named function).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallFormat {
+    /// `{"name": "f", "parameters": {…}}` (Llama 3.1 / 3.2 / 3.3).
+    LlamaJson,
+    /// `<tool_call>\n{"name": "f", "arguments": {…}}\n</tool_call>` (Hermes, Qwen, ChatML).
+    ToolCallTags,
+}
+
+impl CallFormat {
+    /// The format a template's source teaches: tags where it mentions them, else Llama's JSON.
+    pub fn of(template_source: &str) -> Self {
+        if template_source.contains(OPEN) {
+            CallFormat::ToolCallTags
+        } else {
+            CallFormat::LlamaJson
+        }
+    }
+
+    /// The key the arguments go under.
+    pub fn arguments_key(self) -> &'static str {
+        match self {
+            CallFormat::LlamaJson => "parameters",
+            CallFormat::ToolCallTags => "arguments",
+        }
+    }
+
+    /// The text before and after the call's JSON object.
+    pub fn around(self) -> (&'static str, &'static str) {
+        match self {
+            CallFormat::LlamaJson => ("", ""),
+            CallFormat::ToolCallTags => ("<tool_call>\n", "\n</tool_call>"),
+        }
+    }
+}
+
 /// The calls `text` consists of, or `None` when it is not (only) calls to tools named in
 /// `names`.
 pub fn parse_tool_calls(text: &str, names: &[&str]) -> Option<Vec<ParsedCall>> {

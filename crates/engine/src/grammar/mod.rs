@@ -178,14 +178,18 @@ impl PartialEq for Matcher {
 
 impl Matcher {
     pub fn new(schema: Arc<Schema>) -> Self {
-        let root = schema.root;
+        // The stack's top is its end: what comes first is pushed last.
+        let literal = |node| Frame::Literal { node, at: 0 };
+        let stack = schema
+            .after
+            .map(literal)
+            .into_iter()
+            .chain([Frame::Value(schema.root)])
+            .chain(schema.before.map(literal))
+            .collect();
         Self {
             schema,
-            paths: vec![Path {
-                stack: vec![Frame::Value(root)],
-                ws: 0,
-                depth: 0,
-            }],
+            paths: vec![Path { stack, ws: 0, depth: 0 }],
             scratch: Vec::new(),
             forks: Vec::new(),
         }
@@ -1081,5 +1085,68 @@ mod tests {
         assert_eq!(m.paths.len(), 2, "both alternatives are open");
         assert!(m.advance(b"\"s"));
         assert_eq!(m.paths.len(), 1, "the text chose one");
+    }
+
+    #[test]
+    fn a_forced_tool_call_is_one_call_to_an_offered_tool() {
+        let weather = serde_json::json!({"type": "object", "properties": {"city": {"type": "string"}, "unit": {"enum": ["c", "f"]}}, "required": ["city"]});
+        let tools = [("get_weather", Some(&weather)), ("get_time", None)];
+        let tagged = Arc::new(Schema::tool_call(&tools, "arguments", "<tool_call>\n", "\n</tool_call>").unwrap());
+        let llama = Arc::new(Schema::tool_call(&tools, "parameters", "", "").unwrap());
+        for (s, t, ok) in [
+            (
+                &tagged,
+                "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Oslo\"}}\n</tool_call>",
+                true,
+            ),
+            (
+                &tagged,
+                "<tool_call>\n{\"name\": \"get_time\", \"arguments\": {}}\n</tool_call>",
+                true,
+            ),
+            (
+                &tagged,
+                "<tool_call>\n{\"name\": \"get_time\", \"arguments\": {\"x\": 1}}\n</tool_call>",
+                false,
+            ),
+            (&tagged, "{\"name\": \"get_time\", \"arguments\": {}}", false),
+            (
+                &tagged,
+                "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"unit\": \"c\"}}\n</tool_call>",
+                false,
+            ),
+            (
+                &llama,
+                "{\"name\": \"get_weather\", \"parameters\": {\"city\": \"Oslo\", \"unit\": \"f\"}}",
+                true,
+            ),
+            (&llama, "{\"name\": \"get_date\", \"parameters\": {}}", false),
+            (&llama, "{\"name\": \"get_time\", \"arguments\": {}}", false),
+        ] {
+            assert_eq!(whole(s, t), ok, "{t}");
+            if ok {
+                let calls = crate::tools::parse_tool_calls(t, &["get_weather", "get_time"]).expect(t);
+                assert_eq!(calls.len(), 1, "what is forced is read back as a call");
+            }
+        }
+        let e = Schema::tool_call(
+            &[("f", Some(&serde_json::json!({"type": "string"})))],
+            "parameters",
+            "",
+            "",
+        )
+        .unwrap_err();
+        assert!(e.message.contains("\"f\"'s parameters"), "{e}");
+        let e = Schema::tool_call(
+            &[(
+                "f",
+                Some(&serde_json::json!({"type": "object", "properties": {"d": {"type": "string", "format": "date"}}})),
+            )],
+            "parameters",
+            "",
+            "",
+        )
+        .unwrap_err();
+        assert!(e.message.contains("`format`") && e.message.contains("\"f\""), "{e}");
     }
 }

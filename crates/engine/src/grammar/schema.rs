@@ -84,6 +84,9 @@ pub(super) struct Prop {
 pub struct Schema {
     pub(super) nodes: Vec<Node>,
     pub(super) root: NodeId,
+    /// Literal nodes written before and after the value (a tool call's tags).
+    pub(super) before: Option<NodeId>,
+    pub(super) after: Option<NodeId>,
 }
 
 /// Why a schema cannot be followed, and where in it.
@@ -142,6 +145,8 @@ impl Schema {
         Self {
             nodes: prelude(),
             root: ANY_OBJECT,
+            before: None,
+            after: None,
         }
     }
 
@@ -161,12 +166,106 @@ impl Schema {
         } else {
             root
         };
-        let s = Self { nodes: c.nodes, root };
+        let s = Self {
+            nodes: c.nodes,
+            root,
+            before: None,
+            after: None,
+        };
         s.check_alternatives()?;
         if !s.only_objects(root) {
             return Err(err(
                 "#",
                 "the schema's values must be JSON objects (\"type\": \"object\")",
+            ));
+        }
+        Ok(s)
+    }
+
+    /// One call to one of `tools` (each a name and its parameters' JSON Schema; `None`: it takes
+    /// none), written as `{"name": "f", "<arguments_key>": {…}}` between `before` and `after`:
+    /// what a forced tool call generates. Each tool's parameters are a document of their own
+    /// (their `$ref`s point into it).
+    pub fn tool_call(
+        tools: &[(&str, Option<&Value>)],
+        arguments_key: &str,
+        before: &str,
+        after: &str,
+    ) -> Result<Self, SchemaError> {
+        let no_parameters = serde_json::json!({"type": "object", "additionalProperties": false});
+        let mut nodes = prelude();
+        let mut parts = 0;
+        let mut alternatives = Vec::with_capacity(tools.len());
+        let key = |k: &str| -> Box<[u8]> { serde_json::to_vec(k).expect("a string").into() };
+        for &(name, parameters) in tools {
+            let doc = parameters.unwrap_or(&no_parameters);
+            let mut c = Compiler {
+                doc,
+                nodes: std::mem::take(&mut nodes),
+                refs: HashMap::new(),
+                depth: 0,
+                parts,
+            };
+            let in_tool = |e: SchemaError| SchemaError {
+                at: e.at,
+                message: format!("tool {name:?}'s parameters: {}", e.message),
+            };
+            let mut args = c.compile(doc, "#").map_err(in_tool)?;
+            if c.nodes[args as usize] == Node::Any {
+                args = ANY_OBJECT;
+            }
+            let name = c.literal(&Value::String(name.to_string()), "#")?;
+            let call = c.add(
+                Node::Object {
+                    props: Box::new([
+                        Prop {
+                            key: key("name"),
+                            value: name,
+                            required: true,
+                        },
+                        Prop {
+                            key: key(arguments_key),
+                            value: args,
+                            required: true,
+                        },
+                    ]),
+                    additional: None,
+                },
+                "#",
+            )?;
+            alternatives.push((call, args));
+            nodes = c.nodes;
+            parts = c.parts;
+        }
+        let mut c = Compiler {
+            doc: &no_parameters,
+            nodes,
+            refs: HashMap::new(),
+            depth: 0,
+            parts,
+        };
+        let root = match alternatives.as_slice() {
+            [(one, _)] => *one,
+            _ => c.add(Node::AnyOf(alternatives.iter().map(|a| a.0).collect()), "#")?,
+        };
+        let mut literal = |text: &str| -> Result<Option<NodeId>, SchemaError> {
+            if text.is_empty() {
+                return Ok(None);
+            }
+            c.add(Node::Literal(text.as_bytes().into()), "#").map(Some)
+        };
+        let (before, after) = (literal(before)?, literal(after)?);
+        let s = Self {
+            nodes: c.nodes,
+            root,
+            before,
+            after,
+        };
+        s.check_alternatives()?;
+        if let Some(((name, _), _)) = tools.iter().zip(&alternatives).find(|(_, &(_, a))| !s.only_objects(a)) {
+            return Err(err(
+                "#",
+                format!("tool {name:?}'s parameters must be an object schema (\"type\": \"object\")"),
             ));
         }
         Ok(s)

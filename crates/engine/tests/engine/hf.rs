@@ -245,3 +245,86 @@ fn a_folder_reports_load_progress_to_every_tensor_byte() {
         .sum();
     assert!(last.total_bytes <= files && last.total_bytes > files * 9 / 10);
 }
+
+/// Constrained decoding on the real Llama 3 vocabulary (128k tokens, many of them several
+/// bytes of JSON at once) driven by a random-weight model, which wanders where a trained one
+/// would not: forced tool calls in Meta's Llama 3.1 format and a schema with an enum, nested
+/// arrays and optional keys. Whatever ends is read back as a call to an offered tool, with
+/// arguments the schema allows; whatever is cut off is still a prefix the matcher allows.
+#[test]
+fn constrained_generation_on_the_llama3_vocabulary_with_a_random_model() {
+    use freeze_attn_engine::grammar::{Matcher, Schema};
+    use freeze_attn_engine::tools::{parse_tool_calls, CallFormat};
+    use freeze_attn_engine::{generate, CancelToken, FinishReason, GenerateParams, Grammar, SamplingParams};
+    use std::sync::Arc;
+    let fx = fixture("tiny_llama31.json");
+    let dir = tempfile::tempdir().unwrap();
+    let m = load_tiny(dir.path(), &fx["config"]);
+    let alarm = serde_json::json!({"type": "object", "properties": {
+        "hour": {"type": "integer"}, "label": {"type": "string", "maxLength": 8},
+        "days": {"type": "array", "items": {"enum": ["mon", "tue", "sun"]}, "maxItems": 3}},
+        "required": ["hour"]});
+    let template = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../tests/fixtures/templates/meta-llama-Llama-3.1-8B-Instruct.jinja"),
+    )
+    .unwrap();
+    let format = CallFormat::of(&template);
+    assert_eq!(format, CallFormat::LlamaJson);
+    let (before, after) = format.around();
+    let forced = Arc::new(
+        Schema::tool_call(
+            &[("set_alarm", Some(&alarm)), ("ping", None)],
+            format.arguments_key(),
+            before,
+            after,
+        )
+        .unwrap(),
+    );
+    let prompt = m.tokenizer.encode("<|begin_of_text|>Call a tool.").unwrap();
+    let mut ended = 0;
+    for seed in 0..6 {
+        let params = GenerateParams {
+            max_tokens: 200,
+            grammar: Some(Grammar::JsonSchema(forced.clone())),
+            sampling: SamplingParams {
+                temperature: 1.0,
+                seed,
+                ..SamplingParams::greedy()
+            },
+            ..GenerateParams::greedy(0)
+        };
+        let mut state = m.model.new_state();
+        let g = generate(
+            &m.model,
+            &m.tokenizer,
+            &mut state,
+            &prompt,
+            &params,
+            &CancelToken::new(),
+            &mut |_| {},
+        )
+        .unwrap();
+        eprintln!("seed {seed}: {:?} {:?}", g.finish, g.text);
+        assert!(Matcher::new(forced.clone()).advance(g.text.as_bytes()), "{:?}", g.text);
+        if g.finish == FinishReason::StopToken {
+            let calls = parse_tool_calls(&g.text, &["set_alarm", "ping"]).unwrap_or_else(|| panic!("{:?}", g.text));
+            assert_eq!(calls.len(), 1);
+            let args: serde_json::Value = serde_json::from_str(&calls[0].arguments).unwrap();
+            match calls[0].name.as_str() {
+                "ping" => assert_eq!(args, serde_json::json!({})),
+                _ => {
+                    assert!(args["hour"].is_i64() || args["hour"].is_u64(), "{args}");
+                    assert!(args
+                        .get("label")
+                        .is_none_or(|l| l.as_str().is_some_and(|l| l.chars().count() <= 8)));
+                }
+            }
+            ended += 1;
+        } else {
+            assert_eq!(g.finish, FinishReason::Length);
+        }
+    }
+    eprintln!("{ended} of 6 calls ended within 200 tokens");
+    assert!(ended >= 3, "{ended} of 6 forced calls ended within 200 tokens");
+}
