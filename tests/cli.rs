@@ -126,12 +126,12 @@ fn generate_json_contract() {
     assert!(reply["year"].is_i64() && ["novel", "poetry", "essay"].contains(&reply["genre"].as_str().unwrap()));
     std::fs::write(
         &schema,
-        r#"{"type": "object", "properties": {"d": {"type": "string", "format": "date"}}}"#,
+        r#"{"type": "object", "properties": {"d": {"type": "integer", "minimum": 0}}}"#,
     )
     .unwrap();
     fails_with(
         &["generate", "--prompt", "x", "--json-schema", schema.to_str().unwrap()],
-        "`format` is not supported in response_format schemas (at #/properties/d)",
+        "`minimum` is not supported in response_format schemas (at #/properties/d)",
     );
 }
 

@@ -288,7 +288,8 @@ class OpenAIClient(unittest.TestCase):
     def test_structured_outputs_parse_into_pydantic_models(self):
         """`response_format` from a Pydantic model (what the SDK's `.parse()` sends: nested
         objects through `$ref`, a `Literal` enum, an optional field, a bounded list, strings
-        with a length bound): every reply that ends is parsed and validated by Pydantic."""
+        with a length bound, a date): every reply that ends is parsed and validated by Pydantic."""
+        import datetime
         from typing import Annotated, Literal, Optional
 
         import openai.lib._pydantic
@@ -300,6 +301,7 @@ class OpenAIClient(unittest.TestCase):
 
         class Cat(BaseModel):
             name: Annotated[str, Field(max_length=20)]
+            born: datetime.date
             age: int
             color: Literal["black", "white", "ginger", "grey"]
             indoor: bool
@@ -308,13 +310,19 @@ class OpenAIClient(unittest.TestCase):
 
         s = self.server
         msgs = [{"role": "user", "content": "Describe a cat as JSON."}]
-        r = s.client.chat.completions.parse(model=s.model, messages=msgs, response_format=Cat, temperature=0.8,
-                                            seed=1, n=3, max_tokens=300)
-        cats = [ch.message.parsed for ch in r.choices if ch.finish_reason == "stop"]
+        # The SDK's own path (it raises if the reply is cut off, so greedy and one choice).
+        r = s.client.chat.completions.parse(model=s.model, messages=msgs, response_format=Cat, temperature=0,
+                                            max_tokens=300)
+        self.assertIsInstance(r.choices[0].message.parsed, Cat)
+        # Sampled: every reply that ends validates.
+        fmt = {"type": "json_schema", "json_schema": {"name": "Cat", "strict": True,
+                                                      "schema": openai.lib._pydantic.to_strict_json_schema(Cat)}}
+        r = s.client.chat.completions.create(model=s.model, messages=msgs, response_format=fmt, temperature=0.8,
+                                             seed=1, n=3, max_tokens=300)
+        cats = [Cat.model_validate_json(ch.message.content) for ch in r.choices if ch.finish_reason == "stop"]
         self.assertGreaterEqual(len(cats), 2, [ch.message.content for ch in r.choices])
         for cat in cats:
-            self.assertIsInstance(cat, Cat)
-            self.assertEqual(list(cat.model_dump()), ["name", "age", "color", "indoor", "nickname", "toys"])
+            self.assertEqual(list(cat.model_dump()), ["name", "born", "age", "color", "indoor", "nickname", "toys"])
         # Without the schema the same request gives other keys (the schema is what shaped them).
         free = s.client.chat.completions.create(model=s.model, messages=msgs, temperature=0.8, seed=1, n=3,
                                                 max_tokens=300, response_format={"type": "json_object"})
@@ -322,8 +330,6 @@ class OpenAIClient(unittest.TestCase):
             for ch in free.choices:
                 Cat.model_validate_json(ch.message.content)
         # Streamed: the same text, which Pydantic reads.
-        fmt = {"type": "json_schema", "json_schema": {"name": "Cat", "strict": True,
-                                                      "schema": openai.lib._pydantic.to_strict_json_schema(Cat)}}
         whole = s.client.chat.completions.create(model=s.model, messages=msgs, temperature=0, max_tokens=300,
                                                  response_format=fmt)
         streamed = "".join(c.choices[0].delta.content or "" for c in s.client.chat.completions.create(
@@ -331,8 +337,10 @@ class OpenAIClient(unittest.TestCase):
         self.assertEqual(streamed, whole.choices[0].message.content)
         Cat.model_validate_json(streamed)
         # What cannot be followed is refused by name, with where it is.
-        for schema, says in [({"type": "object", "properties": {"when": {"type": "string", "format": "date-time"}}},
-                              "`format` is not supported in response_format schemas (at #/properties/when)"),
+        for schema, says in [({"type": "object", "properties": {"home": {"type": "string", "format": "uri"}}},
+                              '`format` "uri" is not supported in response_format schemas'),
+                             ({"type": "object", "properties": {"n": {"type": "integer", "minimum": 1}}},
+                              "`minimum` is not supported in response_format schemas (at #/properties/n)"),
                              ({"type": "array"}, "must be JSON objects"),
                              ({"$ref": "#/$defs/Missing"}, "points to nothing")]:
             body = {"messages": msgs, "max_tokens": 4,
@@ -558,7 +566,7 @@ class FunctionCalling(unittest.TestCase):
                ({"tools": WEATHER, "tool_choice": "always"}, "tool_choice"),
                ({"tools": WEATHER, "tool_choice": "required", "response_format": {"type": "json_object"}}, None),
                ({"tools": [{"type": "function", "function": {"name": "f", "parameters": {
-                   "type": "object", "properties": {"d": {"type": "string", "format": "date"}}}}}], "tool_choice": "required"}, None),
+                   "type": "object", "properties": {"d": {"type": "string", "format": "uri"}}}}}], "tool_choice": "required"}, None),
                ({"tools": [{"type": "retrieval"}]}, "tools"),
                ({"tools": WEATHER + WEATHER}, "tools"),
                ({"tools": [{"type": "function", "function": {"name": "rm -rf"}}]}, "tools"),

@@ -16,11 +16,13 @@
 //! [`MAX_WHITESPACE`] bytes of white space in a row between tokens of JSON, and at most
 //! [`MAX_DEPTH`] nested containers. `max_tokens` bounds the rest (a string that never ends).
 
+pub mod regex;
 pub mod schema;
 
 use std::sync::Arc;
 
-use schema::{Node, NodeId, ANY_ARRAY, ANY_NUMBER, ANY_OBJECT, ANY_STRING, FALSE, NULL, TRUE};
+use regex::Regex;
+use schema::{Node, NodeId, ANY_ARRAY, ANY_NUMBER, ANY_OBJECT, ANY_STRING, FALSE, NO_PATTERN, NULL, TRUE};
 pub use schema::{Schema, SchemaError};
 
 /// Longest run of white space allowed between JSON tokens (enough for a newline and the
@@ -131,12 +133,17 @@ enum Frame {
         count: u32,
         open: bool,
     },
-    /// Inside a string of `min..=max` characters, `count` begun.
+    /// Inside a string of `min..=max` characters, `count` begun; with a `pattern` (an index into
+    /// the schema's patterns, [`NO_PATTERN`]: none), `re` is its automaton's state and `cp` the
+    /// character being read (a UTF-8 sequence or a `\u` escape).
     Str {
         min: u32,
         max: u32,
         count: u32,
         at: StrAt,
+        pattern: u32,
+        re: u64,
+        cp: u32,
     },
     Num {
         state: NumState,
@@ -214,6 +221,7 @@ impl Matcher {
                 Some(Frame::Str {
                     max: u32::MAX,
                     at: StrAt::Plain,
+                    pattern: NO_PATTERN,
                     ..
                 })
             )
@@ -317,6 +325,9 @@ fn push(s: &Schema, p: &mut Path, b: u8, forks: &mut Vec<Path>) -> bool {
                             max: u32::MAX,
                             count: 0,
                             at: StrAt::Plain,
+                            pattern: NO_PATTERN,
+                            re: Regex::start(),
+                            cp: 0,
                         });
                         return true;
                     }
@@ -418,39 +429,87 @@ fn push(s: &Schema, p: &mut Path, b: u8, forks: &mut Vec<Path>) -> bool {
                     _ => false,
                 }
             }
-            Frame::Str { min, max, count, at } => {
-                let next = match (at, b) {
-                    (StrAt::Plain, b'"') if count >= min => {
+            Frame::Str {
+                min,
+                max,
+                count,
+                at,
+                pattern,
+                re,
+                cp,
+            } => {
+                let regex = s.patterns.get(pattern as usize);
+                // (count, where, the character being read, a character that ended)
+                let (count, at, cp, ended) = match (at, b) {
+                    (StrAt::Plain, b'"') if count >= min && regex.is_none_or(|r| r.accepts(re)) => {
                         p.stack.pop();
                         return true;
                     }
                     (StrAt::Plain, _) if count >= max => return false,
-                    (StrAt::Plain, b'\\') => (count + 1, StrAt::Escape),
-                    (StrAt::Plain, 0x20..=0x7f) if b != b'"' => (count + 1, StrAt::Plain),
+                    (StrAt::Plain, b'\\') => (count + 1, StrAt::Escape, 0, None),
+                    (StrAt::Plain, 0x20..=0x7f) if b != b'"' => (count + 1, StrAt::Plain, 0, Some(b as u32)),
                     // UTF-8 lead bytes (no overlong 0xC0/0xC1, nothing past U+10FFFF).
-                    (StrAt::Plain, 0xc2..=0xdf) => (count + 1, StrAt::Utf8(1)),
-                    (StrAt::Plain, 0xe0..=0xef) => (count + 1, StrAt::Utf8(2)),
-                    (StrAt::Plain, 0xf0..=0xf4) => (count + 1, StrAt::Utf8(3)),
+                    (StrAt::Plain, 0xc2..=0xdf) => (count + 1, StrAt::Utf8(1), (b & 0x1f) as u32, None),
+                    (StrAt::Plain, 0xe0..=0xef) => (count + 1, StrAt::Utf8(2), (b & 0x0f) as u32, None),
+                    (StrAt::Plain, 0xf0..=0xf4) => (count + 1, StrAt::Utf8(3), (b & 0x07) as u32, None),
                     (StrAt::Utf8(left), 0x80..=0xbf) => {
-                        (count, if left == 1 { StrAt::Plain } else { StrAt::Utf8(left - 1) })
+                        let cp = (cp << 6) | (b & 0x3f) as u32;
+                        match left {
+                            1 => (count, StrAt::Plain, 0, Some(cp)),
+                            _ => (count, StrAt::Utf8(left - 1), cp, None),
+                        }
                     }
-                    (StrAt::Escape, b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => (count, StrAt::Plain),
-                    (StrAt::Escape, b'u') => (count, StrAt::Unicode(4)),
-                    (StrAt::Unicode(left), _) if b.is_ascii_hexdigit() => (
-                        count,
-                        if left == 1 {
-                            StrAt::Plain
-                        } else {
-                            StrAt::Unicode(left - 1)
-                        },
-                    ),
+                    (StrAt::Escape, b'"' | b'\\' | b'/') => (count, StrAt::Plain, 0, Some(b as u32)),
+                    (StrAt::Escape, b'b' | b'f' | b'n' | b'r' | b't') => {
+                        let c = match b {
+                            b'b' => 0x08,
+                            b'f' => 0x0c,
+                            b'n' => 0x0a,
+                            b'r' => 0x0d,
+                            _ => 0x09,
+                        };
+                        (count, StrAt::Plain, 0, Some(c))
+                    }
+                    (StrAt::Escape, b'u') => (count, StrAt::Unicode(4), 0, None),
+                    (StrAt::Unicode(left), _) if b.is_ascii_hexdigit() => {
+                        let cp = cp * 16 + (b as char).to_digit(16).expect("a hex digit");
+                        match left {
+                            1 => (count, StrAt::Plain, 0, Some(cp)),
+                            _ => (count, StrAt::Unicode(left - 1), cp, None),
+                        }
+                    }
                     _ => return false,
+                };
+                let re = match (regex, ended) {
+                    (Some(r), Some(c)) => match r.step(re, c) {
+                        0 => return false,
+                        next => next,
+                    },
+                    // Part of a character: some character it can still become must be allowed
+                    // (else a token could end in a character nothing completes).
+                    (Some(r), None) => {
+                        let (lo, hi) = match at {
+                            StrAt::Utf8(left) => (cp << (6 * left), (cp << (6 * left)) | ((1 << (6 * left)) - 1)),
+                            StrAt::Unicode(left) if left < 4 => {
+                                (cp << (4 * left), (cp << (4 * left)) | ((1 << (4 * left)) - 1))
+                            }
+                            _ => (0, u32::MAX),
+                        };
+                        if !r.may_step_within(re, lo, hi) {
+                            return false;
+                        }
+                        re
+                    }
+                    _ => re,
                 };
                 *p.top() = Frame::Str {
                     min,
                     max,
-                    count: next.0,
-                    at: next.1,
+                    count,
+                    at,
+                    pattern,
+                    re,
+                    cp,
                 };
                 true
             }
@@ -548,7 +607,7 @@ fn start(s: &Schema, n: NodeId, p: &mut Path, b: u8, forks: &mut Vec<Path>) -> b
                     },
                 )
         }
-        &Node::String { min, max } => {
+        &Node::String { min, max, pattern } => {
             if b != b'"' {
                 return false;
             }
@@ -557,6 +616,9 @@ fn start(s: &Schema, n: NodeId, p: &mut Path, b: u8, forks: &mut Vec<Path>) -> b
                 max,
                 count: 0,
                 at: StrAt::Plain,
+                pattern,
+                re: Regex::start(),
+                cp: 0,
             });
             true
         }
@@ -1012,8 +1074,12 @@ mod tests {
         for (v, says) in [
             (serde_json::json!({"type": "string"}), "must be JSON objects"),
             (
-                serde_json::json!({"type": "object", "properties": {"d": {"type": "string", "format": "date-time"}}}),
-                "`format`",
+                serde_json::json!({"type": "object", "properties": {"d": {"type": "string", "format": "uri"}}}),
+                "`format` \"uri\"",
+            ),
+            (
+                serde_json::json!({"type": "object", "properties": {"d": {"type": "string", "pattern": "(?=x)"}}}),
+                "look-around",
             ),
             (
                 serde_json::json!({"type": "object", "properties": {"n": {"type": "integer", "minimum": 0}}}),
@@ -1050,7 +1116,7 @@ mod tests {
             assert!(e.contains(says), "{v}: {e}");
         }
         let e = Schema::compile(
-            &serde_json::json!({"type": "object", "properties": {"when": {"type": "string", "pattern": "x"}}}),
+            &serde_json::json!({"type": "object", "properties": {"when": {"type": "integer", "minimum": 0}}}),
         )
         .unwrap_err();
         assert_eq!(e.at, "#/properties/when");
@@ -1140,7 +1206,7 @@ mod tests {
         let e = Schema::tool_call(
             &[(
                 "f",
-                Some(&serde_json::json!({"type": "object", "properties": {"d": {"type": "string", "format": "date"}}})),
+                Some(&serde_json::json!({"type": "object", "properties": {"d": {"type": "string", "format": "uri"}}})),
             )],
             "parameters",
             "",
@@ -1148,5 +1214,42 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.message.contains("`format`") && e.message.contains("\"f\""), "{e}");
+    }
+
+    #[test]
+    fn patterns_and_formats_shape_strings() {
+        let s = schema(serde_json::json!({"type": "object", "properties": {
+            "when": {"type": "string", "format": "date-time"},
+            "code": {"type": "string", "pattern": "^[A-Z]{2}-\\d+$"},
+            "note": {"type": "string", "pattern": "é"}
+        }, "required": ["when", "code", "note"]}));
+        let ok = r#"{"when": "2024-05-01T12:30:00Z", "code": "AB-12", "note": "café"}"#;
+        assert!(whole(&s, ok));
+        assert!(
+            whole(&s, &ok.replace("café", "caf\\u00e9")),
+            "an escape is the character it stands for"
+        );
+        for (what, bad) in [
+            (
+                "a date without a time",
+                ok.replace("2024-05-01T12:30:00Z", "2024-05-01"),
+            ),
+            ("a month 13", ok.replace("2024-05", "2024-13")),
+            ("a lowercase code", ok.replace("AB-12", "ab-12")),
+            ("a code without digits", ok.replace("AB-12", "AB-")),
+            ("a note without é", ok.replace("café", "cafe")),
+        ] {
+            assert!(!whole(&s, &bad), "{what}: {bad}");
+        }
+        // A character that cannot match is refused at its first byte (a token ending inside
+        // it would leave nothing to complete it).
+        let mut m = Matcher::new(s.clone());
+        assert!(m.advance(br#"{"when": ""#));
+        assert!(!m.allows(b"\xc3"), "no date starts with a two-byte character");
+        assert!(!m.allows(b"\\u00e"), "nor with an escaped one (U+00E0 to U+00EF)");
+        assert!(m.allows(b"\\u0032"), "\\u0032 is the digit 2");
+        // Refused at the character that breaks the pattern.
+        assert!(!prefix(&s, r#"{"when": "2024-2"#), "no month starts with 2");
+        assert!(prefix(&s, r#"{"when": "2024-1"#));
     }
 }

@@ -4,11 +4,12 @@
 //! What is enforced: `type` (one or a list), `properties` (written in the schema's order, each
 //! at most once; those not in `required` may be left out), `required`, `additionalProperties`
 //! (for objects without `properties`: a map's values), `items`, `minItems` / `maxItems`,
-//! `minLength` / `maxLength`, `enum`, `const`, `anyOf` / `oneOf` (one of the alternatives),
-//! `allOf` of one schema, `$ref` within the document (`#`, `#/$defs/…`, `#/definitions/…`, any
-//! JSON pointer; recursion through objects and arrays is fine), `nullable`. Annotations
-//! (`title`, `description`, `default`, `examples`, …) are ignored. An assertion this module does
-//! not enforce (`pattern`, `format`, `minimum`, `uniqueItems`, …) is refused by name rather than
+//! `minLength` / `maxLength`, `pattern` and the string `format`s that are patterns (see
+//! [`super::regex`]), `enum`, `const`, `anyOf` / `oneOf` (one of the alternatives), `allOf` of
+//! one schema, `$ref` within the document (`#`, `#/$defs/…`, `#/definitions/…`, any JSON
+//! pointer; recursion through objects and arrays is fine), `nullable`. Annotations (`title`,
+//! `description`, `default`, `examples`, …) are ignored. An assertion this module does not
+//! enforce (`minimum`, `uniqueItems`, a `format` such as `uri`, …) is refused by name rather than
 //! ignored: the reply would not be guaranteed to validate.
 //!
 //! An object with `properties` gets only those keys (extra keys are allowed by a schema that
@@ -21,7 +22,14 @@ use std::fmt;
 
 use serde_json::{Map, Value};
 
+use super::regex::{format_pattern, Regex};
+
 pub(super) type NodeId = u32;
+
+/// A string node without a pattern.
+pub(super) const NO_PATTERN: u32 = u32::MAX;
+/// Most patterns (`pattern`, and `format`s) one schema may have.
+const MAX_PATTERNS: usize = 256;
 
 /// Most parts a compiled schema may have (each property, alternative, enum value and type is
 /// one; a schema from a request is bounded by the body, this bounds the work).
@@ -48,10 +56,12 @@ pub(super) enum Node {
     Number {
         integer: bool,
     },
-    /// A string of `min..=max` characters.
+    /// A string of `min..=max` characters, matching `pattern` (an index into
+    /// [`Schema::patterns`]; [`NO_PATTERN`]: any).
     String {
         min: u32,
         max: u32,
+        pattern: u32,
     },
     /// Exactly these bytes: a `const` or `enum` value as compact JSON (also `true`, `false`,
     /// `null`).
@@ -84,6 +94,7 @@ pub(super) struct Prop {
 pub struct Schema {
     pub(super) nodes: Vec<Node>,
     pub(super) root: NodeId,
+    pub(super) patterns: Vec<Regex>,
     /// Literal nodes written before and after the value (a tool call's tags).
     pub(super) before: Option<NodeId>,
     pub(super) after: Option<NodeId>,
@@ -108,8 +119,6 @@ impl std::error::Error for SchemaError {}
 /// Assertions not enforced: a schema with one is refused (a reply could break them). Other
 /// keywords (annotations, and those JSON Schema does not define) are ignored, as validators do.
 const UNSUPPORTED: &[&str] = &[
-    "pattern",
-    "format",
     "minimum",
     "maximum",
     "exclusiveMinimum",
@@ -145,6 +154,7 @@ impl Schema {
         Self {
             nodes: prelude(),
             root: ANY_OBJECT,
+            patterns: Vec::new(),
             before: None,
             after: None,
         }
@@ -159,6 +169,7 @@ impl Schema {
             refs: HashMap::new(),
             depth: 0,
             parts: 0,
+            patterns: Vec::new(),
         };
         let root = c.compile(schema, "#")?;
         let root = if c.nodes[root as usize] == Node::Any {
@@ -169,6 +180,7 @@ impl Schema {
         let s = Self {
             nodes: c.nodes,
             root,
+            patterns: c.patterns,
             before: None,
             after: None,
         };
@@ -195,6 +207,7 @@ impl Schema {
         let no_parameters = serde_json::json!({"type": "object", "additionalProperties": false});
         let mut nodes = prelude();
         let mut parts = 0;
+        let mut patterns = Vec::new();
         let mut alternatives = Vec::with_capacity(tools.len());
         let key = |k: &str| -> Box<[u8]> { serde_json::to_vec(k).expect("a string").into() };
         for &(name, parameters) in tools {
@@ -205,6 +218,7 @@ impl Schema {
                 refs: HashMap::new(),
                 depth: 0,
                 parts,
+                patterns: std::mem::take(&mut patterns),
             };
             let in_tool = |e: SchemaError| SchemaError {
                 at: e.at,
@@ -236,6 +250,7 @@ impl Schema {
             alternatives.push((call, args));
             nodes = c.nodes;
             parts = c.parts;
+            patterns = c.patterns;
         }
         let mut c = Compiler {
             doc: &no_parameters,
@@ -243,6 +258,7 @@ impl Schema {
             refs: HashMap::new(),
             depth: 0,
             parts,
+            patterns,
         };
         let root = match alternatives.as_slice() {
             [(one, _)] => *one,
@@ -258,6 +274,7 @@ impl Schema {
         let s = Self {
             nodes: c.nodes,
             root,
+            patterns: c.patterns,
             before,
             after,
         };
@@ -332,7 +349,11 @@ fn prelude() -> Vec<Node> {
             min: 0,
             max: u32::MAX,
         },
-        Node::String { min: 0, max: u32::MAX },
+        Node::String {
+            min: 0,
+            max: u32::MAX,
+            pattern: NO_PATTERN,
+        },
         Node::Number { integer: false },
         literal("true"),
         literal("false"),
@@ -350,6 +371,7 @@ struct Compiler<'a> {
     depth: usize,
     /// Nodes and properties so far (properties may share a node).
     parts: usize,
+    patterns: Vec<Regex>,
 }
 
 impl Compiler<'_> {
@@ -457,7 +479,7 @@ impl Compiler<'_> {
         let types: Vec<&str> = match m.get("type") {
             None if has("properties") || has("additionalProperties") || has("required") => vec!["object"],
             None if has("items") || has("minItems") || has("maxItems") => vec!["array"],
-            None if has("minLength") || has("maxLength") => vec!["string"],
+            None if has("minLength") || has("maxLength") || has("pattern") || has("format") => vec!["string"],
             None => return self.nullable(m, ANY, at),
             Some(Value::String(t)) => vec![t.as_str()],
             Some(Value::Array(list)) if !list.is_empty() => list
@@ -519,10 +541,13 @@ impl Compiler<'_> {
             "boolean" => Ok(BOOLEAN),
             "integer" => Ok(INTEGER),
             "number" => Ok(ANY_NUMBER),
-            "string" => match Self::bounds(m, "minLength", "maxLength", at)? {
-                (0, u32::MAX) => Ok(ANY_STRING),
-                (min, max) => self.add(Node::String { min, max }, at),
-            },
+            "string" => {
+                let pattern = self.pattern(m, at)?;
+                match (Self::bounds(m, "minLength", "maxLength", at)?, pattern) {
+                    ((0, u32::MAX), NO_PATTERN) => Ok(ANY_STRING),
+                    ((min, max), pattern) => self.add(Node::String { min, max, pattern }, at),
+                }
+            }
             "array" => {
                 let items = match m.get("items") {
                     None => ANY,
@@ -537,6 +562,36 @@ impl Compiler<'_> {
             "object" => self.typed_object(m, at),
             other => Err(err(at, format!("unknown type {other:?}"))),
         }
+    }
+
+    /// A string's `pattern` or `format` compiled; [`NO_PATTERN`] when it has neither.
+    fn pattern(&mut self, m: &Map<String, Value>, at: &str) -> Result<u32, SchemaError> {
+        let source = match (m.get("pattern"), m.get("format")) {
+            (None, None) => return Ok(NO_PATTERN),
+            (Some(_), Some(_)) => return Err(err(at, "`pattern` beside `format` is not supported")),
+            (Some(p), None) => p
+                .as_str()
+                .ok_or_else(|| err(at, "`pattern` must be a string"))?
+                .to_string(),
+            (None, Some(f)) => {
+                let f = f.as_str().ok_or_else(|| err(at, "`format` must be a string"))?;
+                format_pattern(f).ok_or_else(|| {
+                    err(
+                        at,
+                        format!(
+                            "`format` {f:?} is not supported in response_format schemas \
+                             (date, time, date-time, uuid, email and ipv4 are)"
+                        ),
+                    )
+                })?
+            }
+        };
+        if self.patterns.len() >= MAX_PATTERNS {
+            return Err(err(at, format!("the schema has more than {MAX_PATTERNS} patterns")));
+        }
+        let re = Regex::new(&source).map_err(|e| err(at, format!("`pattern` {source:?}: {e}")))?;
+        self.patterns.push(re);
+        Ok((self.patterns.len() - 1) as u32)
     }
 
     fn typed_object(&mut self, m: &Map<String, Value>, at: &str) -> Result<NodeId, SchemaError> {
