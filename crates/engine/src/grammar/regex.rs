@@ -191,7 +191,7 @@ impl Parser<'_> {
                 if self.chars.peek() == Some(&'?') {
                     return self.err("lazy quantifiers are not supported");
                 }
-                return Ok(repeat(atom, min, max));
+                return repeat(atom, min, max);
             }
             _ => return Ok(atom),
         };
@@ -199,7 +199,7 @@ impl Parser<'_> {
         if matches!(self.chars.peek(), Some('?' | '+')) {
             return self.err("lazy and possessive quantifiers are not supported");
         }
-        Ok(repeat(atom, min, max))
+        repeat(atom, min, max)
     }
 
     fn atom(&mut self, depth: usize) -> Result<Re, RegexError> {
@@ -311,17 +311,38 @@ impl Parser<'_> {
     }
 }
 
-fn repeat(atom: Re, min: u32, max: Option<u32>) -> Re {
+/// Character positions in `re` (what the automaton will number).
+fn positions(re: &Re) -> usize {
+    match re {
+        Re::Empty => 0,
+        Re::Class(_) => 1,
+        Re::Cat(items) | Re::Alt(items) => items.iter().map(positions).sum(),
+        Re::Star(a) | Re::Opt(a) => positions(a),
+    }
+}
+
+fn too_long<T>() -> Result<T, RegexError> {
+    Err(RegexError(format!(
+        "the pattern is too long (more than {MAX_POSITIONS} character positions once repeats are written out)"
+    )))
+}
+
+fn repeat(atom: Re, min: u32, max: Option<u32>) -> Result<Re, RegexError> {
+    // Repeats are written out: bounded before anything is copied (nested repeats multiply).
+    let copies = max.unwrap_or(min + 1).max(1) as usize;
+    if positions(&atom) * copies > MAX_POSITIONS {
+        return too_long();
+    }
     let mut items: Vec<Re> = (0..min).map(|_| atom.clone()).collect();
     match max {
         None => items.push(Re::Star(Box::new(atom))),
         Some(max) => items.extend((min..max).map(|_| Re::Opt(Box::new(atom.clone())))),
     }
-    match items.len() {
+    Ok(match items.len() {
         0 => Re::Empty,
         1 => items.pop().expect("one"),
         _ => Re::Cat(items),
-    }
+    })
 }
 
 /// Nullable, first and last of a subtree; numbers positions and fills `follow`.
@@ -336,9 +357,7 @@ impl Builder {
             Re::Empty => (true, 0, 0),
             Re::Class(c) => {
                 if self.classes.len() >= MAX_POSITIONS {
-                    return Err(RegexError(format!(
-                        "the pattern is too long (more than {MAX_POSITIONS} character positions once repeats are written out)"
-                    )));
+                    return too_long();
                 }
                 self.classes.push(c.clone());
                 self.follow.push(0);
@@ -574,6 +593,7 @@ mod tests {
             (r"ab)", "unmatched"),
             (r"a{3,1}", "out of order"),
             (r"^[a-z]{40}-[0-9]{30}$", "too long"),
+            (r"((((a{64}){64}){64}){64}){64}", "too long"),
             (r"*a", "nothing to repeat"),
         ] {
             let e = Regex::new(p).expect_err(p).0;
