@@ -157,13 +157,31 @@ enum Frame {
 }
 
 /// One way the text so far matches.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, PartialEq, Eq)]
 struct Path {
     stack: Vec<Frame>,
     /// White space bytes in a row so far.
     ws: u8,
     /// Open containers.
     depth: u8,
+}
+
+impl Clone for Path {
+    fn clone(&self) -> Self {
+        Self {
+            stack: self.stack.clone(),
+            ws: self.ws,
+            depth: self.depth,
+        }
+    }
+
+    /// Reuses the stack's allocation: trying each token of a vocabulary copies the paths into
+    /// scratch ones (a derived `clone_from` would allocate every time).
+    fn clone_from(&mut self, source: &Self) {
+        self.stack.clone_from(&source.stack);
+        self.ws = source.ws;
+        self.depth = source.depth;
+    }
 }
 
 /// Follows text against a schema: every way it may still match.
@@ -212,8 +230,9 @@ impl Matcher {
         self.paths.iter().any(|p| p.stack.is_empty())
     }
 
-    /// Some way of matching is inside a string without a length bound, not in an escape or a
-    /// UTF-8 character: any printable ASCII but `"` and `\` is allowed there.
+    /// Some way of matching is inside a string without a length bound or a pattern, not in an
+    /// escape or a UTF-8 character: any whole characters but controls, `"` and `\` are allowed
+    /// there.
     fn in_plain_string(&self) -> bool {
         self.paths.iter().any(|p| {
             matches!(
@@ -247,7 +266,15 @@ impl Matcher {
 fn run(schema: &Schema, paths: &mut Vec<Path>, forks: &mut Vec<Path>, bytes: &[u8]) -> bool {
     for &b in bytes {
         forks.clear();
-        paths.retain_mut(|p| push(schema, p, b, forks));
+        if let [one] = paths.as_mut_slice() {
+            // The common case (one way of matching): no retain.
+            if !push(schema, one, b, forks) {
+                paths.clear();
+                return false;
+            }
+        } else {
+            paths.retain_mut(|p| push(schema, p, b, forks));
+        }
         if !forks.is_empty() {
             paths.append(forks);
             let mut i = 1;
@@ -653,41 +680,53 @@ pub enum Grammar {
     JsonSchema(Arc<Schema>),
 }
 
-/// A grammar followed through one generation.
-pub(crate) struct Constrained<'a> {
+/// A grammar followed through one generation, token by token.
+pub struct Constrained<'a> {
     matcher: Matcher,
     /// Each token's bytes; `None` for added and special tokens.
     table: &'a [Option<Vec<u8>>],
-    /// Tokens of printable ASCII without `"` or `\\`: inside a string they are always allowed
-    /// (most of a vocabulary: the mask skips trying them there).
+    /// Tokens of whole UTF-8 characters, none of them a control character, `"` or `\\`: inside
+    /// a string without a bound or a pattern they are always allowed (most of a vocabulary, many
+    /// of its tokens non-ASCII: the mask skips trying them there).
     plain: Vec<bool>,
+    /// Per mask: whether each two-byte start may come (0 not tried yet, 1 no, 2 yes), so that
+    /// the many tokens sharing a refused start (` word` after `{`) are not tried one by one.
+    pairs: Vec<u8>,
 }
 
 impl<'a> Constrained<'a> {
-    pub(crate) fn new(grammar: &Grammar, table: &'a [Option<Vec<u8>>]) -> Self {
+    /// `table`: each token's bytes (`Tokenizer::byte_table`).
+    pub fn new(grammar: &Grammar, table: &'a [Option<Vec<u8>>]) -> Self {
         let plain = table
             .iter()
             .map(|t| {
-                t.as_ref()
-                    .is_some_and(|b| b.iter().all(|&c| (0x20..=0x7e).contains(&c) && c != b'"' && c != b'\\'))
+                t.as_ref().is_some_and(|b| {
+                    std::str::from_utf8(b).is_ok_and(|s| s.chars().all(|c| c >= ' ' && c != '"' && c != '\\'))
+                })
             })
             .collect();
         let matcher = match grammar {
             Grammar::JsonObject => Matcher::any_object(),
             Grammar::JsonSchema(s) => Matcher::new(s.clone()),
         };
-        Self { matcher, table, plain }
+        Self {
+            matcher,
+            table,
+            plain,
+            pairs: vec![0; 1 << 16],
+        }
     }
 
     /// Sets the logits of the tokens that may not come next to minus infinity; `false` when no
-    /// token may. A token is tried whole only when its first byte may come next (and, inside a
-    /// string, when it is not plain text).
-    pub(crate) fn mask(&mut self, logits: &mut [f32]) -> bool {
+    /// token may. A token is tried whole only when its first byte and its first two bytes may
+    /// come next (and, inside a string, when it is not plain text).
+    pub fn mask(&mut self, logits: &mut [f32]) -> bool {
         let in_string = self.matcher.in_plain_string();
         let mut first = [false; 256];
         for (b, ok) in first.iter_mut().enumerate() {
             *ok = self.matcher.allows(&[b as u8]);
         }
+        self.pairs.fill(0);
         let mut any = false;
         for (id, l) in logits.iter_mut().enumerate() {
             if *l == f32::NEG_INFINITY {
@@ -695,7 +734,15 @@ impl<'a> Constrained<'a> {
             }
             let ok = match self.table.get(id) {
                 Some(Some(_)) if in_string && self.plain[id] => true,
-                Some(Some(bytes)) => first[bytes[0] as usize] && self.matcher.allows(bytes),
+                Some(Some(bytes)) if !first[bytes[0] as usize] => false,
+                Some(Some(bytes)) if bytes.len() == 1 => true,
+                Some(Some(bytes)) => {
+                    let pair = &mut self.pairs[(bytes[0] as usize) << 8 | bytes[1] as usize];
+                    if *pair == 0 {
+                        *pair = 1 + self.matcher.allows(&bytes[..2]) as u8;
+                    }
+                    *pair == 2 && (bytes.len() == 2 || self.matcher.allows(bytes))
+                }
                 _ => false,
             };
             if ok {
@@ -708,13 +755,13 @@ impl<'a> Constrained<'a> {
     }
 
     /// Takes the sampled token (one the mask allowed).
-    pub(crate) fn advance(&mut self, id: u32) {
+    pub fn advance(&mut self, id: u32) {
         if let Some(Some(bytes)) = self.table.get(id as usize) {
             self.matcher.advance(bytes);
         }
     }
 
-    pub(crate) fn is_complete(&self) -> bool {
+    pub fn is_complete(&self) -> bool {
         self.matcher.is_complete()
     }
 }

@@ -412,53 +412,68 @@ fn prompt_scores_agree_with_llama_cpp_and_with_one_pass() {
     assert!(diff < 1e-2, "{diff}");
 }
 
-/// JSON mode: greedy and sampled generations under the JSON-object grammar are JSON objects
-/// that end where the object closes, on the default model asked (in a chat) for JSON.
-#[test]
-fn a_json_object_grammar_gives_json_objects() {
-    use freeze_attn_engine::{Grammar, Message};
-    let m = smollm();
+/// One greedy and four sampled generations (200 tokens at most) under `grammar` for a chat
+/// of one user message (each checked to leave its tokens in the state).
+fn under_grammar(
+    m: &freeze_attn_engine::LoadedModel,
+    ask: &str,
+    grammar: freeze_attn_engine::Grammar,
+) -> Vec<(GenerateParams, freeze_attn_engine::generate::Generation)> {
     let chat = m
         .template()
         .unwrap()
-        .render(
-            &[Message::user(
-                "Describe a cat as JSON with the keys name, age and colors (a list).",
-            )],
-            true,
-        )
+        .render(&[freeze_attn_engine::Message::user(ask)], true)
         .unwrap();
     let prompt = m.tokenizer.encode(&chat).unwrap();
     let mut params = vec![GenerateParams {
-        grammar: Some(Grammar::JsonObject),
+        grammar: Some(grammar.clone()),
         ..GenerateParams::greedy(200)
     }];
     for seed in 0..4 {
         params.push(GenerateParams {
-            grammar: Some(Grammar::JsonObject),
+            grammar: Some(grammar.clone()),
             max_tokens: 200,
             ..sampled(seed)
         });
     }
+    params
+        .into_iter()
+        .map(|p| {
+            let mut state = m.model.new_state();
+            let g = generate(
+                &m.model,
+                &m.tokenizer,
+                &mut state,
+                &prompt,
+                &p,
+                &CancelToken::new(),
+                &mut |_| {},
+            )
+            .unwrap();
+            assert_eq!(
+                state.len(),
+                prompt.len() + g.tokens.len(),
+                "the state holds every generated token"
+            );
+            (p, g)
+        })
+        .collect()
+}
+
+/// JSON mode: greedy and sampled generations under the JSON-object grammar are JSON objects
+/// that end where the object closes, on the default model asked (in a chat) for JSON.
+#[test]
+fn a_json_object_grammar_gives_json_objects() {
+    use freeze_attn_engine::Grammar;
+    let m = smollm();
+    let runs = under_grammar(
+        &m,
+        "Describe a cat as JSON with the keys name, age and colors (a list).",
+        Grammar::JsonObject,
+    );
     let mut complete = 0;
-    for p in &params {
-        let mut state = m.model.new_state();
-        let g = generate(
-            &m.model,
-            &m.tokenizer,
-            &mut state,
-            &prompt,
-            p,
-            &CancelToken::new(),
-            &mut |_| {},
-        )
-        .unwrap();
+    for (p, g) in &runs {
         eprintln!("json (t={}): {:?} {}", p.sampling.temperature, g.finish, g.text);
-        assert_eq!(
-            state.len(),
-            prompt.len() + g.tokens.len(),
-            "the state holds every generated token"
-        );
         match g.finish {
             FinishReason::StopToken => {
                 let v: serde_json::Value = serde_json::from_str(&g.text).unwrap_or_else(|e| panic!("{e}: {}", g.text));
@@ -478,7 +493,7 @@ fn a_json_object_grammar_gives_json_objects() {
     assert!(
         complete >= 3,
         "{complete} of {} objects closed within 200 tokens",
-        params.len()
+        runs.len()
     );
 }
 
@@ -488,7 +503,7 @@ fn a_json_object_grammar_gives_json_objects() {
 #[test]
 fn a_json_schema_grammar_gives_what_the_schema_describes() {
     use freeze_attn_engine::grammar::{Matcher, Schema};
-    use freeze_attn_engine::{Grammar, Message};
+    use freeze_attn_engine::Grammar;
     use std::sync::Arc;
     let schema = serde_json::json!({
         "$defs": {"Owner": {"type": "object", "properties": {"name": {"type": "string", "maxLength": 16}}, "required": ["name"]}},
@@ -505,37 +520,9 @@ fn a_json_schema_grammar_gives_what_the_schema_describes() {
     });
     let schema = Arc::new(Schema::compile(&schema).unwrap());
     let m = smollm();
-    let chat = m
-        .template()
-        .unwrap()
-        .render(&[Message::user("Describe a cat as JSON.")], true)
-        .unwrap();
-    let prompt = m.tokenizer.encode(&chat).unwrap();
-    let grammar = Some(Grammar::JsonSchema(schema.clone()));
-    let mut params = vec![GenerateParams {
-        grammar: grammar.clone(),
-        ..GenerateParams::greedy(200)
-    }];
-    for seed in 0..4 {
-        params.push(GenerateParams {
-            grammar: grammar.clone(),
-            max_tokens: 200,
-            ..sampled(seed)
-        });
-    }
+    let runs = under_grammar(&m, "Describe a cat as JSON.", Grammar::JsonSchema(schema.clone()));
     let mut complete = 0;
-    for p in &params {
-        let mut state = m.model.new_state();
-        let g = generate(
-            &m.model,
-            &m.tokenizer,
-            &mut state,
-            &prompt,
-            p,
-            &CancelToken::new(),
-            &mut |_| {},
-        )
-        .unwrap();
+    for (p, g) in &runs {
         eprintln!("schema (t={}): {:?} {}", p.sampling.temperature, g.finish, g.text);
         let mut matcher = Matcher::new(schema.clone());
         assert!(matcher.advance(g.text.as_bytes()), "{}", g.text);
@@ -564,6 +551,6 @@ fn a_json_schema_grammar_gives_what_the_schema_describes() {
     assert!(
         complete >= 3,
         "{complete} of {} objects closed within 200 tokens",
-        params.len()
+        runs.len()
     );
 }

@@ -328,3 +328,45 @@ fn constrained_generation_on_the_llama3_vocabulary_with_a_random_model() {
     eprintln!("{ended} of 6 calls ended within 200 tokens");
     assert!(ended >= 3, "{ended} of 6 forced calls ended within 200 tokens");
 }
+
+/// The mask's shortcuts (first byte, first two bytes, plain text inside strings) change nothing:
+/// along a reply, on the 128k Llama 3 vocabulary, it allows exactly the tokens the matcher
+/// accepts when each is tried whole, for JSON mode and for a schema.
+#[test]
+fn the_mask_equals_trying_every_token_on_the_llama3_vocabulary() {
+    use freeze_attn_engine::grammar::{Constrained, Matcher, Schema};
+    use freeze_attn_engine::Grammar;
+    use std::sync::Arc;
+    let fx = fixture("tiny_llama31.json");
+    let dir = tempfile::tempdir().unwrap();
+    let m = load_tiny(dir.path(), &fx["config"]);
+    let table = m.tokenizer.byte_table();
+    let reply = "{\"name\": \"Zoë \\\"Z\\\" 東京\", \"born\": \"2021-04-05\", \"tags\": [\"a\", \"b\"], \"n\": -1.5e3}";
+    let schema = Arc::new(
+        Schema::compile(&serde_json::json!({"type": "object", "properties": {
+            "name": {"type": "string"}, "born": {"type": "string", "format": "date"},
+            "tags": {"type": "array", "items": {"type": "string", "maxLength": 2}}, "n": {"type": "number"}},
+            "required": ["name", "born", "tags", "n"]}))
+        .unwrap(),
+    );
+    let ids = m.tokenizer.encode(reply).unwrap();
+    let ids: Vec<u32> = ids.into_iter().skip_while(|&t| Some(t) == m.tokenizer.bos()).collect();
+    for (grammar, mut matcher) in [
+        (Grammar::JsonObject, Matcher::any_object()),
+        (Grammar::JsonSchema(schema.clone()), Matcher::new(schema.clone())),
+    ] {
+        let mut c = Constrained::new(&grammar, table);
+        for (step, &id) in ids.iter().enumerate() {
+            let mut logits = vec![0f32; table.len()];
+            c.mask(&mut logits);
+            for (t, bytes) in table.iter().enumerate() {
+                let want = bytes.as_ref().is_some_and(|b| matcher.allows(b));
+                assert_eq!(logits[t] == 0.0, want, "step {step}, token {t} {bytes:?}");
+            }
+            assert!(logits[id as usize] == 0.0, "the reply's token {id} at step {step}");
+            c.advance(id);
+            assert!(matcher.advance(table[id as usize].as_ref().unwrap()));
+        }
+        assert!(c.is_complete());
+    }
+}
