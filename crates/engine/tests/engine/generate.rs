@@ -467,7 +467,7 @@ fn a_json_object_grammar_gives_json_objects() {
     use freeze_attn_engine::Grammar;
     let m = smollm();
     let runs = under_grammar(
-        &m,
+        m,
         "Describe a cat as JSON with the keys name, age and colors (a list).",
         Grammar::JsonObject,
     );
@@ -520,7 +520,7 @@ fn a_json_schema_grammar_gives_what_the_schema_describes() {
     });
     let schema = Arc::new(Schema::compile(&schema).unwrap());
     let m = smollm();
-    let runs = under_grammar(&m, "Describe a cat as JSON.", Grammar::JsonSchema(schema.clone()));
+    let runs = under_grammar(m, "Describe a cat as JSON.", Grammar::JsonSchema(schema.clone()));
     let mut complete = 0;
     for (p, g) in &runs {
         eprintln!("schema (t={}): {:?} {}", p.sampling.temperature, g.finish, g.text);
