@@ -9,9 +9,9 @@
 //! required: `serve --chat-template`), assistant messages may carry `tool_calls` and `tool`
 //! messages answer them; a reply that consists of calls to the offered tools comes back as
 //! `tool_calls` with `finish_reason: "tool_calls"` (streamed: one delta with the whole calls).
-//! `tool_choice` `"auto"` and `"none"` are honoured; `"required"` and a named function would
-//! need decoding constrained to the template's call format and the tools' names (JSON mode
-//! constrains JSON syntax only), and are refused.
+//! `tool_choice` `"auto"` and `"none"` are honoured, and `"required"` or a named function force
+//! one call (generation constrained to the template's call format and the tools' parameter
+//! schemas). `response_format` `json_object` and `json_schema` constrain the reply likewise.
 
 use super::{parse_json, read_body, ApiError, AppState};
 use crate::engine::grammar::Schema;
