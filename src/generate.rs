@@ -73,6 +73,15 @@ pub struct GenerateOutput {
 
 /// Generates a continuation of `prompt` from scratch.
 #[tracing::instrument(level = "info", name = "generate", skip_all)]
+/// The grammar of a JSON Schema (structured outputs: `response_format` `json_schema`,
+/// `generate --json-schema`); a schema that cannot be followed is one line naming the keyword
+/// and where it is.
+pub fn json_schema_grammar(schema: &serde_json::Value) -> Result<freeze_attn_engine::Grammar> {
+    let schema =
+        freeze_attn_engine::grammar::Schema::compile(schema).map_err(|e| crate::Error::Invalid(e.to_string()))?;
+    Ok(freeze_attn_engine::Grammar::JsonSchema(std::sync::Arc::new(schema)))
+}
+
 pub fn generate(
     model: &LoadedModel,
     prompt: &Prompt,

@@ -33,7 +33,7 @@ pub use bench::{bench, run_generation_test};
 pub use error::{Error, Result};
 pub use freeze_attn_engine as engine;
 pub use freeze_attn_engine::{CancelToken, FinishReason, GenerateParams, Grammar, Message, ToolCall};
-pub use generate::{generate, GenerateOutput, Observer, Prompt};
+pub use generate::{generate, json_schema_grammar, GenerateOutput, Observer, Prompt};
 pub use live::Live;
 pub use model::{open_model, open_model_with_progress, resolve_model};
 pub use prefix::{generate_with_prefix, process_prefix, Continuation, PrefixInput};

@@ -53,15 +53,15 @@ pub fn run(a: GenerateArgs) -> anyhow::Result<()> {
     let text = prompt_text(&a.prompt, &a.prompt_file)?;
     let dtype: StoredDType = a.dtype.parse()?;
     // Read before the model loads: a schema that cannot be followed fails at once.
-    let schema = match &a.json_schema {
+    let schema_grammar = match &a.json_schema {
         None => None,
         Some(path) => {
             let text = read_small_file(path, "JSON schema")?;
             let schema: serde_json::Value = serde_json::from_str(&text)
                 .map_err(|e| anyhow::anyhow!("the JSON schema {} is not JSON: {e}", path.display()))?;
-            let schema = freeze_attn::engine::grammar::Schema::compile(&schema)
+            let grammar = freeze_attn::json_schema_grammar(&schema)
                 .map_err(|e| anyhow::anyhow!("the JSON schema {}: {e}", path.display()))?;
-            Some(schema)
+            Some(grammar)
         }
     };
     let t0 = Instant::now();
@@ -71,8 +71,8 @@ pub fn run(a: GenerateArgs) -> anyhow::Result<()> {
     if a.json_object {
         params.grammar = Some(freeze_attn::Grammar::JsonObject);
     }
-    if let Some(schema) = schema {
-        params.grammar = Some(freeze_attn::Grammar::JsonSchema(std::sync::Arc::new(schema)));
+    if schema_grammar.is_some() {
+        params.grammar = schema_grammar;
     }
     let json_out = a.json;
     let mut on_text = |t: &str| {

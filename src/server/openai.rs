@@ -14,7 +14,6 @@
 //! schemas). `response_format` `json_object` and `json_schema` constrain the reply likewise.
 
 use super::{parse_json, read_body, ApiError, AppState};
-use crate::engine::grammar::Schema;
 use crate::engine::Grammar;
 use crate::session::complete::{
     Choice, Completion, CompletionInput, CompletionRequest, Echo, Logprob, Streamed, ToolChoice, Tools, MAX_CHOICES,
@@ -32,7 +31,6 @@ use serde_json::value::RawValue;
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::convert::Infallible;
-use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// `stop`: one string or a list.
@@ -506,8 +504,8 @@ fn response_format(v: Option<&Value>) -> Result<Option<Grammar>, ApiError> {
             };
             match spec.get("schema") {
                 None | Some(Value::Null) => Ok(Some(Grammar::JsonObject)),
-                Some(schema) => match Schema::compile(schema) {
-                    Ok(s) => Ok(Some(Grammar::JsonSchema(Arc::new(s)))),
+                Some(schema) => match crate::json_schema_grammar(schema) {
+                    Ok(g) => Ok(Some(g)),
                     Err(e) => bad(format!("response_format json_schema: {e}")),
                 },
             }
