@@ -56,9 +56,24 @@ impl Transcript {
                             let who = match role {
                                 "user" => "You",
                                 "assistant" => "Model",
+                                "tool" => "Tool result",
                                 other => other,
                             };
-                            out.push_str(&format!("**{who}**\n\n{body}\n"));
+                            out.push_str(&format!("**{who}**\n\n"));
+                            if !body.is_empty() {
+                                out.push_str(body);
+                                out.push('\n');
+                            }
+                            for call in &m.tool_calls {
+                                if !body.is_empty() {
+                                    out.push('\n');
+                                }
+                                out.push_str(&format!(
+                                    "Calls `{}` with:\n\n```json\n{}\n```\n",
+                                    call.name,
+                                    call.arguments.trim()
+                                ));
+                            }
                         }
                     }
                     out.push('\n');
@@ -74,12 +89,17 @@ impl Transcript {
     /// line here (the library does that); at most [`PREVIEW_SOURCE_CHARS`] characters taken.
     pub fn preview(&self, parent: Option<&Transcript>) -> String {
         let line = match self {
-            Transcript::Chat { messages } => messages
-                .iter()
-                .rev()
-                .map(|m| m.content.trim())
-                .find(|c| !c.is_empty())
-                .unwrap_or_default(),
+            Transcript::Chat { messages } => {
+                // A reply that is only function calls says what it calls.
+                let said = messages.iter().rev().find_map(|m| match m.content.trim() {
+                    "" => m
+                        .tool_calls
+                        .first()
+                        .map(|c| format!("{}({})", c.name, c.arguments.trim())),
+                    text => Some(text.to_string()),
+                });
+                return said.unwrap_or_default().chars().take(PREVIEW_SOURCE_CHARS).collect();
+            }
             Transcript::Text { text } => match parent {
                 Some(Transcript::Text { text: before })
                     if text.len() > before.len()
@@ -141,5 +161,57 @@ mod tests {
         let long = story(&"é".repeat(1000)).preview(None);
         assert_eq!(long.chars().count(), PREVIEW_SOURCE_CHARS);
         assert_eq!(Transcript::default().preview(None), "");
+    }
+
+    fn calls(content: &str, calls: &[(&str, &str)]) -> Message {
+        let mut m = Message::assistant(content);
+        m.tool_calls = calls
+            .iter()
+            .enumerate()
+            .map(|(i, (name, arguments))| freeze_attn_engine::ToolCall {
+                id: format!("call_{i}"),
+                name: name.to_string(),
+                arguments: arguments.to_string(),
+            })
+            .collect();
+        m
+    }
+
+    #[test]
+    fn function_calls_and_their_results_are_shown_in_markdown_and_previews() {
+        let mut result = Message::new("tool", "{\"temp\": 21}");
+        result.tool_call_id = Some("call_0".into());
+        let t = Transcript::Chat {
+            messages: vec![
+                Message::user("Weather in Tokyo?"),
+                calls("", &[("get_weather", "{\"city\": \"Tokyo\"}")]),
+                result,
+            ],
+        };
+        assert_eq!(
+            t.to_markdown("Tools"),
+            "# Tools\n\n**You**\n\nWeather in Tokyo?\n\n**Model**\n\nCalls `get_weather` with:\n\n```json\n\
+             {\"city\": \"Tokyo\"}\n```\n\n**Tool result**\n\n{\"temp\": 21}\n\n"
+        );
+        assert_eq!(t.preview(None), "{\"temp\": 21}");
+        let asked = Transcript::Chat {
+            messages: vec![
+                Message::user("Weather?"),
+                calls(" ", &[("get_weather", " {\"city\": \"Oslo\"} "), ("get_time", "{}")]),
+            ],
+        };
+        assert_eq!(
+            asked.preview(None),
+            "get_weather({\"city\": \"Oslo\"})",
+            "a reply that only calls"
+        );
+        let both = Transcript::Chat {
+            messages: vec![calls("Let me look.", &[("get_time", "{}")])],
+        };
+        assert_eq!(
+            both.to_markdown("B"),
+            "# B\n\n**Model**\n\nLet me look.\n\nCalls `get_time` with:\n\n```json\n{}\n```\n\n"
+        );
+        assert_eq!(both.preview(None), "Let me look.");
     }
 }

@@ -202,7 +202,12 @@ pub fn run(a: StatesArgs) -> anyhow::Result<()> {
                 match d.transcript {
                     Some(freeze_attn::Transcript::Chat { messages }) => {
                         for (i, m) in messages.iter().enumerate() {
-                            println!("[{i}] {}: {}", m.role, m.content);
+                            if !m.content.is_empty() || m.tool_calls.is_empty() {
+                                println!("[{i}] {}: {}", m.role, m.content);
+                            }
+                            for call in &m.tool_calls {
+                                println!("[{i}] {}: calls {}({})", m.role, call.name, call.arguments.trim());
+                            }
                         }
                     }
                     Some(freeze_attn::Transcript::Text { text }) => println!("{text}"),

@@ -19,19 +19,21 @@ use serde::{Deserialize, Serialize};
 pub struct Message {
     pub role: String,
     pub content: String,
-    /// An assistant turn's function calls (OpenAI `tool_calls`). Absent from the app's types:
-    /// only the OpenAI server makes and reads them.
+    /// An assistant turn's function calls (OpenAI `tool_calls`): made and read by the OpenAI
+    /// server, shown by the app (a node frozen through the server can hold them). Absent from
+    /// the JSON when empty, so a transcript without calls reads as it always did.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[cfg_attr(feature = "specta", specta(skip))]
+    #[cfg_attr(feature = "specta", specta(optional))]
     pub tool_calls: Vec<ToolCall>,
     /// A `tool` turn's answer to this call.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[cfg_attr(feature = "specta", specta(skip))]
+    #[cfg_attr(feature = "specta", specta(optional))]
     pub tool_call_id: Option<String>,
 }
 
 /// A function call made by the model.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 pub struct ToolCall {
     pub id: String,
     pub name: String,

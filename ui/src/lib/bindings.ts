@@ -235,6 +235,14 @@ export type LoadProgress = {
 export type Message = {
 	role: string,
 	content: string,
+	/**
+	 *  An assistant turn's function calls (OpenAI `tool_calls`): made and read by the OpenAI
+	 *  server, shown by the app (a node frozen through the server can hold them). Absent from
+	 *  the JSON when empty, so a transcript without calls reads as it always did.
+	 */
+	tool_calls?: ToolCall[],
+	/**  A `tool` turn's answer to this call. */
+	tool_call_id?: string | null,
 };
 
 /**
@@ -386,6 +394,14 @@ export type ThawReport = {
 	reprocessed_tokens: number,
 	from_memory: boolean,
 	live: LiveState,
+};
+
+/**  A function call made by the model. */
+export type ToolCall = {
+	id: string,
+	name: string,
+	/**  The arguments as JSON text (a JSON object, as OpenAI sends them). */
+	arguments: string,
 };
 
 export type Transcript = { mode: "chat"; messages: Message[] } | { mode: "text"; text: string };

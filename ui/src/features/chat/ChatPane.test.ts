@@ -195,6 +195,37 @@ describe("ChatPane", () => {
     expect(await navigator.clipboard.readText()).toBe("Hello.");
   });
 
+  it("shows a reply's function calls and the tool's result, and copies the calls", async () => {
+    const user = userEvent.setup();
+    const messages = [
+      { role: "user", content: "Weather in Tokyo?" },
+      {
+        role: "assistant",
+        content: "",
+        tool_calls: [{ id: "call_0", name: "get_weather", arguments: '{"city": "Tokyo"}' }],
+      },
+      { role: "tool", content: '{"temp": 21}', tool_call_id: "call_0" },
+      {
+        role: "assistant",
+        content: "",
+        tool_calls: [{ id: "call_1", name: "get_time", arguments: "{}" }],
+      },
+    ];
+    fakeBackend({ status: () => hostStatus({ live: live({ node: 7, transcript: { mode: "chat", messages } }) }) });
+    const app = await readyApp();
+    renderWithApp(ChatPane, {}, app);
+    const call = screen.getByTestId("tool-call-1-0");
+    expect(call).toHaveTextContent("Calls get_weather");
+    expect(call.querySelector("pre")?.textContent).toBe('{\n  "city": "Tokyo"\n}');
+    expect(screen.getByTestId("message-1").querySelector(".content")).toBeNull();
+    expect(screen.getByTestId("message-2")).toHaveTextContent("Tool result");
+    expect(screen.getByTestId("message-2")).toHaveTextContent('{"temp": 21}');
+    // A reply that is a call is not continued as text.
+    expect(screen.queryByTestId("continue-3")).toBeNull();
+    await user.click(screen.getByTestId("copy-1"));
+    expect(await navigator.clipboard.readText()).toBe('get_weather({"city": "Tokyo"})');
+  });
+
   it("asks for a freeze before a message of unsaved turns can branch", async () => {
     fakeBackend({ status: () => hostStatus({ live: { ...primed, dirty: true } }) });
     const app = await readyApp();

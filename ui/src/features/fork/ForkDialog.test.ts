@@ -67,4 +67,18 @@ describe("describeForkPoint", () => {
       "The conversation up to and including message 3.",
     );
   });
+
+  it("quotes a reply that is a function call by its call", () => {
+    const messages = [
+      { role: "user", content: "Weather?" },
+      { role: "assistant", content: "", tool_calls: [{ id: "c", name: "get_weather", arguments: '{"city": "Oslo"}' }] },
+      { role: "tool", content: "12 C", tool_call_id: "c" },
+    ];
+    expect(describeForkPoint({ message: 1, char_offset: null }, { mode: "chat", messages })).toBe(
+      'The conversation up to and including the model\'s reply “get_weather({"city": "Oslo"})”.',
+    );
+    expect(describeForkPoint({ message: 2, char_offset: null }, { mode: "chat", messages })).toBe(
+      "The conversation up to and including the tool result “12 C”.",
+    );
+  });
 });

@@ -1,8 +1,14 @@
 // Words for where a fork starts, from the ForkPoint and the node's transcript.
 import type { ForkPoint, Transcript } from "../../lib/api";
 import { formatCount } from "../../lib/format";
+import { messageText } from "../chat/calls";
 
-const ROLE = { system: "the system prompt", user: "your message", assistant: "the model's reply" } as const;
+const ROLE = {
+  system: "the system prompt",
+  user: "your message",
+  assistant: "the model's reply",
+  tool: "the tool result",
+} as const;
 
 export function describeForkPoint(at: ForkPoint | null, transcript: Transcript | null): string {
   if (at === null) return "The whole node, ready to continue.";
@@ -11,7 +17,7 @@ export function describeForkPoint(at: ForkPoint | null, transcript: Transcript |
   }
   if (at.char_offset !== null) return `Message ${at.message + 1}, cut at character ${formatCount(at.char_offset)}.`;
   const m = transcript?.mode === "chat" ? transcript.messages[at.message] : undefined;
-  const what = m ? `${ROLE[m.role as keyof typeof ROLE] ?? m.role} “${excerpt(m.content)}”` : `message ${at.message + 1}`;
+  const what = m ? `${ROLE[m.role as keyof typeof ROLE] ?? m.role} “${excerpt(messageText(m))}”` : `message ${at.message + 1}`;
   return `The conversation up to and including ${what}.`;
 }
 
