@@ -288,7 +288,8 @@ class OpenAIClient(unittest.TestCase):
     def test_structured_outputs_parse_into_pydantic_models(self):
         """`response_format` from a Pydantic model (what the SDK's `.parse()` sends: nested
         objects through `$ref`, a `Literal` enum, an optional field, a bounded list, strings
-        with a length bound, a date): every reply that ends is parsed and validated by Pydantic."""
+        with a length bound, a date, numbers with bounds): every reply that ends is parsed and
+        validated by Pydantic."""
         import datetime
         from typing import Annotated, Literal, Optional
 
@@ -302,7 +303,8 @@ class OpenAIClient(unittest.TestCase):
         class Cat(BaseModel):
             name: Annotated[str, Field(max_length=20)]
             born: datetime.date
-            age: int
+            age: Annotated[int, Field(ge=1, le=25)]
+            weight_kg: Annotated[float, Field(gt=0, lt=12)]
             color: Literal["black", "white", "ginger", "grey"]
             indoor: bool
             nickname: Optional[Annotated[str, Field(max_length=12)]]
@@ -322,7 +324,7 @@ class OpenAIClient(unittest.TestCase):
         cats = [Cat.model_validate_json(ch.message.content) for ch in r.choices if ch.finish_reason == "stop"]
         self.assertGreaterEqual(len(cats), 2, [ch.message.content for ch in r.choices])
         for cat in cats:
-            self.assertEqual(list(cat.model_dump()), ["name", "born", "age", "color", "indoor", "nickname", "toys"])
+            self.assertEqual(list(cat.model_dump()), ["name", "born", "age", "weight_kg", "color", "indoor", "nickname", "toys"])
         # Without the schema the same request gives other keys (the schema is what shaped them).
         free = s.client.chat.completions.create(model=s.model, messages=msgs, temperature=0.8, seed=1, n=3,
                                                 max_tokens=300, response_format={"type": "json_object"})
@@ -339,8 +341,10 @@ class OpenAIClient(unittest.TestCase):
         # What cannot be followed is refused by name, with where it is.
         for schema, says in [({"type": "object", "properties": {"home": {"type": "string", "format": "uri"}}},
                               '`format` "uri" is not supported in response_format schemas'),
-                             ({"type": "object", "properties": {"n": {"type": "integer", "minimum": 1}}},
-                              "`minimum` is not supported in response_format schemas (at #/properties/n)"),
+                             ({"type": "object", "properties": {"n": {"type": "integer", "multipleOf": 2}}},
+                              "`multipleOf` is not supported in response_format schemas (at #/properties/n)"),
+                             ({"type": "object", "properties": {"n": {"type": "integer", "minimum": 1.5, "maximum": 1.9}}},
+                              "no integer is within the schema's minimum and maximum (at #/properties/n)"),
                              ({"type": "array"}, "must be JSON objects"),
                              ({"$ref": "#/$defs/Missing"}, "points to nothing")]:
             body = {"messages": msgs, "max_tokens": 4,
@@ -494,6 +498,18 @@ class FunctionCalling(unittest.TestCase):
         self.assertTrue(r2.choices[0].message.content.strip(), r2.choices[0].message)
         self.assertGreater(r2.usage.prompt_tokens_details.cached_tokens, r.usage.prompt_tokens,
                            "the first request's prompt and the call were resumed")
+
+        # Frozen, the call is part of the node's conversation: the CLI shows it and the Markdown
+        # export writes it (the app shows it the same way).
+        self.ask(msgs[:-2], extra_body={"freeze": "weather-call"})
+        env = dict(os.environ, FREEZE_ATTN_HOME=self.home.name, FREEZE_ATTN_MODELS=MODELS)
+        cli = lambda *a: subprocess.run([BIN, "states", *a, "weather-call"], env=env, capture_output=True, text=True,
+                                        timeout=120, check=True).stdout
+        shown = cli("show")
+        self.assertIn(f"assistant: calls get_weather({call.function.arguments})", shown)
+        self.assertNotIn("assistant: \n", shown, "no empty line for a reply that only calls")
+        md = cli("markdown")
+        self.assertIn(f"**Model**\n\nCalls `get_weather` with:\n\n```json\n{call.function.arguments}\n```", md)
 
     def test_a_text_reply_streams_the_same_text_with_tools_offered(self):
         # After a call's result the model answers in text; for Lima it starts with "<", which is

@@ -16,13 +16,15 @@
 //! [`MAX_WHITESPACE`] bytes of white space in a row between tokens of JSON, and at most
 //! [`MAX_DEPTH`] nested containers. `max_tokens` bounds the rest (a string that never ends).
 
+mod number;
 pub mod regex;
 pub mod schema;
 
 use std::sync::Arc;
 
+use number::{Bounded, Step};
 use regex::Regex;
-use schema::{Node, NodeId, ANY_ARRAY, ANY_NUMBER, ANY_OBJECT, ANY_STRING, FALSE, NO_PATTERN, NULL, TRUE};
+use schema::{Node, NodeId, ANY_ARRAY, ANY_NUMBER, ANY_OBJECT, ANY_STRING, FALSE, NO_PATTERN, NO_RANGE, NULL, TRUE};
 pub use schema::{Schema, SchemaError};
 
 /// Longest run of white space allowed between JSON tokens (enough for a newline and the
@@ -149,6 +151,8 @@ enum Frame {
         state: NumState,
         integer: bool,
     },
+    /// Inside a number with bounds.
+    Bounded(Bounded),
     /// Inside a literal node's bytes, `at` of them written.
     Literal {
         node: NodeId,
@@ -553,6 +557,18 @@ fn push(s: &Schema, p: &mut Path, b: u8, forks: &mut Vec<Path>) -> bool {
                 }
                 None => false,
             },
+            Frame::Bounded(n) => match n.step(b, &s.ranges[n.range as usize]) {
+                Step::Next(n) => {
+                    *p.top() = Frame::Bounded(n);
+                    true
+                }
+                // As an unbounded number's end: the byte goes to the container around it.
+                Step::End => {
+                    p.stack.pop();
+                    continue;
+                }
+                Step::Refuse => false,
+            },
             Frame::Literal { node, at } => {
                 let Node::Literal(bytes) = &s.nodes[node as usize] else {
                     unreachable!("literal frames are made from literal nodes")
@@ -649,7 +665,14 @@ fn start(s: &Schema, n: NodeId, p: &mut Path, b: u8, forks: &mut Vec<Path>) -> b
             });
             true
         }
-        &Node::Number { integer } => {
+        &Node::Number { integer, range } if range != NO_RANGE => {
+            let Some(n) = Bounded::start(b, range, integer, &s.ranges[range as usize]) else {
+                return false;
+            };
+            p.stack.push(Frame::Bounded(n));
+            true
+        }
+        &Node::Number { integer, .. } => {
             let state = match b {
                 b'-' => NumState::Minus,
                 b'0' => NumState::Zero,
@@ -1117,6 +1140,158 @@ mod tests {
     }
 
     #[test]
+    fn numbers_are_written_within_their_bounds() {
+        let n = |bounds: serde_json::Value| {
+            let mut prop = bounds;
+            prop.as_object_mut().unwrap().entry("type").or_insert("number".into());
+            schema(serde_json::json!({"type": "object", "properties": {"n": prop}, "required": ["n"]}))
+        };
+        let check = |s: &Arc<Schema>, cases: &[(&str, bool)]| {
+            for &(t, ok) in cases {
+                assert_eq!(whole(s, &format!("{{\"n\": {t}}}")), ok, "{t}");
+            }
+        };
+        // Pydantic's `conint(ge=1, le=12)`.
+        let s = n(serde_json::json!({"type": "integer", "minimum": 1, "maximum": 12}));
+        check(
+            &s,
+            &[
+                ("1", true),
+                ("7", true),
+                ("10", true),
+                ("12", true),
+                ("0", false),
+                ("13", false),
+                ("-1", false),
+                ("1.5", false),
+                ("01", false),
+            ],
+        );
+        assert!(prefix(&s, r#"{"n": 1"#), "10, 11, 12 may follow");
+        assert!(!prefix(&s, r#"{"n": 13"#), "refused at the digit that leaves the range");
+        assert!(!prefix(&s, r#"{"n": 2"#) || whole(&s, r#"{"n": 2}"#));
+        assert!(!prefix(&s, r#"{"n": 20"#));
+        assert!(!prefix(&s, r#"{"n": -"#), "no negative number is in range");
+        // Negative, exclusive (numeric), draft 4's boolean exclusive, and float bounds on integers.
+        let s = n(serde_json::json!({"type": "integer", "minimum": -40, "exclusiveMaximum": -5}));
+        check(
+            &s,
+            &[
+                ("-40", true),
+                ("-6", true),
+                ("-17", true),
+                ("-5", false),
+                ("-41", false),
+                ("0", false),
+                ("-0", false),
+            ],
+        );
+        let s = n(serde_json::json!({"type": "integer", "maximum": 10, "exclusiveMaximum": true}));
+        check(&s, &[("9", true), ("10", false), ("-123456", true)]);
+        let s = n(serde_json::json!({"type": "integer", "minimum": 0.5, "maximum": 7.5}));
+        check(&s, &[("1", true), ("7", true), ("0", false), ("8", false)]);
+        let s = n(serde_json::json!({"type": "integer", "exclusiveMinimum": 2.0}));
+        check(&s, &[("2", false), ("3", true), ("300000", true)]);
+        // The whole of i64, and no further.
+        let s = n(serde_json::json!({"type": "integer", "minimum": i64::MIN, "maximum": i64::MAX}));
+        check(
+            &s,
+            &[
+                ("9223372036854775807", true),
+                ("9223372036854775808", false),
+                ("-9223372036854775808", true),
+                ("-9223372036854775809", false),
+            ],
+        );
+        // Numbers: fractions, no exponent, bounds compared as a parser reads the text.
+        let s = n(serde_json::json!({"exclusiveMinimum": 0, "maximum": 1}));
+        check(
+            &s,
+            &[
+                ("0.5", true),
+                ("1", true),
+                ("1.0", true),
+                ("1.000", true),
+                ("0.001", true),
+                ("0", false),
+                ("0.0", false),
+                ("1.01", false),
+                ("-0.5", false),
+                ("1e-1", false),
+                ("2", false),
+            ],
+        );
+        assert!(prefix(&s, r#"{"n": 1."#));
+        assert!(!prefix(&s, r#"{"n": 1.01"#));
+        assert!(!prefix(&s, r#"{"n": 1e"#));
+        let s = n(serde_json::json!({"minimum": 0.1, "maximum": 0.1}));
+        check(&s, &[("0.1", true), ("0.10", true), ("0.11", false), ("0.09", false)]);
+        // `minimum` alone implies a number; with a type list it bounds the number only.
+        let s = n(serde_json::json!({"type": ["string", "integer"], "minimum": 3}));
+        check(&s, &[("\"1\"", true), ("3", true), ("2", false)]);
+    }
+
+    /// Against a plain reading of the whole text: every number of up to five characters is
+    /// allowed exactly when it is one (without an exponent) within the bounds, and every prefix
+    /// the matcher allows can be finished: generation never reaches a number it cannot end.
+    #[test]
+    fn bounded_numbers_allow_what_is_in_range_and_never_strand() {
+        const ALPHABET: &[u8] = b"-0123456789.";
+        let cases = [
+            serde_json::json!({"type": "integer", "minimum": 1, "maximum": 12}),
+            serde_json::json!({"type": "integer", "minimum": -40, "maximum": -5}),
+            serde_json::json!({"type": "integer", "minimum": 100}),
+            serde_json::json!({"type": "integer", "maximum": -100}),
+            serde_json::json!({"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1}),
+            serde_json::json!({"type": "number", "minimum": 2.5, "maximum": 3.25}),
+            serde_json::json!({"type": "number", "minimum": -1.5, "maximum": -1.25}),
+            serde_json::json!({"type": "number", "minimum": 0.001, "maximum": 0.002}),
+            serde_json::json!({"type": "number", "minimum": 99.5}),
+        ];
+        for bounds in cases {
+            let s = schema(serde_json::json!({"type": "object", "properties": {"n": bounds}, "required": ["n"]}));
+            let integer = bounds["type"] == "integer";
+            let get = |k: &str| bounds.get(k).and_then(|v| v.as_f64());
+            let in_range = |text: &str| -> bool {
+                if text.contains(['e', 'E']) || (integer && text.contains('.')) {
+                    return false;
+                }
+                let Ok(v) = serde_json::from_str::<serde_json::Number>(text) else {
+                    return false;
+                };
+                let v = v.as_f64().unwrap();
+                get("minimum").is_none_or(|m| v >= m)
+                    && get("maximum").is_none_or(|m| v <= m)
+                    && get("exclusiveMinimum").is_none_or(|m| v > m)
+                    && get("exclusiveMaximum").is_none_or(|m| v < m)
+            };
+            let mut texts = vec![String::new()];
+            for len in 1..=5 {
+                let longer: Vec<String> = texts
+                    .iter()
+                    .filter(|t| t.len() == len - 1)
+                    .flat_map(|t| ALPHABET.iter().map(move |&c| format!("{t}{}", c as char)))
+                    .collect();
+                texts.extend(longer);
+            }
+            fn finishes(s: &Arc<Schema>, t: &str, depth: usize) -> bool {
+                whole(s, &format!("{{\"n\": {t}}}"))
+                    || depth > 0
+                        && ALPHABET.iter().any(|&c| {
+                            let t = format!("{t}{}", c as char);
+                            prefix(s, &format!("{{\"n\": {t}")) && finishes(s, &t, depth - 1)
+                        })
+            }
+            for t in texts.iter().filter(|t| !t.is_empty()) {
+                assert_eq!(whole(&s, &format!("{{\"n\": {t}}}")), in_range(t), "{bounds}: {t}");
+                if t.len() <= 4 && prefix(&s, &format!("{{\"n\": {t}")) {
+                    assert!(finishes(&s, t, 4), "{bounds}: {t} cannot be finished");
+                }
+            }
+        }
+    }
+
+    #[test]
     fn schemas_that_cannot_be_followed_are_refused_by_name() {
         for (v, says) in [
             (serde_json::json!({"type": "string"}), "must be JSON objects"),
@@ -1129,8 +1304,16 @@ mod tests {
                 "look-around",
             ),
             (
-                serde_json::json!({"type": "object", "properties": {"n": {"type": "integer", "minimum": 0}}}),
-                "`minimum`",
+                serde_json::json!({"type": "object", "properties": {"n": {"type": "integer", "multipleOf": 2}}}),
+                "`multipleOf`",
+            ),
+            (
+                serde_json::json!({"type": "object", "properties": {"n": {"minimum": 2, "exclusiveMaximum": 2}}}),
+                "no number is within",
+            ),
+            (
+                serde_json::json!({"type": "object", "properties": {"n": {"type": "integer", "maximum": "9"}}}),
+                "`maximum` must be a number",
             ),
             (
                 serde_json::json!({"type": "object", "properties": {"a": {}}, "required": ["b"]}),
@@ -1163,7 +1346,7 @@ mod tests {
             assert!(e.contains(says), "{v}: {e}");
         }
         let e = Schema::compile(
-            &serde_json::json!({"type": "object", "properties": {"when": {"type": "integer", "minimum": 0}}}),
+            &serde_json::json!({"type": "object", "properties": {"when": {"type": "integer", "multipleOf": 1}}}),
         )
         .unwrap_err();
         assert_eq!(e.at, "#/properties/when");

@@ -5,11 +5,13 @@
 //! at most once; those not in `required` may be left out), `required`, `additionalProperties`
 //! (for objects without `properties`: a map's values), `items`, `minItems` / `maxItems`,
 //! `minLength` / `maxLength`, `pattern` and the string `format`s that are patterns (see
-//! [`super::regex`]), `enum`, `const`, `anyOf` / `oneOf` (one of the alternatives), `allOf` of
-//! one schema, `$ref` within the document (`#`, `#/$defs/…`, `#/definitions/…`, any JSON
-//! pointer; recursion through objects and arrays is fine), `nullable`. Annotations (`title`,
-//! `description`, `default`, `examples`, …) are ignored. An assertion this module does not
-//! enforce (`minimum`, `uniqueItems`, a `format` such as `uri`, …) is refused by name rather than
+//! [`super::regex`]), `minimum` / `maximum` / `exclusiveMinimum` / `exclusiveMaximum` (a bounded
+//! number is written without an exponent, with at most 19 significant digits, 30 after the
+//! point), `enum`, `const`, `anyOf` / `oneOf` (one of the alternatives), `allOf` of one schema,
+//! `$ref` within the document (`#`, `#/$defs/…`, `#/definitions/…`, any JSON pointer; recursion
+//! through objects and arrays is fine), `nullable`. Annotations (`title`, `description`,
+//! `default`, `examples`, …) are ignored. An assertion this module does not enforce
+//! (`multipleOf`, `uniqueItems`, a `format` such as `uri`, …) is refused by name rather than
 //! ignored: the reply would not be guaranteed to validate.
 //!
 //! An object with `properties` gets only those keys (extra keys are allowed by a schema that
@@ -28,6 +30,8 @@ pub(super) type NodeId = u32;
 
 /// A string node without a pattern.
 pub(super) const NO_PATTERN: u32 = u32::MAX;
+/// A number node without bounds.
+pub(super) const NO_RANGE: u32 = u32::MAX;
 /// Most patterns (`pattern`, and `format`s) one schema may have.
 const MAX_PATTERNS: usize = 256;
 
@@ -53,8 +57,11 @@ const INTEGER: NodeId = 9;
 pub(super) enum Node {
     /// Any JSON value.
     Any,
+    /// A number (an integer: no fraction, no exponent) within `range` (an index into
+    /// [`Schema::ranges`]; [`NO_RANGE`]: any).
     Number {
         integer: bool,
+        range: u32,
     },
     /// A string of `min..=max` characters, matching `pattern` (an index into
     /// [`Schema::patterns`]; [`NO_PATTERN`]: any).
@@ -95,6 +102,7 @@ pub struct Schema {
     pub(super) nodes: Vec<Node>,
     pub(super) root: NodeId,
     pub(super) patterns: Vec<Regex>,
+    pub(super) ranges: Vec<Range>,
     /// Literal nodes written before and after the value (a tool call's tags).
     pub(super) before: Option<NodeId>,
     pub(super) after: Option<NodeId>,
@@ -119,10 +127,6 @@ impl std::error::Error for SchemaError {}
 /// Assertions not enforced: a schema with one is refused (a reply could break them). Other
 /// keywords (annotations, and those JSON Schema does not define) are ignored, as validators do.
 const UNSUPPORTED: &[&str] = &[
-    "minimum",
-    "maximum",
-    "exclusiveMinimum",
-    "exclusiveMaximum",
     "multipleOf",
     "minProperties",
     "maxProperties",
@@ -155,6 +159,7 @@ impl Schema {
             nodes: prelude(),
             root: ANY_OBJECT,
             patterns: Vec::new(),
+            ranges: Vec::new(),
             before: None,
             after: None,
         }
@@ -163,14 +168,7 @@ impl Schema {
     /// Compiles `schema` (a JSON Schema document). Its values must be objects (as OpenAI asks of
     /// a response format's root): `{}` or `true` is taken as any object.
     pub fn compile(schema: &Value) -> Result<Self, SchemaError> {
-        let mut c = Compiler {
-            doc: schema,
-            nodes: prelude(),
-            refs: HashMap::new(),
-            depth: 0,
-            parts: 0,
-            patterns: Vec::new(),
-        };
+        let mut c = Compiler::new(schema);
         let root = c.compile(schema, "#")?;
         let root = if c.nodes[root as usize] == Node::Any {
             ANY_OBJECT
@@ -181,6 +179,7 @@ impl Schema {
             nodes: c.nodes,
             root,
             patterns: c.patterns,
+            ranges: c.ranges,
             before: None,
             after: None,
         };
@@ -205,26 +204,18 @@ impl Schema {
         after: &str,
     ) -> Result<Self, SchemaError> {
         let no_parameters = serde_json::json!({"type": "object", "additionalProperties": false});
-        let mut nodes = prelude();
-        let mut parts = 0;
-        let mut patterns = Vec::new();
+        let mut c = Compiler::new(&no_parameters);
         let mut alternatives = Vec::with_capacity(tools.len());
         let key = |k: &str| -> Box<[u8]> { serde_json::to_vec(k).expect("a string").into() };
         for &(name, parameters) in tools {
-            let doc = parameters.unwrap_or(&no_parameters);
-            let mut c = Compiler {
-                doc,
-                nodes: std::mem::take(&mut nodes),
-                refs: HashMap::new(),
-                depth: 0,
-                parts,
-                patterns: std::mem::take(&mut patterns),
-            };
+            // Each tool's parameters are a document of their own: its `$ref`s point into it.
+            c.doc = parameters.unwrap_or(&no_parameters);
+            c.refs.clear();
             let in_tool = |e: SchemaError| SchemaError {
                 at: e.at,
                 message: format!("tool {name:?}'s parameters: {}", e.message),
             };
-            let mut args = c.compile(doc, "#").map_err(in_tool)?;
+            let mut args = c.compile(c.doc, "#").map_err(in_tool)?;
             if c.nodes[args as usize] == Node::Any {
                 args = ANY_OBJECT;
             }
@@ -248,18 +239,7 @@ impl Schema {
                 "#",
             )?;
             alternatives.push((call, args));
-            nodes = c.nodes;
-            parts = c.parts;
-            patterns = c.patterns;
         }
-        let mut c = Compiler {
-            doc: &no_parameters,
-            nodes,
-            refs: HashMap::new(),
-            depth: 0,
-            parts,
-            patterns,
-        };
         let root = match alternatives.as_slice() {
             [(one, _)] => *one,
             _ => c.add(Node::AnyOf(alternatives.iter().map(|a| a.0).collect()), "#")?,
@@ -275,6 +255,7 @@ impl Schema {
             nodes: c.nodes,
             root,
             patterns: c.patterns,
+            ranges: c.ranges,
             before,
             after,
         };
@@ -329,6 +310,100 @@ impl Schema {
     }
 }
 
+/// A number's bounds (`minimum`, `maximum`, `exclusiveMinimum`, `exclusiveMaximum`).
+const NUMERIC: [&str; 4] = ["minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"];
+
+/// The values a bounded number may take. A number is compared as the `f64` its text reads as
+/// (as a validator in Python or JavaScript compares it); an integer exactly.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(super) struct Range {
+    /// Bounds of a number, `strict`: the bound itself excluded (infinite: none).
+    pub(super) lo: f64,
+    pub(super) lo_strict: bool,
+    pub(super) hi: f64,
+    pub(super) hi_strict: bool,
+    /// Inclusive bounds of an integer.
+    pub(super) ilo: i128,
+    pub(super) ihi: i128,
+}
+
+// Never NaN: bounds come from JSON numbers.
+impl Eq for Range {}
+
+impl Range {
+    /// The bounds `m` gives a number (`integer`: an integer); `None` when it gives none.
+    /// Draft 4's boolean `exclusiveMinimum` / `exclusiveMaximum` are read too.
+    fn of(m: &Map<String, Value>, integer: bool, at: &str) -> Result<Option<Range>, SchemaError> {
+        if !NUMERIC.iter().any(|k| m.contains_key(*k)) {
+            return Ok(None);
+        }
+        let number = |k: &str| -> Result<Option<&serde_json::Number>, SchemaError> {
+            match m.get(k) {
+                None | Some(Value::Bool(_)) => Ok(None),
+                Some(Value::Number(n)) => Ok(Some(n)),
+                Some(_) => Err(err(at, format!("`{k}` must be a number"))),
+            }
+        };
+        let flag = |k: &str| matches!(m.get(k), Some(Value::Bool(true)));
+        // The tighter of `minimum` and a numeric `exclusiveMinimum` (and the same above).
+        let bound =
+            |inclusive: &str, exclusive: &str, low: bool| -> Result<Option<(&serde_json::Number, bool)>, SchemaError> {
+                let a = number(inclusive)?.map(|n| (n, flag(exclusive)));
+                let b = number(exclusive)?.map(|n| (n, true));
+                Ok(match (a, b) {
+                    (Some(a), Some(b)) => {
+                        let (x, y) = (a.0.as_f64().unwrap_or(0.0), b.0.as_f64().unwrap_or(0.0));
+                        let a_tighter = if low { x > y } else { x < y };
+                        Some(if a_tighter { a } else { b })
+                    }
+                    (a, b) => a.or(b),
+                })
+            };
+        let lo = bound("minimum", "exclusiveMinimum", true)?;
+        let hi = bound("maximum", "exclusiveMaximum", false)?;
+        let as_f64 = |b: Option<(&serde_json::Number, bool)>, none: f64| match b {
+            Some((n, strict)) => (n.as_f64().unwrap_or(none), strict),
+            None => (none, false),
+        };
+        let (lo_f, lo_strict) = as_f64(lo, f64::NEG_INFINITY);
+        let (hi_f, hi_strict) = as_f64(hi, f64::INFINITY);
+        // An integer's inclusive bounds, exact for integer bounds (f64 ones rounded inwards).
+        let int = |b: Option<(&serde_json::Number, bool)>, low: bool| -> i128 {
+            let Some((n, strict)) = b else {
+                return if low { i128::MIN } else { i128::MAX };
+            };
+            let step = if low { 1 } else { -1 };
+            match n.as_i64().map(i128::from).or(n.as_u64().map(i128::from)) {
+                Some(v) => v + if strict { step } else { 0 },
+                None => {
+                    let f = n.as_f64().unwrap_or(0.0);
+                    let r = if low { f.ceil() } else { f.floor() };
+                    // `as` saturates: a bound past i128 is no bound.
+                    (r as i128).saturating_add(if strict && r == f { step } else { 0 })
+                }
+            }
+        };
+        let r = Range {
+            lo: lo_f,
+            lo_strict,
+            hi: hi_f,
+            hi_strict,
+            ilo: int(lo, true),
+            ihi: int(hi, false),
+        };
+        let empty = if integer {
+            r.ilo > r.ihi
+        } else {
+            lo_f > hi_f || (lo_f == hi_f && (lo_strict || hi_strict))
+        };
+        if empty {
+            let what = if integer { "integer" } else { "number" };
+            return Err(err(at, format!("no {what} is within the schema's minimum and maximum")));
+        }
+        Ok(Some(r))
+    }
+}
+
 fn err(at: &str, message: impl Into<String>) -> SchemaError {
     SchemaError {
         at: at.to_string(),
@@ -354,12 +429,18 @@ fn prelude() -> Vec<Node> {
             max: u32::MAX,
             pattern: NO_PATTERN,
         },
-        Node::Number { integer: false },
+        Node::Number {
+            integer: false,
+            range: NO_RANGE,
+        },
         literal("true"),
         literal("false"),
         literal("null"),
         Node::AnyOf(Box::new([TRUE, FALSE])),
-        Node::Number { integer: true },
+        Node::Number {
+            integer: true,
+            range: NO_RANGE,
+        },
     ]
 }
 
@@ -372,9 +453,22 @@ struct Compiler<'a> {
     /// Nodes and properties so far (properties may share a node).
     parts: usize,
     patterns: Vec<Regex>,
+    ranges: Vec<Range>,
 }
 
-impl Compiler<'_> {
+impl<'a> Compiler<'a> {
+    fn new(doc: &'a Value) -> Self {
+        Self {
+            doc,
+            nodes: prelude(),
+            refs: HashMap::new(),
+            depth: 0,
+            parts: 0,
+            patterns: Vec::new(),
+            ranges: Vec::new(),
+        }
+    }
+
     fn part(&mut self, at: &str) -> Result<(), SchemaError> {
         self.parts += 1;
         if self.parts > MAX_NODES {
@@ -480,6 +574,7 @@ impl Compiler<'_> {
             None if has("properties") || has("additionalProperties") || has("required") => vec!["object"],
             None if has("items") || has("minItems") || has("maxItems") => vec!["array"],
             None if has("minLength") || has("maxLength") || has("pattern") || has("format") => vec!["string"],
+            None if NUMERIC.iter().any(|k| has(k)) => vec!["number"],
             None => return self.nullable(m, ANY, at),
             Some(Value::String(t)) => vec![t.as_str()],
             Some(Value::Array(list)) if !list.is_empty() => list
@@ -539,8 +634,17 @@ impl Compiler<'_> {
         match t {
             "null" => Ok(NULL),
             "boolean" => Ok(BOOLEAN),
-            "integer" => Ok(INTEGER),
-            "number" => Ok(ANY_NUMBER),
+            "integer" | "number" => {
+                let integer = t == "integer";
+                match Range::of(m, integer, at)? {
+                    None => Ok(if integer { INTEGER } else { ANY_NUMBER }),
+                    Some(r) => {
+                        self.ranges.push(r);
+                        let range = (self.ranges.len() - 1) as u32;
+                        self.add(Node::Number { integer, range }, at)
+                    }
+                }
+            }
             "string" => {
                 let pattern = self.pattern(m, at)?;
                 match (Self::bounds(m, "minLength", "maxLength", at)?, pattern) {
