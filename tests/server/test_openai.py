@@ -544,7 +544,8 @@ class FunctionCalling(unittest.TestCase):
         tools = WEATHER + [{"type": "function", "function": {
             "name": "set_alarm", "description": "Sets an alarm",
             "parameters": {"type": "object", "properties": {
-                "hour": {"type": "integer"}, "minute": {"type": "integer"},
+                "hour": {"type": "integer", "minimum": 0, "maximum": 23},
+                "minute": {"type": "integer", "minimum": 0, "maximum": 59},
                 "days": {"type": "array", "items": {"enum": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]}, "maxItems": 7}},
                 "required": ["hour", "minute"]}}}]
         auto = self.ask(msgs)
@@ -560,13 +561,15 @@ class FunctionCalling(unittest.TestCase):
             if call.function.name == "get_weather":
                 self.assertIsInstance(args["city"], str)
             else:
-                self.assertIsInstance(args["hour"], int)
-                self.assertIsInstance(args["minute"], int)
+                self.assertIn(args["hour"], range(24))
+                self.assertIn(args["minute"], range(60))
         named = {"type": "function", "function": {"name": "set_alarm"}}
         r = self.server.client.chat.completions.create(tool_choice=named, temperature=0, **ask)
         [call] = r.choices[0].message.tool_calls
         self.assertEqual(call.function.name, "set_alarm")
-        self.assertEqual(list(json.loads(call.function.arguments))[:2], ["hour", "minute"])
+        args = json.loads(call.function.arguments)
+        self.assertEqual(list(args)[:2], ["hour", "minute"])
+        self.assertTrue(0 <= args["hour"] <= 23 and 0 <= args["minute"] <= 59, args)
         # Streamed: the same call in one delta.
         streamed = [tc for c in self.server.client.chat.completions.create(tool_choice=named, temperature=0, stream=True, **ask)
                     if c.choices for tc in c.choices[0].delta.tool_calls or []]
