@@ -3,7 +3,8 @@
 //! ignored, as OpenAI-compatible servers do; the extensions are `state` (continue a node) and
 //! `freeze` (save the result as a node), plus llama.cpp's `top_k`, `min_p`, `repeat_penalty`.
 //! Log-probabilities (`logprobs`, `top_logprobs`) are the model's own distribution at each
-//! step, in each endpoint's format, streamed with the text they belong to.
+//! step, in each endpoint's format, streamed with the text they belong to. Completions take a
+//! list of prompts (a batch), each completed in turn.
 //!
 //! Function calling: `tools` go to the model's chat template (a template that reads them is
 //! required: `serve --chat-template`), assistant messages may carry `tool_calls` and `tool`
@@ -17,7 +18,7 @@ use super::{parse_json, read_body, ApiError, AppState};
 use crate::engine::Grammar;
 use crate::session::complete::{
     Choice, Completion, CompletionInput, CompletionRequest, Echo, Logprob, Streamed, ToolChoice, Tools, MAX_CHOICES,
-    MAX_TOP_LOGPROBS,
+    MAX_PROMPTS, MAX_TOP_LOGPROBS,
 };
 use crate::{CancelToken, FinishReason, GenerateParams, Message, ToolCall};
 use axum::body::Body;
@@ -184,7 +185,7 @@ pub(super) async fn chat_completions(
         return Err(ApiError::bad_request("invalid_request", "messages must not be empty").param("messages"));
     }
     let tools = tools(body.tools.as_deref(), body.tool_choice.as_ref())?;
-    respond(s, CompletionInput::Chat(messages), tools, body.common, Kind::Chat).await
+    respond(s, vec![CompletionInput::Chat(messages)], tools, body.common, Kind::Chat).await
 }
 
 pub(super) async fn completions(
@@ -194,19 +195,28 @@ pub(super) async fn completions(
 ) -> Result<Response, ApiError> {
     let bytes = read_body(body, &headers, s.options.max_body).await?;
     let body: TextBody = parse_json(&bytes)?;
-    let input = match body.prompt {
-        Prompt::One(p) => CompletionInput::Text(p),
-        Prompt::Many(mut v) if v.len() == 1 => CompletionInput::Text(v.remove(0)),
-        Prompt::Ids(ids) => CompletionInput::Tokens(ids),
-        Prompt::ManyIds(mut v) if v.len() == 1 => CompletionInput::Tokens(v.remove(0)),
-        Prompt::Many(_) | Prompt::ManyIds(_) => {
-            return Err(ApiError::bad_request(
-                "invalid_request",
-                "send one prompt per request (a list of prompts is not supported)",
-            )
-            .param("prompt"))
-        }
+    // A list of prompts (as evaluation harnesses batch them): each completed in turn, choice
+    // `i` of prompt `k` at index `k * n + i`, as OpenAI numbers them.
+    let inputs: Vec<CompletionInput> = match body.prompt {
+        Prompt::One(p) => vec![CompletionInput::Text(p)],
+        Prompt::Many(v) => v.into_iter().map(CompletionInput::Text).collect(),
+        Prompt::Ids(ids) => vec![CompletionInput::Tokens(ids)],
+        Prompt::ManyIds(v) => v.into_iter().map(CompletionInput::Tokens).collect(),
     };
+    if inputs.is_empty() || inputs.len() > MAX_PROMPTS {
+        return Err(ApiError::bad_request(
+            "invalid_request",
+            format!("prompt lists 1 to {MAX_PROMPTS} prompts, not {}", inputs.len()),
+        )
+        .param("prompt"));
+    }
+    if inputs.len() > 1 && body.common.freeze.is_some() {
+        return Err(ApiError::bad_request(
+            "invalid_request",
+            "freeze names one node: send one prompt per request to freeze it",
+        )
+        .param("freeze"));
+    }
     if body.common.echo == Some(true) {
         let refuse = |msg: &str| Err(ApiError::bad_request("invalid_request", msg).param("echo"));
         if body.common.stream {
@@ -216,7 +226,7 @@ pub(super) async fn completions(
             return refuse("echo scores a prompt sent whole: it does not combine with state");
         }
     }
-    respond(s, input, None, body.common, Kind::Text).await
+    respond(s, inputs, None, body.common, Kind::Text).await
 }
 
 /// The request's `tools` and `tool_choice`.
@@ -335,7 +345,7 @@ enum Kind {
 /// Checks what can be checked before queueing, builds the request, runs it.
 async fn respond(
     s: AppState,
-    input: CompletionInput,
+    inputs: Vec<CompletionInput>,
     tools: Option<Tools>,
     c: Common,
     kind: Kind,
@@ -414,7 +424,8 @@ async fn respond(
         }
     }
     let req = CompletionRequest {
-        input,
+        // Each of `inputs` in turn (`Session::complete_each`).
+        input: CompletionInput::Text(String::new()),
         tools,
         max_tokens,
         params,
@@ -440,7 +451,7 @@ async fn respond(
     };
     if c.stream {
         let usage = c.stream_options.is_some_and(|o| o.include_usage);
-        stream(s, req, meta, usage).await
+        stream(s, req, inputs, meta, usage).await
     } else {
         // The token is this request's own: cancelling it after the job ended changes nothing,
         // so the guard may simply drop at the end.
@@ -448,7 +459,7 @@ async fn respond(
         let _guard = CancelOnDrop(cancel.clone());
         let out = s
             .host
-            .run(move |session| session.complete(&req, &cancel, &mut |_, _| {}))
+            .run(move |session| session.complete_each(req, inputs, &cancel, &mut |_, _| {}))
             .await;
         Ok(Json(meta.whole(&out?)).into_response())
     }
@@ -591,21 +602,24 @@ impl Meta {
         }
     }
 
-    fn usage(&self, c: &Completion) -> Value {
-        let completion: usize = c.choices.iter().map(|c| c.tokens).sum();
+    /// Tokens of all the prompts and all their choices.
+    fn usage(&self, cs: &[Completion]) -> Value {
+        let completion: usize = cs.iter().flat_map(|c| &c.choices).map(|c| c.tokens).sum();
+        let prompt: usize = cs.iter().map(|c| c.prompt_tokens).sum();
+        let cached: usize = cs.iter().map(|c| c.cached_tokens).sum();
         json!({
-            "prompt_tokens": c.prompt_tokens,
+            "prompt_tokens": prompt,
             "completion_tokens": completion,
-            "total_tokens": c.prompt_tokens + completion,
-            "prompt_tokens_details": { "cached_tokens": c.cached_tokens },
+            "total_tokens": prompt + completion,
+            "prompt_tokens_details": { "cached_tokens": cached },
         })
     }
 
-    fn whole(&self, c: &Completion) -> Value {
-        let choices: Vec<Value> = c
-            .choices
+    fn whole(&self, cs: &[Completion]) -> Value {
+        let choices: Vec<Value> = cs
             .iter()
-            .map(|ch| match self.kind {
+            .flat_map(|c| c.choices.iter().map(move |ch| (c, ch)))
+            .map(|(c, ch)| match self.kind {
                 Kind::Chat => {
                     let mut message = json!({ "role": "assistant", "content": ch.text });
                     if !ch.tool_calls.is_empty() {
@@ -641,9 +655,9 @@ impl Meta {
             "created": self.created,
             "model": self.model,
             "choices": choices,
-            "usage": self.usage(c),
+            "usage": self.usage(cs),
         });
-        extensions(&mut v, c);
+        extensions(&mut v, cs);
         v
     }
 
@@ -763,9 +777,15 @@ impl Meta {
 }
 
 /// The extension fields: which node the request resumed from, and the frozen node.
-fn extensions(v: &mut Value, c: &Completion) {
-    v["resumed_from"] = json!(c.resumed_from.map(|n| n.0));
-    if let Some(f) = c.frozen {
+/// `resumed_from` (the node every prompt resumed, `null` if none or not the same for all) and
+/// `frozen`.
+fn extensions(v: &mut Value, cs: &[Completion]) {
+    let resumed = cs
+        .first()
+        .and_then(|c| c.resumed_from)
+        .filter(|&n| cs.iter().all(|c| c.resumed_from == Some(n)));
+    v["resumed_from"] = json!(resumed.map(|n| n.0));
+    if let Some(f) = cs.iter().find_map(|c| c.frozen) {
         v["frozen"] = json!(f.0);
     }
 }
@@ -774,13 +794,19 @@ enum Msg {
     Text(usize, String),
     /// The log-probabilities of the tokens the next text of that alternative completes.
     Logprobs(usize, Vec<Logprob>),
-    Done(Result<Completion, ApiError>),
+    Done(Result<Vec<Completion>, ApiError>),
 }
 
 /// Streams the completion as server-sent events. The response starts when the first text (or
 /// the outcome) is known, so an error found before any text (an unknown state, a prompt past
 /// the context) is still a plain 4xx. A client that goes away cancels the generation.
-async fn stream(s: AppState, req: CompletionRequest, meta: Meta, include_usage: bool) -> Result<Response, ApiError> {
+async fn stream(
+    s: AppState,
+    req: CompletionRequest,
+    inputs: Vec<CompletionInput>,
+    meta: Meta,
+    include_usage: bool,
+) -> Result<Response, ApiError> {
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Msg>();
     let cancel = CancelToken::new();
     let host = s.host.clone();
@@ -793,7 +819,7 @@ async fn stream(s: AppState, req: CompletionRequest, meta: Meta, include_usage: 
                     job_cancel.cancel(); // gone while queued
                 }
                 let c = job_cancel.clone();
-                session.complete(&req, &job_cancel, &mut |i, piece| {
+                session.complete_each(req, inputs, &job_cancel, &mut |i, piece| {
                     let msg = match piece {
                         Streamed::Text(t) => Msg::Text(i, t.to_string()),
                         Streamed::Logprobs(l) => Msg::Logprobs(i, l),
@@ -889,10 +915,10 @@ impl StreamState {
                 let lp = self.take_logprobs(i);
                 vec![data(self.meta.chunk(i, Some(&t), None, first, lp))]
             }
-            Msg::Done(Ok(c)) => {
+            Msg::Done(Ok(cs)) => {
                 self.finished = true;
                 let mut out: Vec<SseEvent> = Vec::new();
-                for ch in &c.choices {
+                for ch in cs.iter().flat_map(|c| &c.choices) {
                     let mut first = !self.started.contains(&ch.index);
                     if !ch.tool_calls.is_empty() {
                         let mut v = self.meta.chunk(ch.index, None, None, first, Value::Null);
@@ -902,7 +928,7 @@ impl StreamState {
                     }
                     let lp = self.take_logprobs(ch.index);
                     let mut v = self.meta.chunk(ch.index, None, Some(finish_reason(ch)), first, lp);
-                    extensions(&mut v, &c);
+                    extensions(&mut v, &cs);
                     out.push(data(v));
                 }
                 if self.include_usage {
@@ -912,7 +938,7 @@ impl StreamState {
                         "created": self.meta.created,
                         "model": self.meta.model,
                         "choices": [],
-                        "usage": self.meta.usage(&c),
+                        "usage": self.meta.usage(&cs),
                     })));
                 }
                 out.push(SseEvent::default().data("[DONE]"));

@@ -29,6 +29,10 @@ use std::time::Instant;
 /// Most alternatives one request may ask for.
 pub const MAX_CHOICES: usize = 16;
 
+/// Most prompts one request may list (completions' `prompt` as a list, as evaluation harnesses
+/// batch them).
+pub const MAX_PROMPTS: usize = 128;
+
 /// Most alternatives per generated token a request may ask log-probabilities for.
 pub use freeze_attn_engine::MAX_TOP_LOGPROBS;
 
@@ -287,6 +291,44 @@ pub struct Completion {
 }
 
 impl Session {
+    /// Completes `req` for each of `inputs` in turn (a list of prompts, `req.input` unused):
+    /// choice `i` of input `k` has index `k * n + i`, in the results and in `on_stream`. Each
+    /// input is a request of its own (its own prefix reuse and cache node); the first error
+    /// ends the list. `freeze` would name one node for several results, so it is refused.
+    pub fn complete_each(
+        &mut self,
+        mut req: CompletionRequest,
+        inputs: Vec<CompletionInput>,
+        cancel: &CancelToken,
+        on_stream: &mut dyn FnMut(usize, Streamed<'_>),
+    ) -> Result<Vec<Completion>> {
+        if inputs.is_empty() || inputs.len() > MAX_PROMPTS {
+            return Err(Error::Invalid(format!(
+                "a request lists 1 to {MAX_PROMPTS} prompts, not {}",
+                inputs.len()
+            )));
+        }
+        if inputs.len() > 1 && req.freeze.is_some() {
+            return Err(Error::Invalid(
+                "freeze names one node: send one prompt per request to freeze it".into(),
+            ));
+        }
+        let mut out = Vec::with_capacity(inputs.len());
+        for (k, input) in inputs.into_iter().enumerate() {
+            if k > 0 && cancel.is_cancelled() {
+                break;
+            }
+            req.input = input;
+            let base = k * req.n;
+            let mut c = self.complete(&req, cancel, &mut |i, piece| on_stream(base + i, piece))?;
+            for ch in &mut c.choices {
+                ch.index += base;
+            }
+            out.push(c);
+        }
+        Ok(out)
+    }
+
     /// Completes a request, reusing the longest saved prefix. `on_stream(index, piece)` streams
     /// each alternative's text (and log-probabilities); `cancel` stops generation (what was
     /// generated is returned).

@@ -258,6 +258,52 @@ class OpenAIClient(unittest.TestCase):
         self.assertEqual(status, 400, body)
         self.assertIn("vocabulary", body["error"]["message"])
 
+    def test_a_list_of_prompts_is_answered_as_separate_requests_are(self):
+        """A batch, as lm-evaluation-harness sends one (`prompt` a list of texts or of token-id
+        lists): choice i of prompt k at index k * n + i, each what the prompt alone gives, whole
+        and streamed; scored prompts score as they do alone."""
+        s = self.server
+        prompts = ["The capital of France is", "Water boils at", "Once upon a time"]
+        alone = [s.client.completions.create(model=s.model, prompt=p, max_tokens=8, temperature=0, logprobs=1)
+                 for p in prompts]
+        r = s.client.completions.create(model=s.model, prompt=prompts, n=2, max_tokens=8, temperature=0, logprobs=1)
+        self.assertEqual([c.index for c in r.choices], list(range(6)))
+        for k, a in enumerate(alone):
+            for i in range(2):
+                ch = r.choices[k * 2 + i]
+                self.assertEqual(ch.text, a.choices[0].text, (k, i))
+                self.assertEqual(ch.logprobs.tokens, a.choices[0].logprobs.tokens)
+        self.assertEqual(r.usage.prompt_tokens, sum(a.usage.prompt_tokens for a in alone))
+        self.assertEqual(r.usage.completion_tokens, 2 * sum(a.usage.completion_tokens for a in alone))
+        # Streamed: each index's pieces make its text.
+        texts, finish = {}, {}
+        for c in s.client.completions.create(model=s.model, prompt=prompts, max_tokens=8, temperature=0, stream=True):
+            for ch in c.choices:
+                texts[ch.index] = texts.get(ch.index, "") + ch.text
+                finish[ch.index] = ch.finish_reason or finish.get(ch.index)
+        self.assertEqual(texts, {k: a.choices[0].text for k, a in enumerate(alone)})
+        self.assertEqual(finish, {k: a.choices[0].finish_reason for k, a in enumerate(alone)})
+        # Scoring a batch of token-id prompts (echo, max_tokens 0; llama.cpp's tokenizations
+        # from the fixture): each as it scores alone.
+        with open(os.path.join(REPO, "tests", "fixtures", "smollm2_llamacpp.json")) as f:
+            cases = [c for c in json.load(f)["tokenize"] if len(c["ids"]) > 4 and c["text"].isascii()][:3]
+        self.assertEqual(len(cases), 3)
+        alone = [s.client.completions.create(model=s.model, prompt=[c["ids"]], echo=True, logprobs=1, max_tokens=0)
+                 for c in cases]
+        status, body = s.raw("POST", "/v1/completions", {"prompt": [c["ids"] for c in cases], "echo": True,
+                                                          "logprobs": 1, "max_tokens": 0})
+        self.assertEqual(status, 200, body)
+        self.assertEqual([c["text"] for c in body["choices"]], [c["text"] for c in cases])
+        self.assertEqual([c["logprobs"]["token_logprobs"] for c in body["choices"]],
+                         [a.choices[0].logprobs.token_logprobs for a in alone])
+        self.assertEqual(body["usage"]["prompt_tokens"], sum(len(c["ids"]) for c in cases))
+        # What a list cannot do: freeze one node, be empty, be too long.
+        for body, param in [({"prompt": prompts, "freeze": "batch"}, "freeze"), ({"prompt": []}, "prompt"),
+                            ({"prompt": ["a"] * 129}, "prompt")]:
+            status, e = s.raw("POST", "/v1/completions", dict(body, max_tokens=1))
+            self.assertEqual(status, 400, e)
+            self.assertEqual(e["error"]["param"], param)
+
     def test_json_mode_gives_json_objects(self):
         s = self.server
         msgs = [{"role": "user", "content": "Give me a JSON object describing a book, with the keys title, author and year."}]
