@@ -102,7 +102,7 @@ fn generate_json_contract() {
     std::fs::write(
         &schema,
         r#"{"type": "object", "properties": {"title": {"type": "string", "maxLength": 40},
-            "year": {"type": "integer"}, "genre": {"enum": ["novel", "poetry", "essay"]}},
+            "year": {"type": "integer", "minimum": 1000, "maximum": 2100}, "genre": {"enum": ["novel", "poetry", "essay"]}},
             "required": ["title", "year", "genre"]}"#,
     )
     .unwrap();
@@ -123,15 +123,16 @@ fn generate_json_contract() {
     let reply: serde_json::Value = serde_json::from_str(obj["text"].as_str().unwrap()).unwrap();
     let keys: Vec<&String> = reply.as_object().unwrap().keys().collect();
     assert_eq!(keys, ["title", "year", "genre"], "{reply}");
-    assert!(reply["year"].is_i64() && ["novel", "poetry", "essay"].contains(&reply["genre"].as_str().unwrap()));
+    assert!((1000..=2100).contains(&reply["year"].as_i64().unwrap()), "{reply}");
+    assert!(["novel", "poetry", "essay"].contains(&reply["genre"].as_str().unwrap()));
     std::fs::write(
         &schema,
-        r#"{"type": "object", "properties": {"d": {"type": "integer", "minimum": 0}}}"#,
+        r#"{"type": "object", "properties": {"d": {"type": "integer", "multipleOf": 7}}}"#,
     )
     .unwrap();
     fails_with(
         &["generate", "--prompt", "x", "--json-schema", schema.to_str().unwrap()],
-        "`minimum` is not supported in response_format schemas (at #/properties/d)",
+        "`multipleOf` is not supported in response_format schemas (at #/properties/d)",
     );
 }
 
