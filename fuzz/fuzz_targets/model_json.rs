@@ -2,9 +2,9 @@
 //! - a reply read for tool calls (`tools::parse_tool_calls`): any answer is fine, a panic is not;
 //! - the JSON-object grammar of JSON mode: whatever it accepts as a whole object must be a JSON
 //!   object to serde_json (the property constrained decoding promises);
-//! - a fixed JSON Schema's matcher (enum, integer, optional key, bounded array, nested object):
-//!   whatever it accepts whole must be JSON with the schema's keys in its order and values of its
-//!   types;
+//! - a fixed JSON Schema's matcher (enum, bounded integer and number, optional key, bounded
+//!   array, tuple, nested object): whatever it accepts whole must be JSON with the schema's keys
+//!   in its order and values of its types, within its bounds;
 //! - the schema compiler on any JSON value (a client's `response_format`): an answer or an
 //!   error, never a panic, and a compiled schema's matcher takes any bytes;
 //! - a tool list rendered by a chat template's `tojson`: the text it writes must read back as the
@@ -22,7 +22,9 @@ static FIXED: std::sync::LazyLock<std::sync::Arc<Schema>> = std::sync::LazyLock:
         "type": "object",
         "properties": {
             "kind": {"enum": ["a", "ab"]},
-            "n": {"type": "integer"},
+            "n": {"type": "integer", "minimum": -5, "maximum": 300},
+            "w": {"type": "number", "exclusiveMinimum": 0, "maximum": 2.5},
+            "pair": {"type": "array", "prefixItems": [{"type": "integer"}, {"type": "string"}], "items": false},
             "tags": {"type": "array", "items": {"type": "string", "maxLength": 3}, "maxItems": 2},
             "inner": {"anyOf": [{"$ref": "#/$defs/Inner"}, {"type": "null"}]}
         },
@@ -50,10 +52,19 @@ fuzz_target!(|data: &[u8]| {
             .unwrap_or_else(|e| panic!("the schema accepted what is not JSON ({e}): {:?}", String::from_utf8_lossy(data)));
         let o = v.as_object().expect("an object");
         let keys: Vec<&str> = o.keys().map(String::as_str).collect();
-        let order = ["kind", "n", "tags", "inner"];
+        let order = ["kind", "n", "w", "pair", "tags", "inner"];
         assert_eq!(keys, order.iter().copied().filter(|k| o.contains_key(*k)).collect::<Vec<_>>(), "{v}");
         assert!(["a", "ab"].contains(&o["kind"].as_str().expect("kind")), "{v}");
-        assert!(o["n"].is_i64() || o["n"].is_u64() || o["n"].as_f64().is_some_and(|f| f.fract() == 0.0), "{v}");
+        assert!(o["n"].as_i64().is_some_and(|n| (-5..=300).contains(&n)), "{v}");
+        if let Some(w) = o.get("w") {
+            assert!(w.as_f64().is_some_and(|w| w > 0.0 && w <= 2.5), "{v}");
+        }
+        if let Some(p) = o.get("pair") {
+            let p = p.as_array().expect("pair");
+            assert!(p.len() <= 2, "{v}");
+            assert!(p.first().is_none_or(|i| i.is_i64() || i.is_u64()), "{v}");
+            assert!(p.get(1).is_none_or(|s| s.is_string()), "{v}");
+        }
         if let Some(t) = o.get("tags") {
             let t = t.as_array().expect("tags");
             assert!(t.len() <= 2 && t.iter().all(|s| s.as_str().is_some_and(|s| s.chars().count() <= 3)), "{v}");

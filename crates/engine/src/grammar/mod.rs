@@ -430,9 +430,17 @@ fn push(s: &Schema, p: &mut Path, b: u8, forks: &mut Vec<Path>) -> bool {
                 }
             }
             Frame::Array { node, count, open } => {
-                let Node::Array { items, min, max } = s.nodes[node as usize] else {
+                let Node::Array {
+                    ref prefix,
+                    items,
+                    min,
+                    max,
+                } = s.nodes[node as usize]
+                else {
                     unreachable!("array frames are made from array nodes")
                 };
+                // The node of the item begun next (the tuple's, then `items`).
+                let item = prefix.get(count as usize).copied().unwrap_or(items);
                 if is_ws(b) {
                     return p.white(b);
                 }
@@ -444,7 +452,7 @@ fn push(s: &Schema, p: &mut Path, b: u8, forks: &mut Vec<Path>) -> bool {
                             count: count + 1,
                             open: false,
                         };
-                        p.stack.push(Frame::Value(items));
+                        p.stack.push(Frame::Value(item));
                         true
                     }
                     _ if open && max > 0 => {
@@ -454,7 +462,7 @@ fn push(s: &Schema, p: &mut Path, b: u8, forks: &mut Vec<Path>) -> bool {
                             count: 1,
                             open: false,
                         };
-                        p.stack.push(Frame::Value(items));
+                        p.stack.push(Frame::Value(item));
                         continue;
                     }
                     _ => false,
@@ -1137,6 +1145,53 @@ mod tests {
         ] {
             assert_eq!(whole(&s, &format!("{{\"n\": {t}}}")), ok, "{t}");
         }
+    }
+
+    #[test]
+    fn tuples_give_each_position_its_schema() {
+        // Pydantic's `tuple[int, str]`.
+        let s = schema(serde_json::json!({"type": "object", "properties": {"t": {
+            "type": "array", "prefixItems": [{"type": "integer"}, {"type": "string"}], "minItems": 2, "maxItems": 2
+        }}, "required": ["t"]}));
+        for (t, ok) in [
+            (r#"[1, "a"]"#, true),
+            (r#"["a", 1]"#, false),
+            (r#"[1]"#, false),
+            (r#"[1, "a", 2]"#, false),
+            (r#"[]"#, false),
+        ] {
+            assert_eq!(whole(&s, &format!("{{\"t\": {t}}}")), ok, "{t}");
+        }
+        // A prefix, then `items` for the rest; `items: false` ends the array with the prefix.
+        let s = schema(serde_json::json!({"type": "object", "properties": {"t": {
+            "prefixItems": [{"const": "x"}], "items": {"type": "boolean"}
+        }}, "required": ["t"]}));
+        for (t, ok) in [
+            (r#"[]"#, true),
+            (r#"["x"]"#, true),
+            (r#"["x", true, false]"#, true),
+            (r#"["x", "x"]"#, false),
+            (r#"[true]"#, false),
+        ] {
+            assert_eq!(whole(&s, &format!("{{\"t\": {t}}}")), ok, "{t}");
+        }
+        // Draft 7: `items` as a list, then `additionalItems`.
+        let s = schema(serde_json::json!({"type": "object", "properties": {"t": {
+            "type": "array", "items": [{"type": "null"}, {"type": "number"}], "additionalItems": false
+        }}, "required": ["t"]}));
+        for (t, ok) in [
+            (r#"[null, 2.5]"#, true),
+            (r#"[null]"#, true),
+            (r#"[null, 2.5, 1]"#, false),
+            (r#"[1]"#, false),
+        ] {
+            assert_eq!(whole(&s, &format!("{{\"t\": {t}}}")), ok, "{t}");
+        }
+        let e = Schema::compile(&serde_json::json!({"type": "object", "properties": {"t": {
+            "prefixItems": [{}], "items": false, "minItems": 2
+        }}}))
+        .unwrap_err();
+        assert!(e.message.contains("at most 1 items") && e.at == "#/properties/t", "{e}");
     }
 
     #[test]

@@ -3,9 +3,9 @@
 //!
 //! What is enforced: `type` (one or a list), `properties` (written in the schema's order, each
 //! at most once; those not in `required` may be left out), `required`, `additionalProperties`
-//! (for objects without `properties`: a map's values), `items`, `minItems` / `maxItems`,
-//! `minLength` / `maxLength`, `pattern` and the string `format`s that are patterns (see
-//! [`super::regex`]), `minimum` / `maximum` / `exclusiveMinimum` / `exclusiveMaximum` (a bounded
+//! (for objects without `properties`: a map's values), `items`, `prefixItems` (tuples; draft
+//! 7's `items` as a list with `additionalItems` too), `minItems` / `maxItems`, `minLength` /
+//! `maxLength`, `pattern` and the string `format`s that are patterns (see [`super::regex`]), `minimum` / `maximum` / `exclusiveMinimum` / `exclusiveMaximum` (a bounded
 //! number is written without an exponent, with at most 19 significant digits, 30 after the
 //! point), `enum`, `const`, `anyOf` / `oneOf` (one of the alternatives), `allOf` of one schema,
 //! `$ref` within the document (`#`, `#/$defs/…`, `#/definitions/…`, any JSON pointer; recursion
@@ -59,21 +59,17 @@ pub(super) enum Node {
     Any,
     /// A number (an integer: no fraction, no exponent) within `range` (an index into
     /// [`Schema::ranges`]; [`NO_RANGE`]: any).
-    Number {
-        integer: bool,
-        range: u32,
-    },
+    Number { integer: bool, range: u32 },
     /// A string of `min..=max` characters, matching `pattern` (an index into
     /// [`Schema::patterns`]; [`NO_PATTERN`]: any).
-    String {
-        min: u32,
-        max: u32,
-        pattern: u32,
-    },
+    String { min: u32, max: u32, pattern: u32 },
     /// Exactly these bytes: a `const` or `enum` value as compact JSON (also `true`, `false`,
     /// `null`).
     Literal(Box<[u8]>),
+    /// `min..=max` items: the first ones of the `prefix` nodes in turn (a tuple), the rest of
+    /// `items`.
     Array {
+        prefix: Box<[NodeId]>,
         items: NodeId,
         min: u32,
         max: u32,
@@ -142,8 +138,6 @@ const UNSUPPORTED: &[&str] = &[
     "contains",
     "minContains",
     "maxContains",
-    "prefixItems",
-    "additionalItems",
     "uniqueItems",
     "unevaluatedProperties",
     "unevaluatedItems",
@@ -420,6 +414,7 @@ fn prelude() -> Vec<Node> {
             additional: Some(ANY),
         },
         Node::Array {
+            prefix: Box::new([]),
             items: ANY,
             min: 0,
             max: u32::MAX,
@@ -572,7 +567,7 @@ impl<'a> Compiler<'a> {
         }
         let types: Vec<&str> = match m.get("type") {
             None if has("properties") || has("additionalProperties") || has("required") => vec!["object"],
-            None if has("items") || has("minItems") || has("maxItems") => vec!["array"],
+            None if has("items") || has("prefixItems") || has("minItems") || has("maxItems") => vec!["array"],
             None if has("minLength") || has("maxLength") || has("pattern") || has("format") => vec!["string"],
             None if NUMERIC.iter().any(|k| has(k)) => vec!["number"],
             None => return self.nullable(m, ANY, at),
@@ -653,15 +648,47 @@ impl<'a> Compiler<'a> {
                 }
             }
             "array" => {
-                let items = match m.get("items") {
-                    None => ANY,
-                    Some(Value::Array(_)) => {
-                        return Err(err(at, "`items` as a list (a tuple) is not supported"));
+                // A tuple: `prefixItems` then `items` for the rest (2020-12, what Pydantic
+                // writes for `tuple[int, str]`), or `items` as a list then `additionalItems`
+                // (draft 7). `false` for the rest: no more items than the tuple's.
+                let (prefix, rest_key) = match (m.get("prefixItems"), m.get("items")) {
+                    (Some(_), Some(Value::Array(_))) => {
+                        return Err(err(at, "`items` as a list beside `prefixItems` is not supported"));
                     }
-                    Some(s) => self.compile(s, &format!("{at}/items"))?,
+                    (Some(p), _) => (Some(("prefixItems", p)), "items"),
+                    (None, Some(p @ Value::Array(_))) => (Some(("items", p)), "additionalItems"),
+                    (None, _) => (None, "items"),
                 };
-                let (min, max) = Self::bounds(m, "minItems", "maxItems", at)?;
-                self.add(Node::Array { items, min, max }, at)
+                let mut tuple = Vec::new();
+                if let Some((key, list)) = prefix {
+                    let Some(list) = list.as_array() else {
+                        return Err(err(at, format!("`{key}` must be a list of schemas")));
+                    };
+                    for (i, s) in list.iter().enumerate() {
+                        tuple.push(self.compile(s, &format!("{at}/{key}/{i}"))?);
+                    }
+                }
+                let (min, mut max) = Self::bounds(m, "minItems", "maxItems", at)?;
+                let items = match m.get(rest_key) {
+                    None => ANY,
+                    Some(Value::Bool(false)) => {
+                        max = max.min(tuple.len() as u32);
+                        ANY
+                    }
+                    Some(s) => self.compile(s, &format!("{at}/{rest_key}"))?,
+                };
+                if min > max {
+                    return Err(err(at, format!("no array of at most {max} items has `minItems` {min}")));
+                }
+                self.add(
+                    Node::Array {
+                        prefix: tuple.into(),
+                        items,
+                        min,
+                        max,
+                    },
+                    at,
+                )
             }
             "object" => self.typed_object(m, at),
             other => Err(err(at, format!("unknown type {other:?}"))),
