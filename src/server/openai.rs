@@ -776,9 +776,9 @@ impl Meta {
     }
 }
 
-/// The extension fields: which node the request resumed from, and the frozen node.
-/// `resumed_from` (the node every prompt resumed, `null` if none or not the same for all) and
-/// `frozen`.
+/// The extension fields: `resumed_from`, the node the request resumed from (with a list of
+/// prompts, the node every prompt resumed; `null` if none or not the same for all), and
+/// `frozen`, the node frozen.
 fn extensions(v: &mut Value, cs: &[Completion]) {
     let resumed = cs
         .first()
